@@ -1,0 +1,104 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parse } from 'yaml';
+import { CdcError } from '../errors.js';
+import { pipelineSchema, type PipelineConfig } from './pipeline-schema.js';
+
+export interface LoadedPipeline {
+  config: PipelineConfig;
+  /** Absolute path of the keyring file. */
+  keyringPath: string;
+  path: string;
+}
+
+const ENV_REF = /\$\{([A-Z0-9_]+)(?::-([^}]*))?\}/g;
+
+/** Replaces ${NAME} and ${NAME:-default} in every string; collects unset names. */
+function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, missing: Set<string>): unknown {
+  if (typeof value === 'string') {
+    return value.replace(ENV_REF, (_, name: string, fallback: string | undefined) => {
+      const v = env[name];
+      if (v !== undefined) return v;
+      if (fallback !== undefined) return fallback;
+      missing.add(name);
+      return '';
+    });
+  }
+  if (Array.isArray(value)) return value.map((v) => substituteEnv(v, env, missing));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substituteEnv(v, env, missing)]));
+  }
+  return value;
+}
+
+/** Checks that cross references hold: every grant names a registered, classified column. */
+export function crossCheck(config: PipelineConfig): string[] {
+  const problems: string[] = [];
+  const tables = new Map<string, Record<string, string>>();
+  const seenSources = new Set<string>();
+  for (const source of config.sources) {
+    if (seenSources.has(source.name)) problems.push(`sources: duplicate source name ${source.name}`);
+    seenSources.add(source.name);
+    for (const t of source.tables) {
+      const ref = `${source.name}.${t.name}`;
+      if (tables.has(ref)) problems.push(`sources.${source.name}: table ${t.name} listed twice`);
+      tables.set(ref, t.columns);
+    }
+  }
+  const seenDepartments = new Set<string>();
+  for (const dept of config.departments) {
+    if (seenDepartments.has(dept.name)) problems.push(`departments: duplicate department name ${dept.name}`);
+    seenDepartments.add(dept.name);
+    const targetTables = new Set<string>();
+    for (const grant of dept.grants) {
+      const where = `departments.${dept.name}.grants[${grant.table}]`;
+      const classes = tables.get(grant.table);
+      if (!classes) {
+        problems.push(`${where}: table ${grant.table} is not registered under sources`);
+        continue;
+      }
+      const targetTable = grant.targetTable ?? grant.table.split('.')[2]!;
+      if (targetTables.has(targetTable)) problems.push(`${where}: target table ${targetTable} is used by two grants; set targetTable`);
+      targetTables.add(targetTable);
+      for (const column of Object.keys(grant.columns)) {
+        if (!(column in classes)) {
+          problems.push(`${where}: column ${column} is not classified on ${grant.table}; a DBA must classify it before it can be granted`);
+        }
+      }
+    }
+  }
+  return problems;
+}
+
+export function parsePipeline(text: string, env: NodeJS.ProcessEnv = process.env): PipelineConfig {
+  let raw: unknown;
+  try {
+    raw = parse(text);
+  } catch (cause) {
+    throw new CdcError('CONFIG_INVALID', `pipeline file is not valid YAML: ${(cause as Error).message}`, { cause });
+  }
+  const missing = new Set<string>();
+  const substituted = substituteEnv(raw, env, missing);
+  const problems = [...missing].map((n) => `environment variable ${n} is not set and has no default`);
+  const parsed = pipelineSchema.safeParse(substituted);
+  if (!parsed.success) {
+    problems.push(...parsed.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`));
+  } else {
+    problems.push(...crossCheck(parsed.data));
+  }
+  if (problems.length > 0 || !parsed.success) {
+    throw new CdcError('CONFIG_INVALID', `pipeline configuration has ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, {
+      details: { problems },
+    });
+  }
+  return parsed.data;
+}
+
+export function loadPipeline(path: string, env: NodeJS.ProcessEnv = process.env): LoadedPipeline {
+  const absolute = resolve(path);
+  if (!existsSync(absolute)) {
+    throw new CdcError('CONFIG_NOT_FOUND', `pipeline file ${absolute} does not exist`, { details: { path: absolute } });
+  }
+  const config = parsePipeline(readFileSync(absolute, 'utf8'), env);
+  return { config, path: absolute, keyringPath: resolve(dirname(absolute), config.keyring.file) };
+}

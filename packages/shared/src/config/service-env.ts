@@ -1,0 +1,24 @@
+import { z } from 'zod';
+import { CdcError } from '../errors.js';
+
+/**
+ * Per-service settings come from the environment, declared with zod like the pipeline
+ * file; a service fails fast listing every bad variable.
+ */
+export function loadServiceEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv = process.env): z.infer<T> {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new CdcError('CONFIG_INVALID', `service environment has ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, {
+      details: { problems },
+    });
+  }
+  return parsed.data;
+}
+
+/** Variables every service reads. */
+export const commonServiceEnv = {
+  CITYSHARE_PIPELINE: z.string().default('pipeline.yaml').describe('path of the pipeline file'),
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0).describe('port of /metrics, /healthz, /readyz; 0 picks a free one'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+};

@@ -1,0 +1,97 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { z } from 'zod';
+import { CdcError } from '../errors.js';
+
+/**
+ * Local keyring file for development and single-host deployments: named key lists,
+ * the last entry of each list encrypts, every entry decrypts (rotation keeps old ones).
+ * Production deployments put a KMS behind the same KeyProvider interface.
+ */
+export interface DataKey {
+  id: string;
+  material: Buffer;
+}
+
+export interface KeyProvider {
+  /** The key that encrypts new data under this name. */
+  activeKey(name: string): DataKey;
+  /** Any key by id, for decryption. */
+  keyById(id: string): DataKey;
+}
+
+const keyringFile = z.object({
+  version: z.literal(1),
+  keys: z.record(
+    z.string(),
+    z.array(z.object({ id: z.string().min(1), material: z.string(), created: z.string().optional() })).min(1),
+  ),
+});
+
+export type KeyringFile = z.infer<typeof keyringFile>;
+
+export const keyNames = {
+  pipeline: 'pipeline',
+  department: (name: string) => `department:${name}`,
+};
+
+export class FileKeyring implements KeyProvider {
+  private readonly byName = new Map<string, DataKey[]>();
+  private readonly byId = new Map<string, DataKey>();
+
+  constructor(file: KeyringFile) {
+    for (const [name, entries] of Object.entries(file.keys)) {
+      const keys = entries.map((e) => {
+        const material = Buffer.from(e.material, 'base64');
+        if (material.length !== 32) {
+          throw new CdcError('CONFIG_INVALID', `keyring: key ${e.id} of ${name} is ${material.length} bytes, expected 32`);
+        }
+        return { id: e.id, material };
+      });
+      this.byName.set(name, keys);
+      for (const k of keys) this.byId.set(k.id, k);
+    }
+  }
+
+  static load(path: string): FileKeyring {
+    if (!existsSync(path)) {
+      throw new CdcError('CONFIG_NOT_FOUND', `keyring file ${path} does not exist`, { details: { path } });
+    }
+    const parsed = keyringFile.safeParse(JSON.parse(readFileSync(path, 'utf8')));
+    if (!parsed.success) {
+      throw new CdcError('CONFIG_INVALID', `keyring file ${path}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    }
+    return new FileKeyring(parsed.data);
+  }
+
+  /** Creates the file with fresh random keys for the given names when it does not exist. */
+  static ensure(path: string, names: string[]): FileKeyring {
+    const file: KeyringFile = existsSync(path)
+      ? keyringFile.parse(JSON.parse(readFileSync(path, 'utf8')))
+      : { version: 1, keys: {} };
+    let changed = !existsSync(path);
+    for (const name of names) {
+      if (file.keys[name]) continue;
+      file.keys[name] = [{ id: `${name.replace(/[^a-z0-9-]/gi, '-')}-${randomBytes(4).toString('hex')}`, material: randomBytes(32).toString('base64'), created: new Date().toISOString() }];
+      changed = true;
+    }
+    if (changed) {
+      mkdirSync(dirname(path), { recursive: true });
+      writeFileSync(path, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
+    }
+    return new FileKeyring(file);
+  }
+
+  activeKey(name: string): DataKey {
+    const keys = this.byName.get(name);
+    if (!keys || keys.length === 0) throw new CdcError('KEY_NOT_FOUND', `no key named ${name} in the keyring`, { details: { name } });
+    return keys[keys.length - 1]!;
+  }
+
+  keyById(id: string): DataKey {
+    const key = this.byId.get(id);
+    if (!key) throw new CdcError('KEY_NOT_FOUND', `no key with id ${id} in the keyring`, { details: { keyId: id } });
+    return key;
+  }
+}

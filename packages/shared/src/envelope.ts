@@ -1,0 +1,54 @@
+import type { CanonicalValue, ColumnSchema } from './column-types.js';
+
+export type Row = Record<string, CanonicalValue>;
+
+/** c = create, u = update, d = delete, r = read (snapshot). */
+export type Op = 'c' | 'u' | 'd' | 'r';
+
+export interface TableSchema {
+  db: string;
+  table: string;
+  columns: ColumnSchema[];
+  primaryKey: string[];
+}
+
+export interface SourceInfo {
+  /** The pipeline's name for the source system. */
+  name: string;
+  serverId: number;
+  gtid: string | null;
+  file: string;
+  pos: number;
+  /** Index of the row within its rows event. */
+  row: number;
+  db: string;
+  table: string;
+  /** Commit time at the source, milliseconds since the epoch. */
+  ts_ms: number;
+  snapshot: boolean;
+  /** Sortable position of this row change; see position.ts. */
+  version: string;
+}
+
+/**
+ * A change event, Debezium-shaped. Columns classified personal or secret (and any
+ * unclassified column) carry ciphertext under the pipeline key in before/after.
+ */
+export interface ChangeEvent {
+  op: Op;
+  before: Row | null;
+  after: Row | null;
+  source: SourceInfo;
+  /** When the reader built the event. */
+  ts_ms: number;
+  /** Column types of the table when the change was written. */
+  schema: TableSchema;
+  /** Names of the columns whose values are pipeline ciphertext. */
+  protected: string[];
+}
+
+export function keyOf(schema: TableSchema, row: Row): Row {
+  const key: Row = {};
+  for (const col of schema.primaryKey) key[col] = row[col] ?? null;
+  return key;
+}

@@ -1,0 +1,51 @@
+/**
+ * One catalogue of error codes for every service. Each code says what went wrong and
+ * what the operator should do; code, not message text, decides how errors are handled.
+ */
+export const ERROR_CODES = {
+  CONFIG_NOT_FOUND: { retriable: false, action: 'Pass an existing pipeline file with --config or CITYSHARE_PIPELINE.' },
+  CONFIG_INVALID: { retriable: false, action: 'Fix every problem listed, then start again; nothing was applied.' },
+  SOURCE_UNREACHABLE: { retriable: true, action: 'Check the source host, port and credentials; the reader retries with backoff.' },
+  SOURCE_MISCONFIGURED: { retriable: false, action: 'Set the listed server variables on the source (see README "Preparing a source") and restart it.' },
+  SOURCE_PRIVILEGES: { retriable: false, action: 'Grant the reader account REPLICATION SLAVE, BINLOG MONITOR (REPLICATION CLIENT on MySQL) and SELECT.' },
+  TABLE_NOT_FOUND: { retriable: false, action: 'Create the table on the source or remove it from the pipeline file.' },
+  TABLE_WITHOUT_KEY: { retriable: false, action: 'Add a primary key (or a NOT NULL unique key) to the table, or register it as append-only.' },
+  BINLOG_PURGED: { retriable: false, action: 'The checkpoint needs a purged binlog; re-snapshot the source (reset its checkpoint) and keep binlogs longer.' },
+  KAFKA_UNREACHABLE: { retriable: true, action: 'Check kafka.brokers and the broker health; the service retries with backoff.' },
+  REGISTRY_UNREACHABLE: { retriable: true, action: 'Check schemaRegistry.url and the registry health; the service retries.' },
+  SCHEMA_INCOMPATIBLE: { retriable: false, action: 'The table is paused for this department; review the schema change and register a compatible version.' },
+  KEY_NOT_FOUND: { retriable: false, action: 'Add the named key to the keyring (or restore it); ciphertexts name the key id they need.' },
+  DECRYPT_FAILED: { retriable: false, action: 'The ciphertext does not verify under this key: wrong key, wrong column or tampered data.' },
+  TARGET_UNREACHABLE: { retriable: true, action: "Check the department target's address and credentials; delivery resumes when it is back." },
+  TARGET_REJECTED: { retriable: false, action: 'The target refused the row (constraint or type); see the DLQ entry for the reason.' },
+  RECORD_INVALID: { retriable: false, action: 'The record does not match its contract; it went to the dead-letter topic with the reason.' },
+  INTERNAL: { retriable: false, action: 'A bug: report it with the log line and the correlation id.' },
+} as const satisfies Record<string, { retriable: boolean; action: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class CdcError extends Error {
+  readonly code: ErrorCode;
+  readonly action: string;
+  readonly retriable: boolean;
+  /** Structured facts safe to log: never row values. */
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'CdcError';
+    this.code = code;
+    this.action = ERROR_CODES[code].action;
+    this.retriable = ERROR_CODES[code].retriable;
+    this.details = options.details ?? {};
+  }
+
+  /** One line for a terminal: code, what happened, what to do. */
+  override toString(): string {
+    return `${this.code}: ${this.message}\n  what to do: ${this.action}`;
+  }
+}
+
+export function isCdcError(err: unknown, code?: ErrorCode): err is CdcError {
+  return err instanceof CdcError && (code === undefined || err.code === code);
+}

@@ -1,0 +1,32 @@
+/**
+ * A position in a source's binlog. `file`+`pos` is the resume point of the transaction
+ * boundary; `gtid` names the transaction; `eventPos`+`row` place one row inside it.
+ */
+export interface BinlogPosition {
+  file: string;
+  pos: number;
+  gtid?: string | undefined;
+}
+
+export interface RowPosition extends BinlogPosition {
+  /** Position of the rows event that carried the row. */
+  eventPos: number;
+  /** Index of the row within its rows event. */
+  row: number;
+}
+
+const FILE_SEQ = /\.(\d+)$/;
+
+/**
+ * A version string that sorts like the binlog: byte-wise comparison of two versions of
+ * the same source orders them by commit order. The sink's version guard compares these.
+ */
+export function rowVersion(p: Pick<RowPosition, 'file' | 'eventPos' | 'row'>): string {
+  const seq = FILE_SEQ.exec(p.file)?.[1];
+  if (seq === undefined) throw new Error(`binlog file name without sequence number: ${p.file}`);
+  return `${seq.padStart(10, '0')}.${String(p.eventPos).padStart(12, '0')}.${String(p.row).padStart(6, '0')}`;
+}
+
+export function compareVersions(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
