@@ -36,18 +36,6 @@ export interface ColumnSchema {
   nullable: boolean;
 }
 
-/** Row of information_schema.COLUMNS, the fields we read. */
-export interface InformationSchemaColumn {
-  COLUMN_NAME: string;
-  DATA_TYPE: string;
-  COLUMN_TYPE: string;
-  IS_NULLABLE: string;
-  NUMERIC_PRECISION: number | string | null;
-  NUMERIC_SCALE: number | string | null;
-  DATETIME_PRECISION: number | string | null;
-  CHARACTER_SET_NAME: string | null;
-}
-
 const INT_BITS: Record<string, 8 | 16 | 24 | 32> = { tinyint: 8, smallint: 16, mediumint: 24, int: 32, integer: 32 };
 
 function enumValues(columnType: string): string[] {
@@ -58,41 +46,46 @@ function enumValues(columnType: string): string[] {
   return values;
 }
 
-export function logicalTypeOf(col: InformationSchemaColumn): LogicalType {
-  const dataType = col.DATA_TYPE.toLowerCase();
-  const columnType = col.COLUMN_TYPE.toLowerCase();
-  const unsigned = columnType.includes('unsigned');
-  const fsp = Number(col.DATETIME_PRECISION ?? 0);
+/**
+ * Logical type of a column from its full MySQL type as information_schema.COLUMN_TYPE
+ * spells it (`bigint(20) unsigned`, `decimal(65,30)`, `datetime(6)`, `enum('a','b')`).
+ * zongji builds the same spelling from binlog_row_metadata=FULL table maps, so binlog
+ * rows and snapshot rows share one mapping.
+ */
+export function logicalTypeOf(columnType: string, charset: string | null = null): LogicalType {
+  const lower = columnType.toLowerCase().trim();
+  const dataType = /^[a-z0-9]+/.exec(lower)?.[0] ?? '';
+  const args = /^[a-z0-9]+\(([^)]*)\)/.exec(lower)?.[1]?.split(',').map((a) => Number(a.trim())) ?? [];
+  const unsigned = /\bunsigned\b/.test(lower);
   const bits = INT_BITS[dataType];
   if (bits !== undefined) return { kind: 'int', bits, unsigned };
   switch (dataType) {
     case 'bigint': return { kind: 'bigint', unsigned };
-    case 'decimal': case 'numeric':
-      return { kind: 'decimal', precision: Number(col.NUMERIC_PRECISION), scale: Number(col.NUMERIC_SCALE ?? 0) };
+    case 'decimal': case 'numeric': case 'dec': case 'fixed':
+      return { kind: 'decimal', precision: args[0] ?? 10, scale: args[1] ?? 0 };
     case 'float': return { kind: 'float' };
     case 'double': case 'real': return { kind: 'double' };
-    case 'bit': return { kind: 'bit', bits: Number(col.NUMERIC_PRECISION ?? 1) };
-    case 'boolean': case 'bool': return { kind: 'bool' };
+    case 'bit': return { kind: 'bit', bits: args[0] ?? 1 };
+    case 'bool': case 'boolean': return { kind: 'bool' };
     case 'date': return { kind: 'date' };
-    case 'time': return { kind: 'time', fsp };
-    case 'datetime': return { kind: 'datetime', fsp };
-    case 'timestamp': return { kind: 'timestamp', fsp };
+    case 'time': return { kind: 'time', fsp: args[0] ?? 0 };
+    case 'datetime': return { kind: 'datetime', fsp: args[0] ?? 0 };
+    case 'timestamp': return { kind: 'timestamp', fsp: args[0] ?? 0 };
     case 'year': return { kind: 'year' };
     case 'char': case 'varchar': case 'tinytext': case 'text': case 'mediumtext': case 'longtext':
-      // MariaDB reports JSON as longtext with a json_valid check; COLUMN_TYPE keeps "longtext".
-      return { kind: 'string', charset: col.CHARACTER_SET_NAME };
+      return { kind: 'string', charset };
     case 'json': return { kind: 'json' };
-    case 'enum': return { kind: 'enum', values: enumValues(col.COLUMN_TYPE) };
-    case 'set': return { kind: 'set', values: enumValues(col.COLUMN_TYPE) };
+    case 'enum': return { kind: 'enum', values: enumValues(columnType) };
+    case 'set': return { kind: 'set', values: enumValues(columnType) };
     case 'binary': case 'varbinary': case 'tinyblob': case 'blob': case 'mediumblob': case 'longblob':
       return { kind: 'bytes' };
     case 'uuid': return { kind: 'uuid' };
     case 'inet4': case 'inet6': return { kind: 'inet' };
     case 'geometry': case 'point': case 'linestring': case 'polygon': case 'multipoint':
-    case 'multilinestring': case 'multipolygon': case 'geometrycollection':
+    case 'multilinestring': case 'multipolygon': case 'geometrycollection': case 'geomcollection':
       return { kind: 'geometry' };
     default:
-      throw new Error(`unsupported column type ${col.COLUMN_TYPE} on column ${col.COLUMN_NAME}`);
+      throw new Error(`unsupported column type ${columnType}`);
   }
 }
 

@@ -16,6 +16,16 @@ const ENV_REF = /\$\{([A-Z0-9_]+)(?::-([^}]*))?\}/g;
 /** Replaces ${NAME} and ${NAME:-default} in every string; collects unset names. */
 function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, missing: Set<string>): unknown {
   if (typeof value === 'string') {
+    const whole = new RegExp(`^${ENV_REF.source}$`).exec(value);
+    if (whole) {
+      // A value that is only a reference takes the YAML type of what it expands to (3307 -> number).
+      const expanded = env[whole[1]!] ?? whole[2];
+      if (expanded === undefined) {
+        missing.add(whole[1]!);
+        return '';
+      }
+      return parse(expanded) ?? expanded;
+    }
     return value.replace(ENV_REF, (_, name: string, fallback: string | undefined) => {
       const v = env[name];
       if (v !== undefined) return v;

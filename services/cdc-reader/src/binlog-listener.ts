@@ -1,0 +1,212 @@
+import ZongJi, {
+  type BinlogEvent,
+  type DeleteRowsEvent,
+  type QueryEvent,
+  type TableMapEvent,
+  type UpdateRowsEvent,
+  type WriteRowsEvent,
+} from '@vlasky/zongji';
+import { CdcError, logicalTypeOf, type BinlogPosition, type Logger, type TableSchema } from '@cityshare/shared';
+import type { TableCatalog } from './table-catalog.js';
+
+export interface RowsChange {
+  kind: 'insert' | 'update' | 'delete';
+  schema: TableSchema;
+  /** insert/delete: one image per row; update: before and after. */
+  rows: Array<{ before: Record<string, unknown> | null; after: Record<string, unknown> | null }>;
+  file: string;
+  eventPos: number;
+  gtid: string | null;
+  tsMs: number;
+}
+
+/** The narrow interface between the binlog and whatever consumes it. */
+export interface BinlogHandler {
+  onRows(change: RowsChange): void;
+  /** A transaction ended; `position` is where a restart resumes after it. */
+  onCommit(position: BinlogPosition, tsMs: number): void;
+  onSchemaChange(db: string, statement: string, position: BinlogPosition): void;
+  onError(error: CdcError): void;
+}
+
+export interface ListenerOptions {
+  connection: { host: string; port: number; user: string; password: string };
+  serverId: number;
+  catalog: TableCatalog;
+}
+
+const DDL = /^\s*(ALTER|CREATE|DROP|RENAME|TRUNCATE)\s/i;
+
+/**
+ * Streams row changes of the registered tables from the binlog, as a replica would,
+ * with zongji. Table schemas come from each table map (binlog_row_metadata=FULL), so
+ * every row is decoded with the columns in force when it was written.
+ */
+export class BinlogListener {
+  private zongji: ZongJi | undefined;
+  private readonly primaryKeys = new Map<number, string[] | undefined>();
+  private readonly schemas = new Map<number, { source: unknown; schema: TableSchema }>();
+  private paused = false;
+
+  constructor(
+    private readonly options: ListenerOptions,
+    private readonly handler: BinlogHandler,
+    private readonly logger: Logger,
+  ) {}
+
+  start(from: BinlogPosition): Promise<void> {
+    const zongji = new ZongJi({
+      ...this.options.connection,
+      // Exact values: dates as strings (microseconds kept), zone-free UTC for TIMESTAMP,
+      // 64-bit integers and decimals as strings.
+      dateStrings: true,
+      timezone: 'Z',
+      supportBigNumbers: true,
+      bigNumberStrings: true,
+      charset: 'utf8mb4',
+    });
+    this.zongji = zongji;
+    const includeSchema: Record<string, string[]> = {};
+    for (const name of this.options.catalog.names()) {
+      const [db, table] = name.split('.') as [string, string];
+      (includeSchema[db] ??= []).push(table);
+    }
+    return new Promise((resolve, reject) => {
+      let ready = false;
+      zongji.on('ready', () => {
+        ready = true;
+        this.logger.info({ file: from.file, pos: from.pos }, 'binlog stream started');
+        resolve();
+      });
+      zongji.on('error', (err: Error & { errno?: number; code?: string }) => {
+        const error = classifyBinlogError(err);
+        if (!ready) reject(error);
+        else this.handler.onError(error);
+      });
+      zongji.on('binlog', (evt: BinlogEvent) => this.dispatch(evt));
+      zongji.start({
+        serverId: this.options.serverId,
+        filename: from.file,
+        position: from.pos,
+        includeEvents: ['tablemap', 'writerows', 'updaterows', 'deleterows', 'xid', 'query', 'rotate'],
+        includeSchema,
+      });
+    });
+  }
+
+  /** Stops reading from the server; events already in flight still arrive. */
+  pause(): void {
+    if (this.paused || !this.zongji?.connection) return;
+    this.paused = true;
+    this.zongji.connection.pause();
+  }
+
+  resume(): void {
+    if (!this.paused || !this.zongji?.connection) return;
+    this.paused = false;
+    this.zongji.connection.resume();
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  stop(): void {
+    this.zongji?.stop();
+  }
+
+  private position(nextPosition?: number): BinlogPosition {
+    const z = this.zongji!;
+    return { file: z.options.filename!, pos: nextPosition ?? z.options.position!, gtid: z.gtidSet };
+  }
+
+  private dispatch(evt: BinlogEvent): void {
+    switch (evt.getEventName()) {
+      case 'tablemap': {
+        const tm = evt as TableMapEvent;
+        this.primaryKeys.set(tm.tableId, tm.primaryKey?.map((i) => tm.columnNames?.[i] ?? ''));
+        return;
+      }
+      case 'writerows':
+        return this.rows('insert', evt as WriteRowsEvent, (r) => ({ before: null, after: r as Record<string, unknown> }));
+      case 'deleterows':
+        return this.rows('delete', evt as DeleteRowsEvent, (r) => ({ before: r as Record<string, unknown>, after: null }));
+      case 'updaterows':
+        return this.rows('update', evt as UpdateRowsEvent, (r) => r as { before: Record<string, unknown>; after: Record<string, unknown> });
+      case 'xid':
+        // zongji moves options.position to the end of the commit before emitting it.
+        return this.handler.onCommit(this.position(), evt.timestamp);
+      case 'query': {
+        const q = evt as QueryEvent;
+        if (DDL.test(q.query)) {
+          this.handler.onSchemaChange(q.schema, q.query, this.position());
+          this.handler.onCommit(this.position(), evt.timestamp);
+        }
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private rows<R>(
+    kind: RowsChange['kind'],
+    evt: BinlogEvent & { tableId: number; tableMap: Record<number, { columnSchemas: Array<{ COLUMN_NAME: string; COLUMN_TYPE: string; CHARACTER_SET_NAME: string | null }>; parentSchema: string; tableName: string }>; rows: R[] },
+    toImage: (row: R) => RowsChange['rows'][number],
+  ): void {
+    const schema = this.schemaOf(evt.tableId, evt.tableMap[evt.tableId]!);
+    if (!schema) return;
+    this.handler.onRows({
+      kind,
+      schema,
+      rows: evt.rows.map(toImage),
+      file: this.zongji!.options.filename!,
+      eventPos: evt.nextPosition,
+      gtid: evt.gtid ?? null,
+      tsMs: evt.timestamp,
+    });
+  }
+
+  /** Schema at this binlog position: columns from the table map, key from its metadata. */
+  private schemaOf(
+    tableId: number,
+    entry: { columnSchemas: Array<{ COLUMN_NAME: string; COLUMN_TYPE: string; CHARACTER_SET_NAME: string | null }>; parentSchema: string; tableName: string },
+  ): TableSchema | undefined {
+    const cached = this.schemas.get(tableId);
+    if (cached && cached.source === entry.columnSchemas) return cached.schema;
+    const registered = this.options.catalog.get(entry.parentSchema, entry.tableName);
+    if (!registered) return undefined;
+    const known = new Map(registered.columns.map((c) => [c.name, c]));
+    const schema: TableSchema = {
+      db: entry.parentSchema,
+      table: entry.tableName,
+      primaryKey: this.primaryKeys.get(tableId)?.filter(Boolean) ?? registered.primaryKey,
+      columns: entry.columnSchemas.map((c) => {
+        const fromBinlog = logicalTypeOf(c.COLUMN_TYPE, c.CHARACTER_SET_NAME);
+        const current = known.get(c.COLUMN_NAME);
+        // The binlog cannot tell MariaDB UUID/INET from BINARY; the catalog can.
+        const type = fromBinlog.kind === 'bytes' && current && (current.type.kind === 'uuid' || current.type.kind === 'inet') ? current.type : fromBinlog;
+        return { name: c.COLUMN_NAME, type, sourceType: current?.sourceType ?? c.COLUMN_TYPE, nullable: current?.nullable ?? true };
+      }),
+    };
+    if (schema.primaryKey.length === 0) schema.primaryKey = registered.primaryKey;
+    this.schemas.set(tableId, { source: entry.columnSchemas, schema });
+    return schema;
+  }
+}
+
+/** Maps server error numbers to codes; retriable ones let the reader reconnect. */
+export function classifyBinlogError(err: Error & { errno?: number; code?: string }): CdcError {
+  switch (err.errno) {
+    case 1236:
+    case 1945:
+    case 1955:
+      return new CdcError('BINLOG_PURGED', `the binlog position is no longer available on the source: ${err.message}`, { cause: err });
+    case 1045:
+    case 1227:
+    case 1044:
+      return new CdcError('SOURCE_PRIVILEGES', `the source refused the reader account: ${err.message}`, { cause: err });
+    default:
+      return new CdcError('SOURCE_UNREACHABLE', `binlog connection failed: ${err.message}`, { cause: err, details: { errno: err.errno, sqlCode: err.code } });
+  }
+}

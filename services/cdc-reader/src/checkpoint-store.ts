@@ -1,0 +1,79 @@
+import { randomUUID } from 'node:crypto';
+import type { Kafka, Producer } from 'kafkajs';
+import { topics, type BinlogPosition, type Logger } from '@cityshare/shared';
+
+export interface Checkpoint extends BinlogPosition {
+  /** When the checkpoint was written. */
+  savedAt: string;
+}
+
+/**
+ * Reader checkpoints in a compacted Kafka topic keyed by source name, next to the data
+ * they describe (as Kafka Connect stores source offsets). Written only after the
+ * events before the position were acknowledged.
+ */
+export class CheckpointStore {
+  private readonly topic: string;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly producer: Producer,
+    prefix: string,
+    private readonly source: string,
+    private readonly logger: Logger,
+  ) {
+    this.topic = topics.checkpoints(prefix);
+  }
+
+  static topicConfig(prefix: string) {
+    return {
+      topic: topics.checkpoints(prefix),
+      numPartitions: 1,
+      configEntries: [
+        { name: 'cleanup.policy', value: 'compact' },
+        { name: 'min.compaction.lag.ms', value: '60000' },
+      ],
+    };
+  }
+
+  async save(position: BinlogPosition): Promise<void> {
+    const value: Checkpoint = { ...position, savedAt: new Date().toISOString() };
+    await this.producer.send({ topic: this.topic, acks: -1, messages: [{ key: this.source, value: JSON.stringify(value) }] });
+  }
+
+  /** The newest checkpoint of this source, or null when it never wrote one. */
+  async load(): Promise<Checkpoint | null> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      const [offsets] = await admin.fetchTopicOffsets(this.topic);
+      if (!offsets || offsets.high === offsets.low) return null;
+      const end = BigInt(offsets.high);
+      const groupId = `${this.topic}.loader.${randomUUID()}`;
+      const consumer = this.kafka.consumer({ groupId, sessionTimeout: 10_000 });
+      let latest: Checkpoint | null = null;
+      await consumer.connect();
+      try {
+        await consumer.subscribe({ topic: this.topic, fromBeginning: true });
+        await new Promise<void>((resolve, reject) => {
+          consumer
+            .run({
+              autoCommit: false,
+              eachMessage: async ({ message }) => {
+                if (message.key?.toString() === this.source && message.value) latest = JSON.parse(message.value.toString()) as Checkpoint;
+                if (BigInt(message.offset) + 1n >= end) resolve();
+              },
+            })
+            .catch(reject);
+        });
+      } finally {
+        await consumer.disconnect();
+        await admin.deleteGroups([groupId]).catch(() => undefined);
+      }
+      this.logger.info({ checkpoint: latest }, 'checkpoint loaded');
+      return latest;
+    } finally {
+      await admin.disconnect();
+    }
+  }
+}

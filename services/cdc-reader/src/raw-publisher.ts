@@ -1,0 +1,124 @@
+import type { Producer } from 'kafkajs';
+import type { BinlogPosition, Logger } from '@cityshare/shared';
+
+export interface OutgoingMessage {
+  topic: string;
+  key: string;
+  value: Buffer;
+}
+
+export interface PublisherOptions {
+  maxBytes: number;
+  maxBatchMessages: number;
+  /** Called with the newest transaction boundary whose events Kafka has all acknowledged. */
+  onAcked: (position: BinlogPosition, commitTsMs: number) => void;
+  /** true when the queue went over its byte limit, false when it drained below half. */
+  onPressure: (full: boolean) => void;
+  onError: (err: Error) => void;
+}
+
+interface Boundary {
+  /** Sequence number of the last message enqueued before this commit. */
+  seq: number;
+  position: BinlogPosition;
+  tsMs: number;
+}
+
+/**
+ * A byte-bounded queue between the binlog and Kafka. Messages go out in order in
+ * batches; a transaction boundary is reported as acknowledged only once every message
+ * before it is, so a checkpoint never skips an unacknowledged event.
+ */
+export class RawPublisher {
+  private queue: Array<OutgoingMessage & { seq: number; bytes: number }> = [];
+  private boundaries: Boundary[] = [];
+  private seq = 0;
+  private bytes = 0;
+  private full = false;
+  private sending: Promise<void> | null = null;
+  private failed: Error | null = null;
+
+  constructor(
+    private readonly producer: Producer,
+    private readonly options: PublisherOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  get queuedBytes(): number {
+    return this.bytes;
+  }
+
+  enqueue(messages: OutgoingMessage[]): void {
+    for (const m of messages) {
+      const bytes = m.value.length + m.key.length + m.topic.length;
+      this.queue.push({ ...m, seq: ++this.seq, bytes });
+      this.bytes += bytes;
+    }
+    if (!this.full && this.bytes >= this.options.maxBytes) {
+      this.full = true;
+      this.options.onPressure(true);
+    }
+    this.kick();
+  }
+
+  markBoundary(position: BinlogPosition, tsMs: number): void {
+    this.boundaries.push({ seq: this.seq, position, tsMs });
+    this.kick();
+  }
+
+  /** Resolves when everything enqueued so far is acknowledged. */
+  async drain(): Promise<void> {
+    while (this.queue.length > 0 || this.sending) {
+      if (this.failed) throw this.failed;
+      await (this.sending ?? new Promise((r) => setImmediate(r)));
+    }
+    this.releaseBoundaries(this.seq);
+  }
+
+  private kick(): void {
+    if (this.sending || this.failed) return;
+    this.sending = this.loop().finally(() => {
+      this.sending = null;
+    });
+  }
+
+  private async loop(): Promise<void> {
+    while (this.queue.length > 0 || this.boundaries.length > 0) {
+      if (this.queue.length === 0) {
+        this.releaseBoundaries(this.seq);
+        return;
+      }
+      const batch = this.queue.slice(0, this.options.maxBatchMessages);
+      const byTopic = new Map<string, Array<{ key: string; value: Buffer }>>();
+      for (const m of batch) {
+        let list = byTopic.get(m.topic);
+        if (!list) byTopic.set(m.topic, (list = []));
+        list.push({ key: m.key, value: m.value });
+      }
+      try {
+        await this.producer.sendBatch({
+          acks: -1,
+          topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+        });
+      } catch (err) {
+        this.failed = err as Error;
+        this.logger.error({ err }, 'publishing to Kafka failed');
+        this.options.onError(err as Error);
+        return;
+      }
+      this.queue = this.queue.slice(batch.length);
+      for (const m of batch) this.bytes -= m.bytes;
+      this.releaseBoundaries(batch[batch.length - 1]!.seq);
+      if (this.full && this.bytes < this.options.maxBytes / 2) {
+        this.full = false;
+        this.options.onPressure(false);
+      }
+    }
+  }
+
+  private releaseBoundaries(ackedSeq: number): void {
+    let last: Boundary | undefined;
+    while (this.boundaries.length > 0 && this.boundaries[0]!.seq <= ackedSeq) last = this.boundaries.shift();
+    if (last) this.options.onAcked(last.position, last.tsMs);
+  }
+}

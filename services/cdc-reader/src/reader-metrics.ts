@@ -1,0 +1,45 @@
+import { Counter, Gauge, type Registry } from 'prom-client';
+
+/** The reader's metrics; labels are bounded (source, table, op), never values or keys. */
+export function createReaderMetrics(registry: Registry) {
+  return {
+    events: new Counter({
+      name: 'cityshare_reader_events_total',
+      help: 'Change events read from the binlog and queued for Kafka',
+      labelNames: ['source', 'table', 'op'] as const,
+      registers: [registry],
+    }),
+    queueBytes: new Gauge({
+      name: 'cityshare_reader_queue_bytes',
+      help: 'Bytes of change events waiting for Kafka acknowledgement',
+      labelNames: ['source'] as const,
+      registers: [registry],
+    }),
+    paused: new Gauge({
+      name: 'cityshare_reader_binlog_paused',
+      help: '1 while the binlog stream is paused by backpressure',
+      labelNames: ['source'] as const,
+      registers: [registry],
+    }),
+    lagSeconds: new Gauge({
+      name: 'cityshare_reader_lag_seconds',
+      help: 'Seconds between the source commit and Kafka acknowledgement of the newest acknowledged transaction',
+      labelNames: ['source'] as const,
+      registers: [registry],
+    }),
+    lastCommitSeconds: new Gauge({
+      name: 'cityshare_reader_last_commit_timestamp_seconds',
+      help: 'Source commit time of the newest acknowledged transaction',
+      labelNames: ['source'] as const,
+      registers: [registry],
+    }),
+    checkpoints: new Counter({
+      name: 'cityshare_reader_checkpoints_total',
+      help: 'Checkpoints written',
+      labelNames: ['source'] as const,
+      registers: [registry],
+    }),
+  };
+}
+
+export type ReaderMetrics = ReturnType<typeof createReaderMetrics>;

@@ -1,0 +1,53 @@
+import type { Connection } from 'mysql2/promise';
+import { CdcError } from '@cityshare/shared';
+
+export interface SourceServer {
+  version: string;
+  flavor: 'mariadb' | 'mysql';
+  serverId: number;
+}
+
+/**
+ * Refuses to start against a source that cannot give exact row changes: binlog off,
+ * statement format, partial row images, or missing column metadata; lists every problem.
+ */
+export async function checkSource(conn: Connection): Promise<SourceServer> {
+  const [rows] = await conn.query(
+    'SELECT @@version AS version, @@server_id AS serverId, @@log_bin AS logBin, @@binlog_format AS format, @@binlog_row_image AS image, @@binlog_row_metadata AS metadata',
+  );
+  const v = (rows as Array<Record<string, string | number>>)[0]!;
+  const problems: string[] = [];
+  if (Number(v.logBin) !== 1) problems.push('log_bin is OFF: start the server with log_bin enabled');
+  if (String(v.format).toUpperCase() !== 'ROW') problems.push(`binlog_format is ${v.format}: set binlog_format=ROW`);
+  if (String(v.image).toUpperCase() !== 'FULL') problems.push(`binlog_row_image is ${v.image}: set binlog_row_image=FULL`);
+  if (String(v.metadata).toUpperCase() !== 'FULL') problems.push(`binlog_row_metadata is ${v.metadata}: set binlog_row_metadata=FULL`);
+  if (problems.length > 0) {
+    throw new CdcError('SOURCE_MISCONFIGURED', `source is not ready for change capture:\n  - ${problems.join('\n  - ')}`, { details: { problems } });
+  }
+  try {
+    await conn.query('SHOW BINARY LOGS');
+  } catch (cause) {
+    throw new CdcError('SOURCE_PRIVILEGES', 'the reader account may not list binary logs (needs BINLOG MONITOR or REPLICATION CLIENT)', { cause });
+  }
+  return {
+    version: String(v.version),
+    flavor: String(v.version).toLowerCase().includes('mariadb') ? 'mariadb' : 'mysql',
+    serverId: Number(v.serverId),
+  };
+}
+
+/** The current end of the binlog: where streaming starts when there is no checkpoint. */
+export async function binlogEnd(conn: Connection): Promise<{ file: string; pos: number }> {
+  const [rows] = await conn.query('SHOW MASTER STATUS');
+  const row = (rows as Array<{ File: string; Position: number }>)[0];
+  if (!row) throw new CdcError('SOURCE_MISCONFIGURED', 'SHOW MASTER STATUS returned nothing: is log_bin enabled?');
+  return { file: row.File, pos: Number(row.Position) };
+}
+
+/** The oldest binlog still on the server. */
+export async function binlogStart(conn: Connection): Promise<{ file: string; pos: number }> {
+  const [rows] = await conn.query('SHOW BINARY LOGS');
+  const row = (rows as Array<{ Log_name: string }>)[0];
+  if (!row) throw new CdcError('SOURCE_MISCONFIGURED', 'SHOW BINARY LOGS returned nothing: is log_bin enabled?');
+  return { file: row.Log_name, pos: 4 };
+}

@@ -1,0 +1,65 @@
+import { randomUUID } from 'node:crypto';
+import { Kafka, logLevel } from 'kafkajs';
+
+export interface PeekedMessage {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+}
+
+/**
+ * Reads every message currently in the topics matching `pattern`, from the beginning
+ * up to each partition's high watermark, with a throwaway consumer group.
+ */
+export async function readAllMessages(brokers: string[], pattern: RegExp): Promise<PeekedMessage[]> {
+  const kafka = new Kafka({ clientId: 'test-peek', brokers, logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  const groupId = `test-peek-${randomUUID()}`;
+  try {
+    const names = (await admin.listTopics()).filter((t) => pattern.test(t));
+    const remaining = new Map<string, bigint>();
+    for (const topic of names) {
+      for (const p of await admin.fetchTopicOffsets(topic)) {
+        if (BigInt(p.high) > BigInt(p.low)) remaining.set(`${topic}/${p.partition}`, BigInt(p.high));
+      }
+    }
+    const out: PeekedMessage[] = [];
+    if (remaining.size === 0) return out;
+    const consumer = kafka.consumer({ groupId, readUncommitted: false });
+    await consumer.connect();
+    try {
+      await consumer.subscribe({ topics: names, fromBeginning: true });
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`timed out reading ${pattern}; ${remaining.size} partitions left`)), 30_000);
+        consumer
+          .run({
+            autoCommit: false,
+            eachBatch: async ({ batch }) => {
+              for (const m of batch.messages) {
+                out.push({ topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value });
+              }
+              const id = `${batch.topic}/${batch.partition}`;
+              const high = remaining.get(id);
+              // Transaction markers occupy offsets too, so compare with the batch's end.
+              if (high !== undefined && BigInt(batch.highWatermark) <= BigInt(batch.lastOffset()) + 1n + 1n) remaining.delete(id);
+              if (high !== undefined && BigInt(batch.lastOffset()) + 1n >= high) remaining.delete(id);
+              if (remaining.size === 0) {
+                clearTimeout(timer);
+                resolve();
+              }
+            },
+          })
+          .catch(reject);
+      });
+    } finally {
+      await consumer.disconnect();
+    }
+    return out;
+  } finally {
+    await admin.deleteGroups([groupId]).catch(() => undefined);
+    await admin.disconnect();
+  }
+}
