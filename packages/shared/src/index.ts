@@ -17,3 +17,4 @@ export * from './avro/logical-types.js';
 export * from './avro/share-schema.js';
 export * from './kafka/client.js';
 export * from './service-runner.js';
+export * from './avro/registry.js';

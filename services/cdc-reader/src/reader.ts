@@ -4,6 +4,7 @@ import {
   CdcError,
   ensureTopics,
   keyNames,
+  producerConfig,
   topics,
   type BinlogPosition,
   type ColumnClass,
@@ -85,7 +86,7 @@ export class Reader {
         await admin.disconnect();
       }
 
-      this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+      this.producer = kafka.producer(producerConfig());
       await this.producer.connect();
       this.checkpoints = new CheckpointStore(kafka, this.producer, config.kafka.topicPrefix, source.name, logger);
       const checkpoint = await this.checkpoints.load();

@@ -1,4 +1,4 @@
-import { Kafka, logLevel, type Admin, type ITopicConfig, type LogEntry } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type Admin, type ITopicConfig, type LogEntry, type ProducerConfig } from 'kafkajs';
 import type { Logger } from '../logger.js';
 import type { PipelineConfig } from '../config/pipeline-schema.js';
 
@@ -36,4 +36,21 @@ export async function ensureTopics(admin: Admin, wanted: ITopicConfig[]): Promis
     const now = new Set(await admin.listTopics());
     if (missing.some((t) => !now.has(t.topic))) throw err;
   }
+}
+export type { Admin } from 'kafkajs';
+
+/**
+ * Producer settings for every stage: idempotent, ordered per partition, Java-compatible
+ * murmur2 partitioning, and retries without limit so a broker outage pauses the stage
+ * (with backpressure upstream) instead of dropping or reordering records.
+ */
+export function producerConfig(extra: Partial<ProducerConfig> = {}): ProducerConfig {
+  return {
+    createPartitioner: Partitioners.DefaultPartitioner,
+    idempotent: true,
+    maxInFlightRequests: 1,
+    allowAutoTopicCreation: false,
+    retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 200, maxRetryTime: 5_000 },
+    ...extra,
+  };
 }

@@ -1,0 +1,47 @@
+import { COMPATIBILITY, SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
+import { CdcError } from '../errors.js';
+import type { PipelineConfig } from '../config/pipeline-schema.js';
+import { avroOptions } from './logical-types.js';
+import type { AvroRecordSchema } from './share-schema.js';
+
+export { COMPATIBILITY, SchemaRegistry };
+
+/** Registry client (Confluent API: Confluent Schema Registry or Apicurio's ccompat) that knows our logical types. */
+export function createSchemaRegistry(config: PipelineConfig['schemaRegistry']): SchemaRegistry {
+  const auth = config.username ? { username: config.username, password: config.password ?? '' } : undefined;
+  return new SchemaRegistry(
+    { host: config.url, ...(auth ? { auth } : {}), clientId: 'cityshare' },
+    { [SchemaType.AVRO]: avroOptions },
+  );
+}
+
+/** Registers (or finds) the schema under the topic's value subject with BACKWARD compatibility. */
+export async function registerValueSchema(registry: SchemaRegistry, topic: string, schema: AvroRecordSchema): Promise<number> {
+  try {
+    const { id } = await registry.register(
+      { type: SchemaType.AVRO, schema: JSON.stringify(schema) },
+      { subject: `${topic}-value`, compatibility: COMPATIBILITY.BACKWARD },
+    );
+    return id;
+  } catch (err) {
+    const e = err as Error & { status?: number };
+    if (e.status === 409 || e.name === 'ConfluentSchemaRegistryCompatibilityError') {
+      throw new CdcError('SCHEMA_INCOMPATIBLE', `schema for ${topic} is not BACKWARD compatible with the registered versions: ${e.message}`, { cause: err, details: { topic } });
+    }
+    throw new CdcError('REGISTRY_UNREACHABLE', `registering the schema for ${topic} failed: ${e.message}`, { cause: err, details: { topic } });
+  }
+}
+
+/** The writer schema's JSON as registered (keeps custom attributes such as x-primary-key). */
+export async function fetchSchemaJson(registryUrl: string, id: number): Promise<AvroRecordSchema> {
+  const res = await fetch(`${registryUrl.replace(/\/$/, '')}/schemas/ids/${id}`);
+  if (!res.ok) throw new CdcError('REGISTRY_UNREACHABLE', `schema ${id} could not be fetched: HTTP ${res.status}`);
+  const body = (await res.json()) as { schema: string };
+  return JSON.parse(body.schema) as AvroRecordSchema;
+}
+
+/** The schema id of a Confluent wire-format message (magic byte 0, 4-byte id). */
+export function wireSchemaId(message: Buffer): number {
+  if (message.length < 5 || message[0] !== 0) throw new CdcError('RECORD_INVALID', 'message is not in Confluent wire format');
+  return message.readInt32BE(1);
+}

@@ -1,0 +1,43 @@
+import {
+  FileKeyring,
+  createKafka,
+  createLogger,
+  createMetricsRegistry,
+  createSchemaRegistry,
+  loadPipeline,
+  loadServiceEnv,
+  runService,
+  startHealthServer,
+} from '@cityshare/shared';
+import { transformerEnv } from './config.js';
+import { Transformer } from './transformer.js';
+import { createTransformerMetrics } from './transformer-metrics.js';
+
+const logger = createLogger('transformer');
+
+await runService(logger, async () => {
+  const env = loadServiceEnv(transformerEnv);
+  logger.level = env.LOG_LEVEL;
+  const { config, keyringPath } = loadPipeline(env.CITYSHARE_PIPELINE);
+  const registry = createMetricsRegistry('transformer');
+  const transformer = new Transformer({
+    config,
+    env,
+    keys: FileKeyring.load(keyringPath),
+    kafka: createKafka(config.kafka, 'cityshare-transformer', logger),
+    registry: createSchemaRegistry(config.schemaRegistry),
+    logger,
+    metrics: createTransformerMetrics(registry),
+    onFatal: (err) => {
+      logger.fatal({ code: err.code, action: err.action, details: err.details }, err.message);
+      void transformer.stop().finally(() => process.exit(1));
+    },
+  });
+  const health = await startHealthServer({ port: env.METRICS_PORT, registry, ready: () => transformer.ready });
+  logger.info({ port: health.port }, 'health and metrics listening');
+  await transformer.start();
+  return async () => {
+    await transformer.stop();
+    await health.close();
+  };
+});

@@ -1,0 +1,13 @@
+import { Counter, type Registry } from 'prom-client';
+
+export function createTransformerMetrics(registry: Registry) {
+  return {
+    recordsIn: new Counter({ name: 'cityshare_transformer_records_in_total', help: 'Raw change events consumed', labelNames: ['table'] as const, registers: [registry] }),
+    recordsOut: new Counter({ name: 'cityshare_transformer_records_out_total', help: 'Share records produced', labelNames: ['department', 'table'] as const, registers: [registry] }),
+    dlq: new Counter({ name: 'cityshare_transformer_dlq_total', help: 'Records sent to the dead-letter topic', labelNames: ['reason'] as const, registers: [registry] }),
+    commits: new Counter({ name: 'cityshare_transformer_transactions_total', help: 'Kafka transactions by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+    registrations: new Counter({ name: 'cityshare_transformer_schema_registrations_total', help: 'Schemas registered or confirmed', registers: [registry] }),
+  };
+}
+
+export type TransformerMetrics = ReturnType<typeof createTransformerMetrics>;

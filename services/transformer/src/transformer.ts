@@ -1,0 +1,186 @@
+import type { Consumer, Kafka, Producer } from 'kafkajs';
+import {
+  CdcError,
+  ensureTopics,
+  isCdcError,
+  keyNames,
+  producerConfig,
+  topics,
+  type Admin,
+  type ChangeEvent,
+  type KeyProvider,
+  type Logger,
+  type PipelineConfig,
+  type SchemaRegistry,
+} from '@cityshare/shared';
+import { departmentViews, type DepartmentView } from './department-views.js';
+import { SchemaRegistrar } from './schema-registrar.js';
+import { projectEvent, type ViewKeys } from './share-view.js';
+import type { TransformerMetrics } from './transformer-metrics.js';
+import type { TransformerEnv } from './config.js';
+
+export interface TransformerDeps {
+  config: PipelineConfig;
+  env: TransformerEnv;
+  keys: KeyProvider;
+  kafka: Kafka;
+  registry: SchemaRegistry;
+  logger: Logger;
+  metrics: TransformerMetrics;
+  onFatal: (err: CdcError) => void;
+}
+
+interface OutMessage {
+  topic: string;
+  key: string;
+  value: Buffer;
+}
+
+/**
+ * Consume raw change events, apply every department's grant, produce share records:
+ * each input batch and its consumer offsets commit in one Kafka transaction, so a
+ * department topic gets each change exactly once.
+ */
+export class Transformer {
+  private consumer: Consumer | undefined;
+  private producer: Producer | undefined;
+  private admin: Admin | undefined;
+  private readonly views: Map<string, DepartmentView[]>;
+  private readonly registrar: SchemaRegistrar;
+  private readonly knownTopics = new Set<string>();
+  private running = false;
+
+  constructor(private readonly deps: TransformerDeps) {
+    this.views = departmentViews(deps.config);
+    this.registrar = new SchemaRegistrar(deps.registry, () => deps.metrics.registrations.inc());
+  }
+
+  get ready(): boolean {
+    return this.running;
+  }
+
+  private get groupId(): string {
+    return `${this.deps.config.kafka.topicPrefix}.transformer`;
+  }
+
+  async start(): Promise<void> {
+    const { config, kafka, env, logger } = this.deps;
+    const prefix = config.kafka.topicPrefix;
+    this.admin = kafka.admin();
+    await this.admin.connect().catch((cause: Error) => {
+      throw new CdcError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${config.kafka.brokers.join(',')}: ${cause.message}`, { cause });
+    });
+    await ensureTopics(this.admin, [{ topic: topics.dlq(prefix, 'transformer'), numPartitions: 1, replicationFactor: config.kafka.replicationFactor }]);
+    this.producer = kafka.producer(producerConfig({ transactionalId: `${prefix}.transformer.${env.TRANSFORMER_INSTANCE_ID}` }));
+    await this.producer.connect();
+    this.consumer = kafka.consumer({ groupId: this.groupId, readUncommitted: false, allowAutoTopicCreation: false, metadataMaxAge: 5_000 });
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topics: [topics.rawPattern(prefix)], fromBeginning: true });
+    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
+      this.running = true;
+    });
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatch: async ({ batch, heartbeat, isRunning, isStale }) => {
+        if (!isRunning() || isStale() || batch.messages.length === 0) return;
+        const out: OutMessage[] = [];
+        for (const message of batch.messages) {
+          out.push(...(await this.transform(batch.topic, batch.partition, message.offset, message.value)));
+        }
+        await this.ensureShareTopics(out);
+        const tx = await this.producer!.transaction();
+        try {
+          if (out.length > 0) {
+            const byTopic = new Map<string, Array<{ key: string; value: Buffer }>>();
+            for (const m of out) {
+              let list = byTopic.get(m.topic);
+              if (!list) byTopic.set(m.topic, (list = []));
+              list.push({ key: m.key, value: m.value });
+            }
+            await tx.sendBatch({ topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+          }
+          await tx.sendOffsets({
+            consumerGroupId: this.groupId,
+            topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: (BigInt(batch.lastOffset()) + 1n).toString() }] }],
+          });
+          await tx.commit();
+          this.deps.metrics.commits.inc({ outcome: 'committed' });
+        } catch (err) {
+          this.deps.metrics.commits.inc({ outcome: 'aborted' });
+          await tx.abort().catch(() => undefined);
+          throw err;
+        }
+        await heartbeat();
+      },
+    });
+    logger.info({ groupId: this.groupId }, 'consuming raw topics');
+  }
+
+  /** The share records (and dead letters) one raw message turns into. */
+  private async transform(topic: string, partition: number, offset: string, raw: Buffer | null): Promise<OutMessage[]> {
+    const { config, metrics, keys } = this.deps;
+    const prefix = config.kafka.topicPrefix;
+    if (!raw) return [];
+    let event: ChangeEvent;
+    try {
+      event = JSON.parse(raw.toString('utf8')) as ChangeEvent;
+      if (!event.source || !event.schema || !event.op) throw new Error('missing source, schema or op');
+    } catch (err) {
+      metrics.dlq.inc({ reason: 'unparseable' });
+      return [this.deadLetter(topic, partition, offset, 'unparseable', (err as Error).message, raw)];
+    }
+    const tableRef = `${event.source.name}.${event.source.db}.${event.source.table}`;
+    metrics.recordsIn.inc({ table: tableRef });
+    const out: OutMessage[] = [];
+    for (const view of this.views.get(tableRef) ?? []) {
+      const viewKeys: ViewKeys = {
+        pipeline: keys,
+        department: keys.activeKey(keyNames.department(view.department)),
+        token: keys.activeKey(keyNames.department(view.department)),
+      };
+      const shareTopic = topics.share(prefix, view.department, event.source.db, event.source.table);
+      try {
+        const record = projectEvent(event, view, viewKeys);
+        const id = await this.registrar.schemaId(shareTopic, view, event.schema);
+        out.push({ topic: shareTopic, key: record.key, value: await this.registrar.encode(id, record.value) });
+        metrics.recordsOut.inc({ department: view.department, table: tableRef });
+      } catch (err) {
+        if (isCdcError(err) && (err.code === 'RECORD_INVALID' || err.code === 'DECRYPT_FAILED')) {
+          metrics.dlq.inc({ reason: err.code });
+          out.push(this.deadLetter(topic, partition, offset, err.code, err.message, raw));
+          continue;
+        }
+        // Configuration, registry and schema problems stop the transformer before its
+        // offsets move: nothing is skipped, and the error says what to fix.
+        const fatal = isCdcError(err) ? err : new CdcError('INTERNAL', (err as Error).message, { cause: err });
+        this.deps.onFatal(fatal);
+        throw fatal;
+      }
+    }
+    return out;
+  }
+
+  /** Dead letters keep the raw payload, whose personal columns are still sealed. */
+  private deadLetter(topic: string, partition: number, offset: string, code: string, reason: string, raw: Buffer): OutMessage {
+    return {
+      topic: topics.dlq(this.deps.config.kafka.topicPrefix, 'transformer'),
+      key: `${topic}/${partition}/${offset}`,
+      value: Buffer.from(JSON.stringify({ code, reason, topic, partition, offset, payload: raw.toString('base64') })),
+    };
+  }
+
+  private async ensureShareTopics(out: OutMessage[]): Promise<void> {
+    const missing = [...new Set(out.map((m) => m.topic))].filter((t) => !this.knownTopics.has(t));
+    if (missing.length === 0) return;
+    const { kafka } = this.deps.config;
+    await ensureTopics(this.admin!, missing.map((topic) => ({ topic, numPartitions: kafka.partitions, replicationFactor: kafka.replicationFactor })));
+    for (const t of missing) this.knownTopics.add(t);
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.consumer?.disconnect().catch(() => undefined);
+    await this.producer?.disconnect().catch(() => undefined);
+    await this.admin?.disconnect().catch(() => undefined);
+  }
+}
