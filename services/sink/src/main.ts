@@ -1,0 +1,50 @@
+import {
+  CdcError,
+  createKafka,
+  createLogger,
+  createMetricsRegistry,
+  createSchemaRegistry,
+  loadPipeline,
+  loadServiceEnv,
+  runService,
+  startHealthServer,
+} from '@cityshare/shared';
+import { sinkEnv } from './config.js';
+import { PostgresSink } from './postgres.sink.js';
+import { ShareConsumer } from './share-consumer.js';
+import { createSinkMetrics } from './sink-metrics.js';
+
+const logger = createLogger('sink');
+
+await runService(logger, async () => {
+  const env = loadServiceEnv(sinkEnv);
+  logger.level = env.LOG_LEVEL;
+  const { config } = loadPipeline(env.CITYSHARE_PIPELINE);
+  const department = env.SINK_DEPARTMENT
+    ? config.departments.find((d) => d.name === env.SINK_DEPARTMENT)
+    : config.departments.length === 1 ? config.departments[0] : undefined;
+  if (!department) {
+    throw new CdcError('CONFIG_INVALID', env.SINK_DEPARTMENT ? `no department named ${env.SINK_DEPARTMENT} in the pipeline file` : 'the pipeline file has several departments: set SINK_DEPARTMENT');
+  }
+  const log = logger.child({ department: department.name });
+  const registry = createMetricsRegistry('sink');
+  const sink = new PostgresSink(department.target.url, department.target.schema, log);
+  await sink.connect();
+  const consumer = new ShareConsumer({
+    config,
+    department,
+    kafka: createKafka(config.kafka, `cityshare-sink-${department.name}`, logger),
+    registry: createSchemaRegistry(config.schemaRegistry),
+    sink,
+    logger: log,
+    metrics: createSinkMetrics(registry),
+  });
+  const health = await startHealthServer({ port: env.METRICS_PORT, registry, ready: () => consumer.ready });
+  log.info({ port: health.port }, 'health and metrics listening');
+  await consumer.start();
+  return async () => {
+    await consumer.stop();
+    await sink.close();
+    await health.close();
+  };
+});

@@ -1,0 +1,17 @@
+import { Counter, Histogram, type Registry } from 'prom-client';
+
+export function createSinkMetrics(registry: Registry) {
+  return {
+    applied: new Counter({ name: 'cityshare_sink_rows_applied_total', help: 'Row changes written to the target', labelNames: ['department', 'target'] as const, registers: [registry] }),
+    stale: new Counter({ name: 'cityshare_sink_version_guard_skips_total', help: 'Row changes skipped because the target already held a newer or equal version', labelNames: ['department', 'target'] as const, registers: [registry] }),
+    latency: new Histogram({
+      name: 'cityshare_sink_end_to_end_latency_seconds',
+      help: 'Source commit to target confirmation',
+      labelNames: ['department', 'target'] as const,
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+  };
+}
+
+export type SinkMetrics = ReturnType<typeof createSinkMetrics>;
