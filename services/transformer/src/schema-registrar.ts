@@ -1,4 +1,4 @@
-import { deriveShareSchema, registerValueSchema, type SchemaRegistry, type TableSchema } from '@cityshare/shared';
+import { CdcError, deriveShareSchema, registerValueSchema, type SchemaRegistry, type TableSchema } from '@cityshare/shared';
 import type { DepartmentView } from './department-views.js';
 
 /**
@@ -22,7 +22,18 @@ export class SchemaRegistrar {
     return id;
   }
 
-  encode(id: number, value: Record<string, unknown>): Promise<Buffer> {
-    return this.registry.encode(id, value);
+  /**
+   * Encodes a record. avsc's own errors quote the offending value, which may be
+   * personal data, so only the field names leave this function.
+   */
+  async encode(id: number, value: Record<string, unknown>, topic: string): Promise<Buffer> {
+    try {
+      return await this.registry.encode(id, value);
+    } catch (err) {
+      const paths = ((err as { paths?: string[][] }).paths ?? []).map((p) => p.join('.'));
+      throw new CdcError('RECORD_INVALID', `record for ${topic} does not match its schema (fields: ${paths.join(', ') || 'unknown'})`, {
+        details: { topic, fields: paths },
+      });
+    }
   }
 }

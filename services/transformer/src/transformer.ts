@@ -142,7 +142,7 @@ export class Transformer {
       try {
         const record = projectEvent(event, view, viewKeys);
         const id = await this.registrar.schemaId(shareTopic, view, event.schema);
-        out.push({ topic: shareTopic, key: record.key, value: await this.registrar.encode(id, record.value) });
+        out.push({ topic: shareTopic, key: record.key, value: await this.registrar.encode(id, record.value, shareTopic) });
         metrics.recordsOut.inc({ department: view.department, table: tableRef });
       } catch (err) {
         if (isCdcError(err) && (err.code === 'RECORD_INVALID' || err.code === 'DECRYPT_FAILED')) {

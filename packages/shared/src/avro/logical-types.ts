@@ -99,8 +99,21 @@ function fromMicros(micros: bigint, zone: string): string {
     `.${pad(d.getUTCMilliseconds(), 3)}${pad(Number(sub), 3)}${zone}`;
 }
 
+/** Set while a microsecond type builds its underlying long, so the type hook hands it the BigInt long. */
+let buildingUnderlyingLong = false;
+
 class MicrosType extends avro.types.LogicalType {
   protected readonly zone: string = '';
+
+  constructor(schema: avro.Schema, opts?: unknown) {
+    buildingUnderlyingLong = true;
+    try {
+      super(schema, opts);
+    } finally {
+      buildingUnderlyingLong = false;
+    }
+  }
+
   protected override _fromValue(v: bigint): string {
     return fromMicros(BigInt(v), this.zone);
   }
@@ -159,16 +172,25 @@ export const LOGICAL = {
   sealed: 'cityshare-sealed',
 } as const;
 
-/** Options for avsc (and the schema registry client) that know every type above. */
-export const avroOptions: Partial<avro.ForSchemaOptions> = {
-  logicalTypes: {
-    [LOGICAL.decimal]: DecimalType,
-    [LOGICAL.date]: DateType,
-    [LOGICAL.timestampMicros]: TimestampMicrosType,
-    [LOGICAL.localTimestampMicros]: LocalTimestampMicrosType,
-    [LOGICAL.json]: TaggedType,
-    [LOGICAL.mysqlTime]: TaggedType,
-    [LOGICAL.sealed]: TaggedType,
-  },
-  registry: { long: bigintLong },
-};
+/**
+ * Options for avsc (and the schema registry client) that know every type above. A new
+ * object each call: avsc records named types in the options it is given.
+ */
+export function avroOptions(): Partial<avro.ForSchemaOptions> {
+  return {
+    logicalTypes: {
+      [LOGICAL.decimal]: DecimalType,
+      [LOGICAL.date]: DateType,
+      [LOGICAL.timestampMicros]: TimestampMicrosType,
+      [LOGICAL.localTimestampMicros]: LocalTimestampMicrosType,
+      [LOGICAL.json]: TaggedType,
+      [LOGICAL.mysqlTime]: TaggedType,
+      [LOGICAL.sealed]: TaggedType,
+    },
+    typeHook: (schema) => {
+      const isLong = schema === 'long' || (typeof schema === 'object' && (schema as { type?: unknown }).type === 'long');
+      const logical = typeof schema === 'object' && 'logicalType' in (schema as object);
+      return isLong && (!logical || buildingUnderlyingLong) ? bigintLong : undefined;
+    },
+  };
+}

@@ -11,7 +11,7 @@ export function createSchemaRegistry(config: PipelineConfig['schemaRegistry']): 
   const auth = config.username ? { username: config.username, password: config.password ?? '' } : undefined;
   return new SchemaRegistry(
     { host: config.url, ...(auth ? { auth } : {}), clientId: 'cityshare' },
-    { [SchemaType.AVRO]: avroOptions },
+    { [SchemaType.AVRO]: avroOptions() },
   );
 }
 

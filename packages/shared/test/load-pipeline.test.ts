@@ -1,0 +1,56 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parsePipeline } from '../src/config/load-pipeline.js';
+import { isCdcError } from '../src/errors.js';
+
+const sample = readFileSync(new URL('../../../deploy/local/pipeline.yaml', import.meta.url), 'utf8');
+
+function problems(text: string, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    parsePipeline(text, env);
+    return [];
+  } catch (err) {
+    if (!isCdcError(err, 'CONFIG_INVALID')) throw err;
+    return err.details.problems as string[];
+  }
+}
+
+describe('pipeline file', () => {
+  it('loads the demo pipeline with defaults and typed environment overrides', () => {
+    const config = parsePipeline(sample, { SOURCE_PORT: '3310', TOPIC_PREFIX: 'x1' });
+    expect(config.sources[0]!.connection.port).toBe(3310);
+    expect(config.kafka.topicPrefix).toBe('x1');
+    expect(config.departments[0]!.grants[0]!.columns.phone).toEqual({ mask: 'phone' });
+  });
+
+  it('lists every problem at once', () => {
+    const broken = sample
+      .replace('serverId: 5101', 'serverId: -1')
+      .replace('phone: { mask: phone }', 'phone: { mask: phone }\n          shoe_size: pass')
+      .replace('id_card: encrypt', 'id_card: rot13');
+    const found = problems(broken);
+    expect(found.length).toBeGreaterThanOrEqual(2);
+    expect(found.join('\n')).toMatch(/serverId/);
+    expect(found.join('\n')).toMatch(/id_card/);
+  });
+
+  it('refuses a grant on a column no DBA classified', () => {
+    const found = problems(sample.replace('phone: { mask: phone }', 'phone: { mask: phone }\n          shoe_size: pass'));
+    expect(found).toEqual([expect.stringMatching(/column shoe_size is not classified.*classify it/)]);
+  });
+
+  it('refuses a grant on an unregistered table', () => {
+    const found = problems(sample.replace('- table: cityhub.${CIVIL_DB:-civil}.citizens', '- table: cityhub.civil.nope'));
+    expect(found).toEqual([expect.stringMatching(/cityhub\.civil\.nope is not registered/)]);
+  });
+
+  it('names an unset environment variable without a default', () => {
+    expect(problems(sample.replace('${SOURCE_PASSWORD:-cdc_reader}', '${SOURCE_PASSWORD}'))).toContain(
+      'environment variable SOURCE_PASSWORD is not set and has no default',
+    );
+  });
+
+  it('reports malformed YAML as CONFIG_INVALID', () => {
+    expect(() => parsePipeline('kafka: [unclosed', {})).toThrow(/not valid YAML/);
+  });
+});
