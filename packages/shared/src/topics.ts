@@ -1,13 +1,25 @@
 /** Topic names are the contract between stages; only this file spells them. */
 export const topics = {
   raw: (prefix: string, source: string, db: string, table: string) => `${prefix}.raw.${source}.${db}.${table}`,
-  rawPattern: (prefix: string) => new RegExp(`^${escape(prefix)}\\.raw\\.`),
   share: (prefix: string, department: string, db: string, table: string) => `${prefix}.share.${department}.${db}.${table}`,
-  sharePattern: (prefix: string, department: string) => new RegExp(`^${escape(prefix)}\\.share\\.${escape(department)}\\.`),
   dlq: (prefix: string, stage: string) => `${prefix}.dlq.${stage}`,
   checkpoints: (prefix: string) => `${prefix}.checkpoints`,
 };
 
-function escape(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/** The raw and share topics a pipeline file implies, for subscribing by name. */
+export function pipelineTopics(config: {
+  kafka: { topicPrefix: string };
+  sources: Array<{ name: string; tables: Array<{ name: string }> }>;
+  departments: Array<{ name: string; grants: Array<{ table: string }> }>;
+}): { raw: string[]; share: Map<string, string[]> } {
+  const prefix = config.kafka.topicPrefix;
+  const raw = config.sources.flatMap((s) => s.tables.map((t) => {
+    const [db, table] = t.name.split('.') as [string, string];
+    return topics.raw(prefix, s.name, db, table);
+  }));
+  const share = new Map(config.departments.map((d) => [d.name, d.grants.map((g) => {
+    const [, db, table] = g.table.split('.') as [string, string, string];
+    return topics.share(prefix, d.name, db, table);
+  })]));
+  return { raw, share };
 }

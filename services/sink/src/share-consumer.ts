@@ -2,8 +2,9 @@ import type { Consumer, Kafka } from 'kafkajs';
 import {
   CdcError,
   META_FIELDS,
+  ensureTopics,
   fetchSchemaJson,
-  topics,
+  pipelineTopics,
   wireSchemaId,
   type DepartmentConfig,
   type Logger,
@@ -51,7 +52,16 @@ export class ShareConsumer {
     await this.consumer.connect().catch((cause: Error) => {
       throw new CdcError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${config.kafka.brokers.join(',')}: ${cause.message}`, { cause });
     });
-    await this.consumer.subscribe({ topics: [topics.sharePattern(config.kafka.topicPrefix, department.name)], fromBeginning: true });
+    // By name: kafkajs resolves a pattern only once, so topics created later would be missed.
+    const shareTopics = pipelineTopics(config).share.get(department.name) ?? [];
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      await ensureTopics(admin, shareTopics.map((topic) => ({ topic, numPartitions: config.kafka.partitions, replicationFactor: config.kafka.replicationFactor })));
+    } finally {
+      await admin.disconnect();
+    }
+    await this.consumer.subscribe({ topics: shareTopics, fromBeginning: true });
     this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
       this.running = true;
     });

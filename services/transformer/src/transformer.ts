@@ -4,6 +4,7 @@ import {
   ensureTopics,
   isCdcError,
   keyNames,
+  pipelineTopics,
   producerConfig,
   topics,
   type Admin,
@@ -70,12 +71,20 @@ export class Transformer {
     await this.admin.connect().catch((cause: Error) => {
       throw new CdcError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${config.kafka.brokers.join(',')}: ${cause.message}`, { cause });
     });
-    await ensureTopics(this.admin, [{ topic: topics.dlq(prefix, 'transformer'), numPartitions: 1, replicationFactor: config.kafka.replicationFactor }]);
+    // Subscriptions are by name (kafkajs resolves patterns only once); the pipeline
+    // file says which raw topics exist and which share topics they feed.
+    const planned = pipelineTopics(config);
+    const partitioned = (topic: string) => ({ topic, numPartitions: config.kafka.partitions, replicationFactor: config.kafka.replicationFactor });
+    await ensureTopics(this.admin, [
+      { topic: topics.dlq(prefix, 'transformer'), numPartitions: 1, replicationFactor: config.kafka.replicationFactor },
+      ...planned.raw.map(partitioned),
+      ...[...planned.share.values()].flat().map(partitioned),
+    ]);
     this.producer = kafka.producer(producerConfig({ transactionalId: `${prefix}.transformer.${env.TRANSFORMER_INSTANCE_ID}` }));
     await this.producer.connect();
     this.consumer = kafka.consumer({ groupId: this.groupId, readUncommitted: false, allowAutoTopicCreation: false, metadataMaxAge: 5_000 });
     await this.consumer.connect();
-    await this.consumer.subscribe({ topics: [topics.rawPattern(prefix)], fromBeginning: true });
+    await this.consumer.subscribe({ topics: planned.raw, fromBeginning: true });
     this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
       this.running = true;
     });

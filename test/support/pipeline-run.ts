@@ -1,0 +1,72 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createConnection, type Connection } from 'mysql2/promise';
+import pg from 'pg';
+import { FileKeyring } from '@cityshare/shared';
+import { ServiceProcess, type ServiceName } from './service-process.js';
+import { stack } from './stack.js';
+
+/**
+ * One isolated run of the demo pipeline (deploy/local/pipeline.yaml) on the shared
+ * stack: its own source databases, topic prefix, department schema and keyring, so
+ * suites never see each other's data.
+ */
+export class PipelineRun {
+  readonly id = `t${randomBytes(4).toString('hex')}`;
+  readonly prefix = this.id;
+  readonly civilDb = `${this.id}_civil`;
+  readonly healthDb = `${this.id}_health`;
+  readonly transportDb = `${this.id}_transport`;
+  readonly pgSchema = `${this.id}_dept_health`;
+  readonly keyringFile = join(stack.root, '.stack', 'test', this.id, 'keyring.json');
+  readonly keys = FileKeyring.ensure(this.keyringFile, ['pipeline', 'department:health']);
+  readonly services: ServiceProcess[] = [];
+  source!: Connection;
+  pg!: pg.Client;
+
+  get env(): NodeJS.ProcessEnv {
+    return {
+      ...process.env,
+      CITYSHARE_PIPELINE: join(stack.root, 'deploy', 'local', 'pipeline.yaml'),
+      TOPIC_PREFIX: this.prefix,
+      CIVIL_DB: this.civilDb,
+      HEALTH_DB: this.healthDb,
+      HEALTH_PG_SCHEMA: this.pgSchema,
+      KEYRING_FILE: this.keyringFile,
+      TRANSFORMER_INSTANCE_ID: this.id,
+    };
+  }
+
+  async setUp(): Promise<void> {
+    this.source = await createConnection({ ...stack.source, charset: 'utf8mb4', multipleStatements: true });
+    for (const db of [this.civilDb, this.healthDb, this.transportDb]) await this.source.query(`CREATE DATABASE \`${db}\``);
+    const ddl = readFileSync(join(stack.root, 'deploy', 'local', 'sample', 'schema.sql'), 'utf8')
+      .replaceAll('@CIVIL@', this.civilDb)
+      .replaceAll('@HEALTH@', this.healthDb)
+      .replaceAll('@TRANSPORT@', this.transportDb);
+    await this.source.query(ddl);
+    this.pg = new pg.Client({ connectionString: stack.postgresUrl });
+    await this.pg.connect();
+  }
+
+  service(name: ServiceName): ServiceProcess {
+    const svc = new ServiceProcess(name, this.env, join(stack.root, '.stack', 'logs', 'test', `${this.id}-${name}.log`));
+    this.services.push(svc);
+    return svc;
+  }
+
+  async start(name: ServiceName): Promise<ServiceProcess> {
+    const svc = this.service(name);
+    await svc.start();
+    return svc;
+  }
+
+  async tearDown(): Promise<void> {
+    await Promise.all(this.services.map((s) => s.stop()));
+    for (const db of [this.civilDb, this.healthDb, this.transportDb]) await this.source?.query(`DROP DATABASE IF EXISTS \`${db}\``);
+    await this.source?.end();
+    await this.pg?.query(`DROP SCHEMA IF EXISTS "${this.pgSchema}" CASCADE`);
+    await this.pg?.end();
+  }
+}
