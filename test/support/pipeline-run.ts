@@ -12,18 +12,39 @@ import { stack } from './stack.js';
  * stack: its own source databases, topic prefix, department schema and keyring, so
  * suites never see each other's data.
  */
+export interface RunNames {
+  id: string;
+  civilDb: string;
+  healthDb: string;
+  transportDb: string;
+  pgSchema: string;
+  keyringFile: string;
+}
+
 export class PipelineRun {
-  readonly id = `t${randomBytes(4).toString('hex')}`;
-  readonly prefix = this.id;
-  readonly civilDb = `${this.id}_civil`;
-  readonly healthDb = `${this.id}_health`;
-  readonly transportDb = `${this.id}_transport`;
-  readonly pgSchema = `${this.id}_dept_health`;
-  readonly keyringFile = join(stack.root, '.stack', 'test', this.id, 'keyring.json');
-  readonly keys = FileKeyring.ensure(this.keyringFile, ['pipeline', 'department:health']);
+  readonly id: string;
+  readonly prefix: string;
+  readonly civilDb: string;
+  readonly healthDb: string;
+  readonly transportDb: string;
+  readonly pgSchema: string;
+  readonly keyringFile: string;
+  readonly keys: FileKeyring;
   readonly services: ServiceProcess[] = [];
   source!: Connection;
   pg!: pg.Client;
+
+  /** Defaults give every run unique names; the demo passes readable ones. */
+  constructor(names: Partial<RunNames> = {}) {
+    this.id = names.id ?? `t${randomBytes(4).toString('hex')}`;
+    this.prefix = this.id;
+    this.civilDb = names.civilDb ?? `${this.id}_civil`;
+    this.healthDb = names.healthDb ?? `${this.id}_health`;
+    this.transportDb = names.transportDb ?? `${this.id}_transport`;
+    this.pgSchema = names.pgSchema ?? `${this.id}_dept_health`;
+    this.keyringFile = names.keyringFile ?? join(stack.root, '.stack', 'test', this.id, 'keyring.json');
+    this.keys = FileKeyring.ensure(this.keyringFile, ['pipeline', 'department:health']);
+  }
 
   get env(): NodeJS.ProcessEnv {
     return {
@@ -40,7 +61,10 @@ export class PipelineRun {
 
   async setUp(): Promise<void> {
     this.source = await createConnection({ ...stack.source, charset: 'utf8mb4', multipleStatements: true });
-    for (const db of [this.civilDb, this.healthDb, this.transportDb]) await this.source.query(`CREATE DATABASE \`${db}\``);
+    for (const db of [this.civilDb, this.healthDb, this.transportDb]) {
+      await this.source.query(`DROP DATABASE IF EXISTS \`${db}\``);
+      await this.source.query(`CREATE DATABASE \`${db}\``);
+    }
     const ddl = readFileSync(join(stack.root, 'deploy', 'local', 'sample', 'schema.sql'), 'utf8')
       .replaceAll('@CIVIL@', this.civilDb)
       .replaceAll('@HEALTH@', this.healthDb)
@@ -48,6 +72,7 @@ export class PipelineRun {
     await this.source.query(ddl);
     this.pg = new pg.Client({ connectionString: stack.postgresUrl });
     await this.pg.connect();
+    await this.pg.query(`DROP SCHEMA IF EXISTS "${this.pgSchema}" CASCADE`);
   }
 
   service(name: ServiceName): ServiceProcess {
@@ -62,8 +87,14 @@ export class PipelineRun {
     return svc;
   }
 
-  async tearDown(): Promise<void> {
+  /** Stops the services; `keepData` leaves databases and tables for inspection. */
+  async tearDown({ keepData = false } = {}): Promise<void> {
     await Promise.all(this.services.map((s) => s.stop()));
+    if (keepData) {
+      await this.source?.end();
+      await this.pg?.end();
+      return;
+    }
     for (const db of [this.civilDb, this.healthDb, this.transportDb]) await this.source?.query(`DROP DATABASE IF EXISTS \`${db}\``);
     await this.source?.end();
     await this.pg?.query(`DROP SCHEMA IF EXISTS "${this.pgSchema}" CASCADE`);

@@ -157,7 +157,7 @@ class TaggedType extends avro.types.LogicalType {
   protected override _toValue(v: unknown): unknown {
     return v;
   }
-  protected override _resolve(type: avro.Type): ((v: unknown) => unknown) | undefined {
+  protected override _resolve(_type: avro.Type): ((v: unknown) => unknown) | undefined {
     return (v) => v;
   }
 }
