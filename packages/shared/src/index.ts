@@ -18,3 +18,4 @@ export * from './avro/share-schema.js';
 export * from './kafka/client.js';
 export * from './service-runner.js';
 export * from './avro/registry.js';
+export * from './config/json-schema.js';
