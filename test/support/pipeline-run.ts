@@ -75,14 +75,14 @@ export class PipelineRun {
     await this.pg.query(`DROP SCHEMA IF EXISTS "${this.pgSchema}" CASCADE`);
   }
 
-  service(name: ServiceName): ServiceProcess {
-    const svc = new ServiceProcess(name, this.env, join(stack.root, '.stack', 'logs', 'test', `${this.id}-${name}.log`));
+  service(name: ServiceName, env: NodeJS.ProcessEnv = {}): ServiceProcess {
+    const svc = new ServiceProcess(name, { ...this.env, ...env }, join(stack.root, '.stack', 'logs', 'test', `${this.id}-${name}.log`));
     this.services.push(svc);
     return svc;
   }
 
-  async start(name: ServiceName): Promise<ServiceProcess> {
-    const svc = this.service(name);
+  async start(name: ServiceName, env: NodeJS.ProcessEnv = {}): Promise<ServiceProcess> {
+    const svc = this.service(name, env);
     await svc.start();
     return svc;
   }

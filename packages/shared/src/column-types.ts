@@ -129,8 +129,11 @@ function formatInet(buf: Buffer): string {
 export function toCanonical(type: LogicalType, value: unknown): CanonicalValue {
   if (value === null || value === undefined) return null;
   switch (type.kind) {
-    case 'int': case 'float': case 'double': case 'year':
+    case 'int': case 'double': case 'year':
       return typeof value === 'number' ? value : Number(value);
+    case 'float':
+      // The binlog carries the stored float32; a SELECT prints it shortened. Both round to the same float32.
+      return Math.fround(typeof value === 'number' ? value : Number(value));
     case 'bool':
       return Boolean(Number(value));
     case 'bigint': case 'decimal':

@@ -31,20 +31,27 @@ export interface SourceInfo {
 }
 
 /**
- * A change event, Debezium-shaped. Columns classified personal or secret (and any
- * unclassified column) carry ciphertext under the pipeline key in before/after.
+ * A change event, Debezium-shaped. `before`/`after` hold the public and internal
+ * columns; the personal, secret and unclassified columns of each image travel as one
+ * ciphertext under the pipeline key in `sealed` (a JSON object of those columns).
  */
 export interface ChangeEvent {
   op: Op;
   before: Row | null;
   after: Row | null;
+  sealed: { before: string | null; after: string | null };
   source: SourceInfo;
   /** When the reader built the event. */
   ts_ms: number;
   /** Column types of the table when the change was written. */
   schema: TableSchema;
-  /** Names of the columns whose values are pipeline ciphertext. */
+  /** Names of the columns that travel in `sealed`. */
   protected: string[];
+}
+
+/** Associated data of a sealed image: binds it to its table, event and side. */
+export function sealedImageAad(db: string, table: string, version: string, side: 'before' | 'after'): string {
+  return `${db}.${table}@${version}/${side}`;
 }
 
 export function keyOf(schema: TableSchema, row: Row): Row {

@@ -10,7 +10,8 @@ import { CdcError, logicalTypeOf, type BinlogPosition, type Logger, type TableSc
 import type { TableCatalog } from './table-catalog.js';
 
 export interface RowsChange {
-  kind: 'insert' | 'update' | 'delete';
+  /** `snapshot` rows come from a chunk read, not from the binlog. */
+  kind: 'insert' | 'update' | 'delete' | 'snapshot';
   schema: TableSchema;
   /** insert/delete: one image per row; update: before and after. */
   rows: Array<{ before: Record<string, unknown> | null; after: Record<string, unknown> | null }>;
@@ -31,6 +32,7 @@ export interface BinlogHandler {
 
 export interface ListenerOptions {
   connection: { host: string; port: number; user: string; password: string };
+  valueOptions: Record<string, unknown>;
   serverId: number;
   catalog: TableCatalog;
 }
@@ -55,16 +57,9 @@ export class BinlogListener {
   ) {}
 
   start(from: BinlogPosition): Promise<void> {
-    const zongji = new ZongJi({
-      ...this.options.connection,
-      // Exact values: dates as strings (microseconds kept), zone-free UTC for TIMESTAMP,
-      // 64-bit integers and decimals as strings.
-      dateStrings: true,
-      timezone: 'Z',
-      supportBigNumbers: true,
-      bigNumberStrings: true,
-      charset: 'utf8mb4',
-    });
+    // Exact values: dates as strings (microseconds kept), UTC for TIMESTAMP, 64-bit
+    // integers and decimals as strings; snapshot reads use the same options.
+    const zongji = new ZongJi({ ...this.options.connection, ...this.options.valueOptions });
     this.zongji = zongji;
     const includeSchema: Record<string, string[]> = {};
     for (const name of this.options.catalog.names()) {
@@ -113,6 +108,12 @@ export class BinlogListener {
 
   stop(): void {
     this.zongji?.stop();
+  }
+
+  /** The resume point after the last transaction the stream has fully processed. */
+  safePosition(): BinlogPosition | undefined {
+    const z = this.zongji;
+    return z?.options.filename && z.options.position ? { file: z.options.filename, pos: z.options.position, gtid: z.gtidSet } : undefined;
   }
 
   private position(nextPosition?: number): BinlogPosition {

@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Kafka, Producer } from 'kafkajs';
 import { topics, type BinlogPosition, type Logger } from '@cityshare/shared';
+import type { SnapshotState } from './snapshot/snapshotter.js';
 
 export interface Checkpoint extends BinlogPosition {
+  /** Snapshot progress as of this position; absent before the first snapshot started. */
+  snapshot?: SnapshotState;
   /** When the checkpoint was written. */
   savedAt: string;
 }
@@ -36,8 +39,8 @@ export class CheckpointStore {
     };
   }
 
-  async save(position: BinlogPosition): Promise<void> {
-    const value: Checkpoint = { ...position, savedAt: new Date().toISOString() };
+  async save(position: BinlogPosition, snapshot?: SnapshotState): Promise<void> {
+    const value: Checkpoint = { file: position.file, pos: position.pos, gtid: position.gtid, snapshot, savedAt: new Date().toISOString() };
     await this.producer.send({ topic: this.topic, acks: -1, messages: [{ key: this.source, value: JSON.stringify(value) }] });
   }
 

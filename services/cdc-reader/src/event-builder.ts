@@ -1,6 +1,6 @@
 import {
-  columnAad,
   isProtectedClass,
+  sealedImageAad,
   rowVersion,
   sealValue,
   toCanonical,
@@ -37,13 +37,12 @@ export function buildEvents(change: RowsChange, ctx: BuildContext, now = Date.no
   const { schema } = change;
   const classes = ctx.classes(schema.db, schema.table);
   const sealed = schema.columns.filter((c) => isProtectedClass(classes[c.name])).map((c) => c.name);
-  const image = (raw: Record<string, unknown> | null): Row | null => (raw ? canonicalRow(schema, raw, sealed, ctx) : null);
+  const sealedSet = new Set(sealed);
+  const image = (raw: Record<string, unknown> | null) => (raw ? splitRow(schema, raw, sealedSet) : null);
 
   const sealedKey = schema.primaryKey.some((k) => sealed.includes(k));
   const keyFor = (raw: Record<string, unknown>): string => {
-    const key: Row = {};
-    for (const k of schema.primaryKey) key[k] = toCanonical(schema.columns.find((c) => c.name === k)!.type, raw[k]);
-    const json = JSON.stringify(key);
+    const json = canonicalKey(schema, raw);
     // A protected key column must not appear in clear in the message key either.
     return sealedKey ? createHmac('sha256', ctx.pipelineKey.material).update(json).digest('base64url') : json;
   };
@@ -58,6 +57,7 @@ export function buildEvents(change: RowsChange, ctx: BuildContext, now = Date.no
       row,
       now,
       sealed,
+      key: ctx.pipelineKey,
     };
     if (change.kind === 'update' && before && after && keyChanged(schema, r.before!, r.after!)) {
       events.push(
@@ -65,39 +65,67 @@ export function buildEvents(change: RowsChange, ctx: BuildContext, now = Date.no
         { event: envelope('c', null, after, base), key: keyFor(r.after!) },
       );
     } else {
-      const op: Op = change.kind === 'insert' ? 'c' : change.kind === 'delete' ? 'd' : 'u';
+      const op: Op = change.kind === 'insert' ? 'c' : change.kind === 'delete' ? 'd' : change.kind === 'snapshot' ? 'r' : 'u';
       events.push({ event: envelope(op, before, after, base), key: keyFor((r.after ?? r.before)!) });
     }
   });
   return events;
 }
 
+/** The primary key of a decoded row in canonical JSON: the identity of a row everywhere in the reader. */
+export function canonicalKey(schema: TableSchema, raw: Record<string, unknown>): string {
+  const key: Row = {};
+  for (const k of schema.primaryKey) key[k] = toCanonical(schema.columns.find((c) => c.name === k)!.type, raw[k]);
+  return JSON.stringify(key);
+}
+
 function keyChanged(schema: TableSchema, before: Record<string, unknown>, after: Record<string, unknown>): boolean {
   return schema.primaryKey.some((k) => String(before[k]) !== String(after[k]));
 }
 
-function canonicalRow(schema: TableSchema, raw: Record<string, unknown>, sealed: string[], ctx: BuildContext): Row {
-  const row: Row = {};
+interface SplitImage {
+  clear: Row;
+  /** Protected columns, canonical; sealed as one object per image. */
+  secret: Row | null;
+}
+
+function splitRow(schema: TableSchema, raw: Record<string, unknown>, sealed: Set<string>): SplitImage {
+  const clear: Row = {};
+  let secret: Row | null = null;
   for (const col of schema.columns) {
     const value = toCanonical(col.type, raw[col.name]);
-    row[col.name] = value !== null && sealed.includes(col.name)
-      ? sealValue(ctx.pipelineKey, value, columnAad(schema.db, schema.table, col.name))
-      : value;
+    if (sealed.has(col.name)) (secret ??= {})[col.name] = value;
+    else clear[col.name] = value;
   }
-  return row;
+  return { clear, secret };
+}
+
+const schemaJson = new WeakMap<TableSchema, string>();
+
+/** JSON of an event; the table schema, the same object for every row, is stringified once. */
+export function serializeEvent(event: ChangeEvent): string {
+  let schema = schemaJson.get(event.schema);
+  if (schema === undefined) schemaJson.set(event.schema, (schema = JSON.stringify(event.schema)));
+  const rest = JSON.stringify({ ...event, schema: undefined });
+  return `{"schema":${schema},${rest.slice(1)}`;
 }
 
 function envelope(
   op: Op,
-  before: Row | null,
-  after: Row | null,
-  b: { sourceName: string; serverId: number; change: RowsChange; row: number; now: number; sealed: string[] },
+  before: SplitImage | null,
+  after: SplitImage | null,
+  b: { sourceName: string; serverId: number; change: RowsChange; row: number; now: number; sealed: string[]; key: DataKey },
 ): ChangeEvent {
   const { change } = b;
+  const version = rowVersion({ file: change.file, eventPos: change.eventPos, row: b.row });
+  const { db, table } = change.schema;
+  const seal = (img: SplitImage | null, side: 'before' | 'after') =>
+    img?.secret ? sealValue(b.key, img.secret, sealedImageAad(db, table, version, side)) : null;
   return {
     op,
-    before,
-    after,
+    before: before?.clear ?? null,
+    after: after?.clear ?? null,
+    sealed: { before: seal(before, 'before'), after: seal(after, 'after') },
     source: {
       name: b.sourceName,
       serverId: b.serverId,
@@ -108,8 +136,8 @@ function envelope(
       db: change.schema.db,
       table: change.schema.table,
       ts_ms: change.tsMs,
-      snapshot: false,
-      version: rowVersion({ file: change.file, eventPos: change.eventPos, row: b.row }),
+      snapshot: change.kind === 'snapshot',
+      version,
     },
     ts_ms: b.now,
     schema: change.schema,

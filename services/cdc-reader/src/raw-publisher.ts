@@ -7,21 +7,23 @@ export interface OutgoingMessage {
   value: Buffer;
 }
 
-export interface PublisherOptions {
+export interface PublisherOptions<S> {
   maxBytes: number;
   maxBatchMessages: number;
   /** Called with the newest transaction boundary whose events Kafka has all acknowledged. */
-  onAcked: (position: BinlogPosition, commitTsMs: number) => void;
+  onAcked: (position: BinlogPosition, commitTsMs: number, state: S | undefined) => void;
   /** true when the queue went over its byte limit, false when it drained below half. */
   onPressure: (full: boolean) => void;
   onError: (err: Error) => void;
 }
 
-interface Boundary {
+interface Boundary<S> {
   /** Sequence number of the last message enqueued before this commit. */
   seq: number;
   position: BinlogPosition;
   tsMs: number;
+  /** Progress that becomes durable with this boundary (e.g. snapshot state). */
+  state: S | undefined;
 }
 
 /**
@@ -29,9 +31,9 @@ interface Boundary {
  * batches; a transaction boundary is reported as acknowledged only once every message
  * before it is, so a checkpoint never skips an unacknowledged event.
  */
-export class RawPublisher {
+export class RawPublisher<S = unknown> {
   private queue: Array<OutgoingMessage & { seq: number; bytes: number }> = [];
-  private boundaries: Boundary[] = [];
+  private boundaries: Boundary<S>[] = [];
   private seq = 0;
   private bytes = 0;
   private full = false;
@@ -40,7 +42,7 @@ export class RawPublisher {
 
   constructor(
     private readonly producer: Producer,
-    private readonly options: PublisherOptions,
+    private readonly options: PublisherOptions<S>,
     private readonly logger: Logger,
   ) {}
 
@@ -61,8 +63,8 @@ export class RawPublisher {
     this.kick();
   }
 
-  markBoundary(position: BinlogPosition, tsMs: number): void {
-    this.boundaries.push({ seq: this.seq, position, tsMs });
+  markBoundary(position: BinlogPosition, tsMs: number, state?: S): void {
+    this.boundaries.push({ seq: this.seq, position, tsMs, state });
     this.kick();
   }
 
@@ -116,9 +118,18 @@ export class RawPublisher {
     }
   }
 
+  /** Resolves once the queue is below its byte limit. */
+  async waitForRoom(): Promise<void> {
+    while (this.bytes >= this.options.maxBytes / 2 && !this.failed) await new Promise((r) => setTimeout(r, 20));
+  }
+
   private releaseBoundaries(ackedSeq: number): void {
-    let last: Boundary | undefined;
-    while (this.boundaries.length > 0 && this.boundaries[0]!.seq <= ackedSeq) last = this.boundaries.shift();
-    if (last) this.options.onAcked(last.position, last.tsMs);
+    let last: Boundary<S> | undefined;
+    let state: S | undefined;
+    while (this.boundaries.length > 0 && this.boundaries[0]!.seq <= ackedSeq) {
+      last = this.boundaries.shift();
+      state = last!.state ?? state;
+    }
+    if (last) this.options.onAcked(last.position, last.tsMs, state);
   }
 }

@@ -33,6 +33,24 @@ export function createReaderMetrics(registry: Registry) {
       labelNames: ['source'] as const,
       registers: [registry],
     }),
+    snapshotRows: new Counter({
+      name: 'cityshare_reader_snapshot_rows_total',
+      help: 'Rows read by snapshots',
+      labelNames: ['source', 'table'] as const,
+      registers: [registry],
+    }),
+    snapshotChunks: new Counter({
+      name: 'cityshare_reader_snapshot_chunks_total',
+      help: 'Snapshot chunks emitted',
+      labelNames: ['source', 'table'] as const,
+      registers: [registry],
+    }),
+    snapshotRemaining: new Gauge({
+      name: 'cityshare_reader_snapshot_remaining_rows',
+      help: 'Estimated rows left to snapshot (from table statistics)',
+      labelNames: ['source', 'table'] as const,
+      registers: [registry],
+    }),
     checkpoints: new Counter({
       name: 'cityshare_reader_checkpoints_total',
       help: 'Checkpoints written',

@@ -1,4 +1,4 @@
-import { createConnection } from 'mysql2/promise';
+import { createConnection, type Connection } from 'mysql2/promise';
 import type { Kafka, Producer } from 'kafkajs';
 import {
   CdcError,
@@ -12,12 +12,15 @@ import {
   type Logger,
   type PipelineConfig,
   type SourceConfig,
+  type TableSchema,
 } from '@cityshare/shared';
-import { BinlogListener } from './binlog-listener.js';
+import { BinlogListener, type RowsChange } from './binlog-listener.js';
 import { CheckpointStore } from './checkpoint-store.js';
-import { buildEvents, type BuildContext } from './event-builder.js';
+import { buildEvents, canonicalKey, serializeEvent, type BuildContext } from './event-builder.js';
 import { RawPublisher } from './raw-publisher.js';
 import type { ReaderMetrics } from './reader-metrics.js';
+import { Snapshotter, type RawRow, type SnapshotState } from './snapshot/snapshotter.js';
+import { pointOf, type WatermarkWindow } from './snapshot/watermark-window.js';
 import { binlogEnd, binlogStart, checkSource } from './source-check.js';
 import { TableCatalog } from './table-catalog.js';
 import type { ReaderEnv } from './config.js';
@@ -34,19 +37,41 @@ export interface ReaderDeps {
   onFatal: (err: CdcError) => void;
 }
 
+/** Value options shared by the binlog decoder and snapshot reads, so both yield the same values. */
+export const exactValueOptions = {
+  dateStrings: true,
+  timezone: 'Z',
+  supportBigNumbers: true,
+  bigNumberStrings: true,
+  charset: 'utf8mb4',
+} as const;
+
+interface OpenWindow {
+  window: WatermarkWindow<RawRow>;
+  schema: TableSchema;
+  state?: SnapshotState;
+  emitted?: () => void;
+}
+
 /**
  * Runs one source: checks it, resumes from the last checkpoint, streams the binlog into
- * raw topics and checkpoints each transaction once Kafka has acknowledged it.
+ * raw topics, snapshots tables that need it alongside the stream, and checkpoints each
+ * transaction once Kafka has acknowledged it.
  */
 export class Reader {
   private producer: Producer | undefined;
   private listener: BinlogListener | undefined;
-  private publisher: RawPublisher | undefined;
+  private publisher: RawPublisher<SnapshotState> | undefined;
   private checkpoints: CheckpointStore | undefined;
+  private snapshotConn: Connection | undefined;
+  private snapshotter: Snapshotter | undefined;
+  private open: OpenWindow | undefined;
   private acked: BinlogPosition | undefined;
+  private ackedSnapshot: SnapshotState | undefined;
   private saved: BinlogPosition | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private timers: NodeJS.Timeout[] = [];
   private streaming = false;
+  private ctx!: BuildContext;
 
   constructor(private readonly deps: ReaderDeps) {}
 
@@ -55,65 +80,105 @@ export class Reader {
   }
 
   async start(): Promise<void> {
-    const { config, source, logger, kafka, env } = this.deps;
-    const conn = await createConnection({ ...source.connection, charset: 'utf8mb4' }).catch((cause: Error) => {
-      throw new CdcError('SOURCE_UNREACHABLE', `cannot connect to source ${source.name} at ${source.connection.host}:${source.connection.port}: ${cause.message}`, { cause });
-    });
+    const { config, source, logger, env } = this.deps;
+    const conn = await this.connect();
     let catalog: TableCatalog;
     let startAt: BinlogPosition;
+    let snapshotState: SnapshotState;
     try {
       const server = await checkSource(conn);
       logger.info({ source: source.name, version: server.version }, 'source checked');
       catalog = await TableCatalog.load(conn, source);
+      await this.createTopics(catalog);
 
-      const admin = kafka.admin();
-      await admin.connect().catch((cause: Error) => {
-        throw new CdcError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${config.kafka.brokers.join(',')}: ${cause.message}`, { cause });
-      });
-      try {
-        await ensureTopics(admin, [
-          CheckpointStore.topicConfig(config.kafka.topicPrefix),
-          ...catalog.names().map((name) => {
-            const [db, table] = name.split('.') as [string, string];
-            return {
-              topic: topics.raw(config.kafka.topicPrefix, source.name, db, table),
-              numPartitions: config.kafka.partitions,
-              replicationFactor: config.kafka.replicationFactor,
-            };
-          }),
-        ]);
-      } finally {
-        await admin.disconnect();
-      }
-
-      this.producer = kafka.producer(producerConfig());
+      this.producer = this.deps.kafka.producer(producerConfig());
       await this.producer.connect();
-      this.checkpoints = new CheckpointStore(kafka, this.producer, config.kafka.topicPrefix, source.name, logger);
+      this.checkpoints = new CheckpointStore(this.deps.kafka, this.producer, config.kafka.topicPrefix, source.name, logger);
       const checkpoint = await this.checkpoints.load();
       startAt = checkpoint ?? (env.READER_START_FROM === 'earliest' ? await binlogStart(conn) : await binlogEnd(conn));
-      if (!checkpoint) await this.checkpoints.save(startAt);
+      snapshotState = checkpoint?.snapshot ?? {};
+      if (env.READER_SNAPSHOT === 'never') {
+        for (const t of catalog.names()) snapshotState[t] ??= { lastKey: null, done: true, rows: 0 };
+      }
+      if (!checkpoint) await this.checkpoints.save(startAt, snapshotState);
       this.acked = this.saved = startAt;
+      this.ackedSnapshot = snapshotState;
     } finally {
       await conn.end();
     }
 
     const classes = new Map(source.tables.map((t) => [t.name, t.columns as Record<string, ColumnClass>]));
-    const ctx: BuildContext = {
+    this.ctx = {
       sourceName: source.name,
       serverId: source.serverId,
       classes: (db, table) => classes.get(`${db}.${table}`) ?? {},
       pipelineKey: this.deps.keys.activeKey(keyNames.pipeline),
     };
-    const { metrics } = this.deps;
-    const labels = { source: source.name };
+    this.publisher = this.createPublisher();
+    this.listener = new BinlogListener(
+      { connection: source.connection, valueOptions: exactValueOptions, serverId: source.serverId, catalog },
+      {
+        onRows: (change) => this.onRows(change),
+        onCommit: (position, tsMs) => {
+          this.publisher!.markBoundary(position, tsMs);
+          this.maybeEmitWindow(pointOf(position));
+        },
+        onSchemaChange: (db, statement, position) => {
+          // The statement may hold literals (DEFAULT values), so only its verb is logged.
+          logger.info({ db, ddl: /^\s*\w+\s+\w+/.exec(statement)?.[0], file: position.file, pos: position.pos }, 'schema change');
+        },
+        onError: (err) => this.fail(err),
+      },
+      logger,
+    );
+    await this.listener.start(startAt);
+    this.streaming = true;
+    this.timers.push(setInterval(() => void this.checkpoint(), env.READER_CHECKPOINT_INTERVAL_MS));
+    // An idle source sends no events; the stream's own resume point tells when it passed H.
+    this.timers.push(setInterval(() => {
+      const at = this.listener?.safePosition();
+      if (at) this.maybeEmitWindow(pointOf(at));
+    }, 100));
+    await this.startSnapshot(catalog, snapshotState);
+  }
 
-    this.publisher = new RawPublisher(
-      this.producer,
+  private async connect(): Promise<Connection> {
+    const { source } = this.deps;
+    return createConnection({ ...source.connection, ...exactValueOptions }).catch((cause: Error) => {
+      throw new CdcError('SOURCE_UNREACHABLE', `cannot connect to source ${source.name} at ${source.connection.host}:${source.connection.port}: ${cause.message}`, { cause });
+    });
+  }
+
+  private async createTopics(catalog: TableCatalog): Promise<void> {
+    const { config, source, kafka } = this.deps;
+    const admin = kafka.admin();
+    await admin.connect().catch((cause: Error) => {
+      throw new CdcError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${config.kafka.brokers.join(',')}: ${cause.message}`, { cause });
+    });
+    try {
+      await ensureTopics(admin, [
+        CheckpointStore.topicConfig(config.kafka.topicPrefix),
+        ...catalog.names().map((name) => {
+          const [db, table] = name.split('.') as [string, string];
+          return { topic: topics.raw(config.kafka.topicPrefix, source.name, db, table), numPartitions: config.kafka.partitions, replicationFactor: config.kafka.replicationFactor };
+        }),
+      ]);
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  private createPublisher(): RawPublisher<SnapshotState> {
+    const { env, metrics, logger, source } = this.deps;
+    const labels = { source: source.name };
+    return new RawPublisher<SnapshotState>(
+      this.producer!,
       {
         maxBytes: env.READER_QUEUE_MAX_BYTES,
         maxBatchMessages: env.READER_BATCH_MAX_MESSAGES,
-        onAcked: (position, tsMs) => {
+        onAcked: (position, tsMs, snapshot) => {
           this.acked = position;
+          if (snapshot) this.ackedSnapshot = snapshot;
           metrics.lagSeconds.set(labels, Math.max(0, (Date.now() - tsMs) / 1000));
           metrics.lastCommitSeconds.set(labels, tsMs / 1000);
         },
@@ -126,37 +191,90 @@ export class Reader {
       },
       logger,
     );
+  }
 
-    const prefix = config.kafka.topicPrefix;
-    this.listener = new BinlogListener(
-      { connection: source.connection, serverId: source.serverId, catalog },
+  private onRows(change: RowsChange): void {
+    const point = pointOf({ file: change.file, pos: change.eventPos });
+    const open = this.open;
+    if (open) {
+      const table = `${change.schema.db}.${change.schema.table}`;
+      open.window.observe(table, point, change.rows.flatMap((r) => [r.before, r.after].filter((x) => x !== null).map((img) => canonicalKey(change.schema, img))));
+      // This event lies past H: the chunk goes first, so it precedes the event in every partition.
+      this.maybeEmitWindow(point);
+    }
+    this.publish(change);
+  }
+
+  private publish(change: RowsChange): void {
+    const { metrics, source, config } = this.deps;
+    const built = buildEvents(change, this.ctx);
+    const topic = topics.raw(config.kafka.topicPrefix, source.name, change.schema.db, change.schema.table);
+    this.publisher!.enqueue(built.map(({ event, key }) => ({ topic, key, value: Buffer.from(serializeEvent(event)) })));
+    for (const { event } of built) metrics.events.inc({ source: source.name, table: `${change.schema.db}.${change.schema.table}`, op: event.op });
+    metrics.queueBytes.set({ source: source.name }, this.publisher!.queuedBytes);
+  }
+
+  /** Emits the open snapshot chunk once the stream has reached its high watermark. */
+  private maybeEmitWindow(streamPoint: string): void {
+    const open = this.open;
+    if (!open?.emitted || !open.window.reachedBy(streamPoint)) return;
+    this.open = undefined;
+    const rows = open.window.reconcile();
+    const at = this.listener!.safePosition()!;
+    const high = open.window.highPosition!;
+    if (rows.length > 0) {
+      this.publish({
+        kind: 'snapshot',
+        schema: open.schema,
+        rows: rows.map((after) => ({ before: null, after })),
+        file: high.file,
+        eventPos: high.pos,
+        gtid: null,
+        tsMs: Date.now(),
+      });
+    }
+    this.publisher!.markBoundary(at, Date.now(), open.state);
+    open.emitted();
+  }
+
+  private async startSnapshot(catalog: TableCatalog, state: SnapshotState): Promise<void> {
+    const { env, logger, metrics, source } = this.deps;
+    this.snapshotConn = await this.connect();
+    await this.snapshotConn.query("SET time_zone = '+00:00'");
+    this.snapshotter = new Snapshotter(
+      this.snapshotConn,
+      catalog,
+      structuredClone(state),
       {
-        onRows: (change) => {
-          const built = buildEvents(change, ctx);
-          const topic = topics.raw(prefix, source.name, change.schema.db, change.schema.table);
-          this.publisher!.enqueue(built.map(({ event, key }) => ({ topic, key, value: Buffer.from(JSON.stringify(event)) })));
-          for (const { event } of built) metrics.events.inc({ ...labels, table: `${change.schema.db}.${change.schema.table}`, op: event.op });
-          metrics.queueBytes.set(labels, this.publisher!.queuedBytes);
+        openWindow: (window, schema) => {
+          this.open = { window, schema };
         },
-        onCommit: (position, tsMs) => this.publisher!.markBoundary(position, tsMs),
-        onSchemaChange: (db, statement, position) => {
-          // The statement may hold literals (DEFAULT values), so only its verb is logged.
-          logger.info({ db, ddl: /^\s*\w+\s+\w+/.exec(statement)?.[0], file: position.file, pos: position.pos }, 'schema change');
-        },
-        onError: (err) => this.fail(err),
+        emitted: (window, snapshot) =>
+          new Promise<void>((resolve) => {
+            if (this.open?.window !== window) throw new Error('snapshot window mismatch');
+            this.open.state = snapshot;
+            this.open.emitted = resolve;
+            const at = this.listener?.safePosition();
+            if (at) this.maybeEmitWindow(pointOf(at));
+          }),
+        waitForRoom: () => this.publisher!.waitForRoom(),
       },
+      { chunkSize: env.READER_SNAPSHOT_CHUNK_ROWS, source: source.name },
       logger,
+      metrics,
     );
-    await this.listener.start(startAt);
-    this.streaming = true;
-    this.timer = setInterval(() => void this.checkpoint(), env.READER_CHECKPOINT_INTERVAL_MS);
+    if (this.snapshotter.pending().length === 0) return;
+    void this.snapshotter.run().then(
+      () => logger.info('snapshot complete'),
+      (err: Error) => this.fail(isFatal(err)),
+    );
   }
 
   private async checkpoint(): Promise<void> {
     const position = this.acked;
     if (!position || !this.checkpoints || position === this.saved) return;
     try {
-      await this.checkpoints.save(position);
+      await this.checkpoints.save(position, this.ackedSnapshot);
       this.saved = position;
       this.deps.metrics.checkpoints.inc({ source: this.deps.source.name });
     } catch (err) {
@@ -171,13 +289,19 @@ export class Reader {
 
   async stop(): Promise<void> {
     this.streaming = false;
-    clearInterval(this.timer);
+    for (const t of this.timers) clearInterval(t);
+    this.snapshotter?.stop();
     this.listener?.stop();
     try {
       await this.publisher?.drain();
       await this.checkpoint();
     } finally {
       await this.producer?.disconnect();
+      await this.snapshotConn?.end().catch(() => undefined);
     }
   }
+}
+
+function isFatal(err: Error): CdcError {
+  return err instanceof CdcError ? err : new CdcError('SOURCE_UNREACHABLE', `snapshot failed: ${err.message}`, { cause: err });
 }

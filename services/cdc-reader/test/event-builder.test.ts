@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { FileKeyring, openValue, type TableSchema } from '@cityshare/shared';
+import { FileKeyring, openValue, sealedImageAad, type TableSchema } from '@cityshare/shared';
+import { serializeEvent } from '../src/event-builder.js';
 import { buildEvents, type BuildContext } from '../src/event-builder.js';
 import type { RowsChange } from '../src/binlog-listener.js';
 
@@ -39,12 +40,14 @@ describe('buildEvents', () => {
 
   it('seals personal and unclassified columns under the pipeline key, leaves public ones clear', () => {
     const [built] = buildEvents(change('insert', [{ before: null, after: row('1', '张三') }]), ctx);
-    const after = built!.event.after!;
-    expect(after.district).toBe('海淀');
-    expect(JSON.stringify(built!.event)).not.toContain('张三');
-    expect(built!.event.protected.sort()).toEqual(['added_later', 'name']);
-    expect(openValue(keys, after.name as string, 'civil.citizens.name')).toBe('张三');
-    expect(openValue(keys, after.added_later as string, 'civil.citizens.added_later')).toBe('x');
+    const { event } = built!;
+    expect(event.after).toEqual({ id: '1', district: '海淀', registered_at: '2024-01-01T10:00:00.123456' });
+    expect(serializeEvent(event)).not.toContain('张三');
+    expect(event.protected.sort()).toEqual(['added_later', 'name']);
+    expect(event.sealed.before).toBeNull();
+    const aad = sealedImageAad('civil', 'citizens', event.source.version, 'after');
+    expect(openValue(keys, event.sealed.after!, aad)).toEqual({ name: '张三', added_later: 'x' });
+    expect(JSON.parse(serializeEvent(event))).toEqual(JSON.parse(JSON.stringify(event)));
   });
 
   it('splits a primary-key change into a delete of the old key and a create of the new one', () => {

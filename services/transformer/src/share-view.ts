@@ -5,6 +5,7 @@ import {
   columnAad,
   encryptField,
   openValue,
+  sealedImageAad,
   tokenize,
   type CanonicalValue,
   type ChangeEvent,
@@ -36,18 +37,21 @@ export interface ShareRecord {
  */
 export function projectEvent(event: ChangeEvent, view: DepartmentView, keys: ViewKeys): ShareRecord {
   const { schema } = event;
-  const image = event.op === 'd' ? event.before : event.after;
-  if (!image) throw new CdcError('RECORD_INVALID', `change event ${event.source.version} has no ${event.op === 'd' ? 'before' : 'after'} image`);
+  const side = event.op === 'd' ? 'before' : 'after';
+  const image = event[side];
+  if (!image) throw new CdcError('RECORD_INVALID', `change event ${event.source.version} has no ${side} image`);
+  const sealedImage = event.sealed?.[side];
+  const opened = sealedImage
+    ? (openValue(keys.pipeline, sealedImage, sealedImageAad(schema.db, schema.table, event.source.version, side)) as Row)
+    : {};
   const columns = new Map(schema.columns.map((c) => [c.name, c]));
-  const sealed = new Set(event.protected);
   const value: Record<string, unknown> = {};
   const key: Row = {};
   for (const rule of view.rules) {
     const column = columns.get(rule.column);
     if (!column) continue; // granted column no longer in the table
     const aad = columnAad(schema.db, schema.table, rule.column);
-    const stored = image[rule.column] ?? null;
-    const plain = stored !== null && sealed.has(rule.column) ? (openValue(keys.pipeline, stored as string, aad) as CanonicalValue) : stored;
+    const plain: CanonicalValue = (rule.column in opened ? opened[rule.column] : image[rule.column]) ?? null;
     let out: unknown;
     if (plain === null) out = null;
     else if (rule.action === 'pass') out = avroValue(column, plain);

@@ -1,0 +1,30 @@
+import type { Connection } from 'mysql2/promise';
+import type { TableSchema } from '@cityshare/shared';
+
+const q = (ident: string) => `\`${ident.replace(/`/g, '``')}\``;
+
+/**
+ * Reads a table in primary-key order, one bounded chunk at a time (keyset pagination,
+ * no OFFSET, no lock). The connection uses the same value options as the binlog reader
+ * and UTC, so snapshot rows and binlog rows of the same data decode identically.
+ */
+export class ChunkReader {
+  constructor(private readonly conn: Connection) {}
+
+  async readChunk(schema: TableSchema, after: unknown[] | null, limit: number): Promise<Array<Record<string, unknown>>> {
+    const cols = schema.columns.map((c) => q(c.name)).join(', ');
+    const pk = schema.primaryKey.map(q);
+    const keyTuple = pk.length === 1 ? pk[0]! : `(${pk.join(', ')})`;
+    const where = after ? `WHERE ${keyTuple} > ${pk.length === 1 ? '?' : `(${pk.map(() => '?').join(', ')})`}` : '';
+    const [rows] = await this.conn.query(
+      `SELECT ${cols} FROM ${q(schema.db)}.${q(schema.table)} ${where} ORDER BY ${pk.join(', ')} LIMIT ${Number(limit)}`,
+      after ?? [],
+    );
+    return rows as Array<Record<string, unknown>>;
+  }
+
+  async estimateRows(schema: TableSchema): Promise<number> {
+    const [rows] = await this.conn.query('SELECT TABLE_ROWS AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?', [schema.db, schema.table]);
+    return Number((rows as Array<{ n: number | null }>)[0]?.n ?? 0);
+  }
+}

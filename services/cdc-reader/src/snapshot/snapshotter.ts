@@ -1,0 +1,93 @@
+import type { Connection } from 'mysql2/promise';
+import type { BinlogPosition, Logger, TableSchema } from '@cityshare/shared';
+import { binlogEnd } from '../source-check.js';
+import { canonicalKey } from '../event-builder.js';
+import type { ReaderMetrics } from '../reader-metrics.js';
+import type { TableCatalog } from '../table-catalog.js';
+import { ChunkReader } from './chunk-reader.js';
+import { WatermarkWindow, pointOf } from './watermark-window.js';
+
+export interface SnapshotTableState {
+  /** Primary key of the last row emitted, in key-column order; null before the first chunk. */
+  lastKey: unknown[] | null;
+  done: boolean;
+  rows: number;
+}
+
+/** Snapshot progress per `db.table`; stored in the reader's checkpoint. */
+export type SnapshotState = Record<string, SnapshotTableState>;
+
+export type RawRow = Record<string, unknown>;
+
+/** What the reader does for the snapshotter: it owns the stream, so it emits chunks. */
+export interface SnapshotHost {
+  /** Registers the window before its chunk is read, so stream changes are observed. */
+  openWindow(window: WatermarkWindow<RawRow>, schema: TableSchema): void;
+  /** Resolves when the window's reconciled chunk has been queued with a boundary carrying `state`. */
+  emitted(window: WatermarkWindow<RawRow>, state: SnapshotState): Promise<void>;
+  waitForRoom(): Promise<void>;
+}
+
+/**
+ * Lock-free, chunked, resumable snapshot of the registered tables while streaming
+ * continues (see watermark-window.ts). Memory holds one chunk; progress survives a
+ * crash through the checkpoint.
+ */
+export class Snapshotter {
+  private stopped = false;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly catalog: TableCatalog,
+    private readonly state: SnapshotState,
+    private readonly host: SnapshotHost,
+    private readonly options: { chunkSize: number; source: string },
+    private readonly logger: Logger,
+    private readonly metrics: ReaderMetrics,
+  ) {}
+
+  /** Tables still to snapshot, in registration order. */
+  pending(): string[] {
+    return this.catalog.names().filter((t) => !this.state[t]?.done);
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  async run(): Promise<void> {
+    const reader = new ChunkReader(this.conn);
+    for (const table of this.pending()) {
+      const schema = this.catalog.get(...(table.split('.') as [string, string]))!;
+      const entry = (this.state[table] ??= { lastKey: null, done: false, rows: 0 });
+      const estimate = await reader.estimateRows(schema);
+      const started = Date.now();
+      const startRows = entry.rows;
+      const labels = { source: this.options.source, table };
+      this.logger.info({ table, estimatedRows: estimate, resumeAfterRows: entry.rows }, 'snapshot of table started');
+      while (!entry.done && !this.stopped) {
+        await this.host.waitForRoom();
+        const low = await binlogEnd(this.conn);
+        const window = new WatermarkWindow<RawRow>(table, pointOf(low));
+        this.host.openWindow(window, schema);
+        const rows = await reader.readChunk(schema, entry.lastKey, this.options.chunkSize);
+        const high: BinlogPosition = await binlogEnd(this.conn);
+        window.close(high, rows.map((row) => ({ key: canonicalKey(schema, row), row })));
+        const last = rows[rows.length - 1];
+        if (last) entry.lastKey = schema.primaryKey.map((k) => last[k]);
+        entry.rows += rows.length;
+        entry.done = rows.length < this.options.chunkSize;
+        await this.host.emitted(window, structuredClone(this.state));
+        this.metrics.snapshotRows.inc(labels, rows.length);
+        this.metrics.snapshotChunks.inc(labels);
+        const rate = (entry.rows - startRows) / Math.max(0.001, (Date.now() - started) / 1000);
+        const remaining = Math.max(0, estimate - entry.rows);
+        this.metrics.snapshotRemaining.set(labels, entry.done ? 0 : remaining);
+        this.logger.debug({ table, rows: entry.rows, estimatedRows: estimate, rowsPerSecond: Math.round(rate), etaSeconds: Math.round(remaining / Math.max(rate, 1)) }, 'snapshot progress');
+      }
+      if (entry.done) {
+        this.logger.info({ table, rows: entry.rows, seconds: (Date.now() - started) / 1000 }, 'snapshot of table done');
+      }
+    }
+  }
+}
