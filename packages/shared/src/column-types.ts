@@ -129,8 +129,13 @@ function formatInet(buf: Buffer): string {
 export function toCanonical(type: LogicalType, value: unknown): CanonicalValue {
   if (value === null || value === undefined) return null;
   switch (type.kind) {
-    case 'int': case 'double': case 'year':
+    case 'int': case 'double':
       return typeof value === 'number' ? value : Number(value);
+    case 'year': {
+      // YEAR 0000 is stored as 0; zongji adds 1900 to every YEAR, and 1900 is not a valid YEAR otherwise.
+      const year = Number(value);
+      return year === 1900 ? 0 : year;
+    }
     case 'float':
       // The binlog carries the stored float32; a SELECT prints it shortened. Both round to the same float32.
       return Math.fround(typeof value === 'number' ? value : Number(value));

@@ -31,6 +31,11 @@ describe('toCanonical', () => {
     expect(toCanonical({ kind: 'timestamp', fsp: 0 }, '2024-02-29 13:14:15')).toBe('2024-02-29T13:14:15Z');
   });
 
+  it('reads YEAR 0000 as 0 (zongji reports it as 1900, which YEAR cannot hold)', () => {
+    expect(toCanonical({ kind: 'year' }, 1900)).toBe(0);
+    expect(toCanonical({ kind: 'year' }, 2155)).toBe(2155);
+  });
+
   it('turns zero and partial-zero dates into null', () => {
     expect(toCanonical({ kind: 'date' }, '0000-00-00')).toBeNull();
     expect(toCanonical({ kind: 'date' }, '2024-00-10')).toBeNull();

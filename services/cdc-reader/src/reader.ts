@@ -43,6 +43,8 @@ export const exactValueOptions = {
   timezone: 'Z',
   supportBigNumbers: true,
   bigNumberStrings: true,
+  // JSON as the exact text stored (big integers intact), never parsed.
+  jsonStrings: true,
   charset: 'utf8mb4',
 } as const;
 

@@ -12,7 +12,8 @@ export class ChunkReader {
   constructor(private readonly conn: Connection) {}
 
   async readChunk(schema: TableSchema, after: unknown[] | null, limit: number): Promise<Array<Record<string, unknown>>> {
-    const cols = schema.columns.map((c) => q(c.name)).join(', ');
+    // A SELECT prints FLOAT with 6 significant digits; as DOUBLE it is the stored float32 exactly, as in the binlog.
+    const cols = schema.columns.map((c) => (c.type.kind === 'float' ? `CAST(${q(c.name)} AS DOUBLE) AS ${q(c.name)}` : q(c.name))).join(', ');
     const pk = schema.primaryKey.map(q);
     const keyTuple = pk.length === 1 ? pk[0]! : `(${pk.join(', ')})`;
     const where = after ? `WHERE ${keyTuple} > ${pk.length === 1 ? '?' : `(${pk.map(() => '?').join(', ')})`}` : '';
