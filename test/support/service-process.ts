@@ -2,7 +2,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { eventually } from './eventually.js';
 import { stack } from './stack.js';
 
 export type ServiceName = 'cdc-reader' | 'transformer' | 'sink';
@@ -43,11 +42,14 @@ export class ServiceProcess {
     child.stderr!.pipe(log);
     this.child = child;
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-    await eventually(async () => {
+    const deadline = Date.now() + 90_000;
+    for (;;) {
       if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}; see ${this.logFile}`);
-      const res = await fetch(`http://127.0.0.1:${this.port}/readyz`);
-      if (res.status !== 200) throw new Error(`${this.name} not ready`);
-    }, 90_000);
+      const ready = await fetch(`http://127.0.0.1:${this.port}/readyz`).then((r) => r.status === 200, () => false);
+      if (ready) return;
+      if (Date.now() > deadline) throw new Error(`${this.name} not ready after 90 s; see ${this.logFile}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
 
   async metrics(): Promise<string> {

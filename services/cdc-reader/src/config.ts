@@ -8,6 +8,7 @@ export const readerEnv = z.object({
   READER_START_FROM: z.enum(['latest', 'earliest']).default('latest').describe('where to start when there is no checkpoint: the binlog end, or the oldest binlog still on the server'),
   READER_SNAPSHOT: z.enum(['initial', 'never']).default('initial').describe('initial: snapshot registered tables not yet snapshotted (first start, or newly registered), while streaming'),
   READER_SNAPSHOT_CHUNK_ROWS: z.coerce.number().int().min(1).max(100_000).default(8192).describe('rows per snapshot chunk: memory bound and unit of resumption'),
+  READER_ON_PURGED: z.enum(['fail', 'resnapshot']).default('fail').describe('when the checkpoint binlog was purged: stop with BINLOG_PURGED, or start at the binlog end and re-snapshot every table'),
   READER_QUEUE_MAX_BYTES: z.coerce.number().int().min(1 << 20).default(64 << 20).describe('bytes of change events held between binlog and Kafka before the binlog stream pauses'),
   READER_BATCH_MAX_MESSAGES: z.coerce.number().int().min(1).default(5000),
   READER_CHECKPOINT_INTERVAL_MS: z.coerce.number().int().min(10).default(1000),

@@ -51,6 +51,12 @@ export function createReaderMetrics(registry: Registry) {
       labelNames: ['source', 'table'] as const,
       registers: [registry],
     }),
+    retentionMargin: new Gauge({
+      name: 'cityshare_reader_binlog_retention_margin_files',
+      help: 'Binlog files retained on the source older than the one the checkpoint needs; 0 means it is next to be purged',
+      labelNames: ['source'] as const,
+      registers: [registry],
+    }),
     checkpoints: new Counter({
       name: 'cityshare_reader_checkpoints_total',
       help: 'Checkpoints written',

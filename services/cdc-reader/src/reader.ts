@@ -22,6 +22,7 @@ import type { ReaderMetrics } from './reader-metrics.js';
 import { Snapshotter, type RawRow, type SnapshotState } from './snapshot/snapshotter.js';
 import { pointOf, type WatermarkWindow } from './snapshot/watermark-window.js';
 import { binlogEnd, binlogStart, checkSource } from './source-check.js';
+import { SourceMonitor, assertNotPurged, binlogFiles } from './source-monitor.js';
 import { TableCatalog } from './table-catalog.js';
 import type { ReaderEnv } from './config.js';
 
@@ -67,6 +68,7 @@ export class Reader {
   private checkpoints: CheckpointStore | undefined;
   private snapshotConn: Connection | undefined;
   private snapshotter: Snapshotter | undefined;
+  private monitor: SourceMonitor | undefined;
   private open: OpenWindow | undefined;
   private acked: BinlogPosition | undefined;
   private ackedSnapshot: SnapshotState | undefined;
@@ -96,7 +98,16 @@ export class Reader {
       this.producer = this.deps.kafka.producer(producerConfig());
       await this.producer.connect();
       this.checkpoints = new CheckpointStore(this.deps.kafka, this.producer, config.kafka.topicPrefix, source.name, logger);
-      const checkpoint = await this.checkpoints.load();
+      let checkpoint = await this.checkpoints.load();
+      if (checkpoint) {
+        try {
+          assertNotPurged(checkpoint, await binlogFiles(conn));
+        } catch (err) {
+          if (env.READER_ON_PURGED !== 'resnapshot') throw err;
+          logger.warn({ needed: checkpoint.file }, 'checkpoint binlog purged: starting at the binlog end and re-snapshotting every table');
+          checkpoint = null;
+        }
+      }
       startAt = checkpoint ?? (env.READER_START_FROM === 'earliest' ? await binlogStart(conn) : await binlogEnd(conn));
       snapshotState = checkpoint?.snapshot ?? {};
       if (env.READER_SNAPSHOT === 'never') {
@@ -243,6 +254,8 @@ export class Reader {
     const { env, logger, metrics, source } = this.deps;
     this.snapshotConn = await this.connect();
     await this.snapshotConn.query("SET time_zone = '+00:00'");
+    this.monitor = new SourceMonitor(this.snapshotConn, source.name, () => this.acked, metrics, logger);
+    this.monitor.start();
     this.snapshotter = new Snapshotter(
       this.snapshotConn,
       catalog,
@@ -293,6 +306,7 @@ export class Reader {
     this.streaming = false;
     for (const t of this.timers) clearInterval(t);
     this.snapshotter?.stop();
+    this.monitor?.stop();
     this.listener?.stop();
     try {
       await this.publisher?.drain();

@@ -1,0 +1,65 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from './support/eventually.js';
+import { PipelineRun } from './support/pipeline-run.js';
+
+/** The reader's safety checks against a real MariaDB: purged binlogs and bad sources. */
+describe('reader recovery', () => {
+  const run = new PipelineRun();
+  const count = async () => Number((await run.pg.query(`SELECT count(*) AS n FROM "${run.pgSchema}".citizens`)).rows[0].n);
+  const insert = (from: number, to: number) =>
+    run.source.query(
+      `INSERT INTO \`${run.civilDb}\`.citizens (id, name, id_card, phone, district, registered_at) VALUES ${Array.from({ length: to - from + 1 }, (_, i) => `(${from + i}, '市民', '110101199001010000', '13800000000', '东城', NOW())`).join(', ')}`,
+    );
+
+  beforeAll(async () => {
+    await run.setUp();
+    await run.start('transformer');
+    await run.start('sink');
+  });
+
+  afterAll(async () => {
+    await run.tearDown();
+  });
+
+  it('refuses a checkpoint whose binlog was purged, and re-snapshots when told to', async () => {
+    const reader = await run.start('cdc-reader');
+    await insert(1, 50);
+    await eventually(async () => expect(await count()).toBe(50));
+    await reader.stop();
+
+    // Changes the reader never saw, then their binlog disappears.
+    await insert(51, 60);
+    await run.source.query('FLUSH BINARY LOGS');
+    const [status] = await run.source.query('SHOW MASTER STATUS');
+    const current = (status as Array<{ File: string }>)[0]!.File;
+    // MariaDB keeps a binlog until its binlog checkpoint passed it, so purge until it is gone.
+    await eventually(async () => {
+      await run.source.query(`PURGE BINARY LOGS TO '${current}'`);
+      const [logs] = await run.source.query('SHOW BINARY LOGS');
+      expect((logs as Array<{ Log_name: string }>).map((l) => l.Log_name)).toEqual([current]);
+    }, 30_000, 500);
+
+    const refused = run.service('cdc-reader');
+    await expect(refused.start()).rejects.toThrow(/exited with 1/);
+    const log = readFileSync(refused.logFile, 'utf8');
+    expect(log).toContain('BINLOG_PURGED');
+    expect(log).toContain('READER_ON_PURGED=resnapshot');
+
+    await run.start('cdc-reader', { READER_ON_PURGED: 'resnapshot' });
+    await eventually(async () => expect(await count()).toBe(60));
+  });
+
+  it('refuses to start on a table without a primary key, naming it', async () => {
+    await run.source.query(`CREATE TABLE \`${run.healthDb}\`.nokey (a INT)`);
+    await run.source.query(`RENAME TABLE \`${run.healthDb}\`.clinic_visits TO \`${run.healthDb}\`.clinic_visits_old, \`${run.healthDb}\`.nokey TO \`${run.healthDb}\`.clinic_visits`);
+    try {
+      const svc = run.service('cdc-reader');
+      await expect(svc.start()).rejects.toThrow(/exited with 1/);
+      expect(readFileSync(svc.logFile, 'utf8')).toMatch(/TABLE_WITHOUT_KEY: table .*clinic_visits on source cityhub has no primary key/);
+    } finally {
+      await run.source.query(`DROP TABLE \`${run.healthDb}\`.clinic_visits`);
+      await run.source.query(`RENAME TABLE \`${run.healthDb}\`.clinic_visits_old TO \`${run.healthDb}\`.clinic_visits`);
+    }
+  });
+});
