@@ -29,7 +29,8 @@ export class ServiceProcess {
     readonly logFile: string,
   ) {}
 
-  async start(): Promise<void> {
+  /** Starts the process and waits for /readyz (or only /healthz, for a standby). */
+  async start({ until = 'ready' }: { until?: 'ready' | 'alive' } = {}): Promise<void> {
     this.port = await freePort();
     mkdirSync(join(this.logFile, '..'), { recursive: true });
     const log = createWriteStream(this.logFile, { flags: 'a' });
@@ -45,11 +46,20 @@ export class ServiceProcess {
     const deadline = Date.now() + 90_000;
     for (;;) {
       if (child.exitCode !== null) throw new Error(`${this.name} exited with ${child.exitCode}; see ${this.logFile}`);
-      const ready = await fetch(`http://127.0.0.1:${this.port}/readyz`).then((r) => r.status === 200, () => false);
+      const path = until === 'ready' ? 'readyz' : 'healthz';
+      const ready = await fetch(`http://127.0.0.1:${this.port}/${path}`).then((r) => r.status === 200, () => false);
       if (ready) return;
       if (Date.now() > deadline) throw new Error(`${this.name} not ready after 90 s; see ${this.logFile}`);
       await new Promise((r) => setTimeout(r, 200));
     }
+  }
+
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async isReady(): Promise<boolean> {
+    return fetch(`http://127.0.0.1:${this.port}/readyz`).then((r) => r.status === 200, () => false);
   }
 
   async metrics(): Promise<string> {

@@ -10,6 +10,7 @@ import {
   startHealthServer,
 } from '@cityshare/shared';
 import { readerEnv } from './config.js';
+import { LeaderLease } from './leader-lease.js';
 import { Reader } from './reader.js';
 import { createReaderMetrics } from './reader-metrics.js';
 
@@ -23,27 +24,43 @@ await runService(logger, async () => {
   if (!source) {
     throw new CdcError('CONFIG_INVALID', env.READER_SOURCE ? `no source named ${env.READER_SOURCE} in the pipeline file` : 'the pipeline file has several sources: set READER_SOURCE');
   }
+  const log = logger.child({ source: source.name });
   const registry = createMetricsRegistry('cdc-reader');
+  const metrics = createReaderMetrics(registry);
   const reader = new Reader({
     config,
     source,
     env,
     keys: FileKeyring.load(keyringPath),
     kafka: createKafka(config.kafka, `cityshare-reader-${source.name}`, logger),
-    logger: logger.child({ source: source.name }),
-    metrics: createReaderMetrics(registry),
+    logger: log,
+    metrics,
     onFatal: (err) => {
       logger.fatal({ code: err.code, action: err.action }, err.message);
-      process.exitCode = 1;
       void reader.stop().finally(() => process.exit(1));
     },
   });
   const health = await startHealthServer({ port: env.METRICS_PORT, registry, ready: () => reader.ready });
-  logger.info({ port: health.port }, 'health and metrics listening');
+  log.info({ port: health.port }, 'health and metrics listening');
+
+  let lease: LeaderLease | undefined;
+  metrics.active.set({ source: source.name }, 0);
+  if (env.READER_LEASE_REDIS_URL) {
+    lease = new LeaderLease(env.READER_LEASE_REDIS_URL, `cityshare:${config.kafka.topicPrefix}:reader:${source.name}:lease`, env.READER_LEASE_TTL_MS, log);
+    log.info('standby: waiting for the lease');
+    await lease.acquire();
+    lease.keep((reason) => {
+      // Another instance may be active now: stop reading at once, without a last checkpoint.
+      log.fatal({ reason }, 'lease lost: stopping');
+      process.exit(1);
+    });
+  }
+  metrics.active.set({ source: source.name }, 1);
   await reader.start();
-  logger.info('streaming');
+  log.info('streaming');
   return async () => {
     await reader.stop();
+    await lease?.release();
     await health.close();
   };
 });

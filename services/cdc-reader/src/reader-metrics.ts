@@ -57,6 +57,12 @@ export function createReaderMetrics(registry: Registry) {
       labelNames: ['source'] as const,
       registers: [registry],
     }),
+    active: new Gauge({
+      name: 'cityshare_reader_active',
+      help: '1 while this instance is the active reader of the source, 0 while it is a standby',
+      labelNames: ['source'] as const,
+      registers: [registry],
+    }),
     checkpoints: new Counter({
       name: 'cityshare_reader_checkpoints_total',
       help: 'Checkpoints written',
