@@ -4,6 +4,7 @@ export const topics = {
   share: (prefix: string, department: string, db: string, table: string) => `${prefix}.share.${department}.${db}.${table}`,
   dlq: (prefix: string, stage: string) => `${prefix}.dlq.${stage}`,
   checkpoints: (prefix: string) => `${prefix}.checkpoints`,
+  schemaChanges: (prefix: string, source: string) => `${prefix}.schema-changes.${source}`,
 };
 
 /** The raw and share topics a pipeline file implies, for subscribing by name. */

@@ -26,7 +26,7 @@ export interface BinlogHandler {
   onRows(change: RowsChange): void;
   /** A transaction ended; `position` is where a restart resumes after it. */
   onCommit(position: BinlogPosition, tsMs: number): void;
-  onSchemaChange(db: string, statement: string, position: BinlogPosition): void;
+  onSchemaChange(db: string, statement: string, position: BinlogPosition, tsMs: number): void;
   onError(error: CdcError): void;
 }
 
@@ -140,7 +140,7 @@ export class BinlogListener {
       case 'query': {
         const q = evt as QueryEvent;
         if (DDL.test(q.query)) {
-          this.handler.onSchemaChange(q.schema, q.query, this.position());
+          this.handler.onSchemaChange(q.schema, q.query, this.position(), evt.timestamp);
           this.handler.onCommit(this.position(), evt.timestamp);
         }
         return;

@@ -136,10 +136,7 @@ export class Reader {
           this.publisher!.markBoundary(position, tsMs);
           this.maybeEmitWindow(pointOf(position));
         },
-        onSchemaChange: (db, statement, position) => {
-          // The statement may hold literals (DEFAULT values), so only its verb is logged.
-          logger.info({ db, ddl: /^\s*\w+\s+\w+/.exec(statement)?.[0], file: position.file, pos: position.pos }, 'schema change');
-        },
+        onSchemaChange: (db, statement, position, tsMs) => this.onSchemaChange(catalog, db, statement, position, tsMs),
         onError: (err) => this.fail(err),
       },
       logger,
@@ -171,6 +168,7 @@ export class Reader {
     try {
       await ensureTopics(admin, [
         CheckpointStore.topicConfig(config.kafka.topicPrefix),
+        { topic: topics.schemaChanges(config.kafka.topicPrefix, source.name), numPartitions: 1, replicationFactor: config.kafka.replicationFactor },
         ...catalog.names().map((name) => {
           const [db, table] = name.split('.') as [string, string];
           return { topic: topics.raw(config.kafka.topicPrefix, source.name, db, table), numPartitions: config.kafka.partitions, replicationFactor: config.kafka.replicationFactor };
@@ -204,6 +202,31 @@ export class Reader {
       },
       logger,
     );
+  }
+
+  /**
+   * DDL: rows after it decode with the table map they carry (binlog_row_metadata=FULL),
+   * so nothing here is needed for correctness. The catalog is refreshed for snapshots,
+   * and the statement goes to the schema-change topic, in stream order, for downstream.
+   */
+  private onSchemaChange(catalog: TableCatalog, db: string, statement: string, position: BinlogPosition, tsMs: number): void {
+    const { config, source, logger } = this.deps;
+    const touched = catalog.names().filter((name) => name.startsWith(`${db}.`) || statement.includes(name.split('.')[1]!));
+    // The statement may hold literals (DEFAULT values), so only its verb is logged.
+    logger.info({ db, ddl: /^\s*\w+\s+\w+/.exec(statement)?.[0], tables: touched, file: position.file, pos: position.pos }, 'schema change');
+    this.publisher!.enqueue([{
+      topic: topics.schemaChanges(config.kafka.topicPrefix, source.name),
+      key: source.name,
+      value: Buffer.from(JSON.stringify({ source: source.name, db, ddl: statement, tables: touched, file: position.file, pos: position.pos, gtid: position.gtid ?? null, ts_ms: tsMs })),
+    }]);
+    for (const name of touched) {
+      const [tdb, table] = name.split('.') as [string, string];
+      if (!this.snapshotConn) continue;
+      void catalog.reload(this.snapshotConn, source.name, tdb, table).then(
+        (problem) => problem && logger.warn({ code: problem.code, table: name }, problem.message),
+        (err: Error) => logger.warn({ err: err.message, table: name }, 'catalog reload failed'),
+      );
+    }
   }
 
   private onRows(change: RowsChange): void {

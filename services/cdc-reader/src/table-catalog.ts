@@ -24,38 +24,24 @@ export class TableCatalog {
     const problems: CdcError[] = [];
     for (const t of source.tables) {
       const [db, table] = t.name.split('.') as [string, string];
-      const [rows] = await conn.query(
-        `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_KEY, CHARACTER_SET_NAME
-           FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
-        [db, table],
-      );
-      const columns = rows as ColumnRow[];
-      if (columns.length === 0) {
-        problems.push(new CdcError('TABLE_NOT_FOUND', `table ${t.name} does not exist on source ${source.name} (or the reader may not see it)`));
-        continue;
-      }
-      const primaryKey = columns.filter((c) => c.COLUMN_KEY === 'PRI').map((c) => c.COLUMN_NAME);
-      if (primaryKey.length === 0) {
-        problems.push(new CdcError('TABLE_WITHOUT_KEY', `table ${t.name} on source ${source.name} has no primary key`));
-        continue;
-      }
-      catalog.tables.set(t.name, {
-        db,
-        table,
-        primaryKey,
-        columns: columns.map((c): ColumnSchema => ({
-          name: c.COLUMN_NAME,
-          type: logicalTypeOf(c.COLUMN_TYPE, c.CHARACTER_SET_NAME),
-          sourceType: c.COLUMN_TYPE,
-          nullable: c.IS_NULLABLE === 'YES',
-        })),
-      });
+      const described = await describeTable(conn, source.name, db, table);
+      if (described instanceof CdcError) problems.push(described);
+      else catalog.tables.set(t.name, described);
     }
     if (problems.length === 1) throw problems[0];
     if (problems.length > 1) {
       throw new CdcError(problems[0]!.code, problems.map((p) => `${p.code}: ${p.message}`).join('\n  '), { details: { problems: problems.map((p) => p.code) } });
     }
     return catalog;
+  }
+
+  /** Re-reads one registered table after DDL; keeps the previous description if it is gone or keyless. */
+  async reload(conn: Connection, sourceName: string, db: string, table: string): Promise<CdcError | undefined> {
+    if (!this.tables.has(`${db}.${table}`)) return undefined;
+    const described = await describeTable(conn, sourceName, db, table);
+    if (described instanceof CdcError) return described;
+    this.tables.set(`${db}.${table}`, described);
+    return undefined;
   }
 
   get(db: string, table: string): TableSchema | undefined {
@@ -65,4 +51,31 @@ export class TableCatalog {
   names(): string[] {
     return [...this.tables.keys()];
   }
+}
+
+async function describeTable(conn: Connection, sourceName: string, db: string, table: string): Promise<TableSchema | CdcError> {
+  const [rows] = await conn.query(
+    `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_KEY, CHARACTER_SET_NAME
+       FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
+    [db, table],
+  );
+  const columns = rows as ColumnRow[];
+  if (columns.length === 0) {
+    return new CdcError('TABLE_NOT_FOUND', `table ${db}.${table} does not exist on source ${sourceName} (or the reader may not see it)`);
+  }
+  const primaryKey = columns.filter((c) => c.COLUMN_KEY === 'PRI').map((c) => c.COLUMN_NAME);
+  if (primaryKey.length === 0) {
+    return new CdcError('TABLE_WITHOUT_KEY', `table ${db}.${table} on source ${sourceName} has no primary key`);
+  }
+  return {
+    db,
+    table,
+    primaryKey,
+    columns: columns.map((c): ColumnSchema => ({
+      name: c.COLUMN_NAME,
+      type: logicalTypeOf(c.COLUMN_TYPE, c.CHARACTER_SET_NAME),
+      sourceType: c.COLUMN_TYPE,
+      nullable: c.IS_NULLABLE === 'YES',
+    })),
+  };
 }

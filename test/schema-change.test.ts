@@ -1,0 +1,73 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually } from './support/eventually.js';
+import { readAllMessages } from './support/kafka-peek.js';
+import { PipelineRun } from './support/pipeline-run.js';
+import { stack } from './support/stack.js';
+
+/**
+ * ALTER TABLE mid-stream, with a kill -9 of the reader between DDL statements: rows
+ * before a change keep the old columns, rows after it the new ones, and a column added
+ * by ALTER TABLE is not shared until a DBA classifies it and a grant names it.
+ */
+describe('schema changes mid-stream', () => {
+  const run = new PipelineRun();
+  const t = () => `\`${run.civilDb}\`.citizens`;
+
+  beforeAll(async () => {
+    await run.setUp();
+    await run.start('transformer');
+    await run.start('sink');
+  });
+
+  afterAll(async () => {
+    await run.tearDown();
+  });
+
+  it('decodes every row with the columns in force when it was written', async () => {
+    const reader = await run.start('cdc-reader');
+    await run.source.query(`INSERT INTO ${t()} (id, name, id_card, phone, district, address, registered_at) VALUES (1, '赵一', '110101199001010011', '13800000001', '东城', '地址一', NOW())`);
+    // A new column in the middle shifts every later column.
+    await run.source.query(`ALTER TABLE ${t()} ADD COLUMN blood_type VARCHAR(3) AFTER name`);
+    await run.source.query(`INSERT INTO ${t()} (id, name, blood_type, id_card, phone, district, registered_at) VALUES (2, '钱二', 'AB', '110101199001010022', '13800000002', '西城', NOW())`);
+    await reader.kill();
+    await run.source.query(`UPDATE ${t()} SET blood_type = 'O', phone = '13900000001' WHERE id = 1`);
+    await run.source.query(`ALTER TABLE ${t()} DROP COLUMN address`);
+    await run.source.query(`INSERT INTO ${t()} (id, name, blood_type, id_card, phone, district, registered_at) VALUES (3, '孙三', 'B', '110101199001010033', '13800000003', '朝阳', NOW())`);
+    await run.start('cdc-reader');
+    await run.source.query(`ALTER TABLE ${t()} CHANGE district district_name VARCHAR(32) NOT NULL`);
+    await run.source.query(`INSERT INTO ${t()} (id, name, blood_type, id_card, phone, district_name, registered_at) VALUES (4, '李四', 'A', '110101199001010044', '13800000004', '海淀', NOW())`);
+
+    const rows = await eventually(async () => {
+      const { rows } = await run.pg.query(`SELECT * FROM "${run.pgSchema}".citizens ORDER BY id`);
+      expect(rows.map((r) => r.id)).toEqual(['1', '2', '3', '4']);
+      expect(rows[0].phone).toBe('139****0001');
+      return rows;
+    });
+    expect(rows.map((r) => [r.name, r.phone, r.district])).toEqual([
+      ['赵*', '139****0001', '东城'],
+      ['钱*', '138****0002', '西城'],
+      ['孙*', '138****0003', '朝阳'],
+      // The renamed column is a new, unclassified column: not shared.
+      ['李*', '138****0004', null],
+    ]);
+    expect(Object.keys(rows[0])).not.toContain('blood_type');
+    expect(Object.keys(rows[0])).not.toContain('district_name');
+
+    const raw = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.raw\\.`)))
+      .map((m) => JSON.parse(m.value!.toString()))
+      .filter((e) => e.source.table === 'citizens');
+    const insertOf = (id: string) => raw.find((e) => e.op === 'c' && e.after.id === id);
+    expect(insertOf('1').schema.columns.map((c: { name: string }) => c.name)).not.toContain('blood_type');
+    expect(insertOf('2').schema.columns.map((c: { name: string }) => c.name).slice(0, 3)).toEqual(['id', 'name', 'blood_type']);
+    expect(insertOf('2').protected).toContain('blood_type');
+    expect(JSON.stringify(insertOf('2'))).not.toContain('"AB"');
+    expect(insertOf('3').schema.columns.map((c: { name: string }) => c.name)).not.toContain('address');
+    // Unclassified after the rename: sealed like a secret column.
+    expect(insertOf('4').after).not.toHaveProperty('district_name');
+    expect(insertOf('4').protected).toContain('district_name');
+
+    const changes = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.schema-changes\\.`))).map((m) => JSON.parse(m.value!.toString()));
+    expect(changes.map((c) => /^ALTER TABLE \S+ (\w+)/.exec(c.ddl)?.[1])).toEqual(['ADD', 'DROP', 'CHANGE']);
+    expect(changes[0].tables).toEqual([`${run.civilDb}.citizens`]);
+  });
+});
