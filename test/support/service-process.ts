@@ -34,7 +34,8 @@ export class ServiceProcess {
     this.port = await freePort();
     mkdirSync(join(this.logFile, '..'), { recursive: true });
     const log = createWriteStream(this.logFile, { flags: 'a' });
-    const child = spawn(process.execPath, ['--import', 'tsx', join('services', this.name, 'src', 'main.ts')], {
+    const profile = process.env.CITYSHARE_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CITYSHARE_CPU_PROF}`] : [];
+    const child = spawn(process.execPath, [...profile, '--import', 'tsx', join('services', this.name, 'src', 'main.ts')], {
       cwd: stack.root,
       env: { ...this.env, METRICS_PORT: String(this.port) },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -52,6 +53,10 @@ export class ServiceProcess {
       if (Date.now() > deadline) throw new Error(`${this.name} not ready after 90 s; see ${this.logFile}`);
       await new Promise((r) => setTimeout(r, 200));
     }
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
   }
 
   get running(): boolean {

@@ -32,7 +32,9 @@ interface Boundary<S> {
  * before it is, so a checkpoint never skips an unacknowledged event.
  */
 export class RawPublisher<S = unknown> {
+  // A growing array with a head index: taking a batch must not copy the whole queue.
   private queue: Array<OutgoingMessage & { seq: number; bytes: number }> = [];
+  private head = 0;
   private boundaries: Boundary<S>[] = [];
   private seq = 0;
   private bytes = 0;
@@ -45,6 +47,10 @@ export class RawPublisher<S = unknown> {
     private readonly options: PublisherOptions<S>,
     private readonly logger: Logger,
   ) {}
+
+  private get pending(): number {
+    return this.queue.length - this.head;
+  }
 
   get queuedBytes(): number {
     return this.bytes;
@@ -70,7 +76,7 @@ export class RawPublisher<S = unknown> {
 
   /** Resolves when everything enqueued so far is acknowledged. */
   async drain(): Promise<void> {
-    while (this.queue.length > 0 || this.sending) {
+    while (this.pending > 0 || this.sending) {
       if (this.failed) throw this.failed;
       await (this.sending ?? new Promise((r) => setImmediate(r)));
     }
@@ -85,12 +91,12 @@ export class RawPublisher<S = unknown> {
   }
 
   private async loop(): Promise<void> {
-    while (this.queue.length > 0 || this.boundaries.length > 0) {
-      if (this.queue.length === 0) {
+    while (this.pending > 0 || this.boundaries.length > 0) {
+      if (this.pending === 0) {
         this.releaseBoundaries(this.seq);
         return;
       }
-      const batch = this.queue.slice(0, this.options.maxBatchMessages);
+      const batch = this.queue.slice(this.head, this.head + this.options.maxBatchMessages);
       const byTopic = new Map<string, Array<{ key: string; value: Buffer }>>();
       for (const m of batch) {
         let list = byTopic.get(m.topic);
@@ -108,7 +114,11 @@ export class RawPublisher<S = unknown> {
         this.options.onError(err as Error);
         return;
       }
-      this.queue = this.queue.slice(batch.length);
+      this.head += batch.length;
+      if (this.head > 10_000 && this.head * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
+      }
       for (const m of batch) this.bytes -= m.bytes;
       this.releaseBoundaries(batch[batch.length - 1]!.seq);
       if (this.full && this.bytes < this.options.maxBytes / 2) {

@@ -190,6 +190,7 @@ export class Reader {
         onAcked: (position, tsMs, snapshot) => {
           this.acked = position;
           if (snapshot) this.ackedSnapshot = snapshot;
+          metrics.queueBytes.set(labels, this.publisher?.queuedBytes ?? 0);
           metrics.lagSeconds.set(labels, Math.max(0, (Date.now() - tsMs) / 1000));
           metrics.lastCommitSeconds.set(labels, tsMs / 1000);
         },
