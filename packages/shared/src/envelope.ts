@@ -21,6 +21,8 @@ export interface SourceInfo {
   pos: number;
   /** Index of the row within its rows event. */
   row: number;
+  /** Index of the row change within its transaction (0-based). */
+  txIndex: number;
   db: string;
   table: string;
   /** Commit time at the source, milliseconds since the epoch. */

@@ -19,6 +19,8 @@ export interface RowsChange {
   eventPos: number;
   gtid: string | null;
   tsMs: number;
+  /** Row changes of the same transaction before this event's first row. */
+  txOffset: number;
 }
 
 /** The narrow interface between the binlog and whatever consumes it. */
@@ -49,6 +51,7 @@ export class BinlogListener {
   private readonly primaryKeys = new Map<number, string[] | undefined>();
   private readonly schemas = new Map<number, { source: unknown; schema: TableSchema }>();
   private paused = false;
+  private txRows = 0;
 
   constructor(
     private readonly options: ListenerOptions,
@@ -136,10 +139,12 @@ export class BinlogListener {
         return this.rows('update', evt as UpdateRowsEvent, (r) => r as { before: Record<string, unknown>; after: Record<string, unknown> });
       case 'xid':
         // zongji moves options.position to the end of the commit before emitting it.
+        this.txRows = 0;
         return this.handler.onCommit(this.position(), evt.timestamp);
       case 'query': {
         const q = evt as QueryEvent;
         if (DDL.test(q.query)) {
+          this.txRows = 0;
           this.handler.onSchemaChange(q.schema, q.query, this.position(), evt.timestamp);
           this.handler.onCommit(this.position(), evt.timestamp);
         }
@@ -165,7 +170,9 @@ export class BinlogListener {
       eventPos: evt.nextPosition,
       gtid: evt.gtid ?? null,
       tsMs: evt.timestamp,
+      txOffset: this.txRows,
     });
+    this.txRows += evt.rows.length;
   }
 
   /** Schema at this binlog position: columns from the table map, key from its metadata. */

@@ -133,6 +133,7 @@ function envelope(
       file: change.file,
       pos: change.eventPos,
       row: b.row,
+      txIndex: change.txOffset + b.row,
       db: change.schema.db,
       table: change.schema.table,
       ts_ms: change.tsMs,

@@ -268,6 +268,7 @@ export class Reader {
         eventPos: high.pos,
         gtid: null,
         tsMs: Date.now(),
+        txOffset: 0,
       });
     }
     this.publisher!.markBoundary(at, Date.now(), open.state);

@@ -25,7 +25,7 @@ const ctx: BuildContext = {
 };
 const row = (id: string, name: string) => ({ id, name, district: '海淀', added_later: 'x', registered_at: '2024-01-01 10:00:00.123456' });
 const change = (kind: RowsChange['kind'], rows: RowsChange['rows']): RowsChange => ({
-  kind, schema, rows, file: 'mariadb-bin.000002', eventPos: 8183, gtid: '0-1-28', tsMs: 1_700_000_000_000,
+  kind, schema, rows, file: 'mariadb-bin.000002', eventPos: 8183, gtid: '0-1-28', tsMs: 1_700_000_000_000, txOffset: 5,
 });
 
 describe('buildEvents', () => {
@@ -34,7 +34,7 @@ describe('buildEvents', () => {
     expect(built!.key).toBe('{"id":"1"}');
     expect(built!.event.op).toBe('c');
     expect(built!.event.before).toBeNull();
-    expect(built!.event.source).toMatchObject({ name: 'cityhub', db: 'civil', table: 'citizens', file: 'mariadb-bin.000002', pos: 8183, gtid: '0-1-28', row: 0, snapshot: false, version: '0000000002.000000008183.000000' });
+    expect(built!.event.source).toMatchObject({ name: 'cityhub', db: 'civil', table: 'citizens', file: 'mariadb-bin.000002', pos: 8183, gtid: '0-1-28', row: 0, txIndex: 5, snapshot: false, version: '0000000002.000000008183.000000' });
     expect(built!.event.after!.registered_at).toBe('2024-01-01T10:00:00.123456');
   });
 
@@ -61,6 +61,7 @@ describe('buildEvents', () => {
     const events = buildEvents(change('delete', [{ before: row('1', 'a'), after: null }, { before: row('2', 'b'), after: null }]), ctx);
     expect(events.map((e) => e.event.source.version)).toEqual(['0000000002.000000008183.000000', '0000000002.000000008183.000001']);
     expect(events.every((e) => e.event.op === 'd')).toBe(true);
+    expect(events.map((e) => e.event.source.txIndex)).toEqual([5, 6]);
   });
 
   it('hashes the message key when a key column is protected', () => {

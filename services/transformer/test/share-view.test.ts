@@ -17,7 +17,7 @@ const event: ChangeEvent = {
   before: null,
   after: { id: '7', district: '朝阳', visits: '9007199254740993' },
   sealed: { before: null, after: sealImage('after', secret) },
-  source: { name: 'cityhub', serverId: 1, gtid: '0-1-5', file: 'b.000001', pos: 10, row: 0, db: 'civil', table: 'citizens', ts_ms: 1000, snapshot: false, version: 'v1' },
+  source: { name: 'cityhub', serverId: 1, gtid: '0-1-5', file: 'b.000001', pos: 10, row: 0, txIndex: 0, db: 'civil', table: 'citizens', ts_ms: 1000, snapshot: false, version: 'v1' },
   ts_ms: 1,
   schema: {
     db: 'civil',
