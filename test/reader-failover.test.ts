@@ -12,8 +12,7 @@ describe('reader failover', () => {
 
   beforeAll(async () => {
     await run.setUp();
-    await run.start('transformer');
-    await run.start('sink');
+    await run.startDelivery();
   });
 
   afterAll(async () => {

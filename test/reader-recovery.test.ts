@@ -14,8 +14,7 @@ describe('reader recovery', () => {
 
   beforeAll(async () => {
     await run.setUp();
-    await run.start('transformer');
-    await run.start('sink');
+    await run.startDelivery();
   });
 
   afterAll(async () => {

@@ -15,8 +15,7 @@ describe('schema changes mid-stream', () => {
 
   beforeAll(async () => {
     await run.setUp();
-    await run.start('transformer');
-    await run.start('sink');
+    await run.startDelivery();
   });
 
   afterAll(async () => {

@@ -29,8 +29,7 @@ describe('snapshot of existing rows', () => {
 
   it('snapshots while rows change, survives kill -9 mid-snapshot, and converges on the source', async () => {
     const small = { READER_SNAPSHOT_CHUNK_ROWS: '200' };
-    await run.start('transformer');
-    await run.start('sink');
+    await run.startDelivery();
     const reader = await run.start('cdc-reader', small);
 
     // Concurrent writes across the whole key range while chunks are being read.

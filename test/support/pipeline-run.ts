@@ -87,6 +87,12 @@ export class PipelineRun {
     return svc;
   }
 
+  /** Starts the transformer and the sink: the delivery half of the pipeline. */
+  async startDelivery(): Promise<void> {
+    await this.start('transformer');
+    await this.start('sink');
+  }
+
   /** Stops the services; `keepData` leaves databases and tables for inspection. */
   async tearDown({ keepData = false } = {}): Promise<void> {
     await Promise.all(this.services.map((s) => s.stop()));

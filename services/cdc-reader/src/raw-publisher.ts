@@ -1,5 +1,5 @@
 import type { Producer } from 'kafkajs';
-import type { BinlogPosition, Logger } from '@cityshare/shared';
+import { topicMessages, type BinlogPosition, type Logger } from '@cityshare/shared';
 
 export interface OutgoingMessage {
   topic: string;
@@ -97,16 +97,10 @@ export class RawPublisher<S = unknown> {
         return;
       }
       const batch = this.queue.slice(this.head, this.head + this.options.maxBatchMessages);
-      const byTopic = new Map<string, Array<{ key: string; value: Buffer }>>();
-      for (const m of batch) {
-        let list = byTopic.get(m.topic);
-        if (!list) byTopic.set(m.topic, (list = []));
-        list.push({ key: m.key, value: m.value });
-      }
       try {
         await this.producer.sendBatch({
           acks: -1,
-          topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+          topicMessages: topicMessages(batch),
         });
       } catch (err) {
         this.failed = err as Error;

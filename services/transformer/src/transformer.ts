@@ -6,6 +6,7 @@ import {
   keyNames,
   pipelineTopics,
   producerConfig,
+  topicMessages,
   topics,
   type Admin,
   type ChangeEvent,
@@ -99,15 +100,7 @@ export class Transformer {
         await this.ensureShareTopics(out);
         const tx = await this.producer!.transaction();
         try {
-          if (out.length > 0) {
-            const byTopic = new Map<string, Array<{ key: string; value: Buffer }>>();
-            for (const m of out) {
-              let list = byTopic.get(m.topic);
-              if (!list) byTopic.set(m.topic, (list = []));
-              list.push({ key: m.key, value: m.value });
-            }
-            await tx.sendBatch({ topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
-          }
+          if (out.length > 0) await tx.sendBatch({ topicMessages: topicMessages(out) });
           await tx.sendOffsets({
             consumerGroupId: this.groupId,
             topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: (BigInt(batch.lastOffset()) + 1n).toString() }] }],

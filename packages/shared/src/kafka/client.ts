@@ -54,3 +54,14 @@ export function producerConfig(extra: Partial<ProducerConfig> = {}): ProducerCon
     ...extra,
   };
 }
+
+/** Messages grouped per topic, in order, as kafkajs sendBatch takes them. */
+export function topicMessages<M extends { topic: string; key: string; value: Buffer }>(messages: M[]): Array<{ topic: string; messages: Array<{ key: string; value: Buffer }> }> {
+  const byTopic = new Map<string, Array<{ key: string; value: Buffer }>>();
+  for (const m of messages) {
+    let list = byTopic.get(m.topic);
+    if (!list) byTopic.set(m.topic, (list = []));
+    list.push({ key: m.key, value: m.value });
+  }
+  return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+}
