@@ -70,3 +70,28 @@ describe('schema changes mid-stream', () => {
     expect(changes[0].tables).toEqual([`${run.civilDb}.citizens`]);
   });
 });
+
+describe('schema change while a table is being snapshotted', () => {
+  const run = new PipelineRun();
+
+  beforeAll(async () => {
+    await run.setUp();
+    const values = Array.from({ length: 3000 }, (_, i) => `(${i + 1}, '市民', '110101199001010000', '13800000000', '东城', NOW())`);
+    await run.source.query(`INSERT INTO \`${run.civilDb}\`.citizens (id, name, id_card, phone, district, registered_at) VALUES ${values.join(', ')}`);
+    await run.startDelivery();
+  });
+
+  afterAll(async () => {
+    await run.tearDown();
+  });
+
+  it('reads the remaining chunks with the new columns and loses no row', async () => {
+    const reader = await run.start('cdc-reader', { READER_SNAPSHOT_CHUNK_ROWS: '50' });
+    await run.source.query(`ALTER TABLE \`${run.civilDb}\`.citizens DROP COLUMN address, CHANGE phone mobile VARCHAR(20)`);
+    await eventually(async () => {
+      const { rows } = await run.pg.query(`SELECT count(*)::int AS n FROM "${run.pgSchema}".citizens`);
+      expect(rows[0].n).toBe(3000);
+    }, 90_000, 500);
+    expect(reader.running).toBe(true);
+  });
+});

@@ -305,7 +305,7 @@ export class Reader {
     );
     if (this.snapshotter.pending().length === 0) return;
     void this.snapshotter.run().then(
-      () => logger.info('snapshot complete'),
+      () => this.streaming && logger.info('snapshot complete'),
       (err: Error) => this.fail(isFatal(err)),
     );
   }

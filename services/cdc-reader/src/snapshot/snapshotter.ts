@@ -58,7 +58,9 @@ export class Snapshotter {
   async run(): Promise<void> {
     const reader = new ChunkReader(this.conn);
     for (const table of this.pending()) {
-      const schema = this.catalog.get(...(table.split('.') as [string, string]))!;
+      if (this.stopped) return;
+      const [db, name] = table.split('.') as [string, string];
+      let schema = this.catalog.get(db, name)!;
       const entry = (this.state[table] ??= { lastKey: null, done: false, rows: 0 });
       const estimate = await reader.estimateRows(schema);
       const started = Date.now();
@@ -67,10 +69,27 @@ export class Snapshotter {
       this.logger.info({ table, estimatedRows: estimate, resumeAfterRows: entry.rows }, 'snapshot of table started');
       while (!entry.done && !this.stopped) {
         await this.host.waitForRoom();
+        // The table may have changed since the last chunk (DDL while snapshotting): read
+        // it with its columns of now; a DDL racing the SELECT makes it fail and retry.
+        const problem = await this.catalog.reload(this.conn, this.options.source, db, name);
+        if (problem?.code === 'TABLE_NOT_FOUND') {
+          this.logger.warn({ table }, 'table dropped during its snapshot; its binlog events say the rest');
+          entry.done = true;
+          break;
+        }
+        if (problem) throw problem;
+        schema = this.catalog.get(db, name)!;
         const low = await binlogEnd(this.conn);
         const window = new WatermarkWindow<RawRow>(table, pointOf(low));
         this.host.openWindow(window, schema);
-        const rows = await reader.readChunk(schema, entry.lastKey, this.options.chunkSize);
+        let rows: RawRow[];
+        try {
+          rows = await reader.readChunk(schema, entry.lastKey, this.options.chunkSize);
+        } catch (err) {
+          const errno = (err as { errno?: number }).errno;
+          if (errno === 1054 || errno === 1146) continue; // ER_BAD_FIELD_ERROR, ER_NO_SUCH_TABLE: schema moved under us
+          throw err;
+        }
         const high: BinlogPosition = await binlogEnd(this.conn);
         window.close(high, rows.map((row) => ({ key: canonicalKey(schema, row), row })));
         const last = rows[rows.length - 1];
@@ -85,7 +104,7 @@ export class Snapshotter {
         this.metrics.snapshotRemaining.set(labels, entry.done ? 0 : remaining);
         this.logger.debug({ table, rows: entry.rows, estimatedRows: estimate, rowsPerSecond: Math.round(rate), etaSeconds: Math.round(remaining / Math.max(rate, 1)) }, 'snapshot progress');
       }
-      if (entry.done) {
+      if (entry.done && !this.stopped) {
         this.logger.info({ table, rows: entry.rows, seconds: (Date.now() - started) / 1000 }, 'snapshot of table done');
       }
     }
