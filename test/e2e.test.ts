@@ -23,7 +23,7 @@ describe('pipeline end to end', () => {
 
   beforeAll(async () => {
     await run.setUp();
-    await run.start('cdc-reader');
+    await run.start('cdc-reader', { READER_TRANSACTION_MARKERS: 'true' });
     await run.start('transformer');
     await run.start('sink');
   });
@@ -79,10 +79,19 @@ describe('pipeline end to end', () => {
     expect(JSON.parse(diagnosis.toString())).toBe('急性阑尾炎');
   });
 
+  it('marks the end of every transaction with what it changed', async () => {
+    const markers = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.transactions\\.`))).map((m) => JSON.parse(m.value!.toString()));
+    const visits = markers.find((m) => m.data_collections[`${run.healthDb}.clinic_visits`]);
+    expect(visits).toMatchObject({ status: 'END', event_count: 2, data_collections: { [`${run.healthDb}.clinic_visits`]: 2 } });
+    expect(visits.gtid).toMatch(/^\d+-\d+-\d+$/);
+    const raw = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.raw\\..*clinic_visits$`))).map((m) => JSON.parse(m.value!.toString()));
+    expect(raw.map((e) => [e.source.gtid, e.source.txIndex]).sort()).toEqual([[visits.gtid, 0], [visits.gtid, 1]]);
+  });
+
   it('leaves no personal value in plaintext in any Kafka topic of the run', async () => {
     const messages = await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.`));
     const topicsSeen = new Set(messages.map((m) => m.topic.split('.')[1]));
-    expect(topicsSeen).toEqual(new Set(['raw', 'share', 'checkpoints']));
+    expect(topicsSeen).toEqual(new Set(['raw', 'share', 'checkpoints', 'transactions']));
     for (const m of messages) {
       const bytes = Buffer.concat([m.key ?? Buffer.alloc(0), m.value ?? Buffer.alloc(0)]);
       for (const value of personalValues) {

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { masks } from '@cityshare/shared';
@@ -74,5 +75,38 @@ describe('snapshot of existing rows', () => {
     const snapshotEvents = raw.filter((m) => m.value && JSON.parse(m.value.toString()).op === 'r');
     expect(snapshotEvents.length).toBeGreaterThanOrEqual(ROWS * 0.9);
     expect(JSON.parse(snapshotEvents[0]!.value!.toString()).source.snapshot).toBe(true);
+  });
+});
+
+describe('ad-hoc re-snapshot', () => {
+  const run = new PipelineRun();
+
+  beforeAll(async () => {
+    await run.setUp();
+    const values = Array.from({ length: 1000 }, (_, i) => `(${i + 1}, '市民', '110101199001010000', '13800000000', '东城', NOW())`);
+    await run.source.query(`INSERT INTO \`${run.civilDb}\`.citizens (id, name, id_card, phone, district, registered_at) VALUES ${values.join(', ')}`);
+    await run.startDelivery();
+  });
+
+  afterAll(async () => {
+    await run.tearDown();
+  });
+
+  it('heals a department table when an operator asks for a re-snapshot with the CLI', async () => {
+    await run.start('cdc-reader');
+    const count = async () => Number((await run.pg.query(`SELECT count(*) AS n FROM "${run.pgSchema}".citizens`)).rows[0].n);
+    await eventually(async () => expect(await count()).toBe(1000));
+    await run.pg.query(`DELETE FROM "${run.pgSchema}".citizens WHERE id <= 300`);
+    expect(await count()).toBe(700);
+
+    const cli = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', 'snapshot', `${run.civilDb}.citizens`], { cwd: stack.root, env: run.env, encoding: 'utf8' });
+    expect(cli.stderr).toBe('');
+    expect(cli.status).toBe(0);
+    expect(cli.stdout).toContain('re-snapshot of');
+    await eventually(async () => expect(await count()).toBe(1000), 60_000, 500);
+
+    const refused = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', 'snapshot', 'nope.nothing'], { cwd: stack.root, env: run.env, encoding: 'utf8' });
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/TABLE_NOT_FOUND: not registered on source cityhub: nope\.nothing/);
   });
 });

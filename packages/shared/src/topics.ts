@@ -4,6 +4,8 @@ export const topics = {
   share: (prefix: string, department: string, db: string, table: string) => `${prefix}.share.${department}.${db}.${table}`,
   dlq: (prefix: string, stage: string) => `${prefix}.dlq.${stage}`,
   checkpoints: (prefix: string) => `${prefix}.checkpoints`,
+  signals: (prefix: string) => `${prefix}.signals`,
+  transactions: (prefix: string, source: string) => `${prefix}.transactions.${source}`,
   schemaChanges: (prefix: string, source: string) => `${prefix}.schema-changes.${source}`,
 };
 

@@ -23,11 +23,19 @@ export interface RowsChange {
   txOffset: number;
 }
 
+/** What a committed transaction changed in the registered tables. */
+export interface TransactionSummary {
+  gtid: string | null;
+  events: number;
+  /** Row changes per `db.table`. */
+  tables: Record<string, number>;
+}
+
 /** The narrow interface between the binlog and whatever consumes it. */
 export interface BinlogHandler {
   onRows(change: RowsChange): void;
   /** A transaction ended; `position` is where a restart resumes after it. */
-  onCommit(position: BinlogPosition, tsMs: number): void;
+  onCommit(position: BinlogPosition, tsMs: number, summary: TransactionSummary): void;
   onSchemaChange(db: string, statement: string, position: BinlogPosition, tsMs: number): void;
   onError(error: CdcError): void;
 }
@@ -52,6 +60,7 @@ export class BinlogListener {
   private readonly schemas = new Map<number, { source: unknown; schema: TableSchema }>();
   private paused = false;
   private txRows = 0;
+  private txTables: Record<string, number> = {};
 
   constructor(
     private readonly options: ListenerOptions,
@@ -139,14 +148,13 @@ export class BinlogListener {
         return this.rows('update', evt as UpdateRowsEvent, (r) => r as { before: Record<string, unknown>; after: Record<string, unknown> });
       case 'xid':
         // zongji moves options.position to the end of the commit before emitting it.
-        this.txRows = 0;
-        return this.handler.onCommit(this.position(), evt.timestamp);
+        return this.handler.onCommit(this.position(), evt.timestamp, this.endTransaction(evt.gtid ?? null));
       case 'query': {
         const q = evt as QueryEvent;
         if (DDL.test(q.query)) {
-          this.txRows = 0;
+          const summary = this.endTransaction(evt.gtid ?? null);
           this.handler.onSchemaChange(q.schema, q.query, this.position(), evt.timestamp);
-          this.handler.onCommit(this.position(), evt.timestamp);
+          this.handler.onCommit(this.position(), evt.timestamp, summary);
         }
         return;
       }
@@ -173,6 +181,15 @@ export class BinlogListener {
       txOffset: this.txRows,
     });
     this.txRows += evt.rows.length;
+    const table = `${schema.db}.${schema.table}`;
+    this.txTables[table] = (this.txTables[table] ?? 0) + evt.rows.length;
+  }
+
+  private endTransaction(gtid: string | null): TransactionSummary {
+    const summary = { gtid, events: this.txRows, tables: this.txTables };
+    this.txRows = 0;
+    this.txTables = {};
+    return summary;
   }
 
   /** Schema at this binlog position: columns from the table map, key from its metadata. */

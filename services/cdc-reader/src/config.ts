@@ -11,6 +11,7 @@ export const readerEnv = z.object({
   READER_ON_PURGED: z.enum(['fail', 'resnapshot']).default('fail').describe('when the checkpoint binlog was purged: stop with BINLOG_PURGED, or start at the binlog end and re-snapshot every table'),
   READER_LEASE_REDIS_URL: z.string().optional().describe('Redis URL for the active/standby lease; unset runs a single reader without a standby'),
   READER_LEASE_TTL_MS: z.coerce.number().int().min(500).default(10_000).describe('lease time to live: a standby takes over at most this long after the active reader dies'),
+  READER_TRANSACTION_MARKERS: z.enum(['true', 'false']).default('false').transform((v) => v === 'true').describe('publish one end-of-transaction record per transaction that changed registered tables to <prefix>.transactions.<source>'),
   READER_QUEUE_MAX_BYTES: z.coerce.number().int().min(1 << 20).default(16 << 20).describe('bytes of change events held between binlog and Kafka before the binlog stream pauses'),
   READER_BATCH_MAX_MESSAGES: z.coerce.number().int().min(1).default(5000),
   READER_CHECKPOINT_INTERVAL_MS: z.coerce.number().int().min(10).default(1000),

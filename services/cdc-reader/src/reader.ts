@@ -23,6 +23,7 @@ import { Snapshotter, type RawRow, type SnapshotState } from './snapshot/snapsho
 import { pointOf, type WatermarkWindow } from './snapshot/watermark-window.js';
 import { binlogEnd, binlogStart, checkSource } from './source-check.js';
 import { SourceMonitor, assertNotPurged, binlogFiles } from './source-monitor.js';
+import { SignalListener, type ReaderSignal } from './signal-listener.js';
 import { TableCatalog } from './table-catalog.js';
 import type { ReaderEnv } from './config.js';
 
@@ -69,6 +70,8 @@ export class Reader {
   private snapshotConn: Connection | undefined;
   private snapshotter: Snapshotter | undefined;
   private monitor: SourceMonitor | undefined;
+  private signals: SignalListener | undefined;
+  private snapshotRunning: Promise<void> | undefined;
   private open: OpenWindow | undefined;
   private acked: BinlogPosition | undefined;
   private ackedSnapshot: SnapshotState | undefined;
@@ -132,7 +135,14 @@ export class Reader {
       { connection: source.connection, valueOptions: exactValueOptions, serverId: source.serverId, catalog },
       {
         onRows: (change) => this.onRows(change),
-        onCommit: (position, tsMs) => {
+        onCommit: (position, tsMs, summary) => {
+          if (env.READER_TRANSACTION_MARKERS && summary.events > 0) {
+            this.publisher!.enqueue([{
+              topic: topics.transactions(config.kafka.topicPrefix, source.name),
+              key: source.name,
+              value: Buffer.from(JSON.stringify({ status: 'END', id: summary.gtid ?? `${position.file}:${position.pos}`, gtid: summary.gtid, file: position.file, pos: position.pos, ts_ms: tsMs, event_count: summary.events, data_collections: summary.tables })),
+            }]);
+          }
           this.publisher!.markBoundary(position, tsMs);
           this.maybeEmitWindow(pointOf(position));
         },
@@ -168,6 +178,8 @@ export class Reader {
     try {
       await ensureTopics(admin, [
         CheckpointStore.topicConfig(config.kafka.topicPrefix),
+        SignalListener.topicConfig(config.kafka.topicPrefix),
+        { topic: topics.transactions(config.kafka.topicPrefix, source.name), numPartitions: 1, replicationFactor: config.kafka.replicationFactor },
         { topic: topics.schemaChanges(config.kafka.topicPrefix, source.name), numPartitions: 1, replicationFactor: config.kafka.replicationFactor },
         ...catalog.names().map((name) => {
           const [db, table] = name.split('.') as [string, string];
@@ -303,11 +315,34 @@ export class Reader {
       logger,
       metrics,
     );
-    if (this.snapshotter.pending().length === 0) return;
-    void this.snapshotter.run().then(
-      () => this.streaming && logger.info('snapshot complete'),
+    this.runSnapshots();
+    this.signals = new SignalListener(this.deps.kafka, this.deps.config.kafka.topicPrefix, source.name, (signal) => this.onSignal(signal), logger);
+    await this.signals.start();
+  }
+
+  private runSnapshots(): void {
+    if (this.snapshotRunning || !this.snapshotter || this.snapshotter.pending().length === 0) return;
+    const { logger } = this.deps;
+    this.snapshotRunning = this.snapshotter.run().then(
+      () => {
+        this.snapshotRunning = undefined;
+        if (this.streaming) logger.info('snapshot complete');
+        this.runSnapshots();
+      },
       (err: Error) => this.fail(isFatal(err)),
     );
+  }
+
+  private onSignal(signal: ReaderSignal): void {
+    for (const table of signal.tables) {
+      try {
+        this.snapshotter!.request(table);
+        this.deps.logger.info({ table }, 're-snapshot requested');
+      } catch (err) {
+        this.deps.logger.warn({ table, err: (err as Error).message }, 're-snapshot refused');
+      }
+    }
+    this.runSnapshots();
   }
 
   private async checkpoint(): Promise<void> {
@@ -332,6 +367,7 @@ export class Reader {
     for (const t of this.timers) clearInterval(t);
     this.snapshotter?.stop();
     this.monitor?.stop();
+    await this.signals?.stop();
     this.listener?.stop();
     try {
       await this.publisher?.drain();

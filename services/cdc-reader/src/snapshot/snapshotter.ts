@@ -55,7 +55,18 @@ export class Snapshotter {
     this.stopped = true;
   }
 
+  /** Snapshots a registered table again from its first key (ad-hoc re-snapshot). */
+  request(table: string): void {
+    if (!this.catalog.names().includes(table)) throw new Error(`table ${table} is not registered`);
+    this.state[table] = { lastKey: null, done: false, rows: 0 };
+  }
+
+  /** Runs until no table is pending; tables requested meanwhile are picked up. */
   async run(): Promise<void> {
+    while (!this.stopped && this.pending().length > 0) await this.runPending();
+  }
+
+  private async runPending(): Promise<void> {
     const reader = new ChunkReader(this.conn);
     for (const table of this.pending()) {
       if (this.stopped) return;

@@ -1,0 +1,43 @@
+/**
+ * cdc: the operator's command line. Commands grow with the control plane; today it
+ * sends reader signals (ad-hoc re-snapshot) through Kafka.
+ *   npx cdc snapshot civil.citizens [--source cityhub] [--config pipeline.yaml]
+ */
+import { Command } from 'commander';
+import { CdcError, createKafka, createLogger, isCdcError, loadPipeline, producerConfig, topics } from '@cityshare/shared';
+
+const program = new Command('cdc').description('cityshare operations').option('-c, --config <file>', 'pipeline file', process.env.CITYSHARE_PIPELINE ?? 'pipeline.yaml');
+
+program
+  .command('snapshot')
+  .description('snapshot registered tables again while streaming continues (rows arrive as op "r")')
+  .argument('<tables...>', 'db.table names as registered in the pipeline file')
+  .option('-s, --source <name>', 'source the tables belong to (may be omitted when there is one)')
+  .action(async (tables: string[], options: { source?: string }) => {
+    const { config } = loadPipeline(program.opts<{ config: string }>().config);
+    const source = options.source ? config.sources.find((s) => s.name === options.source) : config.sources.length === 1 ? config.sources[0] : undefined;
+    if (!source) throw new CdcError('CONFIG_INVALID', options.source ? `no source named ${options.source}` : 'the pipeline has several sources: pass --source');
+    const registered = new Set<string>(source.tables.map((t) => t.name));
+    const unknown = tables.filter((t) => !registered.has(t));
+    if (unknown.length > 0) throw new CdcError('TABLE_NOT_FOUND', `not registered on source ${source.name}: ${unknown.join(', ')}`);
+    const kafka = createKafka(config.kafka, 'cityshare-cli', createLogger('cdc', 'warn'));
+    const producer = kafka.producer(producerConfig({ retry: { retries: 5 } }));
+    await producer.connect();
+    try {
+      await producer.send({
+        topic: topics.signals(config.kafka.topicPrefix),
+        acks: -1,
+        messages: [{ key: source.name, value: JSON.stringify({ action: 'snapshot', source: source.name, tables, requestedBy: process.env.USER ?? 'cli' }) }],
+      });
+    } finally {
+      await producer.disconnect();
+    }
+    process.stdout.write(`re-snapshot of ${tables.join(', ')} requested from the ${source.name} reader\n`);
+  });
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  process.stderr.write(`${isCdcError(err) ? err.toString() : (err as Error).message}\n`);
+  process.exitCode = 1;
+}

@@ -1,0 +1,62 @@
+import type { Consumer, Kafka } from 'kafkajs';
+import { z } from 'zod';
+import { topics, type Logger } from '@cityshare/shared';
+
+/** A request to the reader of one source, sent on `<prefix>.signals` (keyed by source). */
+export const readerSignal = z.object({
+  action: z.literal('snapshot'),
+  source: z.string(),
+  tables: z.array(z.string().regex(/^[^.]+\.[^.]+$/)).min(1),
+  requestedBy: z.string().optional(),
+});
+
+export type ReaderSignal = z.infer<typeof readerSignal>;
+
+/**
+ * Listens for signals addressed to this source (Debezium's Kafka signal channel). The
+ * consumer group keeps its offset, so a signal sent while the reader was down is acted
+ * on when it comes back. Malformed signals are logged and skipped.
+ */
+export class SignalListener {
+  private consumer: Consumer | undefined;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly prefix: string,
+    private readonly source: string,
+    private readonly onSignal: (signal: ReaderSignal) => void,
+    private readonly logger: Logger,
+  ) {}
+
+  static topicConfig(prefix: string) {
+    return { topic: topics.signals(prefix), numPartitions: 1 };
+  }
+
+  async start(): Promise<void> {
+    this.consumer = this.kafka.consumer({ groupId: `${this.prefix}.reader.${this.source}.signals` });
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topic: topics.signals(this.prefix), fromBeginning: false });
+    await this.consumer.run({
+      eachMessage: async ({ message }) => {
+        if (message.key?.toString() !== this.source || !message.value) return;
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(message.value.toString());
+        } catch {
+          parsed = undefined;
+        }
+        const signal = readerSignal.safeParse(parsed);
+        if (!signal.success || signal.data.source !== this.source) {
+          this.logger.warn({ offset: message.offset }, 'ignoring a malformed signal');
+          return;
+        }
+        this.logger.info({ action: signal.data.action, tables: signal.data.tables, requestedBy: signal.data.requestedBy }, 'signal received');
+        this.onSignal(signal.data);
+      },
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.consumer?.disconnect().catch(() => undefined);
+  }
+}
