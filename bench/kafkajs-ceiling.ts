@@ -1,0 +1,30 @@
+/**
+ * The producer ceiling the reader works under: kafkajs alone, idempotent, acks=all,
+ * batches of 5,000, three message sizes, against the local broker.
+ *   npm run bench:kafkajs
+ */
+import { Kafka, logLevel, Partitioners } from 'kafkajs';
+import { stack } from '../test/support/stack.js';
+
+const kafka = new Kafka({ clientId: 'bench-kafkajs', brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING });
+const admin = kafka.admin();
+await admin.connect();
+const topic = `bench-kafkajs-${Date.now()}`;
+await admin.createTopics({ topics: [{ topic, numPartitions: 3 }] });
+const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
+await producer.connect();
+try {
+  for (const size of [1200, 600, 300]) {
+    const value = Buffer.alloc(size, 120);
+    const total = 100_000;
+    const started = Date.now();
+    for (let i = 0; i < total; i += 5000) {
+      await producer.sendBatch({ acks: -1, topicMessages: [{ topic, messages: Array.from({ length: 5000 }, (_, j) => ({ key: `{"id":"${i + j}"}`, value })) }] });
+    }
+    console.log(`${size}-byte messages: ${Math.round(total / ((Date.now() - started) / 1000))} messages/s`);
+  }
+} finally {
+  await producer.disconnect();
+  await admin.deleteTopics({ topics: [topic] });
+  await admin.disconnect();
+}
