@@ -52,9 +52,11 @@ describe('schema changes mid-stream', () => {
     expect(Object.keys(rows[0])).not.toContain('blood_type');
     expect(Object.keys(rows[0])).not.toContain('district_name');
 
+    const schemas = new Map((await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.table-schemas$`))).map((m) => [m.key!.toString(), JSON.parse(m.value!.toString())]));
     const raw = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.raw\\.`)))
       .map((m) => JSON.parse(m.value!.toString()))
-      .filter((e) => e.source.table === 'citizens');
+      .filter((e) => e.source.table === 'citizens')
+      .map((e) => ({ ...e, schema: schemas.get(e.schemaRef) }));
     const insertOf = (id: string) => raw.find((e) => e.op === 'c' && e.after.id === id);
     expect(insertOf('1').schema.columns.map((c: { name: string }) => c.name)).not.toContain('blood_type');
     expect(insertOf('2').schema.columns.map((c: { name: string }) => c.name).slice(0, 3)).toEqual(['id', 'name', 'blood_type']);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { CanonicalValue, ColumnSchema } from './column-types.js';
 
 export type Row = Record<string, CanonicalValue>;
@@ -60,4 +61,17 @@ export function keyOf(schema: TableSchema, row: Row): Row {
   const key: Row = {};
   for (const col of schema.primaryKey) key[col] = row[col] ?? null;
   return key;
+}
+
+/**
+ * A change event as it travels on a raw topic: the table schema is referenced by its
+ * fingerprint; the schema itself is on `<prefix>.table-schemas`, written before the
+ * first event that references it. Events stay small, and the topic is the history of
+ * every table schema the reader has seen.
+ */
+export type RawChangeEvent = Omit<ChangeEvent, 'schema'> & { schemaRef: string; schema?: TableSchema };
+
+/** Stable fingerprint of a table schema (same schema, same reference). */
+export function schemaFingerprint(schemaJson: string): string {
+  return createHash('sha256').update(schemaJson).digest('base64url').slice(0, 22);
 }

@@ -1,5 +1,6 @@
 import {
   isProtectedClass,
+  schemaFingerprint,
   sealedImageAad,
   rowVersion,
   sealValue,
@@ -100,14 +101,21 @@ function splitRow(schema: TableSchema, raw: Record<string, unknown>, sealed: Set
   return { clear, secret };
 }
 
-const schemaJson = new WeakMap<TableSchema, string>();
+const schemaRefs = new WeakMap<TableSchema, { ref: string; json: string }>();
 
-/** JSON of an event; the table schema, the same object for every row, is stringified once. */
+/** The fingerprint and JSON of a table schema, computed once per schema object. */
+export function schemaRef(schema: TableSchema): { ref: string; json: string } {
+  let entry = schemaRefs.get(schema);
+  if (!entry) {
+    const json = JSON.stringify(schema);
+    schemaRefs.set(schema, (entry = { ref: schemaFingerprint(json), json }));
+  }
+  return entry;
+}
+
+/** JSON of an event for a raw topic: the schema by reference (see RawChangeEvent). */
 export function serializeEvent(event: ChangeEvent): string {
-  let schema = schemaJson.get(event.schema);
-  if (schema === undefined) schemaJson.set(event.schema, (schema = JSON.stringify(event.schema)));
-  const rest = JSON.stringify({ ...event, schema: undefined });
-  return `{"schema":${schema},${rest.slice(1)}`;
+  return JSON.stringify({ ...event, schema: undefined, schemaRef: schemaRef(event.schema).ref });
 }
 
 function envelope(

@@ -16,7 +16,7 @@ import {
 } from '@cityshare/shared';
 import { BinlogListener, type RowsChange } from './binlog-listener.js';
 import { CheckpointStore } from './checkpoint-store.js';
-import { buildEvents, canonicalKey, serializeEvent, type BuildContext } from './event-builder.js';
+import { buildEvents, canonicalKey, schemaRef, serializeEvent, type BuildContext } from './event-builder.js';
 import { RawPublisher } from './raw-publisher.js';
 import type { ReaderMetrics } from './reader-metrics.js';
 import { Snapshotter, type RawRow, type SnapshotState } from './snapshot/snapshotter.js';
@@ -72,6 +72,7 @@ export class Reader {
   private monitor: SourceMonitor | undefined;
   private signals: SignalListener | undefined;
   private snapshotRunning: Promise<void> | undefined;
+  private readonly publishedSchemas = new Set<string>();
   private open: OpenWindow | undefined;
   private acked: BinlogPosition | undefined;
   private ackedSnapshot: SnapshotState | undefined;
@@ -179,6 +180,7 @@ export class Reader {
       await ensureTopics(admin, [
         CheckpointStore.topicConfig(config.kafka.topicPrefix),
         SignalListener.topicConfig(config.kafka.topicPrefix),
+        { topic: topics.tableSchemas(config.kafka.topicPrefix), numPartitions: 1, replicationFactor: config.kafka.replicationFactor, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] },
         { topic: topics.transactions(config.kafka.topicPrefix, source.name), numPartitions: 1, replicationFactor: config.kafka.replicationFactor },
         { topic: topics.schemaChanges(config.kafka.topicPrefix, source.name), numPartitions: 1, replicationFactor: config.kafka.replicationFactor },
         ...catalog.names().map((name) => {
@@ -258,6 +260,12 @@ export class Reader {
     const { metrics, source, config } = this.deps;
     const built = buildEvents(change, this.ctx);
     const topic = topics.raw(config.kafka.topicPrefix, source.name, change.schema.db, change.schema.table);
+    // A schema goes out before the first event that references it (same ordered queue).
+    const { ref, json } = schemaRef(change.schema);
+    if (!this.publishedSchemas.has(ref)) {
+      this.publishedSchemas.add(ref);
+      this.publisher!.enqueue([{ topic: topics.tableSchemas(config.kafka.topicPrefix), key: ref, value: Buffer.from(json) }]);
+    }
     this.publisher!.enqueue(built.map(({ event, key }) => ({ topic, key, value: Buffer.from(serializeEvent(event)) })));
     for (const { event } of built) metrics.events.inc({ source: source.name, table: `${change.schema.db}.${change.schema.table}`, op: event.op });
     metrics.queueBytes.set({ source: source.name }, this.publisher!.queuedBytes);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FileKeyring, openValue, sealedImageAad, type TableSchema } from '@cityshare/shared';
-import { serializeEvent } from '../src/event-builder.js';
+import { schemaRef, serializeEvent } from '../src/event-builder.js';
 import { buildEvents, type BuildContext } from '../src/event-builder.js';
 import type { RowsChange } from '../src/binlog-listener.js';
 
@@ -47,7 +47,10 @@ describe('buildEvents', () => {
     expect(event.sealed.before).toBeNull();
     const aad = sealedImageAad('civil', 'citizens', event.source.version, 'after');
     expect(openValue(keys, event.sealed.after!, aad)).toEqual({ name: '张三', added_later: 'x' });
-    expect(JSON.parse(serializeEvent(event))).toEqual(JSON.parse(JSON.stringify(event)));
+    const wire = JSON.parse(serializeEvent(event));
+    expect(wire).toEqual({ ...JSON.parse(JSON.stringify(event)), schema: undefined, schemaRef: schemaRef(schema).ref });
+    expect(wire).not.toHaveProperty('schema');
+    expect(schemaRef(structuredClone(schema)).ref).toBe(schemaRef(schema).ref);
   });
 
   it('splits a primary-key change into a delete of the old key and a create of the new one', () => {

@@ -10,6 +10,7 @@ import {
   topics,
   type Admin,
   type ChangeEvent,
+  type RawChangeEvent,
   type KeyProvider,
   type Logger,
   type PipelineConfig,
@@ -17,6 +18,7 @@ import {
 } from '@cityshare/shared';
 import { departmentViews, type DepartmentView } from './department-views.js';
 import { SchemaRegistrar } from './schema-registrar.js';
+import { TableSchemas } from './table-schemas.js';
 import { projectEvent, type ViewKeys } from './share-view.js';
 import type { TransformerMetrics } from './transformer-metrics.js';
 import type { TransformerEnv } from './config.js';
@@ -51,6 +53,7 @@ export class Transformer {
   private readonly registrar: SchemaRegistrar;
   private readonly knownTopics = new Set<string>();
   private running = false;
+  private schemas: TableSchemas | undefined;
 
   constructor(private readonly deps: TransformerDeps) {
     this.views = departmentViews(deps.config);
@@ -81,6 +84,9 @@ export class Transformer {
       ...planned.raw.map(partitioned),
       ...[...planned.share.values()].flat().map(partitioned),
     ]);
+    await ensureTopics(this.admin, [{ topic: topics.tableSchemas(prefix), numPartitions: 1, replicationFactor: config.kafka.replicationFactor, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }]);
+    this.schemas = new TableSchemas(kafka, prefix, logger);
+    await this.schemas.start();
     this.producer = kafka.producer(producerConfig({ transactionalId: `${prefix}.transformer.${env.TRANSFORMER_INSTANCE_ID}` }));
     await this.producer.connect();
     this.consumer = kafka.consumer({ groupId: this.groupId, readUncommitted: false, allowAutoTopicCreation: false, metadataMaxAge: 5_000 });
@@ -125,9 +131,14 @@ export class Transformer {
     if (!raw) return [];
     let event: ChangeEvent;
     try {
-      event = JSON.parse(raw.toString('utf8')) as ChangeEvent;
-      if (!event.source || !event.schema || !event.op) throw new Error('missing source, schema or op');
+      const parsed = JSON.parse(raw.toString('utf8')) as RawChangeEvent;
+      if (!parsed.source || !(parsed.schemaRef || parsed.schema) || !parsed.op) throw new Error('missing source, schema reference or op');
+      event = { ...parsed, schema: await this.schemas!.resolve(parsed) };
     } catch (err) {
+      if (isCdcError(err)) {
+        this.deps.onFatal(err);
+        throw err;
+      }
       metrics.dlq.inc({ reason: 'unparseable' });
       return [this.deadLetter(topic, partition, offset, 'unparseable', (err as Error).message, raw)];
     }
@@ -182,6 +193,7 @@ export class Transformer {
   async stop(): Promise<void> {
     this.running = false;
     await this.consumer?.disconnect().catch(() => undefined);
+    await this.schemas?.stop();
     await this.producer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
   }

@@ -1,0 +1,51 @@
+import { randomUUID } from 'node:crypto';
+import type { Consumer, Kafka } from 'kafkajs';
+import { CdcError, topics, type Logger, type RawChangeEvent, type TableSchema } from '@cityshare/shared';
+
+/**
+ * The table schemas raw events reference, read from `<prefix>.table-schemas`. The reader
+ * writes a schema before the first event that references it; an event can still be seen
+ * a moment before its schema, so an unknown reference waits for the topic to catch up.
+ */
+export class TableSchemas {
+  private readonly byRef = new Map<string, TableSchema>();
+  private consumer: Consumer | undefined;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly prefix: string,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    // Every instance keeps the whole (compacted) topic; no offsets are committed.
+    this.consumer = this.kafka.consumer({ groupId: `${this.prefix}.transformer.table-schemas.${randomUUID()}` });
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topic: topics.tableSchemas(this.prefix), fromBeginning: true });
+    await this.consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ message }) => {
+        if (message.key && message.value) this.byRef.set(message.key.toString(), JSON.parse(message.value.toString()) as TableSchema);
+      },
+    });
+  }
+
+  /** The schema of a raw event: inline (older events) or by reference. */
+  async resolve(event: RawChangeEvent, timeoutMs = 30_000): Promise<TableSchema> {
+    if (event.schema) return event.schema;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const schema = this.byRef.get(event.schemaRef);
+      if (schema) return schema;
+      if (Date.now() > deadline) {
+        throw new CdcError('SCHEMA_INCOMPATIBLE', `table schema ${event.schemaRef} of ${event.source.db}.${event.source.table} is not on ${topics.tableSchemas(this.prefix)}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.consumer?.disconnect().catch(() => undefined);
+    this.logger.debug({ schemas: this.byRef.size }, 'table schemas consumer stopped');
+  }
+}
