@@ -36,13 +36,14 @@ export interface SourceInfo {
 /**
  * A change event, Debezium-shaped. `before`/`after` hold the public and internal
  * columns; the personal, secret and unclassified columns of each image travel as one
- * ciphertext under the pipeline key in `sealed` (a JSON object of those columns).
+ * ciphertext under the pipeline key in `sealed`: `{ before?: {...}, after?: {...} }` with
+ * those columns, one AEAD operation per event.
  */
 export interface ChangeEvent {
   op: Op;
   before: Row | null;
   after: Row | null;
-  sealed: { before: string | null; after: string | null };
+  sealed: string | null;
   source: SourceInfo;
   /** When the reader built the event. */
   ts_ms: number;
@@ -52,9 +53,15 @@ export interface ChangeEvent {
   protected: string[];
 }
 
-/** Associated data of a sealed image: binds it to its table, event and side. */
-export function sealedImageAad(db: string, table: string, version: string, side: 'before' | 'after'): string {
-  return `${db}.${table}@${version}/${side}`;
+/** What `sealed` holds once opened. */
+export interface SealedImages {
+  before?: Row;
+  after?: Row;
+}
+
+/** Associated data of an event's sealed images: binds them to their table and event. */
+export function sealedEventAad(db: string, table: string, version: string): string {
+  return `${db}.${table}@${version}`;
 }
 
 export function keyOf(schema: TableSchema, row: Row): Row {

@@ -1,7 +1,7 @@
 import {
   isProtectedClass,
   schemaFingerprint,
-  sealedImageAad,
+  sealedEventAad,
   rowVersion,
   sealValue,
   toCanonical,
@@ -10,6 +10,7 @@ import {
   type DataKey,
   type Op,
   type Row,
+  type SealedImages,
   type TableSchema,
 } from '@cityshare/shared';
 import { createHmac } from 'node:crypto';
@@ -127,13 +128,15 @@ function envelope(
   const { change } = b;
   const version = rowVersion({ file: change.file, eventPos: change.eventPos, row: b.row });
   const { db, table } = change.schema;
-  const seal = (img: SplitImage | null, side: 'before' | 'after') =>
-    img?.secret ? sealValue(b.key, img.secret, sealedImageAad(db, table, version, side)) : null;
+  const secrets: SealedImages = {};
+  if (before?.secret) secrets.before = before.secret;
+  if (after?.secret) secrets.after = after.secret;
+  const sealed = secrets.before || secrets.after ? sealValue(b.key, secrets, sealedEventAad(db, table, version)) : null;
   return {
     op,
     before: before?.clear ?? null,
     after: after?.clear ?? null,
-    sealed: { before: seal(before, 'before'), after: seal(after, 'after') },
+    sealed,
     source: {
       name: b.sourceName,
       serverId: b.serverId,

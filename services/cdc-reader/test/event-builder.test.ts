@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FileKeyring, openValue, sealedImageAad, type TableSchema } from '@cityshare/shared';
+import { FileKeyring, openValue, sealedEventAad, type TableSchema } from '@cityshare/shared';
 import { schemaRef, serializeEvent } from '../src/event-builder.js';
 import { buildEvents, type BuildContext } from '../src/event-builder.js';
 import type { RowsChange } from '../src/binlog-listener.js';
@@ -44,9 +44,8 @@ describe('buildEvents', () => {
     expect(event.after).toEqual({ id: '1', district: '海淀', registered_at: '2024-01-01T10:00:00.123456' });
     expect(serializeEvent(event)).not.toContain('张三');
     expect(event.protected.sort()).toEqual(['added_later', 'name']);
-    expect(event.sealed.before).toBeNull();
-    const aad = sealedImageAad('civil', 'citizens', event.source.version, 'after');
-    expect(openValue(keys, event.sealed.after!, aad)).toEqual({ name: '张三', added_later: 'x' });
+    const aad = sealedEventAad('civil', 'citizens', event.source.version);
+    expect(openValue(keys, event.sealed!, aad)).toEqual({ after: { name: '张三', added_later: 'x' } });
     const wire = JSON.parse(serializeEvent(event));
     expect(wire).toEqual({ ...JSON.parse(JSON.stringify(event)), schema: undefined, schemaRef: schemaRef(schema).ref });
     expect(wire).not.toHaveProperty('schema');

@@ -5,7 +5,7 @@ import {
   columnAad,
   encryptField,
   openValue,
-  sealedImageAad,
+  sealedEventAad,
   tokenize,
   type CanonicalValue,
   type ChangeEvent,
@@ -13,6 +13,7 @@ import {
   type DataKey,
   type KeyProvider,
   type Row,
+  type SealedImages,
 } from '@cityshare/shared';
 import type { DepartmentView } from './department-views.js';
 
@@ -40,9 +41,8 @@ export function projectEvent(event: ChangeEvent, view: DepartmentView, keys: Vie
   const side = event.op === 'd' ? 'before' : 'after';
   const image = event[side];
   if (!image) throw new CdcError('RECORD_INVALID', `change event ${event.source.version} has no ${side} image`);
-  const sealedImage = event.sealed?.[side];
-  const opened = sealedImage
-    ? (openValue(keys.pipeline, sealedImage, sealedImageAad(schema.db, schema.table, event.source.version, side)) as Row)
+  const opened: Row = event.sealed
+    ? ((openValue(keys.pipeline, event.sealed, sealedEventAad(schema.db, schema.table, event.source.version)) as SealedImages)[side] ?? {})
     : {};
   const columns = new Map(schema.columns.map((c) => [c.name, c]));
   const value: Record<string, unknown> = {};

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FileKeyring, columnAad, decryptField, sealValue, sealedImageAad, type ChangeEvent } from '@cityshare/shared';
+import { FileKeyring, columnAad, decryptField, sealValue, sealedEventAad, type ChangeEvent } from '@cityshare/shared';
 import { projectEvent, type ViewKeys } from '../src/share-view.js';
 import type { DepartmentView } from '../src/department-views.js';
 
@@ -9,14 +9,14 @@ const keyring = new FileKeyring({
   keys: { pipeline: [{ id: 'p1', material: m(1) }], 'department:health': [{ id: 'h1', material: m(2) }] },
 });
 const keys: ViewKeys = { pipeline: keyring, department: keyring.activeKey('department:health'), token: keyring.activeKey('department:health') };
-const sealImage = (side: 'before' | 'after', v: unknown) => sealValue(keyring.activeKey('pipeline'), v, sealedImageAad('civil', 'citizens', 'v1', side));
+const sealImage = (side: 'before' | 'after', v: unknown, table = 'citizens') => sealValue(keyring.activeKey('pipeline'), { [side]: v }, sealedEventAad('civil', table, 'v1'));
 const secret = { name: '王小明', phone: '13912345678', id_card: '110101199001011234' };
 
 const event: ChangeEvent = {
   op: 'u',
   before: null,
   after: { id: '7', district: '朝阳', visits: '9007199254740993' },
-  sealed: { before: null, after: sealImage('after', secret) },
+  sealed: sealImage('after', secret),
   source: { name: 'cityhub', serverId: 1, gtid: '0-1-5', file: 'b.000001', pos: 10, row: 0, txIndex: 0, db: 'civil', table: 'citizens', ts_ms: 1000, snapshot: false, version: 'v1' },
   ts_ms: 1,
   schema: {
@@ -65,14 +65,14 @@ describe('projectEvent', () => {
   });
 
   it('uses the before image of a delete', () => {
-    const del = projectEvent({ ...event, op: 'd', before: event.after, after: null, sealed: { before: sealImage('before', secret), after: null } }, view, keys);
+    const del = projectEvent({ ...event, op: 'd', before: event.after, after: null, sealed: sealImage('before', secret) }, view, keys);
     expect(del.value.__deleted).toBe(true);
     expect(del.value.name).toBe('王**');
   });
 
-  it('refuses a sealed image moved to another event or side', () => {
+  it('refuses sealed images moved to another event or table', () => {
     expect(() => projectEvent({ ...event, source: { ...event.source, version: 'v2' } }, view, keys)).toThrow(/does not verify/);
-    expect(() => projectEvent({ ...event, sealed: { before: null, after: sealImage('before', secret) } }, view, keys)).toThrow(/does not verify/);
+    expect(() => projectEvent({ ...event, sealed: sealImage('after', secret, 'other') }, view, keys)).toThrow(/does not verify/);
   });
 
   it('refuses to deliver when a key column is encrypted (rows could not be matched)', () => {
