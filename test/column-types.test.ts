@@ -109,6 +109,15 @@ describe('column types, snapshot and binlog', () => {
     expect(edge).toMatchObject({ dd: null, dt0: null, dt6: '2024-02-29T13:14:15.000001', ts0: '2024-02-29T05:14:15Z', ts6: '2024-02-29T05:14:15.654321Z', tm: '-00:00:00.500000', biu: '9007199254740993', d: '0.000000000000000000000000000001', f: Math.fround(0.1), db: 0.1, y: 0, b64: '1' + '0'.repeat(62) + '1', i6: '::1' });
   });
 
+  it('knows a MariaDB JSON column (LONGTEXT with a json_valid check) as JSON', async () => {
+    const schemas = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.table-schemas$`))).map((m) => JSON.parse(m.value!.toString()));
+    expect(schemas.length).toBeGreaterThanOrEqual(1);
+    for (const schema of schemas) {
+      expect(schema.columns.find((c: { name: string }) => c.name === 'j')).toMatchObject({ type: { kind: 'json' }, sourceType: 'json' });
+      expect(schema.columns.find((c: { name: string }) => c.name === 't')).toMatchObject({ type: { kind: 'string' } });
+    }
+  });
+
   it('carries nulls as nulls', () => {
     const { id, ...nulls } = rows.get(202)!.after;
     expect(id).toBe(202);

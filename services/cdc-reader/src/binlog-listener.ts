@@ -209,8 +209,9 @@ export class BinlogListener {
       columns: entry.columnSchemas.map((c) => {
         const fromBinlog = logicalTypeOf(c.COLUMN_TYPE, c.CHARACTER_SET_NAME);
         const current = known.get(c.COLUMN_NAME);
-        // The binlog cannot tell MariaDB UUID/INET from BINARY; the catalog can.
-        const type = fromBinlog.kind === 'bytes' && current && (current.type.kind === 'uuid' || current.type.kind === 'inet') ? current.type : fromBinlog;
+        // The binlog cannot tell MariaDB UUID/INET from BINARY, or JSON from LONGTEXT; the catalog can.
+        const refined = current && ((fromBinlog.kind === 'bytes' && (current.type.kind === 'uuid' || current.type.kind === 'inet')) || (fromBinlog.kind === 'string' && current.type.kind === 'json'));
+        const type = refined ? current.type : fromBinlog;
         return { name: c.COLUMN_NAME, type, sourceType: current?.sourceType ?? c.COLUMN_TYPE, nullable: current?.nullable ?? true };
       }),
     };

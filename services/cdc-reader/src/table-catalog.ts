@@ -67,15 +67,32 @@ async function describeTable(conn: Connection, sourceName: string, db: string, t
   if (primaryKey.length === 0) {
     return new CdcError('TABLE_WITHOUT_KEY', `table ${db}.${table} on source ${sourceName} has no primary key`);
   }
+  const json = await mariadbJsonColumns(conn, db, table);
   return {
     db,
     table,
     primaryKey,
     columns: columns.map((c): ColumnSchema => ({
       name: c.COLUMN_NAME,
-      type: logicalTypeOf(c.COLUMN_TYPE, c.CHARACTER_SET_NAME),
-      sourceType: c.COLUMN_TYPE,
+      type: json.has(c.COLUMN_NAME) ? { kind: 'json' } : logicalTypeOf(c.COLUMN_TYPE, c.CHARACTER_SET_NAME),
+      sourceType: json.has(c.COLUMN_NAME) ? 'json' : c.COLUMN_TYPE,
       nullable: c.IS_NULLABLE === 'YES',
     })),
   };
+}
+
+/**
+ * MariaDB stores JSON as LONGTEXT with a `json_valid(col)` column check; that check is
+ * the only trace of the declared type. (MySQL reports json directly; the query finds nothing.)
+ */
+async function mariadbJsonColumns(conn: Connection, db: string, table: string): Promise<Set<string>> {
+  try {
+    const [rows] = await conn.query(
+      "SELECT CHECK_CLAUSE AS clause FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ? AND CHECK_CLAUSE LIKE 'json_valid(%'",
+      [db, table],
+    );
+    return new Set((rows as Array<{ clause: string }>).map((r) => /^json_valid\(`(.+)`\)$/.exec(r.clause)?.[1]).filter((c): c is string => c !== undefined));
+  } catch {
+    return new Set();
+  }
 }
