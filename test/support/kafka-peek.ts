@@ -33,7 +33,25 @@ export async function readAllMessages(brokers: string[], pattern: RegExp): Promi
     try {
       await consumer.subscribe({ topics: names, fromBeginning: true });
       await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`timed out reading ${pattern}; ${remaining.size} partitions left`)), 30_000);
+        // A partition is read once the next offset reaches its high watermark. In a
+        // partition written with Kafka transactions the last offset is a commit marker that
+        // is never delivered, so one short of the mark counts once nothing has come for 1 s.
+        const next = new Map<string, bigint>();
+        const lastBatchAt = new Map<string, number>();
+        const finish = (err?: Error) => {
+          clearInterval(settle);
+          clearTimeout(timer);
+          if (err) reject(err);
+          else resolve();
+        };
+        const settle = setInterval(() => {
+          for (const [id, high] of remaining) {
+            const n = next.get(id);
+            if (n !== undefined && (n >= high || (n + 1n >= high && Date.now() - lastBatchAt.get(id)! > 1000))) remaining.delete(id);
+          }
+          if (remaining.size === 0) finish();
+        }, 100);
+        const timer = setTimeout(() => finish(new Error(`timed out reading ${pattern}; ${remaining.size} partitions left`)), 30_000);
         consumer
           .run({
             autoCommit: false,
@@ -42,17 +60,11 @@ export async function readAllMessages(brokers: string[], pattern: RegExp): Promi
                 out.push({ topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value });
               }
               const id = `${batch.topic}/${batch.partition}`;
-              const high = remaining.get(id);
-              // Transaction markers occupy offsets too, so compare with the batch's end.
-              if (high !== undefined && BigInt(batch.highWatermark) <= BigInt(batch.lastOffset()) + 1n + 1n) remaining.delete(id);
-              if (high !== undefined && BigInt(batch.lastOffset()) + 1n >= high) remaining.delete(id);
-              if (remaining.size === 0) {
-                clearTimeout(timer);
-                resolve();
-              }
+              next.set(id, BigInt(batch.lastOffset()) + 1n);
+              lastBatchAt.set(id, Date.now());
             },
           })
-          .catch(reject);
+          .catch((err: Error) => finish(err));
       });
     } finally {
       await consumer.disconnect();

@@ -28,17 +28,6 @@ export class CheckpointStore {
     this.topic = topics.checkpoints(prefix);
   }
 
-  static topicConfig(prefix: string) {
-    return {
-      topic: topics.checkpoints(prefix),
-      numPartitions: 1,
-      configEntries: [
-        { name: 'cleanup.policy', value: 'compact' },
-        { name: 'min.compaction.lag.ms', value: '60000' },
-      ],
-    };
-  }
-
   async save(position: BinlogPosition, snapshot?: SnapshotState): Promise<void> {
     const value: Checkpoint = { file: position.file, pos: position.pos, gtid: position.gtid, snapshot, savedAt: new Date().toISOString() };
     await this.producer.send({ topic: this.topic, acks: -1, messages: [{ key: this.source, value: JSON.stringify(value) }] });

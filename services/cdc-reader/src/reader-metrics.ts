@@ -2,73 +2,20 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 
 /** The reader's metrics; labels are bounded (source, table, op), never values or keys. */
 export function createReaderMetrics(registry: Registry) {
+  const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]) => new Gauge({ name, help, labelNames, registers: [registry] });
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) => new Counter({ name, help, labelNames, registers: [registry] });
   return {
-    events: new Counter({
-      name: 'cityshare_reader_events_total',
-      help: 'Change events read from the binlog and queued for Kafka',
-      labelNames: ['source', 'table', 'op'] as const,
-      registers: [registry],
-    }),
-    queueBytes: new Gauge({
-      name: 'cityshare_reader_queue_bytes',
-      help: 'Bytes of change events waiting for Kafka acknowledgement',
-      labelNames: ['source'] as const,
-      registers: [registry],
-    }),
-    paused: new Gauge({
-      name: 'cityshare_reader_binlog_paused',
-      help: '1 while the binlog stream is paused by backpressure',
-      labelNames: ['source'] as const,
-      registers: [registry],
-    }),
-    lagSeconds: new Gauge({
-      name: 'cityshare_reader_lag_seconds',
-      help: 'Seconds between the source commit and Kafka acknowledgement of the newest acknowledged transaction',
-      labelNames: ['source'] as const,
-      registers: [registry],
-    }),
-    lastCommitSeconds: new Gauge({
-      name: 'cityshare_reader_last_commit_timestamp_seconds',
-      help: 'Source commit time of the newest acknowledged transaction',
-      labelNames: ['source'] as const,
-      registers: [registry],
-    }),
-    snapshotRows: new Counter({
-      name: 'cityshare_reader_snapshot_rows_total',
-      help: 'Rows read by snapshots',
-      labelNames: ['source', 'table'] as const,
-      registers: [registry],
-    }),
-    snapshotChunks: new Counter({
-      name: 'cityshare_reader_snapshot_chunks_total',
-      help: 'Snapshot chunks emitted',
-      labelNames: ['source', 'table'] as const,
-      registers: [registry],
-    }),
-    snapshotRemaining: new Gauge({
-      name: 'cityshare_reader_snapshot_remaining_rows',
-      help: 'Estimated rows left to snapshot (from table statistics)',
-      labelNames: ['source', 'table'] as const,
-      registers: [registry],
-    }),
-    retentionMargin: new Gauge({
-      name: 'cityshare_reader_binlog_retention_margin_files',
-      help: 'Binlog files retained on the source older than the one the checkpoint needs; 0 means it is next to be purged',
-      labelNames: ['source'] as const,
-      registers: [registry],
-    }),
-    active: new Gauge({
-      name: 'cityshare_reader_active',
-      help: '1 while this instance is the active reader of the source, 0 while it is a standby',
-      labelNames: ['source'] as const,
-      registers: [registry],
-    }),
-    checkpoints: new Counter({
-      name: 'cityshare_reader_checkpoints_total',
-      help: 'Checkpoints written',
-      labelNames: ['source'] as const,
-      registers: [registry],
-    }),
+    events: counter('cityshare_reader_events_total', 'Change events read from the binlog and queued for Kafka', ['source', 'table', 'op'] as const),
+    queueBytes: gauge('cityshare_reader_queue_bytes', 'Bytes of change events waiting for Kafka acknowledgement', ['source'] as const),
+    paused: gauge('cityshare_reader_binlog_paused', '1 while the binlog stream is paused by backpressure', ['source'] as const),
+    lagSeconds: gauge('cityshare_reader_lag_seconds', 'Seconds between the source commit and Kafka acknowledgement of the newest acknowledged transaction', ['source'] as const),
+    lastCommitSeconds: gauge('cityshare_reader_last_commit_timestamp_seconds', 'Source commit time of the newest acknowledged transaction', ['source'] as const),
+    snapshotRows: counter('cityshare_reader_snapshot_rows_total', 'Rows read by snapshots', ['source', 'table'] as const),
+    snapshotChunks: counter('cityshare_reader_snapshot_chunks_total', 'Snapshot chunks emitted', ['source', 'table'] as const),
+    snapshotRemaining: gauge('cityshare_reader_snapshot_remaining_rows', 'Estimated rows left to snapshot (from table statistics)', ['source', 'table'] as const),
+    retentionMargin: gauge('cityshare_reader_binlog_retention_margin_files', 'Binlog files retained on the source older than the one the checkpoint needs; 0 means it is next to be purged', ['source'] as const),
+    active: gauge('cityshare_reader_active', '1 while this instance is the active reader of the source, 0 while it is a standby', ['source'] as const),
+    checkpoints: counter('cityshare_reader_checkpoints_total', 'Checkpoints written', ['source'] as const),
   };
 }
 

@@ -5,6 +5,7 @@ import {
   ensureTopics,
   keyNames,
   producerConfig,
+  topicSpec,
   topics,
   type BinlogPosition,
   type ColumnClass,
@@ -21,8 +22,8 @@ import { RawPublisher } from './raw-publisher.js';
 import type { ReaderMetrics } from './reader-metrics.js';
 import { Snapshotter, type RawRow, type SnapshotState } from './snapshot/snapshotter.js';
 import { pointOf, type WatermarkWindow } from './snapshot/watermark-window.js';
-import { binlogEnd, binlogStart, checkSource } from './source-check.js';
-import { SourceMonitor, assertNotPurged, binlogFiles } from './source-monitor.js';
+import { binlogEnd, binlogFiles, binlogStart, checkSource } from './source-check.js';
+import { SourceMonitor, assertNotPurged } from './source-monitor.js';
 import { SignalListener, type ReaderSignal } from './signal-listener.js';
 import { TableCatalog } from './table-catalog.js';
 import type { ReaderEnv } from './config.js';
@@ -177,15 +178,17 @@ export class Reader {
       throw new CdcError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${config.kafka.brokers.join(',')}: ${cause.message}`, { cause });
     });
     try {
+      const prefix = config.kafka.topicPrefix;
       await ensureTopics(admin, [
-        CheckpointStore.topicConfig(config.kafka.topicPrefix),
-        SignalListener.topicConfig(config.kafka.topicPrefix),
-        { topic: topics.tableSchemas(config.kafka.topicPrefix), numPartitions: 1, replicationFactor: config.kafka.replicationFactor, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] },
-        { topic: topics.transactions(config.kafka.topicPrefix, source.name), numPartitions: 1, replicationFactor: config.kafka.replicationFactor },
-        { topic: topics.schemaChanges(config.kafka.topicPrefix, source.name), numPartitions: 1, replicationFactor: config.kafka.replicationFactor },
+        // Checkpoints stay a minute before compaction may drop older ones, for inspection.
+        topicSpec(config.kafka, topics.checkpoints(prefix), 'compacted', [{ name: 'min.compaction.lag.ms', value: '60000' }]),
+        topicSpec(config.kafka, topics.tableSchemas(prefix), 'compacted'),
+        topicSpec(config.kafka, topics.signals(prefix), 'single'),
+        topicSpec(config.kafka, topics.transactions(prefix, source.name), 'single'),
+        topicSpec(config.kafka, topics.schemaChanges(prefix, source.name), 'single'),
         ...catalog.names().map((name) => {
           const [db, table] = name.split('.') as [string, string];
-          return { topic: topics.raw(config.kafka.topicPrefix, source.name, db, table), numPartitions: config.kafka.partitions, replicationFactor: config.kafka.replicationFactor };
+          return topicSpec(config.kafka, topics.raw(prefix, source.name, db, table));
         }),
       ]);
     } finally {

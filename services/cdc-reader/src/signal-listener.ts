@@ -28,10 +28,6 @@ export class SignalListener {
     private readonly logger: Logger,
   ) {}
 
-  static topicConfig(prefix: string) {
-    return { topic: topics.signals(prefix), numPartitions: 1 };
-  }
-
   async start(): Promise<void> {
     this.consumer = this.kafka.consumer({ groupId: `${this.prefix}.reader.${this.source}.signals` });
     await this.consumer.connect();

@@ -44,10 +44,20 @@ export async function binlogEnd(conn: Connection): Promise<{ file: string; pos: 
   return { file: row.File, pos: Number(row.Position) };
 }
 
+export interface BinlogFiles {
+  /** Binlog files still on the server, oldest first. */
+  files: string[];
+  end: { file: string; pos: number };
+}
+
+export async function binlogFiles(conn: Connection): Promise<BinlogFiles> {
+  const [rows] = await conn.query('SHOW BINARY LOGS');
+  const files = (rows as Array<{ Log_name: string }>).map((r) => r.Log_name);
+  if (files.length === 0) throw new CdcError('SOURCE_MISCONFIGURED', 'SHOW BINARY LOGS returned nothing: is log_bin enabled?');
+  return { files, end: await binlogEnd(conn) };
+}
+
 /** The oldest binlog still on the server. */
 export async function binlogStart(conn: Connection): Promise<{ file: string; pos: number }> {
-  const [rows] = await conn.query('SHOW BINARY LOGS');
-  const row = (rows as Array<{ Log_name: string }>)[0];
-  if (!row) throw new CdcError('SOURCE_MISCONFIGURED', 'SHOW BINARY LOGS returned nothing: is log_bin enabled?');
-  return { file: row.Log_name, pos: 4 };
+  return { file: (await binlogFiles(conn)).files[0]!, pos: 4 };
 }

@@ -1,20 +1,8 @@
 import type { Connection } from 'mysql2/promise';
 import { CdcError, type BinlogPosition, type Logger } from '@cityshare/shared';
+import { binlogFiles, type BinlogFiles } from './source-check.js';
 import type { ReaderMetrics } from './reader-metrics.js';
 import { pointOf } from './snapshot/watermark-window.js';
-
-export interface BinlogFiles {
-  files: string[];
-  end: { file: string; pos: number };
-}
-
-export async function binlogFiles(conn: Connection): Promise<BinlogFiles> {
-  const [logs] = await conn.query('SHOW BINARY LOGS');
-  const [status] = await conn.query('SHOW MASTER STATUS');
-  const end = (status as Array<{ File: string; Position: number }>)[0];
-  if (!end) throw new CdcError('SOURCE_MISCONFIGURED', 'SHOW MASTER STATUS returned nothing: is log_bin enabled?');
-  return { files: (logs as Array<{ Log_name: string }>).map((l) => l.Log_name), end: { file: end.File, pos: Number(end.Position) } };
-}
 
 /** Refuses a checkpoint whose binlog file the source no longer has. */
 export function assertNotPurged(checkpoint: BinlogPosition, binlogs: BinlogFiles): void {

@@ -5,6 +5,7 @@ import {
   ensureTopics,
   fetchSchemaJson,
   pipelineTopics,
+  topicSpec,
   wireSchemaId,
   type DepartmentConfig,
   type Logger,
@@ -57,7 +58,7 @@ export class ShareConsumer {
     const admin = kafka.admin();
     await admin.connect();
     try {
-      await ensureTopics(admin, shareTopics.map((topic) => ({ topic, numPartitions: config.kafka.partitions, replicationFactor: config.kafka.replicationFactor })));
+      await ensureTopics(admin, shareTopics.map((topic) => topicSpec(config.kafka, topic)));
     } finally {
       await admin.disconnect();
     }

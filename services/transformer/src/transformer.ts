@@ -7,6 +7,7 @@ import {
   pipelineTopics,
   producerConfig,
   topicMessages,
+  topicSpec,
   topics,
   type Admin,
   type ChangeEvent,
@@ -51,7 +52,6 @@ export class Transformer {
   private admin: Admin | undefined;
   private readonly views: Map<string, DepartmentView[]>;
   private readonly registrar: SchemaRegistrar;
-  private readonly knownTopics = new Set<string>();
   private running = false;
   private schemas: TableSchemas | undefined;
 
@@ -78,13 +78,12 @@ export class Transformer {
     // Subscriptions are by name (kafkajs resolves patterns only once); the pipeline
     // file says which raw topics exist and which share topics they feed.
     const planned = pipelineTopics(config);
-    const partitioned = (topic: string) => ({ topic, numPartitions: config.kafka.partitions, replicationFactor: config.kafka.replicationFactor });
     await ensureTopics(this.admin, [
-      { topic: topics.dlq(prefix, 'transformer'), numPartitions: 1, replicationFactor: config.kafka.replicationFactor },
-      ...planned.raw.map(partitioned),
-      ...[...planned.share.values()].flat().map(partitioned),
+      topicSpec(config.kafka, topics.dlq(prefix, 'transformer'), 'single'),
+      topicSpec(config.kafka, topics.tableSchemas(prefix), 'compacted'),
+      ...planned.raw.map((t) => topicSpec(config.kafka, t)),
+      ...[...planned.share.values()].flat().map((t) => topicSpec(config.kafka, t)),
     ]);
-    await ensureTopics(this.admin, [{ topic: topics.tableSchemas(prefix), numPartitions: 1, replicationFactor: config.kafka.replicationFactor, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }]);
     this.schemas = new TableSchemas(kafka, prefix, logger);
     await this.schemas.start();
     this.producer = kafka.producer(producerConfig({ transactionalId: `${prefix}.transformer.${env.TRANSFORMER_INSTANCE_ID}` }));
@@ -103,7 +102,6 @@ export class Transformer {
         for (const message of batch.messages) {
           out.push(...(await this.transform(batch.topic, batch.partition, message.offset, message.value)));
         }
-        await this.ensureShareTopics(out);
         const tx = await this.producer!.transaction();
         try {
           if (out.length > 0) await tx.sendBatch({ topicMessages: topicMessages(out) });
@@ -180,14 +178,6 @@ export class Transformer {
       key: `${topic}/${partition}/${offset}`,
       value: Buffer.from(JSON.stringify({ code, reason, topic, partition, offset, payload: raw.toString('base64') })),
     };
-  }
-
-  private async ensureShareTopics(out: OutMessage[]): Promise<void> {
-    const missing = [...new Set(out.map((m) => m.topic))].filter((t) => !this.knownTopics.has(t));
-    if (missing.length === 0) return;
-    const { kafka } = this.deps.config;
-    await ensureTopics(this.admin!, missing.map((topic) => ({ topic, numPartitions: kafka.partitions, replicationFactor: kafka.replicationFactor })));
-    for (const t of missing) this.knownTopics.add(t);
   }
 
   async stop(): Promise<void> {

@@ -24,6 +24,26 @@ export function createKafka(config: PipelineConfig['kafka'], clientId: string, l
   });
 }
 
+/**
+ * How a pipeline topic is created: `partitioned` data topics use the configured
+ * partitions; `single` topics keep one total order; `compacted` ones keep the newest
+ * record per key (checkpoints, schemas).
+ */
+export function topicSpec(
+  kafka: PipelineConfig['kafka'],
+  topic: string,
+  kind: 'partitioned' | 'single' | 'compacted' = 'partitioned',
+  extraConfig: Array<{ name: string; value: string }> = [],
+): ITopicConfig {
+  const configEntries = [...(kind === 'compacted' ? [{ name: 'cleanup.policy', value: 'compact' }] : []), ...extraConfig];
+  return {
+    topic,
+    numPartitions: kind === 'partitioned' ? kafka.partitions : 1,
+    replicationFactor: kafka.replicationFactor,
+    ...(configEntries.length > 0 ? { configEntries } : {}),
+  };
+}
+
 /** Creates the topics that are missing; existing topics are left as they are. */
 export async function ensureTopics(admin: Admin, wanted: ITopicConfig[]): Promise<void> {
   const existing = new Set(await admin.listTopics());
