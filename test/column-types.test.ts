@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './support/eventually.js';
-import { readAllMessages } from './support/kafka-peek.js';
+import { readAllMessages, readRawEvents } from './support/kafka-peek.js';
 import { PipelineRun } from './support/pipeline-run.js';
 import { stack } from './support/stack.js';
 
@@ -63,8 +63,8 @@ describe('column types, snapshot and binlog', () => {
     await eventually(() => expect(readFileSync(reader.logFile, 'utf8')).toContain('snapshot complete'));
     await insert(200);
     rows = await eventually(async () => {
-      const messages = await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.raw\\.`));
-      const byId = new Map(messages.map((m) => JSON.parse(m.value!.toString())).map((e) => [Number(e.after.id), e]));
+      const events = await readRawEvents(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.raw\\.`));
+      const byId = new Map(events.map((e) => [Number(e.after!.id), e as typeof e & { after: Record<string, unknown> }]));
       expect(byId.size).toBe(ids.length * 2);
       return byId;
     }, 60_000, 500);

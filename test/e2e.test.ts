@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyring, columnAad, decryptField } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
-import { readAllMessages } from './support/kafka-peek.js';
+import { readAllMessages, readRawEvents } from './support/kafka-peek.js';
 import { PipelineRun } from './support/pipeline-run.js';
 import { stack } from './support/stack.js';
 
@@ -84,7 +84,7 @@ describe('pipeline end to end', () => {
     const visits = markers.find((m) => m.data_collections[`${run.healthDb}.clinic_visits`]);
     expect(visits).toMatchObject({ status: 'END', event_count: 2, data_collections: { [`${run.healthDb}.clinic_visits`]: 2 } });
     expect(visits.gtid).toMatch(/^\d+-\d+-\d+$/);
-    const raw = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.raw\\..*clinic_visits$`))).map((m) => JSON.parse(m.value!.toString()));
+    const raw = await readRawEvents(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.raw\\..*clinic_visits$`));
     expect(raw.map((e) => [e.source.gtid, e.source.txIndex]).sort()).toEqual([[visits.gtid, 0], [visits.gtid, 1]]);
   });
 

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './support/eventually.js';
 import { PipelineRun } from './support/pipeline-run.js';
+import { readAllMessages } from './support/kafka-peek.js';
+import { stack } from './support/stack.js';
 
 /** The reader's safety checks against a real MariaDB: purged binlogs and bad sources. */
 describe('reader recovery', () => {
@@ -60,5 +62,23 @@ describe('reader recovery', () => {
       await run.source.query(`DROP TABLE \`${run.healthDb}\`.clinic_visits`);
       await run.source.query(`RENAME TABLE \`${run.healthDb}\`.clinic_visits_old TO \`${run.healthDb}\`.clinic_visits`);
     }
+  });
+
+  it('on an idle source, heartbeats move the checkpoint past unregistered tables\' transactions and lag reads 0', async () => {
+    const reader = await run.start('cdc-reader', { READER_HEARTBEAT_SECONDS: '1' });
+    const scratch = `\`${run.healthDb}\`.not_registered`;
+    await run.source.query(`CREATE TABLE ${scratch} (id INT PRIMARY KEY)`);
+    for (let i = 1; i <= 5; i++) await run.source.query(`INSERT INTO ${scratch} VALUES (${i})`);
+    const [status] = await run.source.query('SHOW MASTER STATUS');
+    const end = (status as Array<{ File: string; Position: number }>)[0]!;
+    const metric = async (name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(await reader.metrics())?.[1] ?? NaN);
+    await eventually(async () => {
+      const beats = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.heartbeats$`))).map((m) => JSON.parse(m.value!.toString()));
+      expect(beats.at(-1)).toMatchObject({ source: 'cityhub', file: end.File, pos: end.Position });
+      const checkpoints = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.checkpoints$`))).map((m) => JSON.parse(m.value!.toString()));
+      expect(checkpoints.at(-1)).toMatchObject({ file: end.File, pos: end.Position });
+      expect(await metric('cityshare_reader_heartbeats_total')).toBeGreaterThan(0);
+      expect(await metric('cityshare_reader_lag_seconds')).toBeLessThan(2);
+    }, 30_000, 500);
   });
 });

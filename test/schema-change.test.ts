@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './support/eventually.js';
-import { readAllMessages } from './support/kafka-peek.js';
+import { readAllMessages, readRawEvents } from './support/kafka-peek.js';
 import { PipelineRun } from './support/pipeline-run.js';
 import { stack } from './support/stack.js';
 
@@ -53,11 +53,10 @@ describe('schema changes mid-stream', () => {
     expect(Object.keys(rows[0])).not.toContain('district_name');
 
     const schemas = new Map((await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.table-schemas$`))).map((m) => [m.key!.toString(), JSON.parse(m.value!.toString())]));
-    const raw = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.raw\\.`)))
-      .map((m) => JSON.parse(m.value!.toString()))
+    const raw = (await readRawEvents(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.raw\\.`)))
       .filter((e) => e.source.table === 'citizens')
       .map((e) => ({ ...e, schema: schemas.get(e.schemaRef) }));
-    const insertOf = (id: string) => raw.find((e) => e.op === 'c' && e.after.id === id);
+    const insertOf = (id: string) => raw.find((e) => e.op === 'c' && e.after?.id === id)!;
     expect(insertOf('1').schema.columns.map((c: { name: string }) => c.name)).not.toContain('blood_type');
     expect(insertOf('2').schema.columns.map((c: { name: string }) => c.name).slice(0, 3)).toEqual(['id', 'name', 'blood_type']);
     expect(insertOf('2').protected).toContain('blood_type');

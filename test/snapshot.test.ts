@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { masks } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
-import { readAllMessages } from './support/kafka-peek.js';
+import { readRawEvents } from './support/kafka-peek.js';
 import { PipelineRun } from './support/pipeline-run.js';
 import { stack } from './support/stack.js';
 
@@ -71,10 +71,10 @@ describe('snapshot of existing rows', () => {
       expect(rows).toEqual(expected);
     }, 120_000, 1000);
 
-    const raw = await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.raw\\..*\\.citizens$`));
-    const snapshotEvents = raw.filter((m) => m.value && JSON.parse(m.value.toString()).op === 'r');
+    const raw = await readRawEvents(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.raw\\..*\\.citizens$`));
+    const snapshotEvents = raw.filter((e) => e.op === 'r');
     expect(snapshotEvents.length).toBeGreaterThanOrEqual(ROWS * 0.9);
-    expect(JSON.parse(snapshotEvents[0]!.value!.toString()).source.snapshot).toBe(true);
+    expect(snapshotEvents.every((e) => e.source.snapshot)).toBe(true);
   });
 });
 

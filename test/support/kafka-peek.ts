@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
+import { decodeRawMessage, type RawChangeEvent } from '@cityshare/shared';
 
 export interface PeekedMessage {
   topic: string;
@@ -74,4 +75,9 @@ export async function readAllMessages(brokers: string[], pattern: RegExp): Promi
     await admin.deleteGroups([groupId]).catch(() => undefined);
     await admin.disconnect();
   }
+}
+
+/** Every change event currently in the raw topics matching `pattern`, frames unpacked, in partition order. */
+export async function readRawEvents(brokers: string[], pattern: RegExp): Promise<RawChangeEvent[]> {
+  return (await readAllMessages(brokers, pattern)).flatMap((m) => (m.value ? decodeRawMessage(m.value) : []));
 }

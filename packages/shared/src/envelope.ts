@@ -82,3 +82,17 @@ export type RawChangeEvent = Omit<ChangeEvent, 'schema'> & { schemaRef: string; 
 export function schemaFingerprint(schemaJson: string): string {
   return createHash('sha256').update(schemaJson).digest('base64url').slice(0, 22);
 }
+
+/** Kafka header of a raw-topic frame: how many change events it holds. */
+export const RAW_FRAME_HEADER = 'cityshare-frame';
+
+/**
+ * The change events of one raw-topic message. The reader packs the events of one
+ * partition into frames: a JSON array of events in order (see the cdc-reader's
+ * RawPublisher). A message holding a single event object is read as a frame of one.
+ * Throws on anything that is not JSON.
+ */
+export function decodeRawMessage(value: Buffer): RawChangeEvent[] {
+  const parsed = JSON.parse(value.toString('utf8')) as RawChangeEvent | RawChangeEvent[];
+  return Array.isArray(parsed) ? parsed : [parsed];
+}

@@ -5,6 +5,7 @@ export const topics = {
   dlq: (prefix: string, stage: string) => `${prefix}.dlq.${stage}`,
   checkpoints: (prefix: string) => `${prefix}.checkpoints`,
   signals: (prefix: string) => `${prefix}.signals`,
+  heartbeats: (prefix: string) => `${prefix}.heartbeats`,
   tableSchemas: (prefix: string) => `${prefix}.table-schemas`,
   transactions: (prefix: string, source: string) => `${prefix}.transactions.${source}`,
   schemaChanges: (prefix: string, source: string) => `${prefix}.schema-changes.${source}`,

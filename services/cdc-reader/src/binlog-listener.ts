@@ -37,6 +37,8 @@ export interface BinlogHandler {
   /** A transaction ended; `position` is where a restart resumes after it. */
   onCommit(position: BinlogPosition, tsMs: number, summary: TransactionSummary): void;
   onSchemaChange(db: string, statement: string, position: BinlogPosition, tsMs: number): void;
+  /** The server had nothing to send for a heartbeat period: the stream is at `position`, the binlog end. */
+  onHeartbeat(position: BinlogPosition): void;
   onError(error: CdcError): void;
 }
 
@@ -45,6 +47,8 @@ export interface ListenerOptions {
   valueOptions: Record<string, unknown>;
   serverId: number;
   catalog: TableCatalog;
+  /** Asks the server for a heartbeat event after this many idle seconds; 0 for none. */
+  heartbeatSeconds: number;
 }
 
 const DDL = /^\s*(ALTER|CREATE|DROP|RENAME|TRUNCATE)\s/i;
@@ -95,9 +99,14 @@ export class BinlogListener {
         serverId: this.options.serverId,
         filename: from.file,
         position: from.pos,
-        includeEvents: ['tablemap', 'writerows', 'updaterows', 'deleterows', 'xid', 'query', 'rotate'],
+        includeEvents: ['tablemap', 'writerows', 'updaterows', 'deleterows', 'xid', 'query', 'rotate', 'heartbeat'],
         includeSchema,
       });
+      if (this.options.heartbeatSeconds > 0) {
+        // start() opened the binlog connection; the dump command is queued on it only after
+        // the server checks, so this session variable is set when the server reads it.
+        zongji.connection!.query(`SET @master_heartbeat_period = ${Math.round(this.options.heartbeatSeconds * 1e9)}`);
+      }
     });
   }
 
@@ -149,6 +158,9 @@ export class BinlogListener {
       case 'xid':
         // zongji moves options.position to the end of the commit before emitting it.
         return this.handler.onCommit(this.position(), evt.timestamp, this.endTransaction(evt.gtid ?? null));
+      case 'heartbeat':
+        if (this.txRows === 0) this.handler.onHeartbeat(this.position());
+        return;
       case 'query': {
         const q = evt as QueryEvent;
         if (DDL.test(q.query)) {

@@ -13,7 +13,8 @@ export const readerEnv = z.object({
   READER_LEASE_TTL_MS: z.coerce.number().int().min(500).default(10_000).describe('lease time to live: a standby takes over at most this long after the active reader dies'),
   READER_TRANSACTION_MARKERS: z.enum(['true', 'false']).default('false').transform((v) => v === 'true').describe('publish one end-of-transaction record per transaction that changed registered tables to <prefix>.transactions.<source>'),
   READER_QUEUE_MAX_BYTES: z.coerce.number().int().min(1 << 20).default(16 << 20).describe('bytes of change events held between binlog and Kafka before the binlog stream pauses'),
-  READER_BATCH_MAX_MESSAGES: z.coerce.number().int().min(1).default(5000),
+  READER_FRAME_MAX_EVENTS: z.coerce.number().int().min(1).max(10_000).default(1000).describe('change events per raw-topic message (frame) at most; 1 sends one message per event'),
+  READER_HEARTBEAT_SECONDS: z.coerce.number().min(0).max(3600).default(5).describe('idle seconds after which the source sends a heartbeat (master_heartbeat_period): the checkpoint advances, lag reads 0, and a record goes to <prefix>.heartbeats; 0 turns it off'),
   READER_CHECKPOINT_INTERVAL_MS: z.coerce.number().int().min(10).default(1000),
 });
 

@@ -74,6 +74,7 @@ export class Reader {
   private signals: SignalListener | undefined;
   private snapshotRunning: Promise<void> | undefined;
   private readonly publishedSchemas = new Set<string>();
+  private readonly partitions = new Map<string, number>();
   private open: OpenWindow | undefined;
   private acked: BinlogPosition | undefined;
   private ackedSnapshot: SnapshotState | undefined;
@@ -134,21 +135,22 @@ export class Reader {
     };
     this.publisher = this.createPublisher();
     this.listener = new BinlogListener(
-      { connection: source.connection, valueOptions: exactValueOptions, serverId: source.serverId, catalog },
+      { connection: source.connection, valueOptions: exactValueOptions, serverId: source.serverId, catalog, heartbeatSeconds: env.READER_HEARTBEAT_SECONDS },
       {
         onRows: (change) => this.onRows(change),
         onCommit: (position, tsMs, summary) => {
           if (env.READER_TRANSACTION_MARKERS && summary.events > 0) {
-            this.publisher!.enqueue([{
+            this.publisher!.enqueueRecord({
               topic: topics.transactions(config.kafka.topicPrefix, source.name),
               key: source.name,
               value: Buffer.from(JSON.stringify({ status: 'END', id: summary.gtid ?? `${position.file}:${position.pos}`, gtid: summary.gtid, file: position.file, pos: position.pos, ts_ms: tsMs, event_count: summary.events, data_collections: summary.tables })),
-            }]);
+            });
           }
           this.publisher!.markBoundary(position, tsMs);
           this.maybeEmitWindow(pointOf(position));
         },
         onSchemaChange: (db, statement, position, tsMs) => this.onSchemaChange(catalog, db, statement, position, tsMs),
+        onHeartbeat: (position) => this.onHeartbeat(position),
         onError: (err) => this.fail(err),
       },
       logger,
@@ -179,18 +181,23 @@ export class Reader {
     });
     try {
       const prefix = config.kafka.topicPrefix;
+      const raw = catalog.names().map((name) => {
+        const [db, table] = name.split('.') as [string, string];
+        return topics.raw(prefix, source.name, db, table);
+      });
       await ensureTopics(admin, [
         // Checkpoints stay a minute before compaction may drop older ones, for inspection.
         topicSpec(config.kafka, topics.checkpoints(prefix), 'compacted', [{ name: 'min.compaction.lag.ms', value: '60000' }]),
         topicSpec(config.kafka, topics.tableSchemas(prefix), 'compacted'),
         topicSpec(config.kafka, topics.signals(prefix), 'single'),
+        topicSpec(config.kafka, topics.heartbeats(prefix), 'compacted'),
         topicSpec(config.kafka, topics.transactions(prefix, source.name), 'single'),
         topicSpec(config.kafka, topics.schemaChanges(prefix, source.name), 'single'),
-        ...catalog.names().map((name) => {
-          const [db, table] = name.split('.') as [string, string];
-          return topicSpec(config.kafka, topics.raw(prefix, source.name, db, table));
-        }),
+        ...raw.map((topic) => topicSpec(config.kafka, topic)),
       ]);
+      // Frames are placed by partition, so the reader uses each raw topic's actual count.
+      const { topics: meta } = await admin.fetchTopicMetadata({ topics: raw });
+      for (const t of meta) this.partitions.set(t.name, t.partitions.length);
     } finally {
       await admin.disconnect();
     }
@@ -203,7 +210,8 @@ export class Reader {
       this.producer!,
       {
         maxBytes: env.READER_QUEUE_MAX_BYTES,
-        maxBatchMessages: env.READER_BATCH_MAX_MESSAGES,
+        maxFrameEvents: env.READER_FRAME_MAX_EVENTS,
+        partitionsOf: (topic) => this.partitions.get(topic) ?? 1,
         onAcked: (position, tsMs, snapshot) => {
           this.acked = position;
           if (snapshot) this.ackedSnapshot = snapshot;
@@ -232,11 +240,11 @@ export class Reader {
     const touched = catalog.names().filter((name) => name.startsWith(`${db}.`) || statement.includes(name.split('.')[1]!));
     // The statement may hold literals (DEFAULT values), so only its verb is logged.
     logger.info({ db, ddl: /^\s*\w+\s+\w+/.exec(statement)?.[0], tables: touched, file: position.file, pos: position.pos }, 'schema change');
-    this.publisher!.enqueue([{
+    this.publisher!.enqueueRecord({
       topic: topics.schemaChanges(config.kafka.topicPrefix, source.name),
       key: source.name,
       value: Buffer.from(JSON.stringify({ source: source.name, db, ddl: statement, tables: touched, file: position.file, pos: position.pos, gtid: position.gtid ?? null, ts_ms: tsMs })),
-    }]);
+    });
     for (const name of touched) {
       const [tdb, table] = name.split('.') as [string, string];
       if (!this.snapshotConn) continue;
@@ -245,6 +253,24 @@ export class Reader {
         (err: Error) => logger.warn({ err: err.message, table: name }, 'catalog reload failed'),
       );
     }
+  }
+
+  /**
+   * The source is idle and the stream at its end: the position becomes a checkpoint
+   * (past transactions of unregistered tables too), lag reads 0 once it is acknowledged,
+   * and downstream sees the reader alive on `<prefix>.heartbeats`.
+   */
+  private onHeartbeat(position: BinlogPosition): void {
+    const { config, source, metrics } = this.deps;
+    const now = Date.now();
+    metrics.heartbeats.inc({ source: source.name });
+    this.publisher!.enqueueRecord({
+      topic: topics.heartbeats(config.kafka.topicPrefix),
+      key: source.name,
+      value: Buffer.from(JSON.stringify({ source: source.name, file: position.file, pos: position.pos, gtid: position.gtid ?? null, ts_ms: now })),
+    });
+    this.publisher!.markBoundary(position, now);
+    this.maybeEmitWindow(pointOf(position));
   }
 
   private onRows(change: RowsChange): void {
@@ -267,9 +293,9 @@ export class Reader {
     const { ref, json } = schemaRef(change.schema);
     if (!this.publishedSchemas.has(ref)) {
       this.publishedSchemas.add(ref);
-      this.publisher!.enqueue([{ topic: topics.tableSchemas(config.kafka.topicPrefix), key: ref, value: Buffer.from(json) }]);
+      this.publisher!.enqueueRecord({ topic: topics.tableSchemas(config.kafka.topicPrefix), key: ref, value: Buffer.from(json) });
     }
-    this.publisher!.enqueue(built.map(({ event, key }) => ({ topic, key, value: Buffer.from(serializeEvent(event)) })));
+    this.publisher!.enqueueEvents(built.map(({ event, key }) => ({ topic, key, json: serializeEvent(event) })));
     for (const { event } of built) metrics.events.inc({ source: source.name, table: `${change.schema.db}.${change.schema.table}`, op: event.op });
     metrics.queueBytes.set({ source: source.name }, this.publisher!.queuedBytes);
   }

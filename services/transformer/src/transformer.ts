@@ -1,6 +1,7 @@
 import type { Consumer, Kafka, Producer } from 'kafkajs';
 import {
   CdcError,
+  decodeRawMessage,
   ensureTopics,
   isCdcError,
   keyNames,
@@ -33,6 +34,14 @@ export interface TransformerDeps {
   logger: Logger;
   metrics: TransformerMetrics;
   onFatal: (err: CdcError) => void;
+}
+
+/** Where a raw event was read: its frame's offset and its index in the frame (null: the whole frame). */
+interface RawAt {
+  topic: string;
+  partition: number;
+  offset: string;
+  index: number | null;
 }
 
 interface OutMessage {
@@ -122,15 +131,28 @@ export class Transformer {
     logger.info({ groupId: this.groupId }, 'consuming raw topics');
   }
 
-  /** The share records (and dead letters) one raw message turns into. */
+  /** The share records (and dead letters) one raw message (a frame of change events) turns into. */
   private async transform(topic: string, partition: number, offset: string, raw: Buffer | null): Promise<OutMessage[]> {
+    if (!raw) return [];
+    let events: RawChangeEvent[];
+    try {
+      events = decodeRawMessage(raw);
+    } catch (err) {
+      this.deps.metrics.dlq.inc({ reason: 'unparseable' });
+      return [this.deadLetter({ topic, partition, offset, index: null }, 'unparseable', (err as Error).message, raw)];
+    }
+    const out: OutMessage[] = [];
+    for (const [index, parsed] of events.entries()) out.push(...(await this.transformEvent({ topic, partition, offset, index }, parsed)));
+    return out;
+  }
+
+  private async transformEvent(at: RawAt, parsed: RawChangeEvent): Promise<OutMessage[]> {
     const { config, metrics, keys } = this.deps;
     const prefix = config.kafka.topicPrefix;
-    if (!raw) return [];
+    const payload = () => Buffer.from(JSON.stringify(parsed));
     let event: ChangeEvent;
     try {
-      const parsed = JSON.parse(raw.toString('utf8')) as RawChangeEvent;
-      if (!parsed.source || !(parsed.schemaRef || parsed.schema) || !parsed.op) throw new Error('missing source, schema reference or op');
+      if (!parsed?.source || !(parsed.schemaRef || parsed.schema) || !parsed.op) throw new Error('missing source, schema reference or op');
       event = { ...parsed, schema: await this.schemas!.resolve(parsed) };
     } catch (err) {
       if (isCdcError(err)) {
@@ -138,7 +160,7 @@ export class Transformer {
         throw err;
       }
       metrics.dlq.inc({ reason: 'unparseable' });
-      return [this.deadLetter(topic, partition, offset, 'unparseable', (err as Error).message, raw)];
+      return [this.deadLetter(at, 'unparseable', (err as Error).message, payload())];
     }
     const tableRef = `${event.source.name}.${event.source.db}.${event.source.table}`;
     metrics.recordsIn.inc({ table: tableRef });
@@ -158,7 +180,7 @@ export class Transformer {
       } catch (err) {
         if (isCdcError(err) && (err.code === 'RECORD_INVALID' || err.code === 'DECRYPT_FAILED')) {
           metrics.dlq.inc({ reason: err.code });
-          out.push(this.deadLetter(topic, partition, offset, err.code, err.message, raw));
+          out.push(this.deadLetter(at, err.code, err.message, payload()));
           continue;
         }
         // Configuration, registry and schema problems stop the transformer before its
@@ -171,12 +193,13 @@ export class Transformer {
     return out;
   }
 
-  /** Dead letters keep the raw payload, whose personal columns are still sealed. */
-  private deadLetter(topic: string, partition: number, offset: string, code: string, reason: string, raw: Buffer): OutMessage {
+  /** Dead letters keep the raw event (or frame), whose personal columns are still sealed. */
+  private deadLetter(at: RawAt, code: string, reason: string, raw: Buffer): OutMessage {
+    const { topic, partition, offset, index } = at;
     return {
       topic: topics.dlq(this.deps.config.kafka.topicPrefix, 'transformer'),
-      key: `${topic}/${partition}/${offset}`,
-      value: Buffer.from(JSON.stringify({ code, reason, topic, partition, offset, payload: raw.toString('base64') })),
+      key: `${topic}/${partition}/${offset}${index === null ? '' : `#${index}`}`,
+      value: Buffer.from(JSON.stringify({ code, reason, topic, partition, offset, index, payload: raw.toString('base64') })),
     };
   }
 

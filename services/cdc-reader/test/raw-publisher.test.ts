@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import type { Producer, ProducerBatch } from 'kafkajs';
+import { createLogger, decodeRawMessage, RAW_FRAME_HEADER, type BinlogPosition } from '@cityshare/shared';
+import { RawPublisher } from '../src/raw-publisher.js';
+
+/** Records produce requests; each resolves when the test releases it (a broker under our control). */
+class RecordingProducer {
+  readonly requests: ProducerBatch[] = [];
+  private waiting: Array<() => void> = [];
+  failNext: Error | null = null;
+  sendBatch(batch: ProducerBatch): Promise<[]> {
+    this.requests.push(batch);
+    if (this.failNext) return Promise.reject(this.failNext);
+    return new Promise((resolve) => this.waiting.push(() => resolve([])));
+  }
+  /** Acknowledges every request sent so far and lets the publisher send the next one. */
+  async ackAll(): Promise<void> {
+    const w = this.waiting;
+    this.waiting = [];
+    for (const r of w) r();
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+const pos = (n: number): BinlogPosition => ({ file: 'mariadb-bin.000001', pos: n });
+const ev = (topic: string, id: number) => ({ topic, key: JSON.stringify({ id }), json: JSON.stringify({ op: 'c', after: { id } }) });
+
+function setUp(maxFrameEvents = 1000, maxBytes = 1 << 20) {
+  const producer = new RecordingProducer();
+  const acked: number[] = [];
+  const pressure: boolean[] = [];
+  const publisher = new RawPublisher<string>(producer as unknown as Producer, {
+    maxBytes,
+    maxFrameEvents,
+    partitionsOf: () => 3,
+    onAcked: (p) => acked.push(p.pos),
+    onPressure: (full) => pressure.push(full),
+    onError: () => undefined,
+  }, createLogger('test', 'silent'));
+  return { producer, publisher, acked, pressure };
+}
+
+/** The event ids in each frame of a request, per partition. */
+function framesOf(batch: ProducerBatch): Array<{ partition: number; ids: number[] }> {
+  return batch.topicMessages!.flatMap((t) => t.messages.map((m) => ({
+    partition: m.partition!,
+    ids: decodeRawMessage(m.value as Buffer).map((e) => Number(e.after!.id)),
+  })));
+}
+
+describe('RawPublisher', () => {
+  it('packs the events that arrive while a request is in flight into one frame per partition, in order', async () => {
+    const { producer, publisher } = setUp();
+    publisher.enqueueEvents([ev('t', 1)]);
+    expect(framesOf(producer.requests[0]!)).toHaveLength(1); // a lone event goes out at once
+    publisher.enqueueEvents(Array.from({ length: 300 }, (_, i) => ev('t', i + 2)));
+    await producer.ackAll();
+    const frames = framesOf(producer.requests[1]!);
+    expect(frames.length).toBeLessThanOrEqual(3);
+    expect(frames.flatMap((f) => f.ids).sort((a, b) => a - b)).toEqual(Array.from({ length: 300 }, (_, i) => i + 2));
+    for (const f of frames) expect(f.ids).toEqual([...f.ids].sort((a, b) => a - b));
+    // The same key always lands on the same partition.
+    const again = setUp();
+    again.publisher.enqueueEvents([ev('t', 1)]);
+    expect(framesOf(again.producer.requests[0]!)[0]!.partition).toBe(framesOf(producer.requests[0]!)[0]!.partition);
+    expect(producer.requests[1]!.topicMessages![0]!.messages[0]!.headers).toHaveProperty(RAW_FRAME_HEADER);
+  });
+
+  it('caps frames at maxFrameEvents', async () => {
+    const { producer, publisher } = setUp(10);
+    publisher.enqueueEvents([ev('t', 0)]);
+    publisher.enqueueEvents(Array.from({ length: 100 }, (_, i) => ev('t', i + 1)));
+    await producer.ackAll();
+    const frames = framesOf(producer.requests[1]!);
+    expect(Math.max(...frames.map((f) => f.ids.length))).toBeLessThanOrEqual(10);
+    expect(frames.flatMap((f) => f.ids)).toHaveLength(100);
+  });
+
+  it('reports a transaction boundary only once every event before it is acknowledged', async () => {
+    const { producer, publisher, acked } = setUp();
+    publisher.enqueueEvents([ev('t', 1)]);
+    publisher.markBoundary(pos(100), 0);
+    publisher.enqueueEvents([ev('t', 2), ev('t', 3)]);
+    publisher.markBoundary(pos(200), 0);
+    expect(acked).toEqual([]);
+    await producer.ackAll(); // the first request (event 1) is acknowledged; events 2 and 3 are sent now
+    expect(acked).toEqual([100]);
+    await producer.ackAll();
+    expect(acked).toEqual([100, 200]);
+    await publisher.drain();
+  });
+
+  it('sends a keyed record after every event enqueued before it, unframed', async () => {
+    const { producer, publisher } = setUp();
+    publisher.enqueueEvents([ev('t', 1)]);
+    publisher.enqueueEvents([ev('t', 2)]);
+    publisher.enqueueRecord({ topic: 'schemas', key: 'ref1', value: Buffer.from('{}') });
+    await producer.ackAll();
+    const second = producer.requests[1]!.topicMessages!;
+    expect(second.map((t) => t.topic)).toEqual(['t', 'schemas']);
+    expect(second[1]!.messages[0]).toMatchObject({ key: 'ref1' });
+  });
+
+  it('signals backpressure over maxBytes and releases it below half', async () => {
+    const { producer, publisher, pressure } = setUp(1000, 4096);
+    publisher.enqueueEvents([ev('t', 0)]);
+    publisher.enqueueEvents(Array.from({ length: 200 }, (_, i) => ev('t', i + 1)));
+    expect(pressure).toEqual([true]);
+    await producer.ackAll();
+    await producer.ackAll();
+    expect(pressure).toEqual([true, false]);
+    expect(publisher.queuedBytes).toBe(0);
+  });
+
+  it('stops at the first failed request and acknowledges nothing after it', async () => {
+    const { producer, publisher, acked } = setUp();
+    producer.failNext = new Error('broker gone');
+    publisher.enqueueEvents([ev('t', 1)]);
+    publisher.markBoundary(pos(100), 0);
+    await expect(publisher.drain()).rejects.toThrow('broker gone');
+    expect(acked).toEqual([]);
+  });
+});
