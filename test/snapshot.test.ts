@@ -48,10 +48,11 @@ describe('snapshot of existing rows', () => {
 
     try {
       // Kill the reader once part of the table is done, then restart it.
-      await eventually(async () => {
-        const m = /cityshare_reader_snapshot_rows_total\{[^}]*\} (\d+)/.exec(await reader.metrics());
-        expect(Number(m?.[1] ?? 0)).toBeGreaterThanOrEqual(2000);
-      }, 60_000, 20);
+      const metric = async (name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\d+)`, 'm').exec(await reader.metrics())?.[1] ?? 0);
+      await eventually(async () => expect(await metric('cityshare_reader_snapshot_rows_total')).toBeGreaterThanOrEqual(2000), 60_000, 20);
+      // ... and once a checkpoint has stored that progress.
+      const written = await metric('cityshare_reader_checkpoints_total');
+      await eventually(async () => expect(await metric('cityshare_reader_checkpoints_total')).toBeGreaterThan(written), 10_000, 20);
       await reader.kill();
       const restarted = await run.start('cdc-reader', small);
       await eventually(async () => {
