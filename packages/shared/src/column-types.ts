@@ -1,3 +1,6 @@
+import { Geometry } from 'wkx';
+import { CdcError } from './errors.js';
+
 /**
  * MySQL/MariaDB column types, as read from information_schema, reduced to the logical
  * types the pipeline carries, and the canonical JSON form of each value. Snapshot
@@ -170,6 +173,20 @@ export function toCanonical(type: LogicalType, value: unknown): CanonicalValue {
     case 'inet':
       return Buffer.isBuffer(value) ? formatInet(value) : String(value);
     case 'geometry':
-      return Buffer.isBuffer(value) ? value.toString('base64') : JSON.stringify(value);
+      return geometryText(value);
   }
+}
+
+/**
+ * A stored GEOMETRY value (4-byte little-endian SRID, then WKB; what a SELECT and the
+ * binlog both carry) as EWKT, e.g. `SRID=4326;POINT(116.397 39.909)`: the SRID and the
+ * geometry type kept, coordinates as the shortest exact decimal of each double.
+ */
+function geometryText(value: unknown): string {
+  if (!Buffer.isBuffer(value) || value.length < 9) {
+    throw new CdcError('RECORD_INVALID', `a GEOMETRY value did not arrive as SRID + WKB bytes (got ${typeof value}); the zongji patch in patches/ may be missing: run npm install`);
+  }
+  const geometry = Geometry.parse(value.subarray(4));
+  geometry.srid = value.readUInt32LE(0);
+  return geometry.toEwkt();
 }

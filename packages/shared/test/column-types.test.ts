@@ -19,6 +19,15 @@ describe('logicalTypeOf', () => {
 });
 
 describe('toCanonical', () => {
+  it('reads a stored GEOMETRY (SRID + WKB) as EWKT, keeping the SRID and the geometry type', () => {
+    const stored = (srid: number, wkbHex: string) => Buffer.concat([Buffer.from([srid & 255, (srid >> 8) & 255, 0, 0]), Buffer.from(wkbHex, 'hex')]);
+    // MULTIPOINT(1 2, 3 4): the same coordinates as a LINESTRING, told apart by the WKB type.
+    const multipoint = '0104000000020000000101000000000000000000f03f0000000000000040010100000000000000000008400000000000001040';
+    expect(toCanonical({ kind: 'geometry' }, stored(4326, multipoint))).toBe('SRID=4326;MULTIPOINT(1 2,3 4)');
+    expect(toCanonical({ kind: 'geometry' }, stored(0, '0101000000000000000000f03f0000000000000040'))).toBe('SRID=0;POINT(1 2)');
+    expect(() => toCanonical({ kind: 'geometry' }, { x: 1, y: 2 })).toThrow(/SRID \+ WKB/);
+  });
+
   it('keeps 64-bit integers and decimals exact as strings', () => {
     expect(toCanonical({ kind: 'bigint', unsigned: true }, '18446744073709551615')).toBe('18446744073709551615');
     expect(toCanonical({ kind: 'bigint', unsigned: false }, 42)).toBe('42');

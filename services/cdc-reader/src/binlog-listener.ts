@@ -101,6 +101,8 @@ export class BinlogListener {
         position: from.pos,
         includeEvents: ['tablemap', 'writerows', 'updaterows', 'deleterows', 'xid', 'query', 'rotate', 'heartbeat'],
         includeSchema,
+        // GEOMETRY as stored (SRID + WKB), as a snapshot reads it (patches/@vlasky+zongji+*.patch).
+        geometryBuffers: true,
       });
       if (this.options.heartbeatSeconds > 0) {
         // start() opened the binlog connection; the dump command is queued on it only after

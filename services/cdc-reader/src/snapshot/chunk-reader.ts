@@ -12,8 +12,13 @@ export class ChunkReader {
   constructor(private readonly conn: Connection) {}
 
   async readChunk(schema: TableSchema, after: unknown[] | null, limit: number): Promise<Array<Record<string, unknown>>> {
-    // A SELECT prints FLOAT with 6 significant digits; as DOUBLE it is the stored float32 exactly, as in the binlog.
-    const cols = schema.columns.map((c) => (c.type.kind === 'float' ? `CAST(${q(c.name)} AS DOUBLE) AS ${q(c.name)}` : q(c.name))).join(', ');
+    const cols = schema.columns.map((c) => {
+      // A SELECT prints FLOAT with 6 significant digits; as DOUBLE it is the stored float32 exactly, as in the binlog.
+      if (c.type.kind === 'float') return `CAST(${q(c.name)} AS DOUBLE) AS ${q(c.name)}`;
+      // GEOMETRY as stored (SRID + WKB), as the binlog carries it, not parsed by the driver.
+      if (c.type.kind === 'geometry') return `CAST(${q(c.name)} AS BINARY) AS ${q(c.name)}`;
+      return q(c.name);
+    }).join(', ');
     const pk = schema.primaryKey.map(q);
     const keyTuple = pk.length === 1 ? pk[0]! : `(${pk.join(', ')})`;
     const where = after ? `WHERE ${keyTuple} > ${pk.length === 1 ? '?' : `(${pk.map(() => '?').join(', ')})`}` : '';
