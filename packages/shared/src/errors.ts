@@ -9,7 +9,7 @@ export const ERROR_CODES = {
   SOURCE_MISCONFIGURED: { retriable: false, action: 'Set the listed server variables on the source (see README "Preparing a source") and restart it.' },
   SOURCE_PRIVILEGES: { retriable: false, action: 'Grant the reader account REPLICATION SLAVE, BINLOG MONITOR (REPLICATION CLIENT on MySQL) and SELECT.' },
   TABLE_NOT_FOUND: { retriable: false, action: 'Create the table on the source or remove it from the pipeline file.' },
-  TABLE_WITHOUT_KEY: { retriable: false, action: 'Add a primary key (or a NOT NULL unique key) to the table, or register it as append-only.' },
+  TABLE_WITHOUT_KEY: { retriable: false, action: 'Add a primary key (or a NOT NULL unique key) to the table, or register it with appendOnly: true in the pipeline file (delivered as a change log, not snapshotted).' },
   BINLOG_PURGED: { retriable: false, action: 'The checkpoint needs a purged binlog; re-snapshot the source (reset its checkpoint) and keep binlogs longer.' },
   KAFKA_UNREACHABLE: { retriable: true, action: 'Check kafka.brokers and the broker health; the service retries with backoff.' },
   REGISTRY_UNREACHABLE: { retriable: true, action: 'Check schemaRegistry.url and the registry health; the service retries.' },

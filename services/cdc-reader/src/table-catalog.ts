@@ -18,13 +18,16 @@ interface ColumnRow {
  */
 export class TableCatalog {
   private readonly tables = new Map<string, TableSchema>();
+  /** Tables registered append-only: accepted without a key. */
+  private readonly appendOnly = new Set<string>();
 
   static async load(conn: Connection, source: SourceConfig): Promise<TableCatalog> {
     const catalog = new TableCatalog();
     const problems: CdcError[] = [];
     for (const t of source.tables) {
       const [db, table] = t.name.split('.') as [string, string];
-      const described = await describeTable(conn, source.name, db, table);
+      if (t.appendOnly) catalog.appendOnly.add(t.name);
+      const described = await describeTable(conn, source.name, db, table, t.appendOnly);
       if (described instanceof CdcError) problems.push(described);
       else catalog.tables.set(t.name, described);
     }
@@ -38,7 +41,7 @@ export class TableCatalog {
   /** Re-reads one registered table after DDL; keeps the previous description if it is gone or keyless. */
   async reload(conn: Connection, sourceName: string, db: string, table: string): Promise<CdcError | undefined> {
     if (!this.tables.has(`${db}.${table}`)) return undefined;
-    const described = await describeTable(conn, sourceName, db, table);
+    const described = await describeTable(conn, sourceName, db, table, this.appendOnly.has(`${db}.${table}`));
     if (described instanceof CdcError) return described;
     this.tables.set(`${db}.${table}`, described);
     return undefined;
@@ -53,7 +56,7 @@ export class TableCatalog {
   }
 }
 
-async function describeTable(conn: Connection, sourceName: string, db: string, table: string): Promise<TableSchema | CdcError> {
+async function describeTable(conn: Connection, sourceName: string, db: string, table: string, appendOnly = false): Promise<TableSchema | CdcError> {
   const [rows] = await conn.query(
     `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_KEY, CHARACTER_SET_NAME
        FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
@@ -64,7 +67,7 @@ async function describeTable(conn: Connection, sourceName: string, db: string, t
     return new CdcError('TABLE_NOT_FOUND', `table ${db}.${table} does not exist on source ${sourceName} (or the reader may not see it)`);
   }
   const primaryKey = columns.filter((c) => c.COLUMN_KEY === 'PRI').map((c) => c.COLUMN_NAME);
-  if (primaryKey.length === 0) {
+  if (primaryKey.length === 0 && !appendOnly) {
     return new CdcError('TABLE_WITHOUT_KEY', `table ${db}.${table} on source ${sourceName} has no primary key`);
   }
   const json = await mariadbJsonColumns(conn, db, table);

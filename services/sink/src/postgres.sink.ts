@@ -5,11 +5,14 @@ import type { TargetColumn } from './pg-types.js';
 export interface TargetTable {
   name: string;
   columns: TargetColumn[];
+  /** Empty for an append-only source table: the target is a change log keyed by source version. */
   primaryKey: string[];
 }
 
 /** One row change ready for the target: data in column order, or a delete by key. */
 export interface RowChange {
+  /** c, u, d or r, as in the change event. */
+  op: string;
   version: string;
   sourceTsMs: bigint;
   deleted: boolean;
@@ -21,7 +24,9 @@ const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
 /**
  * A department's PostgreSQL schema. Upserts and deletes by primary key, guarded by the
  * source version: a row is written only if its version is newer than the stored one,
- * so redelivered or reordered changes leave the table as it is.
+ * so redelivered or reordered changes leave the table as it is. A table without a key
+ * (registered append-only) becomes a change log: one row per change, with its `__op`,
+ * keyed by source version, so a redelivered change is not appended twice.
  */
 export class PostgresSink {
   private readonly pool: pg.Pool;
@@ -46,8 +51,9 @@ export class PostgresSink {
     if (known && table.columns.every((c) => known.has(c.name))) return;
     const fqn = `${q(this.schema)}.${q(table.name)}`;
     const cols = table.columns.map((c) => `${q(c.name)} ${c.pgType}${table.primaryKey.includes(c.name) ? ' NOT NULL' : ''}`);
+    const log = table.primaryKey.length === 0;
     await this.pool.query(
-      `CREATE TABLE IF NOT EXISTS ${fqn} (${cols.join(', ')}, "__version" text NOT NULL, "__source_ts" timestamptz, "__synced_at" timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (${table.primaryKey.map(q).join(', ')}))`,
+      `CREATE TABLE IF NOT EXISTS ${fqn} (${cols.join(', ')}, ${log ? '"__op" text NOT NULL, ' : ''}"__version" text NOT NULL, "__source_ts" timestamptz, "__synced_at" timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (${log ? '"__version"' : table.primaryKey.map(q).join(', ')}))`,
     );
     for (const c of table.columns) {
       await this.pool.query(`ALTER TABLE ${fqn} ADD COLUMN IF NOT EXISTS ${q(c.name)} ${c.pgType}`);
@@ -60,31 +66,23 @@ export class PostgresSink {
    * order; only the last change per key matters.
    */
   async apply(table: TargetTable, changes: RowChange[]): Promise<{ applied: number; stale: number }> {
+    if (table.primaryKey.length === 0) return this.append(table, changes);
     const latest = new Map<string, RowChange>();
     for (const c of changes) latest.set(JSON.stringify(table.primaryKey.map((k) => String(c.values[k]))), c);
     const upserts = [...latest.values()].filter((c) => !c.deleted);
     const deletes = [...latest.values()].filter((c) => c.deleted);
     const fqn = `${q(this.schema)}.${q(table.name)}`;
-    const client = await this.pool.connect().catch((cause: Error) => {
-      throw new CdcError('TARGET_UNREACHABLE', `PostgreSQL target is not reachable: ${cause.message}`, { cause });
-    });
     let applied = 0;
-    try {
-      await client.query('BEGIN');
+    await this.transaction(fqn, async (client) => {
       const names = table.columns.map((c) => c.name);
       const setList = [...names.filter((n) => !table.primaryKey.includes(n)), '__version', '__source_ts', '__synced_at']
         .map((n) => `${q(n)} = EXCLUDED.${q(n)}`)
         .join(', ');
       for (let i = 0; i < upserts.length; i += 500) {
-        const chunk = upserts.slice(i, i + 500);
         const params: unknown[] = [];
-        const rows = chunk.map((c) => {
-          const placeholders = names.map((n) => {
-            params.push(c.values[n] ?? null);
-            return `$${params.length}`;
-          });
-          params.push(c.version, new Date(Number(c.sourceTsMs)));
-          return `(${placeholders.join(', ')}, $${params.length - 1}, $${params.length}, now())`;
+        const rows = upserts.slice(i, i + 500).map((c) => {
+          const values = [...names.map((n) => c.values[n] ?? null), c.version, new Date(Number(c.sourceTsMs))];
+          return `(${values.map((v) => `$${params.push(v)}`).join(', ')}, now())`;
         });
         const res = await client.query(
           `INSERT INTO ${fqn} (${names.map(q).join(', ')}, "__version", "__source_ts", "__synced_at") VALUES ${rows.join(', ')}
@@ -101,6 +99,40 @@ export class PostgresSink {
         ]);
         applied += res.rowCount ?? 0;
       }
+    });
+    return { applied, stale: latest.size - applied };
+  }
+
+  /** Change-log table: every change appended once (a redelivered version is skipped). */
+  private async append(table: TargetTable, changes: RowChange[]): Promise<{ applied: number; stale: number }> {
+    const fqn = `${q(this.schema)}.${q(table.name)}`;
+    const names = table.columns.map((c) => c.name);
+    let applied = 0;
+    await this.transaction(fqn, async (client) => {
+      for (let i = 0; i < changes.length; i += 500) {
+        const params: unknown[] = [];
+        const rows = changes.slice(i, i + 500).map((c) => {
+          const values = [...names.map((n) => c.values[n] ?? null), c.op, c.version, new Date(Number(c.sourceTsMs))];
+          return `(${values.map((v) => `$${params.push(v)}`).join(', ')}, now())`;
+        });
+        const res = await client.query(
+          `INSERT INTO ${fqn} (${[...names, '__op', '__version', '__source_ts', '__synced_at'].map(q).join(', ')}) VALUES ${rows.join(', ')} ON CONFLICT ("__version") DO NOTHING`,
+          params,
+        );
+        applied += res.rowCount ?? 0;
+      }
+    });
+    return { applied, stale: changes.length - applied };
+  }
+
+  /** Runs `work` in one transaction; failures become TARGET_UNREACHABLE or TARGET_REJECTED. */
+  private async transaction(fqn: string, work: (client: pg.PoolClient) => Promise<void>): Promise<void> {
+    const client = await this.pool.connect().catch((cause: Error) => {
+      throw new CdcError('TARGET_UNREACHABLE', `PostgreSQL target is not reachable: ${cause.message}`, { cause });
+    });
+    try {
+      await client.query('BEGIN');
+      await work(client);
       await client.query('COMMIT');
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
@@ -113,7 +145,6 @@ export class PostgresSink {
     } finally {
       client.release();
     }
-    return { applied, stale: latest.size - applied };
   }
 
   async close(): Promise<void> {

@@ -78,6 +78,7 @@ export class ShareConsumer {
           let list = byTable.get(table);
           if (!list) byTable.set(table, (list = []));
           list.push({
+            op: record[META_FIELDS.op] as string,
             version: record[META_FIELDS.version] as string,
             sourceTsMs: record[META_FIELDS.sourceTsMs] as bigint,
             deleted: record[META_FIELDS.deleted] as boolean,

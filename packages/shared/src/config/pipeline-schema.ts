@@ -38,6 +38,10 @@ export const grantAction = z
 export const tableSpec = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_$]+\.[A-Za-z0-9_$]+$/, 'db.table').describe('database.table on the source'),
   columns: z.record(identifier, columnClass).describe('class of each column; an unlisted column counts as secret'),
+  appendOnly: z
+    .boolean()
+    .default(false)
+    .describe('for a table without a primary key: delivered as a change log (every change appended downstream, identified by its source position) instead of being refused; such a table is not snapshotted'),
 });
 
 export const sourceSpec = z.strictObject({

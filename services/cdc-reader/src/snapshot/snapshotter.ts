@@ -73,6 +73,12 @@ export class Snapshotter {
       const [db, name] = table.split('.') as [string, string];
       let schema = this.catalog.get(db, name)!;
       const entry = (this.state[table] ??= { lastKey: null, done: false, rows: 0 });
+      if (schema.primaryKey.length === 0) {
+        // Chunks need a key to reconcile with the stream; a keyless (append-only) table starts at the stream.
+        this.logger.warn({ table }, 'append-only table without a key is not snapshotted; its delivery starts at the stream position');
+        entry.done = true;
+        continue;
+      }
       const estimate = await reader.estimateRows(schema);
       const started = Date.now();
       const startRows = entry.rows;
