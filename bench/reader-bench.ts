@@ -25,6 +25,17 @@ async function metric(svc: ServiceProcess, name: string): Promise<number> {
   return sum;
 }
 
+/** Peak memory of the reader by kind (V8 heap, Buffers outside it), sampled while waiting. */
+const peakMemory: Record<string, number> = {};
+async function sampleMemory(svc: ServiceProcess): Promise<void> {
+  const text = await svc.metrics();
+  for (const name of ['cityshare_nodejs_heap_size_total_bytes', 'cityshare_nodejs_heap_size_used_bytes', 'cityshare_nodejs_external_memory_bytes']) {
+    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text);
+    const kind = name.replace(/^cityshare_nodejs_|_bytes$/g, '');
+    if (m) peakMemory[kind] = Math.max(peakMemory[kind] ?? 0, Math.round(Number(m[1]) / 2 ** 20));
+  }
+}
+
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
@@ -50,7 +61,7 @@ async function main(): Promise<void> {
 
     const started = Date.now();
     const reader = await run.start('cdc-reader');
-    await waitFor(async () => (await metric(reader, 'cityshare_reader_snapshot_rows_total')) >= ROWS && (await metric(reader, 'cityshare_reader_queue_bytes')) === 0, 1_800_000);
+    await waitFor(async () => (await sampleMemory(reader), await metric(reader, 'cityshare_reader_snapshot_rows_total')) >= ROWS && (await metric(reader, 'cityshare_reader_queue_bytes')) === 0, 1_800_000);
     const snapshotSeconds = (Date.now() - started) / 1000;
     const snapshotRss = peakRssMiB(reader.pid!);
     console.log(`snapshot: ${ROWS} rows in ${snapshotSeconds.toFixed(1)} s = ${Math.round(ROWS / snapshotSeconds)} rows/s, peak RSS ${snapshotRss} MiB`);
@@ -61,11 +72,12 @@ async function main(): Promise<void> {
     for (let i = 0; i < BURST; i += 100_000) {
       await run.source.query(`UPDATE ${table} SET district = '西城', phone = CONCAT('139', LPAD(id, 8, '0')) WHERE id BETWEEN ${i + 1} AND ${Math.min(i + 100_000, BURST)}`);
     }
-    await waitFor(async () => (await metric(reader, 'cityshare_reader_events_total')) - before >= BURST && (await metric(reader, 'cityshare_reader_queue_bytes')) === 0, 1_800_000);
+    await waitFor(async () => (await sampleMemory(reader), await metric(reader, 'cityshare_reader_events_total')) - before >= BURST && (await metric(reader, 'cityshare_reader_queue_bytes')) === 0, 1_800_000);
     const streamSeconds = (Date.now() - burstStart) / 1000;
     const streamRss = peakRssMiB(reader.pid!);
     console.log(`binlog -> raw topic: ${BURST} rows in ${streamSeconds.toFixed(1)} s = ${Math.round(BURST / streamSeconds)} rows/s, peak RSS ${streamRss} MiB`);
 
+    console.log(`peak memory of the reader in MiB (sampled): ${JSON.stringify(peakMemory)}`);
     mkdirSync('bench/results', { recursive: true });
     const file = 'bench/results/latest.json';
     const previous = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
@@ -75,7 +87,7 @@ async function main(): Promise<void> {
       reader_rows_per_s: Math.round(BURST / streamSeconds),
       snapshot_rows_per_s: Math.round(ROWS / snapshotSeconds),
       rss_mib: { ...previous.rss_mib, cdc_reader: Math.max(snapshotRss, streamRss) },
-      reader_bench: { rows: ROWS, burst: BURST, snapshot_seconds: snapshotSeconds, stream_seconds: streamSeconds },
+      reader_bench: { rows: ROWS, burst: BURST, snapshot_seconds: snapshotSeconds, stream_seconds: streamSeconds, peak_memory_mib: peakMemory },
     }, null, 2) + '\n');
     console.log(`wrote ${file}`);
   } finally {
