@@ -7,6 +7,7 @@ export * from './topics.js';
 export * from './metrics.js';
 export * from './config/pipeline-schema.js';
 export * from './config/load-pipeline.js';
+export * from './config/watch-pipeline.js';
 export * from './config/service-env.js';
 export * from './crypto/keyring.js';
 export * from './crypto/field-cipher.js';

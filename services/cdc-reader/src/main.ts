@@ -19,7 +19,8 @@ const logger = createLogger('cdc-reader');
 await runService(logger, async () => {
   const env = loadServiceEnv(readerEnv);
   logger.level = env.LOG_LEVEL;
-  const { config, keyringPath } = loadPipeline(env.CITYSHARE_PIPELINE);
+  const loaded = loadPipeline(env.CITYSHARE_PIPELINE);
+  const { config, keyringPath } = loaded;
   const source = env.READER_SOURCE ? config.sources.find((s) => s.name === env.READER_SOURCE) : config.sources.length === 1 ? config.sources[0] : undefined;
   if (!source) {
     throw new CdcError('CONFIG_INVALID', env.READER_SOURCE ? `no source named ${env.READER_SOURCE} in the pipeline file` : 'the pipeline file has several sources: set READER_SOURCE');
@@ -29,6 +30,7 @@ await runService(logger, async () => {
   const metrics = createReaderMetrics(registry);
   const reader = new Reader({
     config,
+    watch: loaded,
     source,
     env,
     keys: FileKeyring.load(keyringPath),

@@ -7,7 +7,9 @@ import {
   producerConfig,
   topicSpec,
   topics,
+  watchPipeline,
   type BinlogPosition,
+  type LoadedPipeline,
   type ColumnClass,
   type KeyProvider,
   type Logger,
@@ -36,6 +38,8 @@ export interface ReaderDeps {
   kafka: Kafka;
   logger: Logger;
   metrics: ReaderMetrics;
+  /** The loaded pipeline file: when given, column classes apply without restart (reclassify). */
+  watch?: LoadedPipeline;
   /** Called once when the reader cannot go on; the process should exit and be restarted. */
   onFatal: (err: CdcError) => void;
 }
@@ -75,6 +79,7 @@ export class Reader {
   private snapshotRunning: Promise<void> | undefined;
   private readonly publishedSchemas = new Set<string>();
   private readonly partitions = new Map<string, number>();
+  private watcher: { stop(): void } | undefined;
   private open: OpenWindow | undefined;
   private acked: BinlogPosition | undefined;
   private ackedSnapshot: SnapshotState | undefined;
@@ -126,7 +131,25 @@ export class Reader {
       await conn.end();
     }
 
-    const classes = new Map(source.tables.map((t) => [t.name, t.columns as Record<string, ColumnClass>]));
+    let classes = new Map(source.tables.map((t) => [t.name, t.columns as Record<string, ColumnClass>]));
+    if (this.deps.watch) {
+      // Reclassification seals (or stops sealing) columns from the next event on; other
+      // changes to this source (tables, connection) need a restart.
+      const registered = JSON.stringify(source.tables.map((t) => t.name));
+      this.watcher = watchPipeline(this.deps.watch, {
+        logger,
+        onChange: ({ pipeline, keys }) => {
+          const next = pipeline.config.sources.find((s) => s.name === source.name);
+          if (!next) throw new CdcError('CONFIG_INVALID', `source ${source.name} is no longer in the pipeline file; the reader keeps its last classes until it is stopped`);
+          if (JSON.stringify(next.tables.map((t) => t.name)) !== registered) {
+            logger.warn('registered tables changed in the pipeline file: restart the reader to snapshot and stream them');
+          }
+          classes = new Map(next.tables.map((t) => [t.name, t.columns as Record<string, ColumnClass>]));
+          // A rotated pipeline key seals from now on; the transformer still opens the old one.
+          this.ctx.pipelineKey = keys.activeKey(keyNames.pipeline);
+        },
+      });
+    }
     this.ctx = {
       sourceName: source.name,
       serverId: source.serverId,
@@ -402,6 +425,7 @@ export class Reader {
   async stop(): Promise<void> {
     this.streaming = false;
     for (const t of this.timers) clearInterval(t);
+    this.watcher?.stop();
     this.snapshotter?.stop();
     this.monitor?.stop();
     await this.signals?.stop();

@@ -18,10 +18,12 @@ const logger = createLogger('transformer');
 await runService(logger, async () => {
   const env = loadServiceEnv(transformerEnv);
   logger.level = env.LOG_LEVEL;
-  const { config, keyringPath } = loadPipeline(env.CITYSHARE_PIPELINE);
+  const loaded = loadPipeline(env.CITYSHARE_PIPELINE);
+  const { config, keyringPath } = loaded;
   const registry = createMetricsRegistry('transformer');
   const transformer = new Transformer({
     config,
+    watch: loaded,
     env,
     keys: FileKeyring.load(keyringPath),
     kafka: createKafka(config.kafka, 'cityshare-transformer', logger),

@@ -1,4 +1,4 @@
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 
 export function createTransformerMetrics(registry: Registry) {
   return {
@@ -6,6 +6,9 @@ export function createTransformerMetrics(registry: Registry) {
     recordsOut: new Counter({ name: 'cityshare_transformer_records_out_total', help: 'Share records produced', labelNames: ['department', 'table'] as const, registers: [registry] }),
     dlq: new Counter({ name: 'cityshare_transformer_dlq_total', help: 'Records sent to the dead-letter topic', labelNames: ['reason'] as const, registers: [registry] }),
     commits: new Counter({ name: 'cityshare_transformer_transactions_total', help: 'Kafka transactions by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+    policyReloads: new Counter({ name: 'cityshare_transformer_policy_reloads_total', help: 'Pipeline file or keyring changes: applied, or rejected (invalid; the running policy stays)', labelNames: ['outcome'] as const, registers: [registry] }),
+    policyLoaded: new Gauge({ name: 'cityshare_transformer_policy_loaded_timestamp_seconds', help: 'When the grants and keys in force were loaded', registers: [registry] }),
+    pausedTables: new Gauge({ name: 'cityshare_transformer_paused_tables', help: '1 while a table is paused because a department contract was refused as incompatible', labelNames: ['table', 'department'] as const, registers: [registry] }),
     registrations: new Counter({ name: 'cityshare_transformer_schema_registrations_total', help: 'Schemas registered or confirmed', registers: [registry] }),
   };
 }

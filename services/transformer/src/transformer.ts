@@ -3,6 +3,7 @@ import {
   CdcError,
   decodeRawMessage,
   ensureTopics,
+  watchPipeline,
   isCdcError,
   keyNames,
   pipelineTopics,
@@ -15,18 +16,23 @@ import {
   type RawChangeEvent,
   type KeyProvider,
   type Logger,
+  type LoadedPipeline,
   type PipelineConfig,
+  type PipelineChange,
   type SchemaRegistry,
 } from '@cityshare/shared';
 import { departmentViews, type DepartmentView } from './department-views.js';
 import { SchemaRegistrar } from './schema-registrar.js';
 import { TableSchemas } from './table-schemas.js';
 import { projectEvent, type ViewKeys } from './share-view.js';
+import { IncompatibleView, TablePauses } from './table-pauses.js';
 import type { TransformerMetrics } from './transformer-metrics.js';
 import type { TransformerEnv } from './config.js';
 
 export interface TransformerDeps {
   config: PipelineConfig;
+  /** The loaded pipeline file: when given, grant, revoke, reclassify and key rotation apply without restart. */
+  watch?: LoadedPipeline;
   env: TransformerEnv;
   keys: KeyProvider;
   kafka: Kafka;
@@ -59,14 +65,19 @@ export class Transformer {
   private consumer: Consumer | undefined;
   private producer: Producer | undefined;
   private admin: Admin | undefined;
-  private readonly views: Map<string, DepartmentView[]>;
+  /** Grants and keys in force; replaced as a whole when the pipeline file or keyring changes. */
+  private policy: { views: Map<string, DepartmentView[]>; keys: KeyProvider };
   private readonly registrar: SchemaRegistrar;
   private running = false;
   private schemas: TableSchemas | undefined;
+  private watcher: { stop(): void } | undefined;
+  private readonly pauses: TablePauses;
 
   constructor(private readonly deps: TransformerDeps) {
-    this.views = departmentViews(deps.config);
+    this.policy = { views: departmentViews(deps.config), keys: deps.keys };
+    deps.metrics.policyLoaded.set(Date.now() / 1000);
     this.registrar = new SchemaRegistrar(deps.registry, () => deps.metrics.registrations.inc());
+    this.pauses = new TablePauses(() => this.consumer!, this.registrar, (table) => this.policy.views.get(table) ?? [], deps.metrics, deps.logger);
   }
 
   get ready(): boolean {
@@ -106,10 +117,17 @@ export class Transformer {
     await this.consumer.run({
       autoCommit: false,
       eachBatch: async ({ batch, heartbeat, isRunning, isStale }) => {
-        if (!isRunning() || isStale() || batch.messages.length === 0) return;
+        if (!isRunning() || isStale() || batch.messages.length === 0 || this.pauses.isPaused(batch.topic)) return;
         const out: OutMessage[] = [];
-        for (const message of batch.messages) {
-          out.push(...(await this.transform(batch.topic, batch.partition, message.offset, message.value)));
+        try {
+          for (const message of batch.messages) {
+            out.push(...(await this.transform(batch.topic, batch.partition, message.offset, message.value)));
+          }
+        } catch (err) {
+          if (!(err instanceof IncompatibleView)) throw err;
+          // Nothing of this batch was produced or committed: it is read again on resume.
+          this.pauses.pause(batch.topic, batch.partition, batch.firstOffset()!, err);
+          return;
         }
         const tx = await this.producer!.transaction();
         try {
@@ -129,6 +147,37 @@ export class Transformer {
       },
     });
     logger.info({ groupId: this.groupId }, 'consuming raw topics');
+    if (this.deps.watch) {
+      this.watcher = watchPipeline(this.deps.watch, {
+        logger,
+        onChange: (change) => this.applyPolicy(change, planned.raw),
+        onRejected: () => this.deps.metrics.policyReloads.inc({ outcome: 'rejected' }),
+      });
+    }
+  }
+
+  /**
+   * A new pipeline file or keyring: share topics of new grants are created, then the new
+   * grants and keys replace the old ones between two events. A revoked grant produces
+   * nothing from the next event on. New source tables need a restart (the consumer
+   * subscribes to raw topics by name at start).
+   */
+  private async applyPolicy(change: PipelineChange, subscribed: string[]): Promise<void> {
+    const { config } = change.pipeline;
+    const planned = pipelineTopics(config);
+    const unsubscribed = planned.raw.filter((t) => !subscribed.includes(t));
+    if (unsubscribed.length > 0) this.deps.logger.warn({ topics: unsubscribed }, 'new source tables in the pipeline file are read after a restart of the transformer');
+    await ensureTopics(this.admin!, [...planned.share.values()].flat().map((t) => topicSpec(config.kafka, t)));
+    const before = grantsOf(this.policy.views);
+    this.policy = { views: departmentViews(config), keys: change.keys };
+    const after = grantsOf(this.policy.views);
+    this.deps.metrics.policyReloads.inc({ outcome: 'applied' });
+    void this.pauses.retry();
+    this.deps.metrics.policyLoaded.set(Date.now() / 1000);
+    this.deps.logger.info(
+      { granted: [...after].filter((g) => !before.has(g)), revoked: [...before].filter((g) => !after.has(g)) },
+      'grants in force updated',
+    );
   }
 
   /** The share records (and dead letters) one raw message (a frame of change events) turns into. */
@@ -147,7 +196,8 @@ export class Transformer {
   }
 
   private async transformEvent(at: RawAt, parsed: RawChangeEvent): Promise<OutMessage[]> {
-    const { config, metrics, keys } = this.deps;
+    const { config, metrics } = this.deps;
+    const { views, keys } = this.policy;
     const prefix = config.kafka.topicPrefix;
     const payload = () => Buffer.from(JSON.stringify(parsed));
     let event: ChangeEvent;
@@ -165,7 +215,7 @@ export class Transformer {
     const tableRef = `${event.source.name}.${event.source.db}.${event.source.table}`;
     metrics.recordsIn.inc({ table: tableRef });
     const out: OutMessage[] = [];
-    for (const view of this.views.get(tableRef) ?? []) {
+    for (const view of views.get(tableRef) ?? []) {
       const viewKeys: ViewKeys = {
         pipeline: keys,
         department: keys.activeKey(keyNames.department(view.department)),
@@ -178,6 +228,7 @@ export class Transformer {
         out.push({ topic: shareTopic, key: record.key, value: await this.registrar.encode(id, record.value, shareTopic) });
         metrics.recordsOut.inc({ department: view.department, table: tableRef });
       } catch (err) {
+        if (isCdcError(err, 'SCHEMA_INCOMPATIBLE')) throw new IncompatibleView(view.department, tableRef, shareTopic, event.schema, err);
         if (isCdcError(err) && (err.code === 'RECORD_INVALID' || err.code === 'DECRYPT_FAILED')) {
           metrics.dlq.inc({ reason: err.code });
           out.push(this.deadLetter(at, err.code, err.message, payload()));
@@ -205,9 +256,16 @@ export class Transformer {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.watcher?.stop();
+    this.pauses.stop();
     await this.consumer?.disconnect().catch(() => undefined);
     await this.schemas?.stop();
     await this.producer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
   }
+}
+
+/** `department -> source.db.table` pairs of a set of views, for logging what a reload changed. */
+function grantsOf(views: Map<string, DepartmentView[]>): Set<string> {
+  return new Set([...views].flatMap(([table, list]) => list.map((v) => `${v.department} -> ${table}`)));
 }

@@ -1,0 +1,169 @@
+import { writeFileSync, renameSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FileKeyring } from '@cityshare/shared';
+import { eventually } from './support/eventually.js';
+import { readAllMessages } from './support/kafka-peek.js';
+import { PipelineRun } from './support/pipeline-run.js';
+import type { ServiceProcess } from './support/service-process.js';
+import { stack } from './support/stack.js';
+
+/**
+ * Per-department policy on the real stack: two departments, different grants on the same
+ * table; policy changes (grant, revoke, classify) applied without restarts; an
+ * incompatible schema change pauses the table and loses nothing.
+ */
+describe('department policy', () => {
+  const run = new PipelineRun();
+  const pipelineFile = join(dirname(run.keyringFile), 'policy-pipeline.yaml');
+  const haidianSchema = `${run.id}_dept_haidian`;
+  let transformer: ServiceProcess;
+
+  const citizenClasses: Record<string, string> = { id: 'public', name: 'personal', id_card: 'secret', phone: 'personal', birth_date: 'personal', district: 'public', address: 'personal', registered_at: 'internal' };
+  const healthCitizens: Record<string, unknown> = { id: 'pass', name: { mask: 'name' }, phone: { mask: 'phone' }, district: 'pass' };
+  const haidianCitizens: Record<string, unknown> = { id: 'pass', district: 'pass', birth_date: { mask: 'date_to_year' } };
+  const policy = {
+    citizenClasses,
+    labClasses: { id: 'public', code: 'internal', note: 'internal' } as Record<string, string>,
+    health: { citizens: healthCitizens, lab: { id: 'pass', code: 'pass', note: 'pass' } as Record<string, unknown> | null },
+    haidian: { citizens: haidianCitizens as Record<string, unknown> | null },
+  };
+
+  /** Writes the pipeline file atomically (as an operator's tooling should), from `policy`. */
+  const writePolicy = () => {
+    const grants = (dept: 'health' | 'haidian') => [
+      ...(policy[dept].citizens ? [{ table: `cityhub.${run.civilDb}.citizens`, columns: policy[dept].citizens }] : []),
+      ...(dept === 'health' && policy.health.lab ? [{ table: `cityhub.${run.healthDb}.lab_results`, columns: policy.health.lab }] : []),
+    ];
+    writeFileSync(`${pipelineFile}.tmp`, stringify({
+      kafka: { brokers: stack.kafkaBrokers, topicPrefix: run.prefix },
+      schemaRegistry: { url: stack.registryUrl },
+      keyring: { file: run.keyringFile },
+      sources: [{
+        name: 'cityhub',
+        connection: { host: stack.source.host, port: stack.source.port, user: 'cdc_reader', password: 'cdc_reader' },
+        serverId: 5401,
+        tables: [
+          { name: `${run.civilDb}.citizens`, columns: policy.citizenClasses },
+          { name: `${run.healthDb}.lab_results`, columns: policy.labClasses },
+        ],
+      }],
+      departments: [
+        { name: 'health', target: { kind: 'postgres', url: stack.postgresUrl, schema: run.pgSchema }, grants: grants('health') },
+        { name: 'haidian', target: { kind: 'postgres', url: stack.postgresUrl, schema: haidianSchema }, grants: grants('haidian') },
+      ],
+    }));
+    renameSync(`${pipelineFile}.tmp`, pipelineFile);
+  };
+  const rows = async (schema: string, table: string) =>
+    (await run.pg.query(`SELECT * FROM "${schema}"."${table}" ORDER BY id`)).rows as Array<Record<string, unknown>>;
+  const insertCitizen = (id: number, district = '海淀', extra = '') =>
+    run.source.query(`INSERT INTO \`${run.civilDb}\`.citizens (id, name, id_card, phone, birth_date, district, address, registered_at${extra ? ', blood_type' : ''}) VALUES (?, '王小明', '110108199205170018', '13512345678', '1992-05-17', ?, '北京市海淀区学院路1号', NOW(6)${extra ? ', ?' : ''})`, extra ? [id, district, extra] : [id, district]);
+  const reloads = async () => Number(/^cityshare_transformer_policy_reloads_total\{[^}]*outcome="applied"[^}]*\} (\d+)/m.exec(await transformer.metrics())?.[1] ?? 0);
+
+  beforeAll(async () => {
+    await run.setUp();
+    FileKeyring.ensure(run.keyringFile, ['department:haidian']);
+    await run.pg.query(`DROP SCHEMA IF EXISTS "${haidianSchema}" CASCADE`);
+    await run.source.query(`CREATE TABLE \`${run.healthDb}\`.lab_results (id INT PRIMARY KEY, code INT NOT NULL, note VARCHAR(20))`);
+    writePolicy();
+    const env = { CITYSHARE_PIPELINE: pipelineFile };
+    await run.start('cdc-reader', env);
+    transformer = await run.start('transformer', env);
+    await run.start('sink', { ...env, SINK_DEPARTMENT: 'health' });
+    await run.start('sink', { ...env, SINK_DEPARTMENT: 'haidian' });
+  });
+
+  afterAll(async () => {
+    await run.pg.query(`DROP SCHEMA IF EXISTS "${haidianSchema}" CASCADE`);
+    await run.tearDown();
+  });
+
+  it('gives two departments different views of the same table', async () => {
+    await insertCitizen(1);
+    const health = await eventually(async () => (await rows(run.pgSchema, 'citizens')).at(0) ?? expect.fail('no row yet'));
+    const haidian = await eventually(async () => (await rows(haidianSchema, 'citizens')).at(0) ?? expect.fail('no row yet'));
+    expect(health).toMatchObject({ id: '1', name: '王**', phone: '135****5678', district: '海淀' });
+    expect(Object.keys(health)).not.toContain('birth_date');
+    expect(haidian).toMatchObject({ id: '1', district: '海淀', birth_date: '1992' });
+    expect(Object.keys(haidian)).not.toContain('name');
+    expect(Object.keys(haidian)).not.toContain('phone');
+  });
+
+  it('shares a column added by ALTER TABLE only once a DBA classifies it and a grant names it', async () => {
+    await run.source.query(`ALTER TABLE \`${run.civilDb}\`.citizens ADD COLUMN blood_type VARCHAR(3)`);
+    await insertCitizen(2, '海淀', 'AB');
+    await eventually(async () => expect((await rows(run.pgSchema, 'citizens')).map((r) => r.id)).toContain('2'));
+    expect(Object.keys((await rows(run.pgSchema, 'citizens'))[1]!)).not.toContain('blood_type');
+
+    // Granting an unclassified column is refused when the file loads; the running policy stays.
+    const applied = await reloads();
+    policy.health.citizens = { ...healthCitizens, blood_type: 'pass' };
+    writePolicy();
+    await eventually(async () => expect(await transformer.metrics()).toMatch(/cityshare_transformer_policy_reloads_total\{[^}]*outcome="rejected"[^}]*\} [1-9]/), 15_000);
+    expect(await reloads()).toBe(applied);
+
+    policy.citizenClasses = { ...citizenClasses, blood_type: 'personal' };
+    writePolicy();
+    await eventually(async () => expect(await reloads()).toBeGreaterThan(applied), 15_000);
+    await insertCitizen(3, '海淀', 'O');
+    await eventually(async () => expect((await rows(run.pgSchema, 'citizens')).find((r) => r.id === '3')).toMatchObject({ blood_type: 'O' }));
+    // Still not shared with the department whose grant does not name it.
+    await eventually(async () => expect((await rows(haidianSchema, 'citizens')).map((r) => r.id)).toContain('3'));
+    expect(Object.keys((await rows(haidianSchema, 'citizens'))[0]!)).not.toContain('blood_type');
+  });
+
+  it('stops a revoked department\'s records within 5 seconds, without a restart', async () => {
+    const applied = await reloads();
+    policy.haidian.citizens = null;
+    writePolicy();
+    const revokedAt = Date.now();
+    for (let id = 100; Date.now() - revokedAt < 8_000; id++) {
+      await insertCitizen(id);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await eventually(async () => expect(await reloads()).toBeGreaterThan(applied), 15_000);
+    const ids = (await rows(haidianSchema, 'citizens')).map((r) => Number(r.id)).filter((id) => id >= 100);
+    const healthIds = await eventually(async () => {
+      const all = (await rows(run.pgSchema, 'citizens')).map((r) => Number(r.id)).filter((id) => id >= 100);
+      expect(all.length).toBeGreaterThanOrEqual(50);
+      return all;
+    });
+    // Rows inserted every ~100 ms: at most about 5 s worth reached the revoked department.
+    expect(ids.length).toBeLessThan(50);
+    expect(healthIds.length).toBeGreaterThan(ids.length + 20);
+  });
+
+  it('pauses a table on an incompatible schema change, loses nothing, and resumes when the grant is fixed', async () => {
+    const lab = `\`${run.healthDb}\`.lab_results`;
+    await run.source.query(`INSERT INTO ${lab} VALUES (1, 7, 'before')`);
+    await eventually(async () => expect((await rows(run.pgSchema, 'lab_results')).map((r) => r.code)).toEqual([7]));
+    // INT -> VARCHAR: a reader of the new contract (string) cannot read records written as int.
+    await run.source.query(`ALTER TABLE ${lab} MODIFY code VARCHAR(10) NOT NULL`);
+    await run.source.query(`INSERT INTO ${lab} VALUES (2, 'A-8', 'during')`);
+    await eventually(async () => expect(await transformer.metrics()).toMatch(/^cityshare_transformer_paused_tables\{[^}]*\} 1$/m), 30_000);
+    await run.source.query(`INSERT INTO ${lab} VALUES (3, 'B-9', 'during')`);
+    await insertCitizen(500); // other tables go on
+    await eventually(async () => expect((await rows(run.pgSchema, 'citizens')).map((r) => r.id)).toContain('500'));
+    expect((await rows(run.pgSchema, 'lab_results')).map((r) => r.id)).toEqual([1]);
+
+    // The schema owner drops the changed column from the grant: compatible again.
+    policy.health.lab = { id: 'pass', note: 'pass' };
+    writePolicy();
+    await eventually(async () => expect((await rows(run.pgSchema, 'lab_results')).map((r) => [r.id, r.note])).toEqual([[1, 'before'], [2, 'during'], [3, 'during']]), 60_000);
+    expect(await transformer.metrics()).toMatch(/^cityshare_transformer_paused_tables\{[^}]*\} 0$/m);
+  });
+
+  it('sends a raw record that cannot be read to the dead-letter topic and goes on', async () => {
+    const { Kafka, logLevel } = await import('kafkajs');
+    const producer = new Kafka({ brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING }).producer();
+    await producer.connect();
+    await producer.send({ topic: `${run.prefix}.raw.cityhub.${run.civilDb}.citizens`, messages: [{ value: '{"op": "c", "source": ' }] });
+    await producer.disconnect();
+    await insertCitizen(600);
+    await eventually(async () => expect((await rows(run.pgSchema, 'citizens')).map((r) => r.id)).toContain('600'));
+    const dead = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.dlq\\.transformer$`))).map((m) => JSON.parse(m.value!.toString()));
+    expect(dead).toContainEqual(expect.objectContaining({ code: 'unparseable', topic: `${run.prefix}.raw.cityhub.${run.civilDb}.citizens` }));
+  });
+});
