@@ -1,5 +1,6 @@
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileKeyring, columnAad, decryptField } from '@cityshare/shared';
+import { FileKeyring, envelopeKeyIds, openDepartmentValue } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
 import { readAllMessages, readRawEvents } from './support/kafka-peek.js';
 import { PipelineRun } from './support/pipeline-run.js';
@@ -60,12 +61,17 @@ describe('pipeline end to end', () => {
     expect((rows[0]!.birth_date as Date).toISOString().slice(0, 10)).toBe('1990-01-01');
 
     // Encrypted columns open with the health department's key, and with no other.
-    const aad = columnAad(run.civilDb, 'citizens', 'id_card');
     const idCard = rows[0]!.id_card as Buffer;
-    expect(JSON.parse(decryptField(run.keys, idCard, aad).toString())).toBe('110101199001011234');
+    expect(openDepartmentValue(run.keys, idCard, run.civilDb, 'citizens', 'id_card')).toBe('110101199001011234');
+    expect(envelopeKeyIds(idCard)).toEqual({ suite: 'aes-256-gcm', kekId: run.keys.activeKey('department:health').id });
     const otherDepartment = FileKeyring.ensure(`${run.keyringFile}.other`, ['department:health']);
-    expect(() => decryptField(otherDepartment, idCard, aad)).toThrow();
-    expect(() => decryptField(run.keys, idCard, columnAad(run.civilDb, 'citizens', 'phone'))).toThrow(/does not verify/);
+    expect(() => openDepartmentValue(otherDepartment, idCard, run.civilDb, 'citizens', 'id_card')).toThrow();
+    // The department's own tool, with nothing but its keyring: `cdc decrypt`.
+    const cli = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', 'decrypt', '--keyring', run.keyringFile, '--column', `${run.civilDb}.citizens.id_card`, `\\x${idCard.toString('hex')}`], { cwd: stack.root, encoding: 'utf8' });
+    expect(cli.stderr).toBe('');
+    expect(cli.stdout).toBe('"110101199001011234"\n');
+    // Bound to its column: the same bytes do not open as another column's value.
+    expect(() => openDepartmentValue(run.keys, idCard, run.civilDb, 'citizens', 'phone')).toThrow(/DECRYPT_FAILED|does not/);
 
     const visits = await eventually(async () => {
       const v = await readHealth('clinic_visits');
@@ -75,8 +81,7 @@ describe('pipeline end to end', () => {
     expect(visits[0]).toMatchObject({ id: '10', citizen_id: '1', clinic: '海淀医院', fee: '12345678.90' });
     expect((visits[0]!.visited_at as Date).toISOString()).toBe('2024-03-02T09:15:30.250Z');
     expect(visits[1]!.fee).toBe('0.01');
-    const diagnosis = decryptField(run.keys, visits[0]!.diagnosis as Buffer, columnAad(run.healthDb, 'clinic_visits', 'diagnosis'));
-    expect(JSON.parse(diagnosis.toString())).toBe('急性阑尾炎');
+    expect(openDepartmentValue(run.keys, visits[0]!.diagnosis as Buffer, run.healthDb, 'clinic_visits', 'diagnosis')).toBe('急性阑尾炎');
   });
 
   it('marks the end of every transaction with what it changed', async () => {

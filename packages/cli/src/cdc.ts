@@ -1,10 +1,12 @@
 /**
  * cdc: the operator's command line. Commands grow with the control plane; today it
- * sends reader signals (ad-hoc re-snapshot) through Kafka.
+ * sends reader signals (ad-hoc re-snapshot) through Kafka, and opens a department's
+ * encrypted values with its keyring.
  *   npx cdc snapshot civil.citizens [--source cityhub] [--config pipeline.yaml]
+ *   npx cdc decrypt --keyring health-keyring.json --column civil.citizens.id_card '\x02…'
  */
 import { Command } from 'commander';
-import { CdcError, createKafka, createLogger, isCdcError, loadPipeline, producerConfig, topics } from '@cityshare/shared';
+import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, loadPipeline, openDepartmentValue, producerConfig, topics } from '@cityshare/shared';
 
 const program = new Command('cdc').description('cityshare operations').option('-c, --config <file>', 'pipeline file', process.env.CITYSHARE_PIPELINE ?? 'pipeline.yaml');
 
@@ -34,6 +36,30 @@ program
     }
     process.stdout.write(`re-snapshot of ${tables.join(', ')} requested from the ${source.name} reader\n`);
   });
+
+program
+  .command('decrypt')
+  .description("open values a department received encrypted (its share topic's bytes or its table's bytea), with the department's keyring only")
+  .requiredOption('-k, --keyring <file>', "the department's keyring file")
+  .requiredOption('--column <db.table.column>', 'the source column the values belong to (ciphertexts are bound to it)')
+  .argument('[values...]', 'ciphertexts as base64 or as hex with a \\x prefix (as psql prints bytea); read one per line from stdin when none are given')
+  .action(async (values: string[], options: { keyring: string; column: string }) => {
+    const parts = options.column.split('.');
+    if (parts.length !== 3) throw new CdcError('CONFIG_INVALID', `--column must be db.table.column, got ${options.column}`);
+    const [db, table, column] = parts as [string, string, string];
+    const keys = FileKeyring.load(options.keyring);
+    const inputs = values.length > 0 ? values : (await readStdin()).split('\n').map((l) => l.trim()).filter(Boolean);
+    for (const input of inputs) {
+      const bytes = input.startsWith('\\x') ? Buffer.from(input.slice(2), 'hex') : Buffer.from(input, 'base64');
+      process.stdout.write(`${JSON.stringify(openDepartmentValue(keys, bytes, db, table, column))}\n`);
+    }
+  });
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 try {
   await program.parseAsync();

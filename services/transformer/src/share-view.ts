@@ -3,7 +3,7 @@ import {
   META_FIELDS,
   applyMask,
   columnAad,
-  encryptField,
+  type EnvelopeEncryptor,
   openValue,
   sealedEventAad,
   tokenize,
@@ -20,8 +20,8 @@ import type { DepartmentView } from './department-views.js';
 export interface ViewKeys {
   /** Opens values the reader sealed under the pipeline key. */
   pipeline: KeyProvider;
-  /** Encrypts for the department. */
-  department: DataKey;
+  /** Envelope-encrypts for the department (data keys wrapped by its key-encryption key). */
+  department: EnvelopeEncryptor;
   /** Tokenizes for the department's token domain. */
   token: DataKey;
 }
@@ -57,7 +57,7 @@ export function projectEvent(event: ChangeEvent, view: DepartmentView, keys: Vie
     else if (rule.action === 'pass') out = avroValue(column, plain);
     else if (rule.action === 'mask') out = applyMask(rule.mask, plain);
     else if (rule.action === 'tokenize') out = tokenize(keys.token, plain);
-    else out = encryptField(keys.department, Buffer.from(JSON.stringify(plain), 'utf8'), aad);
+    else out = keys.department.encrypt(Buffer.from(JSON.stringify(plain), 'utf8'), aad);
     value[rule.column] = out;
     if (schema.primaryKey.includes(rule.column)) {
       if (rule.action !== 'pass' && rule.action !== 'tokenize') {

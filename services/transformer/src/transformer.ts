@@ -1,6 +1,8 @@
 import type { Consumer, Kafka, Producer } from 'kafkajs';
 import {
   CdcError,
+  EnvelopeEncryptor,
+  KeyringKekProvider,
   decodeRawMessage,
   ensureTopics,
   watchPipeline,
@@ -72,6 +74,7 @@ export class Transformer {
   private schemas: TableSchemas | undefined;
   private watcher: { stop(): void } | undefined;
   private readonly pauses: TablePauses;
+  private readonly encryptors = new Map<string, EnvelopeEncryptor>();
 
   constructor(private readonly deps: TransformerDeps) {
     this.policy = { views: departmentViews(deps.config), keys: deps.keys };
@@ -170,6 +173,8 @@ export class Transformer {
     await ensureTopics(this.admin!, [...planned.share.values()].flat().map((t) => topicSpec(config.kafka, t)));
     const before = grantsOf(this.policy.views);
     this.policy = { views: departmentViews(config), keys: change.keys };
+    // Encryptors take the active key-encryption keys of the new keyring (rotation).
+    this.encryptors.clear();
     const after = grantsOf(this.policy.views);
     this.deps.metrics.policyReloads.inc({ outcome: 'applied' });
     void this.pauses.retry();
@@ -218,7 +223,7 @@ export class Transformer {
     for (const view of views.get(tableRef) ?? []) {
       const viewKeys: ViewKeys = {
         pipeline: keys,
-        department: keys.activeKey(keyNames.department(view.department)),
+        department: this.encryptorFor(view.department),
         token: keys.activeKey(keyNames.department(view.department)),
       };
       const shareTopic = topics.share(prefix, view.department, event.source.db, event.source.table);
@@ -242,6 +247,16 @@ export class Transformer {
       }
     }
     return out;
+  }
+
+  /** The department's envelope encryptor: one data key for many values, wrapped by its key-encryption key. */
+  private encryptorFor(department: string): EnvelopeEncryptor {
+    let encryptor = this.encryptors.get(department);
+    if (!encryptor) {
+      encryptor = new EnvelopeEncryptor(new KeyringKekProvider(this.policy.keys), keyNames.department(department));
+      this.encryptors.set(department, encryptor);
+    }
+    return encryptor;
   }
 
   /** Dead letters keep the raw event (or frame), whose personal columns are still sealed. */
