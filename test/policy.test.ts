@@ -2,7 +2,7 @@ import { writeFileSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileKeyring } from '@cityshare/shared';
+import { FileKeyring, envelopeKeyIds, openDepartmentValue } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
 import { readAllMessages } from './support/kafka-peek.js';
 import { PipelineRun } from './support/pipeline-run.js';
@@ -21,8 +21,8 @@ describe('department policy', () => {
   let transformer: ServiceProcess;
 
   const citizenClasses: Record<string, string> = { id: 'public', name: 'personal', id_card: 'secret', phone: 'personal', birth_date: 'personal', district: 'public', address: 'personal', registered_at: 'internal' };
-  const healthCitizens: Record<string, unknown> = { id: 'pass', name: { mask: 'name' }, phone: { mask: 'phone' }, district: 'pass' };
-  const haidianCitizens: Record<string, unknown> = { id: 'pass', district: 'pass', birth_date: { mask: 'date_to_year' } };
+  const healthCitizens: Record<string, unknown> = { id: 'pass', name: { mask: 'name' }, phone: { mask: 'phone' }, district: 'pass', id_card: { tokenize: { domain: 'citizen' } } };
+  const haidianCitizens: Record<string, unknown> = { id: 'pass', district: 'pass', birth_date: { mask: 'date_to_year' }, id_card: { tokenize: { domain: 'citizen' } }, phone: { encrypt: { suite: 'sm4-ctr-hmac-sm3' } } };
   const policy = {
     citizenClasses,
     labClasses: { id: 'public', code: 'internal', note: 'internal' } as Record<string, string>,
@@ -33,7 +33,7 @@ describe('department policy', () => {
   /** Writes the pipeline file atomically (as an operator's tooling should), from `policy`. */
   const writePolicy = () => {
     const grants = (dept: 'health' | 'haidian') => [
-      ...(policy[dept].citizens ? [{ table: `cityhub.${run.civilDb}.citizens`, columns: policy[dept].citizens }] : []),
+      ...(policy[dept].citizens ? [{ table: `cityhub.${run.civilDb}.citizens`, columns: policy[dept].citizens, ...(dept === 'haidian' ? { filter: 'district == "海淀"' } : {}) }] : []),
       ...(dept === 'health' && policy.health.lab ? [{ table: `cityhub.${run.healthDb}.lab_results`, columns: policy.health.lab }] : []),
     ];
     writeFileSync(`${pipelineFile}.tmp`, stringify({
@@ -46,7 +46,7 @@ describe('department policy', () => {
         serverId: 5401,
         tables: [
           { name: `${run.civilDb}.citizens`, columns: policy.citizenClasses },
-          { name: `${run.healthDb}.lab_results`, columns: policy.labClasses },
+          { name: `${run.healthDb}.lab_results`, columns: policy.labClasses, quality: { note: { regex: '^[a-z]+$' } } },
         ],
       }],
       departments: [
@@ -64,7 +64,7 @@ describe('department policy', () => {
 
   beforeAll(async () => {
     await run.setUp();
-    FileKeyring.ensure(run.keyringFile, ['department:haidian']);
+    FileKeyring.ensure(run.keyringFile, ['department:haidian', 'token:citizen']);
     await run.pg.query(`DROP SCHEMA IF EXISTS "${haidianSchema}" CASCADE`);
     await run.source.query(`CREATE TABLE \`${run.healthDb}\`.lab_results (id INT PRIMARY KEY, code INT NOT NULL, note VARCHAR(20))`);
     writePolicy();
@@ -80,7 +80,7 @@ describe('department policy', () => {
     await run.tearDown();
   });
 
-  it('gives two departments different views of the same table', async () => {
+  it('gives two departments different views of the same table, joinable on a shared token domain', async () => {
     await insertCitizen(1);
     const health = await eventually(async () => (await rows(run.pgSchema, 'citizens')).at(0) ?? expect.fail('no row yet'));
     const haidian = await eventually(async () => (await rows(haidianSchema, 'citizens')).at(0) ?? expect.fail('no row yet'));
@@ -88,7 +88,23 @@ describe('department policy', () => {
     expect(Object.keys(health)).not.toContain('birth_date');
     expect(haidian).toMatchObject({ id: '1', district: '海淀', birth_date: '1992' });
     expect(Object.keys(haidian)).not.toContain('name');
-    expect(Object.keys(haidian)).not.toContain('phone');
+    // Both get the ID card as a token of the shared `citizen` domain: equal, and not the number.
+    expect(haidian.id_card).toBe(health.id_card);
+    expect(String(health.id_card)).toMatch(/^tok:/);
+    // The district office gets the phone encrypted with the SM4 suite, for its key only.
+    expect(envelopeKeyIds(haidian.phone as Buffer)).toMatchObject({ suite: 'sm4-ctr-hmac-sm3' });
+    expect(openDepartmentValue(FileKeyring.load(run.keyringFile), haidian.phone as Buffer, run.civilDb, 'citizens', 'phone')).toBe('13512345678');
+  });
+
+  it('shares with a district office only the rows of its district, and removes a row that moves away', async () => {
+    await insertCitizen(10, '朝阳');
+    await insertCitizen(11, '海淀');
+    await eventually(async () => expect((await rows(run.pgSchema, 'citizens')).map((r) => r.id)).toEqual(expect.arrayContaining(['10', '11'])));
+    await eventually(async () => expect((await rows(haidianSchema, 'citizens')).map((r) => r.id)).toContain('11'));
+    expect((await rows(haidianSchema, 'citizens')).map((r) => r.id)).not.toContain('10');
+    await run.source.query(`UPDATE \`${run.civilDb}\`.citizens SET district = '朝阳' WHERE id = 11`);
+    await run.source.query(`UPDATE \`${run.civilDb}\`.citizens SET district = '海淀' WHERE id = 10`);
+    await eventually(async () => expect((await rows(haidianSchema, 'citizens')).map((r) => r.id)).toEqual(['1', '10']));
   });
 
   it('shares a column added by ALTER TABLE only once a DBA classifies it and a grant names it', async () => {
@@ -155,6 +171,17 @@ describe('department policy', () => {
     expect(await transformer.metrics()).toMatch(/^cityshare_transformer_paused_tables\{[^}]*\} 0$/m);
   });
 
+  it('sends a change breaking a data-quality rule to the dead-letter topic, still sealed, and goes on', async () => {
+    const lab = `\`${run.healthDb}\`.lab_results`;
+    await run.source.query(`INSERT INTO ${lab} (id, code, note) VALUES (20, 'X', 'Bad Note 1'), (21, 'Y', 'fine')`);
+    await eventually(async () => expect((await rows(run.pgSchema, 'lab_results')).map((r) => r.id)).toContain(21));
+    expect((await rows(run.pgSchema, 'lab_results')).map((r) => r.id)).not.toContain(20);
+    const dead = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.dlq\\.transformer$`))).map((m) => JSON.parse(m.value!.toString()));
+    const broken = dead.find((d) => d.code === 'QUALITY_FAILED');
+    expect(broken).toMatchObject({ reason: `cityhub.${run.healthDb}.lab_results: note breaks regex`, topic: `${run.prefix}.raw.cityhub.${run.healthDb}.lab_results` });
+    expect(JSON.parse(Buffer.from(broken.payload, 'base64').toString()).source.version).toMatch(/\d/);
+  });
+
   it('sends a raw record that cannot be read to the dead-letter topic and goes on', async () => {
     const { Kafka, logLevel } = await import('kafkajs');
     const producer = new Kafka({ brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING }).producer();
@@ -165,5 +192,15 @@ describe('department policy', () => {
     await eventually(async () => expect((await rows(run.pgSchema, 'citizens')).map((r) => r.id)).toContain('600'));
     const dead = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.dlq\\.transformer$`))).map((m) => JSON.parse(m.value!.toString()));
     expect(dead).toContainEqual(expect.objectContaining({ code: 'unparseable', topic: `${run.prefix}.raw.cityhub.${run.civilDb}.citizens` }));
+  });
+
+  it('leaves no personal value of this run in plaintext in any Kafka topic', async () => {
+    const personal = ['王小明', '110108199205170018', '13512345678', '北京市海淀区学院路1号', '1992-05-17'];
+    const messages = await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.`));
+    expect(messages.length).toBeGreaterThan(100);
+    for (const m of messages) {
+      const text = Buffer.concat([m.key ?? Buffer.alloc(0), m.value ?? Buffer.alloc(0)]).toString('utf8');
+      for (const value of personal) expect(text.includes(value), `${value} in ${m.topic}`).toBe(false);
+    }
   });
 });

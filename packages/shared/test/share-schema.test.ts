@@ -25,7 +25,7 @@ const table: TableSchema = {
 const rules: ColumnRule[] = [
   { column: 'id', action: 'pass' },
   { column: 'name', action: 'mask', mask: 'name' },
-  { column: 'id_card', action: 'encrypt' },
+  { column: 'id_card', action: 'encrypt', suite: 'aes-256-gcm' },
   { column: 'balance', action: 'pass' },
   { column: 'born', action: 'pass' },
   { column: 'seen', action: 'pass' },

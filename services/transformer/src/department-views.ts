@@ -1,9 +1,11 @@
-import { compileGrant, type ColumnRule, type PipelineConfig, type TableConfig } from '@cityshare/shared';
+import { compileGrant, type ColumnRule, type PipelineConfig, type RowFilter, type TableConfig } from '@cityshare/shared';
 
 /** One department's grant on one source table, compiled. */
 export interface DepartmentView {
   department: string;
   rules: ColumnRule[];
+  /** Rows outside it are not shared with the department. */
+  filter?: RowFilter | undefined;
 }
 
 /** For each `source.db.table`, the departments that receive it and how. */
@@ -16,7 +18,7 @@ export function departmentViews(config: PipelineConfig): Map<string, DepartmentV
       if (!table) continue;
       let list = views.get(grant.table);
       if (!list) views.set(grant.table, (list = []));
-      list.push({ department: dept.name, rules: compileGrant(grant, table) });
+      list.push({ department: dept.name, ...compileGrant(grant, table) });
     }
   }
   return views;

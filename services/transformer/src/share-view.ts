@@ -3,27 +3,28 @@ import {
   META_FIELDS,
   applyMask,
   columnAad,
-  type EnvelopeEncryptor,
   openValue,
   sealedEventAad,
   tokenize,
   type CanonicalValue,
   type ChangeEvent,
+  type CipherSuiteName,
   type ColumnSchema,
   type DataKey,
+  type EnvelopeEncryptor,
   type KeyProvider,
+  type Op,
   type Row,
+  type RowFilter,
   type SealedImages,
 } from '@cityshare/shared';
 import type { DepartmentView } from './department-views.js';
 
 export interface ViewKeys {
-  /** Opens values the reader sealed under the pipeline key. */
-  pipeline: KeyProvider;
-  /** Envelope-encrypts for the department (data keys wrapped by its key-encryption key). */
-  department: EnvelopeEncryptor;
-  /** Tokenizes for the department's token domain. */
-  token: DataKey;
+  /** Envelope encryptor for the department and a cipher suite. */
+  encryptor: (suite: CipherSuiteName) => EnvelopeEncryptor;
+  /** Key of a token domain (undefined: the department's own). */
+  token: (domain: string | undefined) => DataKey;
 }
 
 export interface ShareRecord {
@@ -31,33 +32,47 @@ export interface ShareRecord {
   value: Record<string, unknown>;
 }
 
+/** Both row images with every column: clear ones as they travel, sealed ones opened (in memory only). */
+export interface RowImages {
+  before: Row | null;
+  after: Row | null;
+}
+
+/** Opens an event's sealed columns once, for every department and rule that needs them. */
+export function openImages(event: ChangeEvent, pipeline: KeyProvider): RowImages {
+  const { db, table } = event.schema;
+  const sealed: SealedImages = event.sealed ? (openValue(pipeline, event.sealed, sealedEventAad(db, table, event.source.version)) as SealedImages) : {};
+  return {
+    before: event.before ? { ...event.before, ...sealed.before } : null,
+    after: event.after ? { ...event.after, ...sealed.after } : null,
+  };
+}
+
 /**
- * Applies one department's grant to one change event: keeps only granted columns, and
- * passes, masks, tokenizes or encrypts each as the grant says. Sealed values are opened
- * only for columns the department receives, and only in memory.
+ * Applies one department's grant to one change: the row filter first (a row entering the
+ * department's view arrives as a create, a row leaving it as a delete), then only the
+ * granted columns, each passed, masked, tokenized or encrypted as the grant says.
+ * Returns null when the row is outside the view before and after the change.
  */
-export function projectEvent(event: ChangeEvent, view: DepartmentView, keys: ViewKeys): ShareRecord {
+export function projectEvent(event: ChangeEvent, images: RowImages, view: DepartmentView, keys: ViewKeys): ShareRecord | null {
   const { schema } = event;
-  const side = event.op === 'd' ? 'before' : 'after';
-  const image = event[side];
-  if (!image) throw new CdcError('RECORD_INVALID', `change event ${event.source.version} has no ${side} image`);
-  const opened: Row = event.sealed
-    ? ((openValue(keys.pipeline, event.sealed, sealedEventAad(schema.db, schema.table, event.source.version)) as SealedImages)[side] ?? {})
-    : {};
+  const seen = filtered(event.op, images, view.filter);
+  if (!seen) return null;
+  const image = images[seen.side];
+  if (!image) throw new CdcError('RECORD_INVALID', `change event ${event.source.version} has no ${seen.side} image`);
   const columns = new Map(schema.columns.map((c) => [c.name, c]));
   const value: Record<string, unknown> = {};
   const key: Row = {};
   for (const rule of view.rules) {
     const column = columns.get(rule.column);
     if (!column) continue; // granted column no longer in the table
-    const aad = columnAad(schema.db, schema.table, rule.column);
-    const plain: CanonicalValue = (rule.column in opened ? opened[rule.column] : image[rule.column]) ?? null;
+    const plain: CanonicalValue = image[rule.column] ?? null;
     let out: unknown;
     if (plain === null) out = null;
     else if (rule.action === 'pass') out = avroValue(column, plain);
     else if (rule.action === 'mask') out = applyMask(rule.mask, plain);
-    else if (rule.action === 'tokenize') out = tokenize(keys.token, plain);
-    else out = keys.department.encrypt(Buffer.from(JSON.stringify(plain), 'utf8'), aad);
+    else if (rule.action === 'tokenize') out = tokenize(keys.token(rule.domain), plain, rule.options);
+    else out = keys.encryptor(rule.suite).encrypt(Buffer.from(JSON.stringify(plain), 'utf8'), columnAad(schema.db, schema.table, rule.column));
     value[rule.column] = out;
     if (schema.primaryKey.includes(rule.column)) {
       if (rule.action !== 'pass' && rule.action !== 'tokenize') {
@@ -69,11 +84,24 @@ export function projectEvent(event: ChangeEvent, view: DepartmentView, keys: Vie
   for (const k of schema.primaryKey) {
     if (!(k in key)) throw new CdcError('CONFIG_INVALID', `key column ${schema.db}.${schema.table}.${k} is not granted to ${view.department}; grant it as pass or tokenize`);
   }
-  value[META_FIELDS.op] = event.op;
+  value[META_FIELDS.op] = seen.op;
   value[META_FIELDS.version] = event.source.version;
   value[META_FIELDS.sourceTsMs] = BigInt(event.source.ts_ms);
-  value[META_FIELDS.deleted] = event.op === 'd';
+  value[META_FIELDS.deleted] = seen.op === 'd';
   return { key: JSON.stringify(key), value };
+}
+
+/** The change as the department sees it through its row filter, and the image it is built from. */
+function filtered(op: Op, images: RowImages, filter: RowFilter | undefined): { op: Op; side: 'before' | 'after' } | null {
+  if (!filter) return { op, side: op === 'd' ? 'before' : 'after' };
+  const was = images.before !== null && filter.matches(images.before);
+  const is = images.after !== null && filter.matches(images.after);
+  if (op === 'd') return was ? { op, side: 'before' } : null;
+  if (op === 'c' || op === 'r') return is ? { op, side: 'after' } : null;
+  if (was && is) return { op, side: 'after' };
+  if (is) return { op: 'c', side: 'after' }; // the row enters the view
+  if (was) return { op: 'd', side: 'before' }; // the row leaves it
+  return null;
 }
 
 /** Canonical value to the JS value avsc expects for the column's Avro type (see share-schema.ts). */

@@ -2,6 +2,11 @@ import type { Consumer, Kafka, Producer } from 'kafkajs';
 import {
   CdcError,
   EnvelopeEncryptor,
+  compileQuality,
+  qualityError,
+  tokenDomainKeyName,
+  type CipherSuiteName,
+  type QualityCheck,
   KeyringKekProvider,
   decodeRawMessage,
   ensureTopics,
@@ -26,7 +31,7 @@ import {
 import { departmentViews, type DepartmentView } from './department-views.js';
 import { SchemaRegistrar } from './schema-registrar.js';
 import { TableSchemas } from './table-schemas.js';
-import { projectEvent, type ViewKeys } from './share-view.js';
+import { openImages, projectEvent, type RowImages, type ViewKeys } from './share-view.js';
 import { IncompatibleView, TablePauses } from './table-pauses.js';
 import type { TransformerMetrics } from './transformer-metrics.js';
 import type { TransformerEnv } from './config.js';
@@ -68,7 +73,7 @@ export class Transformer {
   private producer: Producer | undefined;
   private admin: Admin | undefined;
   /** Grants and keys in force; replaced as a whole when the pipeline file or keyring changes. */
-  private policy: { views: Map<string, DepartmentView[]>; keys: KeyProvider };
+  private policy: Policy;
   private readonly registrar: SchemaRegistrar;
   private running = false;
   private schemas: TableSchemas | undefined;
@@ -77,7 +82,7 @@ export class Transformer {
   private readonly encryptors = new Map<string, EnvelopeEncryptor>();
 
   constructor(private readonly deps: TransformerDeps) {
-    this.policy = { views: departmentViews(deps.config), keys: deps.keys };
+    this.policy = policyOf(deps.config, deps.keys);
     deps.metrics.policyLoaded.set(Date.now() / 1000);
     this.registrar = new SchemaRegistrar(deps.registry, () => deps.metrics.registrations.inc());
     this.pauses = new TablePauses(() => this.consumer!, this.registrar, (table) => this.policy.views.get(table) ?? [], deps.metrics, deps.logger);
@@ -172,7 +177,7 @@ export class Transformer {
     if (unsubscribed.length > 0) this.deps.logger.warn({ topics: unsubscribed }, 'new source tables in the pipeline file are read after a restart of the transformer');
     await ensureTopics(this.admin!, [...planned.share.values()].flat().map((t) => topicSpec(config.kafka, t)));
     const before = grantsOf(this.policy.views);
-    this.policy = { views: departmentViews(config), keys: change.keys };
+    this.policy = policyOf(config, change.keys);
     // Encryptors take the active key-encryption keys of the new keyring (rotation).
     this.encryptors.clear();
     const after = grantsOf(this.policy.views);
@@ -219,24 +224,39 @@ export class Transformer {
     }
     const tableRef = `${event.source.name}.${event.source.db}.${event.source.table}`;
     metrics.recordsIn.inc({ table: tableRef });
+    const tableViews = views.get(tableRef) ?? [];
+    const quality = this.policy.quality.get(tableRef);
+    if (tableViews.length === 0) return [];
+    // The event's own problems (seal that does not open, broken quality rule) reject it
+    // for every department: dead-lettered once, still sealed.
+    let images: RowImages;
+    try {
+      images = openImages(event, keys);
+      const violations = quality && event.op !== 'd' && images.after ? quality(images.after) : [];
+      if (violations.length > 0) throw qualityError(tableRef, violations);
+    } catch (err) {
+      if (!isCdcError(err)) throw err;
+      metrics.dlq.inc({ reason: err.code });
+      return [this.deadLetter(at, err.code, err.message, payload())];
+    }
     const out: OutMessage[] = [];
-    for (const view of views.get(tableRef) ?? []) {
+    for (const view of tableViews) {
       const viewKeys: ViewKeys = {
-        pipeline: keys,
-        department: this.encryptorFor(view.department),
-        token: keys.activeKey(keyNames.department(view.department)),
+        encryptor: (suite) => this.encryptorFor(view.department, suite),
+        token: (domain) => keys.activeKey(domain === undefined ? keyNames.department(view.department) : tokenDomainKeyName(domain)),
       };
       const shareTopic = topics.share(prefix, view.department, event.source.db, event.source.table);
       try {
-        const record = projectEvent(event, view, viewKeys);
+        const record = projectEvent(event, images, view, viewKeys);
+        if (!record) continue; // outside the department's row filter
         const id = await this.registrar.schemaId(shareTopic, view, event.schema);
         out.push({ topic: shareTopic, key: record.key, value: await this.registrar.encode(id, record.value, shareTopic) });
         metrics.recordsOut.inc({ department: view.department, table: tableRef });
       } catch (err) {
         if (isCdcError(err, 'SCHEMA_INCOMPATIBLE')) throw new IncompatibleView(view.department, tableRef, shareTopic, event.schema, err);
-        if (isCdcError(err) && (err.code === 'RECORD_INVALID' || err.code === 'DECRYPT_FAILED')) {
+        if (isCdcError(err, 'RECORD_INVALID')) {
           metrics.dlq.inc({ reason: err.code });
-          out.push(this.deadLetter(at, err.code, err.message, payload()));
+          out.push(this.deadLetter(at, err.code, `${view.department}: ${err.message}`, payload()));
           continue;
         }
         // Configuration, registry and schema problems stop the transformer before its
@@ -249,12 +269,13 @@ export class Transformer {
     return out;
   }
 
-  /** The department's envelope encryptor: one data key for many values, wrapped by its key-encryption key. */
-  private encryptorFor(department: string): EnvelopeEncryptor {
-    let encryptor = this.encryptors.get(department);
+  /** The department's envelope encryptor for a suite: one data key for many values, wrapped by its key-encryption key. */
+  private encryptorFor(department: string, suite: CipherSuiteName): EnvelopeEncryptor {
+    const id = `${department}/${suite}`;
+    let encryptor = this.encryptors.get(id);
     if (!encryptor) {
-      encryptor = new EnvelopeEncryptor(new KeyringKekProvider(this.policy.keys), keyNames.department(department));
-      this.encryptors.set(department, encryptor);
+      encryptor = new EnvelopeEncryptor(new KeyringKekProvider(this.policy.keys), keyNames.department(department), { suite });
+      this.encryptors.set(id, encryptor);
     }
     return encryptor;
   }
@@ -283,4 +304,28 @@ export class Transformer {
 /** `department -> source.db.table` pairs of a set of views, for logging what a reload changed. */
 function grantsOf(views: Map<string, DepartmentView[]>): Set<string> {
   return new Set([...views].flatMap(([table, list]) => list.map((v) => `${v.department} -> ${table}`)));
+}
+
+/** Grants, quality rules and keys in force, as one value so a reload swaps them together. */
+interface Policy {
+  views: Map<string, DepartmentView[]>;
+  /** Data-quality check per `source.db.table`. */
+  quality: Map<string, QualityCheck>;
+  keys: KeyProvider;
+}
+
+/**
+ * Compiles a pipeline file's policy and checks the keyring holds every key it needs
+ * (department keys, token domains), so a missing key stops the load, not a record.
+ */
+function policyOf(config: PipelineConfig, keys: KeyProvider): Policy {
+  const views = departmentViews(config);
+  for (const list of views.values()) {
+    for (const view of list) {
+      keys.activeKey(keyNames.department(view.department));
+      for (const rule of view.rules) if (rule.action === 'tokenize' && rule.domain !== undefined) keys.activeKey(tokenDomainKeyName(rule.domain));
+    }
+  }
+  const quality = new Map(config.sources.flatMap((s) => s.tables.filter((t) => t.quality).map((t) => [`${s.name}.${t.name}`, compileQuality(t.quality)] as const)));
+  return { views, quality, keys };
 }

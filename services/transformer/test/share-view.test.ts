@@ -1,14 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { EnvelopeEncryptor, FileKeyring, KeyringKekProvider, openDepartmentValue, sealValue, sealedEventAad, type ChangeEvent } from '@cityshare/shared';
-import { projectEvent, type ViewKeys } from '../src/share-view.js';
+import { EnvelopeEncryptor, FileKeyring, KeyringKekProvider, compileRowFilter, envelopeKeyIds, openDepartmentValue, sealValue, sealedEventAad, type ChangeEvent } from '@cityshare/shared';
+import { openImages, projectEvent, type ViewKeys } from '../src/share-view.js';
 import type { DepartmentView } from '../src/department-views.js';
 
 const m = (b: number) => Buffer.alloc(32, b).toString('base64');
 const keyring = new FileKeyring({
   version: 1,
-  keys: { pipeline: [{ id: 'p1', material: m(1) }], 'department:health': [{ id: 'h1', material: m(2) }] },
+  keys: { pipeline: [{ id: 'p1', material: m(1) }], 'department:health': [{ id: 'h1', material: m(2) }], 'token:citizen': [{ id: 't1', material: m(3) }] },
 });
-const keys: ViewKeys = { pipeline: keyring, department: new EnvelopeEncryptor(new KeyringKekProvider(keyring), 'department:health'), token: keyring.activeKey('department:health') };
+const keys: ViewKeys = {
+  encryptor: (suite) => new EnvelopeEncryptor(new KeyringKekProvider(keyring), 'department:health', { suite }),
+  token: (domain) => keyring.activeKey(domain === undefined ? 'department:health' : `token:${domain}`),
+};
 const sealImage = (side: 'before' | 'after', v: unknown, table = 'citizens') => sealValue(keyring.activeKey('pipeline'), { [side]: v }, sealedEventAad('civil', table, 'v1'));
 const secret = { name: '王小明', phone: '13912345678', id_card: '110101199001011234' };
 
@@ -40,14 +43,17 @@ const view: DepartmentView = {
   rules: [
     { column: 'id', action: 'pass' },
     { column: 'name', action: 'mask', mask: 'name' },
-    { column: 'phone', action: 'tokenize' },
-    { column: 'id_card', action: 'encrypt' },
+    { column: 'phone', action: 'tokenize', domain: undefined, options: {} },
+    { column: 'id_card', action: 'encrypt', suite: 'aes-256-gcm' },
     { column: 'visits', action: 'pass' },
   ],
 };
 
+/** projectEvent with the event's images opened, as the transformer calls it. */
+const project = (e: ChangeEvent, v: DepartmentView) => projectEvent(e, openImages(e, keyring), v, keys);
+
 describe('projectEvent', () => {
-  const record = projectEvent(event, view, keys);
+  const record = project(event, view)!;
 
   it('delivers only granted columns plus change metadata', () => {
     expect(Object.keys(record.value).sort()).toEqual(['__deleted', '__op', '__source_ts_ms', '__version', 'id', 'id_card', 'name', 'phone', 'visits']);
@@ -59,28 +65,68 @@ describe('projectEvent', () => {
   it('masks, tokenizes and encrypts as granted; passes 64-bit values exactly', () => {
     expect(record.value.name).toBe('王**');
     expect(record.value.phone).toMatch(/^tok:h1:[A-Za-z0-9_-]{43}$/);
-    expect(projectEvent(event, view, keys).value.phone).toBe(record.value.phone);
+    expect(project(event, view)!.value.phone).toBe(record.value.phone);
     expect(openDepartmentValue(keyring, record.value.id_card as Buffer, 'civil', 'citizens', 'id_card')).toBe('110101199001011234');
     expect(record.value.visits).toBe(9007199254740993n);
   });
 
   it('uses the before image of a delete', () => {
-    const del = projectEvent({ ...event, op: 'd', before: event.after, after: null, sealed: sealImage('before', secret) }, view, keys);
+    const del = project({ ...event, op: 'd', before: event.after, after: null, sealed: sealImage('before', secret) }, view)!;
     expect(del.value.__deleted).toBe(true);
     expect(del.value.name).toBe('王**');
   });
 
   it('refuses sealed images moved to another event or table', () => {
-    expect(() => projectEvent({ ...event, source: { ...event.source, version: 'v2' } }, view, keys)).toThrow(/does not verify/);
-    expect(() => projectEvent({ ...event, sealed: sealImage('after', secret, 'other') }, view, keys)).toThrow(/does not verify/);
+    expect(() => project({ ...event, source: { ...event.source, version: 'v2' } }, view)).toThrow(/does not verify/);
+    expect(() => project({ ...event, sealed: sealImage('after', secret, 'other') }, view)).toThrow(/does not verify/);
   });
 
   it('refuses to deliver when a key column is encrypted (rows could not be matched)', () => {
-    const bad: DepartmentView = { department: 'health', rules: [{ column: 'id', action: 'encrypt' }] };
-    expect(() => projectEvent(event, bad, keys)).toThrow(/key columns must be pass or tokenize/);
+    const bad: DepartmentView = { department: 'health', rules: [{ column: 'id', action: 'encrypt', suite: 'aes-256-gcm' }] };
+    expect(() => project(event, bad)).toThrow(/key columns must be pass or tokenize/);
   });
 
   it('refuses to deliver when a key column is not granted', () => {
-    expect(() => projectEvent(event, { department: 'health', rules: [{ column: 'district', action: 'pass' }] }, keys)).toThrow(/not granted/);
+    expect(() => project(event, { department: 'health', rules: [{ column: 'district', action: 'pass' }] })).toThrow(/not granted/);
+  });
+
+  it('tokenizes in a shared domain: two departments get the same token for the same value', () => {
+    const shared: DepartmentView = { department: 'health', rules: [{ column: 'id', action: 'pass' }, { column: 'phone', action: 'tokenize', domain: 'citizen', options: { format: 'digits' } }] };
+    const token = project(event, shared)!.value.phone as string;
+    expect(token).toMatch(/^\d{11}$/);
+    expect(token).not.toBe(secret.phone);
+    expect(project(event, { ...shared, department: 'haidian' })!.value.phone).toBe(token);
+  });
+
+  it('encrypts with the SM4-CTR + HMAC-SM3 suite when the grant says so', () => {
+    const sm4: DepartmentView = { department: 'health', rules: [{ column: 'id', action: 'pass' }, { column: 'id_card', action: 'encrypt', suite: 'sm4-ctr-hmac-sm3' }] };
+    const value = project(event, sm4)!.value.id_card as Buffer;
+    expect(envelopeKeyIds(value)).toEqual({ suite: 'sm4-ctr-hmac-sm3', kekId: 'h1' });
+    expect(openDepartmentValue(keyring, value, 'civil', 'citizens', 'id_card')).toBe(secret.id_card);
+  });
+});
+
+describe('row filters', () => {
+  const haidian: DepartmentView = { ...view, filter: compileRowFilter('district == "海淀"') };
+  const update = (from: string, to: string): ChangeEvent => ({ ...event, op: 'u', before: { ...event.after!, district: from }, after: { ...event.after!, district: to }, sealed: sealValue(keyring.activeKey('pipeline'), { before: secret, after: secret }, sealedEventAad('civil', 'citizens', 'v1')) });
+
+  it('shares only the rows inside the filter', () => {
+    expect(project({ ...event, op: 'c', after: { ...event.after!, district: '海淀' } }, haidian)!.value.__op).toBe('c');
+    expect(project({ ...event, op: 'c', after: { ...event.after!, district: '朝阳' } }, haidian)).toBeNull();
+  });
+
+  it('turns a row moving into the view into a create and a row leaving it into a delete', () => {
+    expect(project(update('朝阳', '海淀'), haidian)!.value).toMatchObject({ __op: 'c', __deleted: false });
+    const leaving = project(update('海淀', '朝阳'), haidian)!;
+    expect(leaving.value).toMatchObject({ __op: 'd', __deleted: true, name: '王**' });
+    expect(leaving.key).toBe('{"id":"7"}');
+    expect(project(update('海淀', '海淀'), haidian)!.value.__op).toBe('u');
+    expect(project(update('朝阳', '东城'), haidian)).toBeNull();
+  });
+
+  it('filters on sealed (personal) columns too, opened in memory only', () => {
+    const byName: DepartmentView = { ...view, filter: compileRowFilter('name starts_with "王"') };
+    expect(project(event, byName)).not.toBeNull();
+    expect(project(event, { ...view, filter: compileRowFilter('name starts_with "李"') })).toBeNull();
   });
 });

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { CdcError } from '../errors.js';
+import { compileRowFilter } from '../policy/row-filter.js';
 import { pipelineSchema, type PipelineConfig } from './pipeline-schema.js';
 
 export interface LoadedPipeline {
@@ -74,6 +75,11 @@ export function crossCheck(config: PipelineConfig): string[] {
         if (!(column in classes)) {
           problems.push(`${where}: column ${column} is not classified on ${grant.table}; a DBA must classify it before it can be granted`);
         }
+      }
+      // The filter was compiled by the schema already; its columns must be classified too.
+      const filterColumns = grant.filter === undefined ? [] : compileRowFilter(grant.filter).columns;
+      for (const column of filterColumns.filter((c) => !(c in classes))) {
+        problems.push(`${where}: the row filter reads column ${column}, which is not classified on ${grant.table}`);
       }
     }
   }

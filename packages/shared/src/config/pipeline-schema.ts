@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { MAX_MASK_INPUT, MAX_MASK_PATTERN, maskPatternProblem } from '../policy/mask.js';
+import { compileRowFilter } from '../policy/row-filter.js';
 
 /**
  * The declarative pipeline file (pipeline.yaml): sources and their tables with column
@@ -13,27 +15,123 @@ export const columnClass = z
   .enum(['public', 'internal', 'personal', 'secret'])
   .describe('public and internal travel in clear inside the pipeline; personal and secret are encrypted from the reader on');
 
-export const maskKind = z.enum(['phone', 'id_card', 'name', 'email', 'bank_card', 'address', 'plate', 'date_to_year', 'full']);
+export const maskKind = z
+  .enum(['phone', 'id_card', 'name', 'email', 'bank_card', 'address', 'plate', 'date_to_year', 'date_to_month', 'full'])
+  .describe(
+    'built-in mask: phone (138****1234, +86 138-****-1234; landlines keep area code and last 4), ' +
+      'id_card (18 digits keep region and check digit: 110101***********X; 15-digit legacy keeps region; anything else fully masked), ' +
+      'name (keeps the surname, compound ones too: 张**, 欧阳**; Latin names keep initials: J*** S****), ' +
+      'email (a****@example.gov.cn), bank_card (16-19 digits, keeps first 6 and last 4: 622202******7890), ' +
+      'address (keeps province/city/district: 北京市海淀区*******; else the first 6 characters), ' +
+      'plate (京A***45, new energy 京A****45), date_to_year (DATE, DATETIME or TIMESTAMP -> 1990), ' +
+      'date_to_month (-> 1990-05), full (every character becomes *)',
+  );
 
-export const maskSpec = z.union([
-  maskKind,
-  z.strictObject({
-    keep: z.strictObject({
-      first: z.number().int().min(0).default(0),
-      last: z.number().int().min(0).default(0),
-      char: z.string().length(1).default('*'),
-    }),
-  }),
-]);
+export const maskSpec = z
+  .union([
+    maskKind,
+    z
+      .strictObject({
+        keep: z.strictObject({
+          first: z.number().int().min(0).default(0).describe('characters kept at the start'),
+          last: z.number().int().min(0).default(0).describe('characters kept at the end'),
+          char: z.string().length(1).default('*').describe('character that replaces the others'),
+        }),
+      })
+      .describe('keeps the first and last characters (code points), replaces the others'),
+    z
+      .strictObject({
+        regex: z.strictObject({
+          pattern: z
+            .string()
+            .superRefine((pattern, ctx) => {
+              const problem = maskPatternProblem(pattern);
+              if (problem) ctx.addIssue({ code: 'custom', message: `invalid mask pattern ${JSON.stringify(pattern)}: ${problem}` });
+            })
+            .describe(`JavaScript regular expression (at most ${MAX_MASK_PATTERN} characters), applied with the u and g flags; repeated groups may not contain quantifiers or alternations, no backreferences`),
+          replace: z.string().max(MAX_MASK_PATTERN).describe('replacement for every match; $1, $<name> and $& refer to the match'),
+          unmatched: z
+            .enum(['full', 'pass'])
+            .default('full')
+            .describe('a value the pattern does not match: full masks every character (default), pass delivers it unchanged'),
+        }),
+      })
+      .describe(`regular-expression mask on the text of the value (its first ${MAX_MASK_INPUT} characters; the rest is dropped)`),
+    z
+      .strictObject({
+        round: z.strictObject({
+          to: z.number().positive().describe('rounds to the nearest multiple (half away from zero), e.g. 100 or 0.01'),
+        }),
+      })
+      .describe("numbers and decimal strings rounded exactly, as a string with the fraction digits of `to`: 12345.67 to 100 -> '12300'"),
+    z
+      .strictObject({
+        bucket: z.strictObject({
+          size: z.number().int().positive().describe('width of each range'),
+        }),
+      })
+      .describe("numbers replaced by their range [lo, lo+size): age 37 with size 10 -> '30-39'"),
+  ])
+  .describe('irreversible mask; null stays null');
 
 export const grantAction = z
   .union([
     z.literal('pass').describe('deliver the value as it is'),
-    z.literal('encrypt').describe("AES-256-GCM under the department's key; the department decrypts"),
-    z.literal('tokenize').describe('keyed HMAC-SHA256 token, equal for equal values'),
+    z.literal('encrypt').describe("envelope encryption for the department (AES-256-GCM data keys wrapped by the department's key); the department decrypts with its keyring"),
+    z
+      .strictObject({
+        encrypt: z.strictObject({
+          suite: z.enum(['aes-256-gcm', 'sm4-ctr-hmac-sm3']).default('aes-256-gcm').describe('cipher suite: AES-256-GCM, or SM4-CTR with HMAC-SM3 (encrypt-then-MAC) for national-standard deployments'),
+        }),
+      })
+      .describe('envelope encryption with a chosen cipher suite, e.g. { encrypt: { suite: sm4-ctr-hmac-sm3 } }'),
+    z.literal('tokenize').describe("keyed HMAC-SHA256 token in the department's own token domain, equal for equal values"),
+    z
+      .strictObject({
+        tokenize: z
+          .strictObject({
+            domain: name
+              .optional()
+              .describe("token domain; its key is `token:<domain>` in the keyring. Departments given tokens of the same domain can join on them. Omitted: the department's own domain"),
+            algorithm: z.enum(['hmac-sha256', 'hmac-sm3']).default('hmac-sha256').describe('HMAC hash: SHA-256 or SM3 (GB/T 32905)'),
+            format: z
+              .enum(['opaque', 'digits', 'preserve'])
+              .default('opaque')
+              .describe(
+                'opaque: tok:<keyId>:<base64url>; digits: as many digits as the value has; preserve: digits, letters (with case) and Han characters replaced in kind. ' +
+                  'digits and preserve are HMAC-derived, not reversible, carry no key id: rotating the domain key changes every token',
+              ),
+          })
+          .describe('deterministic keyed token in a token domain'),
+      })
+      .describe('keyed token with options, in a named (shared) token domain, e.g. { tokenize: { domain: citizen } }'),
     z.strictObject({ mask: maskSpec }).describe('irreversible mask, e.g. 138****1234'),
   ])
   .describe('what the department receives for this column; a column not listed is not shared');
+
+export const qualityRule = z
+  .strictObject({
+    notNull: z.boolean().optional().describe('the value must not be null'),
+    regex: z
+      .string()
+      .max(200)
+      .optional()
+      .refine((p) => p === undefined || isRegex(p), 'not a valid regular expression (JavaScript syntax, u flag)')
+      .describe('the value, as text, must match (JavaScript regular expression, u flag)'),
+    min: z.union([z.number(), z.string()]).optional().describe('lowest allowed value: numbers compare exactly, other values (dates) as text'),
+    max: z.union([z.number(), z.string()]).optional().describe('highest allowed value'),
+    enum: z.array(z.union([z.string(), z.number()])).min(1).optional().describe('the allowed values'),
+  })
+  .describe('data-quality rule of a column: a change breaking it goes to the dead-letter topic instead of any department');
+
+function isRegex(pattern: string): boolean {
+  try {
+    new RegExp(pattern, 'u');
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export const tableSpec = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_$]+\.[A-Za-z0-9_$]+$/, 'db.table').describe('database.table on the source'),
@@ -42,6 +140,7 @@ export const tableSpec = z.strictObject({
     .boolean()
     .default(false)
     .describe('for a table without a primary key: delivered as a change log (every change appended downstream, identified by its source position) instead of being refused; such a table is not snapshotted'),
+  quality: z.record(identifier, qualityRule).optional().describe('data-quality rules per column, checked on every new row image before any department receives it'),
 });
 
 export const sourceSpec = z.strictObject({
@@ -66,6 +165,22 @@ export const grantSpec = z.strictObject({
   table: z.string().regex(/^[a-z][a-z0-9_]*\.[A-Za-z0-9_$]+\.[A-Za-z0-9_$]+$/, 'source.db.table'),
   columns: z.record(identifier, grantAction),
   targetTable: identifier.optional().describe('table name at the target; defaults to the source table name'),
+  filter: z
+    .string()
+    .superRefine((expression, ctx) => {
+      try {
+        compileRowFilter(expression);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    })
+    .optional()
+    .describe(
+      'row filter: only rows for which it is true are shared, e.g. district in ["东城", "西城"] && fee >= 100. ' +
+        'Comparisons == != < <= > >=, in [..], not in [..], is null, is not null, starts_with, ends_with, contains; && || ! (and or not), parentheses. ' +
+        'Columns by name (`back-ticked` if needed); "quoted" values are text, unquoted numbers compare exactly as numbers. ' +
+        'SQL null semantics: a comparison with null is never true',
+    ),
 });
 
 export const departmentSpec = z.strictObject({
@@ -101,3 +216,4 @@ export type GrantConfig = DepartmentConfig['grants'][number];
 export type GrantAction = z.infer<typeof grantAction>;
 export type MaskSpec = z.infer<typeof maskSpec>;
 export type ColumnClass = z.infer<typeof columnClass>;
+export type QualityRule = z.infer<typeof qualityRule>;

@@ -1,4 +1,7 @@
-import type { ColumnClass, GrantAction, GrantConfig, TableConfig } from '../config/pipeline-schema.js';
+import type { ColumnClass, GrantAction, GrantConfig, MaskSpec, TableConfig } from '../config/pipeline-schema.js';
+import type { CipherSuiteName } from '../crypto/suites.js';
+import { compileRowFilter, type RowFilter } from './row-filter.js';
+import type { TokenOptions } from './tokenize.js';
 
 /** Column classes whose values the reader seals under the pipeline key. */
 export function isProtectedClass(cls: ColumnClass | undefined): boolean {
@@ -8,20 +11,39 @@ export function isProtectedClass(cls: ColumnClass | undefined): boolean {
 
 export type ColumnRule =
   | { column: string; action: 'pass' }
-  | { column: string; action: 'encrypt' }
-  | { column: string; action: 'tokenize' }
-  | { column: string; action: 'mask'; mask: Extract<GrantAction, { mask: unknown }>['mask'] };
+  | { column: string; action: 'encrypt'; suite: CipherSuiteName }
+  /** `domain` undefined: the department's own token domain. */
+  | { column: string; action: 'tokenize'; domain: string | undefined; options: TokenOptions }
+  | { column: string; action: 'mask'; mask: MaskSpec };
+
+export interface CompiledGrant {
+  rules: ColumnRule[];
+  /** Rows outside it are not shared; undefined shares every row. */
+  filter: RowFilter | undefined;
+}
 
 /**
- * The rules of one grant for one table: which columns leave, and how. Columns that are
- * not granted, or granted but no longer classified, are absent: secure by default.
+ * The rules of one grant for one table: which columns leave, and how, and which rows.
+ * Columns that are not granted, or granted but not classified, are absent: secure by
+ * default.
  */
-export function compileGrant(grant: GrantConfig, table: TableConfig): ColumnRule[] {
+export function compileGrant(grant: GrantConfig, table: TableConfig): CompiledGrant {
   const rules: ColumnRule[] = [];
   for (const [column, action] of Object.entries(grant.columns)) {
     if (!(column in table.columns)) continue;
-    if (typeof action === 'string') rules.push({ column, action });
-    else rules.push({ column, action: 'mask', mask: action.mask });
+    rules.push(ruleOf(column, action));
   }
-  return rules;
+  return { rules, filter: grant.filter === undefined ? undefined : compileRowFilter(grant.filter) };
+}
+
+function ruleOf(column: string, action: GrantAction): ColumnRule {
+  if (action === 'pass') return { column, action };
+  if (action === 'encrypt') return { column, action, suite: 'aes-256-gcm' };
+  if (action === 'tokenize') return { column, action, domain: undefined, options: {} };
+  if ('encrypt' in action) return { column, action: 'encrypt', suite: action.encrypt.suite };
+  if ('tokenize' in action) {
+    const { domain, algorithm, format } = action.tokenize;
+    return { column, action: 'tokenize', domain, options: { algorithm, format } };
+  }
+  return { column, action: 'mask', mask: action.mask };
 }
