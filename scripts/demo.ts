@@ -1,10 +1,11 @@
 /**
  * The demo: sample smart-city data flows from the project's MariaDB through the three
- * services to the health department's PostgreSQL schema, with live changes, and the
- * result is printed next to the source. Run with `npm run demo`.
+ * services to two departments' PostgreSQL schemas (health, and the Haidian district
+ * office with a row filter), with live changes, and the result is printed next to the
+ * source. Run with `npm run demo`.
  */
 import { Kafka, logLevel } from 'kafkajs';
-import { columnAad, decryptField, isCdcError } from '@cityshare/shared';
+import { isCdcError, openDepartmentValue } from '@cityshare/shared';
 import { eventually } from '../test/support/eventually.js';
 import { PipelineRun } from '../test/support/pipeline-run.js';
 import { stack } from '../test/support/stack.js';
@@ -35,16 +36,17 @@ async function main(): Promise<void> {
     healthDb: 'health',
     transportDb: 'transport',
     pgSchema: 'dept_health',
+    haidianPgSchema: 'dept_haidian',
     keyringFile: `${stack.root}.stack/keyring.json`,
   });
   say(`Preparing source databases civil, health, transport on MariaDB :${stack.source.port} (topic prefix ${run.prefix})`);
   await removeOldDemoTopics(run.prefix);
   await run.setUp();
 
-  say('Starting cdc-reader, transformer and sink (logs in .stack/logs/test/)');
-  for (const name of ['cdc-reader', 'transformer', 'sink'] as const) {
-    const svc = await run.start(name);
-    console.log(`  ${name.padEnd(12)} ready   metrics http://127.0.0.1:${svc.port}/metrics   log ${svc.logFile}`);
+  say('Starting cdc-reader, transformer and a sink per department (logs in .stack/logs/test/)');
+  for (const [name, department] of [['cdc-reader', ''], ['transformer', ''], ['sink', 'health'], ['sink', 'haidian']] as const) {
+    const svc = await run.start(name, department ? { SINK_DEPARTMENT: department } : {});
+    console.log(`  ${`${name}${department ? ` (${department})` : ''}`.padEnd(18)} ready   metrics http://127.0.0.1:${svc.port}/metrics   log ${svc.logFile}`);
   }
 
   say(`Loading ${CITIZENS} citizens, ${VISITS} clinic visits and ${TAPS} bus card taps`);
@@ -57,6 +59,8 @@ async function main(): Promise<void> {
   await run.source.query('INSERT INTO health.clinic_visits (id, citizen_id, clinic, visited_at, diagnosis, fee) VALUES ?', [
     visits.map((v) => [v.id, v.citizen_id, v.clinic, v.visited_at, v.diagnosis, v.fee]),
   ]);
+  // Breaks the data-quality rule `fee: { min: 0 }`: goes to the dead-letter topic, not to health.
+  await run.source.query("INSERT INTO health.clinic_visits VALUES (9999, 1, '海淀医院', NOW(3), '复诊', -5.00)");
   const taps = busTaps(TAPS);
   await run.source.query('INSERT INTO transport.bus_card_taps (card_no, route, stop_name, tapped_at, fare) VALUES ?', [
     taps.map((t) => [t.card_no, t.route, t.stop_name, t.tapped_at, t.fare]),
@@ -87,7 +91,7 @@ async function main(): Promise<void> {
   for (const s of source.slice(0, 6)) {
     const d = byId.get(String(s.id))!;
     const cipher = d.id_card as Buffer;
-    const opened = JSON.parse(decryptField(run.keys, cipher, columnAad('civil', 'citizens', 'id_card')).toString()) as string;
+    const opened = openDepartmentValue(run.keys, cipher, 'civil', 'citizens', 'id_card') as string;
     console.log(
       `  ${String(s.id).padEnd(4)} ${String(s.name)} -> ${String(d.name)}  ${s.phone} -> ${d.phone}  ${cipher.toString('hex').slice(0, 16)}… -> ${opened}`,
     );
@@ -97,9 +101,26 @@ async function main(): Promise<void> {
   const { rows: visitRows } = await run.pg.query('SELECT id, clinic, visited_at, fee, diagnosis FROM dept_health.clinic_visits ORDER BY id LIMIT 3');
   say('Clinic visits at the department (fee exact, time with zone, diagnosis encrypted for health):');
   for (const v of visitRows) {
-    const diagnosis = JSON.parse(decryptField(run.keys, v.diagnosis, columnAad('health', 'clinic_visits', 'diagnosis')).toString()) as string;
+    const diagnosis = openDepartmentValue(run.keys, v.diagnosis, 'health', 'clinic_visits', 'diagnosis') as string;
     console.log(`  ${v.id} ${v.clinic} ${(v.visited_at as Date).toISOString()} fee=${v.fee} diagnosis=${diagnosis}`);
   }
+
+  const haidianExpected = source.filter((s) => s.district === '海淀').length;
+  const haidian = await eventually(async () => {
+    const { rows } = await run.pg.query('SELECT * FROM dept_haidian.citizens ORDER BY id');
+    if (rows.length !== haidianExpected) throw new Error('not there yet');
+    return rows as Array<Record<string, unknown>>;
+  }, 120_000);
+  say(`The Haidian district office received only its district's ${haidian.length} citizens (filter district == "海淀"); first four:`);
+  for (const d of haidian.slice(0, 4)) {
+    console.log(`  ${String(d.id).padEnd(4)} ${String(d.name)}  ${String(d.phone)}  born ${String(d.birth_date)}  ${String(d.address)}  id_card …${String(d.id_card).slice(-16)} (token of the shared citizen domain)`);
+  }
+  if (people.find((p) => p.id === 2)?.district === '海淀') console.log('  (citizen 2 moved from 海淀 to 朝阳 during the demo: its row left the office\'s table, delivered to it as a delete)');
+
+  const transformer = run.services.find((s) => s.name === 'transformer')!;
+  const dead = (await transformer.metrics()).split('\n').filter((l) => l.startsWith('cityshare_transformer_dlq_total'));
+  say('Dead-lettered by the transformer (the visit with fee -5.00 breaks `fee: { min: 0 }`; still sealed on <prefix>.dlq.transformer):');
+  for (const line of dead) console.log(`  ${line}`);
 
   const reader = run.services.find((s) => s.name === 'cdc-reader')!;
   const events = (await reader.metrics()).split('\n').filter((l) => l.startsWith('cityshare_reader_events_total'));
@@ -109,6 +130,7 @@ async function main(): Promise<void> {
   await run.tearDown({ keepData: true });
   say('Done. The data stays for you to look at:');
   console.log(`  psql ${stack.postgresUrl} -c 'SELECT * FROM dept_health.citizens LIMIT 5'`);
+  console.log(`  psql ${stack.postgresUrl} -c 'SELECT * FROM dept_haidian.citizens LIMIT 5'`);
   console.log(`  mariadb -h127.0.0.1 -P${stack.source.port} -uroot civil -e 'SELECT * FROM citizens LIMIT 5'`);
   console.log('  npm run stack:down   # stops MariaDB :3307, Kafka and the registry');
 }

@@ -17,7 +17,7 @@ import { stack } from './support/stack.js';
 describe('department policy', () => {
   const run = new PipelineRun();
   const pipelineFile = join(dirname(run.keyringFile), 'policy-pipeline.yaml');
-  const haidianSchema = `${run.id}_dept_haidian`;
+  const haidianSchema = run.haidianPgSchema;
   let transformer: ServiceProcess;
 
   const citizenClasses: Record<string, string> = { id: 'public', name: 'personal', id_card: 'secret', phone: 'personal', birth_date: 'personal', district: 'public', address: 'personal', registered_at: 'internal' };
@@ -64,8 +64,6 @@ describe('department policy', () => {
 
   beforeAll(async () => {
     await run.setUp();
-    FileKeyring.ensure(run.keyringFile, ['department:haidian', 'token:citizen']);
-    await run.pg.query(`DROP SCHEMA IF EXISTS "${haidianSchema}" CASCADE`);
     await run.source.query(`CREATE TABLE \`${run.healthDb}\`.lab_results (id INT PRIMARY KEY, code INT NOT NULL, note VARCHAR(20))`);
     writePolicy();
     const env = { CITYSHARE_PIPELINE: pipelineFile };
@@ -76,7 +74,6 @@ describe('department policy', () => {
   });
 
   afterAll(async () => {
-    await run.pg.query(`DROP SCHEMA IF EXISTS "${haidianSchema}" CASCADE`);
     await run.tearDown();
   });
 

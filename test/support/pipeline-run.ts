@@ -18,6 +18,7 @@ export interface RunNames {
   healthDb: string;
   transportDb: string;
   pgSchema: string;
+  haidianPgSchema: string;
   keyringFile: string;
 }
 
@@ -28,6 +29,7 @@ export class PipelineRun {
   readonly healthDb: string;
   readonly transportDb: string;
   readonly pgSchema: string;
+  readonly haidianPgSchema: string;
   readonly keyringFile: string;
   readonly keys: FileKeyring;
   readonly services: ServiceProcess[] = [];
@@ -42,8 +44,9 @@ export class PipelineRun {
     this.healthDb = names.healthDb ?? `${this.id}_health`;
     this.transportDb = names.transportDb ?? `${this.id}_transport`;
     this.pgSchema = names.pgSchema ?? `${this.id}_dept_health`;
+    this.haidianPgSchema = names.haidianPgSchema ?? `${this.id}_dept_haidian`;
     this.keyringFile = names.keyringFile ?? join(stack.root, '.stack', 'test', this.id, 'keyring.json');
-    this.keys = FileKeyring.ensure(this.keyringFile, ['pipeline', 'department:health']);
+    this.keys = FileKeyring.ensure(this.keyringFile, ['pipeline', 'department:health', 'department:haidian', 'token:citizen']);
   }
 
   get env(): NodeJS.ProcessEnv {
@@ -54,6 +57,9 @@ export class PipelineRun {
       CIVIL_DB: this.civilDb,
       HEALTH_DB: this.healthDb,
       HEALTH_PG_SCHEMA: this.pgSchema,
+      HAIDIAN_PG_SCHEMA: this.haidianPgSchema,
+      // The health department's sink unless a test says otherwise.
+      SINK_DEPARTMENT: 'health',
       KEYRING_FILE: this.keyringFile,
       TRANSFORMER_INSTANCE_ID: this.id,
     };
@@ -72,11 +78,12 @@ export class PipelineRun {
     await this.source.query(ddl);
     this.pg = new pg.Client({ connectionString: stack.postgresUrl });
     await this.pg.connect();
-    await this.pg.query(`DROP SCHEMA IF EXISTS "${this.pgSchema}" CASCADE`);
+    for (const schema of [this.pgSchema, this.haidianPgSchema]) await this.pg.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   }
 
   service(name: ServiceName, env: NodeJS.ProcessEnv = {}): ServiceProcess {
-    const svc = new ServiceProcess(name, { ...this.env, ...env }, join(stack.root, '.stack', 'logs', 'test', `${this.id}-${name}.log`));
+    const department = name === 'sink' ? `-${env.SINK_DEPARTMENT ?? this.env.SINK_DEPARTMENT}` : '';
+    const svc = new ServiceProcess(name, { ...this.env, ...env }, join(stack.root, '.stack', 'logs', 'test', `${this.id}-${name}${department}.log`));
     this.services.push(svc);
     return svc;
   }
@@ -103,7 +110,7 @@ export class PipelineRun {
     }
     for (const db of [this.civilDb, this.healthDb, this.transportDb]) await this.source?.query(`DROP DATABASE IF EXISTS \`${db}\``);
     await this.source?.end();
-    await this.pg?.query(`DROP SCHEMA IF EXISTS "${this.pgSchema}" CASCADE`);
+    for (const schema of [this.pgSchema, this.haidianPgSchema]) await this.pg?.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
     await this.pg?.end();
   }
 }
