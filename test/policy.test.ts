@@ -1,4 +1,5 @@
-import { writeFileSync, renameSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -102,6 +103,27 @@ describe('department policy', () => {
     await run.source.query(`UPDATE \`${run.civilDb}\`.citizens SET district = '朝阳' WHERE id = 11`);
     await run.source.query(`UPDATE \`${run.civilDb}\`.citizens SET district = '海淀' WHERE id = 10`);
     await eventually(async () => expect((await rows(haidianSchema, 'citizens')).map((r) => r.id)).toEqual(['1', '10']));
+  });
+
+  it('rotates a department key without a restart: new values under the new key, old ones still open', async () => {
+    const file = JSON.parse(readFileSync(run.keyringFile, 'utf8'));
+    const oldId = file.keys['department:haidian'].at(-1).id;
+    file.keys['department:haidian'].push({ id: 'haidian-rotated', material: randomBytes(32).toString('base64'), created: new Date().toISOString() });
+    const applied = await reloads();
+    writeFileSync(`${run.keyringFile}.tmp`, JSON.stringify(file, null, 2));
+    renameSync(`${run.keyringFile}.tmp`, run.keyringFile);
+    await eventually(async () => expect(await reloads()).toBeGreaterThan(applied), 15_000);
+    await insertCitizen(12, '海淀');
+    const byId = await eventually(async () => {
+      const r = new Map((await rows(haidianSchema, 'citizens')).map((x) => [x.id, x]));
+      expect(r.has('12')).toBe(true);
+      return r;
+    });
+    const keys = FileKeyring.load(run.keyringFile);
+    expect(envelopeKeyIds(byId.get('12')!.phone as Buffer).kekId).toBe('haidian-rotated');
+    expect(envelopeKeyIds(byId.get('1')!.phone as Buffer).kekId).toBe(oldId);
+    expect(openDepartmentValue(keys, byId.get('12')!.phone as Buffer, run.civilDb, 'citizens', 'phone')).toBe('13512345678');
+    expect(openDepartmentValue(keys, byId.get('1')!.phone as Buffer, run.civilDb, 'citizens', 'phone')).toBe('13512345678');
   });
 
   it('shares a column added by ALTER TABLE only once a DBA classifies it and a grant names it', async () => {
