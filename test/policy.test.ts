@@ -28,14 +28,14 @@ describe('department policy', () => {
     citizenClasses,
     labClasses: { id: 'public', code: 'internal', note: 'internal' } as Record<string, string>,
     health: { citizens: healthCitizens, lab: { id: 'pass', code: 'pass', note: 'pass' } as Record<string, unknown> | null },
-    haidian: { citizens: haidianCitizens as Record<string, unknown> | null },
+    haidian: { citizens: haidianCitizens as Record<string, unknown> | null, lab: { id: 'pass', note: 'pass' } as Record<string, unknown> },
   };
 
   /** Writes the pipeline file atomically (as an operator's tooling should), from `policy`. */
   const writePolicy = () => {
     const grants = (dept: 'health' | 'haidian') => [
       ...(policy[dept].citizens ? [{ table: `cityhub.${run.civilDb}.citizens`, columns: policy[dept].citizens, ...(dept === 'haidian' ? { filter: 'district == "海淀"' } : {}) }] : []),
-      ...(dept === 'health' && policy.health.lab ? [{ table: `cityhub.${run.healthDb}.lab_results`, columns: policy.health.lab }] : []),
+      ...(policy[dept].lab ? [{ table: `cityhub.${run.healthDb}.lab_results`, columns: policy[dept].lab }] : []),
     ];
     writeFileSync(`${pipelineFile}.tmp`, stringify({
       kafka: { brokers: stack.kafkaBrokers, topicPrefix: run.prefix },
@@ -170,7 +170,7 @@ describe('department policy', () => {
     expect(healthIds.length).toBeGreaterThan(ids.length + 20);
   });
 
-  it('pauses a table on an incompatible schema change, loses nothing, and resumes when the grant is fixed', async () => {
+  it('pauses a table for the department whose contract breaks, not for the others; loses nothing; resumes when the grant is fixed', async () => {
     const lab = `\`${run.healthDb}\`.lab_results`;
     await run.source.query(`INSERT INTO ${lab} VALUES (1, 7, 'before')`);
     await eventually(async () => expect((await rows(run.pgSchema, 'lab_results')).map((r) => r.code)).toEqual([7]));
@@ -181,6 +181,8 @@ describe('department policy', () => {
     await run.source.query(`INSERT INTO ${lab} VALUES (3, 'B-9', 'during')`);
     await insertCitizen(500); // other tables go on
     await eventually(async () => expect((await rows(run.pgSchema, 'citizens')).map((r) => r.id)).toContain('500'));
+    // The district office's grant does not include the changed column: it is not paused.
+    await eventually(async () => expect((await rows(haidianSchema, 'lab_results')).map((r) => [r.id, r.note])).toEqual([[1, 'before'], [2, 'during'], [3, 'during']]));
     expect((await rows(run.pgSchema, 'lab_results')).map((r) => r.id)).toEqual([1]);
 
     // The schema owner drops the changed column from the grant: compatible again.

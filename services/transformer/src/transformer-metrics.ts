@@ -2,9 +2,9 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 
 export function createTransformerMetrics(registry: Registry) {
   return {
-    recordsIn: new Counter({ name: 'cityshare_transformer_records_in_total', help: 'Raw change events consumed', labelNames: ['table'] as const, registers: [registry] }),
+    recordsIn: new Counter({ name: 'cityshare_transformer_records_in_total', help: 'Raw change events consumed, per department stream', labelNames: ['table', 'department'] as const, registers: [registry] }),
     recordsOut: new Counter({ name: 'cityshare_transformer_records_out_total', help: 'Share records produced', labelNames: ['department', 'table'] as const, registers: [registry] }),
-    dlq: new Counter({ name: 'cityshare_transformer_dlq_total', help: 'Records sent to the dead-letter topic', labelNames: ['reason'] as const, registers: [registry] }),
+    dlq: new Counter({ name: 'cityshare_transformer_dlq_total', help: 'Records sent to the dead-letter topic', labelNames: ['reason', 'department'] as const, registers: [registry] }),
     commits: new Counter({ name: 'cityshare_transformer_transactions_total', help: 'Kafka transactions by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
     policyReloads: new Counter({ name: 'cityshare_transformer_policy_reloads_total', help: 'Pipeline file or keyring changes: applied, or rejected (invalid; the running policy stays)', labelNames: ['outcome'] as const, registers: [registry] }),
     policyLoaded: new Gauge({ name: 'cityshare_transformer_policy_loaded_timestamp_seconds', help: 'When the grants and keys in force were loaded', registers: [registry] }),

@@ -1,40 +1,39 @@
-import type { Consumer, Kafka, Producer } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
 import {
   CdcError,
   EnvelopeEncryptor,
-  compileQuality,
-  qualityError,
-  tokenDomainKeyName,
-  type CipherSuiteName,
-  type QualityCheck,
   KeyringKekProvider,
+  compileQuality,
   decodeRawMessage,
   ensureTopics,
-  watchPipeline,
   isCdcError,
   keyNames,
   pipelineTopics,
-  producerConfig,
-  topicMessages,
+  qualityError,
+  tokenDomainKeyName,
   topicSpec,
   topics,
+  watchPipeline,
   type Admin,
   type ChangeEvent,
-  type RawChangeEvent,
+  type CipherSuiteName,
   type KeyProvider,
-  type Logger,
   type LoadedPipeline,
-  type PipelineConfig,
+  type Logger,
   type PipelineChange,
+  type PipelineConfig,
+  type QualityCheck,
+  type RawChangeEvent,
   type SchemaRegistry,
 } from '@cityshare/shared';
+import type { TransformerEnv } from './config.js';
+import { DepartmentStream, type OutMessage } from './department-stream.js';
 import { departmentViews, type DepartmentView } from './department-views.js';
 import { SchemaRegistrar } from './schema-registrar.js';
-import { TableSchemas } from './table-schemas.js';
 import { openImages, projectEvent, type RowImages, type ViewKeys } from './share-view.js';
-import { IncompatibleView, TablePauses } from './table-pauses.js';
+import { IncompatibleView } from './table-pauses.js';
+import { TableSchemas } from './table-schemas.js';
 import type { TransformerMetrics } from './transformer-metrics.js';
-import type { TransformerEnv } from './config.js';
 
 export interface TransformerDeps {
   config: PipelineConfig;
@@ -57,47 +56,38 @@ interface RawAt {
   index: number | null;
 }
 
-interface OutMessage {
-  topic: string;
-  key: string;
-  value: Buffer;
-}
-
 /**
- * Consume raw change events, apply every department's grant, produce share records:
- * each input batch and its consumer offsets commit in one Kafka transaction, so a
- * department topic gets each change exactly once.
+ * Consume raw change events, apply each department's grant, produce share records. Every
+ * department has its own stream (consumer group and transactional producer, see
+ * department-stream.ts), so each gets each change exactly once and one department's
+ * pause or failure never holds back another. Grants, keys and quality rules come from
+ * the pipeline file and change without restart: streams start, stop or resubscribe as
+ * departments gain or lose grants.
  */
 export class Transformer {
-  private consumer: Consumer | undefined;
-  private producer: Producer | undefined;
   private admin: Admin | undefined;
   /** Grants and keys in force; replaced as a whole when the pipeline file or keyring changes. */
   private policy: Policy;
   private readonly registrar: SchemaRegistrar;
+  private readonly streams = new Map<string, DepartmentStream>();
   private running = false;
   private schemas: TableSchemas | undefined;
   private watcher: { stop(): void } | undefined;
-  private readonly pauses: TablePauses;
   private readonly encryptors = new Map<string, EnvelopeEncryptor>();
 
   constructor(private readonly deps: TransformerDeps) {
     this.policy = policyOf(deps.config, deps.keys);
     deps.metrics.policyLoaded.set(Date.now() / 1000);
     this.registrar = new SchemaRegistrar(deps.registry, () => deps.metrics.registrations.inc());
-    this.pauses = new TablePauses(() => this.consumer!, this.registrar, (table) => this.policy.views.get(table) ?? [], deps.metrics, deps.logger);
   }
 
+  /** Ready once every department stream has joined its group. */
   get ready(): boolean {
-    return this.running;
-  }
-
-  private get groupId(): string {
-    return `${this.deps.config.kafka.topicPrefix}.transformer`;
+    return this.running && [...this.streams.values()].every((s) => s.ready);
   }
 
   async start(): Promise<void> {
-    const { config, kafka, env, logger } = this.deps;
+    const { config, kafka, logger } = this.deps;
     const prefix = config.kafka.topicPrefix;
     this.admin = kafka.admin();
     await this.admin.connect().catch((cause: Error) => {
@@ -114,47 +104,8 @@ export class Transformer {
     ]);
     this.schemas = new TableSchemas(kafka, prefix, logger);
     await this.schemas.start();
-    this.producer = kafka.producer(producerConfig({ transactionalId: `${prefix}.transformer.${env.TRANSFORMER_INSTANCE_ID}` }));
-    await this.producer.connect();
-    this.consumer = kafka.consumer({ groupId: this.groupId, readUncommitted: false, allowAutoTopicCreation: false, metadataMaxAge: 5_000 });
-    await this.consumer.connect();
-    await this.consumer.subscribe({ topics: planned.raw, fromBeginning: true });
-    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
-      this.running = true;
-    });
-    await this.consumer.run({
-      autoCommit: false,
-      eachBatch: async ({ batch, heartbeat, isRunning, isStale }) => {
-        if (!isRunning() || isStale() || batch.messages.length === 0 || this.pauses.isPaused(batch.topic)) return;
-        const out: OutMessage[] = [];
-        try {
-          for (const message of batch.messages) {
-            out.push(...(await this.transform(batch.topic, batch.partition, message.offset, message.value)));
-          }
-        } catch (err) {
-          if (!(err instanceof IncompatibleView)) throw err;
-          // Nothing of this batch was produced or committed: it is read again on resume.
-          this.pauses.pause(batch.topic, batch.partition, batch.firstOffset()!, err);
-          return;
-        }
-        const tx = await this.producer!.transaction();
-        try {
-          if (out.length > 0) await tx.sendBatch({ topicMessages: topicMessages(out) });
-          await tx.sendOffsets({
-            consumerGroupId: this.groupId,
-            topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: (BigInt(batch.lastOffset()) + 1n).toString() }] }],
-          });
-          await tx.commit();
-          this.deps.metrics.commits.inc({ outcome: 'committed' });
-        } catch (err) {
-          this.deps.metrics.commits.inc({ outcome: 'aborted' });
-          await tx.abort().catch(() => undefined);
-          throw err;
-        }
-        await heartbeat();
-      },
-    });
-    logger.info({ groupId: this.groupId }, 'consuming raw topics');
+    await this.reconcileStreams(config, planned.raw);
+    this.running = true;
     if (this.deps.watch) {
       this.watcher = watchPipeline(this.deps.watch, {
         logger,
@@ -165,50 +116,92 @@ export class Transformer {
   }
 
   /**
+   * Starts a stream for every department with grants, stops those of departments left
+   * without any, and restarts one whose set of granted tables changed (a new
+   * subscription); a department keeps its offsets across restarts of its stream.
+   */
+  private async reconcileStreams(config: PipelineConfig, known: string[]): Promise<void> {
+    const prefix = config.kafka.topicPrefix;
+    const wanted = new Map<string, string[]>();
+    for (const dept of config.departments) {
+      const raw = [...new Set(dept.grants.map((g) => {
+        const [source, db, table] = g.table.split('.') as [string, string, string];
+        return topics.raw(prefix, source, db, table);
+      }))].filter((t) => known.includes(t)).sort();
+      if (raw.length > 0) wanted.set(dept.name, raw);
+    }
+    for (const [department, stream] of this.streams) {
+      const raw = wanted.get(department);
+      if (raw && raw.join() === stream.rawTopics.join()) continue;
+      await stream.stop();
+      this.streams.delete(department);
+      this.deps.logger.info({ department }, raw ? 'department stream restarting for its new grants' : 'department stream stopped: no grants left');
+    }
+    for (const [department, raw] of wanted) {
+      if (this.streams.has(department)) continue;
+      const stream = new DepartmentStream({
+        department,
+        rawTopics: raw,
+        kafka: this.deps.kafka,
+        prefix,
+        instanceId: this.deps.env.TRANSFORMER_INSTANCE_ID,
+        transform: (topic, partition, offset, value) => this.transform(department, topic, partition, offset, value),
+        registrar: this.registrar,
+        viewsOf: (table) => (this.policy.views.get(table) ?? []).filter((v) => v.department === department),
+        metrics: this.deps.metrics,
+        logger: this.deps.logger,
+      });
+      this.streams.set(department, stream);
+      await stream.start();
+    }
+  }
+
+  /**
    * A new pipeline file or keyring: share topics of new grants are created, then the new
    * grants and keys replace the old ones between two events. A revoked grant produces
-   * nothing from the next event on. New source tables need a restart (the consumer
-   * subscribes to raw topics by name at start).
+   * nothing from the next event on. New source tables need a restart (their raw topics
+   * are created and known at start).
    */
-  private async applyPolicy(change: PipelineChange, subscribed: string[]): Promise<void> {
+  private async applyPolicy(change: PipelineChange, known: string[]): Promise<void> {
     const { config } = change.pipeline;
     const planned = pipelineTopics(config);
-    const unsubscribed = planned.raw.filter((t) => !subscribed.includes(t));
-    if (unsubscribed.length > 0) this.deps.logger.warn({ topics: unsubscribed }, 'new source tables in the pipeline file are read after a restart of the transformer');
+    const unknown = planned.raw.filter((t) => !known.includes(t));
+    if (unknown.length > 0) this.deps.logger.warn({ topics: unknown }, 'new source tables in the pipeline file are read after a restart of the transformer');
     await ensureTopics(this.admin!, [...planned.share.values()].flat().map((t) => topicSpec(config.kafka, t)));
+    const next = policyOf(config, change.keys);
     const before = grantsOf(this.policy.views);
-    this.policy = policyOf(config, change.keys);
+    this.policy = next;
     // Encryptors take the active key-encryption keys of the new keyring (rotation).
     this.encryptors.clear();
     const after = grantsOf(this.policy.views);
     this.deps.metrics.policyReloads.inc({ outcome: 'applied' });
-    void this.pauses.retry();
     this.deps.metrics.policyLoaded.set(Date.now() / 1000);
     this.deps.logger.info(
       { granted: [...after].filter((g) => !before.has(g)), revoked: [...before].filter((g) => !after.has(g)) },
       'grants in force updated',
     );
+    await this.reconcileStreams(config, known);
+    for (const stream of this.streams.values()) void stream.pauses.retry();
   }
 
-  /** The share records (and dead letters) one raw message (a frame of change events) turns into. */
-  private async transform(topic: string, partition: number, offset: string, raw: Buffer | null): Promise<OutMessage[]> {
+  /** One department's share records (and dead letters) of one raw message (a frame of change events). */
+  private async transform(department: string, topic: string, partition: number, offset: string, raw: Buffer | null): Promise<OutMessage[]> {
     if (!raw) return [];
     let events: RawChangeEvent[];
     try {
       events = decodeRawMessage(raw);
     } catch (err) {
-      this.deps.metrics.dlq.inc({ reason: 'unparseable' });
-      return [this.deadLetter({ topic, partition, offset, index: null }, 'unparseable', (err as Error).message, raw)];
+      this.deps.metrics.dlq.inc({ reason: 'unparseable', department });
+      return [this.deadLetter(department, { topic, partition, offset, index: null }, 'unparseable', (err as Error).message, raw)];
     }
     const out: OutMessage[] = [];
-    for (const [index, parsed] of events.entries()) out.push(...(await this.transformEvent({ topic, partition, offset, index }, parsed)));
+    for (const [index, parsed] of events.entries()) out.push(...(await this.transformEvent(department, { topic, partition, offset, index }, parsed)));
     return out;
   }
 
-  private async transformEvent(at: RawAt, parsed: RawChangeEvent): Promise<OutMessage[]> {
+  private async transformEvent(department: string, at: RawAt, parsed: RawChangeEvent): Promise<OutMessage[]> {
     const { config, metrics } = this.deps;
     const { views, keys } = this.policy;
-    const prefix = config.kafka.topicPrefix;
     const payload = () => Buffer.from(JSON.stringify(parsed));
     let event: ChangeEvent;
     try {
@@ -219,54 +212,50 @@ export class Transformer {
         this.deps.onFatal(err);
         throw err;
       }
-      metrics.dlq.inc({ reason: 'unparseable' });
-      return [this.deadLetter(at, 'unparseable', (err as Error).message, payload())];
+      metrics.dlq.inc({ reason: 'unparseable', department });
+      return [this.deadLetter(department, at, 'unparseable', (err as Error).message, payload())];
     }
     const tableRef = `${event.source.name}.${event.source.db}.${event.source.table}`;
-    metrics.recordsIn.inc({ table: tableRef });
-    const tableViews = views.get(tableRef) ?? [];
-    const quality = this.policy.quality.get(tableRef);
-    if (tableViews.length === 0) return [];
-    // The event's own problems (seal that does not open, broken quality rule) reject it
-    // for every department: dead-lettered once, still sealed.
+    metrics.recordsIn.inc({ table: tableRef, department });
+    const view = views.get(tableRef)?.find((v) => v.department === department);
+    if (!view) return []; // not (or no longer) granted
+    // The event's own problems (a seal that does not open, a broken quality rule) are
+    // dead-lettered, still sealed.
     let images: RowImages;
     try {
       images = openImages(event, keys);
+      const quality = this.policy.quality.get(tableRef);
       const violations = quality && event.op !== 'd' && images.after ? quality(images.after) : [];
       if (violations.length > 0) throw qualityError(tableRef, violations);
     } catch (err) {
       if (!isCdcError(err)) throw err;
-      metrics.dlq.inc({ reason: err.code });
-      return [this.deadLetter(at, err.code, err.message, payload())];
+      metrics.dlq.inc({ reason: err.code, department });
+      return [this.deadLetter(department, at, err.code, err.message, payload())];
     }
-    const out: OutMessage[] = [];
-    for (const view of tableViews) {
-      const viewKeys: ViewKeys = {
-        encryptor: (suite) => this.encryptorFor(view.department, suite),
-        token: (domain) => keys.activeKey(domain === undefined ? keyNames.department(view.department) : tokenDomainKeyName(domain)),
-      };
-      const shareTopic = topics.share(prefix, view.department, event.source.db, event.source.table);
-      try {
-        const record = projectEvent(event, images, view, viewKeys);
-        if (!record) continue; // outside the department's row filter
-        const id = await this.registrar.schemaId(shareTopic, view, event.schema);
-        out.push({ topic: shareTopic, key: record.key, value: await this.registrar.encode(id, record.value, shareTopic) });
-        metrics.recordsOut.inc({ department: view.department, table: tableRef });
-      } catch (err) {
-        if (isCdcError(err, 'SCHEMA_INCOMPATIBLE')) throw new IncompatibleView(view.department, tableRef, shareTopic, event.schema, err);
-        if (isCdcError(err, 'RECORD_INVALID')) {
-          metrics.dlq.inc({ reason: err.code });
-          out.push(this.deadLetter(at, err.code, `${view.department}: ${err.message}`, payload()));
-          continue;
-        }
-        // Configuration, registry and schema problems stop the transformer before its
-        // offsets move: nothing is skipped, and the error says what to fix.
-        const fatal = isCdcError(err) ? err : new CdcError('INTERNAL', (err as Error).message, { cause: err });
-        this.deps.onFatal(fatal);
-        throw fatal;
+    const viewKeys: ViewKeys = {
+      encryptor: (suite) => this.encryptorFor(department, suite),
+      token: (domain) => keys.activeKey(domain === undefined ? keyNames.department(department) : tokenDomainKeyName(domain)),
+    };
+    const shareTopic = topics.share(config.kafka.topicPrefix, department, event.source.db, event.source.table);
+    try {
+      const record = projectEvent(event, images, view, viewKeys);
+      if (!record) return []; // outside the department's row filter
+      const id = await this.registrar.schemaId(shareTopic, view, event.schema);
+      const out = [{ topic: shareTopic, key: record.key, value: await this.registrar.encode(id, record.value, shareTopic) }];
+      metrics.recordsOut.inc({ department, table: tableRef });
+      return out;
+    } catch (err) {
+      if (isCdcError(err, 'SCHEMA_INCOMPATIBLE')) throw new IncompatibleView(department, tableRef, shareTopic, event.schema, err);
+      if (isCdcError(err, 'RECORD_INVALID')) {
+        metrics.dlq.inc({ reason: err.code, department });
+        return [this.deadLetter(department, at, err.code, err.message, payload())];
       }
+      // Configuration, registry and schema problems stop the transformer before its
+      // offsets move: nothing is skipped, and the error says what to fix.
+      const fatal = isCdcError(err) ? err : new CdcError('INTERNAL', (err as Error).message, { cause: err });
+      this.deps.onFatal(fatal);
+      throw fatal;
     }
-    return out;
   }
 
   /** The department's envelope encryptor for a suite: one data key for many values, wrapped by its key-encryption key. */
@@ -281,22 +270,20 @@ export class Transformer {
   }
 
   /** Dead letters keep the raw event (or frame), whose personal columns are still sealed. */
-  private deadLetter(at: RawAt, code: string, reason: string, raw: Buffer): OutMessage {
+  private deadLetter(department: string, at: RawAt, code: string, reason: string, raw: Buffer): OutMessage {
     const { topic, partition, offset, index } = at;
     return {
       topic: topics.dlq(this.deps.config.kafka.topicPrefix, 'transformer'),
-      key: `${topic}/${partition}/${offset}${index === null ? '' : `#${index}`}`,
-      value: Buffer.from(JSON.stringify({ code, reason, topic, partition, offset, index, payload: raw.toString('base64') })),
+      key: `${department}/${topic}/${partition}/${offset}${index === null ? '' : `#${index}`}`,
+      value: Buffer.from(JSON.stringify({ code, reason, department, topic, partition, offset, index, payload: raw.toString('base64') })),
     };
   }
 
   async stop(): Promise<void> {
     this.running = false;
     this.watcher?.stop();
-    this.pauses.stop();
-    await this.consumer?.disconnect().catch(() => undefined);
+    await Promise.all([...this.streams.values()].map((s) => s.stop()));
     await this.schemas?.stop();
-    await this.producer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
   }
 }
