@@ -6,7 +6,8 @@ import { eventually } from './support/eventually.js';
 import { PipelineRun } from './support/pipeline-run.js';
 import { stack } from './support/stack.js';
 import { createLogger } from '@cityshare/shared';
-import { PostgresSink, type TargetTable } from '../services/sink/src/postgres.sink.js';
+import { PostgresTarget } from '../services/sink/src/targets/postgres.target.js';
+import type { TargetTable } from '../services/sink/src/targets/target.js';
 
 /**
  * A table without a primary key, registered append-only: every change reaches the
@@ -63,9 +64,9 @@ describe('append-only table without a key', () => {
   });
 
   it('appends a redelivered change only once', async () => {
-    const sink = new PostgresSink(stack.postgresUrl, run.pgSchema, createLogger('test', 'silent'));
+    const sink = new PostgresTarget({ url: stack.postgresUrl, schema: run.pgSchema }, createLogger('test', 'silent'));
     try {
-      const table = { name: 'redelivered_log', primaryKey: [], columns: [{ name: 'gate', pgType: 'text' }] } as unknown as TargetTable;
+      const table: TargetTable = { name: 'redelivered_log', primaryKey: [], columns: [{ name: 'gate', type: 'string', nullable: true }] };
       await sink.ensureTable(table);
       const change = { op: 'c', version: '00000001.0000000100.00000', sourceTsMs: 1_700_000_000_000n, deleted: false, values: { gate: 'G1' } };
       expect(await sink.apply(table, [change])).toEqual({ applied: 1, stale: 0 });

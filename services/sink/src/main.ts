@@ -10,7 +10,7 @@ import {
   startHealthServer,
 } from '@cityshare/shared';
 import { sinkEnv } from './config.js';
-import { PostgresSink } from './postgres.sink.js';
+import { createTarget } from './targets/index.js';
 import { ShareConsumer } from './share-consumer.js';
 import { createSinkMetrics } from './sink-metrics.js';
 
@@ -28,7 +28,7 @@ await runService(logger, async () => {
   }
   const log = logger.child({ department: department.name });
   const registry = createMetricsRegistry('sink');
-  const sink = new PostgresSink(department.target.url, department.target.schema, log);
+  const sink = createTarget(department.target, log);
   await sink.connect();
   const consumer = new ShareConsumer({
     config,

@@ -1,7 +1,10 @@
-import type { Consumer, Kafka } from 'kafkajs';
+import type { Consumer, Kafka, Producer } from 'kafkajs';
 import {
   CdcError,
   META_FIELDS,
+  isCdcError,
+  producerConfig,
+  topics,
   ensureTopics,
   fetchSchemaJson,
   pipelineTopics,
@@ -12,27 +15,38 @@ import {
   type PipelineConfig,
   type SchemaRegistry,
 } from '@cityshare/shared';
-import { targetColumns } from './pg-types.js';
-import type { PostgresSink, RowChange, TargetTable } from './postgres.sink.js';
 import type { SinkMetrics } from './sink-metrics.js';
+import { targetColumns, type RowChange, type Target, type TargetTable } from './targets/target.js';
 
 export interface ShareConsumerDeps {
   config: PipelineConfig;
   department: DepartmentConfig;
   kafka: Kafka;
   registry: SchemaRegistry;
-  sink: PostgresSink;
+  sink: Target;
   logger: Logger;
   metrics: SinkMetrics;
 }
 
+/** A decoded change and the message it came from (for the dead-letter queue). */
+interface Delivery {
+  change: RowChange;
+  offset: string;
+  key: Buffer | null;
+  value: Buffer;
+}
+
 /**
- * Delivers one department's share topics to its target. Offsets are committed only
- * after the target confirmed the batch; a failure leaves them where they were, so the
- * batch is redelivered and the version guard makes that harmless.
+ * Delivers one department's share topics to its target, in its own consumer group.
+ * Offsets are committed only after the target confirmed the batch; a target that cannot
+ * be reached fails the batch, which is redelivered (the version guard makes that
+ * harmless). A batch the target refuses is written again change by change: the changes
+ * it still refuses (a constraint, a type) go to the department's dead-letter topic
+ * `<prefix>.dlq.sink.<department>` with the reason, and the rest are delivered.
  */
 export class ShareConsumer {
   private consumer: Consumer | undefined;
+  private producer: Producer | undefined;
   private readonly tables = new Map<number, TargetTable>();
   private running = false;
 
@@ -58,10 +72,12 @@ export class ShareConsumer {
     const admin = kafka.admin();
     await admin.connect();
     try {
-      await ensureTopics(admin, shareTopics.map((topic) => topicSpec(config.kafka, topic)));
+      await ensureTopics(admin, [...shareTopics.map((topic) => topicSpec(config.kafka, topic)), topicSpec(config.kafka, this.dlqTopic, 'single')]);
     } finally {
       await admin.disconnect();
     }
+    this.producer = kafka.producer(producerConfig());
+    await this.producer.connect();
     await this.consumer.subscribe({ topics: shareTopics, fromBeginning: true });
     this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
       this.running = true;
@@ -70,27 +86,28 @@ export class ShareConsumer {
       autoCommit: false,
       eachBatch: async ({ batch, heartbeat, isRunning, isStale }) => {
         if (!isRunning() || isStale() || batch.messages.length === 0) return;
-        const byTable = new Map<TargetTable, RowChange[]>();
+        const byTable = new Map<TargetTable, Delivery[]>();
         for (const message of batch.messages) {
           if (!message.value) continue;
           const table = await this.tableFor(batch.topic, wireSchemaId(message.value));
           const record = (await this.deps.registry.decode(message.value)) as Record<string, unknown>;
           let list = byTable.get(table);
           if (!list) byTable.set(table, (list = []));
-          list.push({
+          const change: RowChange = {
             op: record[META_FIELDS.op] as string,
             version: record[META_FIELDS.version] as string,
             sourceTsMs: record[META_FIELDS.sourceTsMs] as bigint,
             deleted: record[META_FIELDS.deleted] as boolean,
             values: record,
-          });
+          };
+          list.push({ change, offset: message.offset, key: message.key, value: message.value });
         }
-        for (const [table, changes] of byTable) {
-          const { applied, stale } = await sink.apply(table, changes);
+        for (const [table, deliveries] of byTable) {
+          const { applied, stale } = await this.deliver(batch.topic, batch.partition, table, deliveries);
           metrics.applied.inc(labels, applied);
           metrics.stale.inc(labels, stale);
           const now = Date.now();
-          for (const c of changes) metrics.latency.observe(labels, Math.max(0, now - Number(c.sourceTsMs)) / 1000);
+          for (const d of deliveries) metrics.latency.observe(labels, Math.max(0, now - Number(d.change.sourceTsMs)) / 1000);
         }
         await this.consumer!.commitOffsets([
           { topic: batch.topic, partition: batch.partition, offset: (BigInt(batch.lastOffset()) + 1n).toString() },
@@ -99,6 +116,40 @@ export class ShareConsumer {
       },
     });
     logger.info({ groupId: this.groupId }, 'delivering share topics');
+  }
+
+  get dlqTopic(): string {
+    return topics.dlq(this.deps.config.kafka.topicPrefix, `sink.${this.deps.department.name}`);
+  }
+
+  /** Applies a table's batch; if the target refuses it, change by change, refused ones to the DLQ. */
+  private async deliver(topic: string, partition: number, table: TargetTable, deliveries: Delivery[]): Promise<{ applied: number; stale: number }> {
+    const { sink, metrics, department, logger } = this.deps;
+    try {
+      return await sink.apply(table, deliveries.map((d) => d.change));
+    } catch (err) {
+      if (!isCdcError(err, 'TARGET_REJECTED')) throw err;
+    }
+    let applied = 0;
+    let stale = 0;
+    for (const d of deliveries) {
+      try {
+        const r = await sink.apply(table, [d.change]);
+        applied += r.applied;
+        stale += r.stale;
+      } catch (err) {
+        if (!isCdcError(err, 'TARGET_REJECTED')) throw err;
+        // The reason names the column and constraint; values stay out of logs.
+        logger.warn({ code: err.code, table: table.name, topic, partition, offset: d.offset, sqlState: err.details?.sqlState }, 'target refused a change; it goes to the dead-letter topic');
+        await this.producer!.send({
+          topic: this.dlqTopic,
+          acks: -1,
+          messages: [{ key: `${topic}/${partition}/${d.offset}`, value: JSON.stringify({ code: err.code, reason: err.message, department: department.name, table: table.name, topic, partition, offset: d.offset, version: d.change.version, payload: d.value.toString('base64') }) }],
+        });
+        metrics.dlq.inc({ department: department.name, target: department.target.kind });
+      }
+    }
+    return { applied, stale };
   }
 
   /** Target table of a share topic for a writer schema; created or extended on first sight. */
@@ -117,5 +168,6 @@ export class ShareConsumer {
   async stop(): Promise<void> {
     this.running = false;
     await this.consumer?.disconnect().catch(() => undefined);
+    await this.producer?.disconnect().catch(() => undefined);
   }
 }

@@ -155,10 +155,19 @@ export const sourceSpec = z.strictObject({
   tables: z.array(tableSpec).min(1),
 });
 
+const softDelete = z.boolean().default(false).describe('keep deleted rows with __deleted = true instead of deleting them');
+
 export const postgresTarget = z.strictObject({
   kind: z.literal('postgres'),
   url: z.string().min(1).describe('postgres:// connection string').meta(secret),
   schema: name.describe('schema the department tables live in; created when missing'),
+  softDelete,
+});
+
+export const mysqlTarget = z.strictObject({
+  kind: z.literal('mysql'),
+  url: z.string().regex(/^mysql:\/\//, 'mysql://user:password@host:port/database').describe('mysql://user:password@host:port/database (MySQL or MariaDB); the database must exist').meta(secret),
+  softDelete,
 });
 
 export const grantSpec = z.strictObject({
@@ -185,7 +194,7 @@ export const grantSpec = z.strictObject({
 
 export const departmentSpec = z.strictObject({
   name,
-  target: postgresTarget,
+  target: z.discriminatedUnion('kind', [postgresTarget, mysqlTarget]).describe("the department's database"),
   grants: z.array(grantSpec).default([]),
 });
 

@@ -1,0 +1,173 @@
+import { createPool, type Pool, type PoolConnection, type ResultSetHeader } from 'mysql2/promise';
+import { CdcError, LOGICAL, type AvroFieldType, type Logger } from '@cityshare/shared';
+import { TARGET_META, latestPerKey, type ApplyResult, type RowChange, type Target, type TargetColumn, type TargetTable } from './target.js';
+
+const q = (ident: string) => `\`${ident.replace(/`/g, '``')}\``;
+
+/** MySQL/MariaDB type of an Avro field of a share schema (see README, "Type mapping"). */
+export function mysqlTypeOf(type: AvroFieldType, isKey = false): string {
+  if (Array.isArray(type)) return mysqlTypeOf(type.find((t) => t !== 'null')!, isKey);
+  if (typeof type === 'string') {
+    // Key columns need a bounded type to be indexed (768 characters of utf8mb4 = 3072 bytes).
+    const simple: Record<string, string> = { int: 'INT', long: 'BIGINT', float: 'FLOAT', double: 'DOUBLE', boolean: 'BOOLEAN', string: isKey ? 'VARCHAR(768)' : 'LONGTEXT', bytes: isKey ? 'VARBINARY(3072)' : 'LONGBLOB' };
+    return simple[type] ?? 'LONGTEXT';
+  }
+  switch (type.logicalType) {
+    case LOGICAL.decimal: return `DECIMAL(${Number(type.precision)},${Number(type.scale ?? 0)})`;
+    case LOGICAL.date: return 'DATE';
+    // An instant, stored in UTC (the connection's time zone is +00:00).
+    case LOGICAL.timestampMicros: return 'DATETIME(6)';
+    case LOGICAL.localTimestampMicros: return 'DATETIME(6)';
+    case LOGICAL.json: return 'JSON';
+    case LOGICAL.mysqlTime: return 'TIME(6)';
+    case LOGICAL.sealed: return 'LONGBLOB';
+    default: return mysqlTypeOf(type.type as AvroFieldType, isKey);
+  }
+}
+
+/** A decoded share value as mysql2 takes it: instants as UTC DATETIME text, 64-bit integers as text. */
+function mysqlValue(column: TargetColumn, v: unknown): unknown {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'bigint') return v.toString();
+  const t = column.type;
+  if (typeof t === 'object' && !Array.isArray(t) && t.logicalType === LOGICAL.timestampMicros) return String(v).replace('T', ' ').replace(/Z$/, '');
+  if (typeof t === 'object' && !Array.isArray(t) && t.logicalType === LOGICAL.localTimestampMicros) return String(v).replace('T', ' ');
+  return v;
+}
+
+export interface MysqlTargetOptions {
+  /** mysql://user:password@host:port/database */
+  url: string;
+  softDelete?: boolean;
+}
+
+/**
+ * A department's MySQL or MariaDB database (see target.ts for the contract). The version
+ * guard is in the upsert itself: ON DUPLICATE KEY UPDATE sets each column to the new
+ * value only if the incoming version is newer, `__version` last.
+ */
+export class MysqlTarget implements Target {
+  readonly kind = 'mysql';
+  private readonly pool: Pool;
+  private readonly ensured = new Map<string, Set<string>>();
+
+  constructor(private readonly options: MysqlTargetOptions, logger: Logger) {
+    // Without FOUND_ROWS (on by default in mysql2), a row an upsert leaves as it was counts 0.
+    this.pool = createPool({ uri: options.url, connectionLimit: 4, timezone: 'Z', charset: 'utf8mb4', supportBigNumbers: true, bigNumberStrings: true, dateStrings: true, flags: ['-FOUND_ROWS'] });
+    this.pool.on('connection', (conn) => void conn.query("SET time_zone = '+00:00'"));
+    void logger;
+  }
+
+  async connect(): Promise<void> {
+    await this.run('connect', async (c) => {
+      await c.query('SELECT 1');
+    });
+  }
+
+  async ensureTable(table: TargetTable): Promise<void> {
+    const known = this.ensured.get(table.name);
+    if (known && table.columns.every((c) => known.has(c.name))) return;
+    const log = table.primaryKey.length === 0;
+    const cols = table.columns.map((c) => `${q(c.name)} ${mysqlTypeOf(c.type, table.primaryKey.includes(c.name))}${table.primaryKey.includes(c.name) ? ' NOT NULL' : ''}`);
+    const meta = [
+      ...(log ? [`${q(TARGET_META.op)} VARCHAR(1) NOT NULL`] : []),
+      ...(this.options.softDelete && !log ? [`${q(TARGET_META.deleted)} BOOLEAN NOT NULL DEFAULT FALSE`] : []),
+      `${q(TARGET_META.version)} VARCHAR(64) NOT NULL`,
+      `${q(TARGET_META.sourceTs)} DATETIME(6)`,
+      `${q(TARGET_META.syncedAt)} DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)`,
+    ];
+    const key = log ? q(TARGET_META.version) : table.primaryKey.map(q).join(', ');
+    await this.run(table.name, async (c) => {
+      await c.query(`CREATE TABLE IF NOT EXISTS ${q(table.name)} (${[...cols, ...meta].join(', ')}, PRIMARY KEY (${key})) DEFAULT CHARSET = utf8mb4`);
+      const [existing] = await c.query('SELECT COLUMN_NAME AS name FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?', [table.name]);
+      const have = new Set((existing as Array<{ name: string }>).map((r) => r.name));
+      for (const col of table.columns.filter((x) => !have.has(x.name))) await c.query(`ALTER TABLE ${q(table.name)} ADD COLUMN ${q(col.name)} ${mysqlTypeOf(col.type)}`);
+    });
+    this.ensured.set(table.name, new Set(table.columns.map((c) => c.name)));
+  }
+
+  async apply(table: TargetTable, changes: RowChange[]): Promise<ApplyResult> {
+    const log = table.primaryKey.length === 0;
+    const batch = log ? changes : latestPerKey(table, changes);
+    const upserts = batch.filter((c) => log || this.options.softDelete || !c.deleted);
+    const deletes = log || this.options.softDelete ? [] : batch.filter((c) => c.deleted);
+    const extra = log ? [TARGET_META.op] : this.options.softDelete ? [TARGET_META.deleted] : [];
+    const extraValue = (c: RowChange) => (log ? c.op : c.deleted);
+    const names = table.columns.map((c) => c.name);
+    const columns = [...names, ...extra, TARGET_META.version, TARGET_META.sourceTs];
+    const newer = `VALUES(${q(TARGET_META.version)}) > ${q(TARGET_META.version)}`;
+    const guarded = columns.filter((n) => !table.primaryKey.includes(n) && n !== TARGET_META.version);
+    const onDuplicate = log
+      ? `ON DUPLICATE KEY UPDATE ${q(TARGET_META.version)} = ${q(TARGET_META.version)}`
+      : `ON DUPLICATE KEY UPDATE ${[...guarded, TARGET_META.syncedAt].map((n) => `${q(n)} = IF(${newer}, ${n === TARGET_META.syncedAt ? 'CURRENT_TIMESTAMP(6)' : `VALUES(${q(n)})`}, ${q(n)})`).join(', ')}, ${q(TARGET_META.version)} = IF(${newer}, VALUES(${q(TARGET_META.version)}), ${q(TARGET_META.version)})`;
+    let applied = 0;
+    await this.run(table.name, async (c) => {
+      await c.beginTransaction();
+      try {
+        for (let i = 0; i < upserts.length; i += 500) {
+          // The guard decided up front (rows locked), so the count is exact on MySQL and MariaDB alike;
+          // the upsert's own IF() keeps it even so.
+          const chunk = log ? upserts.slice(i, i + 500) : await newerThanStored(c, table, upserts.slice(i, i + 500));
+          if (chunk.length === 0) continue;
+          const rows = chunk.map((ch) => [
+            ...table.columns.map((col) => mysqlValue(col, ch.values[col.name])),
+            ...extra.map(() => extraValue(ch)),
+            ch.version,
+            new Date(Number(ch.sourceTsMs)).toISOString().replace('T', ' ').replace('Z', ''),
+          ]);
+          const [res] = await c.query<ResultSetHeader>(`INSERT INTO ${q(table.name)} (${columns.map(q).join(', ')}) VALUES ? ${onDuplicate}`, [rows]);
+          // A change log counts 1 per appended row, 0 per version already there.
+          applied += log ? res.affectedRows : chunk.length;
+        }
+        for (const ch of deletes) {
+          const where = table.primaryKey.map((k) => `${q(k)} = ?`).join(' AND ');
+          const key = table.primaryKey.map((k) => mysqlValue(table.columns.find((col) => col.name === k)!, ch.values[k]));
+          const [res] = await c.query<ResultSetHeader>(`DELETE FROM ${q(table.name)} WHERE ${where} AND ${q(TARGET_META.version)} < ?`, [...key, ch.version]);
+          applied += res.affectedRows;
+        }
+        await c.commit();
+      } catch (err) {
+        await c.rollback().catch(() => undefined);
+        throw err;
+      }
+    });
+    return { applied, stale: batch.length - applied };
+  }
+
+  /** Runs `work` on a pooled connection; failures become TARGET_UNREACHABLE or TARGET_REJECTED. */
+  private async run(what: string, work: (c: PoolConnection) => Promise<void>): Promise<void> {
+    let conn: PoolConnection | undefined;
+    try {
+      conn = await this.pool.getConnection();
+      await work(conn);
+    } catch (err) {
+      const e = err as Error & { code?: string; errno?: number; sqlState?: string };
+      // Connection-level errors have no SQLSTATE (or class 08); the rest is the data or the schema.
+      const unreachable = !e.sqlState || e.sqlState.startsWith('08') || e.code === 'PROTOCOL_CONNECTION_LOST';
+      throw new CdcError(unreachable ? 'TARGET_UNREACHABLE' : 'TARGET_REJECTED', `MySQL ${what}: ${e.message}`, { cause: err, details: { sqlState: e.sqlState, errno: e.errno } });
+    } finally {
+      conn?.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+/** The changes whose version is newer than the stored row's (or whose row is not there), rows locked. */
+async function newerThanStored(c: PoolConnection, table: TargetTable, changes: RowChange[]): Promise<RowChange[]> {
+  const pk = table.primaryKey;
+  const keyOf = (values: Record<string, unknown>) => JSON.stringify(pk.map((k) => String(values[k])));
+  const tuple = `(${pk.map(() => '?').join(', ')})`;
+  const params = changes.flatMap((ch) => pk.map((k) => mysqlValue(table.columns.find((col) => col.name === k)!, ch.values[k])));
+  const [rows] = await c.query(
+    `SELECT ${pk.map(q).join(', ')}, ${q(TARGET_META.version)} AS v FROM ${q(table.name)} WHERE (${pk.map(q).join(', ')}) IN (${changes.map(() => tuple).join(', ')}) FOR UPDATE`,
+    params,
+  );
+  const stored = new Map((rows as Array<Record<string, unknown>>).map((r) => [keyOf(r), String(r.v)]));
+  return changes.filter((ch) => {
+    const v = stored.get(keyOf(ch.values));
+    return v === undefined || ch.version > v;
+  });
+}

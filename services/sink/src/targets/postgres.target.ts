@@ -1,0 +1,125 @@
+import pg from 'pg';
+import { CdcError, type Logger } from '@cityshare/shared';
+import { pgTypeOf } from './pg-types.js';
+import { TARGET_META, latestPerKey, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
+
+const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
+
+export interface PostgresTargetOptions {
+  url: string;
+  schema: string;
+  softDelete?: boolean;
+}
+
+/** A department's PostgreSQL schema (see target.ts for the contract). */
+export class PostgresTarget implements Target {
+  readonly kind = 'postgres';
+  private readonly pool: pg.Pool;
+  private readonly ensured = new Map<string, Set<string>>();
+
+  constructor(private readonly options: PostgresTargetOptions, logger: Logger) {
+    this.pool = new pg.Pool({ connectionString: options.url, max: 4 });
+    this.pool.on('error', (err) => logger.warn({ err }, 'idle PostgreSQL connection failed'));
+  }
+
+  private fqn(table: string): string {
+    return `${q(this.options.schema)}.${q(table)}`;
+  }
+
+  async connect(): Promise<void> {
+    try {
+      await this.pool.query(`CREATE SCHEMA IF NOT EXISTS ${q(this.options.schema)}`);
+    } catch (cause) {
+      throw new CdcError('TARGET_UNREACHABLE', `PostgreSQL target is not reachable: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  async ensureTable(table: TargetTable): Promise<void> {
+    const known = this.ensured.get(table.name);
+    if (known && table.columns.every((c) => known.has(c.name))) return;
+    const fqn = this.fqn(table.name);
+    const log = table.primaryKey.length === 0;
+    const cols = table.columns.map((c) => `${q(c.name)} ${pgTypeOf(c.type)}${table.primaryKey.includes(c.name) ? ' NOT NULL' : ''}`);
+    const meta = [
+      ...(log ? [`${q(TARGET_META.op)} text NOT NULL`] : []),
+      ...(this.options.softDelete && !log ? [`${q(TARGET_META.deleted)} boolean NOT NULL DEFAULT false`] : []),
+      `${q(TARGET_META.version)} text NOT NULL`,
+      `${q(TARGET_META.sourceTs)} timestamptz`,
+      `${q(TARGET_META.syncedAt)} timestamptz NOT NULL DEFAULT now()`,
+    ];
+    const key = log ? q(TARGET_META.version) : table.primaryKey.map(q).join(', ');
+    await this.query(fqn, `CREATE TABLE IF NOT EXISTS ${fqn} (${[...cols, ...meta].join(', ')}, PRIMARY KEY (${key}))`);
+    for (const c of table.columns) await this.query(fqn, `ALTER TABLE ${fqn} ADD COLUMN IF NOT EXISTS ${q(c.name)} ${pgTypeOf(c.type)}`);
+    this.ensured.set(table.name, new Set(table.columns.map((c) => c.name)));
+  }
+
+  async apply(table: TargetTable, changes: RowChange[]): Promise<ApplyResult> {
+    const fqn = this.fqn(table.name);
+    const names = table.columns.map((c) => c.name);
+    const log = table.primaryKey.length === 0;
+    const batch = log ? changes : latestPerKey(table, changes);
+    // Soft delete: a delete is an upsert of the before image with __deleted = true.
+    const upserts = batch.filter((c) => log || this.options.softDelete || !c.deleted);
+    const deletes = log || this.options.softDelete ? [] : batch.filter((c) => c.deleted);
+    const extra = log ? [TARGET_META.op] : this.options.softDelete ? [TARGET_META.deleted] : [];
+    const extraValue = (c: RowChange) => (log ? c.op : c.deleted);
+    let applied = 0;
+    await this.transaction(fqn, async (client) => {
+      const columns = [...names, ...extra, TARGET_META.version, TARGET_META.sourceTs, TARGET_META.syncedAt];
+      const conflict = log
+        ? `ON CONFLICT (${q(TARGET_META.version)}) DO NOTHING`
+        : `ON CONFLICT (${table.primaryKey.map(q).join(', ')}) DO UPDATE SET ${columns.filter((n) => !table.primaryKey.includes(n)).map((n) => `${q(n)} = EXCLUDED.${q(n)}`).join(', ')}
+           WHERE ${fqn}.${q(TARGET_META.version)} < EXCLUDED.${q(TARGET_META.version)}`;
+      for (let i = 0; i < upserts.length; i += 500) {
+        const params: unknown[] = [];
+        const rows = upserts.slice(i, i + 500).map((c) => {
+          const values = [...names.map((n) => c.values[n] ?? null), ...extra.map(() => extraValue(c)), c.version, new Date(Number(c.sourceTsMs))];
+          return `(${values.map((v) => `$${params.push(v)}`).join(', ')}, now())`;
+        });
+        const res = await client.query(`INSERT INTO ${fqn} (${columns.map(q).join(', ')}) VALUES ${rows.join(', ')} ${conflict}`, params);
+        applied += res.rowCount ?? 0;
+      }
+      for (const c of deletes) {
+        const where = table.primaryKey.map((k, i) => `${q(k)} = $${i + 1}`).join(' AND ');
+        const res = await client.query(`DELETE FROM ${fqn} WHERE ${where} AND ${q(TARGET_META.version)} < $${table.primaryKey.length + 1}`, [
+          ...table.primaryKey.map((k) => c.values[k]),
+          c.version,
+        ]);
+        applied += res.rowCount ?? 0;
+      }
+    });
+    return { applied, stale: batch.length - applied };
+  }
+
+  private async query(fqn: string, sql: string): Promise<void> {
+    await this.transaction(fqn, async (client) => {
+      await client.query(sql);
+    });
+  }
+
+  /** Runs `work` in one transaction; failures become TARGET_UNREACHABLE or TARGET_REJECTED. */
+  private async transaction(fqn: string, work: (client: pg.PoolClient) => Promise<void>): Promise<void> {
+    const client = await this.pool.connect().catch((cause: Error) => {
+      throw new CdcError('TARGET_UNREACHABLE', `PostgreSQL target is not reachable: ${cause.message}`, { cause });
+    });
+    try {
+      await client.query('BEGIN');
+      await work(client);
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      const e = err as Error & { code?: string };
+      // SQLSTATE class 08 = connection problems; others mean the target refused the data.
+      throw new CdcError(e.code?.startsWith('08') || !e.code ? 'TARGET_UNREACHABLE' : 'TARGET_REJECTED', `PostgreSQL ${fqn}: ${e.message}`, {
+        cause: err,
+        details: { sqlState: e.code },
+      });
+    } finally {
+      client.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}

@@ -1,0 +1,82 @@
+import { META_FIELDS, type AvroFieldType, type AvroRecordSchema } from '@cityshare/shared';
+
+/** A column of a department's target table: its name and the Avro type of its share field. */
+export interface TargetColumn {
+  name: string;
+  type: AvroFieldType;
+  nullable: boolean;
+}
+
+export interface TargetTable {
+  name: string;
+  columns: TargetColumn[];
+  /** Empty for an append-only source table: the target is a change log keyed by source version. */
+  primaryKey: string[];
+}
+
+/** One row change ready for the target: data in column order, or a delete by key. */
+export interface RowChange {
+  /** c, u, d or r, as in the change event. */
+  op: string;
+  version: string;
+  sourceTsMs: bigint;
+  deleted: boolean;
+  values: Record<string, unknown>;
+}
+
+export interface ApplyResult {
+  /** Changes that changed the target. */
+  applied: number;
+  /** Changes the version guard skipped: the target already held that version or a newer one. */
+  stale: number;
+}
+
+/**
+ * A department's database. Every implementation keeps the same contract, checked by one
+ * conformance suite (test/sink-conformance.test.ts) against each:
+ * - upsert and delete by primary key, guarded by the source version: a change is written
+ *   only if its version is newer than the stored one, so a redelivered or older change
+ *   leaves the row as it is;
+ * - `softDelete`: a delete keeps the row with `__deleted` true (and the guard keeps it
+ *   from coming back through an older change);
+ * - a table without a key (append-only source) is a change log: one row per change with
+ *   its `__op`, keyed by version, so a redelivered change is appended once;
+ * - tables are created on first sight and granted columns added (ALTER TABLE ADD);
+ * - `apply` writes one batch in one transaction; a failure is CdcError
+ *   TARGET_UNREACHABLE (retry) or TARGET_REJECTED (the data: the caller isolates the row).
+ */
+export interface Target {
+  readonly kind: string;
+  connect(): Promise<void>;
+  ensureTable(table: TargetTable): Promise<void>;
+  apply(table: TargetTable, changes: RowChange[]): Promise<ApplyResult>;
+  close(): Promise<void>;
+}
+
+/** Bookkeeping columns every target table has besides the granted ones. */
+export const TARGET_META = {
+  version: '__version',
+  sourceTs: '__source_ts',
+  syncedAt: '__synced_at',
+  op: '__op',
+  deleted: '__deleted',
+} as const;
+
+/** Data columns of a share schema, in order, without the change metadata fields. */
+export function targetColumns(schema: AvroRecordSchema): TargetColumn[] {
+  const meta = new Set<string>(Object.values(META_FIELDS));
+  return schema.fields
+    .filter((f) => !meta.has(f.name))
+    .map((f) => {
+      const nullable = Array.isArray(f.type) && f.type.includes('null');
+      const type = Array.isArray(f.type) ? (f.type.find((t) => t !== 'null') as AvroFieldType) : f.type;
+      return { name: f.name, type, nullable };
+    });
+}
+
+/** Only the last change per key matters within a batch (changes are in source order). */
+export function latestPerKey(table: TargetTable, changes: RowChange[]): RowChange[] {
+  const latest = new Map<string, RowChange>();
+  for (const c of changes) latest.set(JSON.stringify(table.primaryKey.map((k) => String(c.values[k]))), c);
+  return [...latest.values()];
+}
