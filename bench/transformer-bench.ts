@@ -6,12 +6,9 @@
  *   npm run bench:transformer -- [--rows 200000] [--departments 1,3,10]
  * Writes bench/results/latest.json (merged with other benches' fields).
  */
-import { writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { stringify } from 'yaml';
 import { FileKeyring } from '@cityshare/shared';
-import { PipelineRun } from '../test/support/pipeline-run.js';
+import { CITIZEN_CLASSES, PipelineRun } from '../test/support/pipeline-run.js';
 import { stack } from '../test/support/stack.js';
 import { MemorySampler, fillCitizens, metric, peakRssMiB, waitFor, writeResults } from './support.js';
 
@@ -33,17 +30,9 @@ async function measure(departments: number): Promise<Result> {
   try {
     const names = Array.from({ length: departments }, (_, i) => `dept${i + 1}`);
     FileKeyring.ensure(run.keyringFile, names.map((n) => `department:${n}`));
-    const pipelineFile = join(dirname(run.keyringFile), 'bench-pipeline.yaml');
-    writeFileSync(pipelineFile, stringify({
-      kafka: { brokers: stack.kafkaBrokers, topicPrefix: run.prefix },
-      schemaRegistry: { url: stack.registryUrl },
-      keyring: { file: run.keyringFile },
-      sources: [{
-        name: 'cityhub',
-        connection: { host: stack.source.host, port: stack.source.port, user: 'cdc_reader', password: 'cdc_reader' },
-        serverId: 5501,
-        tables: [{ name: `${run.civilDb}.citizens`, columns: { id: 'public', name: 'personal', id_card: 'secret', phone: 'personal', birth_date: 'personal', district: 'public', address: 'personal', registered_at: 'internal' } }],
-      }],
+    const pipelineFile = run.writePipelineFile('bench-pipeline.yaml', {
+      serverId: 5501,
+      tables: [{ name: `${run.civilDb}.citizens`, columns: CITIZEN_CLASSES }],
       departments: names.map((name) => ({
         name,
         target: { kind: 'postgres', url: stack.postgresUrl, schema: `${run.id}_${name}` },
@@ -52,7 +41,7 @@ async function measure(departments: number): Promise<Result> {
           columns: { id: 'pass', name: { mask: 'name' }, phone: 'tokenize', id_card: 'encrypt', birth_date: { mask: 'date_to_year' }, district: 'pass', registered_at: 'pass' },
         }],
       })),
-    }));
+    });
     const env = { CITYSHARE_PIPELINE: pipelineFile };
     await run.source.query(fillCitizens(`\`${run.civilDb}\`.citizens`, 1, ROWS));
     const reader = await run.start('cdc-reader', env);

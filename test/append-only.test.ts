@@ -1,6 +1,4 @@
-import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './support/eventually.js';
 import { PipelineRun } from './support/pipeline-run.js';
@@ -25,22 +23,15 @@ describe('append-only table without a key', () => {
     await run.source.query(`CREATE TABLE ${table} (card_no VARCHAR(20) NOT NULL, gate VARCHAR(16) NOT NULL, passed_at DATETIME(6) NOT NULL) DEFAULT CHARSET = utf8mb4`);
     // A row from before registration: not snapshotted (no key to chunk by), so never delivered.
     await run.source.query(`INSERT INTO ${table} VALUES ('old', 'G0', NOW(6))`);
-    writeFileSync(pipelineFile, stringify({
-      kafka: { brokers: stack.kafkaBrokers, topicPrefix: run.prefix },
-      schemaRegistry: { url: stack.registryUrl },
-      keyring: { file: run.keyringFile },
-      sources: [{
-        name: 'cityhub',
-        connection: { host: stack.source.host, port: stack.source.port, user: 'cdc_reader', password: 'cdc_reader' },
-        serverId: 5301,
-        tables: [{ name: `${run.transportDb}.gate_log`, appendOnly: true, columns: { card_no: 'internal', gate: 'public', passed_at: 'internal' } }],
-      }],
+    run.writePipelineFile('append-only-pipeline.yaml', {
+      serverId: 5301,
+      tables: [{ name: `${run.transportDb}.gate_log`, appendOnly: true, columns: { card_no: 'internal', gate: 'public', passed_at: 'internal' } }],
       departments: [{
         name: 'health',
         target: { kind: 'postgres', url: stack.postgresUrl, schema: run.pgSchema },
         grants: [{ table: `cityhub.${run.transportDb}.gate_log`, columns: { card_no: 'pass', gate: 'pass', passed_at: 'pass' } }],
       }],
-    }));
+    });
     const env = { CITYSHARE_PIPELINE: pipelineFile };
     await run.start('cdc-reader', env);
     await run.start('transformer', env);

@@ -1,6 +1,5 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './support/eventually.js';
 import { readAllMessages, readRawEvents } from './support/kafka-peek.js';
@@ -48,17 +47,11 @@ describe('column types, snapshot and binlog', () => {
     await run.setUp();
     await run.source.query(`CREATE DATABASE \`${db}\``);
     await run.source.query(`CREATE TABLE \`${db}\`.types (id INT PRIMARY KEY, ${COLUMNS.map(([n, t]) => `\`${n}\` ${t}`).join(', ')}) DEFAULT CHARSET = utf8mb4`);
-    writeFileSync(pipelineFile, stringify({
-      kafka: { brokers: stack.kafkaBrokers, topicPrefix: run.prefix },
-      schemaRegistry: { url: stack.registryUrl },
-      keyring: { file: run.keyringFile },
-      sources: [{
-        name: 'src',
-        connection: { host: stack.source.host, port: stack.source.port, user: 'cdc_reader', password: 'cdc_reader' },
-        serverId: 5201,
-        tables: [{ name: `${db}.types`, columns: Object.fromEntries([['id', 'public'], ...COLUMNS.map(([n]) => [n, 'public'])]) }],
-      }],
-    }));
+    run.writePipelineFile('types-pipeline.yaml', {
+      sourceName: 'src',
+      serverId: 5201,
+      tables: [{ name: `${db}.types`, columns: Object.fromEntries([['id', 'public'], ...COLUMNS.map(([n]) => [n, 'public'])]) }],
+    });
     await insert(100);
     const reader = await run.start('cdc-reader', { CITYSHARE_PIPELINE: pipelineFile, READER_SNAPSHOT_CHUNK_ROWS: '2' });
     await eventually(() => expect(readFileSync(reader.logFile, 'utf8')).toContain('snapshot complete'));

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyring, envelopeKeyIds, openDepartmentValue } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
@@ -37,25 +36,17 @@ describe('department policy', () => {
       ...(policy[dept].citizens ? [{ table: `cityhub.${run.civilDb}.citizens`, columns: policy[dept].citizens, ...(dept === 'haidian' ? { filter: 'district == "海淀"' } : {}) }] : []),
       ...(policy[dept].lab ? [{ table: `cityhub.${run.healthDb}.lab_results`, columns: policy[dept].lab }] : []),
     ];
-    writeFileSync(`${pipelineFile}.tmp`, stringify({
-      kafka: { brokers: stack.kafkaBrokers, topicPrefix: run.prefix },
-      schemaRegistry: { url: stack.registryUrl },
-      keyring: { file: run.keyringFile },
-      sources: [{
-        name: 'cityhub',
-        connection: { host: stack.source.host, port: stack.source.port, user: 'cdc_reader', password: 'cdc_reader' },
-        serverId: 5401,
-        tables: [
-          { name: `${run.civilDb}.citizens`, columns: policy.citizenClasses },
-          { name: `${run.healthDb}.lab_results`, columns: policy.labClasses, quality: { note: { regex: '^[a-z]+$' } } },
-        ],
-      }],
+    run.writePipelineFile('policy-pipeline.yaml', {
+      serverId: 5401,
+      tables: [
+        { name: `${run.civilDb}.citizens`, columns: policy.citizenClasses },
+        { name: `${run.healthDb}.lab_results`, columns: policy.labClasses, quality: { note: { regex: '^[a-z]+$' } } },
+      ],
       departments: [
         { name: 'health', target: { kind: 'postgres', url: stack.postgresUrl, schema: run.pgSchema }, grants: grants('health') },
         { name: 'haidian', target: { kind: 'postgres', url: stack.postgresUrl, schema: haidianSchema }, grants: grants('haidian') },
       ],
-    }));
-    renameSync(`${pipelineFile}.tmp`, pipelineFile);
+    });
   };
   const rows = async (schema: string, table: string) =>
     (await run.pg.query(`SELECT * FROM "${schema}"."${table}" ORDER BY id`)).rows as Array<Record<string, unknown>>;

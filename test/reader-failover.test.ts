@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './support/eventually.js';
 import { PipelineRun } from './support/pipeline-run.js';
+import { stack } from './support/stack.js';
 
 /** One active reader per source, a standby that takes over when it dies (lease in the real Redis). */
 describe('reader failover', () => {
   const run = new PipelineRun();
-  const ha = { READER_LEASE_REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', READER_LEASE_TTL_MS: '2000' };
+  const ha = { READER_LEASE_REDIS_URL: stack.redisUrl, READER_LEASE_TTL_MS: '2000' };
   const ids = async () => (await run.pg.query(`SELECT id FROM "${run.pgSchema}".citizens ORDER BY id`)).rows.map((r) => Number(r.id));
   const insert = (id: number) =>
     run.source.query(`INSERT INTO \`${run.civilDb}\`.citizens (id, name, id_card, phone, district, registered_at) VALUES (?, '市民', '110101199001010000', '13800000000', '东城', NOW())`, [id]);

@@ -12,7 +12,7 @@ import { stack } from './support/stack.js';
  * One contract, every target type (services/sink/src/targets/target.ts): the same
  * scenarios against a real PostgreSQL and a real MariaDB (the machine's own, port 3306).
  */
-const MARIADB = { host: '127.0.0.1', port: 3306, user: 'root' };
+const MARIADB = stack.targetMariadb;
 const logger = createLogger('test', 'silent');
 
 interface Harness {

@@ -1,12 +1,10 @@
-import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createConnection, type Connection } from 'mysql2/promise';
-import { stringify } from 'yaml';
 import { FileKeyring } from '@cityshare/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './support/eventually.js';
 import { readAllMessages } from './support/kafka-peek.js';
-import { PipelineRun } from './support/pipeline-run.js';
+import { CITIZEN_CLASSES, PipelineRun } from './support/pipeline-run.js';
 import type { ServiceProcess } from './support/service-process.js';
 import { stack } from './support/stack.js';
 
@@ -34,24 +32,17 @@ describe('sink delivery to MySQL/MariaDB', () => {
   beforeAll(async () => {
     await run.setUp();
     FileKeyring.ensure(run.keyringFile, ['department:archive']);
-    mysql = await createConnection({ host: '127.0.0.1', port: 3306, user: 'root', supportBigNumbers: true, bigNumberStrings: true });
+    mysql = await createConnection({ ...stack.targetMariadb, supportBigNumbers: true, bigNumberStrings: true });
     await mysql.query(`CREATE DATABASE \`${archiveDb}\` DEFAULT CHARSET utf8mb4`);
-    writeFileSync(pipelineFile, stringify({
-      kafka: { brokers: stack.kafkaBrokers, topicPrefix: run.prefix },
-      schemaRegistry: { url: stack.registryUrl },
-      keyring: { file: run.keyringFile },
-      sources: [{
-        name: 'cityhub',
-        connection: { host: stack.source.host, port: stack.source.port, user: 'cdc_reader', password: 'cdc_reader' },
-        serverId: 5601,
-        tables: [{ name: `${run.civilDb}.citizens`, columns: { id: 'public', name: 'personal', id_card: 'secret', phone: 'personal', birth_date: 'personal', district: 'public', address: 'personal', registered_at: 'internal' } }],
-      }],
+    run.writePipelineFile('sink-pipeline.yaml', {
+      serverId: 5601,
+      tables: [{ name: `${run.civilDb}.citizens`, columns: CITIZEN_CLASSES }],
       departments: [{
         name: 'archive',
-        target: { kind: 'mysql', url: `mysql://root@127.0.0.1:3306/${archiveDb}` },
+        target: { kind: 'mysql', url: `mysql://root@${stack.targetMariadb.host}:${stack.targetMariadb.port}/${archiveDb}` },
         grants: [{ table: `cityhub.${run.civilDb}.citizens`, columns: { id: 'pass', name: 'pass', district: 'pass', registered_at: 'pass' } }],
       }],
-    }));
+    });
     await run.start('cdc-reader', env);
     await run.start('transformer', env);
     archiveSink = await run.start('sink', env);

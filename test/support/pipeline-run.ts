@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { stringify } from 'yaml';
 import { createConnection, type Connection } from 'mysql2/promise';
 import pg from 'pg';
 import { FileKeyring } from '@cityshare/shared';
@@ -21,6 +22,9 @@ export interface RunNames {
   haidianPgSchema: string;
   keyringFile: string;
 }
+
+/** Column classes of the sample `citizens` table, as the demo pipeline registers them. */
+export const CITIZEN_CLASSES = { id: 'public', name: 'personal', id_card: 'secret', phone: 'personal', birth_date: 'personal', district: 'public', address: 'personal', registered_at: 'internal' };
 
 export class PipelineRun {
   readonly id: string;
@@ -79,6 +83,29 @@ export class PipelineRun {
     this.pg = new pg.Client({ connectionString: stack.postgresUrl });
     await this.pg.connect();
     for (const schema of [this.pgSchema, this.haidianPgSchema]) await this.pg.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  }
+
+  /**
+   * Writes a pipeline file of this run (its topic prefix, keyring, the project's MariaDB
+   * as source `cityhub` unless named) next to its keyring; returns the path.
+   */
+  writePipelineFile(file: string, spec: { serverId: number; tables: unknown[]; departments?: unknown[]; sourceName?: string }): string {
+    const path = join(dirname(this.keyringFile), file);
+    writeFileSync(`${path}.tmp`, stringify({
+      kafka: { brokers: stack.kafkaBrokers, topicPrefix: this.prefix },
+      schemaRegistry: { url: stack.registryUrl },
+      keyring: { file: this.keyringFile },
+      sources: [{
+        name: spec.sourceName ?? 'cityhub',
+        connection: { host: stack.source.host, port: stack.source.port, user: 'cdc_reader', password: 'cdc_reader' },
+        serverId: spec.serverId,
+        tables: spec.tables,
+      }],
+      departments: spec.departments ?? [],
+    }));
+    // Atomic, as an operator's tooling should write it: a watching service never reads half a file.
+    renameSync(`${path}.tmp`, path);
+    return path;
   }
 
   service(name: ServiceName, env: NodeJS.ProcessEnv = {}): ServiceProcess {

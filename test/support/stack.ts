@@ -5,4 +5,7 @@ export const stack = {
   source: { host: '127.0.0.1', port: Number(process.env.MARIADB_PORT ?? 3307), user: 'root', password: '' },
   postgresUrl: process.env.HEALTH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
   registryUrl: process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:8081/apis/ccompat/v7',
+  redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+  /** The machine's own MariaDB (no binlog), used as a department's MySQL-compatible target. */
+  targetMariadb: { host: '127.0.0.1', port: Number(process.env.TARGET_MARIADB_PORT ?? 3306), user: 'root' },
 };

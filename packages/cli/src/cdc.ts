@@ -6,7 +6,8 @@
  *   npx cdc decrypt --keyring health-keyring.json --column civil.citizens.id_card '\x02…'
  */
 import { Command } from 'commander';
-import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, loadPipeline, openDepartmentValue, producerConfig, topics } from '@cityshare/shared';
+import { Queue } from 'bullmq';
+import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, loadPipeline, openDepartmentValue, producerConfig, queues, topics } from '@cityshare/shared';
 
 const program = new Command('cdc').description('cityshare operations').option('-c, --config <file>', 'pipeline file', process.env.CITYSHARE_PIPELINE ?? 'pipeline.yaml');
 
@@ -52,6 +53,25 @@ program
     for (const input of inputs) {
       const bytes = input.startsWith('\\x') ? Buffer.from(input.slice(2), 'hex') : Buffer.from(input, 'base64');
       process.stdout.write(`${JSON.stringify(openDepartmentValue(keys, bytes, db, table, column))}\n`);
+    }
+  });
+
+program
+  .command('webhook-replay')
+  .description("send a department's dead-lettered webhook batches again, oldest first (after its endpoint is fixed)")
+  .argument('<department>', 'department whose target is http')
+  .action(async (name: string) => {
+    const { config } = loadPipeline(program.opts<{ config: string }>().config);
+    const department = config.departments.find((d) => d.name === name);
+    if (!department) throw new CdcError('CONFIG_INVALID', `no department named ${name} in the pipeline file`);
+    if (department.target.kind !== 'http') throw new CdcError('CONFIG_INVALID', `department ${name} has a ${department.target.kind} target; only http targets have a webhook dead-letter queue`);
+    const queue = new Queue(queues.webhook(config.kafka.topicPrefix, name), { connection: { url: department.target.redisUrl, maxRetriesPerRequest: null } });
+    try {
+      const failed = (await queue.getFailed(0, -1)).sort((a, b) => a.timestamp - b.timestamp);
+      for (const job of failed) await job.retry('failed');
+      process.stdout.write(`${failed.length} dead-lettered batch(es) of ${name} queued again\n`);
+    } finally {
+      await queue.close();
     }
   });
 

@@ -11,6 +11,11 @@ export const topics = {
   schemaChanges: (prefix: string, source: string) => `${prefix}.schema-changes.${source}`,
 };
 
+/** BullMQ queue names (Redis), spelled here for the same reason. */
+export const queues = {
+  webhook: (prefix: string, department: string) => `cityshare-${prefix}-webhook-${department}`,
+};
+
 /** The raw and share topics a pipeline file implies, for subscribing by name. */
 export function pipelineTopics(config: {
   kafka: { topicPrefix: string };

@@ -1,5 +1,6 @@
 import {
   CdcError,
+  FileKeyring,
   createKafka,
   createLogger,
   createMetricsRegistry,
@@ -19,7 +20,7 @@ const logger = createLogger('sink');
 await runService(logger, async () => {
   const env = loadServiceEnv(sinkEnv);
   logger.level = env.LOG_LEVEL;
-  const { config } = loadPipeline(env.CITYSHARE_PIPELINE);
+  const { config, keyringPath } = loadPipeline(env.CITYSHARE_PIPELINE);
   const department = env.SINK_DEPARTMENT
     ? config.departments.find((d) => d.name === env.SINK_DEPARTMENT)
     : config.departments.length === 1 ? config.departments[0] : undefined;
@@ -28,7 +29,10 @@ await runService(logger, async () => {
   }
   const log = logger.child({ department: department.name });
   const registry = createMetricsRegistry('sink');
-  const sink = createTarget(department.target, log);
+  const metrics = createSinkMetrics(registry);
+  // Only a webhook target needs the keyring (its signing key).
+  const keys = department.target.kind === 'http' ? FileKeyring.load(keyringPath) : new FileKeyring({ version: 1, keys: {} });
+  const sink = createTarget(department, { prefix: config.kafka.topicPrefix, keys, logger: log, metrics });
   await sink.connect();
   const consumer = new ShareConsumer({
     config,
@@ -37,7 +41,7 @@ await runService(logger, async () => {
     registry: createSchemaRegistry(config.schemaRegistry),
     sink,
     logger: log,
-    metrics: createSinkMetrics(registry),
+    metrics,
   });
   const health = await startHealthServer({ port: env.METRICS_PORT, registry, ready: () => consumer.ready });
   log.info({ port: health.port }, 'health and metrics listening');

@@ -61,7 +61,7 @@ export class ShareConsumer {
   }
 
   async start(): Promise<void> {
-    const { config, department, kafka, logger, metrics, sink } = this.deps;
+    const { config, department, kafka, logger, metrics } = this.deps;
     const labels = { department: department.name, target: department.target.kind };
     this.consumer = kafka.consumer({ groupId: this.groupId, readUncommitted: false, allowAutoTopicCreation: false, metadataMaxAge: 5_000 });
     await this.consumer.connect().catch((cause: Error) => {

@@ -170,6 +170,15 @@ export const mysqlTarget = z.strictObject({
   softDelete,
 });
 
+export const httpTarget = z.strictObject({
+  kind: z.literal('http'),
+  url: z.string().url().describe("the department's endpoint: POSTs of JSON batches, signed in x-cityshare-signature with the keyring key webhook:<department>").meta(secret),
+  redisUrl: z.string().default('redis://127.0.0.1:6379').describe('Redis holding the BullMQ queue of batches not yet taken by the endpoint'),
+  maxAttempts: z.number().int().min(1).default(8).describe('tries per batch before it goes to the dead-letter queue'),
+  timeoutMs: z.number().int().min(100).default(10_000).describe('time the endpoint has to answer'),
+  backoffMs: z.number().int().min(10).default(1_000).describe('first retry delay; doubles per try with jitter, at most 60 s; a 429 waits its Retry-After'),
+});
+
 export const grantSpec = z.strictObject({
   table: z.string().regex(/^[a-z][a-z0-9_]*\.[A-Za-z0-9_$]+\.[A-Za-z0-9_$]+$/, 'source.db.table'),
   columns: z.record(identifier, grantAction),
@@ -194,7 +203,7 @@ export const grantSpec = z.strictObject({
 
 export const departmentSpec = z.strictObject({
   name,
-  target: z.discriminatedUnion('kind', [postgresTarget, mysqlTarget]).describe("the department's database"),
+  target: z.discriminatedUnion('kind', [postgresTarget, mysqlTarget, httpTarget]).describe("the department's database or endpoint"),
   grants: z.array(grantSpec).default([]),
 });
 

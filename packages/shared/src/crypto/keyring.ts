@@ -34,6 +34,8 @@ export type KeyringFile = z.infer<typeof keyringFile>;
 export const keyNames = {
   pipeline: 'pipeline',
   department: (name: string) => `department:${name}`,
+  /** HMAC key of a department's webhook signatures. */
+  webhook: (name: string) => `webhook:${name}`,
 };
 
 export class FileKeyring implements KeyProvider {

@@ -1,14 +1,38 @@
-import type { DepartmentConfig, Logger } from '@cityshare/shared';
+import { keyNames, queues, type DepartmentConfig, type KeyProvider, type Logger } from '@cityshare/shared';
+import type { SinkMetrics } from '../sink-metrics.js';
 import { MysqlTarget } from './mysql.target.js';
 import { PostgresTarget } from './postgres.target.js';
 import type { Target } from './target.js';
+import { WebhookTarget } from './webhook.target.js';
 
 export type { Target } from './target.js';
 
-/** The department's database target as its pipeline file describes it. */
-export function createTarget(target: DepartmentConfig['target'], logger: Logger): Target {
+export interface TargetContext {
+  prefix: string;
+  keys: KeyProvider;
+  logger: Logger;
+  metrics: SinkMetrics;
+}
+
+/** The department's target as its pipeline file describes it. */
+export function createTarget(department: DepartmentConfig, ctx: TargetContext): Target {
+  const target = department.target;
+  const labels = { department: department.name, target: target.kind };
   switch (target.kind) {
-    case 'postgres': return new PostgresTarget({ url: target.url, schema: target.schema, softDelete: target.softDelete }, logger);
-    case 'mysql': return new MysqlTarget({ url: target.url, softDelete: target.softDelete }, logger);
+    case 'postgres': return new PostgresTarget({ url: target.url, schema: target.schema, softDelete: target.softDelete }, ctx.logger);
+    case 'mysql': return new MysqlTarget({ url: target.url, softDelete: target.softDelete }, ctx.logger);
+    case 'http':
+      return new WebhookTarget({
+        department: department.name,
+        url: target.url,
+        secret: ctx.keys.activeKey(keyNames.webhook(department.name)).material,
+        redisUrl: target.redisUrl,
+        queueName: queues.webhook(ctx.prefix, department.name),
+        maxAttempts: target.maxAttempts,
+        timeoutMs: target.timeoutMs,
+        backoffMs: target.backoffMs,
+        onRetry: () => ctx.metrics.retries.inc(labels),
+        onDeadLetter: () => ctx.metrics.dlq.inc(labels),
+      }, ctx.logger);
   }
 }
