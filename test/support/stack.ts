@@ -6,6 +6,7 @@ export const stack = {
   postgresUrl: process.env.HEALTH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
   registryUrl: process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:8081/apis/ccompat/v7',
   redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+  rabbitmqUrl: process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
   /** The machine's own MariaDB (no binlog), used as a department's MySQL-compatible target. */
   targetMariadb: { host: '127.0.0.1', port: Number(process.env.TARGET_MARIADB_PORT ?? 3306), user: 'root' },
 };

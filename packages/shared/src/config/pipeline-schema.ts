@@ -179,6 +179,13 @@ export const httpTarget = z.strictObject({
   backoffMs: z.number().int().min(10).default(1_000).describe('first retry delay; doubles per try with jitter, at most 60 s; a 429 waits its Retry-After'),
 });
 
+export const rabbitmqTarget = z.strictObject({
+  kind: z.literal('rabbitmq'),
+  url: z.string().regex(/^amqps?:\/\//, 'amqp://user:password@host:5672/vhost').describe('amqp:// or amqps:// URL of the broker').meta(secret),
+  exchange: z.string().min(1).describe("the department's exchange; declared durable when missing"),
+  exchangeType: z.enum(['topic', 'direct', 'fanout', 'headers']).default('topic').describe('exchange type; messages are routed with <table>.<op>'),
+});
+
 export const grantSpec = z.strictObject({
   table: z.string().regex(/^[a-z][a-z0-9_]*\.[A-Za-z0-9_$]+\.[A-Za-z0-9_$]+$/, 'source.db.table'),
   columns: z.record(identifier, grantAction),
@@ -203,7 +210,7 @@ export const grantSpec = z.strictObject({
 
 export const departmentSpec = z.strictObject({
   name,
-  target: z.discriminatedUnion('kind', [postgresTarget, mysqlTarget, httpTarget]).describe("the department's database or endpoint"),
+  target: z.discriminatedUnion('kind', [postgresTarget, mysqlTarget, httpTarget, rabbitmqTarget]).describe("the department's database, endpoint or message broker"),
   grants: z.array(grantSpec).default([]),
 });
 

@@ -2,6 +2,7 @@ import { keyNames, queues, type DepartmentConfig, type KeyProvider, type Logger 
 import type { SinkMetrics } from '../sink-metrics.js';
 import { MysqlTarget } from './mysql.target.js';
 import { PostgresTarget } from './postgres.target.js';
+import { RabbitmqTarget } from './rabbitmq.target.js';
 import type { Target } from './target.js';
 import { WebhookTarget } from './webhook.target.js';
 
@@ -21,6 +22,7 @@ export function createTarget(department: DepartmentConfig, ctx: TargetContext): 
   switch (target.kind) {
     case 'postgres': return new PostgresTarget({ url: target.url, schema: target.schema, softDelete: target.softDelete }, ctx.logger);
     case 'mysql': return new MysqlTarget({ url: target.url, softDelete: target.softDelete }, ctx.logger);
+    case 'rabbitmq': return new RabbitmqTarget({ department: department.name, url: target.url, exchange: target.exchange, exchangeType: target.exchangeType }, ctx.logger);
     case 'http':
       return new WebhookTarget({
         department: department.name,

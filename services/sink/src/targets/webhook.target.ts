@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { CdcError, type Logger } from '@cityshare/shared';
-import type { ApplyResult, RowChange, Target, TargetTable } from './target.js';
+import { changeJson, type ApplyResult, type ChangeJson, type RowChange, type Target, type TargetTable } from './target.js';
 
 export interface WebhookTargetOptions {
   department: string;
@@ -26,7 +26,7 @@ export interface WebhookTargetOptions {
 export interface WebhookBatch {
   department: string;
   table: string;
-  changes: Array<{ op: string; version: string; source_ts_ms: string; deleted: boolean; values: Record<string, unknown> }>;
+  changes: ChangeJson[];
 }
 
 /** Signature header: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, as Stripe-style receivers check it. */
@@ -71,7 +71,7 @@ export class WebhookTarget implements Target {
     const batch: WebhookBatch = {
       department: this.o.department,
       table: table.name,
-      changes: changes.map((c) => ({ op: c.op, version: c.version, source_ts_ms: String(c.sourceTsMs), deleted: c.deleted, values: jsonValues(c.values) })),
+      changes: changes.map(changeJson),
     };
     try {
       await this.queue!.add('batch', batch, { removeOnComplete: 1000, removeOnFail: false });
@@ -124,12 +124,3 @@ function retryAfter(header: string | null): number | undefined {
   const ms = /^\d+$/.test(header) ? Number(header) * 1000 : Date.parse(header) - Date.now();
   return Number.isFinite(ms) ? Math.min(300_000, Math.max(0, ms)) : undefined;
 }
-
-/** Data values as JSON carries them (metadata is beside them): 64-bit integers as text, bytes (encrypted values) as base64. */
-function jsonValues(values: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(values)) if (!k.startsWith('__')) out[k] = typeof v === 'bigint' ? v.toString() : Buffer.isBuffer(v) ? v.toString('base64') : v;
-  return out;
-}
-
-/** Sends a department's dead-lettered webhook batches again, oldest first; returns how many. */

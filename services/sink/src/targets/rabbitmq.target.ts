@@ -1,0 +1,66 @@
+import { connect, type ChannelModel, type ConfirmChannel } from 'amqplib';
+import { CdcError, type Logger } from '@cityshare/shared';
+import { changeJson, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
+
+export interface RabbitmqTargetOptions {
+  department: string;
+  /** amqp://user:password@host:5672/vhost */
+  url: string;
+  /** The department's exchange; declared durable when missing. */
+  exchange: string;
+  exchangeType: 'topic' | 'direct' | 'fanout' | 'headers';
+}
+
+/**
+ * A department's RabbitMQ exchange. Each change is one persistent JSON message (the
+ * change as the webhook sends it, plus `department` and `table`), routing key
+ * `<table>.<op>`, message id `<table>/<version>`; a batch counts as delivered only when
+ * the broker confirmed every message (publisher confirms), and only then are the Kafka
+ * offsets committed. Delivery is at least once: a consumer drops a message id it has
+ * seen, or keeps the newest `version` per key.
+ */
+export class RabbitmqTarget implements Target {
+  readonly kind = 'rabbitmq';
+  private connection: ChannelModel | undefined;
+  private channel: ConfirmChannel | undefined;
+
+  constructor(private readonly o: RabbitmqTargetOptions, private readonly logger: Logger) {}
+
+  async connect(): Promise<void> {
+    try {
+      this.connection = await connect(this.o.url);
+      this.connection.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'RabbitMQ connection error'));
+      this.channel = await this.connection.createConfirmChannel();
+      await this.channel.assertExchange(this.o.exchange, this.o.exchangeType, { durable: true });
+    } catch (cause) {
+      throw new CdcError('TARGET_UNREACHABLE', `RabbitMQ exchange ${this.o.exchange} is not usable: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  async ensureTable(_table: TargetTable): Promise<void> {}
+
+  async apply(table: TargetTable, changes: RowChange[]): Promise<ApplyResult> {
+    const channel = this.channel!;
+    try {
+      for (const c of changes) {
+        const body = Buffer.from(JSON.stringify({ department: this.o.department, table: table.name, ...changeJson(c) }));
+        channel.publish(this.o.exchange, `${table.name}.${c.op}`, body, {
+          persistent: true,
+          contentType: 'application/json',
+          messageId: `${table.name}/${c.version}`,
+          type: c.op,
+          timestamp: Math.floor(Number(c.sourceTsMs) / 1000),
+        });
+      }
+      await channel.waitForConfirms();
+    } catch (cause) {
+      throw new CdcError('TARGET_UNREACHABLE', `RabbitMQ did not confirm a batch for ${this.o.exchange}: ${(cause as Error).message}`, { cause });
+    }
+    return { applied: changes.length, stale: 0 };
+  }
+
+  async close(): Promise<void> {
+    await this.channel?.close().catch(() => undefined);
+    await this.connection?.close().catch(() => undefined);
+  }
+}
