@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileKeyring, envelopeKeyIds, openDepartmentValue } from '@cityshare/shared';
+import { FileKeyring, consumeShareTopics, envelopeKeyIds, openDepartmentValue, type ShareChange } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
 import { readAllMessages, readRawEvents } from './support/kafka-peek.js';
 import { PipelineRun } from './support/pipeline-run.js';
@@ -82,6 +82,27 @@ describe('pipeline end to end', () => {
     expect((visits[0]!.visited_at as Date).toISOString()).toBe('2024-03-02T09:15:30.250Z');
     expect(visits[1]!.fee).toBe('0.01');
     expect(openDepartmentValue(run.keys, visits[0]!.diagnosis as Buffer, run.healthDb, 'clinic_visits', 'diagnosis')).toBe('急性阑尾炎');
+  });
+
+  it('lets a department read its share topic itself, decoded and decrypted with its keyring only', async () => {
+    const seen: ShareChange[] = [];
+    const consumer = await consumeShareTopics({
+      brokers: stack.kafkaBrokers,
+      registryUrl: stack.registryUrl,
+      topics: [`${run.prefix}.share.health.${run.civilDb}.citizens`],
+      groupId: `${run.prefix}.health-app`,
+      keys: FileKeyring.load(run.keyringFile),
+      onChange: async (c) => {
+        seen.push(c);
+      },
+    });
+    try {
+      const first = await eventually(() => seen.find((c) => c.key.id === '1' && c.op === 'c') ?? expect.fail('not yet'));
+      expect(first).toMatchObject({ db: run.civilDb, table: 'citizens', deleted: false, values: { id: '1', name: '张*', id_card: '110101199001011234', district: '海淀' } });
+      await eventually(() => expect(seen.some((c) => c.key.id === '2' && c.op === 'd' && c.deleted)).toBe(true));
+    } finally {
+      await consumer.stop();
+    }
   });
 
   it('marks the end of every transaction with what it changed', async () => {

@@ -23,3 +23,4 @@ export * from './kafka/client.js';
 export * from './service-runner.js';
 export * from './avro/registry.js';
 export * from './config/json-schema.js';
+export * from './department-client.js';

@@ -1,0 +1,93 @@
+import { Kafka, logLevel, type Consumer } from 'kafkajs';
+import { META_FIELDS, type AvroFieldType, type AvroRecordSchema } from './avro/share-schema.js';
+import { LOGICAL } from './avro/logical-types.js';
+import { createSchemaRegistry, fetchSchemaJson, wireSchemaId } from './avro/registry.js';
+import { openDepartmentValue } from './crypto/envelope.js';
+import type { KeyProvider } from './crypto/keyring.js';
+
+/** One change as a department receives it, decoded, encrypted columns opened when a keyring is given. */
+export interface ShareChange {
+  /** Source database and table the share topic carries. */
+  db: string;
+  table: string;
+  op: 'c' | 'u' | 'd' | 'r';
+  /** Source position: keep the newest per key. */
+  version: string;
+  sourceTsMs: bigint;
+  deleted: boolean;
+  /** The key columns, as in the Kafka message key. */
+  key: Record<string, unknown>;
+  /** Granted columns: exact values (DECIMAL and 64-bit integers as text, instants as ISO text). */
+  values: Record<string, unknown>;
+}
+
+export interface ShareConsumerOptions {
+  brokers: string[];
+  /** Confluent-compatible registry URL, e.g. http://host:8081/apis/ccompat/v7. */
+  registryUrl: string;
+  /** `<prefix>.share.<department>.<db>.<table>` topics to read. */
+  topics: string[];
+  /** The department's own consumer group (offsets are committed after `onChange` resolved). */
+  groupId: string;
+  /** The department's keyring: encrypted columns arrive opened; without it they stay bytes. */
+  keys?: KeyProvider;
+  /** Called in order per key (per partition); a rejection stops the consumer without committing. */
+  onChange: (change: ShareChange) => Promise<void>;
+}
+
+/**
+ * For a department that reads its share topics itself: a Kafka consumer with the settings
+ * that keep the pipeline's guarantees (read committed only, offsets committed after the
+ * change was handled, from the beginning for a new group) that decodes each Avro record
+ * with its writer schema from the registry and opens the columns encrypted for the
+ * department with its keyring.
+ */
+export async function consumeShareTopics(options: ShareConsumerOptions): Promise<{ stop(): Promise<void> }> {
+  const registry = createSchemaRegistry({ url: options.registryUrl });
+  const sealedFields = new Map<number, Set<string>>();
+  const sealedOf = async (id: number) => {
+    let fields = sealedFields.get(id);
+    if (!fields) {
+      const schema: AvroRecordSchema = await fetchSchemaJson(options.registryUrl, id);
+      fields = new Set(schema.fields.filter((f) => isSealed(f.type)).map((f) => f.name));
+      sealedFields.set(id, fields);
+    }
+    return fields;
+  };
+  const consumer: Consumer = new Kafka({ clientId: `cityshare-department-${options.groupId}`, brokers: options.brokers, logLevel: logLevel.WARN }).consumer({
+    groupId: options.groupId,
+    readUncommitted: false,
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topics: options.topics, fromBeginning: true });
+  await consumer.run({
+    autoCommit: true,
+    eachMessage: async ({ topic, message }) => {
+      if (!message.value) return;
+      const [db, table] = topic.split('.').slice(-2) as [string, string];
+      const record = (await registry.decode(message.value)) as Record<string, unknown>;
+      const sealed = await sealedOf(wireSchemaId(message.value));
+      const values: Record<string, unknown> = {};
+      for (const [name, value] of Object.entries(record)) {
+        if ((Object.values(META_FIELDS) as string[]).includes(name)) continue;
+        values[name] = options.keys && sealed.has(name) && Buffer.isBuffer(value) ? openDepartmentValue(options.keys, value, db, table, name) : value;
+      }
+      await options.onChange({
+        db,
+        table,
+        op: record[META_FIELDS.op] as ShareChange['op'],
+        version: record[META_FIELDS.version] as string,
+        sourceTsMs: record[META_FIELDS.sourceTsMs] as bigint,
+        deleted: record[META_FIELDS.deleted] as boolean,
+        key: message.key ? (JSON.parse(message.key.toString('utf8')) as Record<string, unknown>) : {},
+        values,
+      });
+    },
+  });
+  return { stop: () => consumer.disconnect() };
+}
+
+function isSealed(type: AvroFieldType): boolean {
+  if (Array.isArray(type)) return type.some(isSealed);
+  return typeof type === 'object' && type !== null && (type as { logicalType?: string }).logicalType === LOGICAL.sealed;
+}
