@@ -66,11 +66,16 @@ describe('webhook target', () => {
         name: 'hotline',
         target: { kind: 'http', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, redisUrl: stack.redisUrl, maxAttempts: 6, timeoutMs: 2000, backoffMs: 200 },
         grants: [{ table: `cityhub.${run.civilDb}.citizens`, columns: { id: 'pass', name: { mask: 'name' }, district: 'pass' } }],
+      }, {
+        name: 'health',
+        target: { kind: 'postgres', url: stack.postgresUrl, schema: run.pgSchema },
+        grants: [{ table: `cityhub.${run.civilDb}.citizens`, columns: { id: 'pass', district: 'pass' } }],
       }],
     });
     await run.start('cdc-reader', env);
     await run.start('transformer', env);
     sink = await run.start('sink', env);
+    await run.start('sink', { ...env, SINK_DEPARTMENT: 'health' });
   });
 
   afterAll(async () => {
@@ -83,6 +88,10 @@ describe('webhook target', () => {
     for (let id = 1; id <= 20; id++) await insert(id);
     await run.source.query(`UPDATE \`${run.civilDb}\`.citizens SET district = '西城' WHERE id <= 5`);
     await eventually(() => expect(attempts.filter((a) => a.status === 503).length).toBeGreaterThanOrEqual(2), 30_000, 100);
+    // The endpoint's outage holds back only its department: health has every row meanwhile.
+    await eventually(async () => expect(Number((await run.pg.query(`SELECT count(*) AS n FROM "${run.pgSchema}".citizens`)).rows[0].n)).toBe(20), 30_000, 200);
+    expect(state.down).toBe(true);
+    expect(delivered).toHaveLength(0);
     state.down = false;
     await eventually(() => expect(delivered.flatMap((d) => d.changes)).toHaveLength(25), 60_000, 200);
     expect(attempts.every((a) => a.status !== 401)).toBe(true);

@@ -1,10 +1,11 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export function createSinkMetrics(registry: Registry) {
   return {
     applied: new Counter({ name: 'cityshare_sink_rows_applied_total', help: 'Row changes written to the target', labelNames: ['department', 'target'] as const, registers: [registry] }),
     stale: new Counter({ name: 'cityshare_sink_version_guard_skips_total', help: 'Row changes skipped because the target already held a newer or equal version', labelNames: ['department', 'target'] as const, registers: [registry] }),
     retries: new Counter({ name: 'cityshare_sink_retries_total', help: 'Deliveries tried again after the target failed (webhook)', labelNames: ['department', 'target'] as const, registers: [registry] }),
+    lag: new Gauge({ name: 'cityshare_sink_consumer_lag_messages', help: 'Share-topic messages not yet delivered, per partition, after the last batch', labelNames: ['department', 'topic', 'partition'] as const, registers: [registry] }),
     dlq: new Counter({ name: 'cityshare_sink_dlq_total', help: 'Row changes the target refused, sent to the department dead-letter topic', labelNames: ['department', 'target'] as const, registers: [registry] }),
     latency: new Histogram({
       name: 'cityshare_sink_end_to_end_latency_seconds',

@@ -91,6 +91,7 @@ export class DepartmentStream {
           });
           await tx.commit();
           metrics.commits.inc({ outcome: 'committed' });
+          metrics.lag.set({ department: this.o.department, topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
         } catch (err) {
           metrics.commits.inc({ outcome: 'aborted' });
           await tx.abort().catch(() => undefined);
