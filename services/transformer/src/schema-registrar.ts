@@ -7,10 +7,22 @@ import type { DepartmentView } from './department-views.js';
  */
 export class SchemaRegistrar {
   private readonly ids = new Map<string, number>();
+  /** Per view object and table schema object (both stable until a policy or DDL change): the id, without deriving again per record. */
+  private readonly known = new WeakMap<DepartmentView, WeakMap<TableSchema, number>>();
 
   constructor(private readonly registry: SchemaRegistry, private readonly onRegistered: (topic: string) => void) {}
 
   async schemaId(topic: string, view: DepartmentView, table: TableSchema): Promise<number> {
+    let byTable = this.known.get(view);
+    const cached = byTable?.get(table);
+    if (cached !== undefined) return cached;
+    const id = await this.register(topic, view, table);
+    if (!byTable) this.known.set(view, (byTable = new WeakMap()));
+    byTable.set(table, id);
+    return id;
+  }
+
+  private async register(topic: string, view: DepartmentView, table: TableSchema): Promise<number> {
     const schema = deriveShareSchema(view.department, table, view.rules);
     const cacheKey = `${topic}\u0000${JSON.stringify(schema)}`;
     let id = this.ids.get(cacheKey);
