@@ -14,6 +14,7 @@ export const topics = {
 /** BullMQ queue names (Redis), spelled here for the same reason. */
 export const queues = {
   webhook: (prefix: string, department: string) => `cityshare-${prefix}-webhook-${department}`,
+  export: (prefix: string, department: string) => `cityshare-${prefix}-export-${department}`,
 };
 
 /** The raw and share topics a pipeline file implies, for subscribing by name. */

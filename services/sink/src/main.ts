@@ -30,8 +30,9 @@ await runService(logger, async () => {
   const log = logger.child({ department: department.name });
   const registry = createMetricsRegistry('sink');
   const metrics = createSinkMetrics(registry);
-  // Only a webhook target needs the keyring (its signing key).
-  const keys = department.target.kind === 'http' ? FileKeyring.load(keyringPath) : new FileKeyring({ version: 1, keys: {} });
+  // Only a target that signs what it sends needs the keyring (its webhook key).
+  const signs = department.target.kind === 'http' || (department.target.kind === 'export' && department.target.pushUrl !== undefined);
+  const keys = signs ? FileKeyring.load(keyringPath) : new FileKeyring({ version: 1, keys: {} });
   const sink = createTarget(department, { prefix: config.kafka.topicPrefix, keys, logger: log, metrics });
   await sink.connect();
   const consumer = new ShareConsumer({

@@ -186,6 +186,20 @@ export const rabbitmqTarget = z.strictObject({
   exchangeType: z.enum(['topic', 'direct', 'fanout', 'headers']).default('topic').describe('exchange type; messages are routed with <table>.<op>'),
 });
 
+export const exportTarget = z.strictObject({
+  kind: z.literal('export'),
+  staging: z.strictObject({
+    url: z.string().min(1).describe('postgres:// connection string').meta(secret),
+    schema: name.describe('schema holding the current state between exports'),
+  }).describe("PostgreSQL where the department's current state is kept between exports"),
+  directory: z.string().min(1).describe('snapshot files go to <directory>/<table>/<table>-<time>.jsonl'),
+  pushUrl: z.string().url().optional().describe('endpoint each file is POSTed to, signed like webhooks (keyring key webhook:<department>)').meta(secret),
+  schedule: z
+    .union([z.strictObject({ cron: z.string().min(1) }), z.strictObject({ everyMs: z.number().int().min(1000) })])
+    .describe('when to export: a cron pattern (e.g. "0 2 * * *" for 02:00 daily) or a period in milliseconds'),
+  redisUrl: z.string().default('redis://127.0.0.1:6379').describe('Redis of the BullMQ job scheduler'),
+});
+
 export const grantSpec = z.strictObject({
   table: z.string().regex(/^[a-z][a-z0-9_]*\.[A-Za-z0-9_$]+\.[A-Za-z0-9_$]+$/, 'source.db.table'),
   columns: z.record(identifier, grantAction),
@@ -210,7 +224,7 @@ export const grantSpec = z.strictObject({
 
 export const departmentSpec = z.strictObject({
   name,
-  target: z.discriminatedUnion('kind', [postgresTarget, mysqlTarget, httpTarget, rabbitmqTarget]).describe("the department's database, endpoint or message broker"),
+  target: z.discriminatedUnion('kind', [postgresTarget, mysqlTarget, httpTarget, rabbitmqTarget, exportTarget]).describe("the department's database, endpoint, message broker or scheduled export"),
   grants: z.array(grantSpec).default([]),
 });
 

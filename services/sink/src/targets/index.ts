@@ -1,5 +1,6 @@
 import { keyNames, queues, type DepartmentConfig, type KeyProvider, type Logger } from '@cityshare/shared';
 import type { SinkMetrics } from '../sink-metrics.js';
+import { ExportTarget } from './export.target.js';
 import { MysqlTarget } from './mysql.target.js';
 import { PostgresTarget } from './postgres.target.js';
 import { RabbitmqTarget } from './rabbitmq.target.js';
@@ -23,6 +24,18 @@ export function createTarget(department: DepartmentConfig, ctx: TargetContext): 
     case 'postgres': return new PostgresTarget({ url: target.url, schema: target.schema, softDelete: target.softDelete }, ctx.logger);
     case 'mysql': return new MysqlTarget({ url: target.url, softDelete: target.softDelete }, ctx.logger);
     case 'rabbitmq': return new RabbitmqTarget({ department: department.name, url: target.url, exchange: target.exchange, exchangeType: target.exchangeType }, ctx.logger);
+    case 'export':
+      return new ExportTarget({
+        department: department.name,
+        stagingUrl: target.staging.url,
+        stagingSchema: target.staging.schema,
+        directory: target.directory,
+        ...(target.pushUrl ? { pushUrl: target.pushUrl, secret: ctx.keys.activeKey(keyNames.webhook(department.name)).material } : {}),
+        schedule: target.schedule,
+        redisUrl: target.redisUrl,
+        queueName: queues.export(ctx.prefix, department.name),
+        onExport: (_table, rows) => ctx.metrics.exported.inc(labels, rows),
+      }, ctx.logger);
     case 'http':
       return new WebhookTarget({
         department: department.name,

@@ -1,0 +1,115 @@
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Queue, Worker } from 'bullmq';
+import pg from 'pg';
+import { CdcError, type Logger } from '@cityshare/shared';
+import { PostgresTarget } from './postgres.target.js';
+import type { ApplyResult, RowChange, Target, TargetTable } from './target.js';
+import { signWebhook } from './webhook.target.js';
+
+export interface ExportTargetOptions {
+  department: string;
+  /** PostgreSQL schema holding the department's current state between exports. */
+  stagingUrl: string;
+  stagingSchema: string;
+  /** Directory the snapshot files are written to: `<directory>/<table>/<table>-<time>.jsonl`. */
+  directory: string;
+  /** Optional endpoint each file is POSTed to, signed like webhooks. */
+  pushUrl?: string;
+  secret?: Buffer;
+  /** Schedule: a cron pattern (with seconds if 6 fields) or a period in milliseconds. */
+  schedule: { cron?: string; everyMs?: number };
+  redisUrl: string;
+  queueName: string;
+  onExport?: (table: string, rows: number) => void;
+}
+
+const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
+
+/**
+ * For departments that take data on a schedule rather than as a stream: changes keep the
+ * department's current state in a staging schema (a PostgreSQL target, with its version
+ * guard), and a BullMQ job scheduler in Redis writes a snapshot of every table at each
+ * tick — one JSON object per row, data columns only — and POSTs it to `pushUrl` when set
+ * (signed like webhooks, tried again by BullMQ with backoff). One scheduler per department,
+ * whatever the number of sink instances; a file is written to a temporary name and renamed.
+ */
+export class ExportTarget implements Target {
+  readonly kind = 'export';
+  private readonly staging: PostgresTarget;
+  private readonly pool: pg.Pool;
+  private queue: Queue | undefined;
+  private worker: Worker | undefined;
+
+  constructor(private readonly o: ExportTargetOptions, private readonly logger: Logger) {
+    this.staging = new PostgresTarget({ url: o.stagingUrl, schema: o.stagingSchema }, logger);
+    this.pool = new pg.Pool({ connectionString: o.stagingUrl, max: 2 });
+  }
+
+  async connect(): Promise<void> {
+    await this.staging.connect();
+    const connection = { url: this.o.redisUrl, maxRetriesPerRequest: null };
+    this.queue = new Queue(this.o.queueName, { connection });
+    await this.queue.waitUntilReady().catch((cause: Error) => {
+      throw new CdcError('TARGET_UNREACHABLE', `Redis for the export schedule is not reachable at ${this.o.redisUrl}: ${cause.message}`, { cause });
+    });
+    const repeat = this.o.schedule.cron ? { pattern: this.o.schedule.cron } : { every: this.o.schedule.everyMs ?? 86_400_000 };
+    await this.queue.upsertJobScheduler('export', repeat, { name: 'export', opts: { attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: 100, removeOnFail: 100 } });
+    this.worker = new Worker(this.o.queueName, () => this.exportAll(), { connection, concurrency: 1 });
+    this.worker.on('failed', (_job, err) => this.logger.error({ reason: err.message }, 'scheduled export failed'));
+  }
+
+  ensureTable(table: TargetTable): Promise<void> {
+    return this.staging.ensureTable(table);
+  }
+
+  apply(table: TargetTable, changes: RowChange[]): Promise<ApplyResult> {
+    return this.staging.apply(table, changes);
+  }
+
+  /** One snapshot file per staging table, then pushed if an endpoint is set. */
+  private async exportAll(): Promise<void> {
+    const { rows: tables } = await this.pool.query<{ name: string }>(
+      "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE' ORDER BY 1",
+      [this.o.stagingSchema],
+    );
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    for (const { name } of tables) {
+      const { rows } = await this.pool.query(`SELECT * FROM ${q(this.o.stagingSchema)}.${q(name)} ORDER BY 1`);
+      const body = rows.map((r: Record<string, unknown>) => JSON.stringify(dataOf(r))).join('\n') + (rows.length > 0 ? '\n' : '');
+      const dir = join(this.o.directory, name);
+      mkdirSync(dir, { recursive: true });
+      const file = join(dir, `${name}-${stamp}.jsonl`);
+      writeFileSync(`${file}.tmp`, body);
+      renameSync(`${file}.tmp`, file);
+      if (this.o.pushUrl) {
+        const res = await fetch(this.o.pushUrl, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-ndjson', 'x-cityshare-signature': signWebhook(this.o.secret!, body), 'x-cityshare-table': name, 'x-cityshare-export': stamp },
+          body,
+          signal: AbortSignal.timeout(60_000),
+        });
+        if (!res.ok) throw new Error(`export push of ${name} got HTTP ${res.status}`);
+      }
+      this.o.onExport?.(name, rows.length);
+      this.logger.info({ table: name, rows: rows.length, file }, 'scheduled export written');
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.worker?.close();
+    await this.queue?.close();
+    await this.pool.end();
+    await this.staging.close();
+  }
+}
+
+/** A staged row as exported: the data columns, instants as ISO text, bytes as base64. */
+function dataOf(row: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(row)) {
+    if (k.startsWith('__')) continue;
+    out[k] = v instanceof Date ? v.toISOString() : Buffer.isBuffer(v) ? v.toString('base64') : v;
+  }
+  return out;
+}

@@ -1,0 +1,92 @@
+import { createHmac } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FileKeyring } from '@cityshare/shared';
+import { eventually } from './support/eventually.js';
+import { CITIZEN_CLASSES, PipelineRun } from './support/pipeline-run.js';
+import { stack } from './support/stack.js';
+
+/** A department that takes its data on a schedule: snapshot files and a signed push, from BullMQ's scheduler. */
+describe('scheduled export target', () => {
+  const run = new PipelineRun();
+  const staging = `${run.id}_stats_staging`;
+  const directory = join(dirname(run.keyringFile), 'exports');
+  const pushed: Array<{ table: string; body: string; signed: boolean }> = [];
+  let server: Server;
+  let secret: Buffer;
+
+  /** Rows of the newest snapshot file of a table. */
+  const latest = () => {
+    const dir = join(directory, 'citizens');
+    if (!existsSync(dir)) return [];
+    const files = readdirSync(dir).filter((f) => f.endsWith('.jsonl')).sort();
+    return files.length === 0 ? [] : readFileSync(join(dir, files.at(-1)!), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  };
+
+  beforeAll(async () => {
+    await run.setUp();
+    secret = FileKeyring.ensure(run.keyringFile, ['department:stats', 'webhook:stats']).activeKey('webhook:stats').material;
+    server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+      req.on('end', () => {
+        const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(String(req.headers['x-cityshare-signature']));
+        const signed = !!m && createHmac('sha256', secret).update(`${m[1]}.${body}`).digest('hex') === m[2];
+        pushed.push({ table: String(req.headers['x-cityshare-table']), body, signed });
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const env = {
+      SINK_DEPARTMENT: 'stats',
+      CITYSHARE_PIPELINE: run.writePipelineFile('export-pipeline.yaml', {
+        serverId: 5901,
+        tables: [{ name: `${run.civilDb}.citizens`, columns: CITIZEN_CLASSES }],
+        departments: [{
+          name: 'stats',
+          target: {
+            kind: 'export',
+            staging: { url: stack.postgresUrl, schema: staging },
+            directory,
+            pushUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/exports`,
+            schedule: { everyMs: 1000 },
+            redisUrl: stack.redisUrl,
+          },
+          grants: [{ table: `cityhub.${run.civilDb}.citizens`, columns: { id: 'pass', district: 'pass', birth_date: { mask: 'date_to_year' } } }],
+        }],
+      }),
+    };
+    await run.start('cdc-reader', env);
+    await run.start('transformer', env);
+    await run.start('sink', env);
+  });
+
+  afterAll(async () => {
+    await run.tearDown();
+    await run.pg.query(`DROP SCHEMA IF EXISTS "${staging}" CASCADE`).catch(() => undefined);
+    await new Promise((r) => server.close(r));
+  });
+
+  it('writes a snapshot of the current state at every tick and pushes it signed', async () => {
+    for (const [id, district] of [[1, '海淀'], [2, '东城'], [3, '西城']] as const) {
+      await run.source.query(`INSERT INTO \`${run.civilDb}\`.citizens (id, name, id_card, phone, birth_date, district, registered_at) VALUES (?, '王小明', '110101199001010000', '13800000000', '1992-05-17', ?, NOW(6))`, [id, district]);
+    }
+    await eventually(() => expect(latest()).toEqual([
+      { id: '1', district: '海淀', birth_date: '1992' },
+      { id: '2', district: '东城', birth_date: '1992' },
+      { id: '3', district: '西城', birth_date: '1992' },
+    ]), 60_000, 250);
+
+    await run.source.query(`UPDATE \`${run.civilDb}\`.citizens SET district = '朝阳' WHERE id = 1`);
+    await run.source.query(`DELETE FROM \`${run.civilDb}\`.citizens WHERE id = 3`);
+    await eventually(() => expect(latest().map((r) => [r.id, r.district])).toEqual([['1', '朝阳'], ['2', '东城']]), 60_000, 250);
+
+    const last = pushed.filter((p) => p.table === 'citizens').at(-1)!;
+    expect(last.signed).toBe(true);
+    expect(pushed.every((p) => p.signed)).toBe(true);
+    expect(pushed.some((p) => p.body.includes('"朝阳"'))).toBe(true);
+  });
+});
