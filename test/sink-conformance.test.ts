@@ -1,16 +1,26 @@
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { connect as amqpConnect } from 'amqplib';
+import { Queue } from 'bullmq';
 import { createConnection } from 'mysql2/promise';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, isCdcError } from '@cityshare/shared';
 import { MysqlTarget } from '../services/sink/src/targets/mysql.target.js';
+import { RabbitmqTarget } from '../services/sink/src/targets/rabbitmq.target.js';
+import { WebhookTarget } from '../services/sink/src/targets/webhook.target.js';
 import { PostgresTarget } from '../services/sink/src/targets/postgres.target.js';
 import type { RowChange, Target, TargetTable } from '../services/sink/src/targets/target.js';
 import { stack } from './support/stack.js';
+import { eventually } from './support/eventually.js';
 
 /**
  * One contract, every target type (services/sink/src/targets/target.ts): the same
- * scenarios against a real PostgreSQL and a real MariaDB (the machine's own, port 3306).
+ * scenarios against a real PostgreSQL and a real MariaDB (the machine's own, port 3306);
+ * the stream targets (HTTP through BullMQ and Redis, RabbitMQ) hold no table to read
+ * back, so they are held to what a receiver sees: every change, in order, exact, and the
+ * same state after a redelivery.
  */
 const MARIADB = stack.targetMariadb;
 const logger = createLogger('test', 'silent');
@@ -174,3 +184,124 @@ describe.each([postgresHarness(), mysqlHarness()])('target conformance: $name', 
     expect(await h.rows('refused')).toEqual([]);
   });
 });
+
+interface Received {
+  table: string;
+  op: string;
+  version: string;
+  deleted: boolean;
+  values: Record<string, unknown>;
+}
+
+interface StreamHarness {
+  name: string;
+  target: () => Target;
+  /** Changes as the receiving department got them, in arrival order. */
+  received: Received[];
+  setUp: () => Promise<void>;
+  tearDown: () => Promise<void>;
+}
+
+function webhookHarness(): StreamHarness {
+  const received: Received[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+    req.on('end', () => {
+      const batch = JSON.parse(body) as { table: string; changes: Array<Omit<Received, 'table'>> };
+      for (const c of batch.changes) received.push({ table: batch.table, ...c });
+      res.writeHead(200).end();
+    });
+  });
+  const queueName = `conf-${randomBytes(4).toString('hex')}`;
+  return {
+    name: 'http (webhook through BullMQ)',
+    received,
+    target: () => new WebhookTarget({ department: 'conf', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, secret: randomBytes(32), redisUrl: stack.redisUrl, queueName, maxAttempts: 3, timeoutMs: 2000, backoffMs: 100 }, logger),
+    setUp: () => new Promise<void>((r) => server.listen(0, '127.0.0.1', r)),
+    tearDown: async () => {
+      await new Promise<void>((r) => server.close(() => r()));
+      const queue = new Queue(queueName, { connection: { url: stack.redisUrl, maxRetriesPerRequest: null } });
+      await queue.obliterate({ force: true });
+      await queue.close();
+    },
+  };
+}
+
+function rabbitmqHarness(): StreamHarness {
+  const received: Received[] = [];
+  const exchange = `conf-${randomBytes(4).toString('hex')}`;
+  let conn: Awaited<ReturnType<typeof amqpConnect>>;
+  return {
+    name: 'rabbitmq',
+    received,
+    target: () => new RabbitmqTarget({ department: 'conf', url: stack.rabbitmqUrl, exchange, exchangeType: 'topic' }, logger),
+    setUp: async () => {
+      conn = await amqpConnect(stack.rabbitmqUrl);
+      const ch = await conn.createChannel();
+      await ch.assertExchange(exchange, 'topic', { durable: true });
+      const { queue } = await ch.assertQueue('', { exclusive: true });
+      await ch.bindQueue(queue, exchange, '#');
+      await ch.consume(queue, (m) => {
+        if (!m) return;
+        received.push(JSON.parse(m.content.toString()) as Received);
+        ch.ack(m);
+      });
+    },
+    tearDown: async () => {
+      const ch = await conn.createChannel();
+      await ch.deleteExchange(exchange).catch(() => undefined);
+      await conn.close();
+    },
+  };
+}
+
+/** The state a receiver keeps when it applies each change only if its version is newer (what the README asks of stream receivers). */
+function fold(received: Received[]): Map<string, Received> {
+  const state = new Map<string, Received>();
+  for (const r of received) {
+    const key = `${r.table}/${String(r.values.id)}`;
+    const held = state.get(key);
+    if (!held || r.version > held.version) state.set(key, r);
+  }
+  return state;
+}
+
+describe.each([webhookHarness(), rabbitmqHarness()])('stream target conformance: $name', (h) => {
+  let target: Target;
+
+  beforeAll(async () => {
+    await h.setUp();
+    target = h.target();
+    await target.connect();
+  });
+
+  afterAll(async () => {
+    await target.close();
+    await h.tearDown();
+  });
+
+  it('delivers every change of a batch in order, with its op, version and exact values', async () => {
+    const t = citizens('stream_basic');
+    await target.ensureTable(t);
+    const batch = [change(1, '张三', 'c'), change(2, '李四', 'c'), change(1, '张三丰'), change(2, '李四', 'd')];
+    expect(await target.apply(t, batch)).toEqual({ applied: 4, stale: 0 });
+    await eventually(() => expect(h.received.filter((r) => r.table === 'stream_basic')).toHaveLength(4), 20_000, 50);
+    const got = h.received.filter((r) => r.table === 'stream_basic');
+    expect(got.map((r) => [r.op, r.version])).toEqual(batch.map((c) => [c.op, c.version]));
+    expect(got[2]!.values).toEqual({ id: '1', name: '张三丰', fee: '12345678.90' });
+    expect(got[3]!.deleted).toBe(true);
+  });
+
+  it('leaves the same state when the same changes arrive twice, for a receiver keeping the newest version', async () => {
+    const t = citizens('stream_twice');
+    const batch = [change(1, 'a', 'c'), change(2, 'b', 'c'), change(1, 'a2')];
+    await target.apply(t, batch);
+    await eventually(() => expect(h.received.filter((r) => r.table === 'stream_twice')).toHaveLength(3), 20_000, 50);
+    const once = fold(h.received.filter((r) => r.table === 'stream_twice'));
+    await target.apply(t, batch);
+    await eventually(() => expect(h.received.filter((r) => r.table === 'stream_twice')).toHaveLength(6), 20_000, 50);
+    expect(fold(h.received.filter((r) => r.table === 'stream_twice'))).toEqual(once);
+  });
+});
+
