@@ -7,7 +7,7 @@
  */
 import { Command } from 'commander';
 import { Queue } from 'bullmq';
-import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, loadPipeline, openDepartmentValue, producerConfig, queues, topics } from '@cityshare/shared';
+import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, loadPipeline, openDepartmentValue, pipelineTopics, producerConfig, queues, topics } from '@cityshare/shared';
 
 const program = new Command('cdc').description('cityshare operations').option('-c, --config <file>', 'pipeline file', process.env.CITYSHARE_PIPELINE ?? 'pipeline.yaml');
 
@@ -72,6 +72,46 @@ program
       process.stdout.write(`${failed.length} dead-lettered batch(es) of ${name} queued again\n`);
     } finally {
       await queue.close();
+    }
+  });
+
+program
+  .command('status')
+  .description('how far behind each department is: messages its transformer stream and its sink have not yet processed')
+  .action(async () => {
+    const { config } = loadPipeline(program.opts<{ config: string }>().config);
+    const prefix = config.kafka.topicPrefix;
+    const admin = createKafka(config.kafka, 'cityshare-cli', createLogger('cdc', 'warn')).admin();
+    await admin.connect();
+    try {
+      const existing = new Set(await admin.listTopics());
+      /** Messages in `topicNames` after the group's committed offsets (all of them when it never committed). */
+      const lag = async (groupId: string, topicNames: string[]) => {
+        const present = topicNames.filter((t) => existing.has(t));
+        if (present.length === 0) return 0;
+        const committed = await admin.fetchOffsets({ groupId, topics: present });
+        let total = 0;
+        for (const t of present) {
+          const high = await admin.fetchTopicOffsets(t);
+          for (const p of high) {
+            const done = committed.find((c) => c.topic === t)?.partitions.find((x) => x.partition === p.partition)?.offset ?? '-1';
+            total += Number(BigInt(p.high) - (BigInt(done) < 0n ? BigInt(p.low) : BigInt(done)));
+          }
+        }
+        return total;
+      };
+      const planned = pipelineTopics(config);
+      // Offsets, not records: transactional topics hold a commit marker per transaction too.
+      const rows: string[][] = [['department', 'target', 'transformer lag (offsets)', 'sink lag (offsets)']];
+      for (const d of config.departments) {
+        const raw = [...new Set(d.grants.map((g) => { const [s, db, t] = g.table.split('.') as [string, string, string]; return topics.raw(prefix, s, db, t); }))];
+        rows.push([d.name, d.target.kind, String(await lag(`${prefix}.transformer.${d.name}`, raw)), String(await lag(`${prefix}.sink.${d.name}`, planned.share.get(d.name) ?? []))]);
+      }
+      const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+      process.stdout.write(`pipeline ${prefix}: ${planned.raw.length} source table(s), ${config.departments.length} department(s)\n`);
+      for (const r of rows) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i]!)).join('  ')}\n`);
+    } finally {
+      await admin.disconnect();
     }
   });
 

@@ -237,6 +237,8 @@ export class Reader {
         partitionsOf: (topic) => this.partitions.get(topic) ?? 1,
         onAcked: (position, tsMs, snapshot) => {
           this.acked = position;
+          metrics.binlogFile.set(labels, Number(/\.(\d+)$/.exec(position.file)?.[1] ?? 0));
+          metrics.binlogPosition.set(labels, position.pos);
           if (snapshot) this.ackedSnapshot = snapshot;
           metrics.queueBytes.set(labels, this.publisher?.queuedBytes ?? 0);
           metrics.lagSeconds.set(labels, Math.max(0, (Date.now() - tsMs) / 1000));
@@ -287,6 +289,7 @@ export class Reader {
     const { config, source, metrics } = this.deps;
     const now = Date.now();
     metrics.heartbeats.inc({ source: source.name });
+    metrics.lastEventSeconds.set({ source: source.name }, now / 1000);
     this.publisher!.enqueueRecord({
       topic: topics.heartbeats(config.kafka.topicPrefix),
       key: source.name,
@@ -320,6 +323,7 @@ export class Reader {
     }
     this.publisher!.enqueueEvents(built.map(({ event, key }) => ({ topic, key, json: serializeEvent(event) })));
     for (const { event } of built) metrics.events.inc({ source: source.name, table: `${change.schema.db}.${change.schema.table}`, op: event.op });
+    if (change.kind !== 'snapshot') metrics.lastEventSeconds.set({ source: source.name }, Date.now() / 1000);
     metrics.queueBytes.set({ source: source.name }, this.publisher!.queuedBytes);
   }
 
