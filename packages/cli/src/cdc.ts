@@ -7,6 +7,8 @@
  */
 import { Command } from 'commander';
 import { Queue } from 'bullmq';
+import { createConnection } from 'mysql2/promise';
+import { AuditLedger } from '@cityshare/control/ledger';
 import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, loadPipeline, openDepartmentValue, pipelineTopics, producerConfig, queues, topics } from '@cityshare/shared';
 
 const program = new Command('cdc').description('cityshare operations').option('-c, --config <file>', 'pipeline file', process.env.CITYSHARE_PIPELINE ?? 'pipeline.yaml');
@@ -112,6 +114,25 @@ program
       for (const r of rows) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i]!)).join('  ')}\n`);
     } finally {
       await admin.disconnect();
+    }
+  });
+
+program
+  .command('audit-verify')
+  .description('check the control plane\'s audit ledger: every entry in its chain, every signed checkpoint; exit 2 when tampering is found')
+  .requiredOption('--control-url <url>', 'mysql://user:password@host:port/database of the control plane')
+  .requiredOption('-k, --keyring <file>', 'keyring holding the audit key')
+  .option('--json', 'print the result as JSON')
+  .action(async (options: { controlUrl: string; keyring: string; json?: boolean }) => {
+    const conn = await createConnection({ uri: options.controlUrl, charset: 'utf8mb4' });
+    try {
+      const result = await new AuditLedger(conn, FileKeyring.load(options.keyring)).verify();
+      if (options.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+      else if (result.problems.length === 0) process.stdout.write(`audit ledger intact: ${result.entries} entries\n`);
+      else for (const p of result.problems) process.stdout.write(`entry ${p.seq}: ${p.kind}: ${p.message}\n`);
+      if (result.problems.length > 0) process.exitCode = 2;
+    } finally {
+      await conn.end();
     }
   });
 

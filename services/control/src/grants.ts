@@ -1,0 +1,139 @@
+import type { Connection } from 'mysql2/promise';
+import { CdcError } from '@cityshare/shared';
+import type { AuditLedger } from './ledger.js';
+import { allowed, forbidden, type Operation, type Principal } from './roles.js';
+
+/** What a department asks for on one table: columns and actions as in a pipeline grant, an optional row filter. */
+export interface GrantSpec {
+  columns: Record<string, unknown>;
+  filter?: string;
+}
+
+export interface GrantRequest {
+  id: number;
+  department: string;
+  table: string;
+  spec: GrantSpec;
+  purpose: string;
+  expiresAt: string | null;
+  status: 'requested' | 'approved' | 'rejected' | 'revoked' | 'expired';
+  requestedBy: string;
+  decidedBy: string | null;
+  reason: string | null;
+}
+
+const ISO = "DATE_FORMAT(%s, '%%Y-%%m-%%dT%%H:%%i:%%s.%%fZ')";
+const iso = (col: string) => ISO.replace('%s', col).replaceAll('%%', '%');
+
+/**
+ * The grant workflow: a department requests a grant (table, columns and actions, row
+ * filter, purpose, expiry); a security officer approves or rejects it with a reason and
+ * may revoke it; only approved, unexpired grants are in force (`inForce`). Every call, and
+ * every refused call, is written to the audit ledger.
+ */
+export class GrantWorkflow {
+  constructor(
+    private readonly conn: Connection,
+    private readonly ledger: AuditLedger,
+  ) {}
+
+  private async authorize(who: Principal, operation: Operation, subject: string, department?: string): Promise<void> {
+    const ownOnly = who.role === 'department' && department !== undefined && who.department !== department;
+    if (allowed(who, operation) && !ownOnly) return;
+    const err = forbidden(who, operation, ownOnly ? `department ${who.department ?? '?'} may not act for ${department}` : undefined);
+    await this.ledger.append({ actor: who.name, role: who.role, action: `denied:${operation}`, subject, details: { reason: err.message } });
+    throw err;
+  }
+
+  async request(who: Principal, r: { department: string; table: string; spec: GrantSpec; purpose: string; expiresAt?: Date }): Promise<GrantRequest> {
+    await this.authorize(who, 'grant.request', r.table, r.department);
+    if (!r.purpose.trim()) throw new CdcError('CONFIG_INVALID', 'a grant request needs a purpose');
+    const id = await this.atomically(async () => {
+      const [res] = await this.conn.query('INSERT INTO grant_requests (department, table_ref, spec, purpose, expires_at, status, requested_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6))', [
+        r.department, r.table, JSON.stringify(r.spec), r.purpose, r.expiresAt ? r.expiresAt.toISOString().replace('T', ' ').replace('Z', '') : null, 'requested', who.name,
+      ]);
+      const inserted = (res as { insertId: number }).insertId;
+      await this.ledger.append({ actor: who.name, role: who.role, action: 'grant.request', subject: `grant/${inserted}`, details: { department: r.department, table: r.table, columns: Object.keys(r.spec.columns), filter: r.spec.filter ?? null, purpose: r.purpose, expiresAt: r.expiresAt?.toISOString() ?? null } }, true);
+      return inserted;
+    });
+    return this.get(id);
+  }
+
+  approve(who: Principal, id: number, reason: string): Promise<GrantRequest> {
+    return this.decide(who, id, 'grant.approve', 'requested', 'approved', reason);
+  }
+
+  reject(who: Principal, id: number, reason: string): Promise<GrantRequest> {
+    return this.decide(who, id, 'grant.reject', 'requested', 'rejected', reason);
+  }
+
+  revoke(who: Principal, id: number, reason: string): Promise<GrantRequest> {
+    return this.decide(who, id, 'grant.revoke', 'approved', 'revoked', reason);
+  }
+
+  private async decide(who: Principal, id: number, operation: Operation, from: GrantRequest['status'], to: GrantRequest['status'], reason: string): Promise<GrantRequest> {
+    await this.authorize(who, operation, `grant/${id}`);
+    if (!reason.trim()) throw new CdcError('CONFIG_INVALID', `${operation} needs a reason`);
+    const before = await this.get(id);
+    if (before.status !== from) throw new CdcError('CONFIG_INVALID', `grant ${id} is ${before.status}; only a ${from} grant can be ${to}`);
+    await this.atomically(async () => {
+      await this.conn.query('UPDATE grant_requests SET status = ?, decided_by = ?, reason = ?, decided_at = UTC_TIMESTAMP(6) WHERE id = ? AND status = ?', [to, who.name, reason, id, from]);
+      await this.ledger.append({ actor: who.name, role: who.role, action: operation, subject: `grant/${id}`, details: { before: before.status, after: to, reason, department: before.department, table: before.table } }, true);
+    });
+    return this.get(id);
+  }
+
+  /** Marks approved grants past their expiry as expired (run periodically); returns their ids. */
+  async expire(now = new Date()): Promise<number[]> {
+    const [rows] = await this.conn.query("SELECT id FROM grant_requests WHERE status = 'approved' AND expires_at IS NOT NULL AND expires_at <= ?", [now.toISOString().replace('T', ' ').replace('Z', '')]);
+    const ids = (rows as Array<{ id: number }>).map((r) => Number(r.id));
+    for (const id of ids) {
+      await this.atomically(async () => {
+        await this.conn.query("UPDATE grant_requests SET status = 'expired', decided_at = UTC_TIMESTAMP(6) WHERE id = ? AND status = 'approved'", [id]);
+        await this.ledger.append({ actor: 'control-plane', role: 'system', action: 'grant.expire', subject: `grant/${id}`, details: { before: 'approved', after: 'expired' } }, true);
+      });
+    }
+    return ids;
+  }
+
+  /** Runs `work` in one transaction: a state change and its ledger entry commit together or not at all. */
+  private async atomically<T>(work: () => Promise<T>): Promise<T> {
+    await this.conn.beginTransaction();
+    try {
+      const result = await work();
+      await this.conn.commit();
+      return result;
+    } catch (err) {
+      await this.conn.rollback().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Approved grants not past their expiry: what the pipeline may deliver. */
+  async inForce(now = new Date()): Promise<GrantRequest[]> {
+    const [rows] = await this.conn.query(`SELECT ${this.columns()} FROM grant_requests WHERE status = 'approved' AND (expires_at IS NULL OR expires_at > ?) ORDER BY id`, [now.toISOString().replace('T', ' ').replace('Z', '')]);
+    return (rows as Array<Record<string, unknown>>).map(rowOf);
+  }
+
+  async list(who: Principal): Promise<GrantRequest[]> {
+    await this.authorize(who, 'grant.list', 'grants');
+    const own = who.role === 'department';
+    const [rows] = await this.conn.query(`SELECT ${this.columns()} FROM grant_requests ${own ? 'WHERE department = ?' : ''} ORDER BY id`, own ? [who.department] : []);
+    return (rows as Array<Record<string, unknown>>).map(rowOf);
+  }
+
+  async get(id: number): Promise<GrantRequest> {
+    const [rows] = await this.conn.query(`SELECT ${this.columns()} FROM grant_requests WHERE id = ?`, [id]);
+    const row = (rows as Array<Record<string, unknown>>)[0];
+    if (!row) throw new CdcError('CONFIG_INVALID', `no grant request ${id}`);
+    return rowOf(row);
+  }
+
+  private columns(): string {
+    return `id, department, table_ref AS \`table\`, spec, purpose, ${iso('expires_at')} AS expiresAt, status, requested_by AS requestedBy, decided_by AS decidedBy, reason`;
+  }
+}
+
+function rowOf(r: Record<string, unknown>): GrantRequest {
+  return { ...(r as unknown as GrantRequest), id: Number(r.id), spec: JSON.parse(r.spec as string) as GrantSpec };
+}
