@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { stack } from './stack.js';
 
-export type ServiceName = 'cdc-reader' | 'transformer' | 'sink';
+export type ServiceName = 'cdc-reader' | 'transformer' | 'sink' | 'control';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

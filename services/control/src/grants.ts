@@ -35,6 +35,8 @@ export class GrantWorkflow {
   constructor(
     private readonly conn: Connection,
     private readonly ledger: AuditLedger,
+    /** Checks that a set of grants makes a valid policy (throws CONFIG_INVALID listing the problems). */
+    private readonly validate: (grants: GrantRequest[]) => void = () => undefined,
   ) {}
 
   private async authorize(who: Principal, operation: Operation, subject: string, department?: string): Promise<void> {
@@ -59,7 +61,10 @@ export class GrantWorkflow {
     return this.get(id);
   }
 
-  approve(who: Principal, id: number, reason: string): Promise<GrantRequest> {
+  async approve(who: Principal, id: number, reason: string): Promise<GrantRequest> {
+    await this.authorize(who, 'grant.approve', `grant/${id}`);
+    // A grant that would not make a valid policy (an unclassified column, a bad filter) is refused here, not at publication.
+    this.validate([...(await this.inForce()), { ...(await this.get(id)), status: 'approved' }]);
     return this.decide(who, id, 'grant.approve', 'requested', 'approved', reason);
   }
 

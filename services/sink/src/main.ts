@@ -20,7 +20,8 @@ const logger = createLogger('sink');
 await runService(logger, async () => {
   const env = loadServiceEnv(sinkEnv);
   logger.level = env.LOG_LEVEL;
-  const { config, keyringPath } = loadPipeline(env.CITYSHARE_PIPELINE);
+  const loaded = loadPipeline(env.CITYSHARE_PIPELINE);
+  const { config, keyringPath } = loaded;
   const department = env.SINK_DEPARTMENT
     ? config.departments.find((d) => d.name === env.SINK_DEPARTMENT)
     : config.departments.length === 1 ? config.departments[0] : undefined;
@@ -37,6 +38,7 @@ await runService(logger, async () => {
   await sink.connect();
   const consumer = new ShareConsumer({
     config,
+    watch: loaded,
     department,
     kafka: createKafka(config.kafka, `cityshare-sink-${department.name}`, logger),
     registry: createSchemaRegistry(config.schemaRegistry),

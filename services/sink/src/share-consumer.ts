@@ -2,15 +2,17 @@ import type { Consumer, Kafka, Producer } from 'kafkajs';
 import {
   CdcError,
   META_FIELDS,
-  isCdcError,
-  producerConfig,
-  topics,
   ensureTopics,
   fetchSchemaJson,
+  isCdcError,
   pipelineTopics,
+  producerConfig,
   topicSpec,
+  topics,
+  watchPipeline,
   wireSchemaId,
   type DepartmentConfig,
+  type LoadedPipeline,
   type Logger,
   type PipelineConfig,
   type SchemaRegistry,
@@ -26,6 +28,8 @@ export interface ShareConsumerDeps {
   sink: Target;
   logger: Logger;
   metrics: SinkMetrics;
+  /** The loaded pipeline file: when given, new or revoked grants of the department apply without restart. */
+  watch?: LoadedPipeline;
 }
 
 /** A decoded change and the message it came from (for the dead-letter queue). */
@@ -50,7 +54,10 @@ export class ShareConsumer {
   private readonly tables = new Map<number, TargetTable>();
   private running = false;
 
-  constructor(private readonly deps: ShareConsumerDeps) {}
+  private watcher: { stop(): void } | undefined;
+  private subscribed: string[] = [];
+
+  constructor(private deps: ShareConsumerDeps) {}
 
   get ready(): boolean {
     return this.running;
@@ -61,6 +68,31 @@ export class ShareConsumer {
   }
 
   async start(): Promise<void> {
+    this.producer = this.deps.kafka.producer(producerConfig());
+    await this.producer.connect();
+    await this.consume();
+    if (this.deps.watch) {
+      this.watcher = watchPipeline(this.deps.watch, {
+        logger: this.deps.logger,
+        onChange: async ({ pipeline }) => {
+          const department = pipeline.config.departments.find((d) => d.name === this.deps.department.name);
+          if (!department) throw new CdcError('CONFIG_INVALID', `department ${this.deps.department.name} is no longer in the pipeline file; the sink keeps its last grants until it is stopped`);
+          this.deps = { ...this.deps, config: pipeline.config, department };
+          this.tables.clear();
+          const wanted = pipelineTopics(pipeline.config).share.get(department.name) ?? [];
+          if (wanted.join() === this.subscribed.join()) return;
+          // kafkajs cannot change a running subscription: the group is rejoined with the new topics.
+          this.deps.logger.info({ topics: wanted }, 'share topics of the department changed; resubscribing');
+          this.running = false;
+          await this.consumer?.disconnect();
+          await this.consume();
+        },
+      });
+    }
+  }
+
+  /** Joins the department's group on its share topics (from the pipeline file in force) and delivers. */
+  private async consume(): Promise<void> {
     const { config, department, kafka, logger, metrics } = this.deps;
     const labels = { department: department.name, target: department.target.kind };
     this.consumer = kafka.consumer({ groupId: this.groupId, readUncommitted: false, allowAutoTopicCreation: false, metadataMaxAge: 5_000 });
@@ -69,6 +101,7 @@ export class ShareConsumer {
     });
     // By name: kafkajs resolves a pattern only once, so topics created later would be missed.
     const shareTopics = pipelineTopics(config).share.get(department.name) ?? [];
+    this.subscribed = shareTopics;
     const admin = kafka.admin();
     await admin.connect();
     try {
@@ -76,8 +109,6 @@ export class ShareConsumer {
     } finally {
       await admin.disconnect();
     }
-    this.producer = kafka.producer(producerConfig());
-    await this.producer.connect();
     await this.consumer.subscribe({ topics: shareTopics, fromBeginning: true });
     this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
       this.running = true;
@@ -168,6 +199,7 @@ export class ShareConsumer {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.watcher?.stop();
     await this.consumer?.disconnect().catch(() => undefined);
     await this.producer?.disconnect().catch(() => undefined);
   }

@@ -1,0 +1,63 @@
+import { readFileSync } from 'node:fs';
+import { createConnection } from 'mysql2/promise';
+import { z } from 'zod';
+import { CdcError, FileKeyring, commonServiceEnv, createLogger, createMetricsRegistry, loadServiceEnv, runService, startHealthServer } from '@cityshare/shared';
+import { startApi, type TokenEntry } from './api.js';
+import { GrantWorkflow } from './grants.js';
+import { AuditLedger } from './ledger.js';
+import { migrate } from './migrations.js';
+import { PolicyPublisher } from './policy-publisher.js';
+
+const controlEnv = z.object({
+  ...commonServiceEnv,
+  CONTROL_DB_URL: z.string().regex(/^mysql:\/\//).describe('mysql://user:password@host:port/database of the control plane (created tables are migrated at start)'),
+  CONTROL_BASE_PIPELINE: z.string().describe('the operator\'s pipeline file: sources, column classes, departments and targets; grants come from the catalog'),
+  CONTROL_KEYRING: z.string().describe('keyring holding the audit key (`audit`) that signs ledger checkpoints'),
+  CONTROL_TOKENS: z.string().describe('JSON file: [{ tokenSha256, name, role, department? }]'),
+  CONTROL_PORT: z.coerce.number().int().min(0).default(8090).describe('port of the HTTP API'),
+  CONTROL_PUBLISH_INTERVAL_MS: z.coerce.number().int().min(100).default(1000).describe('how often expiry is applied and the grants in force are published'),
+});
+
+const logger = createLogger('control');
+
+/**
+ * The control service: migrates the catalog, serves the HTTP API, and every second
+ * applies expiry and publishes the grants in force as the policy file the transformer
+ * reloads (CITYSHARE_PIPELINE).
+ */
+await runService(logger, async () => {
+  const env = loadServiceEnv(controlEnv);
+  logger.level = env.LOG_LEVEL;
+  const conn = await createConnection({ uri: env.CONTROL_DB_URL, charset: 'utf8mb4' }).catch((cause: Error) => {
+    throw new CdcError('SOURCE_UNREACHABLE', `control-plane database not reachable: ${cause.message}`, { cause });
+  });
+  await migrate(conn);
+  const ledger = new AuditLedger(conn, FileKeyring.load(env.CONTROL_KEYRING));
+  const publisher = new PolicyPublisher(env.CONTROL_BASE_PIPELINE, env.CITYSHARE_PIPELINE, ledger, logger);
+  const grants = new GrantWorkflow(conn, ledger, (g) => void publisher.render(g));
+  await publisher.publish(await grants.inForce());
+  const api = await startApi({ port: env.CONTROL_PORT, tokens: JSON.parse(readFileSync(env.CONTROL_TOKENS, 'utf8')) as TokenEntry[], grants, ledger, logger });
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    void (async () => {
+      try {
+        await grants.expire();
+        await publisher.publish(await grants.inForce());
+      } catch (err) {
+        logger.error({ err }, 'publishing the grants in force failed; will retry');
+      } finally {
+        busy = false;
+      }
+    })();
+  }, env.CONTROL_PUBLISH_INTERVAL_MS);
+  const health = await startHealthServer({ port: env.METRICS_PORT, registry: createMetricsRegistry('control'), ready: () => true });
+  logger.info({ api: (api.address() as { port: number }).port }, 'control plane serving');
+  return async () => {
+    clearInterval(timer);
+    api.close();
+    await health.close();
+    await conn.end();
+  };
+});

@@ -1,0 +1,107 @@
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { createConnection, type Connection } from 'mysql2/promise';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FileKeyring } from '@cityshare/shared';
+import { eventually } from './support/eventually.js';
+import { CITIZEN_CLASSES, PipelineRun } from './support/pipeline-run.js';
+import { stack } from './support/stack.js';
+
+const freePort = () => new Promise<number>((resolve) => {
+  const s = createServer().listen(0, '127.0.0.1', () => {
+    const { port } = s.address() as { port: number };
+    s.close(() => resolve(port));
+  });
+});
+
+/**
+ * Governed sharing end to end: a department requests a grant through the control API, a
+ * security officer approves it, data flows; revoked, it stops; every step is in the ledger.
+ */
+describe('governance: request, approve, flow, revoke', () => {
+  const run = new PipelineRun();
+  const controlDb = `${run.id}_control`;
+  const policyFile = join(dirname(run.keyringFile), 'policy.yaml');
+  let api = '';
+  let mysql: Connection;
+  const call = async (token: string, method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${api}${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> & Array<Record<string, unknown>> };
+  };
+  const healthRows = async () =>
+    (await run.pg.query(`SELECT id, name FROM "${run.pgSchema}".citizens ORDER BY id`).catch(() => ({ rows: [] }))).rows as Array<{ id: string; name: string }>;
+  const insert = (id: number) =>
+    run.source.query(`INSERT INTO \`${run.civilDb}\`.citizens (id, name, id_card, phone, district, registered_at) VALUES (?, '王小明', '110101199001010000', '13800000000', '海淀', NOW(6))`, [id]);
+
+  beforeAll(async () => {
+    await run.setUp();
+    FileKeyring.ensure(run.keyringFile, ['audit']);
+    mysql = await createConnection({ ...stack.targetMariadb });
+    await mysql.query(`CREATE DATABASE \`${controlDb}\``);
+    const tokensFile = join(dirname(run.keyringFile), 'tokens.json');
+    const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+    writeFileSync(tokensFile, JSON.stringify([
+      { tokenSha256: sha('officer-token'), name: 'zhang.officer', role: 'security-officer' },
+      { tokenSha256: sha('health-token'), name: 'health.app', role: 'department', department: 'health' },
+      { tokenSha256: sha('sre-token'), name: 'li.sre', role: 'sre' },
+    ]));
+    const base = run.writePipelineFile('base.yaml', {
+      serverId: 6001,
+      tables: [{ name: `${run.civilDb}.citizens`, columns: CITIZEN_CLASSES }],
+      departments: [{ name: 'health', target: { kind: 'postgres', url: stack.postgresUrl, schema: run.pgSchema }, grants: [] }],
+    });
+    const port = await freePort();
+    api = `http://127.0.0.1:${port}`;
+    await run.start('control', {
+      CONTROL_DB_URL: `mysql://root@${stack.targetMariadb.host}:${stack.targetMariadb.port}/${controlDb}`,
+      CONTROL_BASE_PIPELINE: base,
+      CONTROL_KEYRING: run.keyringFile,
+      CONTROL_TOKENS: tokensFile,
+      CONTROL_PORT: String(port),
+      CITYSHARE_PIPELINE: policyFile,
+    });
+    const env = { CITYSHARE_PIPELINE: policyFile };
+    await run.start('cdc-reader', env);
+    await run.start('transformer', env);
+    await run.start('sink', env);
+  });
+
+  afterAll(async () => {
+    await run.tearDown();
+    await mysql.query(`DROP DATABASE IF EXISTS \`${controlDb}\``);
+    await mysql.end();
+  });
+
+  it('delivers nothing without an approved grant, everything once it is approved, and nothing new once revoked', async () => {
+    await insert(1);
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(await healthRows()).toEqual([]);
+
+    const requested = await call('health-token', 'POST', '/grants', { table: `cityhub.${run.civilDb}.citizens`, columns: { id: 'pass', name: { mask: 'name' } }, purpose: 'follow-up of vaccination' });
+    expect(requested.status).toBe(201);
+    const id = requested.body.id as number;
+    // A department cannot approve its own request; the refusal is audited.
+    expect((await call('health-token', 'POST', `/grants/${id}/approve`, { reason: 'self' })).status).toBe(403);
+    expect((await call('officer-token', 'POST', `/grants/${id}/approve`, { reason: 'campaign 2026' })).body).toMatchObject({ status: 'approved', decidedBy: 'zhang.officer' });
+
+    await eventually(async () => expect(await healthRows()).toEqual([{ id: '1', name: '王**' }]), 60_000, 500);
+
+    expect((await call('officer-token', 'POST', `/grants/${id}/revoke`, { reason: 'campaign over' })).body).toMatchObject({ status: 'revoked' });
+    await new Promise((r) => setTimeout(r, 3000));
+    await insert(2);
+    await new Promise((r) => setTimeout(r, 5000));
+    expect((await healthRows()).map((r) => r.id)).toEqual(['1']);
+  });
+
+  it('keeps every step in a ledger that verifies, and refuses unknown tokens and roles', async () => {
+    expect((await fetch(`${api}/grants`)).status).toBe(401);
+    expect((await call('sre-token', 'GET', '/grants')).status).toBe(403);
+    const verified = await call('sre-token', 'GET', '/audit/verify');
+    expect(verified.body).toMatchObject({ problems: [] });
+    const [rows] = await mysql.query(`SELECT action FROM \`${controlDb}\`.audit_ledger ORDER BY seq`);
+    const actions = (rows as Array<{ action: string }>).map((r) => r.action);
+    expect(actions).toEqual(expect.arrayContaining(['grant.request', 'denied:grant.approve', 'grant.approve', 'policy.publish', 'grant.revoke', 'denied:grant.list']));
+  });
+});
