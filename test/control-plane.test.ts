@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createConnection, type Connection } from 'mysql2/promise';
+import { createConnection, createPool, type Pool } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyring, isCdcError } from '@cityshare/shared';
 import { GrantWorkflow } from '../services/control/src/grants.js';
@@ -15,16 +15,17 @@ import { stack } from './support/stack.js';
 describe('control plane', () => {
   const id = `c${Date.now().toString(36)}`;
   const keys = new FileKeyring({ version: 1, keys: { audit: [{ id: 'audit-1', material: Buffer.alloc(32, 9).toString('base64') }] } });
-  const opened: Array<{ conn: Connection; db: string }> = [];
+  const opened: Array<{ conn: Pool; db: string }> = [];
   const keyringFile = join(tmpdir(), `${id}-keyring.json`);
   writeFileSync(keyringFile, JSON.stringify({ version: 1, keys: { audit: [{ id: 'audit-1', material: Buffer.alloc(32, 9).toString('base64') }] } }));
 
   /** A fresh control-plane database with `entries` ledger entries (checkpoints every 3). */
-  async function fresh(entries = 0): Promise<{ conn: Connection; ledger: AuditLedger }> {
+  async function fresh(entries = 0): Promise<{ conn: Pool; ledger: AuditLedger }> {
     const db = `${id}_ctl_${opened.length}`;
-    const conn = await createConnection({ ...stack.targetMariadb, charset: 'utf8mb4' });
-    await conn.query(`CREATE DATABASE \`${db}\``);
-    await conn.query(`USE \`${db}\``);
+    const admin = await createConnection({ ...stack.targetMariadb });
+    await admin.query(`CREATE DATABASE \`${db}\``);
+    await admin.end();
+    const conn = createPool({ ...stack.targetMariadb, database: db, charset: 'utf8mb4', connectionLimit: 4 });
     opened.push({ conn, db });
     expect(await migrate(conn)).toEqual([1, 2]);
     const ledger = new AuditLedger(conn, keys, 3);

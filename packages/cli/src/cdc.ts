@@ -7,7 +7,7 @@
  */
 import { Command } from 'commander';
 import { Queue } from 'bullmq';
-import { createConnection } from 'mysql2/promise';
+import { createPool } from 'mysql2/promise';
 import { AuditLedger } from '@cityshare/control/ledger';
 import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, loadPipeline, openDepartmentValue, pipelineTopics, producerConfig, queues, topics } from '@cityshare/shared';
 
@@ -124,7 +124,7 @@ program
   .requiredOption('-k, --keyring <file>', 'keyring holding the audit key')
   .option('--json', 'print the result as JSON')
   .action(async (options: { controlUrl: string; keyring: string; json?: boolean }) => {
-    const conn = await createConnection({ uri: options.controlUrl, charset: 'utf8mb4' });
+    const conn = createPool({ uri: options.controlUrl, charset: 'utf8mb4', connectionLimit: 2 });
     try {
       const result = await new AuditLedger(conn, FileKeyring.load(options.keyring)).verify();
       if (options.json) process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -92,6 +92,12 @@ export class RawPublisher<S = unknown> {
       const partition = this.partitionOf(m.topic, m.key);
       const id = `${m.topic}\u0000${partition}`;
       let frame = this.open.get(id);
+      // A large event starts a frame of its own rather than pushing a full one past the broker's message limit.
+      if (frame && frame.parts.length > 0 && frame.bytes + Buffer.byteLength(m.json) + 1 > MAX_FRAME_BYTES) {
+        this.open.delete(id);
+        this.closed.push(frame);
+        frame = undefined;
+      }
       if (!frame) this.open.set(id, (frame = this.newFrame(m.topic, partition, null)));
       this.add(frame, m.json);
       if (frame.parts.length >= this.options.maxFrameEvents || frame.bytes >= MAX_FRAME_BYTES) {

@@ -76,6 +76,17 @@ describe('RawPublisher', () => {
     expect(frames.flatMap((f) => f.ids)).toHaveLength(100);
   });
 
+  it('starts a new frame rather than letting a large event push a full one past the frame limit', async () => {
+    const { producer, publisher } = setUp(10_000, 64 << 20);
+    const big = (id: number, kib: number) => ({ topic: 't', key: JSON.stringify({ id: 1 }), json: JSON.stringify({ op: 'c', after: { id, pad: 'x'.repeat(kib << 10) } }) });
+    publisher.enqueueEvents([ev('t', 0)]);
+    publisher.enqueueEvents([big(1, 200), big(2, 200)]);
+    await producer.ackAll();
+    const sizes = producer.requests[1]!.topicMessages!.flatMap((t) => t.messages.map((m) => (m.value as Buffer).length));
+    expect(sizes).toHaveLength(2);
+    expect(Math.max(...sizes)).toBeLessThan(256 << 10);
+  });
+
   it('reports a transaction boundary only once every event before it is acknowledged', async () => {
     const { producer, publisher, acked } = setUp();
     publisher.enqueueEvents([ev('t', 1)]);

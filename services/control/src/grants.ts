@@ -1,4 +1,4 @@
-import type { Connection } from 'mysql2/promise';
+import type { Pool, PoolConnection, ResultSetHeader } from 'mysql2/promise';
 import { CdcError } from '@cityshare/shared';
 import type { AuditLedger } from './ledger.js';
 import { allowed, forbidden, type Operation, type Principal } from './roles.js';
@@ -33,7 +33,7 @@ const iso = (col: string) => ISO.replace('%s', col).replaceAll('%%', '%');
  */
 export class GrantWorkflow {
   constructor(
-    private readonly conn: Connection,
+    private readonly pool: Pool,
     private readonly ledger: AuditLedger,
     /** Checks that a set of grants makes a valid policy (throws CONFIG_INVALID listing the problems). */
     private readonly validate: (grants: GrantRequest[]) => void = () => undefined,
@@ -50,12 +50,12 @@ export class GrantWorkflow {
   async request(who: Principal, r: { department: string; table: string; spec: GrantSpec; purpose: string; expiresAt?: Date }): Promise<GrantRequest> {
     await this.authorize(who, 'grant.request', r.table, r.department);
     if (!r.purpose.trim()) throw new CdcError('CONFIG_INVALID', 'a grant request needs a purpose');
-    const id = await this.atomically(async () => {
-      const [res] = await this.conn.query('INSERT INTO grant_requests (department, table_ref, spec, purpose, expires_at, status, requested_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6))', [
+    const id = await this.atomically(async (conn) => {
+      const [res] = await conn.query('INSERT INTO grant_requests (department, table_ref, spec, purpose, expires_at, status, requested_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6))', [
         r.department, r.table, JSON.stringify(r.spec), r.purpose, r.expiresAt ? r.expiresAt.toISOString().replace('T', ' ').replace('Z', '') : null, 'requested', who.name,
       ]);
       const inserted = (res as { insertId: number }).insertId;
-      await this.ledger.append({ actor: who.name, role: who.role, action: 'grant.request', subject: `grant/${inserted}`, details: { department: r.department, table: r.table, columns: Object.keys(r.spec.columns), filter: r.spec.filter ?? null, purpose: r.purpose, expiresAt: r.expiresAt?.toISOString() ?? null } }, true);
+      await this.ledger.append({ actor: who.name, role: who.role, action: 'grant.request', subject: `grant/${inserted}`, details: { department: r.department, table: r.table, columns: Object.keys(r.spec.columns), filter: r.spec.filter ?? null, purpose: r.purpose, expiresAt: r.expiresAt?.toISOString() ?? null } }, conn);
       return inserted;
     });
     return this.get(id);
@@ -81,54 +81,59 @@ export class GrantWorkflow {
     if (!reason.trim()) throw new CdcError('CONFIG_INVALID', `${operation} needs a reason`);
     const before = await this.get(id);
     if (before.status !== from) throw new CdcError('CONFIG_INVALID', `grant ${id} is ${before.status}; only a ${from} grant can be ${to}`);
-    await this.atomically(async () => {
-      await this.conn.query('UPDATE grant_requests SET status = ?, decided_by = ?, reason = ?, decided_at = UTC_TIMESTAMP(6) WHERE id = ? AND status = ?', [to, who.name, reason, id, from]);
-      await this.ledger.append({ actor: who.name, role: who.role, action: operation, subject: `grant/${id}`, details: { before: before.status, after: to, reason, department: before.department, table: before.table } }, true);
+    await this.atomically(async (conn) => {
+      const [res] = await conn.query<ResultSetHeader>('UPDATE grant_requests SET status = ?, decided_by = ?, reason = ?, decided_at = UTC_TIMESTAMP(6) WHERE id = ? AND status = ?', [to, who.name, reason, id, from]);
+      // Another decision won the race since the status was read: nothing changes, nothing is recorded.
+      if (res.affectedRows !== 1) throw new CdcError('CONFIG_INVALID', `grant ${id} changed while it was being decided; read it again`);
+      await this.ledger.append({ actor: who.name, role: who.role, action: operation, subject: `grant/${id}`, details: { before: before.status, after: to, reason, department: before.department, table: before.table } }, conn);
     });
     return this.get(id);
   }
 
   /** Marks approved grants past their expiry as expired (run periodically); returns their ids. */
   async expire(now = new Date()): Promise<number[]> {
-    const [rows] = await this.conn.query("SELECT id FROM grant_requests WHERE status = 'approved' AND expires_at IS NOT NULL AND expires_at <= ?", [now.toISOString().replace('T', ' ').replace('Z', '')]);
+    const [rows] = await this.pool.query("SELECT id FROM grant_requests WHERE status = 'approved' AND expires_at IS NOT NULL AND expires_at <= ?", [now.toISOString().replace('T', ' ').replace('Z', '')]);
     const ids = (rows as Array<{ id: number }>).map((r) => Number(r.id));
     for (const id of ids) {
-      await this.atomically(async () => {
-        await this.conn.query("UPDATE grant_requests SET status = 'expired', decided_at = UTC_TIMESTAMP(6) WHERE id = ? AND status = 'approved'", [id]);
-        await this.ledger.append({ actor: 'control-plane', role: 'system', action: 'grant.expire', subject: `grant/${id}`, details: { before: 'approved', after: 'expired' } }, true);
+      await this.atomically(async (conn) => {
+        const [res] = await conn.query<ResultSetHeader>("UPDATE grant_requests SET status = 'expired', decided_at = UTC_TIMESTAMP(6) WHERE id = ? AND status = 'approved'", [id]);
+        if (res.affectedRows === 1) await this.ledger.append({ actor: 'control-plane', role: 'system', action: 'grant.expire', subject: `grant/${id}`, details: { before: 'approved', after: 'expired' } }, conn);
       });
     }
     return ids;
   }
 
   /** Runs `work` in one transaction: a state change and its ledger entry commit together or not at all. */
-  private async atomically<T>(work: () => Promise<T>): Promise<T> {
-    await this.conn.beginTransaction();
+  private async atomically<T>(work: (conn: PoolConnection) => Promise<T>): Promise<T> {
+    const conn = await this.pool.getConnection();
+    await conn.beginTransaction();
     try {
-      const result = await work();
-      await this.conn.commit();
+      const result = await work(conn);
+      await conn.commit();
       return result;
     } catch (err) {
-      await this.conn.rollback().catch(() => undefined);
+      await conn.rollback().catch(() => undefined);
       throw err;
+    } finally {
+      conn.release();
     }
   }
 
   /** Approved grants not past their expiry: what the pipeline may deliver. */
   async inForce(now = new Date()): Promise<GrantRequest[]> {
-    const [rows] = await this.conn.query(`SELECT ${this.columns()} FROM grant_requests WHERE status = 'approved' AND (expires_at IS NULL OR expires_at > ?) ORDER BY id`, [now.toISOString().replace('T', ' ').replace('Z', '')]);
+    const [rows] = await this.pool.query(`SELECT ${this.columns()} FROM grant_requests WHERE status = 'approved' AND (expires_at IS NULL OR expires_at > ?) ORDER BY id`, [now.toISOString().replace('T', ' ').replace('Z', '')]);
     return (rows as Array<Record<string, unknown>>).map(rowOf);
   }
 
   async list(who: Principal): Promise<GrantRequest[]> {
     await this.authorize(who, 'grant.list', 'grants');
     const own = who.role === 'department';
-    const [rows] = await this.conn.query(`SELECT ${this.columns()} FROM grant_requests ${own ? 'WHERE department = ?' : ''} ORDER BY id`, own ? [who.department] : []);
+    const [rows] = await this.pool.query(`SELECT ${this.columns()} FROM grant_requests ${own ? 'WHERE department = ?' : ''} ORDER BY id`, own ? [who.department] : []);
     return (rows as Array<Record<string, unknown>>).map(rowOf);
   }
 
   async get(id: number): Promise<GrantRequest> {
-    const [rows] = await this.conn.query(`SELECT ${this.columns()} FROM grant_requests WHERE id = ?`, [id]);
+    const [rows] = await this.pool.query(`SELECT ${this.columns()} FROM grant_requests WHERE id = ?`, [id]);
     const row = (rows as Array<Record<string, unknown>>)[0];
     if (!row) throw new CdcError('CONFIG_INVALID', `no grant request ${id}`);
     return rowOf(row);

@@ -1,5 +1,5 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import type { Connection } from 'mysql2/promise';
+import type { Pool, PoolConnection } from 'mysql2/promise';
 import type { DataKey, KeyProvider } from '@cityshare/shared';
 
 /** Who did what to what, and why; never a personal value (counts, key ids and digests only). */
@@ -50,53 +50,56 @@ function canonicalJson(value: unknown): string {
  */
 export class AuditLedger {
   constructor(
-    private readonly conn: Connection,
+    private readonly pool: Pool,
     private readonly keys: KeyProvider,
     private readonly checkpointEvery = 100,
   ) {}
 
   /**
-   * Appends one entry (serialised with other writers by a row lock on the head). Inside
-   * `within` the caller's transaction is used, so a change and its entry commit together.
+   * Appends one entry (serialised with other writers by a row lock on the head). Given a
+   * connection inside a transaction (`within`), the entry commits with the caller's change.
    */
-  async append(input: LedgerEntryInput, within = false): Promise<LedgerEntry> {
-    if (!within) await this.conn.beginTransaction();
+  async append(input: LedgerEntryInput, within?: PoolConnection): Promise<LedgerEntry> {
+    const conn = within ?? (await this.pool.getConnection());
+    if (!within) await conn.beginTransaction();
     try {
-      const [rows] = await this.conn.query('SELECT seq, hash FROM audit_ledger ORDER BY seq DESC LIMIT 1 FOR UPDATE');
+      const [rows] = await conn.query('SELECT seq, hash FROM audit_ledger ORDER BY seq DESC LIMIT 1 FOR UPDATE');
       const head = (rows as Array<{ seq: number; hash: string }>)[0];
       const seq = head ? Number(head.seq) + 1 : 1;
       const prevHash = head?.hash ?? GENESIS;
       const at = new Date().toISOString().replace('Z', '000Z');
       const entry: LedgerEntry = { ...input, seq, at, prevHash, hash: '' };
       entry.hash = entryHash(prevHash, entry);
-      await this.conn.query('INSERT INTO audit_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', [
+      await conn.query('INSERT INTO audit_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', [
         seq, at.replace('T', ' ').replace('Z', ''), entry.actor, entry.role, entry.action, entry.subject, JSON.stringify(entry.details), prevHash, entry.hash,
       ]);
-      if (seq % this.checkpointEvery === 0) await this.insertCheckpoint(seq, entry.hash);
-      if (!within) await this.conn.commit();
+      if (seq % this.checkpointEvery === 0) await this.insertCheckpoint(conn, seq, entry.hash);
+      if (!within) await conn.commit();
       return entry;
     } catch (err) {
-      if (!within) await this.conn.rollback().catch(() => undefined);
+      if (!within) await conn.rollback().catch(() => undefined);
       throw err;
+    } finally {
+      if (!within) conn.release();
     }
   }
 
   /** Signs the current head now (also done every `checkpointEvery` entries). */
   async checkpoint(): Promise<void> {
-    const [rows] = await this.conn.query('SELECT seq, hash FROM audit_ledger ORDER BY seq DESC LIMIT 1');
+    const [rows] = await this.pool.query('SELECT seq, hash FROM audit_ledger ORDER BY seq DESC LIMIT 1');
     const head = (rows as Array<{ seq: number; hash: string }>)[0];
-    if (head) await this.insertCheckpoint(Number(head.seq), head.hash);
+    if (head) await this.insertCheckpoint(this.pool, Number(head.seq), head.hash);
   }
 
-  private async insertCheckpoint(seq: number, hash: string): Promise<void> {
+  private async insertCheckpoint(conn: Pick<Pool, 'query'>, seq: number, hash: string): Promise<void> {
     const key = this.keys.activeKey('audit');
     const signedAt = new Date().toISOString();
-    await this.conn.query('INSERT IGNORE INTO audit_checkpoints VALUES (?, ?, ?, ?, ?)', [seq, hash, signedAt.replace('T', ' ').replace('Z', ''), key.id, sign(key, seq, hash)]);
+    await conn.query('INSERT IGNORE INTO audit_checkpoints VALUES (?, ?, ?, ?, ?)', [seq, hash, signedAt.replace('T', ' ').replace('Z', ''), key.id, sign(key, seq, hash)]);
   }
 
   /** Every entry in order (for `audit show` and export). */
   async entries(): Promise<LedgerEntry[]> {
-    const [rows] = await this.conn.query("SELECT seq, DATE_FORMAT(at, '%Y-%m-%dT%H:%i:%s.%fZ') AS at, actor, role, action, subject, details, prev_hash AS prevHash, hash FROM audit_ledger ORDER BY seq");
+    const [rows] = await this.pool.query("SELECT seq, DATE_FORMAT(at, '%Y-%m-%dT%H:%i:%s.%fZ') AS at, actor, role, action, subject, details, prev_hash AS prevHash, hash FROM audit_ledger ORDER BY seq");
     return (rows as Array<Record<string, unknown>>).map((r) => ({ ...(r as unknown as LedgerEntry), seq: Number(r.seq), details: JSON.parse(r.details as string) as Record<string, unknown> }));
   }
 
@@ -120,7 +123,7 @@ export class AuditLedger {
       expectedSeq = e.seq + 1;
     }
     const bySeq = new Map(entries.map((e) => [e.seq, e]));
-    const [rows] = await this.conn.query('SELECT seq, hash, key_id AS keyId, signature FROM audit_checkpoints ORDER BY seq');
+    const [rows] = await this.pool.query('SELECT seq, hash, key_id AS keyId, signature FROM audit_checkpoints ORDER BY seq');
     for (const c of rows as Array<{ seq: number; hash: string; keyId: string; signature: string }>) {
       const seq = Number(c.seq);
       let key: DataKey;

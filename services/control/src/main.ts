@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { createConnection } from 'mysql2/promise';
+import { createPool } from 'mysql2/promise';
 import { z } from 'zod';
 import { CdcError, FileKeyring, commonServiceEnv, createLogger, createMetricsRegistry, loadServiceEnv, runService, startHealthServer } from '@cityshare/shared';
 import { startApi, type TokenEntry } from './api.js';
@@ -28,10 +28,11 @@ const logger = createLogger('control');
 await runService(logger, async () => {
   const env = loadServiceEnv(controlEnv);
   logger.level = env.LOG_LEVEL;
-  const conn = await createConnection({ uri: env.CONTROL_DB_URL, charset: 'utf8mb4' }).catch((cause: Error) => {
+  // A pool: the API and the publisher run transactions concurrently, each on its own connection.
+  const conn = createPool({ uri: env.CONTROL_DB_URL, charset: 'utf8mb4', connectionLimit: 8 });
+  await migrate(conn).catch((cause: Error) => {
     throw new CdcError('SOURCE_UNREACHABLE', `control-plane database not reachable: ${cause.message}`, { cause });
   });
-  await migrate(conn);
   const ledger = new AuditLedger(conn, FileKeyring.load(env.CONTROL_KEYRING));
   const publisher = new PolicyPublisher(env.CONTROL_BASE_PIPELINE, env.CITYSHARE_PIPELINE, ledger, logger);
   const grants = new GrantWorkflow(conn, ledger, (g) => void publisher.render(g));

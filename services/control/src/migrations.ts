@@ -1,4 +1,4 @@
-import type { Connection } from 'mysql2/promise';
+import type { Pool } from 'mysql2/promise';
 
 /**
  * The control-plane schema, versioned: each migration runs once, in order, and is recorded
@@ -54,7 +54,7 @@ const MIGRATIONS: Array<{ version: number; name: string; sql: string[] }> = [
 ];
 
 /** Applies the migrations not yet applied; returns the versions it applied. */
-export async function migrate(conn: Connection): Promise<number[]> {
+export async function migrate(conn: Pick<Pool, 'query'>): Promise<number[]> {
   await conn.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INT NOT NULL PRIMARY KEY, name VARCHAR(128) NOT NULL, applied_at DATETIME(6) NOT NULL)');
   const [rows] = await conn.query('SELECT version FROM schema_migrations');
   const done = new Set((rows as Array<{ version: number }>).map((r) => r.version));

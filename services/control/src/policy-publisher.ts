@@ -37,16 +37,35 @@ export class PolicyPublisher {
     return text;
   }
 
-  /** Writes the policy if the grants in force changed; returns whether it did. */
+  /**
+   * Writes the policy if the grants in force changed; returns whether it did. A grant that
+   * no longer makes a valid policy (the base file changed under it, e.g. a column lost its
+   * class) is left out and logged, so it cannot hold back every other change (revokes,
+   * expiries) of the policy.
+   */
   async publish(grants: GrantRequest[]): Promise<boolean> {
-    const text = this.render(grants);
+    let valid = grants;
+    try {
+      this.render(grants);
+    } catch {
+      valid = grants.filter((g) => {
+        try {
+          this.render([g]);
+          return true;
+        } catch (err) {
+          this.logger.error({ grant: g.id, department: g.department, table: g.table, problem: (err as Error).message }, 'grant in force does not make a valid policy with the base file; left out');
+          return false;
+        }
+      });
+    }
+    const text = this.render(valid);
     if (text === this.published) return false;
     writeFileSync(`${this.outputPath}.tmp`, text);
     renameSync(`${this.outputPath}.tmp`, this.outputPath);
     this.published = text;
     const digest = createHash('sha256').update(text).digest('hex');
-    await this.ledger.append({ actor: 'control-plane', role: 'system', action: 'policy.publish', subject: this.outputPath, details: { digest, grants: grants.map((g) => g.id) } });
-    this.logger.info({ grants: grants.map((g) => g.id), digest }, 'policy published');
+    await this.ledger.append({ actor: 'control-plane', role: 'system', action: 'policy.publish', subject: this.outputPath, details: { digest, grants: valid.map((g) => g.id), leftOut: grants.filter((g) => !valid.includes(g)).map((g) => g.id) } });
+    this.logger.info({ grants: valid.map((g) => g.id), digest }, 'policy published');
     return true;
   }
 }

@@ -85,7 +85,16 @@ export class ShareConsumer {
           this.deps.logger.info({ topics: wanted }, 'share topics of the department changed; resubscribing');
           this.running = false;
           await this.consumer?.disconnect();
-          await this.consume();
+          // Until the group is joined again (Kafka may be down just now), keep trying.
+          for (let attempt = 1; ; attempt++) {
+            try {
+              await this.consume();
+              break;
+            } catch (err) {
+              this.deps.logger.warn({ err: (err as Error).message, attempt }, 'resubscribing failed; retrying');
+              await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt)));
+            }
+          }
         },
       });
     }

@@ -72,7 +72,12 @@ export class DepartmentStream {
     await this.consumer.run({
       autoCommit: false,
       eachBatch: async ({ batch, heartbeat, isRunning, isStale }) => {
-        if (!isRunning() || isStale() || batch.messages.length === 0 || this.pauses.isPaused(batch.topic)) return;
+        if (!isRunning() || isStale() || batch.messages.length === 0) return;
+        if (this.pauses.isPaused(batch.topic)) {
+          // Fetched before the pause: not transformed, so read again from its start on resume.
+          this.consumer!.seek({ topic: batch.topic, partition: batch.partition, offset: batch.firstOffset()! });
+          return;
+        }
         const out: OutMessage[] = [];
         try {
           for (const message of batch.messages) out.push(...(await this.o.transform(batch.topic, batch.partition, message.offset, message.value)));

@@ -35,6 +35,8 @@ export function watchPipeline(loaded: LoadedPipeline, options: WatchOptions): { 
     if (busy) return;
     const now = signature(current);
     if (now === seen) return;
+    // Stamped before reading: a file written again while this one is applied is read on a later tick.
+    const previous = seen;
     seen = now;
     busy = true;
     void (async () => {
@@ -43,10 +45,12 @@ export function watchPipeline(loaded: LoadedPipeline, options: WatchOptions): { 
         const keys = FileKeyring.load(pipeline.keyringPath);
         await options.onChange({ pipeline, keys });
         current = pipeline;
-        seen = signature(pipeline);
         options.logger.info({ path: pipeline.path }, 'pipeline policy reloaded');
       } catch (err) {
-        const error = isCdcError(err) ? err : new CdcError('CONFIG_INVALID', (err as Error).message, { cause: err });
+        const error = isCdcError(err) ? err : new CdcError('INTERNAL', (err as Error).message, { cause: err });
+        // A file that does not load waits for the next edit; anything else (Kafka down while
+        // applying it) is tried again on the next tick.
+        if (!['CONFIG_INVALID', 'CONFIG_NOT_FOUND', 'KEY_NOT_FOUND'].includes(error.code)) seen = previous;
         options.logger.error({ code: error.code, action: error.action }, `pipeline change not applied, the running policy stays: ${error.message}`);
         options.onRejected?.(error);
       } finally {

@@ -43,7 +43,9 @@ export class ExportTarget implements Target {
 
   constructor(private readonly o: ExportTargetOptions, private readonly logger: Logger) {
     this.staging = new PostgresTarget({ url: o.stagingUrl, schema: o.stagingSchema }, logger);
-    this.pool = new pg.Pool({ connectionString: o.stagingUrl, max: 2 });
+    // DATE and TIMESTAMP (without zone) as the text PostgreSQL holds, not shifted through a local Date.
+    const raw = (oid: number) => (oid === 1082 || oid === 1114 ? (v: string) => v : pg.types.getTypeParser(oid));
+    this.pool = new pg.Pool({ connectionString: o.stagingUrl, max: 2, types: { getTypeParser: raw as typeof pg.types.getTypeParser } });
   }
 
   async connect(): Promise<void> {

@@ -1,6 +1,6 @@
 import { createPool, type Pool, type PoolConnection, type ResultSetHeader } from 'mysql2/promise';
 import { CdcError, LOGICAL, type AvroFieldType, type Logger } from '@cityshare/shared';
-import { TARGET_META, latestPerKey, type ApplyResult, type RowChange, type Target, type TargetColumn, type TargetTable } from './target.js';
+import { TARGET_META, keyText, latestPerKey, type ApplyResult, type RowChange, type Target, type TargetColumn, type TargetTable } from './target.js';
 
 const q = (ident: string) => `\`${ident.replace(/`/g, '``')}\``;
 
@@ -158,7 +158,7 @@ export class MysqlTarget implements Target {
 /** The changes whose version is newer than the stored row's (or whose row is not there), rows locked. */
 async function newerThanStored(c: PoolConnection, table: TargetTable, changes: RowChange[]): Promise<RowChange[]> {
   const pk = table.primaryKey;
-  const keyOf = (values: Record<string, unknown>) => JSON.stringify(pk.map((k) => String(values[k])));
+  const keyOf = (values: Record<string, unknown>) => keyText(pk, values);
   const tuple = `(${pk.map(() => '?').join(', ')})`;
   const params = changes.flatMap((ch) => pk.map((k) => mysqlValue(table.columns.find((col) => col.name === k)!, ch.values[k])));
   const [rows] = await c.query(

@@ -29,9 +29,19 @@ export class RabbitmqTarget implements Target {
   async connect(): Promise<void> {
     try {
       this.connection = await connect(this.o.url);
+      // A lost connection or a channel the broker closed is dropped here and opened again by the next batch.
       this.connection.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'RabbitMQ connection error'));
-      this.channel = await this.connection.createConfirmChannel();
-      await this.channel.assertExchange(this.o.exchange, this.o.exchangeType, { durable: true });
+      this.connection.on('close', () => {
+        this.connection = undefined;
+        this.channel = undefined;
+      });
+      const channel = await this.connection.createConfirmChannel();
+      channel.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'RabbitMQ channel error'));
+      channel.on('close', () => {
+        if (this.channel === channel) this.channel = undefined;
+      });
+      await channel.assertExchange(this.o.exchange, this.o.exchangeType, { durable: true });
+      this.channel = channel;
     } catch (cause) {
       throw new CdcError('TARGET_UNREACHABLE', `RabbitMQ exchange ${this.o.exchange} is not usable: ${(cause as Error).message}`, { cause });
     }
@@ -40,6 +50,10 @@ export class RabbitmqTarget implements Target {
   async ensureTable(_table: TargetTable): Promise<void> {}
 
   async apply(table: TargetTable, changes: RowChange[]): Promise<ApplyResult> {
+    if (!this.channel) {
+      await this.connection?.close().catch(() => undefined);
+      await this.connect();
+    }
     const channel = this.channel!;
     try {
       for (const c of changes) {

@@ -77,7 +77,7 @@ export function targetColumns(schema: AvroRecordSchema): TargetColumn[] {
 /** Only the last change per key matters within a batch (changes are in source order). */
 export function latestPerKey(table: TargetTable, changes: RowChange[]): RowChange[] {
   const latest = new Map<string, RowChange>();
-  for (const c of changes) latest.set(JSON.stringify(table.primaryKey.map((k) => String(c.values[k]))), c);
+  for (const c of changes) latest.set(keyText(table.primaryKey, c.values), c);
   return [...latest.values()];
 }
 
@@ -95,5 +95,13 @@ export function changeJson(c: RowChange): ChangeJson {
   const values: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(c.values)) if (!k.startsWith('__')) values[k] = typeof v === 'bigint' ? v.toString() : Buffer.isBuffer(v) ? v.toString('base64') : v;
   return { op: c.op, version: c.version, source_ts_ms: String(c.sourceTsMs), deleted: c.deleted, values };
+}
+
+/** A row's key as text, for grouping: binary key columns by their bytes, not decoded as UTF-8. */
+export function keyText(primaryKey: string[], values: Record<string, unknown>): string {
+  return JSON.stringify(primaryKey.map((k) => {
+    const v = values[k];
+    return Buffer.isBuffer(v) ? `b64:${v.toString('base64')}` : String(v);
+  }));
 }
 
