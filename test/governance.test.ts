@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { createConnection, type Connection } from 'mysql2/promise';
@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyring } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
 import { CITIZEN_CLASSES, PipelineRun } from './support/pipeline-run.js';
+import type { ServiceProcess } from './support/service-process.js';
 import { stack } from './support/stack.js';
 
 const freePort = () => new Promise<number>((resolve) => {
@@ -26,6 +27,7 @@ describe('governance: request, approve, flow, revoke', () => {
   const policyFile = join(dirname(run.keyringFile), 'policy.yaml');
   let api = '';
   let mysql: Connection;
+  let control: ServiceProcess;
   const call = async (token: string, method: string, path: string, body?: unknown) => {
     const res = await fetch(`${api}${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> & Array<Record<string, unknown>> };
@@ -54,7 +56,7 @@ describe('governance: request, approve, flow, revoke', () => {
     });
     const port = await freePort();
     api = `http://127.0.0.1:${port}`;
-    await run.start('control', {
+    control = await run.start('control', {
       CONTROL_DB_URL: `mysql://root@${stack.targetMariadb.host}:${stack.targetMariadb.port}/${controlDb}`,
       CONTROL_BASE_PIPELINE: base,
       CONTROL_KEYRING: run.keyringFile,
@@ -93,6 +95,15 @@ describe('governance: request, approve, flow, revoke', () => {
     await insert(2);
     await new Promise((r) => setTimeout(r, 5000));
     expect((await healthRows()).map((r) => r.id)).toEqual(['1']);
+  });
+
+  it('exports the control metrics the alert rules use, the ledger verified intact', async () => {
+    const text = await control.metrics();
+    const rules = readFileSync(join(stack.root, 'deploy', 'prometheus', 'alerts.yml'), 'utf8');
+    const used = [...new Set([...rules.matchAll(/\bcityshare_control_[a-z0-9_]+/g)].map((m) => m[0]))];
+    expect(used.length).toBeGreaterThanOrEqual(2);
+    for (const name of used) expect(text).toContain(`# TYPE ${name} `);
+    expect(text).toMatch(/^cityshare_control_audit_problems\{[^}]*\} 0$/m);
   });
 
   it('keeps every step in a ledger that verifies, and refuses unknown tokens and roles', async () => {

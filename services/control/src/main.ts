@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createPool } from 'mysql2/promise';
+import { Gauge } from 'prom-client';
 import { z } from 'zod';
 import { CdcError, FileKeyring, commonServiceEnv, createLogger, createMetricsRegistry, loadServiceEnv, runService, startHealthServer } from '@cityshare/shared';
 import { startApi, type TokenEntry } from './api.js';
@@ -15,6 +16,7 @@ const controlEnv = z.object({
   CONTROL_KEYRING: z.string().describe('keyring holding the audit key (`audit`) that signs ledger checkpoints'),
   CONTROL_TOKENS: z.string().describe('JSON file: [{ tokenSha256, name, role, department? }]'),
   CONTROL_PORT: z.coerce.number().int().min(0).default(8090).describe('port of the HTTP API'),
+  CONTROL_VERIFY_INTERVAL_MS: z.coerce.number().int().min(1000).default(60_000).describe('how often the audit ledger is verified (cityshare_control_audit_problems)'),
   CONTROL_PUBLISH_INTERVAL_MS: z.coerce.number().int().min(100).default(1000).describe('how often expiry is applied and the grants in force are published'),
 });
 
@@ -37,6 +39,20 @@ await runService(logger, async () => {
   const publisher = new PolicyPublisher(env.CONTROL_BASE_PIPELINE, env.CITYSHARE_PIPELINE, ledger, logger);
   const grants = new GrantWorkflow(conn, ledger, (g) => void publisher.render(g));
   await publisher.publish(await grants.inForce());
+  const registry = createMetricsRegistry('control');
+  const metrics = {
+    auditProblems: new Gauge({ name: 'cityshare_control_audit_problems', help: 'Problems the last verification of the audit ledger found (0 = intact)', registers: [registry] }),
+    auditEntries: new Gauge({ name: 'cityshare_control_audit_entries', help: 'Entries in the audit ledger at the last verification', registers: [registry] }),
+    grantsInForce: new Gauge({ name: 'cityshare_control_grants_in_force', help: 'Approved, unexpired grants in the published policy', registers: [registry] }),
+  };
+  const verify = async () => {
+    const { entries, problems } = await ledger.verify();
+    metrics.auditProblems.set(problems.length);
+    metrics.auditEntries.set(entries);
+    if (problems.length > 0) logger.error({ problems }, 'the audit ledger does not verify: entries were changed, removed or reordered');
+  };
+  await verify();
+  const verifier = setInterval(() => void verify().catch((err: unknown) => logger.warn({ err }, 'audit verification failed; will retry')), env.CONTROL_VERIFY_INTERVAL_MS);
   const api = await startApi({ port: env.CONTROL_PORT, tokens: JSON.parse(readFileSync(env.CONTROL_TOKENS, 'utf8')) as TokenEntry[], grants, ledger, logger });
   let busy = false;
   const timer = setInterval(() => {
@@ -45,7 +61,9 @@ await runService(logger, async () => {
     void (async () => {
       try {
         await grants.expire();
-        await publisher.publish(await grants.inForce());
+        const inForce = await grants.inForce();
+        await publisher.publish(inForce);
+        metrics.grantsInForce.set(inForce.length);
       } catch (err) {
         logger.error({ err }, 'publishing the grants in force failed; will retry');
       } finally {
@@ -53,10 +71,11 @@ await runService(logger, async () => {
       }
     })();
   }, env.CONTROL_PUBLISH_INTERVAL_MS);
-  const health = await startHealthServer({ port: env.METRICS_PORT, registry: createMetricsRegistry('control'), ready: () => true });
+  const health = await startHealthServer({ port: env.METRICS_PORT, registry, ready: () => true });
   logger.info({ api: (api.address() as { port: number }).port }, 'control plane serving');
   return async () => {
     clearInterval(timer);
+    clearInterval(verifier);
     api.close();
     await health.close();
     await conn.end();
