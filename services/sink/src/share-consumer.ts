@@ -181,7 +181,7 @@ export class ShareConsumer {
       } catch (err) {
         if (!isCdcError(err, 'TARGET_REJECTED')) throw err;
         // The reason names the column and constraint; values stay out of logs.
-        logger.warn({ code: err.code, table: table.name, topic, partition, offset: d.offset, sqlState: err.details?.sqlState }, 'target refused a change; it goes to the dead-letter topic');
+        logger.warn({ code: err.code, table: table.name, topic, partition, offset: d.offset, version: d.change.version, sqlState: err.details?.sqlState }, 'target refused a change; it goes to the dead-letter topic');
         await this.producer!.send({
           topic: this.dlqTopic,
           acks: -1,

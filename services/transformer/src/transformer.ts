@@ -230,7 +230,7 @@ export class Transformer {
     } catch (err) {
       if (!isCdcError(err)) throw err;
       metrics.dlq.inc({ reason: err.code, department });
-      return [this.deadLetter(department, at, err.code, err.message, payload())];
+      return [this.deadLetter(department, at, err.code, err.message, payload(), event.source.version)];
     }
     const viewKeys: ViewKeys = {
       encryptor: (suite) => this.encryptorFor(department, suite),
@@ -248,7 +248,7 @@ export class Transformer {
       if (isCdcError(err, 'SCHEMA_INCOMPATIBLE')) throw new IncompatibleView(department, tableRef, shareTopic, event.schema, err);
       if (isCdcError(err, 'RECORD_INVALID')) {
         metrics.dlq.inc({ reason: err.code, department });
-        return [this.deadLetter(department, at, err.code, err.message, payload())];
+        return [this.deadLetter(department, at, err.code, err.message, payload(), event.source.version)];
       }
       // Configuration, registry and schema problems stop the transformer before its
       // offsets move: nothing is skipped, and the error says what to fix.
@@ -270,8 +270,10 @@ export class Transformer {
   }
 
   /** Dead letters keep the raw event (or frame), whose personal columns are still sealed. */
-  private deadLetter(department: string, at: RawAt, code: string, reason: string, raw: Buffer): OutMessage {
+  private deadLetter(department: string, at: RawAt, code: string, reason: string, raw: Buffer, version?: string): OutMessage {
     const { topic, partition, offset, index } = at;
+    // The source position is the change's correlation id across services' logs; the reason stays in the (protected) topic.
+    this.deps.logger.warn({ department, code, topic, partition, offset, index, version }, 'change dead-lettered');
     return {
       topic: topics.dlq(this.deps.config.kafka.topicPrefix, 'transformer'),
       key: `${department}/${topic}/${partition}/${offset}${index === null ? '' : `#${index}`}`,

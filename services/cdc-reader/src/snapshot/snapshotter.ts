@@ -119,6 +119,7 @@ export class Snapshotter {
         const rate = (entry.rows - startRows) / Math.max(0.001, (Date.now() - started) / 1000);
         const remaining = Math.max(0, estimate - entry.rows);
         this.metrics.snapshotRemaining.set(labels, entry.done ? 0 : remaining);
+        this.metrics.snapshotEta.set(labels, entry.done ? 0 : Math.round(remaining / Math.max(rate, 1)));
         this.logger.debug({ table, rows: entry.rows, estimatedRows: estimate, rowsPerSecond: Math.round(rate), etaSeconds: Math.round(remaining / Math.max(rate, 1)) }, 'snapshot progress');
       }
       if (entry.done && !this.stopped) {

@@ -61,7 +61,7 @@ export class WebhookTarget implements Target {
     this.worker = new Worker(this.o.queueName, (job: Job<WebhookBatch>) => this.post(job), { connection, concurrency: 1 });
     this.worker.on('failed', (job, err) => {
       this.o.onDeadLetter?.();
-      this.logger.error({ job: job?.id, table: job?.data.table, reason: err.message }, 'webhook batch moved to the dead-letter queue');
+      this.logger.error({ job: job?.id, table: job?.data.table, versions: [job?.data.changes[0]?.version, job?.data.changes.at(-1)?.version], reason: err.message }, 'webhook batch moved to the dead-letter queue');
     });
   }
 
