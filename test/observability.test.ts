@@ -69,6 +69,7 @@ describe('observability', () => {
       // health's sink runs and is caught up; haidian's sink is not started, so its record waits.
       expect(cli.stdout).toMatch(/^health\s+postgres\s+0\s+0\s*$/m);
       expect(cli.stdout).toMatch(/^haidian\s+postgres\s+0\s+[1-9]\d*\s*$/m);
+      expect(cli.stdout).toMatch(/^source cityhub: reader checkpoint mariadb-bin\.\d+:\d+(?: \(GTID [0-9,-]+\))?, saved \S+; source binlog end mariadb-bin\.\d+:\d+$/m);
     }, 20_000, 500);
   });
 

@@ -7,7 +7,9 @@
  */
 import { Command } from 'commander';
 import { Queue } from 'bullmq';
-import { createPool } from 'mysql2/promise';
+import { createConnection, createPool } from 'mysql2/promise';
+import { CheckpointStore } from '@cityshare/cdc-reader/checkpoint-store';
+import { binlogEnd } from '@cityshare/cdc-reader/source-check';
 import { AuditLedger } from '@cityshare/control/ledger';
 import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, loadPipeline, openDepartmentValue, pipelineTopics, producerConfig, queues, topics } from '@cityshare/shared';
 
@@ -111,6 +113,17 @@ program
       }
       const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
       process.stdout.write(`pipeline ${prefix}: ${planned.raw.length} source table(s), ${config.departments.length} department(s)\n`);
+      // Each source: where its reader's last checkpoint is, against the end of the source's binlog.
+      const kafka = createKafka(config.kafka, 'cityshare-cli', createLogger('cdc', 'warn'));
+      for (const source of config.sources) {
+        const checkpoint = await new CheckpointStore(kafka, kafka.producer(producerConfig()), prefix, source.name, createLogger('cdc', 'warn')).load();
+        const end = await createConnection({ ...source.connection }).then(
+          async (conn) => binlogEnd(conn).finally(() => void conn.end()),
+          () => undefined,
+        );
+        const at = checkpoint ? `${checkpoint.file}:${checkpoint.pos}${checkpoint.gtid ? ` (GTID ${checkpoint.gtid})` : ''}, saved ${checkpoint.savedAt}` : 'no checkpoint yet';
+        process.stdout.write(`source ${source.name}: reader checkpoint ${at}; source binlog end ${end ? `${end.file}:${end.pos}` : 'unreachable'}\n`);
+      }
       for (const r of rows) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i]!)).join('  ')}\n`);
     } finally {
       await admin.disconnect();
