@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, type KeyObject, createSecretKey } from 'node:crypto';
 import { CdcError, isCdcError } from '../errors.js';
+import { randomIv } from './field-cipher.js';
 import type { DataKey, KeyProvider } from './keyring.js';
 import { DEK_BYTES, suiteById, suiteByName, type CipherSuite, type CipherSuiteName, type SuiteKeys } from './suites.js';
 
@@ -113,21 +114,6 @@ export class KeyringKekProvider implements KeyEncryptionProvider {
 }
 
 // ---- encrypt side -----------------------------------------------------------------
-
-// Random IVs drawn from a pool: one getrandom call per few hundred values.
-const IV_POOL_BYTES = 4096;
-let ivPool = Buffer.alloc(0);
-let ivOffset = 0;
-
-function randomIv(bytes: number): Buffer {
-  if (ivOffset + bytes > ivPool.length) {
-    ivPool = randomBytes(IV_POOL_BYTES);
-    ivOffset = 0;
-  }
-  const iv = ivPool.subarray(ivOffset, ivOffset + bytes);
-  ivOffset += bytes;
-  return iv;
-}
 
 function header(suite: CipherSuite, { kekId, wrapped }: WrappedDek): Buffer {
   const id = Buffer.from(kekId, 'utf8');

@@ -12,18 +12,19 @@ const VERSION = 1;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
-// Random IVs drawn from a pool: one getrandom call per 341 IVs instead of one each.
-const IV_POOL_BYTES = IV_BYTES * 341;
+// Random IVs drawn from a pool: one getrandom call per few hundred IVs instead of one each.
+const IV_POOL_BYTES = 4096;
 let ivPool = Buffer.alloc(0);
 let ivOffset = 0;
 
-function randomIv(): Buffer {
-  if (ivOffset + IV_BYTES > ivPool.length) {
+/** `bytes` fresh random bytes for an IV or nonce (every cipher of the project draws from this pool). */
+export function randomIv(bytes = IV_BYTES): Buffer {
+  if (ivOffset + bytes > ivPool.length) {
     ivPool = randomBytes(IV_POOL_BYTES);
     ivOffset = 0;
   }
-  const iv = ivPool.subarray(ivOffset, ivOffset + IV_BYTES);
-  ivOffset += IV_BYTES;
+  const iv = ivPool.subarray(ivOffset, ivOffset + bytes);
+  ivOffset += bytes;
   return iv;
 }
 

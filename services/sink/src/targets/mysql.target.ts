@@ -1,6 +1,6 @@
 import { createPool, type Pool, type PoolConnection, type ResultSetHeader } from 'mysql2/promise';
 import { CdcError, LOGICAL, type AvroFieldType, type Logger } from '@cityshare/shared';
-import { TARGET_META, keyText, latestPerKey, type ApplyResult, type RowChange, type Target, type TargetColumn, type TargetTable } from './target.js';
+import { TARGET_META, keyText, planBatch, type ApplyResult, type RowChange, type Target, type TargetColumn, type TargetTable } from './target.js';
 
 const q = (ident: string) => `\`${ident.replace(/`/g, '``')}\``;
 
@@ -87,12 +87,7 @@ export class MysqlTarget implements Target {
   }
 
   async apply(table: TargetTable, changes: RowChange[]): Promise<ApplyResult> {
-    const log = table.primaryKey.length === 0;
-    const batch = log ? changes : latestPerKey(table, changes);
-    const upserts = batch.filter((c) => log || this.options.softDelete || !c.deleted);
-    const deletes = log || this.options.softDelete ? [] : batch.filter((c) => c.deleted);
-    const extra = log ? [TARGET_META.op] : this.options.softDelete ? [TARGET_META.deleted] : [];
-    const extraValue = (c: RowChange) => (log ? c.op : c.deleted);
+    const { log, batch, upserts, deletes, extra, extraValue } = planBatch(table, changes, this.options.softDelete);
     const names = table.columns.map((c) => c.name);
     const columns = [...names, ...extra, TARGET_META.version, TARGET_META.sourceTs];
     const newer = `VALUES(${q(TARGET_META.version)}) > ${q(TARGET_META.version)}`;

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { CdcError, type Logger } from '@cityshare/shared';
 import { pgTypeOf } from './pg-types.js';
-import { TARGET_META, latestPerKey, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
+import { TARGET_META, planBatch, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
 
 const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
 
@@ -56,13 +56,7 @@ export class PostgresTarget implements Target {
   async apply(table: TargetTable, changes: RowChange[]): Promise<ApplyResult> {
     const fqn = this.fqn(table.name);
     const names = table.columns.map((c) => c.name);
-    const log = table.primaryKey.length === 0;
-    const batch = log ? changes : latestPerKey(table, changes);
-    // Soft delete: a delete is an upsert of the before image with __deleted = true.
-    const upserts = batch.filter((c) => log || this.options.softDelete || !c.deleted);
-    const deletes = log || this.options.softDelete ? [] : batch.filter((c) => c.deleted);
-    const extra = log ? [TARGET_META.op] : this.options.softDelete ? [TARGET_META.deleted] : [];
-    const extraValue = (c: RowChange) => (log ? c.op : c.deleted);
+    const { log, batch, upserts, deletes, extra, extraValue } = planBatch(table, changes, this.options.softDelete);
     let applied = 0;
     await this.transaction(fqn, async (client) => {
       const columns = [...names, ...extra, TARGET_META.version, TARGET_META.sourceTs, TARGET_META.syncedAt];
