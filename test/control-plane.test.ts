@@ -1,13 +1,19 @@
-import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createConnection, createPool, type Pool } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileKeyring, isCdcError } from '@cityshare/shared';
+import { FileKeyring, createLogger, isCdcError } from '@cityshare/shared';
+import { startApi } from '../services/control/src/api.js';
+import { CatalogStore, describeChange } from '../services/control/src/catalog.js';
+import { CatalogWorkflow } from '../services/control/src/catalog-workflow.js';
 import { GrantWorkflow } from '../services/control/src/grants.js';
+import { KeyAdmin } from '../services/control/src/keys.js';
 import { AuditLedger } from '../services/control/src/ledger.js';
 import { migrate } from '../services/control/src/migrations.js';
+import { PolicyPublisher } from '../services/control/src/policy-publisher.js';
 import type { Principal, Role } from '../services/control/src/roles.js';
 import { stack } from './support/stack.js';
 
@@ -27,7 +33,7 @@ describe('control plane', () => {
     await admin.end();
     const conn = createPool({ ...stack.targetMariadb, database: db, charset: 'utf8mb4', connectionLimit: 4 });
     opened.push({ conn, db });
-    expect(await migrate(conn)).toEqual([1, 2]);
+    expect(await migrate(conn)).toEqual([1, 2, 3]);
     const ledger = new AuditLedger(conn, keys, 3);
     for (let i = 1; i <= entries; i++) await ledger.append({ actor: 'alice', role: 'dba', action: 'table.classify', subject: `civil.citizens`, details: { column: `c${i}`, class: 'personal' } });
     return { conn, ledger };
@@ -144,6 +150,172 @@ describe('control plane', () => {
       const denied = (await ledger.entries()).filter((e) => e.action.startsWith('denied:'));
       expect(denied.length).toBe(4 + 1 + 4 + 1);
       expect(await ledger.verify()).toMatchObject({ problems: [] });
+    });
+  });
+
+  describe('catalog, keys, deliveries and the API', () => {
+    const who = (role: Role, department?: string): Principal => ({ name: `${role}-user`, role, ...(department ? { department } : {}) });
+    const dba = who('dba');
+    const officer = who('security-officer');
+    const health = who('department', 'health');
+    const dir = mkdtempSync(join(tmpdir(), `${id}-catalog-`));
+    const pipelineKeyring = join(dir, 'keyring.json');
+    const base = (classes: Record<string, string> = { id: 'public', name: 'personal', phone: 'personal', district: 'public' }, extra = '') => `
+kafka: { brokers: ["127.0.0.1:9092"], topicPrefix: ${id} }
+schemaRegistry: { url: "http://127.0.0.1:8081/apis/ccompat/v7" }
+keyring: { file: keyring.json }
+sources:
+  - name: cityhub
+    connection: { host: 127.0.0.1, port: 3307, user: cdc_reader, password: "\${SOURCE_PASSWORD:-cdc_reader}" }
+    serverId: 4242
+    tables:
+      - name: civil.citizens
+        columns: ${JSON.stringify(classes)}
+departments:
+  - name: health
+    target: { kind: postgres, url: "postgres://postgres@127.0.0.1:5432/postgres", schema: dept_health }
+${extra}`;
+    let conn: Pool;
+    let ledger: AuditLedger;
+    let store: CatalogStore;
+    let catalog: CatalogWorkflow;
+    let grants: GrantWorkflow;
+    let keys: KeyAdmin;
+
+    beforeAll(async () => {
+      FileKeyring.ensure(pipelineKeyring, ['pipeline', 'department:health']);
+      ({ conn, ledger } = await fresh());
+      const publisher = new PolicyPublisher(join(dir, 'pipeline.yaml'), ledger, createLogger('test', 'silent'));
+      store = new CatalogStore(conn);
+      grants = new GrantWorkflow(conn, ledger, async (g) => void publisher.render(await store.load(), g));
+      catalog = new CatalogWorkflow(conn, ledger, store, async (doc) => void publisher.render(doc, await grants.inForce()));
+      keys = new KeyAdmin(conn, ledger, () => pipelineKeyring);
+    });
+
+    it('applies a pipeline file: the diff first (dry run changes nothing), then atomically with a ledger entry per change', async () => {
+      const dry = await catalog.apply(dba, base(), { dryRun: true });
+      expect(dry.applied).toBe(false);
+      expect(dry.changes.map(describeChange)).toContain('+ column cityhub.civil.citizens.phone (personal)');
+      expect((await store.load()).sources).toEqual([]);
+
+      const done = await catalog.apply(dba, base(), { reason: 'first registration' });
+      expect(done).toMatchObject({ applied: true, changes: dry.changes });
+      expect((await store.load()).sources[0]!.tables[0]!.columns).toEqual({ id: 'public', name: 'personal', phone: 'personal', district: 'public' });
+      const entries = (await ledger.entries()).filter((e) => e.action.startsWith('catalog.'));
+      expect(entries).toHaveLength(done.changes.length);
+      expect(entries.find((e) => e.subject === 'health')).toMatchObject({ actor: 'dba-user', action: 'catalog.department.add', details: { reason: 'first registration' } });
+      // Target URLs and passwords never enter the ledger.
+      expect(JSON.stringify(entries)).not.toMatch(/postgres:\/\/|cdc_reader/);
+      expect(await catalog.apply(dba, base())).toEqual({ applied: false, changes: [] });
+    });
+
+    it('refuses an invalid file as a whole, every problem listed, and changes nothing', async () => {
+      const before = await store.load();
+      const ledgerBefore = (await ledger.entries()).length;
+      const err = await catalog.apply(dba, base({ id: 'public', name: 'top-secret' }, 'bogus: 1')).catch((e: unknown) => e);
+      expect(isCdcError(err, 'CONFIG_INVALID')).toBe(true);
+      expect((err as { details: { problems: string[] } }).details.problems).toEqual(expect.arrayContaining([expect.stringMatching(/columns\.name/), expect.stringMatching(/bogus/)]));
+      expect(await store.load()).toEqual(before);
+      expect((await ledger.entries()).length).toBe(ledgerBefore);
+    });
+
+    it('registers and classifies tables, and refuses to take away a class an approved grant uses', async () => {
+      expect((await catalog.registerTable(dba, { source: 'cityhub', table: 'transport.trips', columns: { id: 'public', route: 'public' } })).changes.map(describeChange))
+        .toEqual(['+ table cityhub.transport.trips', '+ column cityhub.transport.trips.id (public)', '+ column cityhub.transport.trips.route (public)']);
+      await expect(catalog.registerTable(dba, { source: 'cityhub', table: 'transport.trips', columns: { id: 'public' } })).rejects.toThrow(/registered already/);
+      await expect(catalog.registerTable(dba, { source: 'nowhere', table: 'a.b', columns: { id: 'public' } })).rejects.toThrow(/no source named nowhere/);
+      const g = await grants.request(health, { department: 'health', table: 'cityhub.civil.citizens', spec: { columns: { id: 'pass', phone: { mask: 'phone' } } }, purpose: 'callbacks' });
+      await grants.approve(officer, g.id, 'ok');
+      await expect(catalog.classify(dba, { source: 'cityhub', table: 'civil.citizens', columns: { phone: null } })).rejects.toThrow(/column phone is not classified/);
+      expect((await catalog.classify(dba, { source: 'cityhub', table: 'civil.citizens', columns: { phone: 'secret' } })).changes.map(describeChange)).toEqual(['~ column cityhub.civil.citizens.phone personal -> secret']);
+    });
+
+    it('shows a department the tables it may ask for and itself only', async () => {
+      const seen = await catalog.list(health);
+      expect(seen.sources).toEqual([expect.objectContaining({ name: 'cityhub' })]);
+      expect(seen.sources[0]).not.toHaveProperty('connection');
+      expect(seen.departments).toEqual([{ name: 'health' }]);
+      expect((await catalog.list(dba)).sources[0]).toHaveProperty('connection');
+    });
+
+    it('rotates a key: the new one encrypts, the old one still decrypts, only ids in the ledger', async () => {
+      const old = FileKeyring.load(pipelineKeyring).activeKey('department:health');
+      const rotated = await keys.rotate(officer, 'department:health', 'yearly rotation');
+      const after = FileKeyring.load(pipelineKeyring);
+      expect(after.activeKey('department:health').id).toBe(rotated.id);
+      expect(after.keyById(old.id).material).toEqual(old.material);
+      expect((await keys.list(officer)).filter((k) => k.name === 'department:health').map((k) => [k.id, k.active, k.rotatedBy])).toEqual([[old.id, false, null], [rotated.id, true, 'security-officer-user']]);
+      const entry = (await ledger.entries()).find((e) => e.action === 'key.rotate')!;
+      expect(entry.details).toEqual({ keyId: rotated.id, previousKeyId: old.id, reason: 'yearly rotation' });
+      await expect(keys.rotate(officer, 'department:nobody', 'x')).rejects.toThrow(/no key list named department:nobody/);
+    });
+
+    it('allows the catalog and key operations only to their roles', async () => {
+      const roles: Role[] = ['dba', 'security-officer', 'department', 'sre', 'auditor'];
+      const outcome = async (f: () => Promise<unknown>) => f().then(() => 'allowed', (err: unknown) => (isCdcError(err, 'FORBIDDEN') ? 'denied' : 'allowed'));
+      const matrix: Record<string, string[]> = { apply: [], classify: [], list: [], rotate: [], keys: [] };
+      for (const role of roles) {
+        const p = who(role, role === 'department' ? 'health' : undefined);
+        matrix.apply!.push(await outcome(() => catalog.apply(p, base(), { dryRun: true })));
+        matrix.classify!.push(await outcome(() => catalog.classify(p, { source: 'cityhub', table: 'civil.citizens', columns: { name: 'personal' }, dryRun: true })));
+        matrix.list!.push(await outcome(() => catalog.list(p)));
+        matrix.rotate!.push(await outcome(() => keys.rotate(p, 'pipeline', 'matrix')));
+        matrix.keys!.push(await outcome(() => keys.list(p)));
+      }
+      // dba, security-officer, department, sre, auditor
+      expect(matrix).toEqual({
+        apply: ['allowed', 'denied', 'denied', 'denied', 'denied'],
+        classify: ['allowed', 'denied', 'denied', 'denied', 'denied'],
+        list: ['allowed', 'allowed', 'allowed', 'allowed', 'allowed'],
+        rotate: ['denied', 'allowed', 'denied', 'denied', 'denied'],
+        keys: ['denied', 'allowed', 'denied', 'allowed', 'allowed'],
+      });
+      expect(await ledger.verify()).toMatchObject({ problems: [] });
+    });
+
+    it('records a delivered batch once even when a sink reports it twice', async () => {
+      const entry = { actor: 'sink:health', role: 'system', action: 'delivery.batch', subject: 'delivery/health/t.share.health.civil.citizens/0/10-19', details: { rows: 10, sha256: 'ab'.repeat(32) } };
+      expect(await ledger.appendOnce(entry)).toMatchObject({ action: 'delivery.batch' });
+      expect(await ledger.appendOnce(entry)).toBeUndefined();
+      expect((await ledger.entries()).filter((e) => e.subject === entry.subject)).toHaveLength(1);
+    });
+
+    it('serves the API over HTTPS with the CLI trusting a private CA, and says why without it', async () => {
+      const cert = join(dir, 'cert.pem');
+      const key = join(dir, 'key.pem');
+      const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8' });
+      expect(made.status, made.stderr).toBe(0);
+      const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+      const server = await startApi({
+        port: 0, tokens: [{ tokenSha256: sha('dba-token'), name: 'wang.dba', role: 'dba' }, { tokenSha256: sha('sre-token'), name: 'li.sre', role: 'sre' }],
+        grants, catalog, keys, ledger, logger: createLogger('test', 'silent'), tls: { cert: readFileSync(cert), key: readFileSync(key) },
+      });
+      try {
+        const api = `https://127.0.0.1:${(server.address() as { port: number }).port}`;
+        // Asynchronously: the API answers from this very process.
+        const cdc = (...args: string[]) => new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+          const child = spawn(process.execPath, ['packages/cli/bin/cdc.js', '--api', api, ...args], { cwd: stack.root });
+          let stdout = '';
+          let stderr = '';
+          child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+          child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+          child.on('close', (status) => resolve({ status, stdout, stderr }));
+        });
+        const listed = await cdc('--token', 'dba-token', '--ca', cert, 'tables', 'list', '--json');
+        expect(listed.status, listed.stderr).toBe(0);
+        expect(JSON.parse(listed.stdout)).toEqual(expect.arrayContaining([expect.objectContaining({ source: 'cityhub', table: 'civil.citizens' })]));
+        expect((await cdc('--token', 'dba-token', '--ca', cert, 'tables', 'list')).stdout).toMatch(/^source\s+table\s+kind\s+columns \(class\)\ncityhub\s+civil\.citizens\s+keyed\s+id:public/);
+        // An untrusted certificate, a role that may not, an invalid request: each its own exit code.
+        expect(await cdc('--token', 'dba-token', 'tables', 'list')).toMatchObject({ status: 1, stderr: expect.stringMatching(/certificate/) });
+        expect(await cdc('--token', 'sre-token', '--ca', cert, 'tables', 'classify', 'cityhub', 'civil.citizens', '--column', 'name=secret')).toMatchObject({ status: 4, stderr: expect.stringMatching(/^FORBIDDEN: li.sre: role sre may not table.classify/) });
+        const bad = await cdc('--token', 'dba-token', '--ca', cert, 'tables', 'classify', 'cityhub', 'civil.citizens', '--column', 'name=top-secret', '--column', 'id=unknown');
+        expect(bad.status).toBe(3);
+        expect(bad.stderr).toMatch(/columns\.name/);
+        expect(bad.stderr).toMatch(/columns\.id/);
+        expect(await cdc('--token', 'dba-token', '--ca', cert, 'tables', 'classify', 'cityhub', 'nope.nope', '--column', 'a=public')).toMatchObject({ status: 5 });
+      } finally {
+        server.close();
+      }
     });
   });
 });

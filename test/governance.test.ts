@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -32,6 +33,8 @@ describe('governance: request, approve, flow, revoke', () => {
     const res = await fetch(`${api}${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> & Array<Record<string, unknown>> };
   };
+  const cdc = (token: string, ...args: string[]) =>
+    spawnSync(process.execPath, ['packages/cli/bin/cdc.js', '--api', api, '--token', token, ...args], { cwd: stack.root, encoding: 'utf8' });
   const healthRows = async () =>
     (await run.pg.query(`SELECT id, name FROM "${run.pgSchema}".citizens ORDER BY id`).catch(() => ({ rows: [] }))).rows as Array<{ id: string; name: string }>;
   const insert = (id: number) =>
@@ -48,6 +51,7 @@ describe('governance: request, approve, flow, revoke', () => {
       { tokenSha256: sha('officer-token'), name: 'zhang.officer', role: 'security-officer' },
       { tokenSha256: sha('health-token'), name: 'health.app', role: 'department', department: 'health' },
       { tokenSha256: sha('sre-token'), name: 'li.sre', role: 'sre' },
+      { tokenSha256: sha('dba-token'), name: 'wang.dba', role: 'dba' },
     ]));
     const base = run.writePipelineFile('base.yaml', {
       serverId: 6001,
@@ -81,20 +85,53 @@ describe('governance: request, approve, flow, revoke', () => {
     await new Promise((r) => setTimeout(r, 3000));
     expect(await healthRows()).toEqual([]);
 
-    const requested = await call('health-token', 'POST', '/grants', { table: `cityhub.${run.civilDb}.citizens`, columns: { id: 'pass', name: { mask: 'name' } }, purpose: 'follow-up of vaccination' });
-    expect(requested.status).toBe(201);
-    const id = requested.body.id as number;
-    // A department cannot approve its own request; the refusal is audited.
-    expect((await call('health-token', 'POST', `/grants/${id}/approve`, { reason: 'self' })).status).toBe(403);
-    expect((await call('officer-token', 'POST', `/grants/${id}/approve`, { reason: 'campaign 2026' })).body).toMatchObject({ status: 'approved', decidedBy: 'zhang.officer' });
+    // The workflow from the command line, as the department and the security officer use it.
+    const requested = cdc('health-token', 'grants', 'request', '--table', `cityhub.${run.civilDb}.citizens`, '--column', 'id=pass', '--column', 'name={mask: name}', '--purpose', 'follow-up of vaccination', '--json');
+    expect(requested.status, requested.stderr).toBe(0);
+    const id = (JSON.parse(requested.stdout) as { id: number }).id;
+    // A department cannot approve its own request (exit 4); the refusal is audited.
+    expect(cdc('health-token', 'grants', 'approve', String(id), '--reason', 'self')).toMatchObject({ status: 4, stderr: expect.stringMatching(/^FORBIDDEN/) });
+    expect(cdc('officer-token', 'grants', 'approve', String(id), '--reason', 'campaign 2026')).toMatchObject({ status: 0, stdout: `grant ${id} (health, cityhub.${run.civilDb}.citizens) is approved\n` });
+    expect(cdc('officer-token', 'grants', 'list', '--status', 'approved').stdout).toMatch(new RegExp(`^${id}\\s+health\\s+cityhub\\.${run.civilDb}\\.citizens\\s+approved\\s+id,name`, 'm'));
 
     await eventually(async () => expect(await healthRows()).toEqual([{ id: '1', name: '王**' }]), 60_000, 500);
+    // Every delivered batch is in the ledger: counts, positions and a digest, never a value.
+    await eventually(async () => {
+      const [rows] = await mysql.query(`SELECT actor, subject, details FROM \`${controlDb}\`.audit_ledger WHERE action = 'delivery.batch'`);
+      const batches = (rows as Array<{ actor: string; subject: string; details: string }>).map((r) => ({ ...r, details: JSON.parse(r.details) as Record<string, unknown> }));
+      expect(batches.reduce((n, b) => n + Number(b.details.rows), 0)).toBeGreaterThanOrEqual(1);
+      expect(batches[0]).toMatchObject({ actor: 'sink:health', subject: expect.stringMatching(new RegExp(`^delivery/health/${run.prefix}\\.share\\.health\\.`)), details: { department: 'health', table: 'citizens', sha256: expect.stringMatching(/^[0-9a-f]{64}$/), fromVersion: expect.any(String) } });
+      expect(JSON.stringify(batches)).not.toContain('王');
+    }, 30_000, 500);
 
     expect((await call('officer-token', 'POST', `/grants/${id}/revoke`, { reason: 'campaign over' })).body).toMatchObject({ status: 'revoked' });
     await new Promise((r) => setTimeout(r, 3000));
     await insert(2);
     await new Promise((r) => setTimeout(r, 5000));
     expect((await healthRows()).map((r) => r.id)).toEqual(['1']);
+  });
+
+  it('applies a changed pipeline file from the command line: diff first, then atomically, or not at all', async () => {
+    const changed = run.writePipelineFile('changed.yaml', {
+      serverId: 6001,
+      tables: [{ name: `${run.civilDb}.citizens`, columns: { ...CITIZEN_CLASSES, address: 'secret' } }],
+      departments: [{ name: 'health', target: { kind: 'postgres', url: stack.postgresUrl, schema: run.pgSchema } }],
+    });
+    const dry = cdc('dba-token', 'apply', changed, '--dry-run');
+    expect(dry).toMatchObject({ status: 0, stdout: `~ column cityhub.${run.civilDb}.citizens.address personal -> secret\n1 change(s); dry run, nothing applied (run again without --dry-run to apply)\n` });
+    expect(readFileSync(policyFile, 'utf8')).toMatch(/address: personal/);
+    // An officer may not change the catalog; an invalid file is refused whole with every problem.
+    expect(cdc('officer-token', 'apply', changed)).toMatchObject({ status: 4 });
+    const broken = run.writePipelineFile('broken.yaml', { serverId: 0, tables: [{ name: `${run.civilDb}.citizens`, columns: { id: 'nope' } }] });
+    const refused = cdc('dba-token', 'apply', broken);
+    expect(refused.status).toBe(3);
+    expect(refused.stderr).toMatch(/serverId/);
+    expect(refused.stderr).toMatch(/columns\.id/);
+
+    expect(cdc('dba-token', 'apply', changed, '--reason', 'addresses are secret from now on')).toMatchObject({ status: 0, stdout: expect.stringContaining('1 change(s) applied') });
+    await eventually(async () => expect(readFileSync(policyFile, 'utf8')).toMatch(/address: secret/), 10_000, 200);
+    const [rows] = await mysql.query(`SELECT actor, details FROM \`${controlDb}\`.audit_ledger WHERE action = 'catalog.column.change'`);
+    expect((rows as Array<{ actor: string; details: string }>).map((r) => [r.actor, JSON.parse(r.details).reason])).toEqual([['wang.dba', 'addresses are secret from now on']]);
   });
 
   it('exports the control metrics the alert rules use, the ledger verified intact', async () => {
@@ -113,6 +150,6 @@ describe('governance: request, approve, flow, revoke', () => {
     expect(verified.body).toMatchObject({ problems: [] });
     const [rows] = await mysql.query(`SELECT action FROM \`${controlDb}\`.audit_ledger ORDER BY seq`);
     const actions = (rows as Array<{ action: string }>).map((r) => r.action);
-    expect(actions).toEqual(expect.arrayContaining(['grant.request', 'denied:grant.approve', 'grant.approve', 'policy.publish', 'grant.revoke', 'denied:grant.list']));
+    expect(actions).toEqual(expect.arrayContaining(['catalog.table.add', 'grant.request', 'denied:grant.approve', 'grant.approve', 'policy.publish', 'delivery.batch', 'grant.revoke', 'denied:catalog.apply', 'catalog.column.change', 'denied:grant.list']));
   });
 });

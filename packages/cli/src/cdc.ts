@@ -1,11 +1,14 @@
 /**
- * cdc: the operator's command line. Commands grow with the control plane; today it
- * sends reader signals (ad-hoc re-snapshot) through Kafka, and opens a department's
- * encrypted values with its keyring.
+ * cdc: the operator's command line: the control plane's operations through its API
+ * (apply, sources, tables, departments, grants, keys, audit), reader signals (ad-hoc
+ * re-snapshot) through Kafka, status, and a department's encrypted values opened with its
+ * keyring.
  *   npx cdc snapshot civil.citizens [--source cityhub] [--config pipeline.yaml]
  *   npx cdc decrypt --keyring health-keyring.json --column civil.citizens.id_card '\x02…'
  */
 import { Command } from 'commander';
+import { ApiError } from './control-client.js';
+import { addControlCommands } from './control-commands.js';
 import { Queue } from 'bullmq';
 import { createConnection, createPool } from 'mysql2/promise';
 import { CheckpointStore } from '@cityshare/cdc-reader/checkpoint-store';
@@ -13,7 +16,13 @@ import { binlogEnd } from '@cityshare/cdc-reader/source-check';
 import { AuditLedger } from '@cityshare/control/ledger';
 import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, loadPipeline, openDepartmentValue, pipelineTopics, producerConfig, queues, topics } from '@cityshare/shared';
 
-const program = new Command('cdc').description('cityshare operations').option('-c, --config <file>', 'pipeline file', process.env.CITYSHARE_PIPELINE ?? 'pipeline.yaml');
+const program = new Command('cdc')
+  .description('cityshare operations')
+  .option('-c, --config <file>', 'pipeline file (commands that read it directly)', process.env.CITYSHARE_PIPELINE ?? 'pipeline.yaml')
+  .option('--api <url>', 'control API (catalog, grants, keys, audit)', process.env.CDC_CONTROL_API ?? 'http://127.0.0.1:8090')
+  .option('--token <token>', 'bearer token for the control API', process.env.CDC_TOKEN)
+  .option('--ca <file>', 'CA certificate (PEM) of an HTTPS control API with a private CA', process.env.CDC_CA_FILE);
+addControlCommands(program);
 
 program
   .command('snapshot')
@@ -155,9 +164,19 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/**
+ * Exit codes: 0 done; 1 failed (unreachable, unexpected); 2 the audit ledger does not
+ * verify; 3 invalid input (every problem listed); 4 not authenticated or not allowed;
+ * 5 not found.
+ */
 try {
   await program.parseAsync();
 } catch (err) {
-  process.stderr.write(`${isCdcError(err) ? err.toString() : (err as Error).message}\n`);
-  process.exitCode = 1;
+  if (err instanceof ApiError) {
+    process.stderr.write(`${err.body.code ?? 'ERROR'}: ${err.message}\n${(err.body.problems ?? []).length > 0 && !err.message.includes('\n') ? `  - ${err.body.problems!.join('\n  - ')}\n` : ''}${err.body.action ? `${err.body.action}\n` : ''}`);
+    process.exitCode = err.exitCode;
+  } else {
+    process.stderr.write(`${isCdcError(err) ? err.toString() : (err as Error).message}\n`);
+    process.exitCode = isCdcError(err, 'CONFIG_INVALID') ? 3 : isCdcError(err, 'TABLE_NOT_FOUND') ? 5 : 1;
+  }
 }

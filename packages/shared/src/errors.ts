@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   DECRYPT_FAILED: { retriable: false, action: 'The ciphertext does not verify under this key: wrong key, wrong column or tampered data.' },
   TARGET_UNREACHABLE: { retriable: true, action: "Check the department target's address and credentials; delivery resumes when it is back." },
   TARGET_REJECTED: { retriable: false, action: 'The target refused the row (constraint or type); see the DLQ entry for the reason.' },
+  CONTROL_UNREACHABLE: { retriable: true, action: 'Check --api (or CDC_CONTROL_API) and that the control service runs; for HTTPS with a private CA pass its certificate with --ca (or CDC_CA_FILE).' },
   FORBIDDEN: { retriable: false, action: 'Your role may not do this (see the role matrix in the README); the refusal is in the audit ledger. Ask someone with the right role.' },
   QUALITY_FAILED: { retriable: false, action: 'The change breaks a data-quality rule of the pipeline file; it is on the dead-letter topic with its source position. Fix the row at the source (its next change is delivered) or the rule.' },
   RECORD_INVALID: { retriable: false, action: 'The record does not match its contract; it went to the dead-letter topic with the reason.' },

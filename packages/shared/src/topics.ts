@@ -9,7 +9,29 @@ export const topics = {
   tableSchemas: (prefix: string) => `${prefix}.table-schemas`,
   transactions: (prefix: string, source: string) => `${prefix}.transactions.${source}`,
   schemaChanges: (prefix: string, source: string) => `${prefix}.schema-changes.${source}`,
+  /** One record per batch a sink delivered (counts, positions, digest; no values), for the audit ledger. */
+  deliveries: (prefix: string) => `${prefix}.audit.deliveries`,
 };
+
+/** A sink's report of one delivered batch; the control plane writes it to the audit ledger. */
+export interface DeliveryRecord {
+  department: string;
+  /** The department's target table. */
+  table: string;
+  topic: string;
+  partition: number;
+  firstOffset: string;
+  lastOffset: string;
+  rows: number;
+  /** Rows the target applied; the rest were older than what it had (version guard) or dead-lettered. */
+  applied: number;
+  /** Source positions (`version`) of the first and last change in the batch. */
+  fromVersion: string;
+  toVersion: string;
+  /** SHA-256 over the delivered records' bytes as the share topic held them (masked, tokenized, encrypted). */
+  sha256: string;
+  deliveredAt: string;
+}
 
 /** BullMQ queue names (Redis), spelled here for the same reason. */
 export const queues = {

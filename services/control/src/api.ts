@@ -1,23 +1,102 @@
 import { createHash } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { CdcError, isCdcError, type Logger } from '@cityshare/shared';
+import type { CatalogWorkflow } from './catalog-workflow.js';
 import type { GrantWorkflow } from './grants.js';
+import type { KeyAdmin } from './keys.js';
 import type { AuditLedger } from './ledger.js';
-import { allowed, forbidden, type Principal } from './roles.js';
+import { authorize, type Principal } from './roles.js';
 
 /** A bearer token, stored only as its SHA-256, and who it authenticates. */
 export interface TokenEntry extends Principal {
   tokenSha256: string;
 }
 
+interface ApiDeps {
+  port: number;
+  host?: string;
+  tokens: TokenEntry[];
+  grants: GrantWorkflow;
+  catalog: CatalogWorkflow;
+  keys: KeyAdmin;
+  ledger: AuditLedger;
+  logger: Logger;
+  /** PEM certificate and key: the API is served over HTTPS only. */
+  tls?: { cert: Buffer; key: Buffer };
+}
+
+type Body = Record<string, unknown>;
+type Handler = (who: Principal, body: Body, match: RegExpExecArray, query: URLSearchParams) => Promise<unknown>;
+
+const str = (b: Body, name: string): string | undefined => (typeof b[name] === 'string' ? (b[name] as string) : undefined);
+const required = (b: Body, ...names: string[]) => {
+  const missing = names.filter((n) => b[n] === undefined || b[n] === '');
+  if (missing.length > 0) throw new CdcError('CONFIG_INVALID', `the request needs ${missing.join(', ')}`);
+};
+
+/** The operations, by method and path (see openapi.yaml next to this file). */
+function routes(o: ApiDeps): Array<[string, RegExp, number, Handler]> {
+  return [
+    ['GET', /^\/catalog$/, 200, (who) => o.catalog.list(who)],
+    ['POST', /^\/catalog\/apply$/, 200, (who, b) => {
+      required(b, 'pipeline');
+      return o.catalog.apply(who, String(b.pipeline), { dryRun: b.dryRun === true, ...(str(b, 'reason') ? { reason: str(b, 'reason') } : {}) });
+    }],
+    ['POST', /^\/catalog\/tables$/, 200, (who, b) => {
+      required(b, 'source', 'table', 'columns');
+      return o.catalog.registerTable(who, { source: String(b.source), table: String(b.table), columns: b.columns as Record<string, string>, appendOnly: b.appendOnly === true, dryRun: b.dryRun === true, ...(str(b, 'reason') ? { reason: str(b, 'reason') } : {}) });
+    }],
+    ['POST', /^\/catalog\/tables\/classify$/, 200, (who, b) => {
+      required(b, 'source', 'table', 'columns');
+      return o.catalog.classify(who, { source: String(b.source), table: String(b.table), columns: b.columns as Record<string, string | null>, dryRun: b.dryRun === true, ...(str(b, 'reason') ? { reason: str(b, 'reason') } : {}) });
+    }],
+    ['GET', /^\/grants$/, 200, (who) => o.grants.list(who)],
+    ['POST', /^\/grants$/, 201, (who, b) => {
+      required(b, 'table', 'columns', 'purpose');
+      return o.grants.request(who, {
+        department: str(b, 'department') ?? who.department ?? '',
+        table: String(b.table),
+        spec: { columns: b.columns as Record<string, unknown>, ...(str(b, 'filter') ? { filter: str(b, 'filter') } : {}) },
+        purpose: String(b.purpose),
+        ...(str(b, 'expiresAt') ? { expiresAt: validDate(str(b, 'expiresAt')!) } : {}),
+      });
+    }],
+    ['POST', /^\/grants\/(\d+)\/(approve|reject|revoke)$/, 200, (who, b, m) => o.grants[m[2] as 'approve' | 'reject' | 'revoke'](who, Number(m[1]), str(b, 'reason') ?? '')],
+    ['GET', /^\/keys$/, 200, (who) => o.keys.list(who)],
+    ['POST', /^\/keys\/rotate$/, 200, (who, b) => {
+      required(b, 'name', 'reason');
+      return o.keys.rotate(who, String(b.name), String(b.reason));
+    }],
+    ['GET', /^\/audit$/, 200, async (who, _b, _m, q) => {
+      await authorize(o.ledger, who, 'audit.show', 'audit');
+      return o.ledger.entries(Number(q.get('after') ?? 0), Math.min(Number(q.get('limit') ?? 1000), 10_000));
+    }],
+    ['GET', /^\/audit\/verify$/, 200, async (who) => {
+      await authorize(o.ledger, who, 'audit.verify', 'audit');
+      return o.ledger.verify();
+    }],
+  ];
+}
+
+function validDate(text: string): Date {
+  const d = new Date(text);
+  if (Number.isNaN(d.getTime())) throw new CdcError('CONFIG_INVALID', `expiresAt ${text} is not a date (use ISO 8601, e.g. 2026-12-31T00:00:00Z)`);
+  return d;
+}
+
+const STATUS: Record<string, number> = { FORBIDDEN: 403, TABLE_NOT_FOUND: 404, KEY_NOT_FOUND: 404 };
+
 /**
  * The control plane's HTTP API (see openapi.yaml next to this file): bearer tokens, the
- * role matrix of roles.ts, JSON in and out, errors as `{code, message, action}` with
- * 400 (invalid), 401 (no or unknown token), 403 (role), 404.
+ * role matrix of roles.ts, JSON in and out, errors as `{code, message, action, problems?}`
+ * with 400 (invalid; every problem listed), 401 (no or unknown token), 403 (role), 404.
+ * Served over HTTPS when given a certificate.
  */
-export function startApi(o: { port: number; tokens: TokenEntry[]; grants: GrantWorkflow; ledger: AuditLedger; logger: Logger }): Promise<Server> {
+export function startApi(o: ApiDeps): Promise<Server> {
   const byHash = new Map(o.tokens.map((t) => [t.tokenSha256, t]));
-  const server = createServer((req, res) => {
+  const table = routes(o);
+  const listener: RequestListener = (req, res) => {
     void (async () => {
       const send = (status: number, body: unknown) => {
         res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
@@ -28,44 +107,30 @@ export function startApi(o: { port: number; tokens: TokenEntry[]; grants: GrantW
         if (!who) return send(401, { code: 'UNAUTHENTICATED', message: 'a valid bearer token is required', action: 'Send Authorization: Bearer <token> with a token the control plane knows.' });
         const principal: Principal = { name: who.name, role: who.role, ...(who.department ? { department: who.department } : {}) };
         const url = new URL(req.url ?? '/', 'http://control');
-        const decide = /^\/grants\/(\d+)\/(approve|reject|revoke)$/.exec(url.pathname);
-        if (req.method === 'GET' && url.pathname === '/grants') return send(200, await o.grants.list(principal));
-        if (req.method === 'POST' && url.pathname === '/grants') {
-          const b = (await body(req)) as { department?: string; table?: string; columns?: Record<string, unknown>; filter?: string; purpose?: string; expiresAt?: string };
-          if (!b.table || !b.columns || !b.purpose) throw new CdcError('CONFIG_INVALID', 'a grant request needs table, columns and purpose');
-          const department = b.department ?? principal.department ?? '';
-          return send(201, await o.grants.request(principal, { department, table: b.table, spec: { columns: b.columns, ...(b.filter ? { filter: b.filter } : {}) }, purpose: b.purpose, ...(b.expiresAt ? { expiresAt: new Date(b.expiresAt) } : {}) }));
-        }
-        if (req.method === 'POST' && decide) {
-          const { reason } = (await body(req)) as { reason?: string };
-          const id = Number(decide[1]);
-          const action = decide[2] as 'approve' | 'reject' | 'revoke';
-          return send(200, await o.grants[action](principal, id, reason ?? ''));
-        }
-        if (req.method === 'GET' && url.pathname === '/audit/verify') {
-          if (!allowed(principal, 'audit.verify')) {
-            await o.ledger.append({ actor: principal.name, role: principal.role, action: 'denied:audit.verify', subject: 'audit', details: {} });
-            throw forbidden(principal, 'audit.verify');
-          }
-          return send(200, await o.ledger.verify());
+        for (const [method, path, status, handle] of table) {
+          const match = path.exec(url.pathname);
+          if (match && req.method === method) return send(status, await handle(principal, method === 'POST' ? await body(req) : {}, match, url.searchParams));
         }
         return send(404, { code: 'NOT_FOUND', message: `${req.method} ${url.pathname} is not an operation of the control API`, action: 'See services/control/openapi.yaml.' });
       } catch (err) {
-        if (isCdcError(err)) return send(err.code === 'FORBIDDEN' ? 403 : 400, { code: err.code, message: err.message, action: err.action });
+        if (isCdcError(err)) return send(STATUS[err.code] ?? 400, { code: err.code, message: err.message, action: err.action, ...(err.details?.problems ? { problems: err.details.problems } : {}) });
         o.logger.error({ err }, 'control API request failed');
         return send(500, { code: 'INTERNAL', message: (err as Error).message });
       }
     })();
-  });
-  return new Promise((resolve) => server.listen(o.port, '127.0.0.1', () => resolve(server)));
+  };
+  const server = o.tls ? createTlsServer({ cert: o.tls.cert, key: o.tls.key }, listener) : createServer(listener);
+  return new Promise((resolve) => server.listen(o.port, o.host ?? '127.0.0.1', () => resolve(server)));
 }
 
-async function body(req: IncomingMessage): Promise<unknown> {
+async function body(req: IncomingMessage): Promise<Body> {
   const chunks: Buffer[] = [];
   for await (const c of req) chunks.push(c as Buffer);
   try {
-    return chunks.length === 0 ? {} : JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    const parsed: unknown = chunks.length === 0 ? {} : JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
+    return parsed as Body;
   } catch {
-    throw new CdcError('CONFIG_INVALID', 'the request body is not JSON');
+    throw new CdcError('CONFIG_INVALID', 'the request body is not a JSON object');
   }
 }

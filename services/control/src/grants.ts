@@ -1,7 +1,8 @@
 import type { Pool, PoolConnection, ResultSetHeader } from 'mysql2/promise';
 import { CdcError } from '@cityshare/shared';
 import type { AuditLedger } from './ledger.js';
-import { allowed, forbidden, type Operation, type Principal } from './roles.js';
+import { inTransaction } from './transaction.js';
+import { authorize, type Operation, type Principal } from './roles.js';
 
 /** What a department asks for on one table: columns and actions as in a pipeline grant, an optional row filter. */
 export interface GrantSpec {
@@ -36,15 +37,11 @@ export class GrantWorkflow {
     private readonly pool: Pool,
     private readonly ledger: AuditLedger,
     /** Checks that a set of grants makes a valid policy (throws CONFIG_INVALID listing the problems). */
-    private readonly validate: (grants: GrantRequest[]) => void = () => undefined,
+    private readonly validate: (grants: GrantRequest[]) => unknown = () => undefined,
   ) {}
 
-  private async authorize(who: Principal, operation: Operation, subject: string, department?: string): Promise<void> {
-    const ownOnly = who.role === 'department' && department !== undefined && who.department !== department;
-    if (allowed(who, operation) && !ownOnly) return;
-    const err = forbidden(who, operation, ownOnly ? `department ${who.department ?? '?'} may not act for ${department}` : undefined);
-    await this.ledger.append({ actor: who.name, role: who.role, action: `denied:${operation}`, subject, details: { reason: err.message } });
-    throw err;
+  private authorize(who: Principal, operation: Operation, subject: string, department?: string): Promise<void> {
+    return authorize(this.ledger, who, operation, subject, department);
   }
 
   async request(who: Principal, r: { department: string; table: string; spec: GrantSpec; purpose: string; expiresAt?: Date }): Promise<GrantRequest> {
@@ -64,7 +61,7 @@ export class GrantWorkflow {
   async approve(who: Principal, id: number, reason: string): Promise<GrantRequest> {
     await this.authorize(who, 'grant.approve', `grant/${id}`);
     // A grant that would not make a valid policy (an unclassified column, a bad filter) is refused here, not at publication.
-    this.validate([...(await this.inForce()), { ...(await this.get(id)), status: 'approved' }]);
+    await this.validate([...(await this.inForce()), { ...(await this.get(id)), status: 'approved' }]);
     return this.decide(who, id, 'grant.approve', 'requested', 'approved', reason);
   }
 
@@ -103,20 +100,8 @@ export class GrantWorkflow {
     return ids;
   }
 
-  /** Runs `work` in one transaction: a state change and its ledger entry commit together or not at all. */
-  private async atomically<T>(work: (conn: PoolConnection) => Promise<T>): Promise<T> {
-    const conn = await this.pool.getConnection();
-    await conn.beginTransaction();
-    try {
-      const result = await work(conn);
-      await conn.commit();
-      return result;
-    } catch (err) {
-      await conn.rollback().catch(() => undefined);
-      throw err;
-    } finally {
-      conn.release();
-    }
+  private atomically<T>(work: (conn: PoolConnection) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, work);
   }
 
   /** Approved grants not past their expiry: what the pipeline may deliver. */

@@ -1,6 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Pool, PoolConnection } from 'mysql2/promise';
 import type { DataKey, KeyProvider } from '@cityshare/shared';
+import { inTransaction } from './transaction.js';
 
 /** Who did what to what, and why; never a personal value (counts, key ids and digests only). */
 export interface LedgerEntryInput {
@@ -84,6 +85,15 @@ export class AuditLedger {
     }
   }
 
+  /** Appends unless an entry with the same action and subject exists (checked under the head's lock). */
+  appendOnce(input: LedgerEntryInput): Promise<LedgerEntry | undefined> {
+    return inTransaction(this.pool, async (conn) => {
+      await conn.query('SELECT seq FROM audit_ledger ORDER BY seq DESC LIMIT 1 FOR UPDATE');
+      const [rows] = await conn.query('SELECT seq FROM audit_ledger WHERE subject = ? AND action = ? LIMIT 1', [input.subject, input.action]);
+      return (rows as unknown[]).length > 0 ? undefined : this.append(input, conn);
+    });
+  }
+
   /** Signs the current head now (also done every `checkpointEvery` entries). */
   async checkpoint(): Promise<void> {
     const [rows] = await this.pool.query('SELECT seq, hash FROM audit_ledger ORDER BY seq DESC LIMIT 1');
@@ -97,9 +107,9 @@ export class AuditLedger {
     await conn.query('INSERT IGNORE INTO audit_checkpoints VALUES (?, ?, ?, ?, ?)', [seq, hash, signedAt.replace('T', ' ').replace('Z', ''), key.id, sign(key, seq, hash)]);
   }
 
-  /** Every entry in order (for `audit show` and export). */
-  async entries(): Promise<LedgerEntry[]> {
-    const [rows] = await this.pool.query("SELECT seq, DATE_FORMAT(at, '%Y-%m-%dT%H:%i:%s.%fZ') AS at, actor, role, action, subject, details, prev_hash AS prevHash, hash FROM audit_ledger ORDER BY seq");
+  /** Entries in order, after `after` (a seq), at most `limit` (for `audit show` and export; all by default). */
+  async entries(after = 0, limit = Number.MAX_SAFE_INTEGER): Promise<LedgerEntry[]> {
+    const [rows] = await this.pool.query("SELECT seq, DATE_FORMAT(at, '%Y-%m-%dT%H:%i:%s.%fZ') AS at, actor, role, action, subject, details, prev_hash AS prevHash, hash FROM audit_ledger WHERE seq > ? ORDER BY seq LIMIT ?", [after, limit]);
     return (rows as Array<Record<string, unknown>>).map((r) => ({ ...(r as unknown as LedgerEntry), seq: Number(r.seq), details: JSON.parse(r.details as string) as Record<string, unknown> }));
   }
 

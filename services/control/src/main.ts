@@ -1,9 +1,13 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createPool } from 'mysql2/promise';
 import { Gauge } from 'prom-client';
 import { z } from 'zod';
-import { CdcError, FileKeyring, commonServiceEnv, createLogger, createMetricsRegistry, loadServiceEnv, runService, startHealthServer } from '@cityshare/shared';
+import { CdcError, FileKeyring, commonServiceEnv, createKafka, createLogger, createMetricsRegistry, loadPipeline, loadServiceEnv, runService, startHealthServer } from '@cityshare/shared';
 import { startApi, type TokenEntry } from './api.js';
+import { CatalogStore } from './catalog.js';
+import { CatalogWorkflow } from './catalog-workflow.js';
+import { DeliveryRecorder } from './delivery-recorder.js';
+import { KeyAdmin } from './keys.js';
 import { GrantWorkflow } from './grants.js';
 import { AuditLedger } from './ledger.js';
 import { migrate } from './migrations.js';
@@ -12,20 +16,26 @@ import { PolicyPublisher } from './policy-publisher.js';
 const controlEnv = z.object({
   ...commonServiceEnv,
   CONTROL_DB_URL: z.string().regex(/^mysql:\/\//).describe('mysql://user:password@host:port/database of the control plane (created tables are migrated at start)'),
-  CONTROL_BASE_PIPELINE: z.string().describe('the operator\'s pipeline file: sources, column classes, departments and targets; grants come from the catalog'),
+  CONTROL_BASE_PIPELINE: z.string().optional().describe('a pipeline file (sources, column classes, departments and targets; no grants) imported into the catalog when the catalog is empty; later changes go through `cdc apply`'),
   CONTROL_KEYRING: z.string().describe('keyring holding the audit key (`audit`) that signs ledger checkpoints'),
   CONTROL_TOKENS: z.string().describe('JSON file: [{ tokenSha256, name, role, department? }]'),
   CONTROL_PORT: z.coerce.number().int().min(0).default(8090).describe('port of the HTTP API'),
+  CONTROL_HOST: z.string().default('127.0.0.1').describe('address the HTTP API listens on'),
+  CONTROL_TLS_CERT: z.string().optional().describe('PEM certificate chain: with CONTROL_TLS_KEY the API is served over HTTPS only'),
+  CONTROL_TLS_KEY: z.string().optional().describe('PEM private key of CONTROL_TLS_CERT'),
   CONTROL_VERIFY_INTERVAL_MS: z.coerce.number().int().min(1000).default(60_000).describe('how often the audit ledger is verified (cityshare_control_audit_problems)'),
   CONTROL_PUBLISH_INTERVAL_MS: z.coerce.number().int().min(100).default(1000).describe('how often expiry is applied and the grants in force are published'),
 });
 
 const logger = createLogger('control');
+/** The control plane acting on its own (first-start import). */
+const SYSTEM = { name: 'control-plane', role: 'dba' } as const;
 
 /**
- * The control service: migrates the catalog, serves the HTTP API, and every second
- * applies expiry and publishes the grants in force as the policy file the transformer
- * reloads (CITYSHARE_PIPELINE).
+ * The control service: migrates the catalog database, serves the HTTP API, every second
+ * applies expiry and publishes the catalog with the grants in force as the pipeline file
+ * the services reload (CITYSHARE_PIPELINE), and records the sinks' delivered batches in the
+ * audit ledger.
  */
 await runService(logger, async () => {
   const env = loadServiceEnv(controlEnv);
@@ -36,9 +46,27 @@ await runService(logger, async () => {
     throw new CdcError('SOURCE_UNREACHABLE', `control-plane database not reachable: ${cause.message}`, { cause });
   });
   const ledger = new AuditLedger(conn, FileKeyring.load(env.CONTROL_KEYRING));
-  const publisher = new PolicyPublisher(env.CONTROL_BASE_PIPELINE, env.CITYSHARE_PIPELINE, ledger, logger);
-  const grants = new GrantWorkflow(conn, ledger, (g) => void publisher.render(g));
-  await publisher.publish(await grants.inForce());
+  const publisher = new PolicyPublisher(env.CITYSHARE_PIPELINE, ledger, logger);
+  const store = new CatalogStore(conn);
+  const grants = new GrantWorkflow(conn, ledger, async (g) => void publisher.render(await store.load(), g));
+  const catalog = new CatalogWorkflow(conn, ledger, store, async (doc) => void publisher.render(doc, await grants.inForce()));
+  const keys = new KeyAdmin(conn, ledger, () => loadPipeline(env.CITYSHARE_PIPELINE).keyringPath);
+  if (env.CONTROL_BASE_PIPELINE && (await store.load()).sources.length === 0) {
+    const { changes } = await catalog.apply(SYSTEM, readFileSync(env.CONTROL_BASE_PIPELINE, 'utf8'), { reason: `first start: imported ${env.CONTROL_BASE_PIPELINE}` });
+    logger.info({ file: env.CONTROL_BASE_PIPELINE, changes: changes.length }, 'empty catalog filled from the base pipeline file');
+  }
+  await publisher.publish(await store.load(), await grants.inForce());
+  let recorder: DeliveryRecorder | undefined;
+  /** Delivery records are read from the Kafka of the published pipeline, once there is one. */
+  const startRecorder = async () => {
+    if (recorder || !existsSync(env.CITYSHARE_PIPELINE)) return;
+    const { config } = loadPipeline(env.CITYSHARE_PIPELINE);
+    recorder = new DeliveryRecorder(createKafka(config.kafka, 'cityshare-control', logger), config.kafka, ledger, logger);
+    await recorder.start().catch((err: unknown) => {
+      recorder = undefined;
+      throw err;
+    });
+  };
   const registry = createMetricsRegistry('control');
   const metrics = {
     auditProblems: new Gauge({ name: 'cityshare_control_audit_problems', help: 'Problems the last verification of the audit ledger found (0 = intact)', registers: [registry] }),
@@ -53,7 +81,10 @@ await runService(logger, async () => {
   };
   await verify();
   const verifier = setInterval(() => void verify().catch((err: unknown) => logger.warn({ err }, 'audit verification failed; will retry')), env.CONTROL_VERIFY_INTERVAL_MS);
-  const api = await startApi({ port: env.CONTROL_PORT, tokens: JSON.parse(readFileSync(env.CONTROL_TOKENS, 'utf8')) as TokenEntry[], grants, ledger, logger });
+  const api = await startApi({
+    port: env.CONTROL_PORT, host: env.CONTROL_HOST, tokens: JSON.parse(readFileSync(env.CONTROL_TOKENS, 'utf8')) as TokenEntry[], grants, catalog, keys, ledger, logger,
+    ...(env.CONTROL_TLS_CERT && env.CONTROL_TLS_KEY ? { tls: { cert: readFileSync(env.CONTROL_TLS_CERT), key: readFileSync(env.CONTROL_TLS_KEY) } } : {}),
+  });
   let busy = false;
   const timer = setInterval(() => {
     if (busy) return;
@@ -62,8 +93,9 @@ await runService(logger, async () => {
       try {
         await grants.expire();
         const inForce = await grants.inForce();
-        await publisher.publish(inForce);
+        await publisher.publish(await store.load(), inForce);
         metrics.grantsInForce.set(inForce.length);
+        await startRecorder();
       } catch (err) {
         logger.error({ err }, 'publishing the grants in force failed; will retry');
       } finally {
@@ -76,6 +108,7 @@ await runService(logger, async () => {
   return async () => {
     clearInterval(timer);
     clearInterval(verifier);
+    await recorder?.stop();
     api.close();
     await health.close();
     await conn.end();

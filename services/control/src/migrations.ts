@@ -51,6 +51,32 @@ const MIGRATIONS: Array<{ version: number; name: string; sql: string[] }> = [
        ) DEFAULT CHARSET = utf8mb4`,
     ],
   },
+  {
+    version: 3,
+    name: 'catalog, key versions, delivery records',
+    sql: [
+      `CREATE TABLE catalog_settings (name VARCHAR(64) NOT NULL PRIMARY KEY, value LONGTEXT NOT NULL) DEFAULT CHARSET = utf8mb4`,
+      `CREATE TABLE catalog_sources (name VARCHAR(64) NOT NULL PRIMARY KEY, ordinal INT NOT NULL, spec LONGTEXT NOT NULL) DEFAULT CHARSET = utf8mb4`,
+      `CREATE TABLE catalog_tables (
+         source VARCHAR(64) NOT NULL, name VARCHAR(255) NOT NULL, ordinal INT NOT NULL, spec LONGTEXT NOT NULL,
+         PRIMARY KEY (source, name)
+       ) DEFAULT CHARSET = utf8mb4`,
+      `CREATE TABLE catalog_columns (
+         source VARCHAR(64) NOT NULL, table_name VARCHAR(255) NOT NULL, column_name VARCHAR(64) NOT NULL,
+         class VARCHAR(32) NOT NULL, ordinal INT NOT NULL,
+         PRIMARY KEY (source, table_name, column_name)
+       ) DEFAULT CHARSET = utf8mb4`,
+      `CREATE TABLE catalog_departments (name VARCHAR(64) NOT NULL PRIMARY KEY, ordinal INT NOT NULL, spec LONGTEXT NOT NULL) DEFAULT CHARSET = utf8mb4`,
+      // Key ids only: key material never leaves the keyring.
+      `CREATE TABLE key_versions (
+         key_id VARCHAR(128) NOT NULL PRIMARY KEY, key_name VARCHAR(128) NOT NULL,
+         created_at DATETIME(6) NOT NULL, created_by VARCHAR(128) NOT NULL,
+         KEY by_name (key_name)
+       ) DEFAULT CHARSET = utf8mb4`,
+      // Delivery records are found by subject, so a batch reported twice is recorded once.
+      `CREATE INDEX by_subject ON audit_ledger (subject)`,
+    ],
+  },
 ];
 
 /** Applies the migrations not yet applied; returns the versions it applied. */

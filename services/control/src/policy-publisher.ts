@@ -1,22 +1,21 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { parse, stringify } from 'yaml';
 import { parsePipeline, type Logger } from '@cityshare/shared';
+import { pipelineText, type CatalogDocument } from './catalog.js';
 import type { GrantRequest } from './grants.js';
 import type { AuditLedger } from './ledger.js';
 
 /**
- * Turns the grants in force into the policy the pipeline runs: the operator's base file
- * (sources, column classes, departments and their targets) with each department's grants
- * replaced by its approved, unexpired grants from the catalog. The result is validated as a
- * whole before it is written (atomically); the services re-read it within a second. An
- * entry in the ledger records every published version by its digest.
+ * Turns the catalog and the grants in force into the policy the pipeline runs: the
+ * catalog's settings, sources, column classes, departments and targets, with each
+ * department's approved, unexpired grants. The result is validated as a whole before it is
+ * written (atomically); the services re-read it within a second. An entry in the ledger
+ * records every published version by its digest.
  */
 export class PolicyPublisher {
   private published: string | undefined;
 
   constructor(
-    private readonly basePath: string,
     private readonly outputPath: string,
     private readonly ledger: AuditLedger,
     private readonly logger: Logger,
@@ -24,41 +23,41 @@ export class PolicyPublisher {
     if (existsSync(outputPath)) this.published = readFileSync(outputPath, 'utf8');
   }
 
-  /** The pipeline file for these grants (throws CONFIG_INVALID with every problem if it would not load). */
-  render(grants: GrantRequest[]): string {
-    const base = parse(readFileSync(this.basePath, 'utf8')) as { departments?: Array<{ name: string; grants?: unknown[] }> };
-    for (const dept of base.departments ?? []) {
-      dept.grants = grants
-        .filter((g) => g.department === dept.name)
-        .map((g) => ({ table: g.table, columns: g.spec.columns, ...(g.spec.filter ? { filter: g.spec.filter } : {}) }));
-    }
-    const text = `# Written by the cityshare control plane from ${this.basePath} and the grants in force; do not edit.\n${stringify(base)}`;
+  /** The pipeline file for this catalog and these grants (throws CONFIG_INVALID with every problem if it would not load). */
+  render(doc: CatalogDocument, grants: GrantRequest[]): string {
+    const body = pipelineText(doc, (department) =>
+      grants
+        .filter((g) => g.department === department)
+        .map((g) => ({ table: g.table, columns: g.spec.columns, ...(g.spec.filter ? { filter: g.spec.filter } : {}) })),
+    );
+    const text = `# Written by the cityshare control plane from its catalog and the grants in force; do not edit (cdc apply, cdc grants).\n${body}`;
     parsePipeline(text);
     return text;
   }
 
   /**
-   * Writes the policy if the grants in force changed; returns whether it did. A grant that
-   * no longer makes a valid policy (the base file changed under it, e.g. a column lost its
-   * class) is left out and logged, so it cannot hold back every other change (revokes,
-   * expiries) of the policy.
+   * Writes the policy if the catalog or the grants in force changed; returns whether it did.
+   * A grant that no longer makes a valid policy is left out and logged, so it cannot hold
+   * back every other change (revokes, expiries) of the policy. An empty catalog publishes
+   * nothing.
    */
-  async publish(grants: GrantRequest[]): Promise<boolean> {
+  async publish(doc: CatalogDocument, grants: GrantRequest[]): Promise<boolean> {
+    if (doc.sources.length === 0) return false;
     let valid = grants;
     try {
-      this.render(grants);
+      this.render(doc, grants);
     } catch {
       valid = grants.filter((g) => {
         try {
-          this.render([g]);
+          this.render(doc, [g]);
           return true;
         } catch (err) {
-          this.logger.error({ grant: g.id, department: g.department, table: g.table, problem: (err as Error).message }, 'grant in force does not make a valid policy with the base file; left out');
+          this.logger.error({ grant: g.id, department: g.department, table: g.table, problem: (err as Error).message }, 'grant in force does not make a valid policy with the catalog; left out');
           return false;
         }
       });
     }
-    const text = this.render(valid);
+    const text = this.render(doc, valid);
     if (text === this.published) return false;
     writeFileSync(`${this.outputPath}.tmp`, text);
     renameSync(`${this.outputPath}.tmp`, this.outputPath);

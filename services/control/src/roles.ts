@@ -1,16 +1,27 @@
 import { CdcError } from '@cityshare/shared';
+import type { PoolConnection } from 'mysql2/promise';
 
 export type Role = 'dba' | 'security-officer' | 'department' | 'sre' | 'auditor';
 
-export type Operation = 'grant.request' | 'grant.approve' | 'grant.reject' | 'grant.revoke' | 'grant.list' | 'audit.show' | 'audit.verify' | 'status.show';
+export type Operation =
+  | 'catalog.apply' | 'catalog.list' | 'table.register' | 'table.classify'
+  | 'grant.request' | 'grant.approve' | 'grant.reject' | 'grant.revoke' | 'grant.list'
+  | 'key.rotate' | 'key.list' | 'audit.show' | 'audit.verify' | 'status.show';
 
 /** Who may do what. A department acts for itself only (checked where the department is known). */
 const MATRIX: Record<Operation, Role[]> = {
+  'catalog.apply': ['dba'],
+  // A department sees the tables and classes it may ask for, and itself; not other departments.
+  'catalog.list': ['dba', 'security-officer', 'department', 'sre', 'auditor'],
+  'table.register': ['dba'],
+  'table.classify': ['dba'],
   'grant.request': ['department'],
   'grant.approve': ['security-officer'],
   'grant.reject': ['security-officer'],
   'grant.revoke': ['security-officer'],
   'grant.list': ['security-officer', 'department', 'dba', 'auditor'],
+  'key.rotate': ['security-officer'],
+  'key.list': ['security-officer', 'auditor', 'sre'],
   'audit.show': ['security-officer', 'auditor'],
   'audit.verify': ['security-officer', 'auditor', 'sre'],
   'status.show': ['sre', 'dba', 'security-officer'],
@@ -30,4 +41,21 @@ export function allowed(who: Principal, operation: Operation): boolean {
 
 export function forbidden(who: Principal, operation: Operation, why = `role ${who.role} may not ${operation}`): CdcError {
   return new CdcError('FORBIDDEN', `${who.name}: ${why}`, { details: { operation, role: who.role } });
+}
+
+/** The ledger's append, as authorization needs it. */
+interface Audit {
+  append(e: { actor: string; role: string; action: string; subject: string; details: Record<string, unknown> }, within?: PoolConnection): Promise<unknown>;
+}
+
+/**
+ * Lets the call through or throws FORBIDDEN after writing the refusal to the ledger. With
+ * `department`, a department role may act only for itself.
+ */
+export async function authorize(ledger: Audit, who: Principal, operation: Operation, subject: string, department?: string): Promise<void> {
+  const ownOnly = who.role === 'department' && department !== undefined && who.department !== department;
+  if (allowed(who, operation) && !ownOnly) return;
+  const err = forbidden(who, operation, ownOnly ? `department ${who.department ?? '?'} may not act for ${department}` : undefined);
+  await ledger.append({ actor: who.name, role: who.role, action: `denied:${operation}`, subject, details: { reason: err.message } });
+  throw err;
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Consumer, Kafka, Producer } from 'kafkajs';
 import {
   CdcError,
@@ -15,6 +16,7 @@ import {
   type LoadedPipeline,
   type Logger,
   type PipelineConfig,
+  type DeliveryRecord,
   type SchemaRegistry,
 } from '@cityshare/shared';
 import type { SinkMetrics } from './sink-metrics.js';
@@ -114,7 +116,7 @@ export class ShareConsumer {
     const admin = kafka.admin();
     await admin.connect();
     try {
-      await ensureTopics(admin, [...shareTopics.map((topic) => topicSpec(config.kafka, topic)), topicSpec(config.kafka, this.dlqTopic, 'single')]);
+      await ensureTopics(admin, [...shareTopics.map((topic) => topicSpec(config.kafka, topic)), topicSpec(config.kafka, this.dlqTopic, 'single'), topicSpec(config.kafka, this.deliveriesTopic, 'single')]);
     } finally {
       await admin.disconnect();
     }
@@ -142,13 +144,21 @@ export class ShareConsumer {
           };
           list.push({ change, offset: message.offset, key: message.key, value: message.value });
         }
+        const records: DeliveryRecord[] = [];
         for (const [table, deliveries] of byTable) {
           const { applied, stale } = await this.deliver(batch.topic, batch.partition, table, deliveries);
           metrics.applied.inc(labels, applied);
           metrics.stale.inc(labels, stale);
           const now = Date.now();
           for (const d of deliveries) metrics.latency.observe(labels, Math.max(0, now - Number(d.change.sourceTsMs)) / 1000);
+          records.push(deliveryRecord(department.name, table.name, batch.topic, batch.partition, deliveries, applied));
         }
+        // The batch's record for the audit ledger, before its offsets: a crash in between reports it again, never loses it.
+        if (records.length > 0) await this.producer!.send({
+          topic: this.deliveriesTopic,
+          acks: -1,
+          messages: records.map((r) => ({ key: `${r.department}/${r.topic}/${r.partition}/${r.firstOffset}`, value: JSON.stringify(r) })),
+        });
         await this.consumer!.commitOffsets([
           { topic: batch.topic, partition: batch.partition, offset: (BigInt(batch.lastOffset()) + 1n).toString() },
         ]);
@@ -157,6 +167,10 @@ export class ShareConsumer {
       },
     });
     logger.info({ groupId: this.groupId }, 'delivering share topics');
+  }
+
+  get deliveriesTopic(): string {
+    return topics.deliveries(this.deps.config.kafka.topicPrefix);
   }
 
   get dlqTopic(): string {
@@ -212,4 +226,21 @@ export class ShareConsumer {
     await this.consumer?.disconnect().catch(() => undefined);
     await this.producer?.disconnect().catch(() => undefined);
   }
+}
+
+/** What the ledger keeps of a delivered batch: counts, positions and a digest of the bytes, never a value. */
+function deliveryRecord(department: string, table: string, topic: string, partition: number, deliveries: Delivery[], applied: number): DeliveryRecord {
+  const digest = createHash('sha256');
+  for (const d of deliveries) digest.update(d.value);
+  return {
+    department, table, topic, partition,
+    firstOffset: deliveries[0]!.offset,
+    lastOffset: deliveries.at(-1)!.offset,
+    rows: deliveries.length,
+    applied,
+    fromVersion: deliveries[0]!.change.version,
+    toVersion: deliveries.at(-1)!.change.version,
+    sha256: digest.digest('hex'),
+    deliveredAt: new Date().toISOString(),
+  };
 }

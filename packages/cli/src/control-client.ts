@@ -1,0 +1,72 @@
+import { readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { CdcError } from '@cityshare/shared';
+
+/** How to reach the control API: its URL, a bearer token, and for HTTPS with a private CA its certificate. */
+export interface ControlOptions {
+  api: string;
+  token?: string;
+  ca?: string;
+}
+
+/** An answer of the API that is not a success, with the exit code the CLI ends with. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: { code?: string; message?: string; action?: string; problems?: string[] },
+  ) {
+    super(body.message ?? `control API answered ${status}`);
+  }
+
+  /** 3: invalid input, 4: not authenticated or not allowed, 5: not found, 1: anything else. */
+  get exitCode(): number {
+    if (this.status === 400) return 3;
+    if (this.status === 401 || this.status === 403) return 4;
+    if (this.status === 404) return 5;
+    return 1;
+  }
+}
+
+/** One call of the control API; resolves with the JSON body of a 2xx answer. */
+export function callControl<T = unknown>(o: ControlOptions, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  if (!o.token) throw new CdcError('CONFIG_INVALID', 'no token for the control API: pass --token or set CDC_TOKEN');
+  const url = new URL(path, o.api.endsWith('/') ? o.api : `${o.api}/`);
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise<T>((resolve, reject) => {
+    const req = request(url, {
+      method,
+      headers: { authorization: `Bearer ${o.token}`, accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}) },
+      ...(o.ca ? { ca: readFileSync(o.ca) } : {}),
+      timeout: 30_000,
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: unknown;
+        try {
+          json = text ? JSON.parse(text) : {};
+        } catch {
+          json = { message: text };
+        }
+        if ((res.statusCode ?? 500) >= 300) reject(new ApiError(res.statusCode ?? 500, json as ApiError['body']));
+        else resolve(json as T);
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('the control API did not answer within 30 s')));
+    req.on('error', (cause) => reject(new CdcError('CONTROL_UNREACHABLE', `control API at ${o.api} not reachable: ${cause.message}`, { cause })));
+    req.end(payload);
+  });
+}
+
+/** Prints rows as an aligned table (first row is the header). */
+export function printTable(rows: string[][]): void {
+  if (rows.length <= 1) {
+    process.stdout.write('(none)\n');
+    return;
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  for (const r of rows) process.stdout.write(`${r.map((c, i) => (c ?? '').padEnd(widths[i]!)).join('  ').trimEnd()}\n`);
+}

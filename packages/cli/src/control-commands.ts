@@ -1,0 +1,204 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { parse } from 'yaml';
+import { describeChange, type CatalogChange } from '@cityshare/control/catalog';
+import { CdcError } from '@cityshare/shared';
+import { callControl, printTable, type ControlOptions } from './control-client.js';
+
+interface CatalogResult { changes: CatalogChange[]; applied: boolean }
+interface Catalog {
+  sources: Array<{ name: string; connection?: { host?: string; port?: unknown }; tables: Array<{ name: string; columns: Record<string, string>; appendOnly?: boolean }> }>;
+  departments: Array<{ name: string; target?: { kind?: string } }>;
+}
+interface Grant { id: number; department: string; table: string; spec: { columns: Record<string, unknown>; filter?: string }; purpose: string; expiresAt: string | null; status: string; requestedBy: string; decidedBy: string | null; reason: string | null }
+
+/** `name=class` or `name=<YAML>` pairs (e.g. `phone={mask: phone}`) into an object. */
+function pairs(list: string[], what: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const item of list) {
+    const at = item.indexOf('=');
+    if (at <= 0) throw new CdcError('CONFIG_INVALID', `--${what} ${item}: expected column=value`);
+    const value = item.slice(at + 1);
+    out[item.slice(0, at)] = value === 'none' ? null : /^[{[]/.test(value) ? parse(value) : value;
+  }
+  return out;
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+function printResult(r: CatalogResult, dryRun: boolean): void {
+  for (const c of r.changes) process.stdout.write(`${describeChange(c)}\n`);
+  if (r.changes.length === 0) process.stdout.write('no changes: the catalog already says this\n');
+  else if (dryRun) process.stdout.write(`${r.changes.length} change(s); dry run, nothing applied (run again without --dry-run to apply)\n`);
+  else process.stdout.write(`${r.changes.length} change(s) applied; the pipeline picks them up within seconds\n`);
+}
+
+/**
+ * The control plane's operations on the command line, each one call of its HTTP API
+ * (`--api`, `--token`, `--ca`), human-readable by default and JSON with `--json`.
+ */
+export function addControlCommands(program: Command): void {
+  const control = (): ControlOptions => program.opts<ControlOptions>();
+  const out = (json: boolean | undefined, value: unknown, human: () => void) => (json ? process.stdout.write(`${JSON.stringify(value, null, 2)}\n`) : human());
+
+  program
+    .command('apply')
+    .description('apply a pipeline file (sources, tables, column classes, departments, targets; no grants) to the catalog: shows the diff, applies it atomically, or refuses the whole file listing every problem')
+    .argument('<file>', 'pipeline YAML file')
+    .option('--dry-run', 'show the diff only')
+    .option('--reason <text>', 'why (kept in the audit ledger)')
+    .option('--json', 'print the result as JSON')
+    .action(async (file: string, o: { dryRun?: boolean; reason?: string; json?: boolean }) => {
+      const r = await callControl<CatalogResult>(control(), 'POST', 'catalog/apply', { pipeline: readFileSync(file, 'utf8'), dryRun: o.dryRun === true, ...(o.reason ? { reason: o.reason } : {}) });
+      out(o.json, r, () => printResult(r, o.dryRun === true));
+    });
+
+  const sources = program.command('sources').description('sources in the catalog');
+  sources
+    .command('list')
+    .option('--json', 'print as JSON')
+    .action(async (o: { json?: boolean }) => {
+      const c = await callControl<Catalog>(control(), 'GET', 'catalog');
+      out(o.json, c.sources.map(({ tables, ...s }) => ({ ...s, tables: tables.length })), () =>
+        printTable([['source', 'host', 'tables'], ...c.sources.map((s) => [s.name, s.connection ? `${s.connection.host}:${String(s.connection.port ?? 3306)}` : '-', String(s.tables.length)])]));
+    });
+
+  const tables = program.command('tables').description('source tables: register, classify, list (and `cdc snapshot` to snapshot them again)');
+  tables
+    .command('list')
+    .option('--json', 'print as JSON')
+    .action(async (o: { json?: boolean }) => {
+      const c = await callControl<Catalog>(control(), 'GET', 'catalog');
+      const list = c.sources.flatMap((s) => s.tables.map((t) => ({ source: s.name, table: t.name, appendOnly: t.appendOnly === true, columns: t.columns })));
+      out(o.json, list, () => printTable([['source', 'table', 'kind', 'columns (class)'], ...list.map((t) => [t.source, t.table, t.appendOnly ? 'append-only' : 'keyed', Object.entries(t.columns).map(([k, v]) => `${k}:${v}`).join(' ')])]));
+    });
+  tables
+    .command('register')
+    .description('register a source table with the class of each column it shares (unlisted columns stay sealed)')
+    .argument('<source>', 'source name')
+    .argument('<table>', 'db.table on the source')
+    .requiredOption('--column <name=class>', 'a column and its class (public, internal, personal, secret); repeat', collect)
+    .option('--append-only', 'a table without a primary or unique key, captured as a log of inserts')
+    .option('--dry-run', 'show the diff only')
+    .option('--reason <text>', 'why (kept in the audit ledger)')
+    .option('--json', 'print the result as JSON')
+    .action(async (source: string, table: string, o: { column: string[]; appendOnly?: boolean; dryRun?: boolean; reason?: string; json?: boolean }) => {
+      const r = await callControl<CatalogResult>(control(), 'POST', 'catalog/tables', { source, table, columns: pairs(o.column, 'column'), appendOnly: o.appendOnly === true, dryRun: o.dryRun === true, ...(o.reason ? { reason: o.reason } : {}) });
+      out(o.json, r, () => printResult(r, o.dryRun === true));
+    });
+  tables
+    .command('classify')
+    .description('set the class of columns of a registered table (`column=none` seals it again)')
+    .argument('<source>', 'source name')
+    .argument('<table>', 'db.table on the source')
+    .requiredOption('--column <name=class>', 'a column and its class, or none; repeat', collect)
+    .option('--dry-run', 'show the diff only')
+    .option('--reason <text>', 'why (kept in the audit ledger)')
+    .option('--json', 'print the result as JSON')
+    .action(async (source: string, table: string, o: { column: string[]; dryRun?: boolean; reason?: string; json?: boolean }) => {
+      const r = await callControl<CatalogResult>(control(), 'POST', 'catalog/tables/classify', { source, table, columns: pairs(o.column, 'column'), dryRun: o.dryRun === true, ...(o.reason ? { reason: o.reason } : {}) });
+      out(o.json, r, () => printResult(r, o.dryRun === true));
+    });
+
+  program
+    .command('departments')
+    .description('departments in the catalog')
+    .command('list')
+    .option('--json', 'print as JSON')
+    .action(async (o: { json?: boolean }) => {
+      const c = await callControl<Catalog>(control(), 'GET', 'catalog');
+      out(o.json, c.departments.map((d) => ({ name: d.name, target: d.target?.kind ?? null })), () => printTable([['department', 'target'], ...c.departments.map((d) => [d.name, d.target?.kind ?? '-'])]));
+    });
+
+  const grants = program.command('grants').description('grant workflow: a department requests, a security officer approves, rejects or revokes');
+  grants
+    .command('list')
+    .option('--status <status>', 'only grants in this status (requested, approved, rejected, revoked, expired)')
+    .option('--json', 'print as JSON')
+    .action(async (o: { status?: string; json?: boolean }) => {
+      const list = (await callControl<Grant[]>(control(), 'GET', 'grants')).filter((g) => !o.status || g.status === o.status);
+      out(o.json, list, () => printTable([['id', 'department', 'table', 'status', 'columns', 'filter', 'expires', 'purpose'], ...list.map((g) => [String(g.id), g.department, g.table, g.status, Object.keys(g.spec.columns).join(','), g.spec.filter ?? '', g.expiresAt ?? '', g.purpose])]));
+    });
+  grants
+    .command('request')
+    .description('ask for columns of a table (as a department)')
+    .requiredOption('--table <source.db.table>', 'the table')
+    .requiredOption('--column <name=action>', 'a column and what you receive: pass, encrypt, tokenize, or YAML such as {mask: phone}; repeat', collect)
+    .requiredOption('--purpose <text>', 'why the department needs it')
+    .option('--filter <expr>', 'row filter, e.g. district == "海淀"')
+    .option('--expires <iso-date>', 'when the grant lapses')
+    .option('--department <name>', 'the department (defaults to the token\'s)')
+    .option('--json', 'print as JSON')
+    .action(async (o: { table: string; column: string[]; purpose: string; filter?: string; expires?: string; department?: string; json?: boolean }) => {
+      const g = await callControl<Grant>(control(), 'POST', 'grants', {
+        table: o.table, columns: pairs(o.column, 'column'), purpose: o.purpose,
+        ...(o.filter ? { filter: o.filter } : {}), ...(o.expires ? { expiresAt: o.expires } : {}), ...(o.department ? { department: o.department } : {}),
+      });
+      out(o.json, g, () => process.stdout.write(`grant ${g.id} requested for ${g.department} on ${g.table}; a security officer decides\n`));
+    });
+  for (const action of ['approve', 'reject', 'revoke'] as const) {
+    grants
+      .command(action)
+      .description(`${action} a grant (as a security officer)`)
+      .argument('<id>', 'grant id')
+      .requiredOption('--reason <text>', 'why (kept in the audit ledger)')
+      .option('--json', 'print as JSON')
+      .action(async (id: string, o: { reason: string; json?: boolean }) => {
+        const g = await callControl<Grant>(control(), 'POST', `grants/${encodeURIComponent(id)}/${action}`, { reason: o.reason });
+        out(o.json, g, () => process.stdout.write(`grant ${g.id} (${g.department}, ${g.table}) is ${g.status}\n`));
+      });
+  }
+
+  const keys = program.command('keys').description('keys of the pipeline keyring (ids only; material never leaves it)');
+  keys
+    .command('list')
+    .option('--json', 'print as JSON')
+    .action(async (o: { json?: boolean }) => {
+      const list = await callControl<Array<{ name: string; id: string; created: string | null; active: boolean; rotatedBy: string | null }>>(control(), 'GET', 'keys');
+      out(o.json, list, () => printTable([['key', 'id', 'created', 'state', 'rotated by'], ...list.map((k) => [k.name, k.id, k.created ?? '', k.active ? 'encrypts' : 'decrypts only', k.rotatedBy ?? ''])]));
+    });
+  keys
+    .command('rotate')
+    .description('append a new key to a key list (e.g. department:health); new data is encrypted with it within seconds, older keys still decrypt')
+    .argument('<name>', 'key list name')
+    .requiredOption('--reason <text>', 'why (kept in the audit ledger)')
+    .option('--json', 'print as JSON')
+    .action(async (name: string, o: { reason: string; json?: boolean }) => {
+      const k = await callControl<{ id: string }>(control(), 'POST', 'keys/rotate', { name, reason: o.reason });
+      out(o.json, k, () => process.stdout.write(`${name}: new key ${k.id} encrypts from now on\n`));
+    });
+
+  const audit = program.command('audit').description('the audit ledger');
+  audit
+    .command('show')
+    .option('--after <seq>', 'entries after this sequence number', '0')
+    .option('--limit <n>', 'at most this many entries', '100')
+    .option('--json', 'print as JSON')
+    .action(async (o: { after: string; limit: string; json?: boolean }) => {
+      const list = await callControl<Array<{ seq: number; at: string; actor: string; role: string; action: string; subject: string }>>(control(), 'GET', `audit?after=${Number(o.after)}&limit=${Number(o.limit)}`);
+      out(o.json, list, () => printTable([['seq', 'at', 'actor', 'role', 'action', 'subject'], ...list.map((e) => [String(e.seq), e.at, e.actor, e.role, e.action, e.subject])]));
+    });
+  audit
+    .command('export')
+    .description('every entry as JSON lines, with its hashes, for external archiving')
+    .action(async () => {
+      for (let after = 0; ;) {
+        const page = await callControl<Array<{ seq: number }>>(control(), 'GET', `audit?after=${after}&limit=5000`);
+        for (const e of page) process.stdout.write(`${JSON.stringify(e)}\n`);
+        if (page.length < 5000) break;
+        after = page.at(-1)!.seq;
+      }
+    });
+  audit
+    .command('verify')
+    .description('check the chain and its signed checkpoints through the API; exit 2 when tampering is found (see also audit-verify for the database directly)')
+    .option('--json', 'print as JSON')
+    .action(async (o: { json?: boolean }) => {
+      const r = await callControl<{ entries: number; problems: Array<{ seq: number; kind: string; message: string }> }>(control(), 'GET', 'audit/verify');
+      out(o.json, r, () => {
+        if (r.problems.length === 0) process.stdout.write(`audit ledger intact: ${r.entries} entries\n`);
+        for (const p of r.problems) process.stdout.write(`entry ${p.seq}: ${p.kind}: ${p.message}\n`);
+      });
+      if (r.problems.length > 0) process.exitCode = 2;
+    });
+}

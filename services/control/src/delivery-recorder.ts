@@ -1,0 +1,58 @@
+import type { Consumer, Kafka } from 'kafkajs';
+import { CdcError, ensureTopics, topicSpec, topics, type DeliveryRecord, type Logger, type PipelineConfig } from '@cityshare/shared';
+import type { AuditLedger } from './ledger.js';
+
+/**
+ * Writes every batch the sinks report on `<prefix>.audit.deliveries` to the audit ledger as a
+ * `delivery.batch` entry (department, table, rows, source position range, digest of the
+ * delivered bytes). A batch reported twice (a sink restarted between its report and its
+ * offsets) is recorded once: the subject names the department, topic, partition and offsets.
+ */
+export class DeliveryRecorder {
+  private consumer: Consumer | undefined;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly kafkaConfig: PipelineConfig['kafka'],
+    private readonly ledger: AuditLedger,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const topic = topics.deliveries(this.kafkaConfig.topicPrefix);
+    const admin = this.kafka.admin();
+    await admin.connect().catch((cause: Error) => {
+      throw new CdcError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${this.kafkaConfig.brokers.join(',')}: ${cause.message}`, { cause });
+    });
+    try {
+      await ensureTopics(admin, [topicSpec(this.kafkaConfig, topic, 'single')]);
+    } finally {
+      await admin.disconnect();
+    }
+    this.consumer = this.kafka.consumer({ groupId: `${this.kafkaConfig.topicPrefix}.control.deliveries` });
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await this.consumer.run({
+      eachMessage: async ({ message }) => {
+        if (!message.value) return;
+        let r: DeliveryRecord;
+        try {
+          r = JSON.parse(message.value.toString('utf8')) as DeliveryRecord;
+        } catch {
+          this.logger.error({ offset: message.offset }, 'unreadable delivery record skipped');
+          return;
+        }
+        const subject = `delivery/${r.department}/${r.topic}/${r.partition}/${r.firstOffset}-${r.lastOffset}`;
+        await this.ledger.appendOnce({
+          actor: `sink:${r.department}`, role: 'system', action: 'delivery.batch', subject,
+          details: { department: r.department, table: r.table, rows: r.rows, applied: r.applied, fromVersion: r.fromVersion, toVersion: r.toVersion, sha256: r.sha256, deliveredAt: r.deliveredAt },
+        });
+      },
+    });
+    this.logger.info({ topic }, 'recording deliveries in the audit ledger');
+  }
+
+  async stop(): Promise<void> {
+    await this.consumer?.disconnect().catch(() => undefined);
+  }
+}
