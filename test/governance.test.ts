@@ -111,6 +111,20 @@ describe('governance: request, approve, flow, revoke', () => {
     expect((await healthRows()).map((r) => r.id)).toEqual(['1']);
   });
 
+  it('stops delivering when a grant expires', async () => {
+    const expires = new Date(Date.now() + 30_000).toISOString();
+    const requested = cdc('health-token', 'grants', 'request', '--table', `cityhub.${run.civilDb}.citizens`, '--column', 'id=pass', '--column', 'name={mask: name}', '--purpose', 'one-month study', '--expires', expires, '--json');
+    const id = (JSON.parse(requested.stdout) as { id: number }).id;
+    expect(cdc('officer-token', 'grants', 'approve', String(id), '--reason', 'study')).toMatchObject({ status: 0 });
+    await insert(3);
+    await eventually(async () => expect((await healthRows()).map((r) => r.id)).toContain('3'), 25_000, 500);
+    await eventually(async () => expect(JSON.parse(cdc('officer-token', 'grants', 'list', '--status', 'expired', '--json').stdout)).toEqual([expect.objectContaining({ id })]), 40_000, 1000);
+    await new Promise((r) => setTimeout(r, 3000));
+    await insert(4);
+    await new Promise((r) => setTimeout(r, 5000));
+    expect((await healthRows()).map((r) => r.id)).not.toContain('4');
+  });
+
   it('applies a changed pipeline file from the command line: diff first, then atomically, or not at all', async () => {
     const changed = run.writePipelineFile('changed.yaml', {
       serverId: 6001,
@@ -150,6 +164,6 @@ describe('governance: request, approve, flow, revoke', () => {
     expect(verified.body).toMatchObject({ problems: [] });
     const [rows] = await mysql.query(`SELECT action FROM \`${controlDb}\`.audit_ledger ORDER BY seq`);
     const actions = (rows as Array<{ action: string }>).map((r) => r.action);
-    expect(actions).toEqual(expect.arrayContaining(['catalog.table.add', 'grant.request', 'denied:grant.approve', 'grant.approve', 'policy.publish', 'delivery.batch', 'grant.revoke', 'denied:catalog.apply', 'catalog.column.change', 'denied:grant.list']));
+    expect(actions).toEqual(expect.arrayContaining(['catalog.table.add', 'grant.request', 'denied:grant.approve', 'grant.approve', 'policy.publish', 'delivery.batch', 'grant.revoke', 'grant.expire', 'denied:catalog.apply', 'catalog.column.change', 'denied:grant.list']));
   });
 });
