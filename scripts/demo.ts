@@ -4,11 +4,16 @@
  * office with a row filter), with live changes, and the result is printed next to the
  * source. Run with `npm run demo`.
  */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { isCdcError, openDepartmentValue } from '@cityshare/shared';
 import { eventually } from '../test/support/eventually.js';
 import { PipelineRun } from '../test/support/pipeline-run.js';
 import { stack } from '../test/support/stack.js';
+import { LOCAL_TOKENS, prepareLocalControl } from './control-local.js';
 import { busTaps, citizens, clinicVisits } from './sample-data.js';
 
 const CITIZENS = 40;
@@ -127,12 +132,46 @@ async function main(): Promise<void> {
   say('Reader metrics (cityshare_reader_events_total):');
   for (const line of events) console.log(`  ${line}`);
 
+  await governance(run);
+
   await run.tearDown({ keepData: true });
   say('Done. The data stays for you to look at:');
   console.log(`  psql ${stack.postgresUrl} -c 'SELECT * FROM dept_health.citizens LIMIT 5'`);
   console.log(`  psql ${stack.postgresUrl} -c 'SELECT * FROM dept_haidian.citizens LIMIT 5'`);
   console.log(`  mariadb -h127.0.0.1 -P${stack.source.port} -uroot civil -e 'SELECT * FROM citizens LIMIT 5'`);
+  console.log('  npm run control      # the control plane in the foreground, to try `npx cdc …` (README "Control plane")');
   console.log('  npm run stack:down   # stops MariaDB :3307, Kafka and the registry');
+}
+
+/** The control plane: a DBA registers a table, a department requests it, an officer approves; all in the ledger. */
+async function governance(run: PipelineRun): Promise<void> {
+  say('Governance: the control plane keeps the catalog, the grant workflow and a hash-chained audit ledger');
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port: p } = s.address() as { port: number };
+      s.close(() => resolve(p));
+    });
+  });
+  const env = await prepareLocalControl({ database: 'cityshare_control_demo', dir: join(stack.root, '.stack', 'control-demo'), keyringFile: run.keyringFile, port });
+  await run.start('control', env);
+  const cdc = (who: keyof typeof LOCAL_TOKENS, ...args: string[]) => {
+    console.log(`  $ cdc ${args.map((a) => (/[\s{}"]/.test(a) ? `'${a}'` : a)).join(' ')}    # as ${LOCAL_TOKENS[who].name} (${LOCAL_TOKENS[who].role})`);
+    const r = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', '--api', `http://127.0.0.1:${port}`, '--token', LOCAL_TOKENS[who].token, ...args], { cwd: stack.root, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`cdc ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+    return r.stdout;
+  };
+  const indent = (text: string, last = 12) => console.log(text.trimEnd().split('\n').slice(-last).map((l) => `    ${l}`).join('\n'));
+  indent(cdc('dba', 'tables', 'register', 'cityhub', `${run.transportDb}.bus_card_taps`, '--column', 'id=public', '--column', 'card_no=personal', '--column', 'route=public', '--column', 'stop_name=public', '--column', 'tapped_at=internal', '--reason', 'transit planning'));
+  const request = JSON.parse(cdc('health', 'grants', 'request', '--table', `cityhub.${run.transportDb}.bus_card_taps`, '--column', 'route=pass', '--column', 'stop_name=pass', '--column', 'card_no=tokenize', '--purpose', 'exposure tracing', '--expires', new Date(Date.now() + 30 * 86_400_000).toISOString(), '--json')) as { id: number };
+  console.log(`    grant ${request.id} requested`);
+  indent(cdc('officer', 'grants', 'approve', String(request.id), '--reason', 'approved for 30 days'));
+  indent(cdc('officer', 'grants', 'list'));
+  await eventually(async () => {
+    if (!readFileSync(env.CITYSHARE_PIPELINE!, 'utf8').includes(`cityhub.${run.transportDb}.bus_card_taps`)) throw new Error('not published yet');
+  }, 10_000);
+  console.log(`    (published to ${env.CITYSHARE_PIPELINE}: services started on that file deliver the grant within seconds)`);
+  indent(cdc('auditor', 'audit', 'show', '--limit', '1000'), 8);
+  indent(cdc('sre', 'audit', 'verify'));
 }
 
 main().catch((err: unknown) => {

@@ -230,12 +230,14 @@ ${extra}`;
       expect((await catalog.classify(dba, { source: 'cityhub', table: 'civil.citizens', columns: { phone: 'secret' } })).changes.map(describeChange)).toEqual(['~ column cityhub.civil.citizens.phone personal -> secret']);
     });
 
-    it('shows a department the tables it may ask for and itself only', async () => {
+    it('shows a department the tables it may ask for and itself only, and nobody a secret', async () => {
       const seen = await catalog.list(health);
       expect(seen.sources).toEqual([expect.objectContaining({ name: 'cityhub' })]);
       expect(seen.sources[0]).not.toHaveProperty('connection');
-      expect(seen.departments).toEqual([{ name: 'health' }]);
-      expect((await catalog.list(dba)).sources[0]).toHaveProperty('connection');
+      expect(seen.departments).toEqual([{ name: 'health', target: { kind: 'postgres' } }]);
+      const full = await catalog.list(dba);
+      expect(full.sources[0]!.connection).toEqual({ host: '127.0.0.1', port: 3307, user: 'cdc_reader' });
+      expect(JSON.stringify(full)).not.toMatch(/cdc_reader@|password|postgres:\/\//);
     });
 
     it('rotates a key: the new one encrypts, the old one still decrypts, only ids in the ledger', async () => {

@@ -2,14 +2,11 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parse } from 'yaml';
 import { describeChange, type CatalogChange } from '@cityshare/control/catalog';
+import type { CatalogView as Catalog } from '@cityshare/control/catalog-workflow';
 import { CdcError } from '@cityshare/shared';
 import { callControl, printTable, type ControlOptions } from './control-client.js';
 
 interface CatalogResult { changes: CatalogChange[]; applied: boolean }
-interface Catalog {
-  sources: Array<{ name: string; connection?: { host?: string; port?: unknown }; tables: Array<{ name: string; columns: Record<string, string>; appendOnly?: boolean }> }>;
-  departments: Array<{ name: string; target?: { kind?: string } }>;
-}
 interface Grant { id: number; department: string; table: string; spec: { columns: Record<string, unknown>; filter?: string }; purpose: string; expiresAt: string | null; status: string; requestedBy: string; decidedBy: string | null; reason: string | null }
 
 /** `name=class` or `name=<YAML>` pairs (e.g. `phone={mask: phone}`) into an object. */
@@ -60,7 +57,7 @@ export function addControlCommands(program: Command): void {
     .action(async (o: { json?: boolean }) => {
       const c = await callControl<Catalog>(control(), 'GET', 'catalog');
       out(o.json, c.sources.map(({ tables, ...s }) => ({ ...s, tables: tables.length })), () =>
-        printTable([['source', 'host', 'tables'], ...c.sources.map((s) => [s.name, s.connection ? `${s.connection.host}:${String(s.connection.port ?? 3306)}` : '-', String(s.tables.length)])]));
+        printTable([['source', 'host', 'tables'], ...c.sources.map((s) => [s.name, s.connection ? `${s.connection.host}:${s.connection.port}` : '-', String(s.tables.length)])]));
     });
 
   const tables = program.command('tables').description('source tables: register, classify, list (and `cdc snapshot` to snapshot them again)');
@@ -107,7 +104,7 @@ export function addControlCommands(program: Command): void {
     .option('--json', 'print as JSON')
     .action(async (o: { json?: boolean }) => {
       const c = await callControl<Catalog>(control(), 'GET', 'catalog');
-      out(o.json, c.departments.map((d) => ({ name: d.name, target: d.target?.kind ?? null })), () => printTable([['department', 'target'], ...c.departments.map((d) => [d.name, d.target?.kind ?? '-'])]));
+      out(o.json, c.departments.map((d) => ({ name: d.name, target: d.target.kind })), () => printTable([['department', 'target'], ...c.departments.map((d) => [d.name, d.target.kind])]));
     });
 
   const grants = program.command('grants').description('grant workflow: a department requests, a security officer approves, rejects or revokes');

@@ -1,10 +1,16 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from 'mysql2/promise';
-import { CdcError } from '@cityshare/shared';
-import { catalogFromPipelineText, diffCatalog, type CatalogChange, type CatalogDocument, type CatalogStore } from './catalog.js';
+import { CdcError, parsePipeline } from '@cityshare/shared';
+import { catalogFromPipelineText, diffCatalog, pipelineText, type CatalogChange, type CatalogDocument, type CatalogStore } from './catalog.js';
 import type { AuditLedger } from './ledger.js';
 import { authorize, type Operation, type Principal } from './roles.js';
 import { inTransaction } from './transaction.js';
+
+/** What `list` shows: names and classes, never a secret. */
+export interface CatalogView {
+  sources: Array<{ name: string; connection?: { host: string; port: number; user: string }; serverId?: number; tables: Array<{ name: string; columns: Record<string, string>; appendOnly?: boolean }> }>;
+  departments: Array<{ name: string; target: { kind: string } }>;
+}
 
 export interface CatalogResult {
   changes: CatalogChange[];
@@ -56,15 +62,24 @@ export class CatalogWorkflow {
     }, r);
   }
 
-  /** The catalog as `who` may see it: a department sees sources' tables and classes and itself only, never connections or other targets. */
-  async list(who: Principal): Promise<CatalogDocument> {
+  /**
+   * The catalog as `who` may see it, with environment references resolved and no secrets
+   * (no passwords, no target addresses): a department sees sources' tables and classes and
+   * itself only.
+   */
+  async list(who: Principal): Promise<CatalogView> {
     await authorize(this.ledger, who, 'catalog.list', 'catalog');
     const doc = await this.store.load();
-    if (who.role !== 'department') return doc;
+    if (doc.sources.length === 0) return { sources: [], departments: [] };
+    const config = parsePipeline(pipelineText(doc, () => []));
+    const own = who.role === 'department';
     return {
-      settings: {},
-      sources: doc.sources.map((s) => ({ name: s.name, tables: s.tables })),
-      departments: doc.departments.filter((d) => d.name === who.department).map((d) => ({ name: d.name })),
+      sources: config.sources.map((s) => ({
+        name: s.name,
+        ...(own ? {} : { connection: { host: s.connection.host, port: s.connection.port, user: s.connection.user }, serverId: s.serverId }),
+        tables: s.tables.map((t) => ({ name: t.name, columns: t.columns, ...(t.appendOnly ? { appendOnly: true } : {}) })),
+      })),
+      departments: config.departments.filter((d) => !own || d.name === who.department).map((d) => ({ name: d.name, target: { kind: d.target.kind } })),
     };
   }
 
