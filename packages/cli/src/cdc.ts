@@ -6,6 +6,7 @@
  *   npx cdc snapshot civil.citizens [--source cityhub] [--config pipeline.yaml]
  *   npx cdc decrypt --keyring health-keyring.json --column civil.citizens.id_card '\x02…'
  */
+import { MultiBar, Presets } from 'cli-progress';
 import { Command } from 'commander';
 import { ApiError } from './control-client.js';
 import { addControlCommands } from './control-commands.js';
@@ -29,13 +30,17 @@ program
   .description('snapshot registered tables again while streaming continues (rows arrive as op "r")')
   .argument('<tables...>', 'db.table names as registered in the pipeline file')
   .option('-s, --source <name>', 'source the tables belong to (may be omitted when there is one)')
-  .action(async (tables: string[], options: { source?: string }) => {
+  .option('--progress <reader-metrics-url>', "follow the snapshot with a progress bar per table from the active reader's metrics, e.g. http://reader:9464/metrics")
+  .action(async (tables: string[], options: { source?: string; progress?: string }) => {
     const { config } = loadPipeline(program.opts<{ config: string }>().config);
     const source = options.source ? config.sources.find((s) => s.name === options.source) : config.sources.length === 1 ? config.sources[0] : undefined;
     if (!source) throw new CdcError('CONFIG_INVALID', options.source ? `no source named ${options.source}` : 'the pipeline has several sources: pass --source');
     const registered = new Set<string>(source.tables.map((t) => t.name));
     const unknown = tables.filter((t) => !registered.has(t));
     if (unknown.length > 0) throw new CdcError('TABLE_NOT_FOUND', `not registered on source ${source.name}: ${unknown.join(', ')}`);
+    // Rows read so far, before the request: a small table may be done before the first look.
+    const progress = options.progress ? snapshotProgress(options.progress, source.name, tables) : undefined;
+    const baseline = await progress?.read();
     const kafka = createKafka(config.kafka, 'cityshare-cli', createLogger('cdc', 'warn'));
     const producer = kafka.producer(producerConfig({ retry: { retries: 5 } }));
     await producer.connect();
@@ -49,6 +54,7 @@ program
       await producer.disconnect();
     }
     process.stdout.write(`re-snapshot of ${tables.join(', ')} requested from the ${source.name} reader\n`);
+    if (progress && baseline) await progress.follow(baseline);
   });
 
 program
@@ -157,6 +163,50 @@ program
       await conn.end();
     }
   });
+
+/**
+ * Progress bars of a running snapshot, from the reader's metrics: rows read since the
+ * request against rows read plus the estimate left. Ends when every table's snapshot ran
+ * and is done.
+ */
+function snapshotProgress(url: string, source: string, tables: string[]) {
+  type Reading = Map<string, { rows: number; remaining: number; running: number; eta: number }>;
+  const read = async (): Promise<Reading> => {
+    const text = await fetch(url).then((r) => r.text()).catch((cause: Error) => {
+      throw new CdcError('SOURCE_UNREACHABLE', `reader metrics at ${url} not reachable: ${cause.message}`, { cause });
+    });
+    const value = (name: string, table: string) => {
+      const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(`source="${source}"`) && l.includes(`table="${table}"`));
+      return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+    };
+    return new Map(tables.map((t) => [t, { rows: value('cityshare_reader_snapshot_rows_total', t), remaining: value('cityshare_reader_snapshot_remaining_rows', t), running: value('cityshare_reader_snapshot_running', t), eta: value('cityshare_reader_snapshot_eta_seconds', t) }]));
+  };
+  const follow = async (start: Reading) => {
+    const seenRunning = new Set<string>();
+    const width = Math.max(...tables.map((x) => x.length));
+    const bars = new MultiBar({ format: ' {table} |{bar}| {percentage}% {value}/{total} rows, ETA {etaText}', hideCursor: true, noTTYOutput: true, notTTYSchedule: 5000, stream: process.stdout }, Presets.shades_classic);
+    const bar = new Map(tables.map((t) => [t, bars.create(1, 0, { table: t.padEnd(width), etaText: '?' })]));
+    try {
+      for (let finished = 0; finished < tables.length; ) {
+        await new Promise((r) => setTimeout(r, 500));
+        const now = await read();
+        finished = 0;
+        for (const t of tables) {
+          const m = now.get(t)!;
+          const done = m.rows - start.get(t)!.rows;
+          if (m.running === 1 || done > 0) seenRunning.add(t);
+          const over = seenRunning.has(t) && m.running === 0;
+          bar.get(t)!.setTotal(Math.max(1, over ? done : done + m.remaining));
+          bar.get(t)!.update(done, { etaText: over ? 'done' : `${m.eta} s` });
+          if (over) finished++;
+        }
+      }
+    } finally {
+      bars.stop();
+    }
+  };
+  return { read, follow };
+}
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];

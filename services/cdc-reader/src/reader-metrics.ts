@@ -16,6 +16,7 @@ export function createReaderMetrics(registry: Registry) {
     snapshotRows: counter('cityshare_reader_snapshot_rows_total', 'Rows read by snapshots', ['source', 'table'] as const),
     snapshotChunks: counter('cityshare_reader_snapshot_chunks_total', 'Snapshot chunks emitted', ['source', 'table'] as const),
     snapshotRemaining: gauge('cityshare_reader_snapshot_remaining_rows', 'Estimated rows left to snapshot (from table statistics)', ['source', 'table'] as const),
+    snapshotRunning: gauge('cityshare_reader_snapshot_running', '1 while a snapshot of the table is being read, 0 once it is done', ['source', 'table'] as const),
     snapshotEta: gauge('cityshare_reader_snapshot_eta_seconds', 'Estimated seconds until the running snapshot of a table is done, at its rate so far', ['source', 'table'] as const),
     retentionMargin: gauge('cityshare_reader_binlog_retention_margin_files', 'Binlog files retained on the source older than the one the checkpoint needs; 0 means it is next to be purged', ['source'] as const),
     active: gauge('cityshare_reader_active', '1 while this instance is the active reader of the source, 0 while it is a standby', ['source'] as const),

@@ -84,6 +84,7 @@ export class Snapshotter {
       const startRows = entry.rows;
       const labels = { source: this.options.source, table };
       this.logger.info({ table, estimatedRows: estimate, resumeAfterRows: entry.rows }, 'snapshot of table started');
+      this.metrics.snapshotRunning.set(labels, 1);
       while (!entry.done && !this.stopped) {
         await this.host.waitForRoom();
         // The table may have changed since the last chunk (DDL while snapshotting): read
@@ -122,6 +123,7 @@ export class Snapshotter {
         this.metrics.snapshotEta.set(labels, entry.done ? 0 : Math.round(remaining / Math.max(rate, 1)));
         this.logger.debug({ table, rows: entry.rows, estimatedRows: estimate, rowsPerSecond: Math.round(rate), etaSeconds: Math.round(remaining / Math.max(rate, 1)) }, 'snapshot progress');
       }
+      if (entry.done) this.metrics.snapshotRunning.set(labels, 0);
       if (entry.done && !this.stopped) {
         this.logger.info({ table, rows: entry.rows, seconds: (Date.now() - started) / 1000 }, 'snapshot of table done');
       }
