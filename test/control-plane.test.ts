@@ -290,7 +290,7 @@ ${extra}`;
       const sha = (t: string) => createHash('sha256').update(t).digest('hex');
       const server = await startApi({
         port: 0, tokens: [{ tokenSha256: sha('dba-token'), name: 'wang.dba', role: 'dba' }, { tokenSha256: sha('sre-token'), name: 'li.sre', role: 'sre' }],
-        grants, catalog, keys, ledger, logger: createLogger('test', 'silent'), tls: { cert: readFileSync(cert), key: readFileSync(key) },
+        grants, catalog, keys, ledger, logger: createLogger('test', 'silent'), status: async () => ({ grants: await grants.countByStatus() }), tls: { cert: readFileSync(cert), key: readFileSync(key) },
       });
       try {
         const api = `https://127.0.0.1:${(server.address() as { port: number }).port}`;

@@ -148,6 +148,18 @@ describe('governance: request, approve, flow, revoke', () => {
     expect((rows as Array<{ actor: string; details: string }>).map((r) => [r.actor, JSON.parse(r.details).reason])).toEqual([['wang.dba', 'addresses are secret from now on']]);
   });
 
+  it('shows the control plane in `cdc status` for an SRE', async () => {
+    const status = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', '-c', policyFile, '--api', api, '--token', 'sre-token', 'status', '--json'], { cwd: stack.root, encoding: 'utf8' });
+    expect(status.status, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({
+      pipeline: run.prefix,
+      departments: [{ department: 'health' }],
+      control: { catalog: { sources: 1, tables: 1, departments: 1 }, grants: { approved: 0, revoked: 1, expired: 1 }, policy: { sha256: expect.stringMatching(/^[0-9a-f]{64}$/) }, audit: { problems: 0 } },
+    });
+    // A department may not see the control plane's status.
+    expect(cdc('health-token', '-c', policyFile, 'status')).toMatchObject({ status: 4 });
+  });
+
   it('exports the control metrics the alert rules use, the ledger verified intact', async () => {
     const text = await control.metrics();
     const rules = readFileSync(join(stack.root, 'deploy', 'prometheus', 'alerts.yml'), 'utf8');

@@ -71,6 +71,12 @@ describe('observability', () => {
       expect(cli.stdout).toMatch(/^haidian\s+postgres\s+0\s+[1-9]\d*\s*$/m);
       expect(cli.stdout).toMatch(/^source cityhub: reader checkpoint mariadb-bin\.\d+:\d+(?: \(GTID [0-9,-]+\))?, saved \S+; source binlog end mariadb-bin\.\d+:\d+$/m);
     }, 20_000, 500);
+    const json = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', 'status', '--json'], { cwd: stack.root, env: run.env, encoding: 'utf8' });
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      pipeline: run.prefix,
+      sources: [{ source: 'cityhub', checkpoint: { file: expect.stringMatching(/^mariadb-bin\./) }, binlogEnd: { file: expect.stringMatching(/^mariadb-bin\./) } }],
+      departments: [{ department: 'health', target: 'postgres', transformerLag: 0, sinkLag: 0 }, { department: 'haidian', target: 'postgres', transformerLag: 0 }],
+    });
   });
 
   it('serves /healthz and /readyz on every service', async () => {

@@ -8,7 +8,7 @@
  */
 import { MultiBar, Presets } from 'cli-progress';
 import { Command } from 'commander';
-import { ApiError } from './control-client.js';
+import { ApiError, callControl, printTable, type ControlOptions } from './control-client.js';
 import { addControlCommands } from './control-commands.js';
 import { Queue } from 'bullmq';
 import { createConnection, createPool } from 'mysql2/promise';
@@ -96,11 +96,13 @@ program
 
 program
   .command('status')
-  .description('how far behind each department is: messages its transformer stream and its sink have not yet processed')
-  .action(async () => {
+  .description("how far behind each source's reader and each department is; with a control-plane token, the control plane's state too")
+  .option('--json', 'print as JSON')
+  .action(async (o: { json?: boolean }) => {
     const { config } = loadPipeline(program.opts<{ config: string }>().config);
     const prefix = config.kafka.topicPrefix;
-    const admin = createKafka(config.kafka, 'cityshare-cli', createLogger('cdc', 'warn')).admin();
+    const kafka = createKafka(config.kafka, 'cityshare-cli', createLogger('cdc', 'warn'));
+    const admin = kafka.admin();
     await admin.connect();
     try {
       const existing = new Set(await admin.listTopics());
@@ -121,25 +123,34 @@ program
       };
       const planned = pipelineTopics(config);
       // Offsets, not records: transactional topics hold a commit marker per transaction too.
-      const rows: string[][] = [['department', 'target', 'transformer lag (offsets)', 'sink lag (offsets)']];
+      const departments = [];
       for (const d of config.departments) {
         const raw = [...new Set(d.grants.map((g) => { const [s, db, t] = g.table.split('.') as [string, string, string]; return topics.raw(prefix, s, db, t); }))];
-        rows.push([d.name, d.target.kind, String(await lag(`${prefix}.transformer.${d.name}`, raw)), String(await lag(`${prefix}.sink.${d.name}`, planned.share.get(d.name) ?? []))]);
+        departments.push({ department: d.name, target: d.target.kind, transformerLag: await lag(`${prefix}.transformer.${d.name}`, raw), sinkLag: await lag(`${prefix}.sink.${d.name}`, planned.share.get(d.name) ?? []) });
       }
-      const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-      process.stdout.write(`pipeline ${prefix}: ${planned.raw.length} source table(s), ${config.departments.length} department(s)\n`);
       // Each source: where its reader's last checkpoint is, against the end of the source's binlog.
-      const kafka = createKafka(config.kafka, 'cityshare-cli', createLogger('cdc', 'warn'));
+      const sources = [];
       for (const source of config.sources) {
         const checkpoint = await new CheckpointStore(kafka, kafka.producer(producerConfig()), prefix, source.name, createLogger('cdc', 'warn')).load();
         const end = await createConnection({ ...source.connection }).then(
           async (conn) => binlogEnd(conn).finally(() => void conn.end()),
           () => undefined,
         );
-        const at = checkpoint ? `${checkpoint.file}:${checkpoint.pos}${checkpoint.gtid ? ` (GTID ${checkpoint.gtid})` : ''}, saved ${checkpoint.savedAt}` : 'no checkpoint yet';
-        process.stdout.write(`source ${source.name}: reader checkpoint ${at}; source binlog end ${end ? `${end.file}:${end.pos}` : 'unreachable'}\n`);
+        sources.push({ source: source.name, checkpoint: checkpoint ? { file: checkpoint.file, pos: checkpoint.pos, gtid: checkpoint.gtid ?? null, savedAt: checkpoint.savedAt } : null, binlogEnd: end ? { file: end.file, pos: end.pos } : null });
       }
-      for (const r of rows) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i]!)).join('  ')}\n`);
+      const opts = program.opts<ControlOptions>();
+      const control = opts.token ? await callControl<Record<string, unknown>>(opts, 'GET', 'status') : undefined;
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify({ pipeline: prefix, sources, departments, ...(control ? { control } : {}) }, null, 2)}\n`);
+        return;
+      }
+      process.stdout.write(`pipeline ${prefix}: ${planned.raw.length} source table(s), ${config.departments.length} department(s)\n`);
+      for (const s of sources) {
+        const at = s.checkpoint ? `${s.checkpoint.file}:${s.checkpoint.pos}${s.checkpoint.gtid ? ` (GTID ${s.checkpoint.gtid})` : ''}, saved ${s.checkpoint.savedAt}` : 'no checkpoint yet';
+        process.stdout.write(`source ${s.source}: reader checkpoint ${at}; source binlog end ${s.binlogEnd ? `${s.binlogEnd.file}:${s.binlogEnd.pos}` : 'unreachable'}\n`);
+      }
+      printTable([['department', 'target', 'transformer lag (offsets)', 'sink lag (offsets)'], ...departments.map((d) => [d.department, d.target, String(d.transformerLag), String(d.sinkLag)])]);
+      if (control) process.stdout.write(`control plane: ${JSON.stringify(control)}\n`);
     } finally {
       await admin.disconnect();
     }

@@ -38,7 +38,7 @@ export class CheckpointStore {
     const admin = this.kafka.admin();
     await admin.connect();
     try {
-      const [offsets] = await admin.fetchTopicOffsets(this.topic);
+      const [offsets] = await withLeaderRetry(() => admin.fetchTopicOffsets(this.topic));
       if (!offsets || offsets.high === offsets.low) return null;
       const end = BigInt(offsets.high);
       const groupId = `${this.topic}.loader.${randomUUID()}`;
@@ -66,6 +66,22 @@ export class CheckpointStore {
       return latest;
     } finally {
       await admin.disconnect();
+    }
+  }
+}
+
+/**
+ * Retries a call that may meet a partition whose leader is still being elected (a topic
+ * just created, here or by another service at the same moment): kafkajs reports that as a
+ * retriable protocol error and does not retry admin offset requests itself.
+ */
+async function withLeaderRetry<T>(call: () => Promise<T>, attempts = 30): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (i >= attempts || (err as { retriable?: boolean }).retriable !== true) throw err;
+      await new Promise((r) => setTimeout(r, 200));
     }
   }
 }

@@ -22,6 +22,8 @@ interface ApiDeps {
   keys: KeyAdmin;
   ledger: AuditLedger;
   logger: Logger;
+  /** The control plane at a glance: catalog and grant counts, the published policy, the last ledger verification. */
+  status: () => Promise<unknown>;
   /** PEM certificate and key: the API is served over HTTPS only. */
   tls?: { cert: Buffer; key: Buffer };
 }
@@ -71,6 +73,10 @@ function routes(o: ApiDeps): Array<[string, RegExp, number, Handler]> {
     ['GET', /^\/audit$/, 200, async (who, _b, _m, q) => {
       await authorize(o.ledger, who, 'audit.show', 'audit');
       return o.ledger.entries(Number(q.get('after') ?? 0), Math.min(Number(q.get('limit') ?? 1000), 10_000));
+    }],
+    ['GET', /^\/status$/, 200, async (who) => {
+      await authorize(o.ledger, who, 'status.show', 'status');
+      return o.status();
     }],
     ['GET', /^\/audit\/verify$/, 200, async (who) => {
       await authorize(o.ledger, who, 'audit.verify', 'audit');

@@ -110,6 +110,14 @@ export class GrantWorkflow {
     return (rows as Array<Record<string, unknown>>).map(rowOf);
   }
 
+  /** How many grant requests are in each status (for status views; no names). */
+  async countByStatus(): Promise<Record<GrantRequest['status'], number>> {
+    const [rows] = await this.pool.query('SELECT status, COUNT(*) AS n FROM grant_requests GROUP BY status');
+    const counts = { requested: 0, approved: 0, rejected: 0, revoked: 0, expired: 0 };
+    for (const r of rows as Array<{ status: GrantRequest['status']; n: number }>) counts[r.status] = Number(r.n);
+    return counts;
+  }
+
   async list(who: Principal): Promise<GrantRequest[]> {
     await this.authorize(who, 'grant.list', 'grants');
     const own = who.role === 'department';

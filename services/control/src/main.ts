@@ -73,8 +73,10 @@ await runService(logger, async () => {
     auditEntries: new Gauge({ name: 'cityshare_control_audit_entries', help: 'Entries in the audit ledger at the last verification', registers: [registry] }),
     grantsInForce: new Gauge({ name: 'cityshare_control_grants_in_force', help: 'Approved, unexpired grants in the published policy', registers: [registry] }),
   };
+  let lastVerification = { at: '', entries: 0, problems: 0 };
   const verify = async () => {
     const { entries, problems } = await ledger.verify();
+    lastVerification = { at: new Date().toISOString(), entries, problems: problems.length };
     metrics.auditProblems.set(problems.length);
     metrics.auditEntries.set(entries);
     if (problems.length > 0) logger.error({ problems }, 'the audit ledger does not verify: entries were changed, removed or reordered');
@@ -83,6 +85,15 @@ await runService(logger, async () => {
   const verifier = setInterval(() => void verify().catch((err: unknown) => logger.warn({ err }, 'audit verification failed; will retry')), env.CONTROL_VERIFY_INTERVAL_MS);
   const api = await startApi({
     port: env.CONTROL_PORT, host: env.CONTROL_HOST, tokens: JSON.parse(readFileSync(env.CONTROL_TOKENS, 'utf8')) as TokenEntry[], grants, catalog, keys, ledger, logger,
+    status: async () => {
+      const doc = await store.load();
+      return {
+        catalog: { sources: doc.sources.length, tables: doc.sources.reduce((n, s) => n + s.tables.length, 0), departments: doc.departments.length },
+        grants: await grants.countByStatus(),
+        policy: { file: env.CITYSHARE_PIPELINE, sha256: publisher.digest ?? null },
+        audit: lastVerification,
+      };
+    },
     ...(env.CONTROL_TLS_CERT && env.CONTROL_TLS_KEY ? { tls: { cert: readFileSync(env.CONTROL_TLS_CERT), key: readFileSync(env.CONTROL_TLS_KEY) } } : {}),
   });
   let busy = false;

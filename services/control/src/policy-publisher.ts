@@ -15,6 +15,11 @@ import type { AuditLedger } from './ledger.js';
 export class PolicyPublisher {
   private published: string | undefined;
 
+  /** SHA-256 of the pipeline file last published (or found at start). */
+  get digest(): string | undefined {
+    return this.published === undefined ? undefined : createHash('sha256').update(this.published).digest('hex');
+  }
+
   constructor(
     private readonly outputPath: string,
     private readonly ledger: AuditLedger,
