@@ -1,87 +1,192 @@
 /**
  * End-to-end benchmark on the local stack: MariaDB commit to the health department's
- * PostgreSQL row, through reader, transformer (two departments: health and the Haidian
- * district office) and the health sink. Measures a burst (rows/s until every row is in
- * PostgreSQL) and the latency at a steady rate (p50/p99 from the sink's
- * commit-to-confirmation histogram), with each service's peak RSS.
- *   npm run bench:e2e -- [--rows 100000] [--rate 5000] [--seconds 20]
+ * PostgreSQL row, through reader, transformer (two departments: health, granted citizens
+ * and bus-card taps, and the Haidian district office, citizens of its district) and the
+ * health sink, under the smart-city mix of bench/workload.ts.
+ *
+ * Preloaded rows go through the pipeline first (snapshot; also warms it up). Then:
+ * - saturation: a burst of `rows` row changes committed as fast as the source takes them;
+ *   rows/s from the first commit until the sink has delivered every change;
+ * - fixed rate: `rate` row changes/s for `seconds` s.
+ * Latency is per row, for every inserted row (60% of the mix), from the commit time the
+ * load side recorded to the poll of PostgreSQL that first saw the row (the probe of
+ * bench/peer/latency-probe.ts through bench/latency.ts), so it is measured the same way
+ * as for the Debezium peer. Each service's peak RSS (VmHWM).
+ *   npm run bench:e2e -- [--rows 100000] [--rate 5000] [--seconds 30]
  * Writes bench/results/latest.json (merged with other benches' fields).
  */
 import { parseArgs } from 'node:util';
 import { PipelineRun } from '../test/support/pipeline-run.js';
 import type { ServiceProcess } from '../test/support/service-process.js';
-import { peakRssMiB, waitFor, writeResults } from './support.js';
+import { stack } from '../test/support/stack.js';
+import { measureLatency, windowed, type LatencyFigures, type LatencySample, type ProbeTable } from './latency.js';
+import { LoadDriver, Workload, benchTables, loadTables, preload, preloadFor, type LoadTotals } from './workload.js';
+import { benchServerId, deleteRunTopics, isMain, metric, peakRssMiB, sleep, waitFor, writeResults } from './support.js';
 
-const { values: args } = parseArgs({ options: { rows: { type: 'string', default: '100000' }, rate: { type: 'string', default: '5000' }, seconds: { type: 'string', default: '20' } } });
-const ROWS = Number(args.rows);
-const RATE = Number(args.rate);
-const SECONDS = Number(args.seconds);
-
-const row = (id: number) => `(${id}, '市民${id}', '110101199001010000', '13800000000', '1990-01-01', '${id % 4 === 0 ? '海淀' : '东城'}', '北京市东城区王府井大街${id}号', NOW(6))`;
-
-/** Cumulative bucket counts of the sink's latency histogram (upper bound in seconds -> count). */
-async function latencyBuckets(sink: ServiceProcess): Promise<Map<number, number>> {
-  const buckets = new Map<number, number>();
-  for (const line of (await sink.metrics()).split('\n')) {
-    const m = /^cityshare_sink_end_to_end_latency_seconds_bucket\{[^}]*le="([^"]+)"[^}]*\} (\S+)$/.exec(line);
-    if (m) buckets.set(m[1] === '+Inf' ? Infinity : Number(m[1]), (buckets.get(m[1] === '+Inf' ? Infinity : Number(m[1])) ?? 0) + Number(m[2]));
-  }
-  return buckets;
+export interface E2eOptions {
+  /** Row changes of the saturation burst. */
+  rows: number;
+  /** Offered row changes per second of the fixed-rate phase. */
+  rate: number;
+  seconds: number;
 }
 
-/** The bucket bound under which `q` of the observations fall (histogram resolution). */
-function quantile(before: Map<number, number>, after: Map<number, number>, q: number): number {
-  const bounds = [...after.keys()].sort((a, b) => a - b);
-  const total = (after.get(Infinity) ?? 0) - (before.get(Infinity) ?? 0);
-  for (const b of bounds) if ((after.get(b) ?? 0) - (before.get(b) ?? 0) >= q * total) return b;
-  return Infinity;
+export interface Quantiles {
+  p50: number;
+  p95: number;
+  p99: number;
 }
 
-const run = new PipelineRun();
-await run.setUp();
-try {
-  const reader = await run.start('cdc-reader', { READER_SNAPSHOT: 'never' });
-  const transformer = await run.start('transformer');
-  const sink = await run.start('sink');
-  const count = async () => Number((await run.pg.query(`SELECT count(*) AS n FROM "${run.pgSchema}".citizens`).catch(() => ({ rows: [{ n: 0 }] }))).rows[0].n);
+export interface E2eFigures {
+  /** Saturation: burst row changes / (first commit to last delivery). */
+  e2e_rows_per_s: number;
+  burst: { rows: number; transactions: number; seconds: number; commit_seconds: number; latency_ms: Quantiles & { max: number; rows: number } };
+  /** At the fixed rate. */
+  e2e_latency_ms: Quantiles;
+  steady: { offered_rows_per_s: number; rows: number; transactions: number; seconds: number; late_ticks: number; latency_rows: number; latency_missing: number; max_ms: number; mean_ms: number; probe_polls: number; probe_mean_poll_ms: number };
+  /** Per second of commit time in the fixed-rate phase: mean latency (as the probe reports it for the peer too) and max. */
+  latency_series: Array<{ t_s: number; latency_ms: number; max_ms: number; rows: number }>;
+  /** Per 0.5 s of the fixed-rate phase: p50 (latency_ms) and p99 of the rows committed in it. */
+  latency_windows: Array<{ t_s: number; latency_ms: number; p99_ms: number; rows: number }>;
+  rss_mib: { cdc_reader: number; transformer: number; sink: number };
+  preloaded: { citizens: number; taps: number };
+}
 
-  console.log(`burst: ${ROWS} rows in transactions of 5,000`);
-  const started = Date.now();
-  for (let id = 1; id <= ROWS; id += 5000) {
-    await run.source.query(`INSERT INTO \`${run.civilDb}\`.citizens VALUES ${Array.from({ length: Math.min(5000, ROWS - id + 1) }, (_, i) => row(id + i)).join(', ')}`);
+/** Per-row latency series of the fixed-rate phase; kept out of the returned figures (large). */
+export type E2eResult = E2eFigures & { series: LatencySample[] };
+
+const SINK_DELIVERED = 'cityshare_sink_end_to_end_latency_seconds_count';
+
+export async function measureE2e(o: E2eOptions, log: (line: string) => void = console.log): Promise<E2eResult> {
+  const run = new PipelineRun();
+  await run.setUp();
+  const driver = LoadDriver.open();
+  const serverId = benchServerId();
+  const services: ServiceProcess[] = [];
+  try {
+    const pipelineFile = run.writePipelineFile('e2e-bench.yaml', {
+      serverId,
+      tables: benchTables(run),
+      departments: [
+        {
+          name: 'health',
+          target: { kind: 'postgres', url: stack.postgresUrl, schema: run.pgSchema },
+          grants: [
+            { table: `cityhub.${run.civilDb}.citizens`, columns: { id: 'pass', name: { mask: 'name' }, phone: { mask: 'phone' }, id_card: 'encrypt', birth_date: 'pass', district: 'pass' } },
+            // Contact tracing: which card rode where and when; the card number only as a token.
+            { table: `cityhub.${run.transportDb}.bus_card_taps`, columns: { id: 'pass', card_no: 'tokenize', route: 'pass', stop_name: 'pass', tapped_at: 'pass' } },
+          ],
+        },
+        {
+          name: 'haidian',
+          target: { kind: 'postgres', url: stack.postgresUrl, schema: run.haidianPgSchema },
+          grants: [{
+            table: `cityhub.${run.civilDb}.citizens`,
+            filter: 'district == "海淀"',
+            columns: { id: 'pass', name: { mask: 'name' }, id_card: { tokenize: { domain: 'citizen' } }, phone: { mask: 'phone' }, birth_date: { mask: 'date_to_year' }, district: 'pass', address: { mask: 'address' } },
+          }],
+        },
+      ],
+    });
+    const env = { CITYSHARE_PIPELINE: pipelineFile };
+    const preloaded = preloadFor(o.rows + o.rate * o.seconds);
+    preloaded.citizens = Math.max(preloaded.citizens, 20_000);
+    await preload(run, preloaded);
+    const reader = await run.start('cdc-reader', env);
+    const transformer = await run.start('transformer', env);
+    const sink = await run.start('sink', env);
+    services.push(reader, transformer, sink);
+    const delivered = () => metric(sink, SINK_DELIVERED);
+    log(`e2e: ${(preloaded.citizens + preloaded.taps).toLocaleString('en')} preloaded rows through the pipeline (snapshot, warm-up)`);
+    await waitFor(async () => (await delivered()) >= preloaded.citizens + preloaded.taps, 900_000);
+
+    const workload = new Workload(loadTables(run), preloaded);
+    const probeTables: ProbeTable[] = [
+      { source: 'citizens', target: `"${run.pgSchema}".citizens` },
+      { source: 'taps', target: `"${run.pgSchema}".bus_card_taps` },
+    ];
+
+    // Saturation.
+    log(`e2e: burst of ${o.rows.toLocaleString('en')} row changes`);
+    const base = await delivered();
+    let burstLoad: LoadTotals | undefined;
+    let burstEnd = 0;
+    const burstStart = Date.now();
+    const burstLatency = await measureLatency({
+      tables: probeTables,
+      // Seconds of latency under a backlog: polls 10 times slower than at the fixed rate, to load PostgreSQL (the target) less.
+      pollMs: 500,
+      load: async (commits) => {
+        burstLoad = await driver.burst(workload, o.rows, commits);
+        await waitFor(async () => (await delivered()) - base >= burstLoad!.rows, 1_800_000);
+        burstEnd = Date.now();
+      },
+    });
+    const burstSeconds = (burstEnd - burstStart) / 1000;
+    const e2eRate = Math.round(burstLoad!.rows / burstSeconds);
+    log(`e2e: burst: ${burstLoad!.rows.toLocaleString('en')} row changes (${burstLoad!.transactions.toLocaleString('en')} transactions, committed in ${burstLoad!.seconds.toFixed(1)} s) in PostgreSQL after ${burstSeconds.toFixed(1)} s = ${e2eRate.toLocaleString('en')} rows/s; latency p50 ${burstLatency.p50} ms, p95 ${burstLatency.p95} ms, p99 ${burstLatency.p99} ms`);
+    await sleep(2000);
+
+    // Fixed rate.
+    log(`e2e: ${o.rate.toLocaleString('en')} row changes/s for ${o.seconds} s`);
+    const steadyBase = await delivered();
+    let steadyLoad: (LoadTotals & { offered_rows_per_s: number; late_ticks: number }) | undefined;
+    const steadyStart = Date.now();
+    const steady: LatencyFigures = await measureLatency({
+      tables: probeTables,
+      originMs: steadyStart,
+      load: async (commits) => {
+        steadyLoad = await driver.steady(workload, o.rate, o.seconds, commits);
+        await waitFor(async () => (await delivered()) - steadyBase >= steadyLoad!.rows, 900_000);
+      },
+    });
+    log(`e2e: fixed rate: ${steadyLoad!.offered_rows_per_s.toLocaleString('en')} rows/s offered (${steadyLoad!.late_ticks} late ticks); latency of ${steady.rows.toLocaleString('en')} inserted rows p50 ${steady.p50} ms, p95 ${steady.p95} ms, p99 ${steady.p99} ms, max ${steady.max} ms${steady.missing ? `; ${steady.missing} rows never arrived` : ''}`);
+
+    const rss = { cdc_reader: peakRssMiB(reader.pid!), transformer: peakRssMiB(transformer.pid!), sink: peakRssMiB(sink.pid!) };
+    log(`e2e: peak RSS MiB: ${JSON.stringify(rss)}`);
+    return {
+      e2e_rows_per_s: e2eRate,
+      burst: {
+        rows: burstLoad!.rows,
+        transactions: burstLoad!.transactions,
+        seconds: burstSeconds,
+        commit_seconds: burstLoad!.seconds,
+        latency_ms: { p50: burstLatency.p50, p95: burstLatency.p95, p99: burstLatency.p99, max: burstLatency.max, rows: burstLatency.rows },
+      },
+      e2e_latency_ms: { p50: steady.p50, p95: steady.p95, p99: steady.p99 },
+      steady: {
+        offered_rows_per_s: steadyLoad!.offered_rows_per_s,
+        rows: steadyLoad!.rows,
+        transactions: steadyLoad!.transactions,
+        seconds: steadyLoad!.seconds,
+        late_ticks: steadyLoad!.late_ticks,
+        latency_rows: steady.rows,
+        latency_missing: steady.missing,
+        max_ms: steady.max,
+        mean_ms: steady.mean,
+        probe_polls: steady.polls,
+        probe_mean_poll_ms: steady.mean_poll_ms,
+      },
+      latency_series: steady.per_second,
+      latency_windows: windowed(steady.series),
+      rss_mib: rss,
+      preloaded,
+      series: steady.series,
+    };
+  } finally {
+    await driver.close();
+    await run.tearDown();
+    await deleteRunTopics(run.prefix);
   }
-  await waitFor(async () => (await count()) >= ROWS, 1_800_000);
-  const burstSeconds = (Date.now() - started) / 1000;
-  console.log(`burst: ${ROWS} rows from MariaDB to PostgreSQL in ${burstSeconds.toFixed(1)} s = ${Math.round(ROWS / burstSeconds)} rows/s`);
+}
 
-  console.log(`steady: ${RATE} rows/s for ${SECONDS} s`);
-  const before = await latencyBuckets(sink);
-  const tick = 100;
-  const perTick = Math.round((RATE * tick) / 1000);
-  let next = ROWS + 1;
-  const steadyStart = Date.now();
-  for (let t = 0; t < (SECONDS * 1000) / tick; t++) {
-    const due = steadyStart + t * tick;
-    if (Date.now() < due) await new Promise((r) => setTimeout(r, due - Date.now()));
-    await run.source.query(`INSERT INTO \`${run.civilDb}\`.citizens VALUES ${Array.from({ length: perTick }, (_, i) => row(next + i)).join(', ')}`);
-    next += perTick;
-  }
-  const achieved = Math.round((next - ROWS - 1) / ((Date.now() - steadyStart) / 1000));
-  await waitFor(async () => (await count()) >= next - 1, 600_000);
-  const after = await latencyBuckets(sink);
-  const p50 = quantile(before, after, 0.5);
-  const p99 = quantile(before, after, 0.99);
-  console.log(`steady: ${achieved} rows/s offered; latency MariaDB commit -> PostgreSQL commit p50 <= ${p50} s, p99 <= ${p99} s (histogram bounds)`);
-
-  const rss = { cdc_reader: peakRssMiB(reader.pid!), transformer: peakRssMiB(transformer.pid!), sink: peakRssMiB(sink.pid!) };
-  console.log(`peak RSS MiB: ${JSON.stringify(rss)}`);
+if (isMain(import.meta.url)) {
+  const { values: args } = parseArgs({ options: { rows: { type: 'string', default: '100000' }, rate: { type: 'string', default: '5000' }, seconds: { type: 'string', default: '30' } } });
+  const { series: _series, ...f } = await measureE2e({ rows: Number(args.rows), rate: Number(args.rate), seconds: Number(args.seconds) });
   writeResults({
-    e2e_rows_per_s: Math.round(ROWS / burstSeconds),
-    p50_ms: p50 * 1000,
-    p99_ms: p99 * 1000,
-    rss_mib: rss,
-    e2e_bench: { rows: ROWS, burst_seconds: burstSeconds, steady_rate_offered: achieved, steady_seconds: SECONDS, departments_in_transformer: 2 },
+    e2e_rows_per_s: f.e2e_rows_per_s,
+    e2e_latency_ms: f.e2e_latency_ms,
+    rss_mib: f.rss_mib,
+    e2e_bench: f,
   });
-} finally {
-  await run.tearDown();
 }

@@ -5,26 +5,35 @@
  */
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { stack } from '../test/support/stack.js';
+import { isMain } from './support.js';
 
-const kafka = new Kafka({ clientId: 'bench-kafkajs', brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING });
-const admin = kafka.admin();
-await admin.connect();
-const topic = `bench-kafkajs-${Date.now()}`;
-await admin.createTopics({ topics: [{ topic, numPartitions: 3 }] });
-const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
-await producer.connect();
-try {
-  for (const size of [1200, 600, 300]) {
-    const value = Buffer.alloc(size, 120);
-    const total = 100_000;
-    const started = Date.now();
-    for (let i = 0; i < total; i += 5000) {
-      await producer.sendBatch({ acks: -1, topicMessages: [{ topic, messages: Array.from({ length: 5000 }, (_, j) => ({ key: `{"id":"${i + j}"}`, value })) }] });
+/** Messages/s by message size in bytes. */
+export async function measureKafkajsCeiling(o: { messages?: number; sizes?: number[] } = {}, log: (line: string) => void = console.log): Promise<Record<number, number>> {
+  const kafka = new Kafka({ clientId: 'bench-kafkajs', brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  const topic = `bench-kafkajs-${Date.now()}`;
+  await admin.createTopics({ topics: [{ topic, numPartitions: 3 }] });
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  const out: Record<number, number> = {};
+  try {
+    for (const size of o.sizes ?? [1200, 600, 300]) {
+      const value = Buffer.alloc(size, 120);
+      const total = o.messages ?? 100_000;
+      const started = Date.now();
+      for (let i = 0; i < total; i += 5000) {
+        await producer.sendBatch({ acks: -1, topicMessages: [{ topic, messages: Array.from({ length: 5000 }, (_, j) => ({ key: `{"id":"${i + j}"}`, value })) }] });
+      }
+      out[size] = Math.round(total / ((Date.now() - started) / 1000));
+      log(`${size}-byte messages: ${out[size]} messages/s`);
     }
-    console.log(`${size}-byte messages: ${Math.round(total / ((Date.now() - started) / 1000))} messages/s`);
+  } finally {
+    await producer.disconnect();
+    await admin.deleteTopics({ topics: [topic] });
+    await admin.disconnect();
   }
-} finally {
-  await producer.disconnect();
-  await admin.deleteTopics({ topics: [topic] });
-  await admin.disconnect();
+  return out;
 }
+
+if (isMain(import.meta.url)) await measureKafkajsCeiling();

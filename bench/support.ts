@@ -1,5 +1,10 @@
 /** What the benchmarks share: process memory, metrics, waiting, sample data, the results file. */
+import { randomInt } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
+import { stack } from '../test/support/stack.js';
 import type { ServiceProcess } from '../test/support/service-process.js';
 
 /** Peak resident set size of a process (VmHWM), MiB. */
@@ -55,4 +60,67 @@ export function writeResults(fields: Record<string, unknown>): void {
   if (fields.rss_mib) merged.rss_mib = { ...previous.rss_mib, ...(fields.rss_mib as object) };
   writeFileSync(file, JSON.stringify(merged, null, 2) + '\n');
   console.log(`wrote ${file}`);
+}
+
+/** True when `moduleUrl` (import.meta.url) is the script node was started with, not an import. */
+export function isMain(moduleUrl: string): boolean {
+  return process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(moduleUrl);
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Median of the numbers (mean of the middle two for an even count); NaN for none. */
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Nearest-rank quantile of sorted numbers. */
+export function quantileOf(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+/**
+ * Rate of a growing counter: samples it every `everyMs` until `done(value)`, and divides the
+ * growth from the first sample that moved to the last one by the time in between, so the
+ * start-up of the process (before its first unit of work) is left out. BENCH_TRACE=1 prints
+ * every sample.
+ */
+export async function sustainedRate(read: () => Promise<number>, done: (value: number) => Promise<boolean>, timeoutMs: number, everyMs = 200): Promise<{ rate: number; seconds: number; first: number; last: number }> {
+  const deadline = Date.now() + timeoutMs;
+  let start: { t: number; v: number } | undefined;
+  let previous = { t: Date.now(), v: await read() };
+  for (;;) {
+    await sleep(everyMs);
+    const now = { t: Date.now(), v: await read() };
+    if (process.env.BENCH_TRACE) console.log(`  sample +${now.t - previous.t} ms: ${now.v}`);
+    // The interval in which it first moved counts whole: work may have begun right after the previous sample.
+    if (!start && now.v > previous.v) start = previous;
+    previous = now;
+    if (await done(now.v)) break;
+    if (Date.now() > deadline) throw new Error('benchmark step timed out');
+  }
+  start ??= previous;
+  const seconds = Math.max(0.001, (previous.t - start.t) / 1000);
+  return { rate: (previous.v - start.v) / seconds, seconds, first: start.v, last: previous.v };
+}
+
+/** A replica server id for a bench pipeline, random so that runs and tests on the same source never collide. */
+export const benchServerId = () => randomInt(100_000, 2 ** 31);
+
+/** Deletes the Kafka topics of a run (`<prefix>.…`), so repeated benchmarks do not fill the broker's disk; best effort. */
+export async function deleteRunTopics(prefix: string): Promise<void> {
+  const admin = new Kafka({ clientId: 'bench-cleanup', brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING }).admin();
+  try {
+    await admin.connect();
+    const names = (await admin.listTopics()).filter((t) => t.startsWith(`${prefix}.`));
+    if (names.length) await admin.deleteTopics({ topics: names });
+  } catch (err) {
+    console.warn(`could not delete the topics of ${prefix}: ${(err as Error).message}`);
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
 }

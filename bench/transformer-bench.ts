@@ -1,21 +1,33 @@
 /**
- * Transformer benchmark on the local stack: change events of `citizens` through every
- * department's grant (name and birth date masked, phone tokenized, ID card encrypted,
- * the rest passed) and Avro encoding into share topics, in Kafka transactions; with 1, 3
- * and 10 departments. Reports raw events/s, share records/s and the transformer's peak RSS.
- *   npm run bench:transformer -- [--rows 200000] [--departments 1,3,10]
+ * Transformer benchmark on the local stack: the raw topics are filled once (a snapshot of
+ * citizens and bus-card taps, then the smart-city mix of bench/workload.ts through the
+ * binlog), then a transformer works through that backlog with 1, 3 and 10 departments,
+ * each department granted both tables (citizens: name and birth date masked, phone
+ * tokenized, ID card envelope-encrypted, the rest passed; taps: card number tokenized,
+ * the rest passed), Avro-encoded, registry-checked and written in Kafka transactions.
+ * Every pass uses new department names, so it starts again from the beginning of the raw
+ * topics. Reports raw events/s, share records/s (from the first record out to the last)
+ * and the transformer's peak RSS.
+ *   npm run bench:transformer -- [--rows 100000] [--departments 1,3,10] [--runs 1]
  * Writes bench/results/latest.json (merged with other benches' fields).
  */
 import { parseArgs } from 'node:util';
 import { FileKeyring } from '@cityshare/shared';
-import { CITIZEN_CLASSES, PipelineRun } from '../test/support/pipeline-run.js';
+import { PipelineRun } from '../test/support/pipeline-run.js';
 import { stack } from '../test/support/stack.js';
-import { MemorySampler, fillCitizens, metric, peakRssMiB, waitFor, writeResults } from './support.js';
+import { LoadDriver, Workload, benchTables, loadTables, preload, preloadFor } from './workload.js';
+import { benchServerId, deleteRunTopics, MemorySampler, isMain, median, metric, peakRssMiB, sustainedRate, waitFor, writeResults } from './support.js';
 
-const { values: args } = parseArgs({ options: { rows: { type: 'string', default: '200000' }, departments: { type: 'string', default: '1,3,10' } } });
-const ROWS = Number(args.rows);
+export interface TransformerOptions {
+  /** Raw change events in the backlog: about 40% citizens and 10% taps by snapshot, 50% the mix. */
+  rows: number;
+  departments: number[];
+  /** Passes per department count (the backlog is filled once). */
+  runs: number;
+}
 
-interface Result {
+export interface TransformerPass {
+  run: number;
   departments: number;
   events_per_s: number;
   records_per_s: number;
@@ -24,54 +36,99 @@ interface Result {
   peak_memory_mib: Record<string, number>;
 }
 
-async function measure(departments: number): Promise<Result> {
+export interface TransformerFigures {
+  raw_events: number;
+  /** Median records/s per department count, keyed d1, d3, d10. */
+  transformer_records_per_s: Record<string, number>;
+  passes: TransformerPass[];
+  rss_mib: number;
+}
+
+export async function measureTransformer(o: TransformerOptions, log: (line: string) => void = console.log): Promise<TransformerFigures> {
   const run = new PipelineRun();
   await run.setUp();
+  const driver = LoadDriver.open();
+  const serverId = benchServerId();
   try {
-    const names = Array.from({ length: departments }, (_, i) => `dept${i + 1}`);
-    FileKeyring.ensure(run.keyringFile, names.map((n) => `department:${n}`));
-    const pipelineFile = run.writePipelineFile('bench-pipeline.yaml', {
-      serverId: 5501,
-      tables: [{ name: `${run.civilDb}.citizens`, columns: CITIZEN_CLASSES }],
-      departments: names.map((name) => ({
-        name,
-        target: { kind: 'postgres', url: stack.postgresUrl, schema: `${run.id}_${name}` },
-        grants: [{
-          table: `cityhub.${run.civilDb}.citizens`,
-          columns: { id: 'pass', name: { mask: 'name' }, phone: 'tokenize', id_card: 'encrypt', birth_date: { mask: 'date_to_year' }, district: 'pass', registered_at: 'pass' },
-        }],
-      })),
-    });
-    const env = { CITYSHARE_PIPELINE: pipelineFile };
-    await run.source.query(fillCitizens(`\`${run.civilDb}\`.citizens`, 1, ROWS));
-    const reader = await run.start('cdc-reader', env);
-    await waitFor(async () => (await metric(reader, 'cityshare_reader_snapshot_rows_total')) >= ROWS && (await metric(reader, 'cityshare_reader_queue_bytes')) === 0, 1_800_000);
+    const readerEnv = { CITYSHARE_PIPELINE: run.writePipelineFile('transformer-bench-reader.yaml', { serverId, tables: benchTables(run) }) };
+    const mixRows = Math.round(o.rows / 2);
+    const need = preloadFor(mixRows);
+    const snapshot = { citizens: Math.max(Math.round(o.rows * 0.4), need.citizens), taps: Math.max(Math.round(o.rows * 0.1), need.taps) };
+    await preload(run, snapshot);
+    const reader = await run.start('cdc-reader', readerEnv);
+    await waitFor(async () => (await metric(reader, 'cityshare_reader_snapshot_rows_total')) >= snapshot.citizens + snapshot.taps && (await metric(reader, 'cityshare_reader_queue_bytes')) === 0, 1_800_000);
+    const load = await driver.burst(new Workload(loadTables(run), snapshot), mixRows);
+    await waitFor(async () => (await metric(reader, 'cityshare_reader_events_total')) >= load.rows && (await metric(reader, 'cityshare_reader_queue_bytes')) === 0, 1_800_000);
+    const rawEvents = snapshot.citizens + snapshot.taps + load.rows;
+    await reader.stop();
+    log(`transformer: raw topics hold ${rawEvents.toLocaleString('en')} change events (${snapshot.citizens + snapshot.taps} by snapshot, ${load.rows} of the mix in ${load.transactions} transactions)`);
 
-    // The raw topic now holds every event: the transformer works through the backlog.
-    const memory = new MemorySampler();
-    const transformer = await run.start('transformer', env);
-    const started = Date.now();
-    await waitFor(async () => (await memory.sample(transformer), await metric(transformer, 'cityshare_transformer_records_out_total')) >= ROWS * departments, 1_800_000);
-    const seconds = (Date.now() - started) / 1000;
-    const result = {
-      departments,
-      events_per_s: Math.round(ROWS / seconds),
-      records_per_s: Math.round((ROWS * departments) / seconds),
-      seconds,
-      peak_rss_mib: peakRssMiB(transformer.pid!),
-      peak_memory_mib: memory.peak,
+    const passes: TransformerPass[] = [];
+    for (let r = 1; r <= o.runs; r++) {
+      for (const departments of o.departments) {
+        // Names unique per pass: new consumer groups, share topics and transactional ids.
+        const names = Array.from({ length: departments }, (_, i) => `b${r}_${departments}_d${i + 1}`);
+        FileKeyring.ensure(run.keyringFile, names.map((n) => `department:${n}`));
+        const pipelineFile = run.writePipelineFile(`transformer-bench-${r}-${departments}.yaml`, {
+          serverId,
+          tables: benchTables(run),
+          departments: names.map((name) => ({
+            name,
+            target: { kind: 'postgres', url: stack.postgresUrl, schema: `${run.id}_${name}` },
+            grants: [
+              {
+                table: `cityhub.${run.civilDb}.citizens`,
+                columns: { id: 'pass', name: { mask: 'name' }, phone: 'tokenize', id_card: 'encrypt', birth_date: { mask: 'date_to_year' }, district: 'pass', registered_at: 'pass' },
+              },
+              {
+                table: `cityhub.${run.transportDb}.bus_card_taps`,
+                columns: { id: 'pass', card_no: 'tokenize', route: 'pass', stop_name: 'pass', tapped_at: 'pass', fare: 'pass' },
+              },
+            ],
+          })),
+        });
+        const memory = new MemorySampler();
+        const transformer = await run.start('transformer', { CITYSHARE_PIPELINE: pipelineFile, TRANSFORMER_INSTANCE_ID: `${run.id}-${r}-${departments}` });
+        const expected = rawEvents * departments;
+        const rate = await sustainedRate(
+          async () => (await memory.sample(transformer), await metric(transformer, 'cityshare_transformer_records_out_total')),
+          async (v) => v >= expected,
+          1_800_000,
+        );
+        const pass: TransformerPass = {
+          run: r,
+          departments,
+          events_per_s: Math.round(rate.rate / departments),
+          records_per_s: Math.round(rate.rate),
+          seconds: rate.seconds,
+          peak_rss_mib: peakRssMiB(transformer.pid!),
+          peak_memory_mib: memory.peak,
+        };
+        await transformer.stop();
+        passes.push(pass);
+        log(`transformer: run ${r}, ${departments} department(s): ${pass.events_per_s.toLocaleString('en')} events/s, ${pass.records_per_s.toLocaleString('en')} share records/s, peak RSS ${pass.peak_rss_mib} MiB`);
+      }
+    }
+    return {
+      raw_events: rawEvents,
+      transformer_records_per_s: Object.fromEntries(o.departments.map((d) => [`d${d}`, Math.round(median(passes.filter((p) => p.departments === d).map((p) => p.records_per_s)))])),
+      passes,
+      rss_mib: Math.max(...passes.map((p) => p.peak_rss_mib)),
     };
-    console.log(`${departments} department(s): ${ROWS} events in ${seconds.toFixed(1)} s = ${result.events_per_s} events/s, ${result.records_per_s} share records/s, peak RSS ${result.peak_rss_mib} MiB`);
-    return result;
   } finally {
+    await driver.close();
     await run.tearDown();
+    await deleteRunTopics(run.prefix);
+    // The per-pass department schemas were never written to (no sink runs).
   }
 }
 
-const results: Result[] = [];
-for (const n of args.departments.split(',').map(Number)) results.push(await measure(n));
-writeResults({
-  transformer_records_per_s: Object.fromEntries(results.map((r) => [`departments_${r.departments}`, r.records_per_s])),
-  rss_mib: { transformer: Math.max(...results.map((r) => r.peak_rss_mib)) },
-  transformer_bench: { rows: ROWS, runs: results },
-});
+if (isMain(import.meta.url)) {
+  const { values: args } = parseArgs({ options: { rows: { type: 'string', default: '100000' }, departments: { type: 'string', default: '1,3,10' }, runs: { type: 'string', default: '1' } } });
+  const f = await measureTransformer({ rows: Number(args.rows), departments: args.departments.split(',').map(Number), runs: Number(args.runs) });
+  writeResults({
+    transformer_records_per_s: f.transformer_records_per_s,
+    rss_mib: { transformer: f.rss_mib },
+    transformer_bench: f,
+  });
+}

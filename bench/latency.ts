@@ -1,0 +1,167 @@
+/**
+ * Per-row latency, MariaDB commit to department PostgreSQL row, measured the same way for
+ * our pipeline and for a peer (bench/peer/): the load side records when each inserted
+ * row's transaction committed; the probe of bench/peer/latency-probe.ts polls each target
+ * table for those ids and takes the time the poll that first returned a row was issued as
+ * its arrival (an upper bound by at most one poll interval, 50 ms by default).
+ *
+ * `measureLatency` runs a load and one LatencyProbe per target table, and returns the
+ * figures over the rows of all tables. Quantiles over several tables need the per-row
+ * observations, which LatencyProbe keeps in a private field: they are read from it when
+ * it is there (`probeSamples`), else each figure is the worst of the tables' figures.
+ */
+import { stack } from '../test/support/stack.js';
+import { LatencyProbe, type LatencyReport } from './peer/latency-probe.js';
+import { quantileOf } from './support.js';
+
+/** Load side: where it reports the commit of inserted rows (ids firstId .. firstId+count-1 of a source table). */
+export interface CommitRecorder {
+  record(table: string, firstId: number, count: number, atMs: number): void;
+}
+
+export interface ProbeTable {
+  /** Source table name as the load side records it (e.g. "citizens"). */
+  source: string;
+  /** Quoted, schema-qualified PostgreSQL table, e.g. `"t1234_dept_health"."citizens"`. */
+  target: string;
+  /** Integer key column in the target table; "id" unless told. */
+  idColumn?: string;
+}
+
+export interface LatencySample {
+  /** Seconds from `originMs` to the row's commit. */
+  t_s: number;
+  latency_ms: number;
+}
+
+export interface LatencyFigures {
+  rows: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+  mean: number;
+  /** Per row in commit order when the probe's observations could be read; else per-second means. */
+  series: LatencySample[];
+  /** Mean latency per second of commit time (as the probe reports it; the peer's series is the same). */
+  per_second: Array<{ t_s: number; latency_ms: number; max_ms: number; rows: number }>;
+  /** Rows recorded on the load side that had not arrived when the probe stopped (0 normally). */
+  missing: number;
+  polls: number;
+  mean_poll_ms: number;
+  /** Figures per target table, as the probe reported them. */
+  tables: Record<string, Omit<LatencyReport, 'series'>>;
+}
+
+export interface MeasureLatencyOptions {
+  tables: ProbeTable[];
+  /** Runs the load, reporting inserted rows to `commits`; the probes wait for it, then for every row. */
+  load: (commits: CommitRecorder) => Promise<void>;
+  /** t_s = 0 of the series; the start of `load` unless given. */
+  originMs?: number;
+  /** Poll interval of each probe, ms (the probe's default, 50, unless given). */
+  pollMs?: number;
+  /** After the load has finished: how long to wait for the last rows. */
+  timeoutMs?: number;
+  postgresUrl?: string;
+}
+
+/** Per-row observations of a LatencyProbe, if its (private) field can be read. */
+function probeSamples(probe: LatencyProbe): Array<{ committedAt: number; latency: number }> | undefined {
+  const observed = (probe as unknown as { observed?: unknown }).observed;
+  return Array.isArray(observed) ? (observed as Array<{ committedAt: number; latency: number }>) : undefined;
+}
+
+/** Runs `load` and measures when each row it recorded arrives in PostgreSQL; see the file comment. */
+export async function measureLatency(o: MeasureLatencyOptions): Promise<LatencyFigures> {
+  const probes = new Map<string, LatencyProbe>();
+  for (const t of o.tables) {
+    probes.set(t.source, new LatencyProbe({ connectionString: o.postgresUrl ?? stack.postgresUrl, table: t.target, ...(t.idColumn ? { idColumn: t.idColumn } : {}), ...(o.pollMs ? { intervalMs: o.pollMs } : {}) }));
+  }
+  const reports = new Map<string, LatencyReport>();
+  const origin = o.originMs ?? Date.now();
+  let firstCommit = Infinity;
+  try {
+    for (const p of probes.values()) await p.start();
+    await o.load({
+      record(table, firstId, count, atMs) {
+        const probe = probes.get(table);
+        if (!probe) throw new Error(`latency probe: no target table for ${table}`);
+        probe.expect(firstId, firstId + count - 1, atMs);
+        firstCommit = Math.min(firstCommit, atMs);
+      },
+    });
+    for (const p of probes.values()) await p.waitForAll(o.timeoutMs ?? 600_000);
+  } finally {
+    for (const [table, p] of probes) reports.set(table, await p.stop());
+  }
+
+  const raw = [...probes.values()].map(probeSamples);
+  const all = reports.size > 0 ? [...reports.values()] : [];
+  const perSecond = new Map<number, { sum: number; max: number; rows: number }>();
+  let series: LatencySample[] = [];
+  let figures: Pick<LatencyFigures, 'rows' | 'p50' | 'p95' | 'p99' | 'max' | 'mean'>;
+  if (raw.every((r) => r !== undefined)) {
+    const samples = raw.flatMap((r) => r!);
+    series = samples.map((s) => ({ t_s: (s.committedAt - origin) / 1000, latency_ms: s.latency })).sort((a, b) => a.t_s - b.t_s);
+    const sorted = series.map((s) => s.latency_ms).sort((a, b) => a - b);
+    figures = {
+      rows: sorted.length,
+      p50: quantileOf(sorted, 0.5),
+      p95: quantileOf(sorted, 0.95),
+      p99: quantileOf(sorted, 0.99),
+      max: sorted.at(-1) ?? NaN,
+      mean: sorted.length ? Math.round(sorted.reduce((a, b) => a + b, 0) / sorted.length) : NaN,
+    };
+    for (const s of samples) {
+      const t = Math.floor((s.committedAt - firstCommit) / 1000);
+      const b = perSecond.get(t) ?? { sum: 0, max: 0, rows: 0 };
+      b.sum += s.latency;
+      b.max = Math.max(b.max, s.latency);
+      b.rows++;
+      perSecond.set(t, b);
+    }
+  } else {
+    const worst = (k: 'p50_ms' | 'p95_ms' | 'p99_ms' | 'max_ms') => Math.max(...all.filter((r) => r.count > 0).map((r) => r[k]));
+    const rows = all.reduce((a, r) => a + r.count, 0);
+    figures = { rows, p50: worst('p50_ms'), p95: worst('p95_ms'), p99: worst('p99_ms'), max: worst('max_ms'), mean: Math.round(all.reduce((a, r) => a + r.mean_ms * r.count, 0) / Math.max(1, rows)) };
+    for (const r of all) {
+      for (const s of r.series) {
+        const b = perSecond.get(s.t_s) ?? { sum: 0, max: 0, rows: 0 };
+        b.sum += s.mean_ms * s.count;
+        b.max = Math.max(b.max, s.max_ms);
+        b.rows += s.count;
+        perSecond.set(s.t_s, b);
+      }
+    }
+  }
+  const per_second = [...perSecond.entries()].sort((a, b) => a[0] - b[0]).map(([t_s, b]) => ({ t_s, latency_ms: Math.round(b.sum / b.rows), max_ms: b.max, rows: b.rows }));
+  if (series.length === 0) series = per_second.map((p) => ({ t_s: p.t_s + 0.5, latency_ms: p.latency_ms }));
+  const polls = all.reduce((a, r) => a + r.polls, 0);
+  return {
+    ...figures,
+    series,
+    per_second,
+    missing: all.reduce((a, r) => a + r.missing, 0),
+    polls,
+    mean_poll_ms: Math.round((all.reduce((a, r) => a + r.mean_poll_ms * r.polls, 0) / Math.max(1, polls)) * 10) / 10,
+    tables: Object.fromEntries([...reports].map(([table, { series: _series, ...rest }]) => [table, rest])),
+  };
+}
+
+/** Per-window quantiles of a latency series (for the JSON results and the chart). */
+export function windowed(series: LatencySample[], windowS = 0.5): Array<{ t_s: number; latency_ms: number; p99_ms: number; rows: number }> {
+  const windows = new Map<number, number[]>();
+  for (const s of series) {
+    const w = Math.floor(s.t_s / windowS);
+    let list = windows.get(w);
+    if (!list) windows.set(w, (list = []));
+    list.push(s.latency_ms);
+  }
+  return [...windows.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([w, list]) => {
+      const sorted = list.sort((a, b) => a - b);
+      return { t_s: Number(((w + 0.5) * windowS).toFixed(3)), latency_ms: quantileOf(sorted, 0.5), p99_ms: quantileOf(sorted, 0.99), rows: sorted.length };
+    });
+}

@@ -1,0 +1,267 @@
+/**
+ * The whole benchmark suite: cdc-reader (snapshot once, binlog runs), transformer (1, 3 and
+ * 10 departments), end to end (saturation burst and a fixed rate) and, unless --no-peer,
+ * the Debezium peer (bench/peer/debezium.ts) on the same machine; each figure the median
+ * of --runs runs. Checks the DESIGN.md performance targets and writes
+ *   bench/results/latest.json  every figure, per-run raw figures, machine and versions
+ *   bench/results/latest.md    the table: figure, ours, Debezium, ratio, target, verdict
+ *   bench/results/latency.png  latency over time at the fixed rate, ours and Debezium
+ *
+ *   npm run bench -- [--runs 3] [--quick] [--no-peer] [--peer-runs N] [--only reader,transformer,e2e,peer]
+ *                    [--snapshot-rows N] [--reader-rows N] [--transformer-rows N] [--departments 1,3,10]
+ *                    [--e2e-rows N] [--rate 5000] [--seconds 20] [--peer-rows N]
+ * Default sizes fit the whole suite in under 30 minutes on the project's 2-core machine;
+ * --quick is a smoke run of a few minutes (1 run, small sizes).
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { writeLatencyChart, type ChartLine } from './chart.js';
+import { measureE2e, type E2eResult } from './e2e-bench.js';
+import { measureReader, type ReaderFigures } from './reader-bench.js';
+import { checkTargets, machineInfo, markdown, peerRatios, type PeerSummary, type Quantiles, type SuiteFigures } from './report.js';
+import { median } from './support.js';
+import { measureTransformer, type TransformerFigures } from './transformer-bench.js';
+
+/** What bench/peer/debezium.ts returns (its `runDebeziumPeer`). */
+export interface PeerFigures {
+  e2e_rows_per_s: number;
+  e2e_latency_ms: { p50: number; p95: number; p99: number };
+  reader_rows_per_s?: number;
+  snapshot_rows_per_s?: number;
+  rss_mib: Record<string, number>;
+  latency_series: Array<{ t_s: number; latency_ms: number }>;
+  versions: Record<string, string>;
+}
+type RunPeer = (o: { rows: number; rate: number; seconds: number }) => Promise<PeerFigures>;
+
+const { values: a } = parseArgs({
+  options: {
+    runs: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    'no-peer': { type: 'boolean', default: false },
+    'peer-runs': { type: 'string' },
+    only: { type: 'string' },
+    'snapshot-rows': { type: 'string' },
+    'reader-rows': { type: 'string' },
+    'transformer-rows': { type: 'string' },
+    departments: { type: 'string' },
+    'e2e-rows': { type: 'string' },
+    rate: { type: 'string' },
+    seconds: { type: 'string' },
+    'peer-rows': { type: 'string' },
+  },
+});
+
+// Budget for the default sizes on 2 cores, extrapolated from --quick runs with the mix and
+// other work on the machine (snapshot 18-24k rows/s, binlog 7-18k rows/s, transformer 4-6k
+// records/s, e2e 2.5-3k rows/s, Debezium peer 0.8-1.4k rows/s, Kafka Connect start 10-20 s):
+// reader 4-6 min (3M-row snapshot once, 3 binlog runs), transformer 3.5-5 min, e2e 5-6 min,
+// peer 6.5-8 min: 19-25 min in all. The suite prints the time of every step.
+const defaults = a.quick
+  ? { runs: 1, snapshot: 100_000, reader: 30_000, transformer: 10_000, e2e: 15_000, rate: 5000, seconds: 10 }
+  : { runs: 3, snapshot: 3_000_000, reader: 200_000, transformer: 20_000, e2e: 60_000, rate: 5000, seconds: 20 };
+const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
+const sizes = {
+  runs: num(a.runs, defaults.runs),
+  snapshot_rows: num(a['snapshot-rows'], defaults.snapshot),
+  reader_rows: num(a['reader-rows'], defaults.reader),
+  transformer_rows: num(a['transformer-rows'], defaults.transformer),
+  departments: (a.departments ?? '1,3,10').split(',').map(Number),
+  e2e_rows: num(a['e2e-rows'], defaults.e2e),
+  rate: num(a.rate, defaults.rate),
+  seconds: num(a.seconds, defaults.seconds),
+  peer_rows: num(a['peer-rows'], num(a['e2e-rows'], defaults.e2e)),
+  peer_runs: 0,
+};
+sizes.peer_runs = num(a['peer-runs'], sizes.runs);
+const steps = new Set((a.only ?? 'reader,transformer,e2e,peer').split(','));
+if (a['no-peer']) steps.delete('peer');
+
+const suiteStart = Date.now();
+const elapsed = () => `${((Date.now() - suiteStart) / 60_000).toFixed(1)} min`;
+const log = (line: string) => console.log(`[${elapsed()}] ${line}`);
+const errors: string[] = [];
+const notes: string[] = [];
+const stepSeconds: Record<string, number> = {};
+
+async function step<T>(name: string, fn: () => Promise<T>): Promise<T | null> {
+  const started = Date.now();
+  log(`== ${name}`);
+  try {
+    return await fn();
+  } catch (err) {
+    const message = `${name}: ${(err as Error).stack ?? String(err)}`;
+    console.error(message);
+    errors.push(`${name}: ${(err as Error).message}`);
+    return null;
+  } finally {
+    stepSeconds[name] = Math.round((Date.now() - started) / 1000);
+    log(`== ${name} took ${stepSeconds[name]} s`);
+  }
+}
+
+async function loadPeer(): Promise<RunPeer | string> {
+  const url = new URL('./peer/debezium.ts', import.meta.url);
+  if (!existsSync(url)) return 'bench/peer/debezium.ts is not there';
+  const mod = (await import(url.href)) as { runDebeziumPeer?: RunPeer };
+  return typeof mod.runDebeziumPeer === 'function' ? mod.runDebeziumPeer : 'bench/peer/debezium.ts exports no runDebeziumPeer';
+}
+
+log(`sizes: ${JSON.stringify(sizes)}; steps: ${[...steps].join(', ')}`);
+const machine = await machineInfo();
+
+const reader: ReaderFigures | null = steps.has('reader')
+  ? await step('reader', () => measureReader({ snapshotRows: sizes.snapshot_rows, burstRows: sizes.reader_rows, runs: sizes.runs }, log))
+  : null;
+
+const transformer: TransformerFigures | null = steps.has('transformer')
+  ? await step('transformer', () => measureTransformer({ rows: sizes.transformer_rows, departments: sizes.departments, runs: sizes.runs }, log))
+  : null;
+
+const e2eRuns: E2eResult[] = [];
+if (steps.has('e2e')) {
+  for (let r = 1; r <= sizes.runs; r++) {
+    const res = await step(`e2e run ${r}`, () => measureE2e({ rows: sizes.e2e_rows, rate: sizes.rate, seconds: sizes.seconds }, log));
+    if (res) e2eRuns.push(res);
+  }
+}
+
+const peerRuns: PeerFigures[] = [];
+let peerSkipped: string | undefined;
+if (steps.has('peer')) {
+  const peer = await loadPeer().catch((err: Error) => `bench/peer/debezium.ts failed to load: ${err.message}`);
+  if (typeof peer === 'string') {
+    peerSkipped = peer;
+    log(`peer: skipped (${peer})`);
+  } else {
+    for (let r = 1; r <= sizes.peer_runs; r++) {
+      const res = await step(`Debezium peer run ${r}`, () => peer({ rows: sizes.peer_rows, rate: sizes.rate, seconds: sizes.seconds }));
+      if (res) peerRuns.push(res);
+    }
+  }
+} else {
+  peerSkipped = a['no-peer'] ? '--no-peer' : 'not in --only';
+}
+
+// Medians over the runs.
+const medianOf = (values: number[]) => (values.length ? Math.round(median(values)) : null);
+const quantiles = (list: Quantiles[]): Quantiles | null =>
+  list.length ? { p50: medianOf(list.map((q) => q.p50))!, p95: medianOf(list.map((q) => q.p95))!, p99: medianOf(list.map((q) => q.p99))! } : null;
+const rss: Record<string, number> = {};
+const peak = (name: string, v: number | undefined) => {
+  if (v !== undefined && Number.isFinite(v)) rss[name] = Math.max(rss[name] ?? 0, v);
+};
+peak('cdc_reader', reader?.rss_mib);
+peak('transformer', transformer?.rss_mib);
+for (const r of e2eRuns) for (const [k, v] of Object.entries(r.rss_mib)) peak(k, v);
+
+let debezium: PeerSummary | null = null;
+if (peerRuns.length) {
+  const opt = (k: 'reader_rows_per_s' | 'snapshot_rows_per_s') => {
+    const v = peerRuns.map((p) => p[k]).filter((x): x is number => typeof x === 'number');
+    return v.length ? { [k]: medianOf(v)! } : {};
+  };
+  const peerRss: Record<string, number> = {};
+  for (const p of peerRuns) for (const [k, v] of Object.entries(p.rss_mib)) peerRss[k] = Math.max(peerRss[k] ?? 0, v);
+  debezium = {
+    e2e_rows_per_s: medianOf(peerRuns.map((p) => p.e2e_rows_per_s))!,
+    e2e_latency_ms: quantiles(peerRuns.map((p) => p.e2e_latency_ms))!,
+    ...opt('reader_rows_per_s'),
+    ...opt('snapshot_rows_per_s'),
+    rss_mib: peerRss,
+    versions: peerRuns[0]!.versions,
+  };
+}
+
+const figures: SuiteFigures = {
+  reader_rows_per_s: reader?.reader_rows_per_s ?? null,
+  snapshot_rows_per_s: reader?.snapshot_rows_per_s ?? null,
+  snapshot_rows: reader?.snapshot_rows ?? null,
+  transformer_records_per_s: transformer?.transformer_records_per_s ?? null,
+  e2e_rows_per_s: medianOf(e2eRuns.map((r) => r.e2e_rows_per_s)),
+  e2e_latency_ms: quantiles(e2eRuns.map((r) => r.e2e_latency_ms)),
+  e2e_saturation_latency_ms: quantiles(e2eRuns.map((r) => r.burst.latency_ms)),
+  e2e_offered_rows_per_s: medianOf(e2eRuns.map((r) => r.steady.offered_rows_per_s)),
+  e2e_rate: sizes.rate,
+  rss_mib: rss,
+  peer: { debezium },
+};
+
+// The chart: the run with the median p99 at the fixed rate, of ours and of the peer.
+const medianRun = <T>(list: T[], p99: (x: T) => number): T | undefined => [...list].sort((x, y) => p99(x) - p99(y))[(list.length - 1) >> 1];
+const oursChart = medianRun(e2eRuns, (r) => r.e2e_latency_ms.p99);
+const peerChart = medianRun(peerRuns, (p) => p.e2e_latency_ms.p99);
+const centre = (series: Array<{ t_s: number; latency_ms: number }>) => (series.every((s) => Number.isInteger(s.t_s)) ? series.map((s) => ({ ...s, t_s: s.t_s + 0.5 })) : series);
+// The peer's series is the maximum latency of the rows committed in each second (see
+// bench/peer/debezium.ts), so ours is drawn as the same statistic, with our mean beside it.
+const lines: ChartLine[] = [
+  { label: 'cityshare, max per second', color: '#1f6fb4', points: centre((oursChart?.latency_series ?? []).map((s) => ({ t_s: s.t_s, latency_ms: s.max_ms }))) },
+  { label: 'cityshare, mean per second', color: '#1f6fb4', dash: '7 4', points: centre(oursChart?.latency_series ?? []) },
+];
+if (!peerSkipped || peerRuns.length) lines.push({ label: 'Debezium, max per second', color: '#e8710a', points: centre(peerChart?.latency_series ?? []) });
+
+notes.push(
+  'Load: the smart-city mix of bench/workload.ts — 45% bus-card tap inserts (narrow rows, transactions of 15), 15% citizen inserts (wide rows, 5 per transaction), 25% citizen updates in one large transaction per chunk, 3% single-citizen updates, 10% tap deletes in one large purge per chunk, 2% single-citizen deletes.',
+  `Reader: snapshot of ${sizes.snapshot_rows.toLocaleString('en')} citizens measured once (first rows read to last acknowledged); binlog runs of ${sizes.reader_rows.toLocaleString('en')} row changes committed while the reader is stopped, rate from its first to its last event.`,
+  `Transformer: a backlog of ${sizes.transformer_rows.toLocaleString('en')} raw change events (snapshot and mix), each department granted both tables; records/s from the first record out to the last.`,
+  `End to end: reader, transformer (health and Haidian departments) and the health sink; saturation = a burst of ${sizes.e2e_rows.toLocaleString('en')} row changes, first commit to the sink having delivered all; latency per inserted row at ${sizes.rate.toLocaleString('en')} row changes/s for ${sizes.seconds} s, by the probe of bench/peer/latency-probe.ts (poll of PostgreSQL, same method for the peer).`,
+  'Peak RSS (VmHWM): the highest of every process of the service over all benchmarks.',
+);
+if (peerSkipped) notes.push(`Debezium peer not run: ${peerSkipped}.`);
+else notes.push('Debezium peer: load, method and figures as bench/peer/debezium.ts defines them (its own load on the same MariaDB, Kafka and PostgreSQL; latency by the same probe); "faster than Debezium" holds on the same data only while that load is the mix above.');
+
+const date = new Date().toISOString();
+const elapsedS = Math.round((Date.now() - suiteStart) / 1000);
+const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+const targets = checkTargets(figures);
+const ratios = peerRatios(figures);
+const { peer: _peer, ...ours } = figures;
+const results = {
+  date,
+  command,
+  runs: sizes.runs,
+  quick: a.quick,
+  elapsed_s: elapsedS,
+  step_seconds: stepSeconds,
+  machine,
+  ...ours,
+  snapshot_rss_mib: reader?.snapshot_rss_mib ?? null,
+  peer: { debezium: debezium ? { ...debezium, runs: peerRuns.length } : null, ...(peerSkipped ? { skipped: peerSkipped } : {}) },
+  ratios_vs_debezium: ratios,
+  targets,
+  latency_series: { ours: oursChart?.latency_series ?? [], debezium: peerChart?.latency_series ?? [] },
+  sizes,
+  raw: {
+    reader,
+    transformer,
+    e2e: e2eRuns.map(({ series: _series, ...r }) => r),
+    peer: peerRuns.map(({ latency_series: _s, ...p }) => p),
+  },
+  notes,
+  errors,
+};
+
+mkdirSync('bench/results', { recursive: true });
+try {
+  writeLatencyChart('bench/results/latency.png', lines, {
+    title: `End-to-end latency at ${sizes.rate.toLocaleString('en')} row changes/s (${sizes.seconds} s)`,
+    subtitle: `MariaDB commit to department PostgreSQL row, per inserted row; ${machine.cpus} cores, ${date.slice(0, 10)}; ${sizes.runs > 1 ? `of ${sizes.runs} runs, the one with the median p99` : 'one run'}`,
+    xLabel: 'time since the start of the fixed-rate load (s, by commit time of the rows)',
+    yLabel: 'latency (ms)',
+    target: { ms: 1000, label: 'DESIGN target: p99 < 1,000 ms' },
+  });
+} catch (err) {
+  errors.push(`chart: ${(err as Error).message}`);
+  console.error(err);
+}
+
+writeFileSync('bench/results/latest.json', JSON.stringify(results, null, 2) + '\n');
+writeFileSync('bench/results/latest.md', markdown({ date, machine, command, runs: sizes.runs, elapsedS, figures, notes, errors }));
+console.log('\nours / Debezium:');
+if (Object.keys(ratios).length === 0) console.log(`  (peer not run: ${peerSkipped ?? 'every peer run failed'})`);
+for (const [k, v] of Object.entries(ratios)) console.log(`  ${k.padEnd(22)} ${v === null ? '—' : `${v.toFixed(2)}×`}`);
+console.log('\nDESIGN.md targets:');
+for (const t of targets) console.log(`  ${t.pass === null ? 'n/a ' : t.pass ? 'PASS' : 'FAIL'}  ${t.target}: ${t.measured}`);
+if (errors.length) console.log(`\nsteps that failed:\n  ${errors.join('\n  ')}`);
+console.log(`\nwrote bench/results/latest.json, latest.md, latency.png; elapsed ${Math.floor(elapsedS / 60)} min ${elapsedS % 60} s`);
+process.exitCode = errors.length ? 1 : 0;
