@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/ensure-deps.sh
 npx tsc -p tsconfig.json
+npx tsc -p bench/tsconfig.json --noEmit
 npx eslint .
 bash deploy/local/stack.sh up
 npx vitest run "$@"
