@@ -90,6 +90,7 @@ export interface SuiteFigures {
 export interface PeerSummary {
   e2e_rows_per_s: number;
   e2e_latency_ms: Quantiles;
+  e2e_saturation_latency_ms?: Quantiles;
   reader_rows_per_s?: number;
   snapshot_rows_per_s?: number;
   rss_mib: Record<string, number>;
@@ -176,7 +177,7 @@ export function figureRows(f: SuiteFigures): FigureRow[] {
   for (const q of ['p50', 'p95', 'p99'] as const) {
     add(`latency at ${n(f.e2e_rate)} rows/s, ${q}`, f.e2e_latency_ms?.[q], peer?.e2e_latency_ms[q], ' ms', q === 'p99' ? '< 1,000 ms' : '', q === 'p99' ? p99Pass : null);
   }
-  for (const q of ['p50', 'p95', 'p99'] as const) add(`latency at saturation, ${q}`, f.e2e_saturation_latency_ms?.[q], null, ' ms');
+  for (const q of ['p50', 'p95', 'p99'] as const) add(`latency at saturation, ${q}`, f.e2e_saturation_latency_ms?.[q], peer?.e2e_saturation_latency_ms?.[q], ' ms');
   for (const [k, v] of Object.entries(f.rss_mib)) add(`peak RSS, ${k}`, v, null, ' MiB', '< 256 MiB', v < 256);
   if (peer) {
     for (const [k, v] of Object.entries(peer.rss_mib)) add(`peak RSS, Debezium ${k}`, null, v, ' MiB');
@@ -196,7 +197,7 @@ export function peerRatios(f: SuiteFigures): Record<string, number | null> {
     e2e_latency_p99: ratio(f.e2e_latency_ms?.p99, peer.e2e_latency_ms.p99),
     reader_rows_per_s: ratio(f.reader_rows_per_s, peer.reader_rows_per_s),
     snapshot_rows_per_s: ratio(f.snapshot_rows_per_s, peer.snapshot_rows_per_s),
-    rss_mib_total: ratio(sumRss(f.rss_mib), sumRss(peer.rss_mib)),
+    rss_mib_total: Object.keys(f.rss_mib).length ? ratio(sumRss(f.rss_mib), sumRss(peer.rss_mib)) : null,
   };
 }
 

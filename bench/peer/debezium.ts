@@ -1,23 +1,32 @@
 /**
- * Peer mode of the end-to-end benchmark: the workload of bench/e2e-bench.ts run through
- * Debezium instead of cityshare, on the same Kafka broker, MariaDB and PostgreSQL.
+ * Peer mode of the end-to-end benchmark: the workload and the measurements of
+ * bench/e2e-bench.ts and bench/reader-bench.ts run through Debezium instead of cityshare,
+ * on the same Kafka broker, MariaDB and PostgreSQL.
  *
- *   MariaDB `<run>_civil.citizens` -> Debezium MariaDB source connector -> Kafka topic
- *   `<run>.<run>_civil.citizens` (JSON, schemas enabled) -> Debezium JDBC sink -> PostgreSQL
- *   `"<run>_dept_health".citizens` (upsert by record key, table created by schema evolution)
+ *   MariaDB `<run>_civil.citizens`, `<run>_transport.bus_card_taps` -> Debezium MariaDB source
+ *   connector -> Kafka topics `<run>.<db>.<table>` (JSON, schemas enabled) -> Debezium JDBC sink
+ *   -> PostgreSQL `"<run>_dept_health".citizens`, `.bus_card_taps` (upsert and delete by record
+ *   key, tables created by schema evolution)
  *
  * Both connectors run in one Kafka Connect standalone worker (a JVM child process started
- * like bin/connect-standalone.sh would: -Xms256M -Xmx2G, G1). The JVM jars come from Maven
- * Central through bench/peer/debezium/pom.xml (fetched here once; versions are read from
- * that file). What a run measures, after one warm-up row proved the whole path live:
- * 1. burst: `rows` rows in INSERTs of 5,000 (same rows as e2e-bench.ts); time from the first
- *    INSERT until all are in PostgreSQL -> e2e_rows_per_s; until all are on Debezium's topic
- *    (sum of the partitions' high watermarks) -> reader_rows_per_s.
- * 2. steady: `rate` rows/s for `seconds` s, one INSERT per 100 ms; per-row latency from
- *    commit to PostgreSQL with bench/peer/latency-probe.ts -> p50/p95/p99 and a per-second
- *    series (mean latency of the rows committed in that second, t_s from the first commit).
+ * like bin/connect-standalone.sh would: -Xms256M -Xmx2G, G1), its REST API on a free local
+ * port. The JVM jars come from Maven Central through bench/peer/debezium/pom.xml (fetched here
+ * once; versions are read from that file). What a run does, on the smart-city mix of
+ * bench/workload.ts (same Workload, LoadDriver, preload as ours):
+ * 0. preload as e2e-bench.ts; the preloaded rows go through Debezium (snapshot.mode=initial)
+ *    until PostgreSQL holds what MariaDB holds (the warm-up; not timed).
+ * 1. saturation: a burst of `rows` row changes (LoadDriver.burst); time from the start until
+ *    PostgreSQL's content equals MariaDB's (polled every 500 ms, as e2e-bench.ts polls its
+ *    sink) -> e2e_rows_per_s; latency of the inserted rows by measureLatency (500 ms polls).
+ * 2. fixed rate: `rate` row changes/s for `seconds` s (LoadDriver.steady); per-row latency
+ *    of every inserted row, both tables, by bench/latency.ts measureLatency -> p50/p95/p99,
+ *    latency_series (per second of commit time: mean, max, rows; as ours).
+ * 3. reader alone, as reader-bench.ts: sink paused, source connector stopped through the
+ *    Connect REST API (paused if stopping fails), a backlog of `readerRows` row changes
+ *    committed, source resumed; rate from the first 100 ms sample in which Debezium's topics
+ *    grew until they hold the whole backlog -> reader_rows_per_s.
  * Peak RSS is the JVM's VmHWM. Everything the run created (databases, PG schema, topics,
- * the sink's consumer group, temp files) is removed at the end, also after a failure.
+ * the sink's consumer group, temp files) is removed at the end, also after a failure or Ctrl-C.
  *
  * Overrides (optional, JSON objects merged into the generated configs):
  * DEBEZIUM_PEER_WORKER_CONFIG, DEBEZIUM_PEER_SOURCE_CONFIG, DEBEZIUM_PEER_SINK_CONFIG;
@@ -30,22 +39,39 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
+import type pg from 'pg';
 import { PipelineRun } from '../../test/support/pipeline-run.js';
 import { stack } from '../../test/support/stack.js';
-import { peakRssMiB } from '../support.js';
-import { LatencyProbe, waitForRowCount } from './latency-probe.js';
+import { measureLatency, windowed, type ProbeTable } from '../latency.js';
+import { peakRssMiB, sustainedRate, waitFor } from '../support.js';
+import { LoadDriver, Workload, loadTables, preload, preloadFor, type LoadTotals } from '../workload.js';
 
-export interface PeerFigures { e2e_rows_per_s: number; e2e_latency_ms: { p50: number; p95: number; p99: number }; reader_rows_per_s?: number; snapshot_rows_per_s?: number; rss_mib: Record<string, number>; latency_series: Array<{ t_s: number; latency_ms: number }>; versions: Record<string, string> }
+export interface PeerFigures {
+  /** Saturation: burst row changes / (start of the burst to PostgreSQL holding all of them). */
+  e2e_rows_per_s: number;
+  /** At the fixed rate, per inserted row of both tables. */
+  e2e_latency_ms: { p50: number; p95: number; p99: number };
+  /** Binlog to Debezium's topics, the source connector alone on a backlog. */
+  reader_rows_per_s?: number;
+  snapshot_rows_per_s?: number;
+  rss_mib: Record<string, number>;
+  /** Per second of commit time in the fixed-rate phase: mean latency, max and rows (the same series as e2e-bench.ts's). */
+  latency_series: Array<{ t_s: number; latency_ms: number; max_ms?: number; rows?: number }>;
+  versions: Record<string, string>;
+  /** Latency of the inserted rows during the burst (as e2e-bench.ts's burst.latency_ms). */
+  e2e_saturation_latency_ms?: { p50: number; p95: number; p99: number };
+  burst?: { rows: number; transactions: number; seconds: number; commit_seconds: number; latency_ms: { p50: number; p95: number; p99: number; max: number; rows: number } };
+  steady?: { offered_rows_per_s: number; rows: number; transactions: number; seconds: number; late_ticks: number; latency_rows: number; latency_missing: number; max_ms: number; mean_ms: number; probe_polls: number; probe_mean_poll_ms: number };
+  latency_windows?: Array<{ t_s: number; latency_ms: number; p99_ms: number; rows: number }>;
+  reader?: { rows: number; deletes: number; transactions: number; generate_seconds: number; seconds: number; rows_per_s: number; source_connector: 'stopped' | 'paused' };
+  /** Peak RSS at the end of the fixed-rate phase (before the reader backlog). */
+  e2e_rss_mib?: Record<string, number>;
+  preloaded?: { citizens: number; taps: number };
+}
 
 const POM = join(stack.root, 'bench', 'peer', 'debezium', 'pom.xml');
 const CACHE = join(stack.root, 'deploy', 'local', '.cache', 'debezium');
 const TOPIC_PARTITIONS = 3; // as deploy/local/pipeline.yaml gives cityshare's topics
-const BATCH = 5000;
-const TICK_MS = 100;
-
-/** Same row as bench/e2e-bench.ts. */
-const row = (id: number) => `(${id}, '市民${id}', '110101199001010000', '13800000000', '1990-01-01', '${id % 4 === 0 ? '海淀' : '东城'}', '北京市东城区王府井大街${id}号', NOW(6))`;
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (msg: string) => console.error(`[debezium-peer] ${msg}`);
 
@@ -170,6 +196,24 @@ class ConnectWorker {
     return (await res.json()) as T;
   }
 
+  /** PUT without a body (pause, resume, stop); Connect answers 202 Accepted. */
+  async put(path: string): Promise<void> {
+    const res = await fetch(`http://127.0.0.1:${this.port}${path}`, { method: 'PUT' });
+    if (!res.ok) throw new Error(`Connect REST PUT ${path}: ${res.status} ${(await res.text()).slice(0, 500)}`);
+  }
+
+  /** Waits until the named connector is in `state` (RUNNING, PAUSED, STOPPED). */
+  async waitState(name: string, state: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const status = (await this.assertHealthy())[name];
+      const tasksOk = state === 'STOPPED' ? true : (status?.tasks.length ?? 0) > 0 && status!.tasks.every((t) => t.state === state);
+      if (status?.connector.state === state && tasksOk) return;
+      if (Date.now() > deadline) throw new Error(`connector ${name} not ${state} after ${timeoutMs} ms: ${JSON.stringify(status)}`);
+      await sleep(100);
+    }
+  }
+
   logTail(lines = 40): string {
     try {
       return readFileSync(this.logFile, 'utf8').split('\n').slice(-lines).join('\n');
@@ -223,21 +267,44 @@ class ConnectWorker {
   }
 }
 
-/** Messages on a topic: the sum of its partitions' high watermarks (Debezium does not write transactionally here). */
-async function topicMessages(admin: Admin, topic: string): Promise<number> {
-  return (await admin.fetchTopicOffsets(topic)).reduce((n, p) => n + Number(p.high), 0);
+/** Messages on the topics: the sum of their partitions' high watermarks (Debezium does not write transactionally here). */
+async function topicMessages(admin: Admin, topics: string[]): Promise<number> {
+  let n = 0;
+  for (const topic of topics) n += (await admin.fetchTopicOffsets(topic)).reduce((a, p) => a + Number(p.high), 0);
+  return n;
 }
 
-/** Polls the topic every 50 ms until it holds `target` messages; returns the wall time of that poll. */
-async function waitForTopic(admin: Admin, topic: string, target: number, timeoutMs: number): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const issuedAt = Date.now();
-    if ((await topicMessages(admin, topic)) >= target) return issuedAt;
-    if (issuedAt > deadline) throw new Error(`topic ${topic} did not reach ${target} messages`);
-    await sleep(Math.max(0, issuedAt + 50 - Date.now()));
+/**
+ * Content of the two bench tables, computed the same way in MariaDB and in PostgreSQL: rows,
+ * sum of ids, and (citizens, the only table the mix updates) the sum of a 32-bit slice of the
+ * MD5 of the columns its UPDATEs change. PostgreSQL equals MariaDB once every change of the
+ * load (inserts, updates, deletes) has been applied by the sink, whatever the order of the
+ * topics and partitions the sink read them in.
+ */
+interface Fingerprint { citizens: [number, number, number]; taps: [number, number] }
+
+const UPDATED = 'address, phone, district';
+
+async function sourceFingerprint(run: PipelineRun): Promise<Fingerprint> {
+  const t = loadTables(run);
+  const [c] = (await run.source.query(`SELECT COUNT(*) AS n, COALESCE(SUM(id), 0) AS s, COALESCE(SUM(CONV(LEFT(MD5(CONCAT_WS('|', ${UPDATED})), 8), 16, 10)), 0) AS h FROM ${t.citizens}`)) as unknown as [Array<{ n: unknown; s: unknown; h: unknown }>];
+  const [b] = (await run.source.query(`SELECT COUNT(*) AS n, COALESCE(SUM(id), 0) AS s FROM ${t.taps}`)) as unknown as [Array<{ n: unknown; s: unknown }>];
+  return { citizens: [Number(c[0]!.n), Number(c[0]!.s), Number(c[0]!.h)], taps: [Number(b[0]!.n), Number(b[0]!.s)] };
+}
+
+/** The same fingerprint of the department tables; undefined while the sink has not created them. */
+async function targetFingerprint(client: pg.Client, schema: string): Promise<Fingerprint | undefined> {
+  try {
+    const c = await client.query<{ n: string; s: string; h: string }>(`SELECT count(*) AS n, coalesce(sum(id), 0) AS s, coalesce(sum(('x' || left(md5(concat_ws('|', ${UPDATED})), 8))::bit(32)::bigint), 0) AS h FROM "${schema}".citizens`);
+    const b = await client.query<{ n: string; s: string }>(`SELECT count(*) AS n, coalesce(sum(id), 0) AS s FROM "${schema}".bus_card_taps`);
+    return { citizens: [Number(c.rows[0]!.n), Number(c.rows[0]!.s), Number(c.rows[0]!.h)], taps: [Number(b.rows[0]!.n), Number(b.rows[0]!.s)] };
+  } catch (err) {
+    if ((err as { code?: string }).code === '42P01') return undefined; // not created yet
+    throw err;
   }
 }
+
+const sameFingerprint = (a: Fingerprint | undefined, b: Fingerprint) => a !== undefined && JSON.stringify(a) === JSON.stringify(b);
 
 /** Connector class and the value that turns TLS off, by source artifact (MariaDB's connector is the one used). */
 const SOURCE_CONNECTORS: Record<string, { connectorClass: string; sslOff: string }> = {
@@ -245,30 +312,47 @@ const SOURCE_CONNECTORS: Record<string, { connectorClass: string; sslOff: string
   'debezium-connector-mysql': { connectorClass: 'io.debezium.connector.mysql.MySqlConnector', sslOff: 'disabled' },
 };
 
-export async function runDebeziumPeer(o: { rows: number; rate: number; seconds: number }): Promise<PeerFigures> {
+export interface PeerOptions {
+  /** Row changes of the saturation burst (as e2e-bench.ts `rows`). */
+  rows: number;
+  /** Offered row changes per second of the fixed-rate phase, for `seconds` s (as e2e-bench.ts). */
+  rate: number;
+  seconds: number;
+  /** Row changes of the backlog for reader_rows_per_s (as reader-bench.ts `burstRows`); `rows` unless given; 0 skips it. */
+  readerRows?: number;
+}
+
+export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
   const v = pomVersions();
   const l = layout(v);
   ensureJars(v, l);
   const source = SOURCE_CONNECTORS[v.sourceArtifact];
   if (!source) throw new Error(`no connector class known for ${v.sourceArtifact}`);
+  const readerRows = o.readerRows ?? o.rows;
 
   const run = new PipelineRun({ id: `dbz${randomBytes(4).toString('hex')}` });
   const tmp = mkdtempSync(join(tmpdir(), `${run.id}-connect-`));
-  const topic = `${run.prefix}.${run.civilDb}.citizens`;
+  const topics = [`${run.prefix}.${run.civilDb}.citizens`, `${run.prefix}.${run.transportDb}.bus_card_taps`];
   const historyTopic = `${run.prefix}.schema-history`;
   const sourceName = `${run.id}-source`;
   const sinkName = `${run.id}-sink`;
-  const table = `"${run.pgSchema}".citizens`;
   const connect = new ConnectWorker(l.connectLibs, tmp, join(stack.root, '.stack', 'logs', 'bench', `${run.id}-debezium-connect.log`));
   const kafka = new Kafka({ clientId: `${run.id}-peer`, brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
-  let probe: LatencyProbe | undefined;
+  const driver = LoadDriver.open();
+  let driverClosed = false;
+  const closeDriver = async () => {
+    if (driverClosed) return;
+    driverClosed = true;
+    await driver.close();
+  };
 
-  // Ctrl-C or SIGTERM: stop the JVM at once and let the run fail into its clean-up.
+  // Ctrl-C or SIGTERM: stop the JVM and the load at once and let the run fail into its clean-up.
   let interrupted = false;
   const onSignal = () => {
     interrupted = true;
     connect.killNow();
+    closeDriver().catch(() => undefined);
   };
   const onExit = () => connect.killNow();
   process.once('SIGINT', onSignal);
@@ -278,13 +362,26 @@ export async function runDebeziumPeer(o: { rows: number; rate: number; seconds: 
     if (interrupted) throw new Error('interrupted');
     await connect.assertHealthy();
   };
+  /** Waits (polls every 500 ms, as e2e-bench.ts waits for its sink) until PostgreSQL holds what MariaDB holds. */
+  const waitForTarget = async (want: Fingerprint, timeoutMs: number) =>
+    waitFor(async () => {
+      await check();
+      return sameFingerprint(await targetFingerprint(run.pg, run.pgSchema), want);
+    }, timeoutMs).catch(async (err: Error) => {
+      if (err.message === 'benchmark step timed out') throw new Error(`PostgreSQL did not reach the source's content: want ${JSON.stringify(want)}, have ${JSON.stringify(await targetFingerprint(run.pg, run.pgSchema))}`);
+      throw err;
+    });
 
   try {
     await run.setUp();
     await run.pg.query(`CREATE SCHEMA "${run.pgSchema}"`);
+    // Preloaded as e2e-bench.ts does (plus the rows the reader backlog updates and deletes).
+    const preloaded = preloadFor(o.rows + o.rate * o.seconds + readerRows);
+    preloaded.citizens = Math.max(preloaded.citizens, 20_000);
+    await preload(run, preloaded);
     await admin.connect();
-    // Created up front (the broker does not auto-create), so the sink subscribes to it from the start.
-    await admin.createTopics({ topics: [{ topic, numPartitions: TOPIC_PARTITIONS, replicationFactor: 1 }], waitForLeaders: true });
+    // Created up front (the broker does not auto-create), so the sink subscribes to them from the start.
+    await admin.createTopics({ topics: topics.map((topic) => ({ topic, numPartitions: TOPIC_PARTITIONS, replicationFactor: 1 })), waitForLeaders: true });
 
     const pgUrl = new URL(stack.postgresUrl);
     const worker = {
@@ -310,10 +407,11 @@ export async function runDebeziumPeer(o: { rows: number; rate: number; seconds: 
       'database.server.id': randomInt(100_000, 2 ** 31),
       'database.ssl.mode': source.sslOff,
       'topic.prefix': run.prefix,
-      'database.include.list': run.civilDb,
-      'table.include.list': `${run.civilDb}.citizens`,
-      // The table is empty: capture its schema, stream from now. No global read lock on the shared server.
-      'snapshot.mode': 'no_data',
+      'database.include.list': `${run.civilDb},${run.transportDb}`,
+      'table.include.list': `${run.civilDb}.citizens,${run.transportDb}.bus_card_taps`,
+      // The preloaded rows go through first (as cityshare's snapshot in e2e-bench.ts, also the
+      // warm-up). No global read lock on the shared server: nothing writes these tables meanwhile.
+      'snapshot.mode': 'initial',
       'snapshot.locking.mode': 'none',
       'include.schema.changes': false,
       'schema.history.internal.kafka.bootstrap.servers': stack.kafkaBrokers.join(','),
@@ -326,7 +424,7 @@ export async function runDebeziumPeer(o: { rows: number; rate: number; seconds: 
       name: sinkName,
       'connector.class': 'io.debezium.connector.jdbc.JdbcSinkConnector',
       'tasks.max': 1,
-      topics: topic,
+      topics: topics.join(','),
       'connection.url': `jdbc:postgresql://${pgUrl.hostname}:${pgUrl.port || 5432}${pgUrl.pathname || '/postgres'}`,
       'connection.username': decodeURIComponent(pgUrl.username || 'postgres'),
       'connection.password': decodeURIComponent(pgUrl.password),
@@ -343,45 +441,93 @@ export async function runDebeziumPeer(o: { rows: number; rate: number; seconds: 
     const status = await connect.waitRunning([sourceName, sinkName], 180_000);
     log(`Kafka Connect up in ${((Date.now() - startedAt) / 1000).toFixed(1)} s (pid ${connect.pid}, log ${connect.logFile})`);
 
-    // Warm-up: one row (id 0) through the whole path, so the binlog reader is streaming and the
-    // sink has created its table before anything is timed (cityshare's bench waits for /readyz).
-    await run.source.query(`INSERT INTO \`${run.civilDb}\`.citizens VALUES ${row(0)}`);
-    await waitForRowCount(run.pg, { table, fromId: 0, toId: 0, timeoutMs: 120_000, check });
+    // Snapshot of the preloaded rows, end to end: the binlog reader is streaming and the sink
+    // has created both tables before anything is timed (e2e-bench.ts waits for the same rows).
+    log(`${(preloaded.citizens + preloaded.taps).toLocaleString('en')} preloaded rows through Debezium (snapshot, warm-up)`);
+    await waitForTarget(await sourceFingerprint(run), 900_000);
 
-    log(`burst: ${o.rows} rows in transactions of ${BATCH.toLocaleString('en')}`);
-    const before = await topicMessages(admin, topic);
+    const workload = new Workload(loadTables(run), preloaded);
+    const probeTables: ProbeTable[] = [
+      { source: 'citizens', target: `"${run.pgSchema}".citizens` },
+      { source: 'taps', target: `"${run.pgSchema}".bus_card_taps` },
+    ];
+
+    // Saturation, as e2e-bench.ts: the mix as fast as the source takes it, until PostgreSQL has every change.
+    log(`burst of ${o.rows.toLocaleString('en')} row changes`);
+    let burstLoad: LoadTotals | undefined;
+    let burstEnd = 0;
     const burstStart = Date.now();
-    const onTopic = waitForTopic(admin, topic, before + o.rows, 1_800_000);
-    onTopic.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
-    for (let id = 1; id <= o.rows; id += BATCH) {
-      if (interrupted) throw new Error('interrupted');
-      await run.source.query(`INSERT INTO \`${run.civilDb}\`.citizens VALUES ${Array.from({ length: Math.min(BATCH, o.rows - id + 1) }, (_, i) => row(id + i)).join(', ')}`);
-    }
-    const inPg = await waitForRowCount(run.pg, { table, fromId: 1, toId: o.rows, timeoutMs: 1_800_000, check });
-    const readerAt = await onTopic;
-    const burstSeconds = (inPg - burstStart) / 1000;
-    const readerSeconds = (readerAt - burstStart) / 1000;
-    log(`burst: ${o.rows} rows on the topic in ${readerSeconds.toFixed(2)} s, in PostgreSQL in ${burstSeconds.toFixed(2)} s = ${Math.round(o.rows / burstSeconds)} rows/s`);
+    const burstLatency = await measureLatency({
+      tables: probeTables,
+      pollMs: 500,
+      load: async (commits) => {
+        burstLoad = await driver.burst(workload, o.rows, commits);
+        await waitForTarget(await sourceFingerprint(run), 1_800_000);
+        burstEnd = Date.now();
+      },
+    });
+    const burstSeconds = (burstEnd - burstStart) / 1000;
+    const e2eRate = Math.round(burstLoad!.rows / burstSeconds);
+    log(`burst: ${burstLoad!.rows.toLocaleString('en')} row changes (${burstLoad!.transactions.toLocaleString('en')} transactions, committed in ${burstLoad!.seconds.toFixed(1)} s) in PostgreSQL after ${burstSeconds.toFixed(1)} s = ${e2eRate.toLocaleString('en')} rows/s; latency p50 ${burstLatency.p50} ms, p95 ${burstLatency.p95} ms, p99 ${burstLatency.p99} ms`);
+    await sleep(2000);
 
-    log(`steady: ${o.rate} rows/s for ${o.seconds} s`);
-    probe = new LatencyProbe({ connectionString: stack.postgresUrl, table });
-    await probe.start();
-    const perTick = Math.max(1, Math.round((o.rate * TICK_MS) / 1000));
-    let next = o.rows + 1;
+    // Fixed rate, as e2e-bench.ts.
+    log(`${o.rate.toLocaleString('en')} row changes/s for ${o.seconds} s`);
+    let steadyLoad: (LoadTotals & { offered_rows_per_s: number; late_ticks: number }) | undefined;
     const steadyStart = Date.now();
-    for (let t = 0; t < (o.seconds * 1000) / TICK_MS; t++) {
-      if (interrupted) throw new Error('interrupted');
-      const due = steadyStart + t * TICK_MS;
-      if (Date.now() < due) await sleep(due - Date.now());
-      await run.source.query(`INSERT INTO \`${run.civilDb}\`.citizens VALUES ${Array.from({ length: perTick }, (_, i) => row(next + i)).join(', ')}`);
-      probe.expect(next, next + perTick - 1, Date.now());
-      next += perTick;
+    const steady = await measureLatency({
+      tables: probeTables,
+      originMs: steadyStart,
+      load: async (commits) => {
+        steadyLoad = await driver.steady(workload, o.rate, o.seconds, commits);
+        await waitForTarget(await sourceFingerprint(run), 900_000);
+      },
+    });
+    log(`fixed rate: ${steadyLoad!.offered_rows_per_s.toLocaleString('en')} rows/s offered (${steadyLoad!.late_ticks} late ticks); latency of ${steady.rows.toLocaleString('en')} inserted rows p50 ${steady.p50} ms, p95 ${steady.p95} ms, p99 ${steady.p99} ms, max ${steady.max} ms${steady.missing ? `; ${steady.missing} rows never arrived` : ''} (${steady.polls} polls of ${steady.mean_poll_ms} ms)`);
+    await check();
+    const e2eRss = peakRssMiB(connect.pid);
+
+    // Reader alone, as reader-bench.ts: the source connector stopped (paused if this Connect
+    // cannot stop one), a backlog of the mix committed, then resumed; rate from the first
+    // 100 ms sample in which Debezium's topics grew to the one that holds the whole backlog.
+    // The sink is paused meanwhile, so the source has the machine as cityshare's reader has.
+    let reader: PeerFigures['reader'];
+    if (readerRows > 0) {
+      await connect.put(`/connectors/${sinkName}/pause`);
+      await connect.waitState(sinkName, 'PAUSED', 60_000);
+      let how: 'stop' | 'pause' = 'stop';
+      try {
+        await connect.put(`/connectors/${sourceName}/stop`);
+        await connect.waitState(sourceName, 'STOPPED', 60_000);
+      } catch (err) {
+        log(`could not stop the source connector (${(err as Error).message.slice(0, 200)}); pausing it instead`);
+        how = 'pause';
+        await connect.put(`/connectors/${sourceName}/pause`);
+        await connect.waitState(sourceName, 'PAUSED', 60_000);
+      }
+      const rowsBefore = await sourceFingerprint(run);
+      const load = await driver.burst(workload, readerRows);
+      const rowsAfter = await sourceFingerprint(run);
+      // Debezium writes a delete event and a tombstone per deleted row: the topics' messages to wait for.
+      const deleted = rowsBefore.citizens[0] + rowsBefore.taps[0] + load.inserted - rowsAfter.citizens[0] - rowsAfter.taps[0];
+      log(`reader: ${load.rows.toLocaleString('en')} row changes (${deleted.toLocaleString('en')} deletes) in ${load.transactions.toLocaleString('en')} transactions committed in ${load.seconds.toFixed(1)} s with the source connector ${how === 'stop' ? 'stopped' : 'paused'}`);
+      const before = await topicMessages(admin, topics);
+      await connect.put(`/connectors/${sourceName}/resume`);
+      const target = before + load.rows + deleted;
+      const rate = await sustainedRate(
+        async () => {
+          await check();
+          return topicMessages(admin, topics);
+        },
+        async (n) => n >= target,
+        1_800_000,
+        100,
+      );
+      // Messages/s to row changes/s (the tombstones are not row changes).
+      const rowsPerS = Math.round((rate.rate * load.rows) / (load.rows + deleted));
+      reader = { rows: load.rows, deletes: deleted, transactions: load.transactions, generate_seconds: load.seconds, seconds: rate.seconds, rows_per_s: rowsPerS, source_connector: how === 'stop' ? 'stopped' : 'paused' };
+      log(`reader: binlog -> Debezium's topics ${rowsPerS.toLocaleString('en')} rows/s (${(rate.last - rate.first).toLocaleString('en')} messages in ${rate.seconds.toFixed(2)} s)`);
     }
-    const offered = Math.round((next - o.rows - 1) / ((Date.now() - steadyStart) / 1000));
-    await probe.waitForAll(600_000, check);
-    const report = await probe.stop();
-    probe = undefined;
-    log(`steady: ${offered} rows/s offered; commit -> PostgreSQL p50 ${report.p50_ms} ms, p95 ${report.p95_ms} ms, p99 ${report.p99_ms} ms, max ${report.max_ms} ms (${report.count} rows, ${report.polls} polls of ${report.mean_poll_ms} ms)`);
 
     const rss = peakRssMiB(connect.pid);
     const root = await connect.rest<{ version: string }>('/');
@@ -389,11 +535,30 @@ export async function runDebeziumPeer(o: { rows: number; rate: number; seconds: 
     const mariadbVersion = (await run.source.query('SELECT VERSION() AS v'))[0] as Array<{ v: string }>;
     const pgVersion = (await run.pg.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
     return {
-      e2e_rows_per_s: Math.round(o.rows / burstSeconds),
-      e2e_latency_ms: { p50: report.p50_ms, p95: report.p95_ms, p99: report.p99_ms },
-      reader_rows_per_s: Math.round(o.rows / readerSeconds),
+      e2e_rows_per_s: e2eRate,
+      e2e_latency_ms: { p50: steady.p50, p95: steady.p95, p99: steady.p99 },
+      ...(reader ? { reader_rows_per_s: reader.rows_per_s } : {}),
       rss_mib: { kafka_connect: rss },
-      latency_series: report.series.map((s) => ({ t_s: s.t_s, latency_ms: s.mean_ms })),
+      latency_series: steady.per_second,
+      e2e_saturation_latency_ms: { p50: burstLatency.p50, p95: burstLatency.p95, p99: burstLatency.p99 },
+      burst: { rows: burstLoad!.rows, transactions: burstLoad!.transactions, seconds: burstSeconds, commit_seconds: burstLoad!.seconds, latency_ms: { p50: burstLatency.p50, p95: burstLatency.p95, p99: burstLatency.p99, max: burstLatency.max, rows: burstLatency.rows } },
+      steady: {
+        offered_rows_per_s: steadyLoad!.offered_rows_per_s,
+        rows: steadyLoad!.rows,
+        transactions: steadyLoad!.transactions,
+        seconds: steadyLoad!.seconds,
+        late_ticks: steadyLoad!.late_ticks,
+        latency_rows: steady.rows,
+        latency_missing: steady.missing,
+        max_ms: steady.max,
+        mean_ms: steady.mean,
+        probe_polls: steady.polls,
+        probe_mean_poll_ms: steady.mean_poll_ms,
+      },
+      latency_windows: windowed(steady.series),
+      ...(reader ? { reader } : {}),
+      e2e_rss_mib: { kafka_connect: e2eRss },
+      preloaded,
       versions: {
         debezium_requested: v.debezium,
         debezium_source: `${v.sourceArtifact} ${status[sourceName]!.connector.version ?? v.sourceVersion}`,
@@ -409,9 +574,9 @@ export async function runDebeziumPeer(o: { rows: number; rate: number; seconds: 
     if (existsSync(connect.logFile)) log(`failed; Kafka Connect log: ${connect.logFile}`);
     throw err;
   } finally {
-    await probe?.stop().catch(() => undefined);
+    await closeDriver().catch(() => undefined);
     await connect.stop().catch(() => undefined);
-    const created = await admin.listTopics().then((all) => all.filter((t) => t === topic || t === historyTopic), () => []);
+    const created = await admin.listTopics().then((all) => all.filter((t) => t.startsWith(`${run.prefix}.`)), () => []);
     if (created.length) await admin.deleteTopics({ topics: created }).catch((err: Error) => log(`could not delete topics ${created.join(', ')}: ${err.message}`));
     await admin.deleteGroups([`connect-${sinkName}`]).catch(() => undefined);
     await admin.disconnect().catch(() => undefined);
