@@ -94,6 +94,9 @@ export async function measureReader(o: ReaderOptions, log: (line: string) => voi
       log(`reader: run ${i + 1}: ${load.rows.toLocaleString('en')} row changes in ${load.transactions.toLocaleString('en')} transactions committed in ${load.seconds.toFixed(1)} s with the reader stopped`);
       // Metrics are served before the reader is ready (streaming): sampling starts while it connects.
       reader = run.service('cdc-reader', env);
+      // Its counter starts at 0 and nothing streams before its health endpoint answers (polled
+      // every 50 ms): events already counted at the first sample are timed from then.
+      const polledFrom = Date.now();
       await reader.start({ until: 'alive' });
       const current = reader;
       const rate = await sustainedRate(
@@ -101,6 +104,7 @@ export async function measureReader(o: ReaderOptions, log: (line: string) => voi
         async (v) => v >= load.rows && (await metric(current, 'cityshare_reader_queue_bytes')) === 0,
         1_800_000,
         100,
+        { t: Math.max(polledFrom, Date.now() - 50), v: 0 },
       );
       const runRss = peakRssMiB(reader.pid!);
       rss = Math.max(rss, runRss);

@@ -89,10 +89,18 @@ export function quantileOf(sorted: number[], q: number): number {
  * start-up of the process (before its first unit of work) is left out. BENCH_TRACE=1 prints
  * every sample.
  */
-export async function sustainedRate(read: () => Promise<number>, done: (value: number) => Promise<boolean>, timeoutMs: number, everyMs = 200): Promise<{ rate: number; seconds: number; first: number; last: number }> {
+export async function sustainedRate(
+  read: () => Promise<number>,
+  done: (value: number) => Promise<boolean>,
+  timeoutMs: number,
+  everyMs = 200,
+  /** A time by which nothing had been counted yet (a process's counter starts at 0): work found done at the first sample is timed from there. */
+  origin?: { t: number; v: number },
+): Promise<{ rate: number; seconds: number; first: number; last: number }> {
   const deadline = Date.now() + timeoutMs;
   let start: { t: number; v: number } | undefined;
   let previous = { t: Date.now(), v: await read() };
+  if (origin && previous.v > origin.v) start = origin;
   for (;;) {
     await sleep(everyMs);
     const now = { t: Date.now(), v: await read() };

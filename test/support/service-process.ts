@@ -51,7 +51,7 @@ export class ServiceProcess {
       const ready = await fetch(`http://127.0.0.1:${this.port}/${path}`).then((r) => r.status === 200, () => false);
       if (ready) return;
       if (Date.now() > deadline) throw new Error(`${this.name} not ready after 90 s; see ${this.logFile}`);
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 50));
     }
   }
 
