@@ -55,7 +55,8 @@ describe('field cipher (AES-256-GCM)', () => {
     for (const value of ['张三😀', '12345678901234567890.123', 42, null]) {
       const sealed = sealValue(key, value, aad);
       expect(sealed.startsWith('enc:v1:')).toBe(true);
-      expect(sealed).not.toContain(String(value));
+      // Short texts ("42", "null") turn up in random base64 by chance; long ones must not.
+      if (String(value).length >= 8) expect(sealed).not.toContain(String(value));
       expect(openValue(keyring, sealed, aad)).toEqual(value);
     }
   });
