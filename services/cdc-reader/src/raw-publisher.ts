@@ -1,5 +1,4 @@
 import type { Producer } from 'kafkajs';
-import { Partitioners, type PartitionMetadata } from 'kafkajs';
 import { RAW_FRAME_HEADER, type BinlogPosition, type Logger } from '@cityshare/shared';
 
 export interface OutgoingMessage {
@@ -43,17 +42,29 @@ interface Frame {
   /** Set for frames; single records are placed by kafkajs from their key. */
   partition: number | null;
   key: string | null;
-  /** Event JSON for frames; the record's value for single records. */
-  parts: Array<string | Buffer>;
+  /** Frames: `[` and the events' JSON so far, comma-separated (`]` is written when the frame closes); records: the value. */
+  buf: Buffer;
+  /** Events in a frame (1 for a record). */
+  count: number;
+  /** Queue bytes of this message: for a frame, exactly the length of its value once closed. */
   bytes: number;
   minSeq: number;
   maxSeq: number;
 }
 
-/** Frame bytes at most, and bytes of one partition in one produce request (brokers refuse record batches over 1 MiB by default). */
-const MAX_FRAME_BYTES = 256 << 10;
+/**
+ * Frame bytes at most, and bytes of one partition in one produce request (brokers refuse
+ * record batches over 1 MiB by default). kafkajs encodes each message, each batch and the
+ * request into buffers that double to the next power of two above their content, so
+ * these stay just under one: a frame of 256 KiB exactly would take 512 KiB buffers.
+ */
+const MAX_FRAME_BYTES = (256 << 10) - 256;
 const MAX_PARTITION_REQUEST_BYTES = 900 << 10;
-const MAX_REQUEST_BYTES = 4 << 20;
+const MAX_REQUEST_BYTES = (2 << 20) - (64 << 10);
+/** First buffer of a frame; it doubles as events arrive, up to MAX_FRAME_BYTES. */
+const FIRST_FRAME_BUFFER = 16 << 10;
+/** Frame buffers of full size kept for reuse once Kafka has them. */
+const SPARE_FRAME_BUFFERS = 16;
 
 /**
  * A byte-bounded queue between the binlog and Kafka. Change events of the same raw topic
@@ -65,16 +76,19 @@ const MAX_REQUEST_BYTES = 4 << 20;
  * event enqueued before it is, so a checkpoint never skips an unacknowledged event.
  */
 export class RawPublisher<S = unknown> {
-  private readonly open = new Map<string, Frame>();
+  /** Open frames per topic, by partition, and all of them in the order they were opened. */
+  private readonly open = new Map<string, Array<Frame | undefined>>();
+  private openFrames: Frame[] = [];
   private closed: Frame[] = [];
+  private readonly partitionCounts = new Map<string, number>();
+  private readonly spare: Buffer[] = [];
+  private readonly keyBuffer = Buffer.allocUnsafeSlow(1024);
   private boundaries: Boundary<S>[] = [];
   private seq = 0;
   private bytes = 0;
   private full = false;
   private sending: Promise<void> | null = null;
   private failed: Error | null = null;
-  private readonly partitioner = Partitioners.DefaultPartitioner();
-  private readonly partitionMetadata = new Map<string, PartitionMetadata[]>();
 
   constructor(
     private readonly producer: Producer,
@@ -88,31 +102,61 @@ export class RawPublisher<S = unknown> {
 
   /** Change events, framed per partition of their topic, placed by their key as kafkajs would place them. */
   enqueueEvents(messages: OutgoingEvent[]): void {
-    for (const m of messages) {
-      const partition = this.partitionOf(m.topic, m.key);
-      const id = `${m.topic}\u0000${partition}`;
-      let frame = this.open.get(id);
+    for (const m of messages) this.enqueueEvent(m.topic, m.key, m.json);
+    this.enqueued();
+  }
+
+  /** One change event; call `enqueued()` after the last of a batch. */
+  enqueueEvent(topic: string, key: string, json: string): void {
+    let frames = this.open.get(topic);
+    if (!frames) this.open.set(topic, (frames = []));
+    const partition = this.partitionOf(topic, key);
+    let frame = frames[partition];
+    // Upper bound of the event's UTF-8 bytes; the exact count only when the bound is not enough.
+    let bytes = json.length * 3;
+    if (frame && frame.bytes + bytes + 1 > MAX_FRAME_BYTES) {
+      bytes = Buffer.byteLength(json);
       // A large event starts a frame of its own rather than pushing a full one past the broker's message limit.
-      if (frame && frame.parts.length > 0 && frame.bytes + Buffer.byteLength(m.json) + 1 > MAX_FRAME_BYTES) {
-        this.open.delete(id);
-        this.closed.push(frame);
-        frame = undefined;
-      }
-      if (!frame) this.open.set(id, (frame = this.newFrame(m.topic, partition, null)));
-      this.add(frame, m.json);
-      if (frame.parts.length >= this.options.maxFrameEvents || frame.bytes >= MAX_FRAME_BYTES) {
-        this.open.delete(id);
-        this.closed.push(frame);
+      if (frame.bytes + bytes + 1 > MAX_FRAME_BYTES) {
+        this.close(frame);
+        frames[partition] = frame = undefined;
       }
     }
+    if (!frame) {
+      frame = this.newFrame(topic, partition, null, this.frameBuffer(3 + bytes));
+      frame.buf[0] = 0x5b; // [
+      this.openFrames.push(frame);
+      frames[partition] = frame;
+    }
+    // In the buffer: `[`, events, commas; `]` goes at frame.bytes - 1 on closing (frame.bytes counts it).
+    let at = usedBytes(frame);
+    // Room for a comma, the event and the closing bracket.
+    if (at + 2 + bytes > frame.buf.length) this.grow(frame, at + 2 + bytes);
+    if (frame.count > 0) frame.buf[at++] = 0x2c; // ,
+    const written = frame.buf.write(json, at, 'utf8');
+    frame.count++;
+    frame.bytes += written + 1;
+    frame.maxSeq = ++this.seq;
+    this.bytes += written + 1;
+    if (frame.count >= this.options.maxFrameEvents || frame.bytes >= MAX_FRAME_BYTES) {
+      this.close(frame);
+      frames[partition] = undefined;
+    }
+  }
+
+  /** After a batch of `enqueueEvent`s: backpressure and sending. */
+  enqueued(): void {
     this.afterEnqueue();
   }
 
   /** A single keyed record (schemas, markers, schema changes): it goes out after every event enqueued before it. */
   enqueueRecord(m: OutgoingMessage): void {
     this.closeOpenFrames();
-    const frame = this.newFrame(m.topic, null, m.key);
-    this.add(frame, m.value);
+    const frame = this.newFrame(m.topic, null, m.key, m.value);
+    frame.count = 1;
+    frame.bytes += m.value.length + 1;
+    frame.maxSeq = ++this.seq;
+    this.bytes += m.value.length + 1;
     this.closed.push(frame);
     this.afterEnqueue();
   }
@@ -124,7 +168,7 @@ export class RawPublisher<S = unknown> {
 
   /** Resolves when everything enqueued so far is acknowledged. */
   async drain(): Promise<void> {
-    while (this.closed.length > 0 || this.open.size > 0 || this.sending) {
+    while (this.closed.length > 0 || this.openFrames.length > 0 || this.sending) {
       if (this.failed) throw this.failed;
       this.kick();
       await (this.sending ?? new Promise((r) => setImmediate(r)));
@@ -138,28 +182,47 @@ export class RawPublisher<S = unknown> {
     while (this.bytes >= this.options.maxBytes / 2 && !this.failed) await new Promise((r) => setTimeout(r, 20));
   }
 
+  /** kafkajs's default partitioner (Java-compatible murmur2 of the key's UTF-8) for a key. */
   private partitionOf(topic: string, key: string): number {
-    let partitionMetadata = this.partitionMetadata.get(topic);
-    if (!partitionMetadata) {
-      const n = this.options.partitionsOf(topic);
-      partitionMetadata = Array.from({ length: n }, (_, partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [], isr: [] }));
-      this.partitionMetadata.set(topic, partitionMetadata);
-    }
-    return this.partitioner({ topic, partitionMetadata, message: { key, value: null } });
+    let n = this.partitionCounts.get(topic);
+    if (n === undefined) this.partitionCounts.set(topic, (n = this.options.partitionsOf(topic)));
+    if (n === 1) return 0;
+    const buf = key.length * 3 <= this.keyBuffer.length ? this.keyBuffer : Buffer.allocUnsafe(key.length * 3);
+    const length = buf.write(key, 0, 'utf8');
+    return (murmur2(buf, length) & 0x7fffffff) % n;
   }
 
-  private newFrame(topic: string, partition: number | null, key: string | null): Frame {
+  private newFrame(topic: string, partition: number | null, key: string | null, buf: Buffer): Frame {
     const bytes = key === null ? 1 : Buffer.byteLength(key);
     this.bytes += bytes;
-    return { topic, partition, key, parts: [], bytes, minSeq: this.seq + 1, maxSeq: 0 };
+    return { topic, partition, key, buf, count: 0, bytes, minSeq: this.seq + 1, maxSeq: 0 };
   }
 
-  private add(frame: Frame, value: string | Buffer): void {
-    const bytes = (typeof value === 'string' ? Buffer.byteLength(value) : value.length) + 1;
-    frame.parts.push(value);
-    frame.bytes += bytes;
-    frame.maxSeq = ++this.seq;
-    this.bytes += bytes;
+  private frameBuffer(atLeast: number): Buffer {
+    if (atLeast <= FIRST_FRAME_BUFFER) return Buffer.allocUnsafe(FIRST_FRAME_BUFFER);
+    if (atLeast <= MAX_FRAME_BYTES + 1) return this.spare.pop() ?? Buffer.allocUnsafeSlow(MAX_FRAME_BYTES + 1);
+    return Buffer.allocUnsafeSlow(atLeast);
+  }
+
+  private grow(frame: Frame, atLeast: number): void {
+    let size = frame.buf.length * 2;
+    while (size < atLeast) size *= 2;
+    const buf = this.frameBuffer(Math.min(size, Math.max(atLeast, MAX_FRAME_BYTES + 1)));
+    frame.buf.copy(buf, 0, 0, usedBytes(frame));
+    this.release(frame.buf);
+    frame.buf = buf;
+  }
+
+  private release(buf: Buffer): void {
+    if (buf.length === MAX_FRAME_BYTES + 1 && this.spare.length < SPARE_FRAME_BUFFERS) this.spare.push(buf);
+  }
+
+  /** An open frame is complete: its closing bracket is written and it queues for sending. */
+  private close(frame: Frame): void {
+    frame.buf[frame.bytes - 1] = 0x5d; // ]
+    const i = this.openFrames.indexOf(frame);
+    if (i >= 0) this.openFrames.splice(i, 1);
+    this.closed.push(frame);
   }
 
   private afterEnqueue(): void {
@@ -171,8 +234,13 @@ export class RawPublisher<S = unknown> {
   }
 
   private closeOpenFrames(): void {
-    for (const frame of this.open.values()) this.closed.push(frame);
-    this.open.clear();
+    if (this.openFrames.length === 0) return;
+    for (const frame of this.openFrames) {
+      frame.buf[frame.bytes - 1] = 0x5d; // ]
+      this.closed.push(frame);
+    }
+    this.openFrames = [];
+    for (const frames of this.open.values()) frames.length = 0;
   }
 
   private kick(): void {
@@ -199,7 +267,10 @@ export class RawPublisher<S = unknown> {
         this.options.onError(err as Error);
         return;
       }
-      for (const f of batch) this.bytes -= f.bytes;
+      for (const f of batch) {
+        this.bytes -= f.bytes;
+        if (f.partition !== null) this.release(f.buf);
+      }
       this.releaseBoundaries(this.ackedSeq());
       if (this.full && this.bytes < this.options.maxBytes / 2) {
         this.full = false;
@@ -228,7 +299,7 @@ export class RawPublisher<S = unknown> {
   private ackedSeq(): number {
     let min = this.seq + 1;
     for (const f of this.closed) min = Math.min(min, f.minSeq);
-    for (const f of this.open.values()) min = Math.min(min, f.minSeq);
+    for (const f of this.openFrames) min = Math.min(min, f.minSeq);
     return min - 1;
   }
 
@@ -243,17 +314,47 @@ export class RawPublisher<S = unknown> {
   }
 }
 
+/** Bytes of a frame's buffer written so far: `[` alone, or `[` and events without the closing `]`. */
+function usedBytes(frame: Frame): number {
+  return frame.count === 0 ? 1 : frame.bytes - 1;
+}
+
 function wireMessages(frames: Frame[]): Array<{ topic: string; messages: Array<{ key?: string; value: Buffer; partition?: number; headers?: Record<string, string> }> }> {
   const byTopic = new Map<string, Array<{ key?: string; value: Buffer; partition?: number; headers?: Record<string, string> }>>();
   for (const f of frames) {
     let list = byTopic.get(f.topic);
     if (!list) byTopic.set(f.topic, (list = []));
     if (f.partition === null) {
-      list.push({ key: f.key!, value: f.parts[0] as Buffer });
+      list.push({ key: f.key!, value: f.buf });
     } else {
       // A frame is a JSON array of change events.
-      list.push({ partition: f.partition, value: Buffer.from(`[${f.parts.join(',')}]`), headers: { [RAW_FRAME_HEADER]: String(f.parts.length) } });
+      list.push({ partition: f.partition, value: f.buf.subarray(0, f.bytes), headers: { [RAW_FRAME_HEADER]: String(f.count) } });
     }
   }
   return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+}
+
+/** murmur2 as Kafka's Java client (and kafkajs) compute it, over `length` bytes of `data`; a signed 32-bit result. */
+export function murmur2(data: Buffer, length: number): number {
+  const m = 0x5bd1e995;
+  let h = (0x9747b28c ^ length) | 0;
+  const length4 = length & ~3;
+  for (let i = 0; i < length4; i += 4) {
+    let k = data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24);
+    k = Math.imul(k, m);
+    k ^= k >>> 24;
+    k = Math.imul(k, m);
+    h = Math.imul(h, m) ^ k;
+  }
+  const tail = length & 3;
+  if (tail > 0) {
+    if (tail === 3) h ^= data[length4 + 2]! << 16;
+    if (tail >= 2) h ^= data[length4 + 1]! << 8;
+    h ^= data[length4]!;
+    h = Math.imul(h, m);
+  }
+  h ^= h >>> 13;
+  h = Math.imul(h, m);
+  h ^= h >>> 15;
+  return h | 0;
 }

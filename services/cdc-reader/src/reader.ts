@@ -12,6 +12,7 @@ import {
   type LoadedPipeline,
   type ColumnClass,
   type KeyProvider,
+  type Op,
   type Logger,
   type PipelineConfig,
   type SourceConfig,
@@ -19,7 +20,8 @@ import {
 } from '@cityshare/shared';
 import { BinlogListener, type RowsChange } from './binlog-listener.js';
 import { CheckpointStore } from './checkpoint-store.js';
-import { buildEvents, canonicalKey, schemaRef, serializeEvent, type BuildContext } from './event-builder.js';
+import { canonicalKey, schemaRef, type BuildContext } from './event-builder.js';
+import { encoderFor } from './event-encoder.js';
 import { RawPublisher } from './raw-publisher.js';
 import type { ReaderMetrics } from './reader-metrics.js';
 import { Snapshotter, type RawRow, type SnapshotState } from './snapshot/snapshotter.js';
@@ -313,16 +315,23 @@ export class Reader {
 
   private publish(change: RowsChange): void {
     const { metrics, source, config } = this.deps;
-    const built = buildEvents(change, this.ctx);
-    const topic = topics.raw(config.kafka.topicPrefix, source.name, change.schema.db, change.schema.table);
+    const { db, table } = change.schema;
+    const topic = topics.raw(config.kafka.topicPrefix, source.name, db, table);
+    const publisher = this.publisher!;
     // A schema goes out before the first event that references it (same ordered queue).
     const { ref, json } = schemaRef(change.schema);
     if (!this.publishedSchemas.has(ref)) {
       this.publishedSchemas.add(ref);
-      this.publisher!.enqueueRecord({ topic: topics.tableSchemas(config.kafka.topicPrefix), key: ref, value: Buffer.from(json) });
+      publisher.enqueueRecord({ topic: topics.tableSchemas(config.kafka.topicPrefix), key: ref, value: Buffer.from(json) });
     }
-    this.publisher!.enqueueEvents(built.map(({ event, key }) => ({ topic, key, json: serializeEvent(event) })));
-    for (const { event } of built) metrics.events.inc({ source: source.name, table: `${change.schema.db}.${change.schema.table}`, op: event.op });
+    const ctx = this.ctx;
+    const counts: Record<Op, number> = { c: 0, u: 0, d: 0, r: 0 };
+    encoderFor(change.schema, ctx.classes(db, table), ctx.pipelineKey).encode(change, ctx.sourceName, ctx.serverId, ref, Date.now(), (key, event, op) => {
+      publisher.enqueueEvent(topic, key, event);
+      counts[op]++;
+    });
+    publisher.enqueued();
+    for (const op of ['c', 'u', 'd', 'r'] as const) if (counts[op] > 0) metrics.events.inc({ source: source.name, table: `${db}.${table}`, op }, counts[op]);
     if (change.kind !== 'snapshot') metrics.lastEventSeconds.set({ source: source.name }, Date.now() / 1000);
     metrics.queueBytes.set({ source: source.name }, this.publisher!.queuedBytes);
   }

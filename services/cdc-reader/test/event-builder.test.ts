@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { FileKeyring, openValue, sealedEventAad, type TableSchema } from '@cityshare/shared';
+import { FileKeyring, SEALED_PREFIX, decryptField, openValue, sealedEventAad, type ColumnClass, type TableSchema } from '@cityshare/shared';
+import { encoderFor } from '../src/event-encoder.js';
 import { schemaRef, serializeEvent } from '../src/event-builder.js';
 import { buildEvents, type BuildContext } from '../src/event-builder.js';
 import type { RowsChange } from '../src/binlog-listener.js';
@@ -72,5 +73,70 @@ describe('buildEvents', () => {
     const [b] = buildEvents(change('insert', [{ before: null, after: row('1', 'y') }]), sealedKey);
     expect(a!.key).not.toContain('1"');
     expect(a!.key).toBe(b!.key);
+  });
+});
+
+describe('encoderFor (the reader\'s direct JSON writer)', () => {
+  const wide: TableSchema = {
+    db: 'civil "q"',
+    table: 'wide',
+    primaryKey: ['k2', 'id'],
+    columns: [
+      { name: 'id', type: { kind: 'bigint', unsigned: true }, sourceType: 'bigint unsigned', nullable: false },
+      { name: 'k2', type: { kind: 'int', bits: 32, unsigned: false }, sourceType: 'int', nullable: false },
+      { name: '7', type: { kind: 'string', charset: 'utf8mb4' }, sourceType: 'varchar(8)', nullable: true },
+      { name: 'name', type: { kind: 'string', charset: 'utf8mb4' }, sourceType: 'varchar(64)', nullable: true },
+      { name: 'd', type: { kind: 'double' }, sourceType: 'double', nullable: true },
+      { name: 'f', type: { kind: 'float' }, sourceType: 'float', nullable: true },
+      { name: 'b', type: { kind: 'bool' }, sourceType: 'tinyint(1)', nullable: true },
+      { name: 'dt', type: { kind: 'timestamp', fsp: 3 }, sourceType: 'timestamp(3)', nullable: true },
+      { name: 'day', type: { kind: 'date' }, sourceType: 'date', nullable: true },
+      { name: 'bin', type: { kind: 'bytes' }, sourceType: 'blob', nullable: true },
+      { name: 'amount', type: { kind: 'decimal', precision: 12, scale: 2 }, sourceType: 'decimal(12,2)', nullable: true },
+      { name: '2', type: { kind: 'json' }, sourceType: 'json', nullable: true },
+    ],
+  };
+  const wideRow = (id: number, name: string | null) => ({
+    id: String(id), k2: id % 3, '7': 'seven\u2028', name, d: id / 7, f: 0.1 * id, b: id % 2, dt: '2024-02-03 04:05:06.789', day: '0000-00-00',
+    bin: Buffer.from([0, 1, 2, id & 255]), amount: '12.50', '2': '{"a":[1,2]}',
+  });
+  const classesSets: Array<Record<string, string>> = [
+    { id: 'public', k2: 'public', '7': 'public', name: 'personal', d: 'public', f: 'internal', b: 'public', dt: 'secret', day: 'public', bin: 'personal', amount: 'public', '2': 'secret' },
+    { id: 'public', k2: 'public', '7': 'public', name: 'public', d: 'public', f: 'public', b: 'public', dt: 'public', day: 'public', bin: 'public', amount: 'public', '2': 'public' },
+    { id: 'secret', k2: 'public', name: 'public' },
+  ];
+  const wideChange = (kind: RowsChange['kind'], rows: RowsChange['rows'], gtid: string | null): RowsChange => ({
+    kind, schema: wide, rows, file: 'mariadb-bin.000017', eventPos: 123456, gtid, tsMs: 1_700_000_000_123, txOffset: 3,
+  });
+  const opened = (sealed: string | null, version: string) =>
+    sealed === null ? null : decryptField(keys, Buffer.from(sealed.slice(SEALED_PREFIX.length), 'base64'), sealedEventAad(wide.db, wide.table, version)).toString('utf8');
+
+  it.each(classesSets.map((c, i) => [i, c] as const))('writes what serializeEvent(buildEvents(...)) writes (classes %i)', (_, classes) => {
+    const context: BuildContext = { ...ctx, sourceName: 'city"hub', classes: () => classes as Record<string, ColumnClass> };
+    const changes = [
+      wideChange('insert', [{ before: null, after: wideRow(1, '张三') }, { before: null, after: wideRow(2, null) }], '0-1-9'),
+      wideChange('update', [{ before: wideRow(3, 'a'), after: wideRow(3, 'b\n"') }, { before: wideRow(4, 'x'), after: wideRow(40, 'y') }], null),
+      wideChange('delete', [{ before: wideRow(5, '😀'), after: null }], '0-1-10'),
+      wideChange('snapshot', [{ before: null, after: { ...wideRow(6, 'z'), d: Number.NaN } }], null),
+    ];
+    for (const c of changes) {
+      const expected = buildEvents(c, context, 42).map(({ event, key }) => ({ key, json: serializeEvent(event), op: event.op }));
+      const got: Array<{ key: string; json: string; op: string }> = [];
+      encoderFor(wide, context.classes('', ''), context.pipelineKey).encode(c, context.sourceName, context.serverId, schemaRef(wide).ref, 42, (key, json, op) => got.push({ key, json, op }));
+      expect(got.map((g) => [g.key, g.op])).toEqual(expected.map((e) => [e.key, e.op]));
+      got.forEach((g, i) => {
+        const want = JSON.parse(expected[i]!.json) as { sealed: string | null; source: { version: string } };
+        const have = JSON.parse(g.json) as { sealed: string | null };
+        // Random IVs: the sealed images are compared opened, byte for byte; the rest of the JSON as written.
+        expect(opened(have.sealed, want.source.version)).toBe(opened(want.sealed, want.source.version));
+        expect(g.json.replace(have.sealed ?? '\u0000', 'SEALED')).toBe(expected[i]!.json.replace(want.sealed ?? '\u0000', 'SEALED'));
+      });
+    }
+  });
+
+  it('recompiles when the classes change (reclassification)', () => {
+    const a = encoderFor(wide, classesSets[0]! as Record<string, ColumnClass>, ctx.pipelineKey);
+    expect(encoderFor(wide, classesSets[0]! as Record<string, ColumnClass>, ctx.pipelineKey)).toBe(a);
+    expect(encoderFor(wide, classesSets[1]! as Record<string, ColumnClass>, ctx.pipelineKey).sealedNames).toEqual([]);
   });
 });

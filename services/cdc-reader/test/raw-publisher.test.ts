@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { Producer, ProducerBatch } from 'kafkajs';
+import { Partitioners, type Producer, type ProducerBatch } from 'kafkajs';
 import { createLogger, decodeRawMessage, RAW_FRAME_HEADER, type BinlogPosition } from '@cityshare/shared';
-import { RawPublisher } from '../src/raw-publisher.js';
+import { RawPublisher, murmur2 } from '../src/raw-publisher.js';
 
 /** Records produce requests; each resolves when the test releases it (a broker under our control). */
 class RecordingProducer {
@@ -130,5 +130,40 @@ describe('RawPublisher', () => {
     publisher.markBoundary(pos(100), 0);
     await expect(publisher.drain()).rejects.toThrow('broker gone');
     expect(acked).toEqual([]);
+  });
+});
+
+describe('RawPublisher frames and placement', () => {
+  it('places keys as kafkajs\'s default partitioner does', () => {
+    const kafkajs = Partitioners.DefaultPartitioner();
+    const keys = ['', 'a', 'ab', 'abc', 'abcd', '{"id":"1"}', '{"id":"123456789"}', '市民张三', '😀x', ...Array.from({ length: 500 }, (_, i) => JSON.stringify({ id: String(i * 7919), n: 'é'.repeat(i % 5) }))];
+    for (const n of [1, 3, 7]) {
+      const partitionMetadata = Array.from({ length: n }, (_, partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [], isr: [] }));
+      for (const key of keys) {
+        const buf = Buffer.from(key);
+        expect((murmur2(buf, buf.length) & 0x7fffffff) % n).toBe(kafkajs({ topic: 't', partitionMetadata, message: { key, value: null } }));
+      }
+    }
+  });
+
+  it('writes multi-byte events into frames that grow, each a JSON array of exactly its bytes', async () => {
+    const { producer, publisher } = setUp(10_000, 64 << 20);
+    publisher.enqueueEvents([ev('t', -1)]);
+    const events = Array.from({ length: 2000 }, (_, i) => ({ topic: 't', key: JSON.stringify({ id: i }), json: JSON.stringify({ op: 'c', after: { id: i, name: `市民${i}😀`.repeat(1 + (i % 7)) } }) }));
+    publisher.enqueueEvents(events);
+    const queued = publisher.queuedBytes;
+    await producer.ackAll();
+    const messages = producer.requests.flatMap((r) => r.topicMessages!.flatMap((t) => t.messages));
+    expect(messages.reduce((n, m) => n + (m.value as Buffer).length, 0)).toBe(queued);
+    for (const m of messages) {
+      expect((m.value as Buffer).length).toBeLessThanOrEqual(256 << 10);
+      expect(Number(m.headers![RAW_FRAME_HEADER])).toBe(decodeRawMessage(m.value as Buffer).length);
+    }
+    const ids = messages.flatMap((m) => decodeRawMessage(m.value as Buffer).map((e) => e.after as { id: number; name: string }));
+    expect(ids.map((e) => e.id).sort((a, b) => a - b)).toEqual(Array.from({ length: 2001 }, (_, i) => i - 1));
+    expect(ids.find((e) => e.id === 6)!.name).toBe('市民6😀'.repeat(7));
+    await producer.ackAll();
+    await publisher.drain();
+    expect(publisher.queuedBytes).toBe(0);
   });
 });

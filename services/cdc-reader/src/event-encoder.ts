@@ -1,0 +1,198 @@
+import { createHmac } from 'node:crypto';
+import {
+  isProtectedClass,
+  rowVersion,
+  sealedEventAad,
+  toCanonical,
+  type CanonicalValue,
+  type ColumnClass,
+  type DataKey,
+  type LogicalType,
+  type Op,
+  type TableSchema,
+} from '@cityshare/shared';
+import type { RowsChange } from './binlog-listener.js';
+import { JsonSealer } from './sealer.js';
+
+/**
+ * The raw-topic JSON of change events written directly, without building event objects:
+ * byte for byte what `serializeEvent(buildEvents(...))` gives (event-builder.ts, the
+ * reference the tests compare against), at a fraction of the allocations. Per table
+ * schema and classification the column order, the JSON of names and the sealed set are
+ * worked out once.
+ */
+
+type Image = Record<string, unknown>;
+
+/** Characters JSON.stringify writes escaped (lone surrogates too; a string holding any takes the slow path). */
+// eslint-disable-next-line no-control-regex
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** JSON of a canonical value, as JSON.stringify writes it. */
+function jsonValue(v: CanonicalValue): string {
+  switch (typeof v) {
+    case 'string':
+      return NEEDS_ESCAPE.test(v) ? JSON.stringify(v) : `"${v}"`;
+    case 'number':
+      return Number.isFinite(v) ? String(v) : 'null';
+    case 'boolean':
+      return v ? 'true' : 'false';
+    default:
+      return 'null';
+  }
+}
+
+/** One column of an object written in JSON, in the order JSON.stringify would visit it. */
+interface Field {
+  /** Index in schema.columns (the image's values are converted in that order). */
+  index: number;
+  /** `"name":` (with a leading comma after the first field). */
+  prefix: string;
+}
+
+/**
+ * The fields of an object holding `names` in this insertion order, in the order its
+ * JSON lists them (a JS object lists integer-like keys first; `__proto__` is no own key).
+ */
+function jsonFields(columns: string[], names: string[]): Field[] {
+  const probe: Record<string, number> = {};
+  for (const n of names) probe[n] = columns.indexOf(n);
+  return Object.keys(probe).map((name, i) => ({ index: probe[name]!, prefix: `${i > 0 ? ',' : ''}${JSON.stringify(name)}:` }));
+}
+
+function objectJson(fields: Field[], values: string[]): string {
+  let out = '{';
+  for (let i = 0; i < fields.length; i++) out += fields[i]!.prefix + values[fields[i]!.index]!;
+  return out + '}';
+}
+
+/** canonicalKey (event-builder.ts) of one table schema: the primary key of a row image in canonical JSON. */
+export class KeyWriter {
+  private readonly columns: Array<{ name: string; type: LogicalType }>;
+  private readonly fields: Field[];
+  private readonly values: string[];
+
+  constructor(schema: TableSchema) {
+    this.columns = schema.primaryKey.map((k) => {
+      const column = schema.columns.find((c) => c.name === k);
+      if (!column) throw new TypeError(`primary key column ${k} is not a column of ${schema.db}.${schema.table}`);
+      return { name: k, type: column.type };
+    });
+    this.fields = jsonFields(schema.primaryKey, schema.primaryKey);
+    this.values = new Array<string>(this.columns.length);
+  }
+
+  write(raw: Image): string {
+    for (let i = 0; i < this.columns.length; i++) this.values[i] = jsonValue(toCanonical(this.columns[i]!.type, raw[this.columns[i]!.name]));
+    return objectJson(this.fields, this.values);
+  }
+}
+
+const keyWriters = new WeakMap<TableSchema, KeyWriter>();
+
+export function keyWriterFor(schema: TableSchema): KeyWriter {
+  let writer = keyWriters.get(schema);
+  if (!writer) keyWriters.set(schema, (writer = new KeyWriter(schema)));
+  return writer;
+}
+
+/** Compiled writer for one table schema under one classification and pipeline key. */
+export class TableEncoder {
+  readonly sealedNames: string[];
+  private readonly types: LogicalType[];
+  private readonly names: string[];
+  private readonly clear: Field[];
+  private readonly secret: Field[] | null;
+  private readonly keys: KeyWriter;
+  private readonly sealedKey: boolean;
+  private readonly protectedJson: string;
+  private readonly values: string[];
+
+  constructor(
+    readonly schema: TableSchema,
+    readonly classes: Record<string, ColumnClass>,
+    readonly sealer: JsonSealer,
+  ) {
+    this.names = schema.columns.map((c) => c.name);
+    this.types = schema.columns.map((c) => c.type);
+    this.sealedNames = schema.columns.filter((c) => isProtectedClass(classes[c.name])).map((c) => c.name);
+    const sealed = new Set(this.sealedNames);
+    this.clear = jsonFields(this.names, this.names.filter((n) => !sealed.has(n)));
+    this.secret = this.sealedNames.length > 0 ? jsonFields(this.names, this.names.filter((n) => sealed.has(n))) : null;
+    this.keys = keyWriterFor(schema);
+    this.sealedKey = schema.primaryKey.some((k) => sealed.has(k));
+    this.protectedJson = JSON.stringify(this.sealedNames);
+    this.values = new Array<string>(this.names.length);
+  }
+
+  /** The Kafka key of a row image (hashed when a key column is protected). */
+  messageKey(raw: Image): string {
+    const json = this.keys.write(raw);
+    return this.sealedKey ? createHmac('sha256', this.sealer.key.material).update(json).digest('base64url') : json;
+  }
+
+  /** Clear JSON and secret JSON of one image. */
+  private image(raw: Image): { clear: string; secret: string | null } {
+    const values = this.values;
+    for (let i = 0; i < this.names.length; i++) values[i] = jsonValue(toCanonical(this.types[i]!, raw[this.names[i]!]));
+    return { clear: objectJson(this.clear, values), secret: this.secret ? objectJson(this.secret, values) : null };
+  }
+
+  /**
+   * Writes the events of one rows change: `emit(key, json, op)` per event, in order. The
+   * parts shared by every row of the change (source block, version prefix, AAD prefix,
+   * the tail after the version) are written once per change.
+   */
+  encode(change: RowsChange, sourceName: string, serverId: number, schemaRef: string, now: number, emit: (key: string, json: string, op: Op) => void): void {
+    const { schema } = change;
+    const versionHead = rowVersion({ file: change.file, eventPos: change.eventPos, row: 0 }).slice(0, -6);
+    const aadHead = sealedEventAad(schema.db, schema.table, versionHead);
+    const sourceHead =
+      `,"source":{"name":${JSON.stringify(sourceName)},"serverId":${jsonValue(serverId)},"gtid":${jsonValue(change.gtid)},"file":${JSON.stringify(change.file)},"pos":${jsonValue(change.eventPos)},"row":`;
+    const sourceMid = `,"db":${JSON.stringify(schema.db)},"table":${JSON.stringify(schema.table)},"ts_ms":${jsonValue(change.tsMs)},"snapshot":${change.kind === 'snapshot'},"version":"${versionHead}`;
+    const tail = `"},"ts_ms":${jsonValue(now)},"protected":${this.protectedJson},"schemaRef":${JSON.stringify(schemaRef)}}`;
+    const rows = change.rows;
+    const one = (op: Op, before: { clear: string; secret: string | null } | null, after: { clear: string; secret: string | null } | null, row: number, rowPad: string): string => {
+      let sealed = 'null';
+      const sb = before?.secret ?? null;
+      const sa = after?.secret ?? null;
+      if (sb !== null || sa !== null) {
+        const plain = sb !== null ? (sa !== null ? `{"before":${sb},"after":${sa}}` : `{"before":${sb}}`) : `{"after":${sa}}`;
+        sealed = `"${this.sealer.seal(plain, aadHead + rowPad)}"`;
+      }
+      return `{"op":"${op}","before":${before ? before.clear : 'null'},"after":${after ? after.clear : 'null'},"sealed":${sealed}${sourceHead}${row},"txIndex":${change.txOffset + row}${sourceMid}${rowPad}${tail}`;
+    };
+    for (let row = 0; row < rows.length; row++) {
+      const r = rows[row]!;
+      const rowPad = String(row).padStart(6, '0');
+      const before = r.before ? this.image(r.before) : null;
+      const after = r.after ? this.image(r.after) : null;
+      if (change.kind === 'update' && before && after && this.keyChanged(r.before!, r.after!)) {
+        emit(this.messageKey(r.before!), one('d', before, null, row, rowPad), 'd');
+        emit(this.messageKey(r.after!), one('c', null, after, row, rowPad), 'c');
+      } else {
+        const op: Op = change.kind === 'insert' ? 'c' : change.kind === 'delete' ? 'd' : change.kind === 'snapshot' ? 'r' : 'u';
+        emit(this.messageKey((r.after ?? r.before)!), one(op, before, after, row, rowPad), op);
+      }
+    }
+  }
+
+  private keyChanged(before: Image, after: Image): boolean {
+    for (const k of this.schema.primaryKey) if (String(before[k]) !== String(after[k])) return true;
+    return false;
+  }
+}
+
+const encoders = new WeakMap<TableSchema, TableEncoder>();
+const sealers = new WeakMap<DataKey, JsonSealer>();
+
+/** The encoder of a schema under these classes and key, compiled once and reused while they hold. */
+export function encoderFor(schema: TableSchema, classes: Record<string, ColumnClass>, key: DataKey): TableEncoder {
+  const cached = encoders.get(schema);
+  if (cached && cached.classes === classes && cached.sealer.key === key) return cached;
+  let sealer = sealers.get(key);
+  if (!sealer) sealers.set(key, (sealer = new JsonSealer(key)));
+  const encoder = new TableEncoder(schema, classes, sealer);
+  encoders.set(schema, encoder);
+  return encoder;
+}
