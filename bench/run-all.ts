@@ -1,5 +1,5 @@
 /**
- * The whole benchmark suite: cdc-reader (snapshot once, binlog runs), transformer (1, 3 and
+ * The whole benchmark suite: cdc-reader (snapshot runs, binlog runs), transformer (1, 3 and
  * 10 departments), end to end (saturation burst and a fixed rate) and, unless --no-peer,
  * the Debezium peer (bench/peer/debezium.ts) on the same machine; each figure the median
  * of --runs runs. Checks the DESIGN.md performance targets and writes
@@ -61,7 +61,7 @@ const { values: a } = parseArgs({
 // Budget for the default sizes on 2 cores, extrapolated from --quick runs with the mix and
 // other work on the machine (snapshot 18-24k rows/s, binlog 7-18k rows/s, transformer 4-6k
 // records/s, e2e 2.5-3k rows/s, Debezium peer 0.8-1.4k rows/s, Kafka Connect start 10-20 s):
-// reader 4-6 min (3M-row snapshot once, 3 binlog runs), transformer 3.5-5 min, e2e 5-6 min,
+// reader 7-9 min (3M-row snapshot 3 times, 3 binlog runs), transformer 3.5-5 min, e2e 5-6 min,
 // peer 6.5-8 min: 19-25 min in all. The suite prints the time of every step. (Not re-measured since the
 // peer also runs its preload through Debezium and a reader backlog of --reader-rows: --quick took 83-100 s.)
 const defaults = a.quick
@@ -216,7 +216,7 @@ if (!peerSkipped || peerRuns.length) {
 
 notes.push(
   'Load: the smart-city mix of bench/workload.ts — 45% bus-card tap inserts (narrow rows, transactions of 15), 15% citizen inserts (wide rows, 5 per transaction), 25% citizen updates in one large transaction per chunk, 3% single-citizen updates, 10% tap deletes in one large purge per chunk, 2% single-citizen deletes.',
-  `Reader: snapshot of ${sizes.snapshot_rows.toLocaleString('en')} citizens measured once (first rows read to last acknowledged); binlog runs of ${sizes.reader_rows.toLocaleString('en')} row changes committed while the reader is stopped, rate from its first to its last event.`,
+  `Reader: snapshot of ${sizes.snapshot_rows.toLocaleString('en')} citizens, median of ${sizes.runs} runs (the first at the reader's start, then ad-hoc re-snapshots; first rows read to last acknowledged); binlog runs of ${sizes.reader_rows.toLocaleString('en')} row changes committed while the reader is stopped, rate from its first to its last event.`,
   `Transformer: a backlog of ${sizes.transformer_rows.toLocaleString('en')} raw change events (snapshot and mix), each department granted both tables; records/s from the first record out to the last.`,
   `End to end: reader, transformer (health and Haidian departments) and the health sink; saturation = a burst of ${sizes.e2e_rows.toLocaleString('en')} row changes, first commit to the sink having delivered all; latency per inserted row at ${sizes.rate.toLocaleString('en')} row changes/s for ${sizes.seconds} s, by the probe of bench/peer/latency-probe.ts (poll of PostgreSQL, same method for the peer).`,
   'Peak RSS (VmHWM): the highest of every process of the service over all benchmarks.',
