@@ -39,6 +39,9 @@ const SYSTEM = { name: 'control-plane', role: 'dba' } as const;
  */
 await runService(logger, async () => {
   const env = loadServiceEnv(controlEnv);
+  if (Boolean(env.CONTROL_TLS_CERT) !== Boolean(env.CONTROL_TLS_KEY)) {
+    throw new CdcError('CONFIG_INVALID', 'CONTROL_TLS_CERT and CONTROL_TLS_KEY go together: set both to serve HTTPS, or neither for HTTP');
+  }
   logger.level = env.LOG_LEVEL;
   // A pool: the API and the publisher run transactions concurrently, each on its own connection.
   const conn = createPool({ uri: env.CONTROL_DB_URL, charset: 'utf8mb4', connectionLimit: 8 });
