@@ -209,7 +209,7 @@ export function markdown(o: { date: string; machine: Machine; command: string; r
     '',
     `Machine: ${m.cpus} cores (${m.cpu_model}), ${m.mem_gib} GiB, ${m.os}. Versions: Node.js ${m.node}, MariaDB ${m.mariadb}, Kafka ${m.kafka} (single broker, KRaft), PostgreSQL ${m.postgresql}, kafkajs ${m.kafkajs}${peer ? `; peer: ${Object.entries(peer.versions).map(([k, v]) => `${k} ${v}`).join(', ')}` : ''}. Commit ${m.commit}.`,
     '',
-    `Command: \`${o.command}\` — ${o.date}, ${o.runs} run(s), each figure the median of the runs; ${Math.round(o.elapsedS / 60)} min ${Math.round(o.elapsedS % 60)} s in all.`,
+    `Command: \`${o.command}\` — ${o.date}, ${o.runs} run(s), each figure the median of the runs; ${Math.floor(o.elapsedS / 60)} min ${Math.round(o.elapsedS % 60)} s in all.`,
     '',
     '| figure | ours | Debezium | ours/Debezium | DESIGN target | verdict |',
     '|---|---|---|---|---|---|',

@@ -58,12 +58,9 @@ const { values: a } = parseArgs({
   },
 });
 
-// Budget for the default sizes on 2 cores, extrapolated from --quick runs with the mix and
-// other work on the machine (snapshot 18-24k rows/s, binlog 7-18k rows/s, transformer 4-6k
-// records/s, e2e 2.5-3k rows/s, Debezium peer 0.8-1.4k rows/s, Kafka Connect start 10-20 s):
-// reader 7-9 min (3M-row snapshot 3 times, 3 binlog runs), transformer 3.5-5 min, e2e 5-6 min,
-// peer 6.5-8 min: 19-25 min in all. The suite prints the time of every step. (Not re-measured since the
-// peer also runs its preload through Debezium and a reader backlog of --reader-rows: --quick took 83-100 s.)
+// The default sizes take about 15 minutes on 2 cores (measured 2026-11-25: reader 4.7 min with
+// three 3M-row snapshots, transformer 3.5 min, e2e 2.7 min, Debezium peer 4 min); the suite
+// prints the time of every step. --quick takes 3-4 minutes.
 const defaults = a.quick
   ? { runs: 1, snapshot: 100_000, reader: 30_000, transformer: 10_000, e2e: 15_000, rate: 5000, seconds: 10 }
   : { runs: 3, snapshot: 3_000_000, reader: 200_000, transformer: 20_000, e2e: 60_000, rate: 5000, seconds: 20 };
