@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { PipelineRun } from '../test/support/pipeline-run.js';
 import type { ServiceProcess } from '../test/support/service-process.js';
 import { stack } from '../test/support/stack.js';
-import { measureLatency, windowed, type LatencyFigures, type LatencySample, type ProbeTable } from './latency.js';
+import { burstSummary, measureLatency, steadySummary, windowed, type BurstSummary, type LatencyFigures, type LatencySample, type ProbeTable, type SteadySummary } from './latency.js';
 import { LoadDriver, Workload, benchTables, loadTables, preload, preloadFor, type LoadTotals } from './workload.js';
 import { benchServerId, deleteRunTopics, isMain, metric, peakRssMiB, sleep, waitFor, writeResults } from './support.js';
 
@@ -40,10 +40,10 @@ export interface Quantiles {
 export interface E2eFigures {
   /** Saturation: burst row changes / (first commit to last delivery). */
   e2e_rows_per_s: number;
-  burst: { rows: number; transactions: number; seconds: number; commit_seconds: number; latency_ms: Quantiles & { max: number; rows: number } };
+  burst: BurstSummary;
   /** At the fixed rate. */
   e2e_latency_ms: Quantiles;
-  steady: { offered_rows_per_s: number; rows: number; transactions: number; seconds: number; late_ticks: number; latency_rows: number; latency_missing: number; max_ms: number; mean_ms: number; probe_polls: number; probe_mean_poll_ms: number };
+  steady: SteadySummary;
   /** Per second of commit time in the fixed-rate phase: mean latency (as the probe reports it for the peer too) and max. */
   latency_series: Array<{ t_s: number; latency_ms: number; max_ms: number; rows: number }>;
   /** Per 0.5 s of the fixed-rate phase: p50 (latency_ms) and p99 of the rows committed in it. */
@@ -146,27 +146,9 @@ export async function measureE2e(o: E2eOptions, log: (line: string) => void = co
     log(`e2e: peak RSS MiB: ${JSON.stringify(rss)}`);
     return {
       e2e_rows_per_s: e2eRate,
-      burst: {
-        rows: burstLoad!.rows,
-        transactions: burstLoad!.transactions,
-        seconds: burstSeconds,
-        commit_seconds: burstLoad!.seconds,
-        latency_ms: { p50: burstLatency.p50, p95: burstLatency.p95, p99: burstLatency.p99, max: burstLatency.max, rows: burstLatency.rows },
-      },
+      burst: burstSummary(burstLoad!, burstSeconds, burstLatency),
       e2e_latency_ms: { p50: steady.p50, p95: steady.p95, p99: steady.p99 },
-      steady: {
-        offered_rows_per_s: steadyLoad!.offered_rows_per_s,
-        rows: steadyLoad!.rows,
-        transactions: steadyLoad!.transactions,
-        seconds: steadyLoad!.seconds,
-        late_ticks: steadyLoad!.late_ticks,
-        latency_rows: steady.rows,
-        latency_missing: steady.missing,
-        max_ms: steady.max,
-        mean_ms: steady.mean,
-        probe_polls: steady.polls,
-        probe_mean_poll_ms: steady.mean_poll_ms,
-      },
+      steady: steadySummary(steadyLoad!, steady),
       latency_series: steady.per_second,
       latency_windows: windowed(steady.series),
       rss_mib: rss,

@@ -165,3 +165,20 @@ export function windowed(series: LatencySample[], windowS = 0.5): Array<{ t_s: n
       return { t_s: Number(((w + 0.5) * windowS).toFixed(3)), latency_ms: quantileOf(sorted, 0.5), p99_ms: quantileOf(sorted, 0.99), rows: sorted.length };
     });
 }
+
+/** A saturation burst as the e2e benchmarks (ours and the peer's) report it. */
+export interface BurstSummary { rows: number; transactions: number; seconds: number; commit_seconds: number; latency_ms: { p50: number; p95: number; p99: number; max: number; rows: number } }
+
+/** A fixed-rate phase as the e2e benchmarks (ours and the peer's) report it. */
+export interface SteadySummary { offered_rows_per_s: number; rows: number; transactions: number; seconds: number; late_ticks: number; latency_rows: number; latency_missing: number; max_ms: number; mean_ms: number; probe_polls: number; probe_mean_poll_ms: number }
+
+export function burstSummary(load: { rows: number; transactions: number; seconds: number }, seconds: number, l: LatencyFigures): BurstSummary {
+  return { rows: load.rows, transactions: load.transactions, seconds, commit_seconds: load.seconds, latency_ms: { p50: l.p50, p95: l.p95, p99: l.p99, max: l.max, rows: l.rows } };
+}
+
+export function steadySummary(load: { offered_rows_per_s: number; rows: number; transactions: number; seconds: number; late_ticks: number }, l: LatencyFigures): SteadySummary {
+  return {
+    offered_rows_per_s: load.offered_rows_per_s, rows: load.rows, transactions: load.transactions, seconds: load.seconds, late_ticks: load.late_ticks,
+    latency_rows: l.rows, latency_missing: l.missing, max_ms: l.max, mean_ms: l.mean, probe_polls: l.polls, probe_mean_poll_ms: l.mean_poll_ms,
+  };
+}

@@ -20,23 +20,9 @@ import { measureE2e, type E2eResult } from './e2e-bench.js';
 import { measureReader, type ReaderFigures } from './reader-bench.js';
 import { checkTargets, machineInfo, markdown, peerRatios, type PeerSummary, type Quantiles, type SuiteFigures } from './report.js';
 import { median } from './support.js';
+import type { PeerFigures } from './peer/debezium.js';
 import { measureTransformer, type TransformerFigures } from './transformer-bench.js';
 
-/** What bench/peer/debezium.ts returns (its `runDebeziumPeer`). */
-export interface PeerFigures {
-  e2e_rows_per_s: number;
-  e2e_latency_ms: { p50: number; p95: number; p99: number };
-  reader_rows_per_s?: number;
-  snapshot_rows_per_s?: number;
-  rss_mib: Record<string, number>;
-  /** Per second of commit time at the fixed rate: mean latency, and max and rows (as ours) when the peer reports them. */
-  latency_series: Array<{ t_s: number; latency_ms: number; max_ms?: number; rows?: number }>;
-  versions: Record<string, string>;
-  /** Latency of the inserted rows during the saturation burst. */
-  e2e_saturation_latency_ms?: { p50: number; p95: number; p99: number };
-  /** How reader_rows_per_s was taken, e.g. { source_connector: 'stopped' } (see bench/peer/debezium.ts). */
-  reader?: { source_connector?: string };
-}
 /** `readerRows`: row changes of the backlog for reader_rows_per_s, as the reader bench's binlog runs. */
 type RunPeer = (o: { rows: number; rate: number; seconds: number; readerRows?: number }) => Promise<PeerFigures>;
 

@@ -6,12 +6,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { isCdcError, openDepartmentValue } from '@cityshare/shared';
 import { eventually } from '../test/support/eventually.js';
 import { PipelineRun } from '../test/support/pipeline-run.js';
+import { freePort } from '../test/support/service-process.js';
 import { stack } from '../test/support/stack.js';
 import { LOCAL_TOKENS, prepareLocalControl } from './control-local.js';
 import { busTaps, citizens, clinicVisits } from './sample-data.js';
@@ -146,12 +146,7 @@ async function main(): Promise<void> {
 /** The control plane: a DBA registers a table, a department requests it, an officer approves; all in the ledger. */
 async function governance(run: PipelineRun): Promise<void> {
   say('Governance: the control plane keeps the catalog, the grant workflow and a hash-chained audit ledger');
-  const port = await new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port: p } = s.address() as { port: number };
-      s.close(() => resolve(p));
-    });
-  });
+  const port = await freePort();
   const env = await prepareLocalControl({ database: 'cityshare_control_demo', dir: join(stack.root, '.stack', 'control-demo'), keyringFile: run.keyringFile, port });
   await run.start('control', env);
   const cdc = (who: keyof typeof LOCAL_TOKENS, ...args: string[]) => {

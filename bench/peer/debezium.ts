@@ -35,15 +35,15 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import type pg from 'pg';
 import { PipelineRun } from '../../test/support/pipeline-run.js';
+import { freePort } from '../../test/support/service-process.js';
 import { stack } from '../../test/support/stack.js';
-import { measureLatency, windowed, type ProbeTable } from '../latency.js';
-import { peakRssMiB, sustainedRate, waitFor } from '../support.js';
+import { burstSummary, measureLatency, steadySummary, windowed, type BurstSummary, type ProbeTable, type SteadySummary } from '../latency.js';
+import { peakRssMiB, sleep, sustainedRate, waitFor } from '../support.js';
 import { LoadDriver, Workload, loadTables, preload, preloadFor, type LoadTotals } from '../workload.js';
 
 export interface PeerFigures {
@@ -60,8 +60,8 @@ export interface PeerFigures {
   versions: Record<string, string>;
   /** Latency of the inserted rows during the burst (as e2e-bench.ts's burst.latency_ms). */
   e2e_saturation_latency_ms?: { p50: number; p95: number; p99: number };
-  burst?: { rows: number; transactions: number; seconds: number; commit_seconds: number; latency_ms: { p50: number; p95: number; p99: number; max: number; rows: number } };
-  steady?: { offered_rows_per_s: number; rows: number; transactions: number; seconds: number; late_ticks: number; latency_rows: number; latency_missing: number; max_ms: number; mean_ms: number; probe_polls: number; probe_mean_poll_ms: number };
+  burst?: BurstSummary;
+  steady?: SteadySummary;
   latency_windows?: Array<{ t_s: number; latency_ms: number; p99_ms: number; rows: number }>;
   reader?: { rows: number; deletes: number; transactions: number; generate_seconds: number; seconds: number; rows_per_s: number; source_connector: 'stopped' | 'paused' };
   /** Peak RSS at the end of the fixed-rate phase (before the reader backlog). */
@@ -72,7 +72,6 @@ export interface PeerFigures {
 const POM = join(stack.root, 'bench', 'peer', 'debezium', 'pom.xml');
 const CACHE = join(stack.root, 'deploy', 'local', '.cache', 'debezium');
 const TOPIC_PARTITIONS = 3; // as deploy/local/pipeline.yaml gives cityshare's topics
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (msg: string) => console.error(`[debezium-peer] ${msg}`);
 
 interface Versions { debezium: string; sourceArtifact: string; sourceVersion: string; jdbcVersion: string; connect: string }
@@ -119,17 +118,6 @@ const javaBin = () => (process.env.JAVA_HOME ? join(process.env.JAVA_HOME, 'bin'
 function javaVersion(): string {
   const out = spawnSync(javaBin(), ['-version'], { encoding: 'utf8' });
   return /version "([^"]+)"/.exec(`${out.stderr}${out.stdout}`)?.[1] ?? 'unknown';
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
 }
 
 /** A .properties file as java.util.Properties reads it (ISO-8859-1, so non-ASCII as \uXXXX). */
@@ -541,20 +529,8 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
       rss_mib: { kafka_connect: rss },
       latency_series: steady.per_second,
       e2e_saturation_latency_ms: { p50: burstLatency.p50, p95: burstLatency.p95, p99: burstLatency.p99 },
-      burst: { rows: burstLoad!.rows, transactions: burstLoad!.transactions, seconds: burstSeconds, commit_seconds: burstLoad!.seconds, latency_ms: { p50: burstLatency.p50, p95: burstLatency.p95, p99: burstLatency.p99, max: burstLatency.max, rows: burstLatency.rows } },
-      steady: {
-        offered_rows_per_s: steadyLoad!.offered_rows_per_s,
-        rows: steadyLoad!.rows,
-        transactions: steadyLoad!.transactions,
-        seconds: steadyLoad!.seconds,
-        late_ticks: steadyLoad!.late_ticks,
-        latency_rows: steady.rows,
-        latency_missing: steady.missing,
-        max_ms: steady.max,
-        mean_ms: steady.mean,
-        probe_polls: steady.polls,
-        probe_mean_poll_ms: steady.mean_poll_ms,
-      },
+      burst: burstSummary(burstLoad!, burstSeconds, burstLatency),
+      steady: steadySummary(steadyLoad!, steady),
       latency_windows: windowed(steady.series),
       ...(reader ? { reader } : {}),
       e2e_rss_mib: { kafka_connect: e2eRss },

@@ -6,7 +6,8 @@ import { stack } from './stack.js';
 
 export type ServiceName = 'cdc-reader' | 'transformer' | 'sink' | 'control';
 
-async function freePort(): Promise<number> {
+/** A TCP port free on 127.0.0.1 right now. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.listen(0, '127.0.0.1', () => {
