@@ -62,6 +62,8 @@ export class BinlogListener {
   private zongji: ZongJi | undefined;
   private readonly primaryKeys = new Map<number, string[] | undefined>();
   private readonly schemas = new Map<number, { source: unknown; schema: TableSchema }>();
+  /** Schemas by table, key and binlog columns; with the catalog entry they were refined with. */
+  private readonly bySignature = new Map<string, { registered: TableSchema; schema: TableSchema }>();
   private paused = false;
   private txRows = 0;
   private txTables: Record<string, number> = {};
@@ -215,6 +217,14 @@ export class BinlogListener {
     if (cached && cached.source === entry.columnSchemas) return cached.schema;
     const registered = this.options.catalog.get(entry.parentSchema, entry.tableName);
     if (!registered) return undefined;
+    // Every transaction brings a table map of its own: the same columns give the same schema
+    // object, so what is compiled per schema (encoders, schema references) is reused.
+    const signature = JSON.stringify([entry.parentSchema, entry.tableName, this.primaryKeys.get(tableId), entry.columnSchemas.map((c) => [c.COLUMN_NAME, c.COLUMN_TYPE, c.CHARACTER_SET_NAME])]);
+    const same = this.bySignature.get(signature);
+    if (same && same.registered === registered) {
+      this.schemas.set(tableId, { source: entry.columnSchemas, schema: same.schema });
+      return same.schema;
+    }
     const known = new Map(registered.columns.map((c) => [c.name, c]));
     const schema: TableSchema = {
       db: entry.parentSchema,
@@ -231,6 +241,7 @@ export class BinlogListener {
     };
     if (schema.primaryKey.length === 0) schema.primaryKey = registered.primaryKey;
     this.schemas.set(tableId, { source: entry.columnSchemas, schema });
+    this.bySignature.set(signature, { registered, schema });
     return schema;
   }
 }

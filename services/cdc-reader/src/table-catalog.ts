@@ -43,7 +43,8 @@ export class TableCatalog {
     if (!this.tables.has(`${db}.${table}`)) return undefined;
     const described = await describeTable(conn, sourceName, db, table, this.appendOnly.has(`${db}.${table}`));
     if (described instanceof CdcError) return described;
-    this.tables.set(`${db}.${table}`, described);
+    // An unchanged table keeps its schema object, and with it what was compiled for it.
+    if (JSON.stringify(described) !== JSON.stringify(this.tables.get(`${db}.${table}`))) this.tables.set(`${db}.${table}`, described);
     return undefined;
   }
 
