@@ -13,6 +13,7 @@ import { createConnection } from 'mysql2/promise';
 import { parse, stringify } from 'yaml';
 import { FileKeyring } from '@cityshare/shared';
 import { stack } from '../test/support/stack.js';
+import { ensureServicesBuilt, serviceBundle } from './build-services.js';
 
 /** Local tokens, one per role; never use them anywhere but on this machine. */
 export const LOCAL_TOKENS = {
@@ -60,6 +61,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   console.log(`  export CDC_CONTROL_API=http://127.0.0.1:8090 CDC_TOKEN=${LOCAL_TOKENS.dba.token}   # tokens: ${Object.values(LOCAL_TOKENS).map((t) => `${t.token} (${t.role})`).join(', ')}`);
   console.log('  npx cdc tables list');
   console.log(`the pipeline file it publishes: ${env.CITYSHARE_PIPELINE}; Ctrl-C stops it`);
-  const child = spawn(process.execPath, ['--import', 'tsx', join('services', 'control', 'src', 'main.ts')], { cwd: stack.root, env: { ...process.env, METRICS_PORT: '9469', ...env }, stdio: 'inherit' });
+  await ensureServicesBuilt();
+  const child = spawn(process.execPath, [serviceBundle('control')], { cwd: stack.root, env: { ...process.env, METRICS_PORT: '9469', ...env }, stdio: 'inherit' });
   child.on('exit', (code) => process.exit(code ?? 0));
 }

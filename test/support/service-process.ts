@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { ensureServicesBuilt, serviceBundle } from '../../scripts/build-services.js';
 import { stack } from './stack.js';
 
 export type ServiceName = 'cdc-reader' | 'transformer' | 'sink' | 'control';
@@ -36,7 +37,9 @@ export class ServiceProcess {
     mkdirSync(join(this.logFile, '..'), { recursive: true });
     const log = createWriteStream(this.logFile, { flags: 'a' });
     const profile = process.env.CITYSHARE_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CITYSHARE_CPU_PROF}`] : [];
-    const child = spawn(process.execPath, [...profile, '--import', 'tsx', join('services', this.name, 'src', 'main.ts')], {
+    // As an operator runs it: the service's bundle on plain node (npm run build).
+    await ensureServicesBuilt();
+    const child = spawn(process.execPath, [...profile, serviceBundle(this.name)], {
       cwd: stack.root,
       env: { ...this.env, METRICS_PORT: String(this.port) },
       stdio: ['ignore', 'pipe', 'pipe'],
