@@ -13,7 +13,7 @@ import { createConnection } from 'mysql2/promise';
 import { parse, stringify } from 'yaml';
 import { FileKeyring } from '@cityshare/shared';
 import { stack } from '../test/support/stack.js';
-import { ensureServicesBuilt, serviceBundle } from './build-services.js';
+import { ensureServicesBuilt, serviceArgs } from './build-services.js';
 
 /** Local tokens, one per role; never use them anywhere but on this machine. */
 export const LOCAL_TOKENS = {
@@ -62,6 +62,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   console.log('  npx cdc tables list');
   console.log(`the pipeline file it publishes: ${env.CITYSHARE_PIPELINE}; Ctrl-C stops it`);
   await ensureServicesBuilt();
-  const child = spawn(process.execPath, [serviceBundle('control')], { cwd: stack.root, env: { ...process.env, METRICS_PORT: '9469', ...env }, stdio: 'inherit' });
+  const child = spawn(process.execPath, serviceArgs('control'), { cwd: stack.root, env: { ...process.env, METRICS_PORT: '9469', ...env }, stdio: 'inherit' });
   child.on('exit', (code) => process.exit(code ?? 0));
 }

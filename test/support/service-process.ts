@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { ensureServicesBuilt, serviceBundle } from '../../scripts/build-services.js';
+import { ensureServicesBuilt, serviceArgs } from '../../scripts/build-services.js';
 import { stack } from './stack.js';
 
 export type ServiceName = 'cdc-reader' | 'transformer' | 'sink' | 'control';
@@ -39,7 +39,7 @@ export class ServiceProcess {
     const profile = process.env.CITYSHARE_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CITYSHARE_CPU_PROF}`] : [];
     // As an operator runs it: the service's bundle on plain node (npm run build).
     await ensureServicesBuilt();
-    const child = spawn(process.execPath, [...profile, serviceBundle(this.name)], {
+    const child = spawn(process.execPath, [...profile, ...serviceArgs(this.name)], {
       cwd: stack.root,
       env: { ...this.env, METRICS_PORT: String(this.port) },
       stdio: ['ignore', 'pipe', 'pipe'],
