@@ -32,9 +32,11 @@ export function serviceBundle(name: string): string {
 /**
  * Node.js flags every service runs with (also in each service's `npm start`). A young
  * generation of 4 MiB semi-spaces instead of 16: the services allocate mostly short-lived
- * event strings and buffers, so scavenges stay cheap, and resident memory drops by about
- * 40-60 MiB at the same throughput (bench/reader-bench.ts: binlog 26,249 vs 26,774 rows/s,
- * peak RSS 186 vs 245 MiB).
+ * event strings and buffers, so scavenges stay cheap, and resident memory drops by 30-45
+ * MiB. Alternating runs of `npm run bench:reader` (1 M rows, 300,000-row burst), 16 -> 4:
+ * binlog 20.9k/23.1k -> 23.6k/21.8k rows/s with peak RSS 218/221 -> 191/186 MiB; snapshot
+ * 34.6k/34.7k -> 31.7k/31.7k rows/s (-9 %) with 274/268 -> 232/226 MiB. 8 MiB kept the
+ * snapshot rate but not its RSS under 256 MiB (261/248).
  */
 export const SERVICE_NODE_FLAGS = ['--max-semi-space-size=4'];
 

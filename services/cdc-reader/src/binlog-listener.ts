@@ -109,7 +109,9 @@ export class BinlogListener {
       if (this.options.heartbeatSeconds > 0) {
         // start() opened the binlog connection; the dump command is queued on it only after
         // the server checks, so this session variable is set when the server reads it.
-        zongji.connection!.query(`SET @master_heartbeat_period = ${Math.round(this.options.heartbeatSeconds * 1e9)}`);
+        // MySQL 8.0.26+ reads the `source_` name; MariaDB and older MySQL the `master_` one.
+        const ns = Math.round(this.options.heartbeatSeconds * 1e9);
+        zongji.connection!.query(`SET @master_heartbeat_period = ${ns}, @source_heartbeat_period = ${ns}`);
       }
     });
   }

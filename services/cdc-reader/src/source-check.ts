@@ -36,11 +36,30 @@ export async function checkSource(conn: Connection): Promise<SourceServer> {
   };
 }
 
+/** MySQL 8.2 renamed SHOW MASTER STATUS, and 8.4 removed the old name; MariaDB knows only the old one. */
+const STATUS_STATEMENTS = ['SHOW MASTER STATUS', 'SHOW BINARY LOG STATUS'] as const;
+const statusStatement = new WeakMap<Connection, (typeof STATUS_STATEMENTS)[number]>();
+const ER_PARSE_ERROR = 1064;
+
 /** The current end of the binlog: where streaming starts when there is no checkpoint. */
 export async function binlogEnd(conn: Connection): Promise<{ file: string; pos: number }> {
-  const [rows] = await conn.query('SHOW MASTER STATUS');
+  let rows: unknown;
+  const known = statusStatement.get(conn);
+  if (known) {
+    [rows] = await conn.query(known);
+  } else {
+    for (const statement of STATUS_STATEMENTS) {
+      try {
+        [rows] = await conn.query(statement);
+        statusStatement.set(conn, statement);
+        break;
+      } catch (err) {
+        if ((err as { errno?: number }).errno !== ER_PARSE_ERROR || statement === STATUS_STATEMENTS[STATUS_STATEMENTS.length - 1]) throw err;
+      }
+    }
+  }
   const row = (rows as Array<{ File: string; Position: number }>)[0];
-  if (!row) throw new CdcError('SOURCE_MISCONFIGURED', 'SHOW MASTER STATUS returned nothing: is log_bin enabled?');
+  if (!row) throw new CdcError('SOURCE_MISCONFIGURED', 'the binlog status (SHOW MASTER STATUS / SHOW BINARY LOG STATUS) returned nothing: is log_bin enabled?');
   return { file: row.File, pos: Number(row.Position) };
 }
 
