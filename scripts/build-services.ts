@@ -19,10 +19,11 @@ export const SERVICES = ['cdc-reader', 'transformer', 'sink', 'control'] as cons
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 /**
- * Left to node_modules at run time: native addons, packages that read their own files
- * (bullmq's Lua scripts) and optional native parts drivers probe for.
+ * Left to node_modules at run time: the native CRC32C addon, and bullmq, which reads its Lua
+ * scripts from its own folder. (Optional requires inside try/catch, such as pg's pg-native,
+ * stay run-time requires in the bundle.)
  */
-const EXTERNAL = ['@node-rs/crc32', 'bullmq', 'pg-native', 'cpu-features', 'ssh2'];
+const EXTERNAL = ['@node-rs/crc32', 'bullmq'];
 
 /** Where a service's bundle is. */
 export function serviceBundle(name: string): string {
