@@ -19,9 +19,9 @@ import { parseArgs } from 'node:util';
 import { PipelineRun } from '../test/support/pipeline-run.js';
 import type { ServiceProcess } from '../test/support/service-process.js';
 import { stack } from '../test/support/stack.js';
-import { burstSummary, measureLatency, steadySummary, windowed, type BurstSummary, type LatencyFigures, type LatencySample, type ProbeTable, type SteadySummary } from './latency.js';
-import { LoadDriver, Workload, benchTables, loadTables, preload, preloadFor, type LoadTotals } from './workload.js';
-import { benchServerId, deleteRunTopics, isMain, metric, peakRssMiB, sleep, waitFor, writeResults } from './support.js';
+import { burstSummary, measureE2ePhases, steadySummary, windowed, type BurstSummary, type LatencySample, type SteadySummary } from './latency.js';
+import { LoadDriver, Workload, benchTables, loadTables, preload, preloadFor } from './workload.js';
+import { benchServerId, deleteRunTopics, isMain, metric, peakRssMiB, waitFor, writeResults } from './support.js';
 
 export interface E2eOptions {
   /** Row changes of the saturation burst. */
@@ -101,54 +101,23 @@ export async function measureE2e(o: E2eOptions, log: (line: string) => void = co
     await waitFor(async () => (await delivered()) >= preloaded.citizens + preloaded.taps, 900_000);
 
     const workload = new Workload(loadTables(run), preloaded);
-    const probeTables: ProbeTable[] = [
-      { source: 'citizens', target: `"${run.pgSchema}".citizens` },
-      { source: 'taps', target: `"${run.pgSchema}".bus_card_taps` },
-    ];
 
-    // Saturation.
-    log(`e2e: burst of ${o.rows.toLocaleString('en')} row changes`);
-    const base = await delivered();
-    let burstLoad: LoadTotals | undefined;
-    let burstEnd = 0;
-    const burstStart = Date.now();
-    const burstLatency = await measureLatency({
-      tables: probeTables,
-      // Seconds of latency under a backlog: polls 10 times slower than at the fixed rate, to load PostgreSQL (the target) less.
-      pollMs: 500,
-      load: async (commits) => {
-        burstLoad = await driver.burst(workload, o.rows, commits);
-        await waitFor(async () => (await delivered()) - base >= burstLoad!.rows, 1_800_000);
-        burstEnd = Date.now();
+    const { burstLoad, burstSeconds, e2eRate, burstLatency, steadyLoad, steady } = await measureE2ePhases({
+      driver, workload, pgSchema: run.pgSchema, rows: o.rows, rate: o.rate, seconds: o.seconds,
+      log: (line) => log(`e2e: ${line}`),
+      arrival: async () => {
+        const base = await delivered();
+        return (rows, timeoutMs) => waitFor(async () => (await delivered()) - base >= rows, timeoutMs);
       },
     });
-    const burstSeconds = (burstEnd - burstStart) / 1000;
-    const e2eRate = Math.round(burstLoad!.rows / burstSeconds);
-    log(`e2e: burst: ${burstLoad!.rows.toLocaleString('en')} row changes (${burstLoad!.transactions.toLocaleString('en')} transactions, committed in ${burstLoad!.seconds.toFixed(1)} s) in PostgreSQL after ${burstSeconds.toFixed(1)} s = ${e2eRate.toLocaleString('en')} rows/s; latency p50 ${burstLatency.p50} ms, p95 ${burstLatency.p95} ms, p99 ${burstLatency.p99} ms`);
-    await sleep(2000);
-
-    // Fixed rate.
-    log(`e2e: ${o.rate.toLocaleString('en')} row changes/s for ${o.seconds} s`);
-    const steadyBase = await delivered();
-    let steadyLoad: (LoadTotals & { offered_rows_per_s: number; late_ticks: number }) | undefined;
-    const steadyStart = Date.now();
-    const steady: LatencyFigures = await measureLatency({
-      tables: probeTables,
-      originMs: steadyStart,
-      load: async (commits) => {
-        steadyLoad = await driver.steady(workload, o.rate, o.seconds, commits);
-        await waitFor(async () => (await delivered()) - steadyBase >= steadyLoad!.rows, 900_000);
-      },
-    });
-    log(`e2e: fixed rate: ${steadyLoad!.offered_rows_per_s.toLocaleString('en')} rows/s offered (${steadyLoad!.late_ticks} late ticks); latency of ${steady.rows.toLocaleString('en')} inserted rows p50 ${steady.p50} ms, p95 ${steady.p95} ms, p99 ${steady.p99} ms, max ${steady.max} ms${steady.missing ? `; ${steady.missing} rows never arrived` : ''}`);
 
     const rss = { cdc_reader: peakRssMiB(reader.pid!), transformer: peakRssMiB(transformer.pid!), sink: peakRssMiB(sink.pid!) };
     log(`e2e: peak RSS MiB: ${JSON.stringify(rss)}`);
     return {
       e2e_rows_per_s: e2eRate,
-      burst: burstSummary(burstLoad!, burstSeconds, burstLatency),
+      burst: burstSummary(burstLoad, burstSeconds, burstLatency),
       e2e_latency_ms: { p50: steady.p50, p95: steady.p95, p99: steady.p99 },
-      steady: steadySummary(steadyLoad!, steady),
+      steady: steadySummary(steadyLoad, steady),
       latency_series: steady.per_second,
       latency_windows: windowed(steady.series),
       rss_mib: rss,

@@ -12,7 +12,8 @@
  */
 import { stack } from '../test/support/stack.js';
 import { LatencyProbe, type LatencyReport } from './peer/latency-probe.js';
-import { quantileOf } from './support.js';
+import { quantileOf, sleep } from './support.js';
+import type { LoadDriver, LoadTotals, Workload } from './workload.js';
 
 /** Load side: where it reports the commit of inserted rows (ids firstId .. firstId+count-1 of a source table). */
 export interface CommitRecorder {
@@ -181,4 +182,76 @@ export function steadySummary(load: { offered_rows_per_s: number; rows: number; 
     offered_rows_per_s: load.offered_rows_per_s, rows: load.rows, transactions: load.transactions, seconds: load.seconds, late_ticks: load.late_ticks,
     latency_rows: l.rows, latency_missing: l.missing, max_ms: l.max, mean_ms: l.mean, probe_polls: l.polls, probe_mean_poll_ms: l.mean_poll_ms,
   };
+}
+
+export type SteadyLoad = LoadTotals & { offered_rows_per_s: number; late_ticks: number };
+
+/** The two end-to-end phases, run the same way for our pipeline and for a peer. */
+export interface E2ePhasesOptions {
+  driver: LoadDriver;
+  workload: Workload;
+  /** PostgreSQL schema the department's `citizens` and `bus_card_taps` land in. */
+  pgSchema: string;
+  /** Row changes of the burst. */
+  rows: number;
+  /** Row changes per second and seconds of the fixed-rate phase. */
+  rate: number;
+  seconds: number;
+  log: (line: string) => void;
+  /** Called before each load: returns a wait for the target to hold that load's `rows` changes. */
+  arrival: () => Promise<(rows: number, timeoutMs: number) => Promise<void>>;
+}
+
+export interface E2ePhases {
+  burstLoad: LoadTotals;
+  /** From the burst's start until the target held all of it. */
+  burstSeconds: number;
+  e2eRate: number;
+  burstLatency: LatencyFigures;
+  steadyLoad: SteadyLoad;
+  steady: LatencyFigures;
+}
+
+/**
+ * Saturation (the mix as fast as the source takes it, until the target has every change,
+ * probed every 500 ms so the probe loads the target less under a backlog), a pause, then
+ * the fixed rate; latency per inserted row in both.
+ */
+export async function measureE2ePhases(o: E2ePhasesOptions): Promise<E2ePhases> {
+  const tables: ProbeTable[] = [
+    { source: 'citizens', target: `"${o.pgSchema}".citizens` },
+    { source: 'taps', target: `"${o.pgSchema}".bus_card_taps` },
+  ];
+  o.log(`burst of ${o.rows.toLocaleString('en')} row changes`);
+  let burstLoad: LoadTotals | undefined;
+  let burstEnd = 0;
+  const burstArrived = await o.arrival();
+  const burstStart = Date.now();
+  const burstLatency = await measureLatency({
+    tables,
+    pollMs: 500,
+    load: async (commits) => {
+      burstLoad = await o.driver.burst(o.workload, o.rows, commits);
+      await burstArrived(burstLoad.rows, 1_800_000);
+      burstEnd = Date.now();
+    },
+  });
+  const burstSeconds = (burstEnd - burstStart) / 1000;
+  const e2eRate = Math.round(burstLoad!.rows / burstSeconds);
+  o.log(`burst: ${burstLoad!.rows.toLocaleString('en')} row changes (${burstLoad!.transactions.toLocaleString('en')} transactions, committed in ${burstLoad!.seconds.toFixed(1)} s) in PostgreSQL after ${burstSeconds.toFixed(1)} s = ${e2eRate.toLocaleString('en')} rows/s; latency p50 ${burstLatency.p50} ms, p95 ${burstLatency.p95} ms, p99 ${burstLatency.p99} ms`);
+  await sleep(2000);
+
+  o.log(`${o.rate.toLocaleString('en')} row changes/s for ${o.seconds} s`);
+  let steadyLoad: SteadyLoad | undefined;
+  const steadyArrived = await o.arrival();
+  const steady = await measureLatency({
+    tables,
+    originMs: Date.now(),
+    load: async (commits) => {
+      steadyLoad = await o.driver.steady(o.workload, o.rate, o.seconds, commits);
+      await steadyArrived(steadyLoad.rows, 900_000);
+    },
+  });
+  o.log(`fixed rate: ${steadyLoad!.offered_rows_per_s.toLocaleString('en')} rows/s offered (${steadyLoad!.late_ticks} late ticks); latency of ${steady.rows.toLocaleString('en')} inserted rows p50 ${steady.p50} ms, p95 ${steady.p95} ms, p99 ${steady.p99} ms, max ${steady.max} ms${steady.missing ? `; ${steady.missing} rows never arrived` : ''} (${steady.polls} polls of ${steady.mean_poll_ms} ms)`);
+  return { burstLoad: burstLoad!, burstSeconds, e2eRate, burstLatency, steadyLoad: steadyLoad!, steady };
 }

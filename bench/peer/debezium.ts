@@ -42,9 +42,9 @@ import type pg from 'pg';
 import { PipelineRun } from '../../test/support/pipeline-run.js';
 import { freePort } from '../../test/support/service-process.js';
 import { stack } from '../../test/support/stack.js';
-import { burstSummary, measureLatency, steadySummary, windowed, type BurstSummary, type ProbeTable, type SteadySummary } from '../latency.js';
+import { burstSummary, measureE2ePhases, steadySummary, windowed, type BurstSummary, type SteadySummary } from '../latency.js';
 import { peakRssMiB, sleep, sustainedRate, waitFor } from '../support.js';
-import { LoadDriver, Workload, loadTables, preload, preloadFor, type LoadTotals } from '../workload.js';
+import { LoadDriver, Workload, loadTables, preload, preloadFor } from '../workload.js';
 
 export interface PeerFigures {
   /** Saturation: burst row changes / (start of the burst to PostgreSQL holding all of them). */
@@ -435,43 +435,12 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
     await waitForTarget(await sourceFingerprint(run), 900_000);
 
     const workload = new Workload(loadTables(run), preloaded);
-    const probeTables: ProbeTable[] = [
-      { source: 'citizens', target: `"${run.pgSchema}".citizens` },
-      { source: 'taps', target: `"${run.pgSchema}".bus_card_taps` },
-    ];
 
-    // Saturation, as e2e-bench.ts: the mix as fast as the source takes it, until PostgreSQL has every change.
-    log(`burst of ${o.rows.toLocaleString('en')} row changes`);
-    let burstLoad: LoadTotals | undefined;
-    let burstEnd = 0;
-    const burstStart = Date.now();
-    const burstLatency = await measureLatency({
-      tables: probeTables,
-      pollMs: 500,
-      load: async (commits) => {
-        burstLoad = await driver.burst(workload, o.rows, commits);
-        await waitForTarget(await sourceFingerprint(run), 1_800_000);
-        burstEnd = Date.now();
-      },
+    // Saturation and fixed rate, as e2e-bench.ts: done when PostgreSQL's content equals MariaDB's.
+    const { burstLoad, burstSeconds, e2eRate, burstLatency, steadyLoad, steady } = await measureE2ePhases({
+      driver, workload, pgSchema: run.pgSchema, rows: o.rows, rate: o.rate, seconds: o.seconds, log,
+      arrival: async () => async (_rows, timeoutMs) => waitForTarget(await sourceFingerprint(run), timeoutMs),
     });
-    const burstSeconds = (burstEnd - burstStart) / 1000;
-    const e2eRate = Math.round(burstLoad!.rows / burstSeconds);
-    log(`burst: ${burstLoad!.rows.toLocaleString('en')} row changes (${burstLoad!.transactions.toLocaleString('en')} transactions, committed in ${burstLoad!.seconds.toFixed(1)} s) in PostgreSQL after ${burstSeconds.toFixed(1)} s = ${e2eRate.toLocaleString('en')} rows/s; latency p50 ${burstLatency.p50} ms, p95 ${burstLatency.p95} ms, p99 ${burstLatency.p99} ms`);
-    await sleep(2000);
-
-    // Fixed rate, as e2e-bench.ts.
-    log(`${o.rate.toLocaleString('en')} row changes/s for ${o.seconds} s`);
-    let steadyLoad: (LoadTotals & { offered_rows_per_s: number; late_ticks: number }) | undefined;
-    const steadyStart = Date.now();
-    const steady = await measureLatency({
-      tables: probeTables,
-      originMs: steadyStart,
-      load: async (commits) => {
-        steadyLoad = await driver.steady(workload, o.rate, o.seconds, commits);
-        await waitForTarget(await sourceFingerprint(run), 900_000);
-      },
-    });
-    log(`fixed rate: ${steadyLoad!.offered_rows_per_s.toLocaleString('en')} rows/s offered (${steadyLoad!.late_ticks} late ticks); latency of ${steady.rows.toLocaleString('en')} inserted rows p50 ${steady.p50} ms, p95 ${steady.p95} ms, p99 ${steady.p99} ms, max ${steady.max} ms${steady.missing ? `; ${steady.missing} rows never arrived` : ''} (${steady.polls} polls of ${steady.mean_poll_ms} ms)`);
     await check();
     const e2eRss = peakRssMiB(connect.pid);
 
@@ -529,8 +498,8 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
       rss_mib: { kafka_connect: rss },
       latency_series: steady.per_second,
       e2e_saturation_latency_ms: { p50: burstLatency.p50, p95: burstLatency.p95, p99: burstLatency.p99 },
-      burst: burstSummary(burstLoad!, burstSeconds, burstLatency),
-      steady: steadySummary(steadyLoad!, steady),
+      burst: burstSummary(burstLoad, burstSeconds, burstLatency),
+      steady: steadySummary(steadyLoad, steady),
       latency_windows: windowed(steady.series),
       ...(reader ? { reader } : {}),
       e2e_rss_mib: { kafka_connect: e2eRss },
