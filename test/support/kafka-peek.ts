@@ -79,5 +79,5 @@ export async function readAllMessages(brokers: string[], pattern: RegExp): Promi
 
 /** Every change event currently in the raw topics matching `pattern`, frames unpacked, in partition order. */
 export async function readRawEvents(brokers: string[], pattern: RegExp): Promise<RawChangeEvent[]> {
-  return (await readAllMessages(brokers, pattern)).flatMap((m) => (m.value ? decodeRawMessage(m.value) : []));
+  return (await readAllMessages(brokers, pattern)).flatMap((m) => (m.value ? decodeRawMessage(m.value).events : []));
 }

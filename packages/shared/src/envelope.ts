@@ -35,15 +35,17 @@ export interface SourceInfo {
 
 /**
  * A change event, Debezium-shaped. `before`/`after` hold the public and internal
- * columns; the personal, secret and unclassified columns of each image travel as one
- * ciphertext under the pipeline key in `sealed`: `{ before?: {...}, after?: {...} }` with
- * those columns, one AEAD operation per event.
+ * columns; the personal, secret and unclassified columns of each image (`SealedImages`)
+ * travel sealed under the pipeline key: in a raw frame, those of all its events as one
+ * ciphertext (raw-frame.ts); in an event on its own (a dead letter, or a raw topic written
+ * by an earlier reader), in the event's `sealed`.
  */
 export interface ChangeEvent {
   op: Op;
   before: Row | null;
   after: Row | null;
-  sealed: string | null;
+  /** An event on its own: its sealed images, bound to `sealedEventAad` (null: none). Absent in a frame. */
+  sealed?: string | null;
   source: SourceInfo;
   /** When the reader built the event. */
   ts_ms: number;
@@ -81,18 +83,4 @@ export type RawChangeEvent = Omit<ChangeEvent, 'schema'> & { schemaRef: string; 
 /** Stable fingerprint of a table schema (same schema, same reference). */
 export function schemaFingerprint(schemaJson: string): string {
   return createHash('sha256').update(schemaJson).digest('base64url').slice(0, 22);
-}
-
-/** Kafka header of a raw-topic frame: how many change events it holds. */
-export const RAW_FRAME_HEADER = 'cityshare-frame';
-
-/**
- * The change events of one raw-topic message. The reader packs the events of one
- * partition into frames: a JSON array of events in order (see the cdc-reader's
- * RawPublisher). A message holding a single event object is read as a frame of one.
- * Throws on anything that is not JSON.
- */
-export function decodeRawMessage(value: Buffer): RawChangeEvent[] {
-  const parsed = JSON.parse(value.toString('utf8')) as RawChangeEvent | RawChangeEvent[];
-  return Array.isArray(parsed) ? parsed : [parsed];
 }

@@ -1,9 +1,7 @@
 import {
   isProtectedClass,
   schemaFingerprint,
-  sealedEventAad,
   rowVersion,
-  sealValue,
   toCanonical,
   type ChangeEvent,
   type ColumnClass,
@@ -18,7 +16,10 @@ import type { RowsChange } from './binlog-listener.js';
 import { keyWriterFor } from './event-encoder.js';
 
 export interface BuiltEvent {
+  /** The event with its public and internal columns. */
   event: ChangeEvent;
+  /** Its personal, secret and unclassified columns, sealed with its frame's (raw-frame.ts). */
+  secrets: SealedImages | null;
   /** Kafka message key: the primary key, so all changes of a row share a partition. */
   key: string;
 }
@@ -36,8 +37,8 @@ export interface BuildContext {
  * with event-encoder.ts, which the tests hold to this byte for byte).
  *
  * Turns one rows event into change events: canonical values, personal and secret
- * columns sealed under the pipeline key, and a primary-key change split into a delete
- * of the old key and a create of the new one.
+ * columns set apart to be sealed, and a primary-key change split into a delete of the
+ * old key and a create of the new one.
  */
 export function buildEvents(change: RowsChange, ctx: BuildContext, now = Date.now()): BuiltEvent[] {
   const { schema } = change;
@@ -63,16 +64,15 @@ export function buildEvents(change: RowsChange, ctx: BuildContext, now = Date.no
       row,
       now,
       sealed,
-      key: ctx.pipelineKey,
     };
     if (change.kind === 'update' && before && after && keyChanged(schema, r.before!, r.after!)) {
       events.push(
-        { event: envelope('d', before, null, base), key: keyFor(r.before!) },
-        { event: envelope('c', null, after, base), key: keyFor(r.after!) },
+        { ...envelope('d', before, null, base), key: keyFor(r.before!) },
+        { ...envelope('c', null, after, base), key: keyFor(r.after!) },
       );
     } else {
       const op: Op = change.kind === 'insert' ? 'c' : change.kind === 'delete' ? 'd' : change.kind === 'snapshot' ? 'r' : 'u';
-      events.push({ event: envelope(op, before, after, base), key: keyFor((r.after ?? r.before)!) });
+      events.push({ ...envelope(op, before, after, base), key: keyFor((r.after ?? r.before)!) });
     }
   });
   return events;
@@ -125,20 +125,17 @@ function envelope(
   op: Op,
   before: SplitImage | null,
   after: SplitImage | null,
-  b: { sourceName: string; serverId: number; change: RowsChange; row: number; now: number; sealed: string[]; key: DataKey },
-): ChangeEvent {
+  b: { sourceName: string; serverId: number; change: RowsChange; row: number; now: number; sealed: string[] },
+): { event: ChangeEvent; secrets: SealedImages | null } {
   const { change } = b;
   const version = rowVersion({ file: change.file, eventPos: change.eventPos, row: b.row });
-  const { db, table } = change.schema;
   const secrets: SealedImages = {};
   if (before?.secret) secrets.before = before.secret;
   if (after?.secret) secrets.after = after.secret;
-  const sealed = secrets.before || secrets.after ? sealValue(b.key, secrets, sealedEventAad(db, table, version)) : null;
-  return {
+  const event: ChangeEvent = {
     op,
     before: before?.clear ?? null,
     after: after?.clear ?? null,
-    sealed,
     source: {
       name: b.sourceName,
       serverId: b.serverId,
@@ -157,4 +154,5 @@ function envelope(
     schema: change.schema,
     protected: b.sealed,
   };
+  return { event, secrets: secrets.before || secrets.after ? secrets : null };
 }

@@ -2,7 +2,6 @@ import { createHmac } from 'node:crypto';
 import {
   isProtectedClass,
   rowVersion,
-  sealedEventAad,
   toCanonical,
   type CanonicalValue,
   type ColumnClass,
@@ -12,14 +11,14 @@ import {
   type TableSchema,
 } from '@cityshare/shared';
 import type { RowsChange } from './binlog-listener.js';
-import { JsonSealer } from './sealer.js';
 
 /**
  * The raw-topic JSON of change events written directly, without building event objects:
- * byte for byte what `serializeEvent(buildEvents(...))` gives (event-builder.ts, the
- * reference the tests compare against), at a fraction of the allocations. Per table
- * schema and classification the column order, the JSON of names and the sealed set are
- * worked out once.
+ * byte for byte what `serializeEvent(buildEvents(...))` gives for an event and
+ * `JSON.stringify` for its secrets (event-builder.ts, the reference the tests compare
+ * against), at a fraction of the allocations. Per table schema and classification the
+ * column order, the JSON of names and the sealed set are worked out once. The secrets are
+ * sealed per frame by the RawPublisher.
  */
 
 type Image = Record<string, unknown>;
@@ -96,7 +95,7 @@ export function keyWriterFor(schema: TableSchema): KeyWriter {
   return writer;
 }
 
-/** Compiled writer for one table schema under one classification and pipeline key. */
+/** Compiled writer for one table schema under one classification and pipeline key (protected message keys are hashed with it). */
 export class TableEncoder {
   readonly sealedNames: string[];
   private readonly types: LogicalType[];
@@ -111,7 +110,7 @@ export class TableEncoder {
   constructor(
     readonly schema: TableSchema,
     readonly classes: Record<string, ColumnClass>,
-    readonly sealer: JsonSealer,
+    readonly key: DataKey,
   ) {
     this.names = schema.columns.map((c) => c.name);
     this.types = schema.columns.map((c) => c.type);
@@ -128,7 +127,7 @@ export class TableEncoder {
   /** The Kafka key of a row image (hashed when a key column is protected). */
   messageKey(raw: Image): string {
     const json = this.keys.write(raw);
-    return this.sealedKey ? createHmac('sha256', this.sealer.key.material).update(json).digest('base64url') : json;
+    return this.sealedKey ? createHmac('sha256', this.key.material).update(json).digest('base64url') : json;
   }
 
   /** Clear JSON and secret JSON of one image. */
@@ -139,40 +138,38 @@ export class TableEncoder {
   }
 
   /**
-   * Writes the events of one rows change: `emit(key, json, op)` per event, in order. The
-   * parts shared by every row of the change (source block, version prefix, AAD prefix,
-   * the tail after the version) are written once per change.
+   * Writes the events of one rows change: `emit(key, json, secrets, op)` per event, in
+   * order, `secrets` the JSON of its protected columns (null: none). The parts shared by
+   * every row of the change (source block, version prefix, the tail after the version)
+   * are written once per change.
    */
-  encode(change: RowsChange, sourceName: string, serverId: number, schemaRef: string, now: number, emit: (key: string, json: string, op: Op) => void): void {
+  encode(change: RowsChange, sourceName: string, serverId: number, schemaRef: string, now: number, emit: (key: string, json: string, secrets: string | null, op: Op) => void): void {
     const { schema } = change;
     const versionHead = rowVersion({ file: change.file, eventPos: change.eventPos, row: 0 }).slice(0, -6);
-    const aadHead = sealedEventAad(schema.db, schema.table, versionHead);
     const sourceHead =
       `,"source":{"name":${JSON.stringify(sourceName)},"serverId":${jsonValue(serverId)},"gtid":${jsonValue(change.gtid)},"file":${JSON.stringify(change.file)},"pos":${jsonValue(change.eventPos)},"row":`;
     const sourceMid = `,"db":${JSON.stringify(schema.db)},"table":${JSON.stringify(schema.table)},"ts_ms":${jsonValue(change.tsMs)},"snapshot":${change.kind === 'snapshot'},"version":"${versionHead}`;
     const tail = `"},"ts_ms":${jsonValue(now)},"protected":${this.protectedJson},"schemaRef":${JSON.stringify(schemaRef)}}`;
     const rows = change.rows;
-    const one = (op: Op, before: { clear: string; secret: string | null } | null, after: { clear: string; secret: string | null } | null, row: number, rowPad: string): string => {
-      let sealed = 'null';
+    type Split = { clear: string; secret: string | null };
+    const one = (op: Op, before: Split | null, after: Split | null, row: number): string =>
+      `{"op":"${op}","before":${before ? before.clear : 'null'},"after":${after ? after.clear : 'null'}${sourceHead}${row},"txIndex":${change.txOffset + row}${sourceMid}${String(row).padStart(6, '0')}${tail}`;
+    const secrets = (before: Split | null, after: Split | null): string | null => {
       const sb = before?.secret ?? null;
       const sa = after?.secret ?? null;
-      if (sb !== null || sa !== null) {
-        const plain = sb !== null ? (sa !== null ? `{"before":${sb},"after":${sa}}` : `{"before":${sb}}`) : `{"after":${sa}}`;
-        sealed = `"${this.sealer.seal(plain, aadHead + rowPad)}"`;
-      }
-      return `{"op":"${op}","before":${before ? before.clear : 'null'},"after":${after ? after.clear : 'null'},"sealed":${sealed}${sourceHead}${row},"txIndex":${change.txOffset + row}${sourceMid}${rowPad}${tail}`;
+      if (sb === null && sa === null) return null;
+      return sb !== null ? (sa !== null ? `{"before":${sb},"after":${sa}}` : `{"before":${sb}}`) : `{"after":${sa}}`;
     };
     for (let row = 0; row < rows.length; row++) {
       const r = rows[row]!;
-      const rowPad = String(row).padStart(6, '0');
       const before = r.before ? this.image(r.before) : null;
       const after = r.after ? this.image(r.after) : null;
       if (change.kind === 'update' && before && after && this.keyChanged(r.before!, r.after!)) {
-        emit(this.messageKey(r.before!), one('d', before, null, row, rowPad), 'd');
-        emit(this.messageKey(r.after!), one('c', null, after, row, rowPad), 'c');
+        emit(this.messageKey(r.before!), one('d', before, null, row), secrets(before, null), 'd');
+        emit(this.messageKey(r.after!), one('c', null, after, row), secrets(null, after), 'c');
       } else {
         const op: Op = change.kind === 'insert' ? 'c' : change.kind === 'delete' ? 'd' : change.kind === 'snapshot' ? 'r' : 'u';
-        emit(this.messageKey((r.after ?? r.before)!), one(op, before, after, row, rowPad), op);
+        emit(this.messageKey((r.after ?? r.before)!), one(op, before, after, row), secrets(before, after), op);
       }
     }
   }
@@ -184,15 +181,12 @@ export class TableEncoder {
 }
 
 const encoders = new WeakMap<TableSchema, TableEncoder>();
-const sealers = new WeakMap<DataKey, JsonSealer>();
 
 /** The encoder of a schema under these classes and key, compiled once and reused while they hold. */
 export function encoderFor(schema: TableSchema, classes: Record<string, ColumnClass>, key: DataKey): TableEncoder {
   const cached = encoders.get(schema);
-  if (cached && cached.classes === classes && cached.sealer.key === key) return cached;
-  let sealer = sealers.get(key);
-  if (!sealer) sealers.set(key, (sealer = new JsonSealer(key)));
-  const encoder = new TableEncoder(schema, classes, sealer);
+  if (cached && cached.classes === classes && cached.key === key) return cached;
+  const encoder = new TableEncoder(schema, classes, key);
   encoders.set(schema, encoder);
   return encoder;
 }

@@ -1,5 +1,5 @@
 import type { Producer } from 'kafkajs';
-import { RAW_FRAME_HEADER, type BinlogPosition, type Logger } from '@cityshare/shared';
+import { FRAME_LAYOUT, RAW_FRAME_HEADER, type BinlogPosition, type Logger } from '@cityshare/shared';
 
 export interface OutgoingMessage {
   topic: string;
@@ -7,11 +7,12 @@ export interface OutgoingMessage {
   value: Buffer;
 }
 
-/** A change event for a raw topic: its JSON, and the key that places it. */
+/** A change event for a raw topic: its JSON, the JSON of its protected columns, and the key that places it. */
 export interface OutgoingEvent {
   topic: string;
   key: string;
   json: string;
+  secrets: string | null;
 }
 
 export interface PublisherOptions<S> {
@@ -20,6 +21,8 @@ export interface PublisherOptions<S> {
   maxFrameEvents: number;
   /** Partitions of a raw topic (frames are placed by the key of their events). */
   partitionsOf: (topic: string) => number;
+  /** Seals a frame's protected columns (UTF-8 JSON) bound to `aad`: `enc:v1:` and base64, as `sealJson` writes. */
+  seal: (json: Buffer, aad: Buffer) => string;
   /** Called with the newest transaction boundary whose events Kafka has all acknowledged. */
   onAcked: (position: BinlogPosition, commitTsMs: number, state: S | undefined) => void;
   /** true when the queue went over its byte limit, false when it drained below half. */
@@ -42,11 +45,16 @@ interface Frame {
   /** Set for frames; single records are placed by kafkajs from their key. */
   partition: number | null;
   key: string | null;
-  /** Frames: `[` and the events' JSON so far, comma-separated (`]` is written when the frame closes); records: the value. */
+  /** Frames: the layout's head and the events' JSON so far, comma-separated (the rest is written on closing); records: the value. */
   buf: Buffer;
+  /** Bytes of `buf` written. */
+  used: number;
+  /** Frames: `[` and, per event so far, the JSON of its protected columns or null; null while no event has any. */
+  secrets: Buffer | null;
+  secretsUsed: number;
   /** Events in a frame (1 for a record). */
   count: number;
-  /** Queue bytes of this message: for a frame, exactly the length of its value once closed. */
+  /** Queue bytes of this message: for a frame, at least the length of its value while open, exactly it once closed. */
   bytes: number;
   minSeq: number;
   maxSeq: number;
@@ -65,15 +73,30 @@ const MAX_REQUEST_BYTES = (2 << 20) - (64 << 10);
 const FIRST_FRAME_BUFFER = 16 << 10;
 /** Frame buffers of full size kept for reuse once Kafka has them. */
 const SPARE_FRAME_BUFFERS = 16;
+/** A frame's layout (raw-frame.ts): `{"events":[` events `],"sealed":` ciphertext or null `}`. */
+const HEAD = Buffer.from(FRAME_LAYOUT.head);
+const SEALED_KEY = Buffer.from(FRAME_LAYOUT.sealed);
+const TAIL = FRAME_LAYOUT.tail.length;
+
+/** Upper bound of the sealed string (with its quotes) of `n` bytes of JSON: `"enc:v1:` base64 of (version, key id of up to 255 bytes, IV, ciphertext, tag) `"`. */
+function sealedBound(n: number): number {
+  return 2 + 7 + 4 * Math.ceil((2 + 255 + 12 + n + 16) / 3);
+}
+
+/** Upper bound of a frame's value with `used` bytes of events and `secrets` bytes of protected columns (0: none). */
+function frameBound(used: number, secrets: number): number {
+  return used + SEALED_KEY.length + (secrets === 0 ? 4 : sealedBound(secrets + 1)) + TAIL;
+}
 
 /**
  * A byte-bounded queue between the binlog and Kafka. Change events of the same raw topic
  * partition are packed into frames (one Kafka message holding up to `maxFrameEvents`
- * events, in order): Kafka's per-message cost is paid once per frame, not per row.
- * Frames fill while the previous produce request is in flight, so a quiet source still
- * sends each change at once and a burst sends large frames. Frames go out in order, one
- * request at a time; a transaction boundary is reported as acknowledged only once every
- * event enqueued before it is, so a checkpoint never skips an unacknowledged event.
+ * events, in order, and their protected columns under one seal; layout in raw-frame.ts):
+ * Kafka's per-message cost and the cipher's per-call cost are paid once per frame, not
+ * per row. Frames fill while the previous produce request is in flight, so a quiet source
+ * still sends each change at once and a burst sends large frames. Frames go out in order,
+ * one request at a time; a transaction boundary is reported as acknowledged only once
+ * every event enqueued before it is, so a checkpoint never skips an unacknowledged event.
  */
 export class RawPublisher<S = unknown> {
   /** Open frames per topic, by partition, and all of them in the order they were opened. */
@@ -102,42 +125,42 @@ export class RawPublisher<S = unknown> {
 
   /** Change events, framed per partition of their topic, placed by their key as kafkajs would place them. */
   enqueueEvents(messages: OutgoingEvent[]): void {
-    for (const m of messages) this.enqueueEvent(m.topic, m.key, m.json);
+    for (const m of messages) this.enqueueEvent(m.topic, m.key, m.json, m.secrets);
     this.enqueued();
   }
 
-  /** One change event; call `enqueued()` after the last of a batch. */
-  enqueueEvent(topic: string, key: string, json: string): void {
+  /** One change event and the JSON of its protected columns (null: none); call `enqueued()` after the last of a batch. */
+  enqueueEvent(topic: string, key: string, json: string, secrets: string | null): void {
     let frames = this.open.get(topic);
     if (!frames) this.open.set(topic, (frames = []));
     const partition = this.partitionOf(topic, key);
     let frame = frames[partition];
-    // Upper bound of the event's UTF-8 bytes; the exact count only when the bound is not enough.
+    // Upper bounds of the UTF-8 bytes; the exact counts only when the bounds are not enough.
     let bytes = json.length * 3;
-    if (frame && frame.bytes + bytes + 1 > MAX_FRAME_BYTES) {
+    let secretBytes = secrets === null ? 0 : secrets.length * 3;
+    if (frame && this.boundWith(frame, bytes, secrets === null ? -1 : secretBytes) > MAX_FRAME_BYTES) {
       bytes = Buffer.byteLength(json);
+      if (secrets !== null) secretBytes = Buffer.byteLength(secrets);
       // A large event starts a frame of its own rather than pushing a full one past the broker's message limit.
-      if (frame.bytes + bytes + 1 > MAX_FRAME_BYTES) {
+      if (this.boundWith(frame, bytes, secrets === null ? -1 : secretBytes) > MAX_FRAME_BYTES) {
         this.close(frame);
         frames[partition] = frame = undefined;
       }
     }
     if (!frame) {
-      frame = this.newFrame(topic, partition, null, this.frameBuffer(3 + bytes));
-      frame.buf[0] = 0x5b; // [
+      frame = this.newFrame(topic, partition, null, this.frameBuffer(HEAD.length + bytes));
+      frame.used = HEAD.copy(frame.buf, 0);
       this.openFrames.push(frame);
       frames[partition] = frame;
     }
-    // In the buffer: `[`, events, commas; `]` goes at frame.bytes - 1 on closing (frame.bytes counts it).
-    let at = usedBytes(frame);
-    // Room for a comma, the event and the closing bracket.
-    if (at + 2 + bytes > frame.buf.length) this.grow(frame, at + 2 + bytes);
-    if (frame.count > 0) frame.buf[at++] = 0x2c; // ,
-    const written = frame.buf.write(json, at, 'utf8');
+    // Room for a comma and the event.
+    if (frame.used + 1 + bytes > frame.buf.length) frame.buf = this.grow(frame.buf, frame.used, frame.used + 1 + bytes);
+    if (frame.count > 0) frame.buf[frame.used++] = 0x2c; // ,
+    frame.used += frame.buf.write(json, frame.used, 'utf8');
+    if (secrets !== null || frame.secrets !== null) this.addSecrets(frame, secrets, secretBytes);
     frame.count++;
-    frame.bytes += written + 1;
     frame.maxSeq = ++this.seq;
-    this.bytes += written + 1;
+    this.account(frame, frameBound(frame.used, frame.secrets ? frame.secretsUsed : 0));
     if (frame.count >= this.options.maxFrameEvents || frame.bytes >= MAX_FRAME_BYTES) {
       this.close(frame);
       frames[partition] = undefined;
@@ -154,9 +177,9 @@ export class RawPublisher<S = unknown> {
     this.closeOpenFrames();
     const frame = this.newFrame(m.topic, null, m.key, m.value);
     frame.count = 1;
-    frame.bytes += m.value.length + 1;
+    frame.used = m.value.length;
     frame.maxSeq = ++this.seq;
-    this.bytes += m.value.length + 1;
+    this.account(frame, Buffer.byteLength(m.key) + m.value.length);
     this.closed.push(frame);
     this.afterEnqueue();
   }
@@ -193,9 +216,37 @@ export class RawPublisher<S = unknown> {
   }
 
   private newFrame(topic: string, partition: number | null, key: string | null, buf: Buffer): Frame {
-    const bytes = key === null ? 1 : Buffer.byteLength(key);
-    this.bytes += bytes;
-    return { topic, partition, key, buf, count: 0, bytes, minSeq: this.seq + 1, maxSeq: 0 };
+    return { topic, partition, key, buf, used: 0, secrets: null, secretsUsed: 0, count: 0, bytes: 0, minSeq: this.seq + 1, maxSeq: 0 };
+  }
+
+  /** Sets a message's queue bytes, keeping the queue's total. */
+  private account(frame: Frame, bytes: number): void {
+    this.bytes += bytes - frame.bytes;
+    frame.bytes = bytes;
+  }
+
+  /** The frame's bound once it holds one more event of `bytes` and protected columns of `secretBytes` (-1: none). */
+  private boundWith(frame: Frame, bytes: number, secretBytes: number): number {
+    let secrets = 0;
+    if (frame.secrets !== null || secretBytes >= 0) {
+      // `[` and a null per earlier event when this is the frame's first, then a comma and the entry.
+      secrets = (frame.secrets === null ? 1 + 5 * frame.count : frame.secretsUsed) + 1 + Math.max(secretBytes, 4);
+    }
+    return frameBound(frame.used + 1 + bytes, secrets);
+  }
+
+  /** Appends an event's protected columns (or null) to its frame's, starting them with a null per earlier event. */
+  private addSecrets(frame: Frame, secrets: string | null, bytes: number): void {
+    if (frame.secrets === null) {
+      frame.secrets = this.frameBuffer(2 + 5 * frame.count + bytes);
+      frame.secrets[0] = 0x5b; // [
+      frame.secretsUsed = 1;
+      for (let i = 0; i < frame.count; i++) frame.secretsUsed += frame.secrets.write(i > 0 ? ',null' : 'null', frame.secretsUsed, 'latin1');
+    }
+    const need = frame.secretsUsed + 1 + Math.max(bytes, 4);
+    if (need > frame.secrets.length) frame.secrets = this.grow(frame.secrets, frame.secretsUsed, need);
+    if (frame.count > 0) frame.secrets[frame.secretsUsed++] = 0x2c; // ,
+    frame.secretsUsed += frame.secrets.write(secrets ?? 'null', frame.secretsUsed, 'utf8');
   }
 
   private frameBuffer(atLeast: number): Buffer {
@@ -204,25 +255,49 @@ export class RawPublisher<S = unknown> {
     return Buffer.allocUnsafeSlow(atLeast);
   }
 
-  private grow(frame: Frame, atLeast: number): void {
-    let size = frame.buf.length * 2;
+  /** A larger buffer holding the first `used` bytes of `buf`, which is released. */
+  private grow(buf: Buffer, used: number, atLeast: number): Buffer {
+    let size = buf.length * 2;
     while (size < atLeast) size *= 2;
-    const buf = this.frameBuffer(Math.min(size, Math.max(atLeast, MAX_FRAME_BYTES + 1)));
-    frame.buf.copy(buf, 0, 0, usedBytes(frame));
-    this.release(frame.buf);
-    frame.buf = buf;
+    const next = this.frameBuffer(Math.min(size, Math.max(atLeast, MAX_FRAME_BYTES + 1)));
+    buf.copy(next, 0, 0, used);
+    this.release(buf);
+    return next;
   }
 
   private release(buf: Buffer): void {
     if (buf.length === MAX_FRAME_BYTES + 1 && this.spare.length < SPARE_FRAME_BUFFERS) this.spare.push(buf);
   }
 
-  /** An open frame is complete: its closing bracket is written and it queues for sending. */
+  /** An open frame is complete: it is finished and queues for sending. */
   private close(frame: Frame): void {
-    frame.buf[frame.bytes - 1] = 0x5d; // ]
+    this.finish(frame);
     const i = this.openFrames.indexOf(frame);
     if (i >= 0) this.openFrames.splice(i, 1);
     this.closed.push(frame);
+  }
+
+  /** Writes the end of a frame: `],"sealed":`, its protected columns sealed (bound to the events array) or null, `}`. */
+  private finish(frame: Frame): void {
+    const end = frameBound(frame.used, frame.secrets ? frame.secretsUsed : 0);
+    if (end > frame.buf.length) frame.buf = this.grow(frame.buf, frame.used, end);
+    const buf = frame.buf;
+    let at = frame.used + SEALED_KEY.copy(buf, frame.used);
+    if (frame.secrets) {
+      frame.secrets[frame.secretsUsed++] = 0x5d; // ]
+      // The associated data: the events array, from its `[` to its `]`.
+      const sealed = this.options.seal(frame.secrets.subarray(0, frame.secretsUsed), buf.subarray(HEAD.length - 1, frame.used + 1));
+      this.release(frame.secrets);
+      frame.secrets = null;
+      buf[at++] = 0x22; // "
+      at += buf.write(sealed, at, 'latin1');
+      buf[at++] = 0x22;
+    } else {
+      at += buf.write('null', at, 'latin1');
+    }
+    buf[at++] = 0x7d; // }
+    frame.used = at;
+    this.account(frame, at);
   }
 
   private afterEnqueue(): void {
@@ -236,7 +311,7 @@ export class RawPublisher<S = unknown> {
   private closeOpenFrames(): void {
     if (this.openFrames.length === 0) return;
     for (const frame of this.openFrames) {
-      frame.buf[frame.bytes - 1] = 0x5d; // ]
+      this.finish(frame);
       this.closed.push(frame);
     }
     this.openFrames = [];
@@ -252,8 +327,15 @@ export class RawPublisher<S = unknown> {
 
   private async loop(): Promise<void> {
     for (;;) {
-      // Frames still open are closed now: they are as full as waiting for the last request made them.
-      this.closeOpenFrames();
+      try {
+        // Frames still open are closed now: they are as full as waiting for the last request made them.
+        this.closeOpenFrames();
+      } catch (err) {
+        this.failed = err as Error;
+        this.logger.error({ err }, 'sealing a raw frame failed');
+        this.options.onError(err as Error);
+        return;
+      }
       if (this.closed.length === 0) {
         this.releaseBoundaries(this.seq);
         return;
@@ -314,11 +396,6 @@ export class RawPublisher<S = unknown> {
   }
 }
 
-/** Bytes of a frame's buffer written so far: `[` alone, or `[` and events without the closing `]`. */
-function usedBytes(frame: Frame): number {
-  return frame.count === 0 ? 1 : frame.bytes - 1;
-}
-
 function wireMessages(frames: Frame[]): Array<{ topic: string; messages: Array<{ key?: string; value: Buffer; partition?: number; headers?: Record<string, string> }> }> {
   const byTopic = new Map<string, Array<{ key?: string; value: Buffer; partition?: number; headers?: Record<string, string> }>>();
   for (const f of frames) {
@@ -327,8 +404,7 @@ function wireMessages(frames: Frame[]): Array<{ topic: string; messages: Array<{
     if (f.partition === null) {
       list.push({ key: f.key!, value: f.buf });
     } else {
-      // A frame is a JSON array of change events.
-      list.push({ partition: f.partition, value: f.buf.subarray(0, f.bytes), headers: { [RAW_FRAME_HEADER]: String(f.count) } });
+      list.push({ partition: f.partition, value: f.buf.subarray(0, f.used), headers: { [RAW_FRAME_HEADER]: String(f.count) } });
     }
   }
   return [...byTopic].map(([topic, messages]) => ({ topic, messages }));

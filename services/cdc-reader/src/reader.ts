@@ -5,6 +5,7 @@ import {
   ensureTopics,
   keyNames,
   producerConfig,
+  sealJson,
   topicSpec,
   topics,
   watchPipeline,
@@ -237,6 +238,8 @@ export class Reader {
         maxBytes: env.READER_QUEUE_MAX_BYTES,
         maxFrameEvents: env.READER_FRAME_MAX_EVENTS,
         partitionsOf: (topic) => this.partitions.get(topic) ?? 1,
+        // Under the pipeline key in force when the frame closes (a rotated key seals from then on).
+        seal: (json, aad) => sealJson(this.ctx.pipelineKey, json, aad),
         onAcked: (position, tsMs, snapshot) => {
           this.acked = position;
           metrics.binlogFile.set(labels, Number(/\.(\d+)$/.exec(position.file)?.[1] ?? 0));
@@ -326,8 +329,8 @@ export class Reader {
     }
     const ctx = this.ctx;
     const counts: Record<Op, number> = { c: 0, u: 0, d: 0, r: 0 };
-    encoderFor(change.schema, ctx.classes(db, table), ctx.pipelineKey).encode(change, ctx.sourceName, ctx.serverId, ref, Date.now(), (key, event, op) => {
-      publisher.enqueueEvent(topic, key, event);
+    encoderFor(change.schema, ctx.classes(db, table), ctx.pipelineKey).encode(change, ctx.sourceName, ctx.serverId, ref, Date.now(), (key, event, secrets, op) => {
+      publisher.enqueueEvent(topic, key, event, secrets);
       counts[op]++;
     });
     publisher.enqueued();

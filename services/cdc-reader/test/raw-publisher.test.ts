@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Partitioners, type Producer, type ProducerBatch } from 'kafkajs';
-import { createLogger, decodeRawMessage, RAW_FRAME_HEADER, type BinlogPosition } from '@cityshare/shared';
+import { FileKeyring, createLogger, decodeRawMessage, RAW_FRAME_HEADER, sealJson, type BinlogPosition } from '@cityshare/shared';
 import { RawPublisher, murmur2 } from '../src/raw-publisher.js';
 
 /** Records produce requests; each resolves when the test releases it (a broker under our control). */
@@ -9,7 +9,8 @@ class RecordingProducer {
   private waiting: Array<() => void> = [];
   failNext: Error | null = null;
   sendBatch(batch: ProducerBatch): Promise<[]> {
-    this.requests.push(batch);
+    // Values copied as kafkajs encodes them when sending: the publisher reuses frame buffers once acknowledged.
+    this.requests.push({ ...batch, topicMessages: batch.topicMessages!.map((t) => ({ ...t, messages: t.messages.map((m) => ({ ...m, value: Buffer.from(m.value as Buffer) })) })) });
     if (this.failNext) return Promise.reject(this.failNext);
     return new Promise((resolve) => this.waiting.push(() => resolve([])));
   }
@@ -23,7 +24,8 @@ class RecordingProducer {
 }
 
 const pos = (n: number): BinlogPosition => ({ file: 'mariadb-bin.000001', pos: n });
-const ev = (topic: string, id: number) => ({ topic, key: JSON.stringify({ id }), json: JSON.stringify({ op: 'c', after: { id } }) });
+const ev = (topic: string, id: number) => ({ topic, key: JSON.stringify({ id }), json: JSON.stringify({ op: 'c', after: { id } }), secrets: null });
+const keys = new FileKeyring({ version: 1, keys: { pipeline: [{ id: 'p1', material: Buffer.alloc(32, 9).toString('base64') }] } });
 
 function setUp(maxFrameEvents = 1000, maxBytes = 1 << 20) {
   const producer = new RecordingProducer();
@@ -33,6 +35,7 @@ function setUp(maxFrameEvents = 1000, maxBytes = 1 << 20) {
     maxBytes,
     maxFrameEvents,
     partitionsOf: () => 3,
+    seal: (json, aad) => sealJson(keys.activeKey('pipeline'), json, aad),
     onAcked: (p) => acked.push(p.pos),
     onPressure: (full) => pressure.push(full),
     onError: () => undefined,
@@ -44,7 +47,7 @@ function setUp(maxFrameEvents = 1000, maxBytes = 1 << 20) {
 function framesOf(batch: ProducerBatch): Array<{ partition: number; ids: number[] }> {
   return batch.topicMessages!.flatMap((t) => t.messages.map((m) => ({
     partition: m.partition!,
-    ids: decodeRawMessage(m.value as Buffer).map((e) => Number(e.after!.id)),
+    ids: decodeRawMessage(m.value as Buffer).events.map((e) => Number(e.after!.id)),
   })));
 }
 
@@ -78,7 +81,7 @@ describe('RawPublisher', () => {
 
   it('starts a new frame rather than letting a large event push a full one past the frame limit', async () => {
     const { producer, publisher } = setUp(10_000, 64 << 20);
-    const big = (id: number, kib: number) => ({ topic: 't', key: JSON.stringify({ id: 1 }), json: JSON.stringify({ op: 'c', after: { id, pad: 'x'.repeat(kib << 10) } }) });
+    const big = (id: number, kib: number) => ({ topic: 't', key: JSON.stringify({ id: 1 }), json: JSON.stringify({ op: 'c', after: { id, pad: 'x'.repeat(kib << 10) } }), secrets: null });
     publisher.enqueueEvents([ev('t', 0)]);
     publisher.enqueueEvents([big(1, 200), big(2, 200)]);
     await producer.ackAll();
@@ -149,21 +152,102 @@ describe('RawPublisher frames and placement', () => {
   it('writes multi-byte events into frames that grow, each a JSON array of exactly its bytes', async () => {
     const { producer, publisher } = setUp(10_000, 64 << 20);
     publisher.enqueueEvents([ev('t', -1)]);
-    const events = Array.from({ length: 2000 }, (_, i) => ({ topic: 't', key: JSON.stringify({ id: i }), json: JSON.stringify({ op: 'c', after: { id: i, name: `市民${i}😀`.repeat(1 + (i % 7)) } }) }));
+    const events = Array.from({ length: 2000 }, (_, i) => ({ topic: 't', key: JSON.stringify({ id: i }), json: JSON.stringify({ op: 'c', after: { id: i, name: `市民${i}😀`.repeat(1 + (i % 7)) } }), secrets: null }));
     publisher.enqueueEvents(events);
+    // Open frames count at least their final size; closed ones exactly it.
     const queued = publisher.queuedBytes;
     await producer.ackAll();
     const messages = producer.requests.flatMap((r) => r.topicMessages!.flatMap((t) => t.messages));
-    expect(messages.reduce((n, m) => n + (m.value as Buffer).length, 0)).toBe(queued);
+    const sent = messages.reduce((n, m) => n + (m.value as Buffer).length, 0);
+    expect(sent).toBeLessThanOrEqual(queued);
+    expect(publisher.queuedBytes).toBe(sent - (messages[0]!.value as Buffer).length);
     for (const m of messages) {
       expect((m.value as Buffer).length).toBeLessThanOrEqual(256 << 10);
-      expect(Number(m.headers![RAW_FRAME_HEADER])).toBe(decodeRawMessage(m.value as Buffer).length);
+      expect(Number(m.headers![RAW_FRAME_HEADER])).toBe(decodeRawMessage(m.value as Buffer).events.length);
     }
-    const ids = messages.flatMap((m) => decodeRawMessage(m.value as Buffer).map((e) => e.after as { id: number; name: string }));
+    const ids = messages.flatMap((m) => decodeRawMessage(m.value as Buffer).events.map((e) => e.after as { id: number; name: string }));
     expect(ids.map((e) => e.id).sort((a, b) => a - b)).toEqual(Array.from({ length: 2001 }, (_, i) => i - 1));
     expect(ids.find((e) => e.id === 6)!.name).toBe('市民6😀'.repeat(7));
     await producer.ackAll();
     await publisher.drain();
     expect(publisher.queuedBytes).toBe(0);
+  });
+});
+
+describe('RawPublisher sealing', () => {
+  /** An event of row `id` whose `name` is protected (null for ids divisible by 3: a row without protected columns). */
+  const person = (id: number, name = `市民${id}`) => ({
+    topic: 't',
+    key: JSON.stringify({ id }),
+    json: JSON.stringify({ op: 'c', after: { id }, source: { db: 'civil', table: 'citizens', version: `v${id}` }, protected: id % 3 === 0 ? [] : ['name'] }),
+    secrets: id % 3 === 0 ? null : JSON.stringify({ after: { name } }),
+  });
+  async function sentFrames(events: ReturnType<typeof person>[]): Promise<Buffer[]> {
+    const { producer, publisher } = setUp(10_000, 64 << 20);
+    publisher.enqueueEvents(events.slice(0, 1));
+    publisher.enqueueEvents(events.slice(1));
+    await producer.ackAll();
+    await producer.ackAll();
+    await publisher.drain();
+    return producer.requests.flatMap((r) => r.topicMessages!.flatMap((t) => t.messages.map((m) => m.value as Buffer)));
+  }
+
+  it('seals the protected columns of a frame once, each event\'s in its place, and opens them with the keyring', async () => {
+    const frames = await sentFrames(Array.from({ length: 600 }, (_, i) => person(i)));
+    const opened = new Map<number, unknown>();
+    for (const value of frames) {
+      const text = value.toString();
+      expect(text.startsWith('{"events":[')).toBe(true);
+      expect(text.match(/enc:v1:/g)?.length ?? 0).toBeLessThanOrEqual(1);
+      expect(text).not.toContain('市民');
+      const frame = decodeRawMessage(value);
+      frame.events.forEach((e, i) => opened.set(Number(e.after!.id), frame.secretsOf(i, keys)));
+    }
+    expect(opened.size).toBe(600);
+    for (const [id, secrets] of opened) expect(secrets).toEqual(id % 3 === 0 ? null : { after: { name: `市民${id}` } });
+  });
+
+  it('writes "sealed":null for a frame none of whose events has protected columns', async () => {
+    const [only] = await sentFrames([person(3)]);
+    expect(only!.toString()).toMatch(/\],"sealed":null\}$/);
+    expect(decodeRawMessage(only!).secretsOf(0, keys)).toBeNull();
+  });
+
+  it('refuses a frame whose events were altered, reordered or given another frame\'s seal', async () => {
+    const frames = await sentFrames(Array.from({ length: 300 }, (_, i) => person(i + 1)));
+    const big = frames.filter((f) => decodeRawMessage(f).events.length > 10);
+    expect(big.length).toBeGreaterThanOrEqual(2);
+    const [a, b] = big as [Buffer, Buffer];
+    const openAll = (value: Buffer) => { const f = decodeRawMessage(value); return f.events.map((_, i) => f.secretsOf(i, keys)); };
+    expect(() => openAll(a)).not.toThrow();
+    const altered = Buffer.from(a.toString().replace('"table":"citizens"', '"table":"citizenz"'));
+    expect(() => openAll(altered)).toThrow(/does not verify/);
+    const events = JSON.parse(a.toString()).events as unknown[];
+    const sealedOf = (v: Buffer) => (JSON.parse(v.toString()) as { sealed: string }).sealed;
+    const reordered = Buffer.from(`{"events":${JSON.stringify([events[1], events[0], ...events.slice(2)])},"sealed":"${sealedOf(a)}"}`);
+    expect(() => openAll(reordered)).toThrow(/does not verify/);
+    const swapped = Buffer.from(a.toString().replace(sealedOf(a), sealedOf(b)));
+    expect(() => openAll(swapped)).toThrow(/does not verify/);
+    const stripped = Buffer.from(a.toString().replace(`"${sealedOf(a)}"`, 'null'));
+    expect(() => openAll(stripped)).toThrow(/protected columns but no sealed images/);
+  });
+
+  it('keeps frames with large protected columns under the message limit', async () => {
+    const frames = await sentFrames(Array.from({ length: 8 }, (_, i) => person(i * 3 + 1, 'x'.repeat(90 << 10))));
+    for (const f of frames) expect(f.length).toBeLessThan(256 << 10);
+    expect(frames.flatMap((f) => decodeRawMessage(f).events)).toHaveLength(8);
+  });
+
+  it('gives each event of a frame as a message on its own for a dead letter, still sealed; the whole frame when its seal does not open', async () => {
+    const [, frame] = await sentFrames([person(0), person(1), person(2), person(3)]);
+    const decoded = decodeRawMessage(frame!);
+    const payload = decoded.standalone(1, keys, keys.activeKey('pipeline'));
+    expect(payload.toString()).not.toContain('市民');
+    const alone = decodeRawMessage(payload);
+    expect(alone.framed).toBe(false);
+    expect(alone.events[0]).toMatchObject(decoded.events[1]!);
+    expect(alone.secretsOf(0, keys)).toEqual(decoded.secretsOf(1, keys));
+    const broken = decodeRawMessage(Buffer.from(frame!.toString().replace('"version":"v', '"version":"w')));
+    expect(broken.standalone(1, keys, keys.activeKey('pipeline'))).toEqual(Buffer.from(frame!.toString().replace('"version":"v', '"version":"w')));
   });
 });

@@ -3,8 +3,6 @@ import {
   META_FIELDS,
   applyMask,
   columnAad,
-  openValue,
-  sealedEventAad,
   tokenize,
   type CanonicalValue,
   type ChangeEvent,
@@ -12,7 +10,6 @@ import {
   type ColumnSchema,
   type DataKey,
   type EnvelopeEncryptor,
-  type KeyProvider,
   type Op,
   type Row,
   type RowFilter,
@@ -38,13 +35,11 @@ export interface RowImages {
   after: Row | null;
 }
 
-/** Opens an event's sealed columns once, for every department and rule that needs them. */
-export function openImages(event: ChangeEvent, pipeline: KeyProvider): RowImages {
-  const { db, table } = event.schema;
-  const sealed: SealedImages = event.sealed ? (openValue(pipeline, event.sealed, sealedEventAad(db, table, event.source.version)) as SealedImages) : {};
+/** An event's clear columns and its opened sealed ones (RawFrame.secretsOf), for every department and rule that needs them. */
+export function openImages(event: ChangeEvent, sealed: SealedImages | null): RowImages {
   return {
-    before: event.before ? { ...event.before, ...sealed.before } : null,
-    after: event.after ? { ...event.after, ...sealed.after } : null,
+    before: event.before ? { ...event.before, ...sealed?.before } : null,
+    after: event.after ? { ...event.after, ...sealed?.after } : null,
   };
 }
 

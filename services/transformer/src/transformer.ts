@@ -24,6 +24,7 @@ import {
   type PipelineConfig,
   type QualityCheck,
   type RawChangeEvent,
+  type RawFrame,
   type SchemaRegistry,
 } from '@cityshare/shared';
 import type { TransformerEnv } from './config.js';
@@ -187,22 +188,24 @@ export class Transformer {
   /** One department's share records (and dead letters) of one raw message (a frame of change events). */
   private async transform(department: string, topic: string, partition: number, offset: string, raw: Buffer | null): Promise<OutMessage[]> {
     if (!raw) return [];
-    let events: RawChangeEvent[];
+    let frame: RawFrame;
     try {
-      events = decodeRawMessage(raw);
+      frame = decodeRawMessage(raw);
     } catch (err) {
       this.deps.metrics.dlq.inc({ reason: 'unparseable', department });
       return [this.deadLetter(department, { topic, partition, offset, index: null }, 'unparseable', (err as Error).message, raw)];
     }
     const out: OutMessage[] = [];
-    for (const [index, parsed] of events.entries()) out.push(...(await this.transformEvent(department, { topic, partition, offset, index }, parsed)));
+    for (let index = 0; index < frame.events.length; index++) out.push(...(await this.transformEvent(department, { topic, partition, offset, index }, frame, index)));
     return out;
   }
 
-  private async transformEvent(department: string, at: RawAt, parsed: RawChangeEvent): Promise<OutMessage[]> {
+  private async transformEvent(department: string, at: RawAt, frame: RawFrame, index: number): Promise<OutMessage[]> {
     const { config, metrics } = this.deps;
     const { views, keys } = this.policy;
-    const payload = () => Buffer.from(JSON.stringify(parsed));
+    const parsed = frame.events[index] as RawChangeEvent | undefined;
+    // A dead letter holds the event on its own, still sealed (the whole frame if its seal does not open).
+    const payload = () => (parsed?.source ? frame.standalone(index, keys, keys.activeKey(keyNames.pipeline)) : Buffer.from(JSON.stringify(parsed ?? null)));
     let event: ChangeEvent;
     try {
       if (!parsed?.source || !(parsed.schemaRef || parsed.schema) || !parsed.op) throw new Error('missing source, schema reference or op');
@@ -223,7 +226,7 @@ export class Transformer {
     // dead-lettered, still sealed.
     let images: RowImages;
     try {
-      images = openImages(event, keys);
+      images = openImages(event, frame.secretsOf(index, keys));
       const quality = this.policy.quality.get(tableRef);
       const violations = quality && event.op !== 'd' && images.after ? quality(images.after) : [];
       if (violations.length > 0) throw qualityError(tableRef, violations);
@@ -269,7 +272,7 @@ export class Transformer {
     return encryptor;
   }
 
-  /** Dead letters keep the raw event (or frame), whose personal columns are still sealed. */
+  /** Dead letters keep the raw event (or frame), whose protected columns are still sealed. */
   private deadLetter(department: string, at: RawAt, code: string, reason: string, raw: Buffer, version?: string): OutMessage {
     const { topic, partition, offset, index } = at;
     // The source position is the change's correlation id across services' logs; the reason stays in the (protected) topic.

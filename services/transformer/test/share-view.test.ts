@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EnvelopeEncryptor, FileKeyring, KeyringKekProvider, compileRowFilter, envelopeKeyIds, openDepartmentValue, sealValue, sealedEventAad, type ChangeEvent } from '@cityshare/shared';
+import { EnvelopeEncryptor, FileKeyring, KeyringKekProvider, compileRowFilter, envelopeKeyIds, decodeRawMessage, openDepartmentValue, sealValue, sealedEventAad, type ChangeEvent } from '@cityshare/shared';
 import { openImages, projectEvent, type ViewKeys } from '../src/share-view.js';
 import type { DepartmentView } from '../src/department-views.js';
 
@@ -49,8 +49,8 @@ const view: DepartmentView = {
   ],
 };
 
-/** projectEvent with the event's images opened, as the transformer calls it. */
-const project = (e: ChangeEvent, v: DepartmentView) => projectEvent(e, openImages(e, keyring), v, keys);
+/** projectEvent with the event's images opened, as the transformer calls it (an event on its own, as a dead letter holds it). */
+const project = (e: ChangeEvent, v: DepartmentView) => projectEvent(e, openImages(e, decodeRawMessage(Buffer.from(JSON.stringify(e))).secretsOf(0, keyring)), v, keys);
 
 describe('projectEvent', () => {
   const record = project(event, view)!;

@@ -28,12 +28,23 @@ export function randomIv(bytes = IV_BYTES): Buffer {
   return iv;
 }
 
-export function encryptField(key: DataKey, plaintext: Buffer, aad: string): Buffer {
+/** Associated data: a label such as `db.table.column`, or bytes (a raw frame's events). */
+export type Aad = string | Buffer;
+
+function aadBytes(aad: Aad): Buffer {
+  return typeof aad === 'string' ? Buffer.from(aad, 'utf8') : aad;
+}
+
+function aadLabel(aad: Aad): string {
+  return typeof aad === 'string' ? aad : `${aad.length} bytes of associated data`;
+}
+
+export function encryptField(key: DataKey, plaintext: Buffer, aad: Aad): Buffer {
   const keyId = Buffer.from(key.id, 'utf8');
   if (keyId.length > 255) throw new Error('key id longer than 255 bytes');
   const iv = randomIv();
   const cipher = createCipheriv('aes-256-gcm', key.material, iv);
-  cipher.setAAD(Buffer.from(aad, 'utf8'));
+  cipher.setAAD(aadBytes(aad));
   const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
   return Buffer.concat([Buffer.from([VERSION, keyId.length]), keyId, iv, body, cipher.getAuthTag()]);
 }
@@ -45,7 +56,7 @@ export function ciphertextKeyId(ciphertext: Buffer): string {
   return ciphertext.subarray(2, 2 + ciphertext[1]!).toString('utf8');
 }
 
-export function decryptField(keys: KeyProvider, ciphertext: Buffer, aad: string): Buffer {
+export function decryptField(keys: KeyProvider, ciphertext: Buffer, aad: Aad): Buffer {
   const keyId = ciphertextKeyId(ciphertext);
   const key = keys.keyById(keyId);
   const start = 2 + ciphertext[1]!;
@@ -53,24 +64,29 @@ export function decryptField(keys: KeyProvider, ciphertext: Buffer, aad: string)
   const iv = ciphertext.subarray(start, start + IV_BYTES);
   const tag = ciphertext.subarray(ciphertext.length - TAG_BYTES);
   const decipher = createDecipheriv('aes-256-gcm', key.material, iv);
-  decipher.setAAD(Buffer.from(aad, 'utf8'));
+  decipher.setAAD(aadBytes(aad));
   decipher.setAuthTag(tag);
   try {
     return Buffer.concat([decipher.update(ciphertext.subarray(start + IV_BYTES, ciphertext.length - TAG_BYTES)), decipher.final()]);
   } catch (cause) {
-    throw new CdcError('DECRYPT_FAILED', `field ciphertext does not verify under key ${keyId} for ${aad}`, { cause, details: { keyId, aad } });
+    throw new CdcError('DECRYPT_FAILED', `field ciphertext does not verify under key ${keyId} for ${aadLabel(aad)}`, { cause, details: { keyId, aad: aadLabel(aad) } });
   }
 }
 
 /** Values inside JSON change events travel as this prefix plus base64 ciphertext. */
 export const SEALED_PREFIX = 'enc:v1:';
 
-export function sealValue(key: DataKey, value: unknown, aad: string): string {
-  return SEALED_PREFIX + encryptField(key, Buffer.from(JSON.stringify(value), 'utf8'), aad).toString('base64');
+export function sealValue(key: DataKey, value: unknown, aad: Aad): string {
+  return sealJson(key, Buffer.from(JSON.stringify(value), 'utf8'), aad);
 }
 
-export function openValue(keys: KeyProvider, sealed: string, aad: string): unknown {
-  if (!sealed.startsWith(SEALED_PREFIX)) throw new CdcError('DECRYPT_FAILED', `value of ${aad} is not sealed`);
+/** `sealValue` of JSON already written as UTF-8 bytes. */
+export function sealJson(key: DataKey, json: Buffer, aad: Aad): string {
+  return SEALED_PREFIX + encryptField(key, json, aad).toString('base64');
+}
+
+export function openValue(keys: KeyProvider, sealed: string, aad: Aad): unknown {
+  if (!sealed.startsWith(SEALED_PREFIX)) throw new CdcError('DECRYPT_FAILED', `value of ${aadLabel(aad)} is not sealed`);
   return JSON.parse(decryptField(keys, Buffer.from(sealed.slice(SEALED_PREFIX.length), 'base64'), aad).toString('utf8'));
 }
 

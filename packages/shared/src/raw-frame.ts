@@ -1,0 +1,124 @@
+import { CdcError, isCdcError } from './errors.js';
+import { sealedEventAad, type RawChangeEvent, type SealedImages } from './envelope.js';
+import { openValue, sealValue } from './crypto/field-cipher.js';
+import type { DataKey, KeyProvider } from './crypto/keyring.js';
+
+/** Kafka header of a raw-topic frame: how many change events it holds. */
+export const RAW_FRAME_HEADER = 'cityshare-frame';
+
+/**
+ * A raw-topic message as the reader writes it: the change events of one partition, in
+ * order, and the sealed columns of all of them as one ciphertext (see the cdc-reader's
+ * RawPublisher):
+ *
+ *   {"events":[<event>,<event>,...],"sealed":"enc:v1:<base64>"}
+ *
+ * The events hold their public and internal columns. `sealed` is the field ciphertext
+ * (AES-256-GCM under the pipeline key) of a JSON array holding, for each event in order,
+ * its personal, secret and unclassified columns (`{"before":{...},"after":{...}}`) or
+ * null; `"sealed":null` when no event has any. Its associated data is the exact bytes of
+ * the events array, from `[` to `]`: the ciphertext opens only with the events it was
+ * written with, unchanged and in the same order. One AEAD operation per frame, not per row.
+ *
+ * Readers before this layout wrote a JSON array of events, each with its own `sealed`
+ * bound to `db.table@version`, and a dead letter holds one such event on its own; both
+ * are read too.
+ */
+export const FRAME_LAYOUT = { head: '{"events":[', sealed: '],"sealed":', tail: '}' } as const;
+
+const HEAD = Buffer.from(FRAME_LAYOUT.head);
+
+export class RawFrame {
+  private opened: Array<SealedImages | null> | CdcError | undefined;
+
+  private constructor(
+    /** The message as it came. */
+    readonly value: Buffer,
+    readonly events: RawChangeEvent[],
+    /** True for the frame layout above; false for events that carry their own `sealed`. */
+    readonly framed: boolean,
+    private readonly sealed: string | null,
+    private readonly aad: Buffer | null,
+  ) {}
+
+  /** Reads a raw-topic message. Throws on anything that is not JSON or not events. */
+  static decode(value: Buffer): RawFrame {
+    const parsed = JSON.parse(value.toString('utf8')) as unknown;
+    if (Array.isArray(parsed)) return new RawFrame(value, parsed as RawChangeEvent[], false, null, null);
+    if (typeof parsed !== 'object' || parsed === null) throw new Error('a raw message is a frame or a change event');
+    if (!('events' in parsed)) return new RawFrame(value, [parsed as RawChangeEvent], false, null, null);
+    const { events, sealed } = parsed as { events: unknown; sealed?: unknown };
+    if (!Array.isArray(events)) throw new Error('the events of a raw frame are not an array');
+    if (sealed !== null && typeof sealed !== 'string') throw new Error('the sealed columns of a raw frame are not a string or null');
+    // The events array's bytes: from the `[` after the head to the `]` before `,"sealed":`.
+    const end = value.lastIndexOf(FRAME_LAYOUT.sealed);
+    const laidOut = end > 0 && value.subarray(0, HEAD.length).equals(HEAD);
+    return new RawFrame(value, events as RawChangeEvent[], true, sealed, laidOut ? value.subarray(HEAD.length - 1, end + 1) : null);
+  }
+
+  /**
+   * The sealed columns of event `index`, opened (a frame's ciphertext once for all its
+   * events). Throws DECRYPT_FAILED when they do not open or are missing.
+   */
+  secretsOf(index: number, keys: KeyProvider): SealedImages | null {
+    const event = this.events[index]!;
+    const { db, table, version } = event.source;
+    const secrets = this.framed
+      ? (this.openFrame(keys)[index] ?? null)
+      : event.sealed
+        ? (openValue(keys, event.sealed, sealedEventAad(db, table, version)) as SealedImages)
+        : null;
+    if (!secrets && (event.protected?.length ?? 0) > 0) {
+      throw new CdcError('DECRYPT_FAILED', `change event ${db}.${table}@${version} has protected columns but no sealed images: the raw record was altered`);
+    }
+    return secrets;
+  }
+
+  /**
+   * Event `index` as a message on its own, still sealed (for a dead letter): its sealed
+   * columns resealed under `pipelineKey` in its `sealed`, so `decode` reads it again. When
+   * the frame's ciphertext does not open, the whole frame as it came.
+   */
+  standalone(index: number, keys: KeyProvider, pipelineKey: DataKey): Buffer {
+    const event = this.events[index]!;
+    if (!this.framed) return Buffer.from(JSON.stringify(event));
+    let secrets: SealedImages | null;
+    try {
+      secrets = this.secretsOf(index, keys);
+    } catch (err) {
+      if (isCdcError(err)) return this.value;
+      throw err;
+    }
+    const { db, table, version } = event.source;
+    return Buffer.from(JSON.stringify({ ...event, sealed: secrets ? sealValue(pipelineKey, secrets, sealedEventAad(db, table, version)) : null }));
+  }
+
+  private openFrame(keys: KeyProvider): Array<SealedImages | null> {
+    if (this.opened === undefined) {
+      try {
+        this.opened = this.sealed === null ? [] : this.openSealed(keys);
+      } catch (err) {
+        if (!isCdcError(err)) throw err;
+        this.opened = err;
+      }
+    }
+    if (this.opened instanceof CdcError) throw this.opened;
+    return this.opened;
+  }
+
+  private openSealed(keys: KeyProvider): Array<SealedImages | null> {
+    if (!this.aad) {
+      throw new CdcError('DECRYPT_FAILED', `raw frame does not start with ${FRAME_LAYOUT.head} or has no ${FRAME_LAYOUT.sealed}: its sealed columns cannot be checked`);
+    }
+    const list = openValue(keys, this.sealed!, this.aad);
+    if (!Array.isArray(list) || list.length !== this.events.length) {
+      throw new CdcError('DECRYPT_FAILED', `the sealed columns of a raw frame of ${this.events.length} events are not one entry per event`);
+    }
+    return list as Array<SealedImages | null>;
+  }
+}
+
+/** A raw-topic message's change events and their sealed columns. Throws on anything that is not JSON. */
+export function decodeRawMessage(value: Buffer): RawFrame {
+  return RawFrame.decode(value);
+}

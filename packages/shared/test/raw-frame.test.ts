@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { FileKeyring } from '../src/crypto/keyring.js';
+import { sealJson, sealValue } from '../src/crypto/field-cipher.js';
+import { sealedEventAad } from '../src/envelope.js';
+import { decodeRawMessage } from '../src/raw-frame.js';
+
+const keys = new FileKeyring({ version: 1, keys: { pipeline: [{ id: 'p1', material: Buffer.alloc(32, 4).toString('base64') }] } });
+const pipeline = keys.activeKey('pipeline');
+const event = (id: number, sealed?: string | null) => ({
+  op: 'c', before: null, after: { id }, ...(sealed === undefined ? {} : { sealed }),
+  source: { db: 'civil', table: 'citizens', version: `000${id}` }, protected: ['name'], schemaRef: 'r',
+});
+const ownSeal = (id: number) => sealValue(pipeline, { after: { name: `n${id}` } }, sealedEventAad('civil', 'citizens', `000${id}`));
+
+/** A frame as the reader lays it out: the sealed array bound to the events array's bytes. */
+function frame(events: unknown[], secrets: unknown[]): Buffer {
+  const array = JSON.stringify(events);
+  return Buffer.from(`{"events":${array},"sealed":"${sealJson(pipeline, Buffer.from(JSON.stringify(secrets)), Buffer.from(array))}"}`);
+}
+
+describe('decodeRawMessage', () => {
+  it('opens the sealed columns of a frame once for all its events', () => {
+    const f = decodeRawMessage(frame([event(1), event(2)], [{ after: { name: 'a' } }, { after: { name: 'b' } }]));
+    expect(f.framed).toBe(true);
+    expect([f.secretsOf(0, keys), f.secretsOf(1, keys)]).toEqual([{ after: { name: 'a' } }, { after: { name: 'b' } }]);
+  });
+
+  it('reads the layout of earlier readers (an array of events with their own seals) and a single event', () => {
+    const array = decodeRawMessage(Buffer.from(JSON.stringify([event(1, ownSeal(1)), event(2, ownSeal(2))])));
+    expect(array.framed).toBe(false);
+    expect(array.secretsOf(1, keys)).toEqual({ after: { name: 'n2' } });
+    expect(() => decodeRawMessage(Buffer.from(JSON.stringify([event(1, ownSeal(2))]))).secretsOf(0, keys)).toThrow(/does not verify/);
+    const single = decodeRawMessage(Buffer.from(JSON.stringify(event(3, ownSeal(3)))));
+    expect(single.events).toHaveLength(1);
+    expect(single.secretsOf(0, keys)).toEqual({ after: { name: 'n3' } });
+  });
+
+  it('refuses a frame whose seal holds another number of entries than it has events, or that is laid out otherwise', () => {
+    expect(() => decodeRawMessage(frame([event(1), event(2)], [{ after: { name: 'a' } }])).secretsOf(0, keys)).toThrow(/not one entry per event/);
+    const spaced = Buffer.from(frame([event(1)], [{ after: { name: 'a' } }]).toString().replace('{"events":', '{ "events":'));
+    expect(() => decodeRawMessage(spaced).secretsOf(0, keys)).toThrow(expect.objectContaining({ code: 'DECRYPT_FAILED' }));
+  });
+
+  it('throws on what is not a raw message, before any event is read', () => {
+    expect(() => decodeRawMessage(Buffer.from('{"op": "c", "source": '))).toThrow(SyntaxError);
+    expect(() => decodeRawMessage(Buffer.from('42'))).toThrow(/frame or a change event/);
+    expect(() => decodeRawMessage(Buffer.from('{"events":{},"sealed":null}'))).toThrow(/not an array/);
+    expect(() => decodeRawMessage(Buffer.from('{"events":[],"sealed":7}'))).toThrow(/not a string or null/);
+  });
+});
