@@ -7,7 +7,7 @@ export const readerEnv = z.object({
   READER_SOURCE: z.string().optional().describe('source name from the pipeline file; may be omitted when there is one'),
   READER_START_FROM: z.enum(['latest', 'earliest']).default('latest').describe('where to start when there is no checkpoint: the binlog end, or the oldest binlog still on the server'),
   READER_SNAPSHOT: z.enum(['initial', 'never']).default('initial').describe('initial: snapshot registered tables not yet snapshotted (first start, or newly registered), while streaming'),
-  READER_SNAPSHOT_CHUNK_ROWS: z.coerce.number().int().min(1).max(100_000).default(8192).describe('rows per snapshot chunk: memory bound and unit of resumption'),
+  READER_SNAPSHOT_CHUNK_ROWS: z.coerce.number().int().min(1).max(100_000).default(4096).describe('rows per snapshot chunk: memory bound and unit of resumption'),
   READER_ON_PURGED: z.enum(['fail', 'resnapshot']).default('fail').describe('when the checkpoint binlog was purged: stop with BINLOG_PURGED, or start at the binlog end and re-snapshot every table'),
   READER_LEASE_REDIS_URL: z.string().optional().describe('Redis URL for the active/standby lease; unset runs a single reader without a standby'),
   READER_LEASE_TTL_MS: z.coerce.number().int().min(500).default(10_000).describe('lease time to live: a standby takes over at most this long after the active reader dies'),
