@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileKeyring, envelopeKeyIds, openDepartmentValue } from '@cityshare/shared';
+import { FileKeyring, decodeRawMessage, envelopeKeyIds, keyNames, openDepartmentValue, sealJson } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
 import { readAllMessages } from './support/kafka-peek.js';
 import { PipelineRun } from './support/pipeline-run.js';
@@ -204,6 +204,36 @@ describe('department policy', () => {
     await eventually(async () => expect((await rows(run.pgSchema, 'citizens')).map((r) => r.id)).toContain('600'));
     const dead = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.dlq\\.transformer$`))).map((m) => JSON.parse(m.value!.toString()));
     expect(dead).toContainEqual(expect.objectContaining({ code: 'unparseable', topic: `${run.prefix}.raw.cityhub.${run.civilDb}.citizens` }));
+  });
+
+  it('dead-letters a raw frame whose seal does not open once, whole, and goes on', async () => {
+    const topic = `${run.prefix}.raw.cityhub.${run.civilDb}.citizens`;
+    const frames = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${topic.replaceAll('.', '\\.')}$`))).filter((m) => m.value?.toString().includes('"sealed":"enc:v1:'));
+    const original = frames.at(-1)!;
+    // Events the reader wrote, under a seal bound to other events: a frame tampered with.
+    const events = frames.flatMap((m) => decodeRawMessage(m.value!).events);
+    expect(events.length).toBeGreaterThan(1);
+    const nulls = Buffer.from(JSON.stringify(events.map(() => null)));
+    const forged = Buffer.from(`{"events":${JSON.stringify(events)},"sealed":"${sealJson(run.keys.activeKey(keyNames.pipeline), nulls, Buffer.from('[]'))}"}`);
+    const { Kafka, logLevel } = await import('kafkajs');
+    const producer = new Kafka({ brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING }).producer();
+    await producer.connect();
+    await producer.send({ topic, messages: [{ partition: original.partition, value: forged }] });
+    await producer.disconnect();
+    await insertCitizen(700);
+    await eventually(async () => expect((await rows(run.pgSchema, 'citizens')).map((r) => r.id)).toContain('700'));
+    const broken = await eventually(async () => {
+      const dead = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.dlq\\.transformer$`))).map((m) => JSON.parse(m.value!.toString()));
+      const found = dead.filter((d) => d.code === 'DECRYPT_FAILED');
+      expect(found.length).toBeGreaterThanOrEqual(1);
+      return found;
+    });
+    // One per department granted the table (not one per event), each holding the whole frame as it came.
+    expect(new Set(broken.map((d) => d.department)).size).toBe(broken.length);
+    for (const d of broken) {
+      expect(d).toMatchObject({ topic, partition: original.partition, index: null });
+      expect(Buffer.from(d.payload, 'base64').equals(forged)).toBe(true);
+    }
   });
 
   it('leaves no personal value of this run in plaintext in any Kafka topic', async () => {

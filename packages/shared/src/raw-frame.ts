@@ -82,15 +82,22 @@ export class RawFrame {
   standalone(index: number, keys: KeyProvider, pipelineKey: DataKey): Buffer {
     const event = this.events[index]!;
     if (!this.framed) return Buffer.from(JSON.stringify(event));
-    let secrets: SealedImages | null;
-    try {
-      secrets = this.secretsOf(index, keys);
-    } catch (err) {
-      if (isCdcError(err)) return this.value;
-      throw err;
-    }
+    if (this.sealError(keys)) return this.value;
+    const secrets = this.secretsOf(index, keys);
     const { db, table, version } = event.source;
     return Buffer.from(JSON.stringify({ ...event, sealed: secrets ? sealValue(pipelineKey, secrets, sealedEventAad(db, table, version)) : null }));
+  }
+
+  /** Why the frame's one ciphertext does not open (null: it opens, or its events carry their own seals). */
+  sealError(keys: KeyProvider): CdcError | null {
+    if (!this.framed) return null;
+    try {
+      this.openFrame(keys);
+      return null;
+    } catch (err) {
+      if (isCdcError(err)) return err;
+      throw err;
+    }
   }
 
   private openFrame(keys: KeyProvider): Array<SealedImages | null> {

@@ -75,6 +75,8 @@ export class Transformer {
   private schemas: TableSchemas | undefined;
   private watcher: { stop(): void } | undefined;
   private readonly encryptors = new Map<string, EnvelopeEncryptor>();
+  /** Frames (of one department's transform) already dead-lettered whole because their seal does not open. */
+  private readonly deadFrames = new WeakSet<RawFrame>();
 
   constructor(private readonly deps: TransformerDeps) {
     this.policy = policyOf(deps.config, deps.keys);
@@ -232,7 +234,14 @@ export class Transformer {
       if (violations.length > 0) throw qualityError(tableRef, violations);
     } catch (err) {
       if (!isCdcError(err)) throw err;
+      const whole = err === frame.sealError(keys);
+      // The frame's one seal does not open: one dead letter holds the whole frame, as it came.
+      if (whole && this.deadFrames.has(frame)) return [];
       metrics.dlq.inc({ reason: err.code, department });
+      if (whole) {
+        this.deadFrames.add(frame);
+        return [this.deadLetter(department, { ...at, index: null }, err.code, err.message, frame.value)];
+      }
       return [this.deadLetter(department, at, err.code, err.message, payload(), event.source.version)];
     }
     const viewKeys: ViewKeys = {
