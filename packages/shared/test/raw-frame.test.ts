@@ -37,6 +37,8 @@ describe('decodeRawMessage', () => {
 
   it('refuses a frame whose seal holds another number of entries than it has events, or that is laid out otherwise', () => {
     expect(() => decodeRawMessage(frame([event(1), event(2)], [{ after: { name: 'a' } }])).secretsOf(0, keys)).toThrow(/not one entry per event/);
+    const notJson = Buffer.from(`{"events":${JSON.stringify([event(1)])},"sealed":"${sealJson(pipeline, Buffer.from('[nul'), Buffer.from(JSON.stringify([event(1)])))}"}`);
+    expect(() => decodeRawMessage(notJson).secretsOf(0, keys)).toThrow(expect.objectContaining({ code: 'DECRYPT_FAILED' }));
     const spaced = Buffer.from(frame([event(1)], [{ after: { name: 'a' } }]).toString().replace('{"events":', '{ "events":'));
     expect(() => decodeRawMessage(spaced).secretsOf(0, keys)).toThrow(expect.objectContaining({ code: 'DECRYPT_FAILED' }));
   });

@@ -243,7 +243,8 @@ export class RawPublisher<S = unknown> {
       frame.secretsUsed = 1;
       for (let i = 0; i < frame.count; i++) frame.secretsUsed += frame.secrets.write(i > 0 ? ',null' : 'null', frame.secretsUsed, 'latin1');
     }
-    const need = frame.secretsUsed + 1 + Math.max(bytes, 4);
+    // A comma, the entry, and room for the closing `]` that `finish` writes.
+    const need = frame.secretsUsed + 1 + Math.max(bytes, 4) + 1;
     if (need > frame.secrets.length) frame.secrets = this.grow(frame.secrets, frame.secretsUsed, need);
     if (frame.count > 0) frame.secrets[frame.secretsUsed++] = 0x2c; // ,
     frame.secretsUsed += frame.secrets.write(secrets ?? 'null', frame.secretsUsed, 'utf8');

@@ -236,6 +236,9 @@ describe('RawPublisher sealing', () => {
     const frames = await sentFrames(Array.from({ length: 8 }, (_, i) => person(i * 3 + 1, 'x'.repeat(90 << 10))));
     for (const f of frames) expect(f.length).toBeLessThan(256 << 10);
     expect(frames.flatMap((f) => decodeRawMessage(f).events)).toHaveLength(8);
+    // One event larger than a frame travels alone, whole.
+    const [, alone] = await sentFrames([person(1), person(2, 'y'.repeat(300 << 10))]);
+    expect(decodeRawMessage(alone!).secretsOf(0, keys)).toEqual({ after: { name: 'y'.repeat(300 << 10) } });
   });
 
   it('gives each event of a frame as a message on its own for a dead letter, still sealed; the whole frame when its seal does not open', async () => {

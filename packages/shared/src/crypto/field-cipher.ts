@@ -87,7 +87,12 @@ export function sealJson(key: DataKey, json: Buffer, aad: Aad): string {
 
 export function openValue(keys: KeyProvider, sealed: string, aad: Aad): unknown {
   if (!sealed.startsWith(SEALED_PREFIX)) throw new CdcError('DECRYPT_FAILED', `value of ${aadLabel(aad)} is not sealed`);
-  return JSON.parse(decryptField(keys, Buffer.from(sealed.slice(SEALED_PREFIX.length), 'base64'), aad).toString('utf8'));
+  const plain = decryptField(keys, Buffer.from(sealed.slice(SEALED_PREFIX.length), 'base64'), aad).toString('utf8');
+  try {
+    return JSON.parse(plain);
+  } catch (cause) {
+    throw new CdcError('DECRYPT_FAILED', `value of ${aadLabel(aad)} opens but is not JSON: it was sealed by something other than this project`, { cause });
+  }
 }
 
 /** Associated data naming a column; the same on both sides of a cipher. */
