@@ -83,7 +83,8 @@ export class RawFrame {
     const event = this.events[index]!;
     if (!this.framed) return Buffer.from(JSON.stringify(event));
     if (this.sealError(keys)) return this.value;
-    const secrets = this.secretsOf(index, keys);
+    // What the frame holds for it, even when that is nothing (an event stripped of its sealed columns stays so).
+    const secrets = this.openFrame(keys)[index] ?? null;
     const { db, table, version } = event.source;
     return Buffer.from(JSON.stringify({ ...event, sealed: secrets ? sealValue(pipelineKey, secrets, sealedEventAad(db, table, version)) : null }));
   }

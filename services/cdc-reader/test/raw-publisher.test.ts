@@ -230,6 +230,8 @@ describe('RawPublisher sealing', () => {
     expect(() => openAll(swapped)).toThrow(/does not verify/);
     const stripped = Buffer.from(a.toString().replace(`"${sealedOf(a)}"`, 'null'));
     expect(() => openAll(stripped)).toThrow(/protected columns but no sealed images/);
+    // Its dead letter is the event as it came, without throwing.
+    expect(JSON.parse(decodeRawMessage(stripped).standalone(0, keys, keys.activeKey('pipeline')).toString())).toMatchObject({ sealed: null, protected: ['name'] });
   });
 
   it('keeps frames with large protected columns under the message limit', async () => {
