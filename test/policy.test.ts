@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileKeyring, decodeRawMessage, envelopeKeyIds, keyNames, openDepartmentValue, sealJson } from '@cityshare/shared';
+import { FileKeyring, decodeRawMessage, envelopeKeyIds, keyNames, openDepartmentValue, sealJson, sealValue, sealedEventAad } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
 import { readAllMessages } from './support/kafka-peek.js';
 import { PipelineRun } from './support/pipeline-run.js';
@@ -234,6 +234,27 @@ describe('department policy', () => {
       expect(d).toMatchObject({ topic, partition: original.partition, index: null });
       expect(Buffer.from(d.payload, 'base64').equals(forged)).toBe(true);
     }
+  });
+
+  it('still reads raw topics written by earlier readers: events in an array, each sealing its own columns', async () => {
+    const topic = `${run.prefix}.raw.cityhub.${run.civilDb}.citizens`;
+    const frames = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${topic.replaceAll('.', '\\.')}$`))).filter((m) => m.value?.toString().includes('"sealed":"enc:v1:'));
+    // A frame the reader wrote (not the forged one above) and an insert in it.
+    const frame = frames.map((m) => decodeRawMessage(m.value!)).filter((f) => !f.sealError(run.keys) && f.events.some((e) => e.op === 'c')).at(-1)!;
+    const last = frame.events.findLastIndex((e) => e.op === 'c');
+    const event = frame.events[last]!;
+    // The same change as a new row, written as readers before frame sealing wrote it.
+    const { db, table, version } = event.source;
+    const sealed = sealValue(run.keys.activeKey(keyNames.pipeline), frame.secretsOf(last, run.keys), sealedEventAad(db, table, version));
+    const earlier = JSON.stringify([{ ...event, after: { ...event.after, id: '800' }, sealed }]);
+    const { Kafka, logLevel } = await import('kafkajs');
+    const producer = new Kafka({ brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING }).producer();
+    await producer.connect();
+    await producer.send({ topic, messages: [{ key: '{"id":"800"}', value: earlier }] });
+    await producer.disconnect();
+    const row = await eventually(async () => (await rows(run.pgSchema, 'citizens')).find((r) => r.id === '800') ?? expect.fail('not delivered yet'));
+    // Its sealed columns opened: the name arrives masked, the phone masked as the grant says.
+    expect(row).toMatchObject({ name: '王**', phone: '135****5678' });
   });
 
   it('leaves no personal value of this run in plaintext in any Kafka topic', async () => {
