@@ -1,7 +1,7 @@
 import { CdcError, isCdcError } from './errors.js';
 import { sealedEventAad, type RawChangeEvent, type SealedImages } from './envelope.js';
 import { openValue, sealValue } from './crypto/field-cipher.js';
-import type { DataKey, KeyProvider } from './crypto/keyring.js';
+import { keyNames, type KeyProvider } from './crypto/keyring.js';
 
 /** Kafka header of a raw-topic frame: how many change events it holds. */
 export const RAW_FRAME_HEADER = 'cityshare-frame';
@@ -41,19 +41,34 @@ export class RawFrame {
     private readonly aad: Buffer | null,
   ) {}
 
-  /** Reads a raw-topic message. Throws on anything that is not JSON or not events. */
+  /**
+   * Reads a raw-topic message. Throws on anything that is not JSON or not events. A frame
+   * laid out as the reader writes it is read from the bytes its seal authenticates: the
+   * events from the events array, the ciphertext from what follows it, nothing else (a
+   * second `"events"` key after the seal cannot replace the sealed events).
+   */
   static decode(value: Buffer): RawFrame {
+    if (value.subarray(0, HEAD.length).equals(HEAD)) {
+      // The events array: from the `[` after the head to the `]` before the last `,"sealed":`.
+      const end = value.lastIndexOf(FRAME_LAYOUT.sealed);
+      const tail = end > 0 ? value.subarray(end + FRAME_LAYOUT.sealed.length) : null;
+      if (!tail || tail[tail.length - 1] !== FRAME_LAYOUT.tail.charCodeAt(0)) throw new Error(`a raw frame that starts with ${FRAME_LAYOUT.head} ends with ${FRAME_LAYOUT.sealed}<sealed columns or null>${FRAME_LAYOUT.tail}`);
+      const aad = value.subarray(HEAD.length - 1, end + 1);
+      return RawFrame.frame(value, JSON.parse(aad.toString('utf8')), JSON.parse(tail.toString('utf8', 0, tail.length - 1)), aad);
+    }
     const parsed = JSON.parse(value.toString('utf8')) as unknown;
     if (Array.isArray(parsed)) return new RawFrame(value, parsed as RawChangeEvent[], false, null, null);
     if (typeof parsed !== 'object' || parsed === null) throw new Error('a raw message is a frame or a change event');
     if (!('events' in parsed)) return new RawFrame(value, [parsed as RawChangeEvent], false, null, null);
+    // A frame not laid out as the reader writes it: its seal cannot be checked (opening it fails).
     const { events, sealed } = parsed as { events: unknown; sealed?: unknown };
+    return RawFrame.frame(value, events, sealed ?? null, null);
+  }
+
+  private static frame(value: Buffer, events: unknown, sealed: unknown, aad: Buffer | null): RawFrame {
     if (!Array.isArray(events)) throw new Error('the events of a raw frame are not an array');
     if (sealed !== null && typeof sealed !== 'string') throw new Error('the sealed columns of a raw frame are not a string or null');
-    // The events array's bytes: from the `[` after the head to the `]` before `,"sealed":`.
-    const end = value.lastIndexOf(FRAME_LAYOUT.sealed);
-    const laidOut = end > 0 && value.subarray(0, HEAD.length).equals(HEAD);
-    return new RawFrame(value, events as RawChangeEvent[], true, sealed, laidOut ? value.subarray(HEAD.length - 1, end + 1) : null);
+    return new RawFrame(value, events as RawChangeEvent[], true, sealed, aad);
   }
 
   /**
@@ -76,17 +91,17 @@ export class RawFrame {
 
   /**
    * Event `index` as a message on its own, still sealed (for a dead letter): its sealed
-   * columns resealed under `pipelineKey` in its `sealed`, so `decode` reads it again. When
-   * the frame's ciphertext does not open, the whole frame as it came.
+   * columns resealed under the active pipeline key in its `sealed`, so `decode` reads it
+   * again. When the frame's ciphertext does not open, the whole frame as it came.
    */
-  standalone(index: number, keys: KeyProvider, pipelineKey: DataKey): Buffer {
-    const event = this.events[index]!;
-    if (!this.framed) return Buffer.from(JSON.stringify(event));
+  standalone(index: number, keys: KeyProvider): Buffer {
+    const event = this.events[index];
+    if (!this.framed || !event?.source) return Buffer.from(JSON.stringify(event ?? null));
     if (this.sealError(keys)) return this.value;
     // What the frame holds for it, even when that is nothing (an event stripped of its sealed columns stays so).
     const secrets = this.openFrame(keys)[index] ?? null;
     const { db, table, version } = event.source;
-    return Buffer.from(JSON.stringify({ ...event, sealed: secrets ? sealValue(pipelineKey, secrets, sealedEventAad(db, table, version)) : null }));
+    return Buffer.from(JSON.stringify({ ...event, sealed: secrets ? sealValue(keys.activeKey(keyNames.pipeline), secrets, sealedEventAad(db, table, version)) : null }));
   }
 
   /** Why the frame's one ciphertext does not open (null: it opens, or its events carry their own seals). */
@@ -116,7 +131,7 @@ export class RawFrame {
 
   private openSealed(keys: KeyProvider): Array<SealedImages | null> {
     if (!this.aad) {
-      throw new CdcError('DECRYPT_FAILED', `raw frame does not start with ${FRAME_LAYOUT.head} or has no ${FRAME_LAYOUT.sealed}: its sealed columns cannot be checked`);
+      throw new CdcError('DECRYPT_FAILED', `raw frame is not laid out as ${FRAME_LAYOUT.head}…${FRAME_LAYOUT.sealed}…${FRAME_LAYOUT.tail}: its sealed columns cannot be checked`);
     }
     const list = openValue(keys, this.sealed!, this.aad);
     if (!Array.isArray(list) || list.length !== this.events.length) {

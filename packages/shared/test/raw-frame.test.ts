@@ -43,6 +43,15 @@ describe('decodeRawMessage', () => {
     expect(() => decodeRawMessage(spaced).secretsOf(0, keys)).toThrow(expect.objectContaining({ code: 'DECRYPT_FAILED' }));
   });
 
+  it('reads a frame\'s events from the bytes its seal authenticates only (a second "events" key changes nothing)', () => {
+    const array = JSON.stringify([event(1), event(2)]);
+    const sealed = sealJson(pipeline, Buffer.from(JSON.stringify([{ after: { name: 'a' } }, { after: { name: 'b' } }])), Buffer.from(array));
+    const forged = Buffer.from(`{"events":${array},"sealed":"${sealed}","events":${JSON.stringify([event(2), event(99)])}}`);
+    expect(() => decodeRawMessage(forged)).toThrow();
+    const appended = Buffer.from(`{"events":${array},"sealed":"${sealed}","events":${JSON.stringify([event(2), event(99)])},"sealed":"${sealed}"}`);
+    expect(() => decodeRawMessage(appended)).toThrow(SyntaxError);
+  });
+
   it('throws on what is not a raw message, before any event is read', () => {
     expect(() => decodeRawMessage(Buffer.from('{"op": "c", "source": '))).toThrow(SyntaxError);
     expect(() => decodeRawMessage(Buffer.from('42'))).toThrow(/frame or a change event/);

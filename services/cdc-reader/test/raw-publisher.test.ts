@@ -231,7 +231,7 @@ describe('RawPublisher sealing', () => {
     const stripped = Buffer.from(a.toString().replace(`"${sealedOf(a)}"`, 'null'));
     expect(() => openAll(stripped)).toThrow(/protected columns but no sealed images/);
     // Its dead letter is the event as it came, without throwing.
-    expect(JSON.parse(decodeRawMessage(stripped).standalone(0, keys, keys.activeKey('pipeline')).toString())).toMatchObject({ sealed: null, protected: ['name'] });
+    expect(JSON.parse(decodeRawMessage(stripped).standalone(0, keys).toString())).toMatchObject({ sealed: null, protected: ['name'] });
   });
 
   it('keeps frames with large protected columns under the message limit', async () => {
@@ -246,13 +246,13 @@ describe('RawPublisher sealing', () => {
   it('gives each event of a frame as a message on its own for a dead letter, still sealed; the whole frame when its seal does not open', async () => {
     const [, frame] = await sentFrames([person(0), person(1), person(2), person(3)]);
     const decoded = decodeRawMessage(frame!);
-    const payload = decoded.standalone(1, keys, keys.activeKey('pipeline'));
+    const payload = decoded.standalone(1, keys);
     expect(payload.toString()).not.toContain('市民');
     const alone = decodeRawMessage(payload);
     expect(alone.framed).toBe(false);
     expect(alone.events[0]).toMatchObject(decoded.events[1]!);
     expect(alone.secretsOf(0, keys)).toEqual(decoded.secretsOf(1, keys));
     const broken = decodeRawMessage(Buffer.from(frame!.toString().replace('"version":"v', '"version":"w')));
-    expect(broken.standalone(1, keys, keys.activeKey('pipeline'))).toEqual(Buffer.from(frame!.toString().replace('"version":"v', '"version":"w')));
+    expect(broken.standalone(1, keys)).toEqual(Buffer.from(frame!.toString().replace('"version":"v', '"version":"w')));
   });
 });

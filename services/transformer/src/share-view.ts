@@ -35,12 +35,26 @@ export interface RowImages {
   after: Row | null;
 }
 
-/** An event's clear columns and its opened sealed ones (RawFrame.secretsOf), for every department and rule that needs them. */
+/**
+ * An event's clear columns and its opened sealed ones (RawFrame.secretsOf), for every
+ * department and rule that needs them. The reader writes every column of the event's
+ * schema into each image, clear or sealed: an image without some of them was altered (its
+ * sealed columns stripped, say) and is refused rather than delivered with nulls.
+ */
 export function openImages(event: ChangeEvent, sealed: SealedImages | null): RowImages {
-  return {
+  const images: RowImages = {
     before: event.before ? { ...event.before, ...sealed?.before } : null,
     after: event.after ? { ...event.after, ...sealed?.after } : null,
   };
+  for (const side of ['before', 'after'] as const) {
+    const image = images[side];
+    const missing = image ? event.schema.columns.filter((c) => !(c.name in image)).map((c) => c.name) : [];
+    if (missing.length > 0) {
+      const { db, table, version } = event.source;
+      throw new CdcError('RECORD_INVALID', `change event ${db}.${table}@${version} lacks ${missing.join(', ')} of its schema in its ${side} image: the raw record was altered`);
+    }
+  }
+  return images;
 }
 
 /**

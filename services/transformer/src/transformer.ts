@@ -206,8 +206,6 @@ export class Transformer {
     const { config, metrics } = this.deps;
     const { views, keys } = this.policy;
     const parsed = frame.events[index] as RawChangeEvent | undefined;
-    // A dead letter holds the event on its own, still sealed (the whole frame if its seal does not open).
-    const payload = () => (parsed?.source ? frame.standalone(index, keys, keys.activeKey(keyNames.pipeline)) : Buffer.from(JSON.stringify(parsed ?? null)));
     let event: ChangeEvent;
     try {
       if (!parsed?.source || !(parsed.schemaRef || parsed.schema) || !parsed.op) throw new Error('missing source, schema reference or op');
@@ -217,8 +215,7 @@ export class Transformer {
         this.deps.onFatal(err);
         throw err;
       }
-      metrics.dlq.inc({ reason: 'unparseable', department });
-      return [this.deadLetter(department, at, 'unparseable', (err as Error).message, payload())];
+      return this.deadLetterEvent(department, at, frame, 'unparseable', (err as Error).message);
     }
     const tableRef = `${event.source.name}.${event.source.db}.${event.source.table}`;
     metrics.recordsIn.inc({ table: tableRef, department });
@@ -234,15 +231,7 @@ export class Transformer {
       if (violations.length > 0) throw qualityError(tableRef, violations);
     } catch (err) {
       if (!isCdcError(err)) throw err;
-      const whole = err === frame.sealError(keys);
-      // The frame's one seal does not open: one dead letter holds the whole frame, as it came.
-      if (whole && this.deadFrames.has(frame)) return [];
-      metrics.dlq.inc({ reason: err.code, department });
-      if (whole) {
-        this.deadFrames.add(frame);
-        return [this.deadLetter(department, { ...at, index: null }, err.code, err.message, frame.value)];
-      }
-      return [this.deadLetter(department, at, err.code, err.message, payload(), event.source.version)];
+      return this.deadLetterEvent(department, at, frame, err.code, err.message, event.source.version);
     }
     const viewKeys: ViewKeys = {
       encryptor: (suite) => this.encryptorFor(department, suite),
@@ -258,10 +247,7 @@ export class Transformer {
       return out;
     } catch (err) {
       if (isCdcError(err, 'SCHEMA_INCOMPATIBLE')) throw new IncompatibleView(department, tableRef, shareTopic, event.schema, err);
-      if (isCdcError(err, 'RECORD_INVALID')) {
-        metrics.dlq.inc({ reason: err.code, department });
-        return [this.deadLetter(department, at, err.code, err.message, payload(), event.source.version)];
-      }
+      if (isCdcError(err, 'RECORD_INVALID')) return this.deadLetterEvent(department, at, frame, err.code, err.message, event.source.version);
       // Configuration, registry and schema problems stop the transformer before its
       // offsets move: nothing is skipped, and the error says what to fix.
       const fatal = isCdcError(err) ? err : new CdcError('INTERNAL', (err as Error).message, { cause: err });
@@ -279,6 +265,23 @@ export class Transformer {
       this.encryptors.set(id, encryptor);
     }
     return encryptor;
+  }
+
+  /**
+   * The dead letter of one event of a frame: the event on its own, its protected columns
+   * still sealed. When the frame's one seal does not open, one dead letter per frame holds
+   * the whole frame as it came, with the reason it does not open.
+   */
+  private deadLetterEvent(department: string, at: RawAt, frame: RawFrame, code: string, reason: string, version?: string): OutMessage[] {
+    const { keys } = this.policy;
+    const broken = frame.sealError(keys);
+    if (broken && this.deadFrames.has(frame)) return [];
+    if (broken) this.deadFrames.add(frame);
+    const dead = broken
+      ? this.deadLetter(department, { ...at, index: null }, broken.code, broken.message, frame.value)
+      : this.deadLetter(department, at, code, reason, frame.standalone(at.index!, keys), version);
+    this.deps.metrics.dlq.inc({ reason: broken ? broken.code : code, department });
+    return [dead];
   }
 
   /** Dead letters keep the raw event (or frame), whose protected columns are still sealed. */

@@ -76,6 +76,11 @@ describe('projectEvent', () => {
     expect(del.value.name).toBe('王**');
   });
 
+  it('refuses an event stripped of its sealed columns, even with its protected list emptied', () => {
+    expect(() => project({ ...event, sealed: null, protected: [] }, view)).toThrow(/lacks name, phone, id_card of its schema in its after image/);
+    expect(() => project({ ...event, sealed: null }, view)).toThrow(/protected columns but no sealed images/);
+  });
+
   it('refuses sealed images moved to another event or table', () => {
     expect(() => project({ ...event, source: { ...event.source, version: 'v2' } }, view)).toThrow(/does not verify/);
     expect(() => project({ ...event, sealed: sealImage('after', secret, 'other') }, view)).toThrow(/does not verify/);
