@@ -97,9 +97,10 @@ export class RawFrame {
   standalone(index: number, keys: KeyProvider): Buffer {
     const event = this.events[index];
     if (!this.framed || !event?.source) return Buffer.from(JSON.stringify(event ?? null));
-    if (this.sealError(keys)) return this.value;
+    const opened = this.openOnce(keys);
+    if (opened instanceof CdcError) return this.value;
     // What the frame holds for it, even when that is nothing (an event stripped of its sealed columns stays so).
-    const secrets = this.openFrame(keys)[index] ?? null;
+    const secrets = opened[index] ?? null;
     const { db, table, version } = event.source;
     return Buffer.from(JSON.stringify({ ...event, sealed: secrets ? sealValue(keys.activeKey(keyNames.pipeline), secrets, sealedEventAad(db, table, version)) : null }));
   }
@@ -107,16 +108,18 @@ export class RawFrame {
   /** Why the frame's one ciphertext does not open (null: it opens, or its events carry their own seals). */
   sealError(keys: KeyProvider): CdcError | null {
     if (!this.framed) return null;
-    try {
-      this.openFrame(keys);
-      return null;
-    } catch (err) {
-      if (isCdcError(err)) return err;
-      throw err;
-    }
+    const opened = this.openOnce(keys);
+    return opened instanceof CdcError ? opened : null;
   }
 
   private openFrame(keys: KeyProvider): Array<SealedImages | null> {
+    const opened = this.openOnce(keys);
+    if (opened instanceof CdcError) throw opened;
+    return opened;
+  }
+
+  /** The frame's sealed columns, opened on first use, or why they do not open. */
+  private openOnce(keys: KeyProvider): Array<SealedImages | null> | CdcError {
     if (this.opened === undefined) {
       try {
         this.opened = this.sealed === null ? [] : this.openSealed(keys);
@@ -125,7 +128,6 @@ export class RawFrame {
         this.opened = err;
       }
     }
-    if (this.opened instanceof CdcError) throw this.opened;
     return this.opened;
   }
 

@@ -23,6 +23,12 @@ import type { RowsChange } from './binlog-listener.js';
 
 type Image = Record<string, unknown>;
 
+/** The JSON of an image's clear columns and of its protected ones (null: none). */
+interface SplitJson {
+  clear: string;
+  secret: string | null;
+}
+
 /** Characters JSON.stringify writes escaped (lone surrogates too; a string holding any takes the slow path). */
 // eslint-disable-next-line no-control-regex
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
@@ -131,7 +137,7 @@ export class TableEncoder {
   }
 
   /** Clear JSON and secret JSON of one image. */
-  private image(raw: Image): { clear: string; secret: string | null } {
+  private image(raw: Image): SplitJson {
     const values = this.values;
     for (let i = 0; i < this.names.length; i++) values[i] = jsonValue(toCanonical(this.types[i]!, raw[this.names[i]!]));
     return { clear: objectJson(this.clear, values), secret: this.secret ? objectJson(this.secret, values) : null };
@@ -151,10 +157,9 @@ export class TableEncoder {
     const sourceMid = `,"db":${JSON.stringify(schema.db)},"table":${JSON.stringify(schema.table)},"ts_ms":${jsonValue(change.tsMs)},"snapshot":${change.kind === 'snapshot'},"version":"${versionHead}`;
     const tail = `"},"ts_ms":${jsonValue(now)},"protected":${this.protectedJson},"schemaRef":${JSON.stringify(schemaRef)}}`;
     const rows = change.rows;
-    type Split = { clear: string; secret: string | null };
-    const one = (op: Op, before: Split | null, after: Split | null, row: number): string =>
+    const one = (op: Op, before: SplitJson | null, after: SplitJson | null, row: number): string =>
       `{"op":"${op}","before":${before ? before.clear : 'null'},"after":${after ? after.clear : 'null'}${sourceHead}${row},"txIndex":${change.txOffset + row}${sourceMid}${String(row).padStart(6, '0')}${tail}`;
-    const secrets = (before: Split | null, after: Split | null): string | null => {
+    const secrets = (before: SplitJson | null, after: SplitJson | null): string | null => {
       const sb = before?.secret ?? null;
       const sa = after?.secret ?? null;
       if (sb === null && sa === null) return null;
