@@ -3,13 +3,13 @@
  * batches of 5,000, three message sizes, against the local broker.
  *   npm run bench:kafkajs
  */
-import { Kafka, logLevel, Partitioners } from 'kafkajs';
-import { stack } from '../test/support/stack.js';
+import { Partitioners } from 'kafkajs';
+import { adminKafka } from '../test/support/kafka-security.js';
 import { isMain } from './support.js';
 
 /** Messages/s by message size in bytes. */
 export async function measureKafkajsCeiling(o: { messages?: number; sizes?: number[] } = {}, log: (line: string) => void = console.log): Promise<Record<number, number>> {
-  const kafka = new Kafka({ clientId: 'bench-kafkajs', brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING });
+  const kafka = adminKafka('bench-kafkajs');
   const admin = kafka.admin();
   await admin.connect();
   const topic = `bench-kafkajs-${Date.now()}`;

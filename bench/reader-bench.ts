@@ -16,11 +16,10 @@
  * Writes bench/results/latest.json (merged with other benches' fields).
  */
 import { parseArgs } from 'node:util';
-import { Kafka, logLevel } from 'kafkajs';
 import { topics } from '@cityshare/shared';
 import { PipelineRun } from '../test/support/pipeline-run.js';
 import type { ServiceProcess } from '../test/support/service-process.js';
-import { stack } from '../test/support/stack.js';
+import { adminKafka } from '../test/support/kafka-security.js';
 import { LoadDriver, Workload, benchTables, loadTables, preload, preloadFor } from './workload.js';
 import { benchServerId, deleteRunTopics, MemorySampler, isMain, median, metric, peakRssMiB, sustainedRate, waitFor, writeResults } from './support.js';
 
@@ -84,7 +83,7 @@ export async function measureReader(o: ReaderOptions, log: (line: string) => voi
     log(`reader: snapshot 1 of ${o.snapshotRows.toLocaleString('en')} rows in ${snap.seconds.toFixed(1)} s = ${Math.round(snap.rate).toLocaleString('en')} rows/s (${fromStart.toFixed(1)} s from process start), peak RSS ${peakRssMiB(reader.pid!)} MiB`);
     // Further runs: the operator's ad-hoc re-snapshot of the table (the signal `cdc snapshot` sends), same reader.
     const snapshotRates = [snap.rate];
-    const kafka = new Kafka({ clientId: 'bench', brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING });
+    const kafka = adminKafka('bench');
     const producer = kafka.producer();
     await producer.connect();
     try {

@@ -3,8 +3,7 @@ import { randomInt } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Kafka, logLevel } from 'kafkajs';
-import { stack } from '../test/support/stack.js';
+import { adminKafka } from '../test/support/kafka-security.js';
 import type { ServiceProcess } from '../test/support/service-process.js';
 
 /** Peak resident set size of a process (VmHWM), MiB. */
@@ -121,7 +120,7 @@ export const benchServerId = () => randomInt(100_000, 2 ** 31);
 
 /** Deletes the Kafka topics of a run (`<prefix>.…`), so repeated benchmarks do not fill the broker's disk; best effort. */
 export async function deleteRunTopics(prefix: string): Promise<void> {
-  const admin = new Kafka({ clientId: 'bench-cleanup', brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING }).admin();
+  const admin = adminKafka('bench-cleanup').admin();
   try {
     await admin.connect();
     const names = (await admin.listTopics()).filter((t) => t.startsWith(`${prefix}.`));

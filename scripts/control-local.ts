@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createConnection } from 'mysql2/promise';
 import { parse, stringify } from 'yaml';
-import { FileKeyring } from '@cityshare/shared';
+import { FileKeyring, aclPlan, loadPipeline } from '@cityshare/shared';
+import { kafkaUserEnv } from '../test/support/kafka-security.js';
+import { setAcls } from '../test/support/pipeline-run.js';
 import { stack } from '../test/support/stack.js';
 import { ensureServicesBuilt, serviceArgs } from './build-services.js';
 
@@ -61,7 +63,12 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   console.log(`  export CDC_CONTROL_API=http://127.0.0.1:8090 CDC_TOKEN=${LOCAL_TOKENS.dba.token}   # tokens: ${Object.values(LOCAL_TOKENS).map((t) => `${t.token} (${t.role})`).join(', ')}`);
   console.log('  npx cdc tables list');
   console.log(`the pipeline file it publishes: ${env.CITYSHARE_PIPELINE}; Ctrl-C stops it`);
+  // The control plane authenticates to Kafka as `control`; the stack's administrator gives it
+  // once what its role needs (among which the right to keep every other principal's ACLs).
+  const principal = kafkaUserEnv('control');
+  const catalog = loadPipeline(env.CONTROL_BASE_PIPELINE!, { ...process.env, ...principal }).config;
+  await setAcls(catalog.kafka.topicPrefix, aclPlan(catalog));
   await ensureServicesBuilt();
-  const child = spawn(process.execPath, serviceArgs('control'), { cwd: stack.root, env: { ...process.env, METRICS_PORT: '9469', ...env }, stdio: 'inherit' });
+  const child = spawn(process.execPath, serviceArgs('control'), { cwd: stack.root, env: { ...process.env, METRICS_PORT: '9469', ...env, ...principal }, stdio: 'inherit' });
   child.on('exit', (code) => process.exit(code ?? 0));
 }

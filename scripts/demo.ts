@@ -7,9 +7,9 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
 import { isCdcError, openDepartmentValue } from '@cityshare/shared';
 import { eventually } from '../test/support/eventually.js';
+import { adminKafka } from '../test/support/kafka-security.js';
 import { PipelineRun } from '../test/support/pipeline-run.js';
 import { freePort } from '../test/support/service-process.js';
 import { stack } from '../test/support/stack.js';
@@ -23,7 +23,7 @@ const TAPS = 200;
 const say = (msg: string) => console.log(`\n\x1b[1m== ${msg}\x1b[0m`);
 
 async function removeOldDemoTopics(current: string): Promise<void> {
-  const kafka = new Kafka({ clientId: 'demo', brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING });
+  const kafka = adminKafka('demo');
   const admin = kafka.admin();
   await admin.connect();
   try {

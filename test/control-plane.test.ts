@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { createConnection, createPool, type Pool } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyring, createLogger, isCdcError } from '@cityshare/shared';
+import { AclKeeper } from '../services/control/src/acl-keeper.js';
 import { startApi } from '../services/control/src/api.js';
 import { CatalogStore, describeChange } from '../services/control/src/catalog.js';
 import { CatalogWorkflow } from '../services/control/src/catalog-workflow.js';
@@ -290,7 +291,7 @@ ${extra}`;
       const sha = (t: string) => createHash('sha256').update(t).digest('hex');
       const server = await startApi({
         port: 0, tokens: [{ tokenSha256: sha('dba-token'), name: 'wang.dba', role: 'dba' }, { tokenSha256: sha('sre-token'), name: 'li.sre', role: 'sre' }],
-        grants, catalog, keys, ledger, logger: createLogger('test', 'silent'), status: async () => ({ grants: await grants.countByStatus() }), tls: { cert: readFileSync(cert), key: readFileSync(key) },
+        grants, catalog, keys, ledger, acls: new AclKeeper(ledger, createLogger('test', 'silent'), () => undefined), logger: createLogger('test', 'silent'), status: async () => ({ grants: await grants.countByStatus() }), tls: { cert: readFileSync(cert), key: readFileSync(key) },
       });
       try {
         const api = `https://127.0.0.1:${(server.address() as { port: number }).port}`;

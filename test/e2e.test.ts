@@ -1,8 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileKeyring, consumeShareTopics, envelopeKeyIds, openDepartmentValue, type ShareChange } from '@cityshare/shared';
+import { FileKeyring, consumeShareTopics, departmentGroupPrefix, envelopeKeyIds, openDepartmentValue, type ShareChange } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
 import { readAllMessages, readRawEvents } from './support/kafka-peek.js';
+import { kafkaSettingsOf } from './support/kafka-security.js';
 import { PipelineRun } from './support/pipeline-run.js';
 import { stack } from './support/stack.js';
 
@@ -87,10 +88,11 @@ describe('pipeline end to end', () => {
   it('lets a department read its share topic itself, decoded and decrypted with its keyring only', async () => {
     const seen: ShareChange[] = [];
     const consumer = await consumeShareTopics({
-      brokers: stack.kafkaBrokers,
+      // As the department's own principal, which may read its share topics and nothing else.
+      kafka: kafkaSettingsOf('department-health'),
       registryUrl: stack.registryUrl,
       topics: [`${run.prefix}.share.health.${run.civilDb}.citizens`],
-      groupId: `${run.prefix}.health-app`,
+      groupId: `${departmentGroupPrefix(run.prefix, 'health')}app`,
       keys: FileKeyring.load(run.keyringFile),
       onChange: async (c) => {
         seen.push(c);

@@ -4,8 +4,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createConnection, type Connection } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileKeyring } from '@cityshare/shared';
+import { FileKeyring, consumeShareTopics, departmentGroupPrefix, type ShareChange } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
+import { kafkaSettingsOf } from './support/kafka-security.js';
 import { CITIZEN_CLASSES, PipelineRun } from './support/pipeline-run.js';
 import { freePort, type ServiceProcess } from './support/service-process.js';
 import { stack } from './support/stack.js';
@@ -96,7 +97,28 @@ describe('governance: request, approve, flow, revoke', () => {
       expect(JSON.stringify(batches)).not.toContain('王');
     }, 30_000, 500);
 
+    // The department reads its share topic itself too, as its own Kafka principal: the ACL the
+    // control plane added with the grant lets it, and the revoke takes it away within 5 s.
+    const seen: ShareChange[] = [];
+    let refused: ((err: unknown) => void) | undefined;
+    const refusal = new Promise<unknown>((resolve) => (refused = resolve));
+    const direct = await eventually(() => consumeShareTopics({
+      kafka: kafkaSettingsOf('department-health'),
+      registryUrl: stack.registryUrl,
+      topics: [`${run.prefix}.share.health.${run.civilDb}.citizens`],
+      groupId: `${departmentGroupPrefix(run.prefix, 'health')}direct`,
+      onChange: async (c) => void seen.push(c),
+      onError: (err) => refused?.(err),
+    }), 15_000, 500);
+    await eventually(() => expect(seen.map((c) => c.key.id)).toContain('1'), 30_000);
+
     expect((await call('officer-token', 'POST', `/grants/${id}/revoke`, { reason: 'campaign over' })).body).toMatchObject({ status: 'revoked' });
+    const revokedAt = Date.now();
+    await expect(Promise.race([refusal, new Promise((r) => setTimeout(() => r('still reading after 5 s'), 5_000))])).resolves.toMatchObject({ code: 'KAFKA_NOT_AUTHORIZED' });
+    expect(Date.now() - revokedAt).toBeLessThan(5_000);
+    await direct.stop();
+    const [acl] = await mysql.query(`SELECT action, subject FROM \`${controlDb}\`.audit_ledger WHERE action LIKE 'kafka.acl.%' AND subject = 'User:department-health'`);
+    expect((acl as Array<{ action: string }>).map((a) => a.action)).toEqual(expect.arrayContaining(['kafka.acl.add', 'kafka.acl.remove']));
     await new Promise((r) => setTimeout(r, 3000));
     await insert(2);
     await new Promise((r) => setTimeout(r, 5000));

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyring, decodeRawMessage, envelopeKeyIds, keyNames, openDepartmentValue, sealJson, sealValue, sealedEventAad } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
 import { readAllMessages } from './support/kafka-peek.js';
+import { adminKafka } from './support/kafka-security.js';
 import { PipelineRun } from './support/pipeline-run.js';
 import type { ServiceProcess } from './support/service-process.js';
 import { stack } from './support/stack.js';
@@ -195,8 +196,7 @@ describe('department policy', () => {
   });
 
   it('sends a raw record that cannot be read to the dead-letter topic and goes on', async () => {
-    const { Kafka, logLevel } = await import('kafkajs');
-    const producer = new Kafka({ brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING }).producer();
+    const producer = adminKafka('test-forger').producer();
     await producer.connect();
     await producer.send({ topic: `${run.prefix}.raw.cityhub.${run.civilDb}.citizens`, messages: [{ value: '{"op": "c", "source": ' }] });
     await producer.disconnect();
@@ -215,8 +215,7 @@ describe('department policy', () => {
     expect(events.length).toBeGreaterThan(1);
     const nulls = Buffer.from(JSON.stringify(events.map(() => null)));
     const forged = Buffer.from(`{"events":${JSON.stringify(events)},"sealed":"${sealJson(run.keys.activeKey(keyNames.pipeline), nulls, Buffer.from('[]'))}"}`);
-    const { Kafka, logLevel } = await import('kafkajs');
-    const producer = new Kafka({ brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING }).producer();
+    const producer = adminKafka('test-forger').producer();
     await producer.connect();
     await producer.send({ topic, messages: [{ partition: original.partition, value: forged }] });
     await producer.disconnect();
@@ -247,8 +246,7 @@ describe('department policy', () => {
     const { db, table, version } = event.source;
     const sealed = sealValue(run.keys.activeKey(keyNames.pipeline), frame.secretsOf(last, run.keys), sealedEventAad(db, table, version));
     const earlier = JSON.stringify([{ ...event, after: { ...event.after, id: '800' }, sealed }]);
-    const { Kafka, logLevel } = await import('kafkajs');
-    const producer = new Kafka({ brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING }).producer();
+    const producer = adminKafka('test-forger').producer();
     await producer.connect();
     await producer.send({ topic, messages: [{ key: '{"id":"800"}', value: earlier }] });
     await producer.disconnect();

@@ -37,10 +37,11 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Kafka, logLevel, type Admin } from 'kafkajs';
+import type { Admin } from 'kafkajs';
 import type pg from 'pg';
 import { PipelineRun } from '../../test/support/pipeline-run.js';
 import { freePort } from '../../test/support/service-process.js';
+import { adminKafka, kafkaPasswordFile } from '../../test/support/kafka-security.js';
 import { stack } from '../../test/support/stack.js';
 import { burstSummary, measureE2ePhases, steadySummary, windowed, type BurstSummary, type SteadySummary } from '../latency.js';
 import { peakRssMiB, sleep, sustainedRate, waitFor } from '../support.js';
@@ -310,6 +311,18 @@ export interface PeerOptions {
   readerRows?: number;
 }
 
+/** Java client settings for the local stack's SASL_SSL listener, as its administrator. */
+function javaClientSecurity(): Record<string, string> {
+  const password = readFileSync(kafkaPasswordFile('admin'), 'utf8');
+  return {
+    'security.protocol': 'SASL_SSL',
+    'sasl.mechanism': 'SCRAM-SHA-512',
+    'sasl.jaas.config': `org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="${password}";`,
+    'ssl.truststore.type': 'PEM',
+    'ssl.truststore.location': stack.caFile,
+  };
+}
+
 export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
   const v = pomVersions();
   const l = layout(v);
@@ -325,7 +338,7 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
   const sourceName = `${run.id}-source`;
   const sinkName = `${run.id}-sink`;
   const connect = new ConnectWorker(l.connectLibs, tmp, join(stack.root, '.stack', 'logs', 'bench', `${run.id}-debezium-connect.log`));
-  const kafka = new Kafka({ clientId: `${run.id}-peer`, brokers: stack.kafkaBrokers, logLevel: logLevel.NOTHING });
+  const kafka = adminKafka(`${run.id}-peer`);
   const admin = kafka.admin();
   const driver = LoadDriver.open();
   let driverClosed = false;
@@ -372,8 +385,16 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
     await admin.createTopics({ topics: topics.map((topic) => ({ topic, numPartitions: TOPIC_PARTITIONS, replicationFactor: 1 })), waitForLeaders: true });
 
     const pgUrl = new URL(stack.postgresUrl);
+    // The same secured transport as ours (SASL_SSL, SCRAM-SHA-512, the stack's CA) for every
+    // Java client Connect and Debezium open, as the stack's administrator.
+    const secured = javaClientSecurity();
+    const prefixed = (prefix: string) => Object.fromEntries(Object.entries(secured).map(([k, v]) => [`${prefix}${k}`, v]));
     const worker = {
       'bootstrap.servers': stack.kafkaBrokers.join(','),
+      ...secured,
+      ...prefixed('producer.'),
+      ...prefixed('consumer.'),
+      ...prefixed('admin.'),
       'key.converter': 'org.apache.kafka.connect.json.JsonConverter',
       'value.converter': 'org.apache.kafka.connect.json.JsonConverter',
       'key.converter.schemas.enable': true,
@@ -403,6 +424,8 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
       'snapshot.locking.mode': 'none',
       'include.schema.changes': false,
       'schema.history.internal.kafka.bootstrap.servers': stack.kafkaBrokers.join(','),
+      ...prefixed('schema.history.internal.producer.'),
+      ...prefixed('schema.history.internal.consumer.'),
       'schema.history.internal.kafka.topic': historyTopic,
       'topic.creation.default.replication.factor': 1,
       'topic.creation.default.partitions': TOPIC_PARTITIONS,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { Kafka, logLevel } from 'kafkajs';
 import { decodeRawMessage, type RawChangeEvent } from '@cityshare/shared';
+import { adminKafka } from './kafka-security.js';
 
 export interface PeekedMessage {
   topic: string;
@@ -15,7 +15,8 @@ export interface PeekedMessage {
  * up to each partition's high watermark, with a throwaway consumer group.
  */
 export async function readAllMessages(brokers: string[], pattern: RegExp): Promise<PeekedMessage[]> {
-  const kafka = new Kafka({ clientId: 'test-peek', brokers, logLevel: logLevel.NOTHING });
+  // As the stack's administrator: tests look at every topic, services see only their own.
+  const kafka = adminKafka('test-peek', brokers);
   const admin = kafka.admin();
   await admin.connect();
   const groupId = `test-peek-${randomUUID()}`;

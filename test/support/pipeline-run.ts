@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { createConnection, type Connection } from 'mysql2/promise';
 import pg from 'pg';
-import { FileKeyring } from '@cityshare/shared';
+import { FileKeyring, aclPlan, applyAclDiff, currentAcls, diffAcls, kafkaPrincipals, loadPipeline, type PipelineConfig } from '@cityshare/shared';
+import { adminKafka, kafkaUserEnv } from './kafka-security.js';
 import { ServiceProcess, type ServiceName } from './service-process.js';
 import { stack } from './stack.js';
 
@@ -66,6 +67,7 @@ export class PipelineRun {
       SINK_DEPARTMENT: 'health',
       KEYRING_FILE: this.keyringFile,
       TRANSFORMER_INSTANCE_ID: this.id,
+      KAFKA_CA_FILE: stack.caFile,
     };
   }
 
@@ -92,7 +94,12 @@ export class PipelineRun {
   writePipelineFile(file: string, spec: { serverId: number; tables: unknown[]; departments?: unknown[]; sourceName?: string }): string {
     const path = join(dirname(this.keyringFile), file);
     writeFileSync(`${path}.tmp`, stringify({
-      kafka: { brokers: stack.kafkaBrokers, topicPrefix: this.prefix },
+      kafka: {
+        brokers: stack.kafkaBrokers,
+        topicPrefix: this.prefix,
+        ssl: { ca: stack.caFile },
+        sasl: { mechanism: 'scram-sha-512', username: '${KAFKA_USERNAME}', passwordFile: '${KAFKA_PASSWORD_FILE}' },
+      },
       schemaRegistry: { url: stack.registryUrl },
       keyring: { file: this.keyringFile },
       sources: [{
@@ -108,9 +115,16 @@ export class PipelineRun {
     return path;
   }
 
+  /**
+   * A service of this run as its own Kafka principal (the one its role has in the pipeline
+   * file: reader-<source>, transformer, sink-<department>, control), with the ACLs of the
+   * pipeline file in force on the broker, as the control plane would keep them.
+   */
   service(name: ServiceName, env: NodeJS.ProcessEnv = {}): ServiceProcess {
-    const department = name === 'sink' ? `-${env.SINK_DEPARTMENT ?? this.env.SINK_DEPARTMENT}` : '';
-    const svc = new ServiceProcess(name, { ...this.env, ...env }, join(stack.root, '.stack', 'logs', 'test', `${this.id}-${name}${department}.log`));
+    const merged = { ...this.env, ...env };
+    const department = name === 'sink' ? `-${merged.SINK_DEPARTMENT}` : '';
+    const user = merged.KAFKA_USERNAME ?? this.principalOf(name, merged);
+    const svc = new ServiceProcess(name, { ...merged, ...kafkaUserEnv(user) }, join(stack.root, '.stack', 'logs', 'test', `${this.id}-${name}${department}.log`), () => this.grantAcls(merged));
     this.services.push(svc);
     return svc;
   }
@@ -119,6 +133,35 @@ export class PipelineRun {
     const svc = this.service(name, env);
     await svc.start();
     return svc;
+  }
+
+  /** The pipeline file a service with this environment runs, as it reads it. */
+  pipelineOf(env: NodeJS.ProcessEnv): PipelineConfig {
+    return loadPipeline(env.CITYSHARE_PIPELINE!, { ...env, KAFKA_USERNAME: 'nobody', KAFKA_PASSWORD_FILE: '/dev/null' }).config;
+  }
+
+  private principalOf(name: ServiceName, env: NodeJS.ProcessEnv): string {
+    if (name === 'control') return 'control';
+    const config = this.pipelineOf(env);
+    const who = kafkaPrincipals(config);
+    const user = (principal: string | undefined) => principal?.replace(/^User:/, '') ?? 'nobody';
+    switch (name) {
+      case 'cdc-reader':
+        return user(who.readers.get(env.READER_SOURCE ?? config.sources[0]!.name));
+      case 'transformer':
+        return user(who.transformer);
+      case 'sink':
+        return user(who.sinks.get(env.SINK_DEPARTMENT!));
+    }
+  }
+
+  /** Makes the broker's ACLs of this run's prefix what the pipeline file implies (as the stack's administrator). */
+  async grantAcls(env: NodeJS.ProcessEnv = this.env): Promise<void> {
+    // The control service starts before it published its pipeline file: its base file says the same.
+    const file = [env.CITYSHARE_PIPELINE, env.CONTROL_BASE_PIPELINE].find((f) => f !== undefined && existsSync(f));
+    if (!file) return;
+    const config = this.pipelineOf({ ...env, CITYSHARE_PIPELINE: file });
+    await setAcls(config.kafka.topicPrefix, aclPlan(config));
   }
 
   /** Starts the transformer and the sink: the delivery half of the pipeline. */
@@ -130,6 +173,7 @@ export class PipelineRun {
   /** Stops the services; `keepData` leaves databases and tables for inspection. */
   async tearDown({ keepData = false } = {}): Promise<void> {
     await Promise.all(this.services.map((s) => s.stop()));
+    if (!keepData) await setAcls(this.prefix, []);
     if (keepData) {
       await this.source?.end();
       await this.pg?.end();
@@ -139,5 +183,16 @@ export class PipelineRun {
     await this.source?.end();
     for (const schema of [this.pgSchema, this.haidianPgSchema]) await this.pg?.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
     await this.pg?.end();
+  }
+}
+
+/** Makes the ACLs on `prefix`'s resources exactly `plan` (cluster-wide rules are only added). */
+export async function setAcls(prefix: string, plan: ReturnType<typeof aclPlan>): Promise<void> {
+  const admin = adminKafka('test-acls').admin();
+  await admin.connect();
+  try {
+    await applyAclDiff(admin, diffAcls(plan, await currentAcls(admin), prefix));
+  } finally {
+    await admin.disconnect();
   }
 }

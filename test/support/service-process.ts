@@ -29,10 +29,13 @@ export class ServiceProcess {
     readonly name: ServiceName,
     private readonly env: NodeJS.ProcessEnv,
     readonly logFile: string,
+    /** Runs before every start (e.g. the ACLs the service's principal needs). */
+    private readonly beforeStart: () => Promise<void> = async () => undefined,
   ) {}
 
   /** Starts the process and waits for /readyz (or only /healthz, for a standby). */
   async start({ until = 'ready' }: { until?: 'ready' | 'alive' } = {}): Promise<void> {
+    await this.beforeStart();
     this.port = await freePort();
     mkdirSync(join(this.logFile, '..'), { recursive: true });
     const log = createWriteStream(this.logFile, { flags: 'a' });

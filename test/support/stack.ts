@@ -1,7 +1,16 @@
+import { join } from 'node:path';
+
+const root = new URL('../..', import.meta.url).pathname;
+const stackDir = process.env.STACK_DIR ?? join(root, '.stack');
+
 /** Where the local stack listens (deploy/local/stack.sh); overridable like the stack itself. */
 export const stack = {
-  root: new URL('../..', import.meta.url).pathname,
+  root,
+  stackDir,
+  /** SASL_SSL listener; principals and their passwords: test/support/kafka-security.ts. */
   kafkaBrokers: [process.env.KAFKA_BROKERS ?? '127.0.0.1:9092'],
+  /** The local CA that signed the broker's and MariaDB's certificates. */
+  caFile: join(stackDir, 'tls', 'ca.crt'),
   source: { host: '127.0.0.1', port: Number(process.env.MARIADB_PORT ?? 3307), user: 'root', password: '' },
   postgresUrl: process.env.HEALTH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
   registryUrl: process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:8081/apis/ccompat/v7',

@@ -15,7 +15,7 @@ import { createConnection, createPool } from 'mysql2/promise';
 import { CheckpointStore } from '@cityshare/cdc-reader/checkpoint-store';
 import { binlogEnd } from '@cityshare/cdc-reader/source-check';
 import { AuditLedger } from '@cityshare/control/ledger';
-import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, loadPipeline, openDepartmentValue, pipelineTopics, producerConfig, queues, topics } from '@cityshare/shared';
+import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, kafkaSecurityError, loadPipeline, openDepartmentValue, pipelineTopics, producerConfig, queues, topics } from '@cityshare/shared';
 
 const program = new Command('cdc')
   .description('cityshare operations')
@@ -43,13 +43,15 @@ program
     const baseline = await progress?.read();
     const kafka = createKafka(config.kafka, 'cityshare-cli', createLogger('cdc', 'warn'));
     const producer = kafka.producer(producerConfig({ retry: { retries: 5 } }));
-    await producer.connect();
     try {
+      await producer.connect();
       await producer.send({
         topic: topics.signals(config.kafka.topicPrefix),
         acks: -1,
         messages: [{ key: source.name, value: JSON.stringify({ action: 'snapshot', source: source.name, tables, requestedBy: process.env.USER ?? 'cli' }) }],
       });
+    } catch (err) {
+      throw kafkaSecurityError(err, config.kafka, topics.signals(config.kafka.topicPrefix));
     } finally {
       await producer.disconnect();
     }
@@ -103,7 +105,9 @@ program
     const prefix = config.kafka.topicPrefix;
     const kafka = createKafka(config.kafka, 'cityshare-cli', createLogger('cdc', 'warn'));
     const admin = kafka.admin();
-    await admin.connect();
+    await admin.connect().catch((err: unknown) => {
+      throw kafkaSecurityError(err, config.kafka);
+    });
     try {
       const existing = new Set(await admin.listTopics());
       /** Messages in `topicNames` after the group's committed offsets (all of them when it never committed). */
@@ -238,6 +242,6 @@ try {
     process.exitCode = err.exitCode;
   } else {
     process.stderr.write(`${isCdcError(err) ? err.toString() : (err as Error).message}\n`);
-    process.exitCode = isCdcError(err, 'CONFIG_INVALID') ? 3 : isCdcError(err, 'TABLE_NOT_FOUND') ? 5 : 1;
+    process.exitCode = isCdcError(err, 'CONFIG_INVALID') ? 3 : isCdcError(err, 'TABLE_NOT_FOUND') ? 5 : isCdcError(err, 'KAFKA_AUTH_FAILED') || isCdcError(err, 'KAFKA_NOT_AUTHORIZED') ? 4 : 1;
   }
 }

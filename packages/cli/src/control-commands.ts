@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { parse } from 'yaml';
 import { describeChange, type CatalogChange } from '@cityshare/control/catalog';
 import type { CatalogView as Catalog } from '@cityshare/control/catalog-workflow';
-import { CdcError } from '@cityshare/shared';
+import { CdcError, aclPlan, formatAclRule, loadPipeline, type AclRule } from '@cityshare/shared';
 import { callControl, printTable, type ControlOptions } from './control-client.js';
 
 interface CatalogResult { changes: CatalogChange[]; applied: boolean }
@@ -163,6 +163,45 @@ export function addControlCommands(program: Command): void {
     .action(async (name: string, o: { reason: string; json?: boolean }) => {
       const k = await callControl<{ id: string }>(control(), 'POST', 'keys/rotate', { name, reason: o.reason });
       out(o.json, k, () => process.stdout.write(`${name}: new key ${k.id} encrypts from now on\n`));
+    });
+
+  const acls = program.command('acls').description('Kafka ACLs: what each principal may do, derived from the catalog and the grants in force');
+  const printRules = (rules: AclRule[], mark = '') => {
+    for (const r of rules) process.stdout.write(`${mark}${formatAclRule(r)}\n`);
+  };
+  acls
+    .command('plan')
+    .description('print the ACL set a pipeline file implies (no control plane needed), for clusters whose ACLs someone else administers')
+    .option('--json', 'print as JSON')
+    .action((o: { json?: boolean }) => {
+      // Only the names matter here: a pipeline file that names its principal in the environment still plans.
+      const { config } = loadPipeline(program.opts<{ config: string }>().config, { KAFKA_USERNAME: '-', KAFKA_PASSWORD_FILE: '-', ...process.env });
+      const plan = aclPlan(config);
+      out(o.json, plan, () => printRules(plan));
+    });
+  acls
+    .command('diff')
+    .description('how the cluster differs from the published policy (through the control plane)')
+    .option('--json', 'print as JSON')
+    .action(async (o: { json?: boolean }) => {
+      const r = await callControl<{ diff: { add: AclRule[]; remove: AclRule[] } }>(control(), 'GET', 'acls');
+      out(o.json, r.diff, () => {
+        printRules(r.diff.add, '+ ');
+        printRules(r.diff.remove, '- ');
+        if (r.diff.add.length + r.diff.remove.length === 0) process.stdout.write('the cluster holds exactly the planned ACLs\n');
+      });
+    });
+  acls
+    .command('apply')
+    .description('bring the cluster in step with the published policy now (security officer; each change is a ledger entry)')
+    .option('--json', 'print as JSON')
+    .action(async (o: { json?: boolean }) => {
+      const d = await callControl<{ add: AclRule[]; remove: AclRule[] }>(control(), 'POST', 'acls/apply');
+      out(o.json, d, () => {
+        printRules(d.add, '+ ');
+        printRules(d.remove, '- ');
+        process.stdout.write(`${d.add.length} added, ${d.remove.length} removed\n`);
+      });
     });
 
   const audit = program.command('audit').description('the audit ledger');

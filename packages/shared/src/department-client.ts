@@ -1,4 +1,6 @@
 import { Kafka, logLevel, type Consumer } from 'kafkajs';
+import type { PipelineConfig } from './config/pipeline-schema.js';
+import { kafkaConnection, kafkaSecurityError } from './kafka/security.js';
 import { META_FIELDS, type AvroFieldType, type AvroRecordSchema } from './avro/share-schema.js';
 import { LOGICAL } from './avro/logical-types.js';
 import { createSchemaRegistry, fetchSchemaJson, wireSchemaId } from './avro/registry.js';
@@ -22,17 +24,26 @@ export interface ShareChange {
 }
 
 export interface ShareConsumerOptions {
-  brokers: string[];
+  /**
+   * The brokers and how to reach them as the department's own principal (TLS, SASL; file
+   * paths absolute), in the shape of the pipeline file's `kafka` settings.
+   */
+  kafka: Pick<PipelineConfig['kafka'], 'brokers' | 'ssl' | 'sasl'>;
   /** Confluent-compatible registry URL, e.g. http://host:8081/apis/ccompat/v7. */
   registryUrl: string;
   /** `<prefix>.share.<department>.<db>.<table>` topics to read. */
   topics: string[];
-  /** The department's own consumer group (offsets are committed after `onChange` resolved). */
+  /**
+   * The department's own consumer group (offsets are committed after `onChange` resolved); its
+   * principal may use only groups named `<prefix>.department.<name>.…` (departmentGroupPrefix).
+   */
   groupId: string;
   /** The department's keyring: encrypted columns arrive opened; without it they stay bytes. */
   keys?: KeyProvider;
   /** Called in order per key (per partition); a rejection stops the consumer without committing. */
   onChange: (change: ShareChange) => Promise<void>;
+  /** Called when the consumer stops on an error, coded (KAFKA_NOT_AUTHORIZED once a grant is revoked). */
+  onError?: (err: unknown) => void;
 }
 
 /**
@@ -54,12 +65,20 @@ export async function consumeShareTopics(options: ShareConsumerOptions): Promise
     }
     return fields;
   };
-  const consumer: Consumer = new Kafka({ clientId: `cityshare-department-${options.groupId}`, brokers: options.brokers, logLevel: logLevel.WARN }).consumer({
+  const consumer: Consumer = new Kafka({ clientId: `cityshare-department-${options.groupId}`, ...kafkaConnection(options.kafka), logLevel: logLevel.WARN }).consumer({
     groupId: options.groupId,
     readUncommitted: false,
   });
-  await consumer.connect();
-  await consumer.subscribe({ topics: options.topics, fromBeginning: true });
+  try {
+    await consumer.connect();
+    await consumer.subscribe({ topics: options.topics, fromBeginning: true });
+  } catch (err) {
+    await consumer.disconnect().catch(() => undefined);
+    throw kafkaSecurityError(err, options.kafka, options.topics.join(', '));
+  }
+  consumer.on(consumer.events.CRASH, ({ payload }) => {
+    if (!payload.restart) options.onError?.(kafkaSecurityError(payload.error, options.kafka, options.topics.join(', ')));
+  });
   await consumer.run({
     autoCommit: true,
     eachMessage: async ({ topic, message }) => {

@@ -21,6 +21,8 @@ export * from './policy/quality.js';
 export * from './avro/logical-types.js';
 export * from './avro/share-schema.js';
 export * from './kafka/client.js';
+export * from './kafka/security.js';
+export * from './kafka/acls.js';
 export * from './service-runner.js';
 export * from './avro/registry.js';
 export * from './config/json-schema.js';

@@ -4,10 +4,12 @@ import { parsePipeline } from '../src/config/load-pipeline.js';
 import { isCdcError } from '../src/errors.js';
 
 const sample = readFileSync(new URL('../../../deploy/local/pipeline.yaml', import.meta.url), 'utf8');
+/** The demo pipeline names each process's Kafka principal in its environment. */
+const principal = { KAFKA_USERNAME: 'transformer', KAFKA_PASSWORD_FILE: '/run/secrets/kafka' };
 
 function problems(text: string, env: NodeJS.ProcessEnv = {}): string[] {
   try {
-    parsePipeline(text, env);
+    parsePipeline(text, { ...principal, ...env });
     return [];
   } catch (err) {
     if (!isCdcError(err, 'CONFIG_INVALID')) throw err;
@@ -17,7 +19,7 @@ function problems(text: string, env: NodeJS.ProcessEnv = {}): string[] {
 
 describe('pipeline file', () => {
   it('loads the demo pipeline with defaults and typed environment overrides', () => {
-    const config = parsePipeline(sample, { SOURCE_PORT: '3310', TOPIC_PREFIX: 'x1' });
+    const config = parsePipeline(sample, { ...principal, SOURCE_PORT: '3310', TOPIC_PREFIX: 'x1' });
     expect(config.sources[0]!.connection.port).toBe(3310);
     expect(config.kafka.topicPrefix).toBe('x1');
     expect(config.departments[0]!.grants[0]!.columns.phone).toEqual({ mask: 'phone' });

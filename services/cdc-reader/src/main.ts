@@ -4,6 +4,7 @@ import {
   createKafka,
   createLogger,
   createMetricsRegistry,
+  kafkaSecurityError,
   loadPipeline,
   loadServiceEnv,
   runService,
@@ -58,7 +59,10 @@ await runService(logger, async () => {
     });
   }
   metrics.active.set({ source: source.name }, 1);
-  await reader.start();
+  // A refused principal or certificate is reported as such, naming who and what.
+  await reader.start().catch((err: unknown) => {
+    throw kafkaSecurityError(err, config.kafka);
+  });
   log.info('streaming');
   return async () => {
     await reader.stop();

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import { CdcError, isCdcError, type Logger } from '@cityshare/shared';
+import type { AclKeeper } from './acl-keeper.js';
 import type { CatalogWorkflow } from './catalog-workflow.js';
 import type { GrantWorkflow } from './grants.js';
 import type { KeyAdmin } from './keys.js';
@@ -21,6 +22,7 @@ interface ApiDeps {
   catalog: CatalogWorkflow;
   keys: KeyAdmin;
   ledger: AuditLedger;
+  acls: AclKeeper;
   logger: Logger;
   /** The control plane at a glance: catalog and grant counts, the published policy, the last ledger verification. */
   status: () => Promise<unknown>;
@@ -78,6 +80,8 @@ function routes(o: ApiDeps): Array<[string, RegExp, number, Handler]> {
       await authorize(o.ledger, who, 'status.show', 'status');
       return o.status();
     }],
+    ['GET', /^\/acls$/, 200, (who) => o.acls.show(who)],
+    ['POST', /^\/acls\/apply$/, 200, (who) => o.acls.apply(who)],
     ['GET', /^\/audit\/verify$/, 200, async (who) => {
       await authorize(o.ledger, who, 'audit.verify', 'audit');
       return o.ledger.verify();
@@ -91,7 +95,7 @@ function validDate(text: string): Date {
   return d;
 }
 
-const STATUS: Record<string, number> = { FORBIDDEN: 403, TABLE_NOT_FOUND: 404, KEY_NOT_FOUND: 404 };
+const STATUS: Record<string, number> = { FORBIDDEN: 403, TABLE_NOT_FOUND: 404, KEY_NOT_FOUND: 404, CONFIG_NOT_FOUND: 404, KAFKA_UNREACHABLE: 503, KAFKA_AUTH_FAILED: 503, KAFKA_NOT_AUTHORIZED: 503, KAFKA_TLS_FAILED: 503 };
 
 /**
  * The control plane's HTTP API (see openapi.yaml next to this file): bearer tokens, the

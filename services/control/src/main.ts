@@ -2,7 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createPool } from 'mysql2/promise';
 import { Gauge } from 'prom-client';
 import { z } from 'zod';
-import { CdcError, FileKeyring, commonServiceEnv, createKafka, createLogger, createMetricsRegistry, loadPipeline, loadServiceEnv, runService, startHealthServer } from '@cityshare/shared';
+import { CdcError, FileKeyring, commonServiceEnv, createKafka, isCdcError, createLogger, createMetricsRegistry, loadPipeline, loadServiceEnv, runService, startHealthServer } from '@cityshare/shared';
+import { AclKeeper } from './acl-keeper.js';
 import { startApi, type TokenEntry } from './api.js';
 import { CatalogStore } from './catalog.js';
 import { CatalogWorkflow } from './catalog-workflow.js';
@@ -25,6 +26,7 @@ const controlEnv = z.object({
   CONTROL_TLS_KEY: z.string().optional().describe('PEM private key of CONTROL_TLS_CERT'),
   CONTROL_VERIFY_INTERVAL_MS: z.coerce.number().int().min(1000).default(60_000).describe('how often the audit ledger is verified (cityshare_control_audit_problems)'),
   CONTROL_PUBLISH_INTERVAL_MS: z.coerce.number().int().min(100).default(1000).describe('how often expiry is applied and the grants in force are published'),
+  CONTROL_KAFKA_ACLS: z.enum(['manage', 'off']).default('manage').describe("manage: keep the Kafka ACLs of the pipeline's prefix in step with the published policy, as the control principal (needs Alter on the cluster); off: the cluster's administrators apply `cdc acls plan` themselves"),
 });
 
 const logger = createLogger('control');
@@ -70,6 +72,8 @@ await runService(logger, async () => {
       throw err;
     });
   };
+  const published = () => (existsSync(env.CITYSHARE_PIPELINE) ? loadPipeline(env.CITYSHARE_PIPELINE).config : undefined);
+  const acls = new AclKeeper(ledger, logger, published);
   const registry = createMetricsRegistry('control');
   const metrics = {
     auditProblems: new Gauge({ name: 'cityshare_control_audit_problems', help: 'Problems the last verification of the audit ledger found (0 = intact)', registers: [registry] }),
@@ -87,7 +91,7 @@ await runService(logger, async () => {
   await verify();
   const verifier = setInterval(() => void verify().catch((err: unknown) => logger.warn({ err }, 'audit verification failed; will retry')), env.CONTROL_VERIFY_INTERVAL_MS);
   const api = await startApi({
-    port: env.CONTROL_PORT, host: env.CONTROL_HOST, tokens: JSON.parse(readFileSync(env.CONTROL_TOKENS, 'utf8')) as TokenEntry[], grants, catalog, keys, ledger, logger,
+    port: env.CONTROL_PORT, host: env.CONTROL_HOST, tokens: JSON.parse(readFileSync(env.CONTROL_TOKENS, 'utf8')) as TokenEntry[], grants, catalog, keys, ledger, acls, logger,
     status: async () => {
       const doc = await store.load();
       return {
@@ -117,10 +121,32 @@ await runService(logger, async () => {
       }
     })();
   }, env.CONTROL_PUBLISH_INTERVAL_MS);
+  // The ACLs follow each published policy in their own loop, so an unreachable cluster never holds back publication.
+  let aclsBusy = false;
+  let aclProblem: string | undefined;
+  const aclTimer = setInterval(() => {
+    if (env.CONTROL_KAFKA_ACLS === 'off' || aclsBusy) return;
+    aclsBusy = true;
+    void (async () => {
+      try {
+        const config = published();
+        if (config) await acls.sync(config, { digest: publisher.digest });
+        if (aclProblem) logger.info('Kafka ACLs in step again');
+        aclProblem = undefined;
+      } catch (err) {
+        const problem = isCdcError(err) ? `${err.code}: ${err.message}` : String(err);
+        if (problem !== aclProblem) logger.error(isCdcError(err) ? { code: err.code, action: err.action } : { err }, `Kafka ACLs not in step with the policy; will retry: ${problem}`);
+        aclProblem = problem;
+      } finally {
+        aclsBusy = false;
+      }
+    })();
+  }, env.CONTROL_PUBLISH_INTERVAL_MS);
   const health = await startHealthServer({ port: env.METRICS_PORT, registry, ready: () => true });
   logger.info({ api: (api.address() as { port: number }).port }, 'control plane serving');
   return async () => {
     clearInterval(timer);
+    clearInterval(aclTimer);
     clearInterval(verifier);
     await recorder?.stop();
     api.close();

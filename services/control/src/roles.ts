@@ -6,7 +6,8 @@ export type Role = 'dba' | 'security-officer' | 'department' | 'sre' | 'auditor'
 export type Operation =
   | 'catalog.apply' | 'catalog.list' | 'table.register' | 'table.classify'
   | 'grant.request' | 'grant.approve' | 'grant.reject' | 'grant.revoke' | 'grant.list'
-  | 'key.rotate' | 'key.list' | 'audit.show' | 'audit.verify' | 'status.show';
+  | 'key.rotate' | 'key.list' | 'audit.show' | 'audit.verify' | 'status.show'
+  | 'acl.show' | 'acl.apply';
 
 /** Who may do what. A department acts for itself only (checked where the department is known). */
 const MATRIX: Record<Operation, Role[]> = {
@@ -25,6 +26,9 @@ const MATRIX: Record<Operation, Role[]> = {
   'audit.show': ['security-officer', 'auditor'],
   'audit.verify': ['security-officer', 'auditor', 'sre'],
   'status.show': ['sre', 'dba', 'security-officer'],
+  // Kafka ACLs follow the grants by themselves; applying them by hand is an access decision.
+  'acl.show': ['security-officer', 'sre', 'auditor'],
+  'acl.apply': ['security-officer'],
 };
 
 export interface Principal {

@@ -5,6 +5,7 @@ import {
   createLogger,
   createMetricsRegistry,
   createSchemaRegistry,
+  kafkaSecurityError,
   loadPipeline,
   loadServiceEnv,
   runService,
@@ -48,7 +49,9 @@ await runService(logger, async () => {
   });
   const health = await startHealthServer({ port: env.METRICS_PORT, registry, ready: () => consumer.ready });
   log.info({ port: health.port }, 'health and metrics listening');
-  await consumer.start();
+  await consumer.start().catch((err: unknown) => {
+    throw kafkaSecurityError(err, config.kafka);
+  });
   return async () => {
     await consumer.stop();
     await sink.close();

@@ -4,6 +4,7 @@ import {
   createLogger,
   createMetricsRegistry,
   createSchemaRegistry,
+  kafkaSecurityError,
   loadPipeline,
   loadServiceEnv,
   runService,
@@ -37,7 +38,9 @@ await runService(logger, async () => {
   });
   const health = await startHealthServer({ port: env.METRICS_PORT, registry, ready: () => transformer.ready });
   logger.info({ port: health.port }, 'health and metrics listening');
-  await transformer.start();
+  await transformer.start().catch((err: unknown) => {
+    throw kafkaSecurityError(err, config.kafka);
+  });
   return async () => {
     await transformer.stop();
     await health.close();

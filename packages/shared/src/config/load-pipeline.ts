@@ -115,6 +115,20 @@ export function loadPipeline(path: string, env: NodeJS.ProcessEnv = process.env)
   if (!existsSync(absolute)) {
     throw new CdcError('CONFIG_NOT_FOUND', `pipeline file ${absolute} does not exist`, { details: { path: absolute } });
   }
-  const config = parsePipeline(readFileSync(absolute, 'utf8'), env);
+  const config = withAbsoluteFiles(parsePipeline(readFileSync(absolute, 'utf8'), env), dirname(absolute));
   return { config, path: absolute, keyringPath: resolve(dirname(absolute), config.keyring.file) };
+}
+
+/** The file paths of the Kafka settings resolved against the pipeline file's folder, as keyring.file is. */
+function withAbsoluteFiles(config: PipelineConfig, dir: string): PipelineConfig {
+  const at = (file: string | undefined) => (file === undefined ? undefined : resolve(dir, file));
+  const { ssl, sasl } = config.kafka;
+  return {
+    ...config,
+    kafka: {
+      ...config.kafka,
+      ...(ssl ? { ssl: { ...ssl, ca: at(ssl.ca), cert: at(ssl.cert), key: at(ssl.key) } } : {}),
+      ...(sasl ? { sasl: { ...sasl, passwordFile: at(sasl.passwordFile), tokenFile: at(sasl.tokenFile) } } : {}),
+    },
+  };
 }

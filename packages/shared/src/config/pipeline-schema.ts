@@ -228,12 +228,57 @@ export const departmentSpec = z.strictObject({
   grants: z.array(grantSpec).default([]),
 });
 
+/** A file path in the pipeline file: relative to the pipeline file, like keyring.file. */
+const filePath = z.string().min(1);
+
+export const kafkaSsl = z
+  .strictObject({
+    ca: filePath.optional().describe("PEM file of the CA(s) that signed the brokers' certificates; absent: the system's trusted CAs"),
+    cert: filePath.optional().describe('PEM client certificate (mutual TLS: the principal is its subject)'),
+    key: filePath.optional().describe('PEM private key of cert').meta(secret),
+    verifyHostname: z.boolean().default(true).describe("check that each broker's certificate names the address it was reached at"),
+  })
+  .refine((s) => Boolean(s.cert) === Boolean(s.key), 'cert and key go together')
+  .describe('TLS to every broker; without it the Kafka hop is in clear');
+
+export const kafkaSasl = z
+  .strictObject({
+    mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512', 'oauthbearer']).describe('SASL mechanism the brokers accept; plain only over TLS'),
+    username: z.string().min(1).optional().describe('the principal (plain, scram); one per service: e.g. "${KAFKA_USERNAME}" so each service names its own'),
+    password: z.string().min(1).optional().describe('its password, e.g. "${KAFKA_PASSWORD}"').meta(secret),
+    passwordFile: filePath.optional().describe('file holding the password (read at start), e.g. "${KAFKA_PASSWORD_FILE}"'),
+    tokenFile: filePath.optional().describe('oauthbearer: file holding the current access token, re-read at every authentication (a sidecar refreshes it)'),
+  })
+  .superRefine((s, ctx) => {
+    const problem = (message: string) => ctx.addIssue({ code: 'custom', message });
+    if (s.mechanism === 'oauthbearer') {
+      if (!s.tokenFile) problem('oauthbearer needs tokenFile');
+      return;
+    }
+    if (!s.username) problem(`${s.mechanism} needs username`);
+    if (Boolean(s.password) === Boolean(s.passwordFile)) problem(`${s.mechanism} needs exactly one of password and passwordFile`);
+  })
+  .describe('SASL authentication of this process at every broker');
+
+export const kafkaPrincipalNames = z
+  .strictObject({
+    reader: z.string().default('User:reader-{source}').describe('principal of the reader of each source ({source} is its name)'),
+    transformer: z.string().default('User:transformer'),
+    sink: z.string().default('User:sink-{department}').describe('principal of the sink of each department'),
+    department: z.string().default('User:department-{department}').describe("a department's own principal, for reading its share topics directly"),
+    control: z.string().default('User:control').describe('the control plane: reads delivery records, sends reader signals, keeps the ACLs in step'),
+  })
+  .describe('Kafka principals per role, for the ACLs the catalog implies (`cdc acls plan`); SCRAM users are User:<username>');
+
 export const pipelineSchema = z.strictObject({
   kafka: z.strictObject({
     brokers: z.array(z.string().min(1)).min(1),
     topicPrefix: name.default('cityshare'),
     partitions: z.number().int().min(1).default(3),
     replicationFactor: z.number().int().min(1).default(1),
+    ssl: kafkaSsl.optional(),
+    sasl: kafkaSasl.optional(),
+    principals: kafkaPrincipalNames.prefault({}),
   }),
   schemaRegistry: z.strictObject({
     url: z.string().url().describe('Confluent-compatible API, e.g. http://host:8081/apis/ccompat/v7 for Apicurio'),

@@ -1,6 +1,7 @@
 import { Kafka, Partitioners, logLevel, type Admin, type ITopicConfig, type LogEntry, type ProducerConfig } from 'kafkajs';
 import type { Logger } from '../logger.js';
 import type { PipelineConfig } from '../config/pipeline-schema.js';
+import { kafkaConnection } from './security.js';
 
 const LEVEL: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.ERROR]: 'error',
@@ -9,12 +10,12 @@ const LEVEL: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.DEBUG]: 'debug',
 };
 
-/** kafkajs client whose logs go through the service's pino logger. */
+/** kafkajs client over the configured TLS and SASL, whose logs go through the service's pino logger. */
 export function createKafka(config: PipelineConfig['kafka'], clientId: string, logger: Logger): Kafka {
   const log = logger.child({ component: 'kafkajs' });
   return new Kafka({
     clientId,
-    brokers: config.brokers,
+    ...kafkaConnection(config),
     logLevel: logLevel.WARN,
     retry: { retries: 10, initialRetryTime: 200, maxRetryTime: 5_000 },
     logCreator: () => (entry: LogEntry) => {
