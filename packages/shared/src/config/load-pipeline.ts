@@ -4,8 +4,10 @@ import { parse } from 'yaml';
 import { CdcError } from '../errors.js';
 import { compileRowFilter } from '../policy/row-filter.js';
 import { pipelineSchema, type PipelineConfig } from './pipeline-schema.js';
+import { resolveTlsFiles } from './tls-files.js';
 
 export interface LoadedPipeline {
+  /** TLS file paths (CA, certificate, key) made absolute, relative to the pipeline file. */
   config: PipelineConfig;
   /** Absolute path of the keyring file. */
   keyringPath: string;
@@ -116,5 +118,9 @@ export function loadPipeline(path: string, env: NodeJS.ProcessEnv = process.env)
     throw new CdcError('CONFIG_NOT_FOUND', `pipeline file ${absolute} does not exist`, { details: { path: absolute } });
   }
   const config = parsePipeline(readFileSync(absolute, 'utf8'), env);
+  const problems = resolveTlsFiles(config, dirname(absolute));
+  if (problems.length > 0) {
+    throw new CdcError('CONFIG_INVALID', `pipeline file ${absolute} names TLS files that cannot be read:\n  - ${problems.join('\n  - ')}`, { details: { problems } });
+  }
   return { config, path: absolute, keyringPath: resolve(dirname(absolute), config.keyring.file) };
 }
