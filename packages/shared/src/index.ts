@@ -28,3 +28,4 @@ export * from './department-client.js';
 export * from './config/tls-files.js';
 export * from './tls.js';
 export * from './redact.js';
+export * from './avro/registry-endpoint.js';

@@ -4,6 +4,7 @@ import {
   createLogger,
   createMetricsRegistry,
   createSchemaRegistry,
+  registryEndpoint,
   loadPipeline,
   loadServiceEnv,
   runService,
@@ -27,7 +28,7 @@ await runService(logger, async () => {
     env,
     keys: FileKeyring.load(keyringPath),
     kafka: createKafka(config.kafka, 'cityshare-transformer', logger),
-    registry: createSchemaRegistry(config.schemaRegistry),
+    registry: createSchemaRegistry(registryEndpoint(config.schemaRegistry)),
     logger,
     metrics: createTransformerMetrics(registry),
     onFatal: (err) => {
