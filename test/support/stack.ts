@@ -1,8 +1,11 @@
+import { join } from 'node:path';
 /** Where the local stack listens (deploy/local/stack.sh); overridable like the stack itself. */
 export const stack = {
   root: new URL('../..', import.meta.url).pathname,
   kafkaBrokers: [process.env.KAFKA_BROKERS ?? '127.0.0.1:9092'],
   source: { host: '127.0.0.1', port: Number(process.env.MARIADB_PORT ?? 3307), user: 'root', password: '' },
+  /** CA of the stack's MariaDB TLS certificate: the reader account requires TLS. */
+  sourceTlsCa: process.env.SOURCE_TLS_CA ?? join(new URL('../..', import.meta.url).pathname, '.stack', 'tls', 'ca.crt'),
   postgresUrl: process.env.HEALTH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
   registryUrl: process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:8081/apis/ccompat/v7',
   redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
