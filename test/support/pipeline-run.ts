@@ -104,7 +104,7 @@ export class PipelineRun {
       keyring: { file: this.keyringFile },
       sources: [{
         name: spec.sourceName ?? 'cityhub',
-        connection: { host: stack.source.host, port: stack.source.port, user: 'cdc_reader', password: 'cdc_reader' },
+        connection: { host: stack.source.host, port: stack.source.port, user: 'cdc_reader', password: 'cdc_reader', ssl: { ca: stack.sourceTlsCa } },
         serverId: spec.serverId,
         tables: spec.tables,
       }],

@@ -12,6 +12,8 @@ export const stack = {
   /** The local CA that signed the broker's and MariaDB's certificates. */
   caFile: join(stackDir, 'tls', 'ca.crt'),
   source: { host: '127.0.0.1', port: Number(process.env.MARIADB_PORT ?? 3307), user: 'root', password: '' },
+  /** CA of the stack's MariaDB TLS certificate: the reader account requires TLS. */
+  sourceTlsCa: process.env.SOURCE_TLS_CA ?? join(stackDir, 'tls', 'ca.crt'),
   postgresUrl: process.env.HEALTH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
   registryUrl: process.env.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:8081/apis/ccompat/v7',
   redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',

@@ -15,7 +15,7 @@ import { createConnection, createPool } from 'mysql2/promise';
 import { CheckpointStore } from '@cityshare/cdc-reader/checkpoint-store';
 import { binlogEnd } from '@cityshare/cdc-reader/source-check';
 import { AuditLedger } from '@cityshare/control/ledger';
-import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, kafkaSecurityError, loadPipeline, openDepartmentValue, pipelineTopics, producerConfig, queues, topics } from '@cityshare/shared';
+import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, kafkaSecurityError, loadPipeline, openDepartmentValue, pipelineTopics, producerConfig, queues, redisTlsOptions, sourceConnectionOptions, topics } from '@cityshare/shared';
 
 const program = new Command('cdc')
   .description('cityshare operations')
@@ -86,7 +86,7 @@ program
     const department = config.departments.find((d) => d.name === name);
     if (!department) throw new CdcError('CONFIG_INVALID', `no department named ${name} in the pipeline file`);
     if (department.target.kind !== 'http') throw new CdcError('CONFIG_INVALID', `department ${name} has a ${department.target.kind} target; only http targets have a webhook dead-letter queue`);
-    const queue = new Queue(queues.webhook(config.kafka.topicPrefix, name), { connection: { url: department.target.redisUrl, maxRetriesPerRequest: null } });
+    const queue = new Queue(queues.webhook(config.kafka.topicPrefix, name), { connection: { url: department.target.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(department.target.redisTls, 'redisTls') } });
     try {
       const failed = (await queue.getFailed(0, -1)).sort((a, b) => a.timestamp - b.timestamp);
       for (const job of failed) await job.retry('failed');
@@ -136,7 +136,7 @@ program
       const sources = [];
       for (const source of config.sources) {
         const checkpoint = await new CheckpointStore(kafka, kafka.producer(producerConfig()), prefix, source.name, createLogger('cdc', 'warn')).load();
-        const end = await createConnection({ ...source.connection }).then(
+        const end = await createConnection(sourceConnectionOptions(source)).then(
           async (conn) => binlogEnd(conn).finally(() => void conn.end()),
           () => undefined,
         );

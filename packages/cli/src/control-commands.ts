@@ -1,9 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parse } from 'yaml';
 import { describeChange, type CatalogChange } from '@cityshare/control/catalog';
 import type { CatalogView as Catalog } from '@cityshare/control/catalog-workflow';
-import { CdcError, aclPlan, formatAclRule, loadPipeline, type AclRule } from '@cityshare/shared';
+import { CdcError, aclPlan, formatAclRule, parsePipeline, type AclRule } from '@cityshare/shared';
 import { callControl, printTable, type ControlOptions } from './control-client.js';
 
 interface CatalogResult { changes: CatalogChange[]; applied: boolean }
@@ -174,8 +174,10 @@ export function addControlCommands(program: Command): void {
     .description('print the ACL set a pipeline file implies (no control plane needed), for clusters whose ACLs someone else administers')
     .option('--json', 'print as JSON')
     .action((o: { json?: boolean }) => {
-      // Only the names matter here: a pipeline file that names its principal in the environment still plans.
-      const { config } = loadPipeline(program.opts<{ config: string }>().config, { KAFKA_USERNAME: '-', KAFKA_PASSWORD_FILE: '-', ...process.env });
+      // Only names matter here: no file it names is read, and a principal left to the environment still plans.
+      const file = program.opts<{ config: string }>().config;
+      if (!existsSync(file)) throw new CdcError('CONFIG_NOT_FOUND', `pipeline file ${file} does not exist`);
+      const config = parsePipeline(readFileSync(file, 'utf8'), { KAFKA_USERNAME: '-', KAFKA_PASSWORD_FILE: '-', ...process.env });
       const plan = aclPlan(config);
       out(o.json, plan, () => printRules(plan));
     });

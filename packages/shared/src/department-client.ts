@@ -4,6 +4,7 @@ import { kafkaConnection, kafkaSecurityError } from './kafka/security.js';
 import { META_FIELDS, type AvroFieldType, type AvroRecordSchema } from './avro/share-schema.js';
 import { LOGICAL } from './avro/logical-types.js';
 import { createSchemaRegistry, fetchSchemaJson, wireSchemaId } from './avro/registry.js';
+import { registryEndpoint } from './avro/registry-endpoint.js';
 import { openDepartmentValue } from './crypto/envelope.js';
 import type { KeyProvider } from './crypto/keyring.js';
 
@@ -31,6 +32,10 @@ export interface ShareConsumerOptions {
   kafka: Pick<PipelineConfig['kafka'], 'brokers' | 'ssl' | 'sasl'>;
   /** Confluent-compatible registry URL, e.g. http://host:8081/apis/ccompat/v7. */
   registryUrl: string;
+  /** Basic auth of the registry, sent on every call (schema lookups by id too). */
+  registryAuth?: { username: string; password: string };
+  /** CA file of an https:// registry not signed by a system CA. */
+  registryCa?: string;
   /** `<prefix>.share.<department>.<db>.<table>` topics to read. */
   topics: string[];
   /**
@@ -54,12 +59,13 @@ export interface ShareConsumerOptions {
  * department with its keyring.
  */
 export async function consumeShareTopics(options: ShareConsumerOptions): Promise<{ stop(): Promise<void> }> {
-  const registry = createSchemaRegistry({ url: options.registryUrl });
+  const endpoint = registryEndpoint({ url: options.registryUrl, ...options.registryAuth, ca: options.registryCa });
+  const registry = createSchemaRegistry(endpoint);
   const sealedFields = new Map<number, Set<string>>();
   const sealedOf = async (id: number) => {
     let fields = sealedFields.get(id);
     if (!fields) {
-      const schema: AvroRecordSchema = await fetchSchemaJson(options.registryUrl, id);
+      const schema: AvroRecordSchema = await fetchSchemaJson(endpoint, id);
       fields = new Set(schema.fields.filter((f) => isSealed(f.type)).map((f) => f.name));
       sealedFields.set(id, fields);
     }

@@ -27,3 +27,7 @@ export * from './service-runner.js';
 export * from './avro/registry.js';
 export * from './config/json-schema.js';
 export * from './department-client.js';
+export * from './config/tls-files.js';
+export * from './tls.js';
+export * from './redact.js';
+export * from './avro/registry-endpoint.js';

@@ -7,6 +7,7 @@ import ZongJi, {
   type WriteRowsEvent,
 } from '@vlasky/zongji';
 import { CdcError, logicalTypeOf, type BinlogPosition, type Logger, type TableSchema } from '@cityshare/shared';
+import type { ConnectionOptions } from 'mysql2';
 import type { TableCatalog } from './table-catalog.js';
 
 export interface RowsChange {
@@ -43,7 +44,8 @@ export interface BinlogHandler {
 }
 
 export interface ListenerOptions {
-  connection: { host: string; port: number; user: string; password: string };
+  /** Host, account and TLS of the source (sourceConnectionOptions): zongji opens its two mysql2 connections with them. */
+  connection: ConnectionOptions;
   valueOptions: Record<string, unknown>;
   serverId: number;
   catalog: TableCatalog;

@@ -1,4 +1,4 @@
-import { createConnection, type Connection } from 'mysql2/promise';
+import { createConnection, type Connection, type ConnectionOptions } from 'mysql2/promise';
 import type { Kafka, Producer } from 'kafkajs';
 import {
   CdcError,
@@ -6,9 +6,11 @@ import {
   keyNames,
   producerConfig,
   sealJson,
+  sourceConnectionOptions,
   topicSpec,
   topics,
   watchPipeline,
+  withoutSecrets,
   type BinlogPosition,
   type LoadedPipeline,
   type ColumnClass,
@@ -90,8 +92,12 @@ export class Reader {
   private timers: NodeJS.Timeout[] = [];
   private streaming = false;
   private ctx!: BuildContext;
+  /** Host, account and TLS material of the source, read once: every connection of the reader uses them. */
+  private readonly connection: ConnectionOptions;
 
-  constructor(private readonly deps: ReaderDeps) {}
+  constructor(private readonly deps: ReaderDeps) {
+    this.connection = sourceConnectionOptions(deps.source);
+  }
 
   get ready(): boolean {
     return this.streaming;
@@ -99,6 +105,9 @@ export class Reader {
 
   async start(): Promise<void> {
     const { config, source, logger, env } = this.deps;
+    if (!source.connection.ssl) {
+      logger.warn({ source: source.name, host: source.connection.host }, 'the source connection is in clear (no sources[].connection.ssl): the binlog stream and the password hash exchange can be read on the network');
+    }
     const conn = await this.connect();
     let catalog: TableCatalog;
     let startAt: BinlogPosition;
@@ -161,7 +170,7 @@ export class Reader {
     };
     this.publisher = this.createPublisher();
     this.listener = new BinlogListener(
-      { connection: source.connection, valueOptions: exactValueOptions, serverId: source.serverId, catalog, heartbeatSeconds: env.READER_HEARTBEAT_SECONDS },
+      { connection: this.connection, valueOptions: exactValueOptions, serverId: source.serverId, catalog, heartbeatSeconds: env.READER_HEARTBEAT_SECONDS },
       {
         onRows: (change) => this.onRows(change),
         onCommit: (position, tsMs, summary) => {
@@ -194,8 +203,8 @@ export class Reader {
 
   private async connect(): Promise<Connection> {
     const { source } = this.deps;
-    return createConnection({ ...source.connection, ...exactValueOptions }).catch((cause: Error) => {
-      throw new CdcError('SOURCE_UNREACHABLE', `cannot connect to source ${source.name} at ${source.connection.host}:${source.connection.port}: ${cause.message}`, { cause });
+    return createConnection({ ...this.connection, ...exactValueOptions }).catch((cause: Error) => {
+      throw new CdcError('SOURCE_UNREACHABLE', `cannot connect to source ${source.name} at ${source.connection.host}:${source.connection.port}${source.connection.ssl ? ' (TLS)' : ''}: ${withoutSecrets(cause.message, { secrets: [source.connection.password] })}`, { cause });
     });
   }
 

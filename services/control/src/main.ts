@@ -9,6 +9,7 @@ import { CatalogStore } from './catalog.js';
 import { CatalogWorkflow } from './catalog-workflow.js';
 import { DeliveryRecorder } from './delivery-recorder.js';
 import { KeyAdmin } from './keys.js';
+import { assertSafeListen } from './listen-guard.js';
 import { GrantWorkflow } from './grants.js';
 import { AuditLedger } from './ledger.js';
 import { migrate } from './migrations.js';
@@ -44,6 +45,7 @@ await runService(logger, async () => {
   if (Boolean(env.CONTROL_TLS_CERT) !== Boolean(env.CONTROL_TLS_KEY)) {
     throw new CdcError('CONFIG_INVALID', 'CONTROL_TLS_CERT and CONTROL_TLS_KEY go together: set both to serve HTTPS, or neither for HTTP');
   }
+  assertSafeListen(env.CONTROL_HOST, Boolean(env.CONTROL_TLS_CERT && env.CONTROL_TLS_KEY));
   logger.level = env.LOG_LEVEL;
   // A pool: the API and the publisher run transactions concurrently, each on its own connection.
   const conn = createPool({ uri: env.CONTROL_DB_URL, charset: 'utf8mb4', connectionLimit: 8 });

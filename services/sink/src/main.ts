@@ -6,6 +6,7 @@ import {
   createMetricsRegistry,
   createSchemaRegistry,
   kafkaSecurityError,
+  registryEndpoint,
   loadPipeline,
   loadServiceEnv,
   runService,
@@ -37,12 +38,14 @@ await runService(logger, async () => {
   const keys = signs ? FileKeyring.load(keyringPath) : new FileKeyring({ version: 1, keys: {} });
   const sink = createTarget(department, { prefix: config.kafka.topicPrefix, keys, logger: log, metrics });
   await sink.connect();
+  const endpoint = registryEndpoint(config.schemaRegistry);
   const consumer = new ShareConsumer({
     config,
     watch: loaded,
     department,
     kafka: createKafka(config.kafka, `cityshare-sink-${department.name}`, logger),
-    registry: createSchemaRegistry(config.schemaRegistry),
+    registry: createSchemaRegistry(endpoint),
+    registryEndpoint: endpoint,
     sink,
     logger: log,
     metrics,

@@ -17,6 +17,7 @@ import {
   type Logger,
   type PipelineConfig,
   type DeliveryRecord,
+  type RegistryEndpoint,
   type SchemaRegistry,
 } from '@cityshare/shared';
 import type { SinkMetrics } from './sink-metrics.js';
@@ -27,6 +28,8 @@ export interface ShareConsumerDeps {
   department: DepartmentConfig;
   kafka: Kafka;
   registry: SchemaRegistry;
+  /** The same registry, auth and CA included, for writer schemas by id. */
+  registryEndpoint: RegistryEndpoint;
   sink: Target;
   logger: Logger;
   metrics: SinkMetrics;
@@ -211,7 +214,7 @@ export class ShareConsumer {
   private async tableFor(topic: string, schemaId: number): Promise<TargetTable> {
     let table = this.tables.get(schemaId);
     if (table) return table;
-    const schema = await fetchSchemaJson(this.deps.config.schemaRegistry.url, schemaId);
+    const schema = await fetchSchemaJson(this.deps.registryEndpoint, schemaId);
     const [, , , db, sourceTable] = topic.split('.') as [string, string, string, string, string];
     const grant = this.deps.department.grants.find((g) => g.table.endsWith(`.${db}.${sourceTable}`));
     table = { name: grant?.targetTable ?? sourceTable, columns: targetColumns(schema), primaryKey: schema['x-primary-key'] };

@@ -5,6 +5,7 @@ import {
   createMetricsRegistry,
   createSchemaRegistry,
   kafkaSecurityError,
+  registryEndpoint,
   loadPipeline,
   loadServiceEnv,
   runService,
@@ -28,7 +29,7 @@ await runService(logger, async () => {
     env,
     keys: FileKeyring.load(keyringPath),
     kafka: createKafka(config.kafka, 'cityshare-transformer', logger),
-    registry: createSchemaRegistry(config.schemaRegistry),
+    registry: createSchemaRegistry(registryEndpoint(config.schemaRegistry)),
     logger,
     metrics: createTransformerMetrics(registry),
     onFatal: (err) => {

@@ -1,16 +1,18 @@
 import { COMPATIBILITY, SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import { CdcError } from '../errors.js';
-import type { PipelineConfig } from '../config/pipeline-schema.js';
 import { avroOptions } from './logical-types.js';
+import { getRegistryJson, type RegistryEndpoint } from './registry-endpoint.js';
 import type { AvroRecordSchema } from './share-schema.js';
 
 export { COMPATIBILITY, SchemaRegistry };
 
-/** Registry client (Confluent API: Confluent Schema Registry or Apicurio's ccompat) that knows our logical types. */
-export function createSchemaRegistry(config: PipelineConfig['schemaRegistry']): SchemaRegistry {
-  const auth = config.username ? { username: config.username, password: config.password ?? '' } : undefined;
+/**
+ * Registry client (Confluent API: Confluent Schema Registry or Apicurio's ccompat) that knows
+ * our logical types; basic auth and the CA of the endpoint on every call.
+ */
+export function createSchemaRegistry(endpoint: RegistryEndpoint): SchemaRegistry {
   return new SchemaRegistry(
-    { host: config.url, ...(auth ? { auth } : {}), clientId: 'cityshare' },
+    { host: endpoint.url, clientId: 'cityshare', ...(endpoint.auth ? { auth: endpoint.auth } : {}), ...(endpoint.agent ? { agent: endpoint.agent } : {}) },
     { [SchemaType.AVRO]: avroOptions() },
   );
 }
@@ -33,10 +35,8 @@ export async function registerValueSchema(registry: SchemaRegistry, topic: strin
 }
 
 /** The writer schema's JSON as registered (keeps custom attributes such as x-primary-key). */
-export async function fetchSchemaJson(registryUrl: string, id: number): Promise<AvroRecordSchema> {
-  const res = await fetch(`${registryUrl.replace(/\/$/, '')}/schemas/ids/${id}`);
-  if (!res.ok) throw new CdcError('REGISTRY_UNREACHABLE', `schema ${id} could not be fetched: HTTP ${res.status}`);
-  const body = (await res.json()) as { schema: string };
+export async function fetchSchemaJson(endpoint: RegistryEndpoint, id: number): Promise<AvroRecordSchema> {
+  const body = (await getRegistryJson(endpoint, `/schemas/ids/${id}`)) as { schema: string };
   return JSON.parse(body.schema) as AvroRecordSchema;
 }
 

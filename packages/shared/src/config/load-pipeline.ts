@@ -4,8 +4,10 @@ import { parse } from 'yaml';
 import { CdcError } from '../errors.js';
 import { compileRowFilter } from '../policy/row-filter.js';
 import { pipelineSchema, type PipelineConfig } from './pipeline-schema.js';
+import { resolveTlsFiles } from './tls-files.js';
 
 export interface LoadedPipeline {
+  /** TLS file paths (CA, certificate, key) made absolute, relative to the pipeline file. */
   config: PipelineConfig;
   /** Absolute path of the keyring file. */
   keyringPath: string;
@@ -116,19 +118,16 @@ export function loadPipeline(path: string, env: NodeJS.ProcessEnv = process.env)
     throw new CdcError('CONFIG_NOT_FOUND', `pipeline file ${absolute} does not exist`, { details: { path: absolute } });
   }
   const config = withAbsoluteFiles(parsePipeline(readFileSync(absolute, 'utf8'), env), dirname(absolute));
+  const problems = resolveTlsFiles(config, dirname(absolute));
+  if (problems.length > 0) {
+    throw new CdcError('CONFIG_INVALID', `pipeline file ${absolute} names TLS files that cannot be read:\n  - ${problems.join('\n  - ')}`, { details: { problems } });
+  }
   return { config, path: absolute, keyringPath: resolve(dirname(absolute), config.keyring.file) };
 }
 
-/** The file paths of the Kafka settings resolved against the pipeline file's folder, as keyring.file is. */
+/** The Kafka credential files resolved against the pipeline file's folder, as keyring.file is (TLS files: resolveTlsFiles). */
 function withAbsoluteFiles(config: PipelineConfig, dir: string): PipelineConfig {
   const at = (file: string | undefined) => (file === undefined ? undefined : resolve(dir, file));
-  const { ssl, sasl } = config.kafka;
-  return {
-    ...config,
-    kafka: {
-      ...config.kafka,
-      ...(ssl ? { ssl: { ...ssl, ca: at(ssl.ca), cert: at(ssl.cert), key: at(ssl.key) } } : {}),
-      ...(sasl ? { sasl: { ...sasl, passwordFile: at(sasl.passwordFile), tokenFile: at(sasl.tokenFile) } } : {}),
-    },
-  };
+  const { sasl } = config.kafka;
+  return sasl ? { ...config, kafka: { ...config.kafka, sasl: { ...sasl, passwordFile: at(sasl.passwordFile), tokenFile: at(sasl.tokenFile) } } } : config;
 }

@@ -143,6 +143,55 @@ export const tableSpec = z.strictObject({
   quality: z.record(identifier, qualityRule).optional().describe('data-quality rules per column, checked on every new row image before any department receives it'),
 });
 
+const pemFile = (what: string) => z.string().min(1).describe(`${what}: PEM file, relative to the pipeline file`);
+const clientCertificate = {
+  cert: pemFile('client certificate, for accounts that require one (X509)').optional(),
+  key: pemFile('private key of cert (read once at start, never logged)').optional(),
+};
+const certWithKey = (t: { cert?: string | undefined; key?: string | undefined }) => (t.cert === undefined) === (t.key === undefined);
+const certWithKeyMessage = { message: 'cert and key go together: set both for a client certificate, or neither' };
+
+/** TLS to a MySQL/MariaDB server (mysql2's `ssl`). */
+export const mysqlTls = z
+  .strictObject({
+    ca: pemFile('CA certificate(s) the server certificate must chain to'),
+    ...clientCertificate,
+    verifyIdentity: z.boolean().default(true).describe('the server certificate must name the host connected to (DNS name or IP address); false checks the chain only'),
+    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).optional().describe('lowest TLS version accepted (default TLSv1.2)'),
+  })
+  .refine(certWithKey, certWithKeyMessage)
+  .describe('TLS: the server is authenticated by the CA, the connection is encrypted; absent = in clear');
+
+/** TLS to PostgreSQL (pg's `ssl`), named like libpq's sslmode. */
+export const postgresTls = z
+  .strictObject({
+    mode: z
+      .enum(['verify-full', 'verify-ca', 'require'])
+      .default('verify-full')
+      .describe('verify-full: the certificate chains to ca and names the host; verify-ca: chains to ca, any name; require: encrypted but the server is not authenticated (not for production)'),
+    ca: pemFile('CA certificate(s) the server certificate must chain to; absent = the system CAs').optional(),
+    ...clientCertificate,
+  })
+  .refine(certWithKey, certWithKeyMessage)
+  .describe('TLS to PostgreSQL; absent = as the URL says (in clear unless it sets sslmode)');
+
+/** A URL with TLS settings of its own conflicts with a TLS object: one place decides. */
+const PG_URL_TLS_PARAMS = ['ssl', 'sslmode', 'sslrootcert', 'sslcert', 'sslkey'];
+const withPostgresTls = <T extends { url: string; ssl?: unknown }>(o: T, ctx: z.RefinementCtx) => {
+  if (o.ssl === undefined) return;
+  const params = PG_URL_TLS_PARAMS.filter((p) => new RegExp(`[?&]${p}=`).test(o.url));
+  if (params.length > 0) ctx.addIssue({ code: 'custom', path: ['ssl'], message: `the URL sets ${params.join(', ')} as well: set TLS either in ssl or in the URL, not both` });
+};
+
+/** TLS to Redis beyond the system CAs: the URL must be rediss://. */
+const redisTls = z
+  .strictObject({ ca: pemFile('CA certificate(s) of the Redis server') })
+  .optional()
+  .describe('CA for a rediss:// Redis whose certificate is not signed by a system CA (rediss:// alone uses the system CAs; a password goes in the URL: rediss://:password@host:6380)');
+const redisTlsNeedsRediss = (o: { redisUrl: string; redisTls?: unknown }, ctx: z.RefinementCtx) => {
+  if (o.redisTls !== undefined && !/^rediss:\/\//.test(o.redisUrl)) ctx.addIssue({ code: 'custom', path: ['redisTls'], message: 'redisTls needs a rediss:// redisUrl' });
+};
+
 export const sourceSpec = z.strictObject({
   name,
   connection: z.strictObject({
@@ -150,6 +199,7 @@ export const sourceSpec = z.strictObject({
     port: z.number().int().min(1).max(65535).default(3306),
     user: z.string().min(1),
     password: z.string().default('').meta(secret),
+    ssl: mysqlTls.optional().describe('TLS for the binlog stream and every query of the reader; absent = in clear (the reader warns at start)'),
   }),
   serverId: z.number().int().min(1).max(4294967295).describe('replica server id the reader uses; unique in the replication topology'),
   tables: z.array(tableSpec).min(1),
@@ -157,48 +207,56 @@ export const sourceSpec = z.strictObject({
 
 const softDelete = z.boolean().default(false).describe('keep deleted rows with __deleted = true instead of deleting them');
 
-export const postgresTarget = z.strictObject({
-  kind: z.literal('postgres'),
-  url: z.string().min(1).describe('postgres:// connection string').meta(secret),
-  schema: name.describe('schema the department tables live in; created when missing'),
-  softDelete,
-});
+export const postgresTarget = z
+  .strictObject({
+    kind: z.literal('postgres'),
+    url: z.string().min(1).describe('postgres:// connection string').meta(secret),
+    schema: name.describe('schema the department tables live in; created when missing'),
+    softDelete,
+    ssl: postgresTls.optional(),
+  })
+  .superRefine(withPostgresTls);
 
 export const mysqlTarget = z.strictObject({
   kind: z.literal('mysql'),
   url: z.string().regex(/^mysql:\/\//, 'mysql://user:password@host:port/database').describe('mysql://user:password@host:port/database (MySQL or MariaDB); the database must exist').meta(secret),
   softDelete,
+  ssl: mysqlTls.optional(),
 });
 
 export const httpTarget = z.strictObject({
   kind: z.literal('http'),
   url: z.string().url().describe("the department's endpoint: POSTs of JSON batches, signed in x-cityshare-signature with the keyring key webhook:<department>").meta(secret),
-  redisUrl: z.string().default('redis://127.0.0.1:6379').describe('Redis holding the BullMQ queue of batches not yet taken by the endpoint'),
+  redisUrl: z.string().default('redis://127.0.0.1:6379').describe('Redis holding the BullMQ queue of batches not yet taken by the endpoint: redis:// or rediss:// (TLS), with a password as rediss://:password@host:6380').meta(secret),
+  redisTls,
   maxAttempts: z.number().int().min(1).default(8).describe('tries per batch before it goes to the dead-letter queue'),
   timeoutMs: z.number().int().min(100).default(10_000).describe('time the endpoint has to answer'),
   backoffMs: z.number().int().min(10).default(1_000).describe('first retry delay; doubles per try with jitter, at most 60 s; a 429 waits its Retry-After'),
-});
+}).superRefine(redisTlsNeedsRediss);
 
 export const rabbitmqTarget = z.strictObject({
   kind: z.literal('rabbitmq'),
   url: z.string().regex(/^amqps?:\/\//, 'amqp://user:password@host:5672/vhost').describe('amqp:// or amqps:// URL of the broker').meta(secret),
   exchange: z.string().min(1).describe("the department's exchange; declared durable when missing"),
   exchangeType: z.enum(['topic', 'direct', 'fanout', 'headers']).default('topic').describe('exchange type; messages are routed with <table>.<op>'),
-});
+  ca: pemFile('CA certificate(s) of an amqps:// broker not signed by a system CA').optional(),
+}).refine((t) => t.ca === undefined || t.url.startsWith('amqps://'), { path: ['ca'], message: 'ca needs an amqps:// url' });
 
 export const exportTarget = z.strictObject({
   kind: z.literal('export'),
   staging: z.strictObject({
     url: z.string().min(1).describe('postgres:// connection string').meta(secret),
     schema: name.describe('schema holding the current state between exports'),
-  }).describe("PostgreSQL where the department's current state is kept between exports"),
+    ssl: postgresTls.optional(),
+  }).superRefine(withPostgresTls).describe("PostgreSQL where the department's current state is kept between exports"),
   directory: z.string().min(1).describe('snapshot files go to <directory>/<table>/<table>-<time>.jsonl'),
   pushUrl: z.string().url().optional().describe('endpoint each file is POSTed to, signed like webhooks (keyring key webhook:<department>)').meta(secret),
   schedule: z
     .union([z.strictObject({ cron: z.string().min(1) }), z.strictObject({ everyMs: z.number().int().min(1000) })])
     .describe('when to export: a cron pattern (e.g. "0 2 * * *" for 02:00 daily) or a period in milliseconds'),
-  redisUrl: z.string().default('redis://127.0.0.1:6379').describe('Redis of the BullMQ job scheduler'),
-});
+  redisUrl: z.string().default('redis://127.0.0.1:6379').describe('Redis of the BullMQ job scheduler: redis:// or rediss:// (TLS), with a password as rediss://:password@host:6380').meta(secret),
+  redisTls,
+}).superRefine(redisTlsNeedsRediss);
 
 export const grantSpec = z.strictObject({
   table: z.string().regex(/^[a-z][a-z0-9_]*\.[A-Za-z0-9_$]+\.[A-Za-z0-9_$]+$/, 'source.db.table'),
@@ -282,9 +340,10 @@ export const pipelineSchema = z.strictObject({
   }),
   schemaRegistry: z.strictObject({
     url: z.string().url().describe('Confluent-compatible API, e.g. http://host:8081/apis/ccompat/v7 for Apicurio'),
-    username: z.string().optional(),
+    username: z.string().optional().describe('basic-auth user, sent on every registry call'),
     password: z.string().optional().meta(secret),
-  }),
+    ca: pemFile('CA certificate(s) of an https:// registry not signed by a system CA').optional(),
+  }).refine((r) => r.ca === undefined || r.url.startsWith('https://'), { path: ['ca'], message: 'ca needs an https:// url' }),
   keyring: z.strictObject({
     file: z.string().min(1).describe('keyring JSON file, relative to the pipeline file'),
   }),

@@ -2,8 +2,8 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import pg from 'pg';
-import { CdcError, type Logger } from '@cityshare/shared';
-import { PostgresTarget } from './postgres.target.js';
+import { CdcError, redactUrl, redisTlsOptions, withoutSecrets, type Logger, type PostgresTlsConfig } from '@cityshare/shared';
+import { PostgresTarget, postgresPoolConfig } from './postgres.target.js';
 import type { ApplyResult, RowChange, Target, TargetTable } from './target.js';
 import { signWebhook } from './webhook.target.js';
 
@@ -12,6 +12,7 @@ export interface ExportTargetOptions {
   /** PostgreSQL schema holding the department's current state between exports. */
   stagingUrl: string;
   stagingSchema: string;
+  stagingSsl?: PostgresTlsConfig | undefined;
   /** Directory the snapshot files are written to: `<directory>/<table>/<table>-<time>.jsonl`. */
   directory: string;
   /** Optional endpoint each file is POSTed to, signed like webhooks. */
@@ -20,6 +21,8 @@ export interface ExportTargetOptions {
   /** Schedule: a cron pattern (with seconds if 6 fields) or a period in milliseconds. */
   schedule: { cron?: string; everyMs?: number };
   redisUrl: string;
+  /** CA of a rediss:// Redis not signed by a system CA. */
+  redisTls?: { ca: string } | undefined;
   queueName: string;
   onExport?: (table: string, rows: number) => void;
 }
@@ -42,18 +45,18 @@ export class ExportTarget implements Target {
   private worker: Worker | undefined;
 
   constructor(private readonly o: ExportTargetOptions, private readonly logger: Logger) {
-    this.staging = new PostgresTarget({ url: o.stagingUrl, schema: o.stagingSchema }, logger);
+    this.staging = new PostgresTarget({ url: o.stagingUrl, schema: o.stagingSchema, ssl: o.stagingSsl }, logger);
     // DATE and TIMESTAMP (without zone) as the text PostgreSQL holds, not shifted through a local Date.
     const raw = (oid: number) => (oid === 1082 || oid === 1114 ? (v: string) => v : pg.types.getTypeParser(oid));
-    this.pool = new pg.Pool({ connectionString: o.stagingUrl, max: 2, types: { getTypeParser: raw as typeof pg.types.getTypeParser } });
+    this.pool = new pg.Pool({ ...postgresPoolConfig(o.stagingUrl, o.stagingSsl, 2), types: { getTypeParser: raw as typeof pg.types.getTypeParser } });
   }
 
   async connect(): Promise<void> {
     await this.staging.connect();
-    const connection = { url: this.o.redisUrl, maxRetriesPerRequest: null };
+    const connection = { url: this.o.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(this.o.redisTls, 'redisTls') };
     this.queue = new Queue(this.o.queueName, { connection });
     await this.queue.waitUntilReady().catch((cause: Error) => {
-      throw new CdcError('TARGET_UNREACHABLE', `Redis for the export schedule is not reachable at ${this.o.redisUrl}: ${cause.message}`, { cause });
+      throw new CdcError('TARGET_UNREACHABLE', `Redis for the export schedule is not reachable at ${redactUrl(this.o.redisUrl)}: ${withoutSecrets(cause.message, { urls: [this.o.redisUrl] })}`, { cause });
     });
     const repeat = this.o.schedule.cron ? { pattern: this.o.schedule.cron } : { every: this.o.schedule.everyMs ?? 86_400_000 };
     await this.queue.upsertJobScheduler('export', repeat, { name: 'export', opts: { attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: 100, removeOnFail: 100 } });

@@ -21,18 +21,20 @@ export function createTarget(department: DepartmentConfig, ctx: TargetContext): 
   const target = department.target;
   const labels = { department: department.name, target: target.kind };
   switch (target.kind) {
-    case 'postgres': return new PostgresTarget({ url: target.url, schema: target.schema, softDelete: target.softDelete }, ctx.logger);
-    case 'mysql': return new MysqlTarget({ url: target.url, softDelete: target.softDelete }, ctx.logger);
-    case 'rabbitmq': return new RabbitmqTarget({ department: department.name, url: target.url, exchange: target.exchange, exchangeType: target.exchangeType }, ctx.logger);
+    case 'postgres': return new PostgresTarget({ url: target.url, schema: target.schema, softDelete: target.softDelete, ssl: target.ssl }, ctx.logger);
+    case 'mysql': return new MysqlTarget({ url: target.url, softDelete: target.softDelete, ssl: target.ssl }, ctx.logger);
+    case 'rabbitmq': return new RabbitmqTarget({ department: department.name, url: target.url, exchange: target.exchange, exchangeType: target.exchangeType, ca: target.ca }, ctx.logger);
     case 'export':
       return new ExportTarget({
         department: department.name,
         stagingUrl: target.staging.url,
         stagingSchema: target.staging.schema,
+        stagingSsl: target.staging.ssl,
         directory: target.directory,
         ...(target.pushUrl ? { pushUrl: target.pushUrl, secret: ctx.keys.activeKey(keyNames.webhook(department.name)).material } : {}),
         schedule: target.schedule,
         redisUrl: target.redisUrl,
+        redisTls: target.redisTls,
         queueName: queues.export(ctx.prefix, department.name),
         onExport: (_table, rows) => ctx.metrics.exported.inc(labels, rows),
       }, ctx.logger);
@@ -42,6 +44,7 @@ export function createTarget(department: DepartmentConfig, ctx: TargetContext): 
         url: target.url,
         secret: ctx.keys.activeKey(keyNames.webhook(department.name)).material,
         redisUrl: target.redisUrl,
+        redisTls: target.redisTls,
         queueName: queues.webhook(ctx.prefix, department.name),
         maxAttempts: target.maxAttempts,
         timeoutMs: target.timeoutMs,

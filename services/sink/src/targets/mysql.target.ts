@@ -1,5 +1,5 @@
 import { createPool, type Pool, type PoolConnection, type ResultSetHeader } from 'mysql2/promise';
-import { CdcError, LOGICAL, type AvroFieldType, type Logger } from '@cityshare/shared';
+import { CdcError, LOGICAL, mysqlSslOptions, redactUrl, withoutSecrets, type AvroFieldType, type Logger, type MysqlTlsConfig } from '@cityshare/shared';
 import { TARGET_META, keyText, planBatch, type ApplyResult, type RowChange, type Target, type TargetColumn, type TargetTable } from './target.js';
 
 const q = (ident: string) => `\`${ident.replace(/`/g, '``')}\``;
@@ -39,6 +39,8 @@ export interface MysqlTargetOptions {
   /** mysql://user:password@host:port/database */
   url: string;
   softDelete?: boolean;
+  /** TLS (pipeline file: target.ssl); files already absolute. */
+  ssl?: MysqlTlsConfig | undefined;
 }
 
 /**
@@ -53,7 +55,8 @@ export class MysqlTarget implements Target {
 
   constructor(private readonly options: MysqlTargetOptions, logger: Logger) {
     // Without FOUND_ROWS (on by default in mysql2), a row an upsert leaves as it was counts 0.
-    this.pool = createPool({ uri: options.url, connectionLimit: 4, timezone: 'Z', charset: 'utf8mb4', supportBigNumbers: true, bigNumberStrings: true, dateStrings: true, flags: ['-FOUND_ROWS'] });
+    const ssl = mysqlSslOptions(options.ssl, 'target.ssl');
+    this.pool = createPool({ uri: options.url, ...(ssl ? { ssl } : {}), connectionLimit: 4, timezone: 'Z', charset: 'utf8mb4', supportBigNumbers: true, bigNumberStrings: true, dateStrings: true, flags: ['-FOUND_ROWS'] });
     this.pool.on('connection', (conn) => void conn.query("SET time_zone = '+00:00'"));
     void logger;
   }
@@ -139,7 +142,7 @@ export class MysqlTarget implements Target {
       const e = err as Error & { code?: string; errno?: number; sqlState?: string };
       // Connection-level errors have no SQLSTATE (or class 08); the rest is the data or the schema.
       const unreachable = !e.sqlState || e.sqlState.startsWith('08') || e.code === 'PROTOCOL_CONNECTION_LOST';
-      throw new CdcError(unreachable ? 'TARGET_UNREACHABLE' : 'TARGET_REJECTED', `MySQL ${what}: ${e.message}`, { cause: err, details: { sqlState: e.sqlState, errno: e.errno } });
+      throw new CdcError(unreachable ? 'TARGET_UNREACHABLE' : 'TARGET_REJECTED', `MySQL ${redactUrl(this.options.url)} ${what}: ${withoutSecrets(e.message, { urls: [this.options.url] })}`, { cause: err, details: { sqlState: e.sqlState, errno: e.errno } });
     } finally {
       conn?.release();
     }

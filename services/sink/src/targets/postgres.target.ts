@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { CdcError, type Logger } from '@cityshare/shared';
+import { CdcError, postgresSslOptions, redactUrl, withoutSecrets, type Logger, type PostgresTlsConfig } from '@cityshare/shared';
 import { pgTypeOf } from './pg-types.js';
 import { TARGET_META, planBatch, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
 
@@ -9,6 +9,8 @@ export interface PostgresTargetOptions {
   url: string;
   schema: string;
   softDelete?: boolean;
+  /** TLS (pipeline file: target.ssl); files already absolute. */
+  ssl?: PostgresTlsConfig | undefined;
 }
 
 /** A department's PostgreSQL schema (see target.ts for the contract). */
@@ -16,10 +18,18 @@ export class PostgresTarget implements Target {
   readonly kind = 'postgres';
   private readonly pool: pg.Pool;
   private readonly ensured = new Map<string, Set<string>>();
+  /** The target as messages name it: the URL without its password. */
+  private readonly where: string;
 
   constructor(private readonly options: PostgresTargetOptions, logger: Logger) {
-    this.pool = new pg.Pool({ connectionString: options.url, max: 4 });
-    this.pool.on('error', (err) => logger.warn({ err }, 'idle PostgreSQL connection failed'));
+    this.where = redactUrl(options.url);
+    this.pool = new pg.Pool(postgresPoolConfig(options.url, options.ssl, 4));
+    this.pool.on('error', (err) => logger.warn({ target: this.where, reason: this.clean(err.message) }, 'idle PostgreSQL connection failed'));
+  }
+
+  /** A driver message without anything of the URL's credentials. */
+  private clean(message: string): string {
+    return withoutSecrets(message, { urls: [this.options.url] });
   }
 
   private fqn(table: string): string {
@@ -30,7 +40,7 @@ export class PostgresTarget implements Target {
     try {
       await this.pool.query(`CREATE SCHEMA IF NOT EXISTS ${q(this.options.schema)}`);
     } catch (cause) {
-      throw new CdcError('TARGET_UNREACHABLE', `PostgreSQL target is not reachable: ${(cause as Error).message}`, { cause });
+      throw new CdcError('TARGET_UNREACHABLE', `PostgreSQL target ${this.where} is not reachable: ${this.clean((cause as Error).message)}`, { cause });
     }
   }
 
@@ -94,7 +104,7 @@ export class PostgresTarget implements Target {
   /** Runs `work` in one transaction; failures become TARGET_UNREACHABLE or TARGET_REJECTED. */
   private async transaction(fqn: string, work: (client: pg.PoolClient) => Promise<void>): Promise<void> {
     const client = await this.pool.connect().catch((cause: Error) => {
-      throw new CdcError('TARGET_UNREACHABLE', `PostgreSQL target is not reachable: ${cause.message}`, { cause });
+      throw new CdcError('TARGET_UNREACHABLE', `PostgreSQL target ${this.where} is not reachable: ${this.clean(cause.message)}`, { cause });
     });
     try {
       await client.query('BEGIN');
@@ -104,7 +114,7 @@ export class PostgresTarget implements Target {
       await client.query('ROLLBACK').catch(() => undefined);
       const e = err as Error & { code?: string };
       // SQLSTATE class 08 = connection problems; others mean the target refused the data.
-      throw new CdcError(e.code?.startsWith('08') || !e.code ? 'TARGET_UNREACHABLE' : 'TARGET_REJECTED', `PostgreSQL ${fqn}: ${e.message}`, {
+      throw new CdcError(e.code?.startsWith('08') || !e.code ? 'TARGET_UNREACHABLE' : 'TARGET_REJECTED', `PostgreSQL ${fqn}: ${this.clean(e.message)}`, {
         cause: err,
         details: { sqlState: e.code },
       });
@@ -116,4 +126,10 @@ export class PostgresTarget implements Target {
   async close(): Promise<void> {
     await this.pool.end();
   }
+}
+
+/** pg pool settings for a target URL and its TLS (the URL's own sslmode applies when ssl is unset). */
+export function postgresPoolConfig(url: string, ssl: PostgresTlsConfig | undefined, max: number): pg.PoolConfig {
+  const tls = postgresSslOptions(ssl, 'target.ssl');
+  return { connectionString: url, max, ...(tls ? { ssl: tls } : {}) };
 }

@@ -1,5 +1,5 @@
 import { connect, type ChannelModel, type ConfirmChannel } from 'amqplib';
-import { CdcError, type Logger } from '@cityshare/shared';
+import { CdcError, amqpSocketOptions, redactUrl, withoutSecrets, type Logger } from '@cityshare/shared';
 import { changeJson, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
 
 export interface RabbitmqTargetOptions {
@@ -9,6 +9,8 @@ export interface RabbitmqTargetOptions {
   /** The department's exchange; declared durable when missing. */
   exchange: string;
   exchangeType: 'topic' | 'direct' | 'fanout' | 'headers';
+  /** CA of an amqps:// broker not signed by a system CA. */
+  ca?: string | undefined;
 }
 
 /**
@@ -28,7 +30,7 @@ export class RabbitmqTarget implements Target {
 
   async connect(): Promise<void> {
     try {
-      this.connection = await connect(this.o.url);
+      this.connection = await connect(this.o.url, amqpSocketOptions(this.o.ca, 'target.ca'));
       // A lost connection or a channel the broker closed is dropped here and opened again by the next batch.
       this.connection.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'RabbitMQ connection error'));
       this.connection.on('close', () => {
@@ -43,7 +45,7 @@ export class RabbitmqTarget implements Target {
       await channel.assertExchange(this.o.exchange, this.o.exchangeType, { durable: true });
       this.channel = channel;
     } catch (cause) {
-      throw new CdcError('TARGET_UNREACHABLE', `RabbitMQ exchange ${this.o.exchange} is not usable: ${(cause as Error).message}`, { cause });
+      throw new CdcError('TARGET_UNREACHABLE', `RabbitMQ exchange ${this.o.exchange} at ${redactUrl(this.o.url)} is not usable: ${withoutSecrets((cause as Error).message, { urls: [this.o.url] })}`, { cause });
     }
   }
 
@@ -68,7 +70,7 @@ export class RabbitmqTarget implements Target {
       }
       await channel.waitForConfirms();
     } catch (cause) {
-      throw new CdcError('TARGET_UNREACHABLE', `RabbitMQ did not confirm a batch for ${this.o.exchange}: ${(cause as Error).message}`, { cause });
+      throw new CdcError('TARGET_UNREACHABLE', `RabbitMQ did not confirm a batch for ${this.o.exchange}: ${withoutSecrets((cause as Error).message, { urls: [this.o.url] })}`, { cause });
     }
     return { applied: changes.length, stale: 0 };
   }

@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
-import { CdcError, type Logger } from '@cityshare/shared';
+import { CdcError, redactUrl, redisTlsOptions, withoutSecrets, type Logger } from '@cityshare/shared';
 import { changeJson, type ApplyResult, type ChangeJson, type RowChange, type Target, type TargetTable } from './target.js';
 
 export interface WebhookTargetOptions {
@@ -11,6 +11,8 @@ export interface WebhookTargetOptions {
   secret: Buffer;
   /** Redis of the BullMQ queue that holds batches until the endpoint took them. */
   redisUrl: string;
+  /** CA of a rediss:// Redis not signed by a system CA. */
+  redisTls?: { ca: string } | undefined;
   /** Queue name; one per department and pipeline. */
   queueName: string;
   /** Tries per batch before it goes to the dead-letter queue (the queue's failed set). */
@@ -53,10 +55,10 @@ export class WebhookTarget implements Target {
   constructor(private readonly o: WebhookTargetOptions, private readonly logger: Logger) {}
 
   async connect(): Promise<void> {
-    const connection = { url: this.o.redisUrl, maxRetriesPerRequest: null };
+    const connection = { url: this.o.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(this.o.redisTls, 'redisTls') };
     this.queue = new Queue(this.o.queueName, { connection });
     await this.queue.waitUntilReady().catch((cause: Error) => {
-      throw new CdcError('TARGET_UNREACHABLE', `Redis for the webhook queue is not reachable at ${this.o.redisUrl}: ${cause.message}`, { cause });
+      throw new CdcError('TARGET_UNREACHABLE', `Redis for the webhook queue is not reachable at ${redactUrl(this.o.redisUrl)}: ${withoutSecrets(cause.message, { urls: [this.o.redisUrl] })}`, { cause });
     });
     this.worker = new Worker(this.o.queueName, (job: Job<WebhookBatch>) => this.post(job), { connection, concurrency: 1 });
     this.worker.on('failed', (job, err) => {
