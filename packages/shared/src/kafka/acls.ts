@@ -1,6 +1,12 @@
-import { AclOperationTypes, AclPermissionTypes, AclResourceTypes, ResourcePatternTypes, type AclEntry, type Admin } from 'kafkajs';
+import kafkajs, { type AclEntry, type Admin } from 'kafkajs';
 import type { PipelineConfig } from '../config/pipeline-schema.js';
 import { pipelineTopics, topics } from '../topics.js';
+
+// kafkajs builds its exports in a way Node's CommonJS named-export detection does not see past `logLevel`.
+const { AclOperationTypes, AclPermissionTypes, AclResourceTypes, ResourcePatternTypes } = kafkajs;
+type AclOperationTypes = kafkajs.AclOperationTypes;
+type AclResourceTypes = kafkajs.AclResourceTypes;
+type ResourcePatternTypes = kafkajs.ResourcePatternTypes;
 
 type Operation = 'read' | 'write' | 'create' | 'describe' | 'delete' | 'alter';
 type ResourceType = 'topic' | 'group' | 'transactional-id' | 'cluster';
@@ -165,7 +171,7 @@ export async function currentAcls(admin: Admin): Promise<AclRule[]> {
   const rules: AclRule[] = [];
   for (const resource of described.resources) {
     const resourceType = RESOURCE_NAME.get(resource.resourceType);
-    const pattern = PATTERN_NAME.get(resource.resourcePatternType as ResourcePatternTypes.LITERAL | ResourcePatternTypes.PREFIXED);
+    const pattern = (PATTERN_NAME as Map<ResourcePatternTypes, 'literal' | 'prefixed'>).get(resource.resourcePatternType);
     if (!resourceType || !pattern) continue;
     for (const acl of resource.acls) {
       const operation = OPERATION_NAME.get(acl.operation);
