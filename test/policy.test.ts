@@ -192,7 +192,10 @@ describe('department policy', () => {
     const dead = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.dlq\\.transformer$`))).map((m) => JSON.parse(m.value!.toString()));
     const broken = dead.find((d) => d.code === 'QUALITY_FAILED');
     expect(broken).toMatchObject({ reason: `cityhub.${run.healthDb}.lab_results: note breaks regex`, topic: `${run.prefix}.raw.cityhub.${run.healthDb}.lab_results` });
-    expect(JSON.parse(Buffer.from(broken.payload, 'base64').toString()).source.version).toMatch(/\d/);
+    // The change as a sealed frame of its own, which authenticates as the reader's frame did.
+    const payload = decodeRawMessage(Buffer.from(broken.payload, 'base64'));
+    expect(payload.sealError(run.keys)).toBeNull();
+    expect(payload.events[0]!.source.version).toMatch(/\d/);
   });
 
   it('sends a raw record that cannot be read to the dead-letter topic and goes on', async () => {

@@ -15,7 +15,7 @@ import { createConnection, createPool } from 'mysql2/promise';
 import { CheckpointStore } from '@cityshare/cdc-reader/checkpoint-store';
 import { binlogEnd } from '@cityshare/cdc-reader/source-check';
 import { AuditLedger } from '@cityshare/control/ledger';
-import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, kafkaSecurityError, loadPipeline, openDepartmentValue, pipelineTopics, producerConfig, queues, redisTlsOptions, sourceConnectionOptions, topics } from '@cityshare/shared';
+import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, kafkaSecurityError, loadPipeline, openDepartmentValue, pipelineTopics, producerConfig, queues, recordMacHeaders, redisTlsOptions, sourceConnectionOptions, topics } from '@cityshare/shared';
 
 const program = new Command('cdc')
   .description('cityshare operations')
@@ -32,7 +32,7 @@ program
   .option('-s, --source <name>', 'source the tables belong to (may be omitted when there is one)')
   .option('--progress <reader-metrics-url>', "follow the snapshot with a progress bar per table from the active reader's metrics, e.g. http://reader:9464/metrics")
   .action(async (tables: string[], options: { source?: string; progress?: string }) => {
-    const { config } = loadPipeline(program.opts<{ config: string }>().config);
+    const { config, keyringPath } = loadPipeline(program.opts<{ config: string }>().config);
     const source = options.source ? config.sources.find((s) => s.name === options.source) : config.sources.length === 1 ? config.sources[0] : undefined;
     if (!source) throw new CdcError('CONFIG_INVALID', options.source ? `no source named ${options.source}` : 'the pipeline has several sources: pass --source');
     const registered = new Set<string>(source.tables.map((t) => t.name));
@@ -43,15 +43,15 @@ program
     const baseline = await progress?.read();
     const kafka = createKafka(config.kafka, 'cityshare-cli', createLogger('cdc', 'warn'));
     const producer = kafka.producer(producerConfig({ retry: { retries: 5 } }));
+    // The reader acts only on signals signed with the pipeline key (anyone may write to the topic).
+    const topic = topics.signals(config.kafka.topicPrefix);
+    const value = JSON.stringify({ action: 'snapshot', source: source.name, tables, requestedBy: process.env.USER ?? 'cli' });
+    const headers = recordMacHeaders(FileKeyring.load(keyringPath), topic, source.name, value);
     try {
       await producer.connect();
-      await producer.send({
-        topic: topics.signals(config.kafka.topicPrefix),
-        acks: -1,
-        messages: [{ key: source.name, value: JSON.stringify({ action: 'snapshot', source: source.name, tables, requestedBy: process.env.USER ?? 'cli' }) }],
-      });
+      await producer.send({ topic, acks: -1, messages: [{ key: source.name, value, headers }] });
     } catch (err) {
-      throw kafkaSecurityError(err, config.kafka, topics.signals(config.kafka.topicPrefix));
+      throw kafkaSecurityError(err, config.kafka, topic);
     } finally {
       await producer.disconnect();
     }
@@ -101,7 +101,9 @@ program
   .description("how far behind each source's reader and each department is; with a control-plane token, the control plane's state too")
   .option('--json', 'print as JSON')
   .action(async (o: { json?: boolean }) => {
-    const { config } = loadPipeline(program.opts<{ config: string }>().config);
+    const { config, keyringPath } = loadPipeline(program.opts<{ config: string }>().config);
+    // Checkpoints count only when the pipeline key authenticates them.
+    const keys = FileKeyring.load(keyringPath);
     const prefix = config.kafka.topicPrefix;
     const kafka = createKafka(config.kafka, 'cityshare-cli', createLogger('cdc', 'warn'));
     const admin = kafka.admin();
@@ -135,7 +137,7 @@ program
       // Each source: where its reader's last checkpoint is, against the end of the source's binlog.
       const sources = [];
       for (const source of config.sources) {
-        const checkpoint = await new CheckpointStore(kafka, kafka.producer(producerConfig()), prefix, source.name, createLogger('cdc', 'warn')).load();
+        const checkpoint = await new CheckpointStore(kafka, kafka.producer(producerConfig()), prefix, source.name, createLogger('cdc', 'warn'), { keys: () => keys }).load();
         const end = await createConnection(sourceConnectionOptions(source)).then(
           async (conn) => binlogEnd(conn).finally(() => void conn.end()),
           () => undefined,

@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   CONTROL_UNREACHABLE: { retriable: true, action: 'Check --api (or CDC_CONTROL_API) and that the control service runs; for HTTPS with a private CA pass its certificate with --ca (or CDC_CA_FILE).' },
   FORBIDDEN: { retriable: false, action: 'Your role may not do this (see the role matrix in the README); the refusal is in the audit ledger. Ask someone with the right role.' },
   QUALITY_FAILED: { retriable: false, action: 'The change breaks a data-quality rule of the pipeline file; it is on the dead-letter topic with its source position. Fix the row at the source (its next change is delivered) or the rule.' },
+  RECORD_FORGED: { retriable: false, action: 'A record on an internal topic is not authenticated by the pipeline key (no seal or MAC, or one that does not verify): it was written by something other than the pipeline and was not acted on. Find who can write to that topic (Kafka ACLs) and remove the writer; see the log line for topic, partition and offset.' },
   RECORD_INVALID: { retriable: false, action: 'The record does not match its contract; it went to the dead-letter topic with the reason.' },
   INTERNAL: { retriable: false, action: 'A bug: report it with the log line and the correlation id.' },
 } as const satisfies Record<string, { retriable: boolean; action: string }>;

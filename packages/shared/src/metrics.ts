@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
 
 /** One registry per service, with process metrics (RSS, event-loop lag, GC). */
 export function createMetricsRegistry(service: string): Registry {
@@ -8,6 +8,19 @@ export function createMetricsRegistry(service: string): Registry {
   registry.setDefaultLabels({ service });
   collectDefaultMetrics({ register: registry, prefix: 'cityshare_' });
   return registry;
+}
+
+/** Internal topics whose records the pipeline authenticates (record-mac.ts, raw-frame.ts). */
+export type AuthenticatedTopicKind = 'raw' | 'checkpoints' | 'table-schemas' | 'signals' | 'deliveries';
+
+/** Records refused because the pipeline key does not authenticate them; the same name in every service that reads such a topic. */
+export function createForgedRecordsCounter(registry: Registry): Counter<'topic_kind'> {
+  return new Counter({
+    name: 'cityshare_forged_records_total',
+    help: 'Records on internal topics refused because the pipeline key does not authenticate them (RECORD_FORGED); never acted on',
+    labelNames: ['topic_kind'] as const,
+    registers: [registry],
+  });
 }
 
 export interface HealthServer {

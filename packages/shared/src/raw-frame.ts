@@ -1,7 +1,7 @@
 import { CdcError, isCdcError } from './errors.js';
 import { sealedEventAad, type RawChangeEvent, type SealedImages } from './envelope.js';
-import { openValue, sealValue } from './crypto/field-cipher.js';
-import { keyNames, type KeyProvider } from './crypto/keyring.js';
+import { openValue, sealJson } from './crypto/field-cipher.js';
+import { keyNames, keysOfList, type DataKey, type KeyProvider } from './crypto/keyring.js';
 
 /** Kafka header of a raw-topic frame: how many change events it holds. */
 export const RAW_FRAME_HEADER = 'cityshare-frame';
@@ -16,13 +16,19 @@ export const RAW_FRAME_HEADER = 'cityshare-frame';
  * The events hold their public and internal columns. `sealed` is the field ciphertext
  * (AES-256-GCM under the pipeline key) of a JSON array holding, for each event in order,
  * its personal, secret and unclassified columns (`{"before":{...},"after":{...}}`) or
- * null; `"sealed":null` when no event has any. Its associated data is the exact bytes of
- * the events array, from `[` to `]`: the ciphertext opens only with the events it was
- * written with, unchanged and in the same order. One AEAD operation per frame, not per row.
+ * null. Its associated data is the exact bytes of the events array, from `[` to `]`: the
+ * ciphertext opens only with the events it was written with, unchanged and in the same
+ * order. One AEAD operation per frame, not per row.
+ *
+ * Every frame is sealed, also when none of its events has a protected column (an array of
+ * nulls): the seal is what authenticates the frame, so a frame without one
+ * (`"sealed":null`), or one not laid out as above, is refused as RECORD_FORGED, whatever it
+ * holds: anyone who can write to the broker could have written it.
  *
  * Readers before this layout wrote a JSON array of events, each with its own `sealed`
- * bound to `db.table@version`, and a dead letter holds one such event on its own; both
- * are read too.
+ * bound to `db.table@version`; those are still read, and an event among them without a
+ * `sealed` of its own is refused as RECORD_FORGED. Nothing writes that layout any more:
+ * a dead letter holds an event as a frame of one (`standalone`).
  */
 export const FRAME_LAYOUT = { head: '{"events":[', sealed: '],"sealed":', tail: '}' } as const;
 
@@ -35,7 +41,7 @@ export class RawFrame {
     /** The message as it came. */
     readonly value: Buffer,
     readonly events: RawChangeEvent[],
-    /** True for the frame layout above; false for events that carry their own `sealed`. */
+    /** True for the frame layout above; false for events of earlier readers, which carry their own `sealed`. */
     readonly framed: boolean,
     private readonly sealed: string | null,
     private readonly aad: Buffer | null,
@@ -73,16 +79,22 @@ export class RawFrame {
 
   /**
    * The sealed columns of event `index`, opened (a frame's ciphertext once for all its
-   * events). Throws DECRYPT_FAILED when they do not open or are missing.
+   * events); null when it has none. Throws RECORD_FORGED when nothing authenticates the
+   * event, DECRYPT_FAILED when its seal does not open (or KEY_NOT_FOUND for a key that is
+   * not a pipeline key).
    */
   secretsOf(index: number, keys: KeyProvider): SealedImages | null {
     const event = this.events[index]!;
     const { db, table, version } = event.source;
-    const secrets = this.framed
-      ? (this.openFrame(keys)[index] ?? null)
-      : event.sealed
-        ? (openValue(keys, event.sealed, sealedEventAad(db, table, version)) as SealedImages)
-        : null;
+    let secrets: SealedImages | null;
+    if (this.framed) {
+      secrets = this.openFrame(keys)[index] ?? null;
+    } else {
+      if (typeof event.sealed !== 'string') {
+        throw new CdcError('RECORD_FORGED', `change event ${db}.${table}@${version} on its own carries no seal: nothing authenticates it`);
+      }
+      secrets = openValue(keysOfList(keys, keyNames.pipeline), event.sealed, sealedEventAad(db, table, version)) as SealedImages | null;
+    }
     if (!secrets && (event.protected?.length ?? 0) > 0) {
       throw new CdcError('DECRYPT_FAILED', `change event ${db}.${table}@${version} has protected columns but no sealed images: the raw record was altered`);
     }
@@ -90,9 +102,10 @@ export class RawFrame {
   }
 
   /**
-   * Event `index` as a message on its own, still sealed (for a dead letter): its sealed
-   * columns resealed under the active pipeline key in its `sealed`, so `decode` reads it
-   * again. When the frame's ciphertext does not open, the whole frame as it came.
+   * Event `index` as a message on its own, still sealed (for a dead letter): a frame of that
+   * one event, its sealed columns resealed under the active pipeline key, so `decode` reads
+   * it again as authenticated as it came. When the frame's ciphertext does not open, the
+   * whole frame as it came; an event of an earlier reader's layout, as it came.
    */
   standalone(index: number, keys: KeyProvider): Buffer {
     const event = this.events[index];
@@ -100,12 +113,10 @@ export class RawFrame {
     const opened = this.openOnce(keys);
     if (opened instanceof CdcError) return this.value;
     // What the frame holds for it, even when that is nothing (an event stripped of its sealed columns stays so).
-    const secrets = opened[index] ?? null;
-    const { db, table, version } = event.source;
-    return Buffer.from(JSON.stringify({ ...event, sealed: secrets ? sealValue(keys.activeKey(keyNames.pipeline), secrets, sealedEventAad(db, table, version)) : null }));
+    return encodeFrame(keys.activeKey(keyNames.pipeline), [event], [opened[index] ?? null]);
   }
 
-  /** Why the frame's one ciphertext does not open (null: it opens, or its events carry their own seals). */
+  /** Why the frame's one ciphertext does not open or is missing (null: it opens, or its events carry their own seals). */
   sealError(keys: KeyProvider): CdcError | null {
     if (!this.framed) return null;
     const opened = this.openOnce(keys);
@@ -122,7 +133,7 @@ export class RawFrame {
   private openOnce(keys: KeyProvider): Array<SealedImages | null> | CdcError {
     if (this.opened === undefined) {
       try {
-        this.opened = this.sealed === null ? [] : this.openSealed(keys);
+        this.opened = this.openSealed(keys);
       } catch (err) {
         if (!isCdcError(err)) throw err;
         this.opened = err;
@@ -132,15 +143,29 @@ export class RawFrame {
   }
 
   private openSealed(keys: KeyProvider): Array<SealedImages | null> {
-    if (!this.aad) {
-      throw new CdcError('DECRYPT_FAILED', `raw frame is not laid out as ${FRAME_LAYOUT.head}…${FRAME_LAYOUT.sealed}…${FRAME_LAYOUT.tail}: its sealed columns cannot be checked`);
+    if (this.sealed === null) {
+      throw new CdcError('RECORD_FORGED', `raw frame of ${this.events.length} events carries no seal: nothing authenticates it`);
     }
-    const list = openValue(keys, this.sealed!, this.aad);
+    if (!this.aad) {
+      throw new CdcError('RECORD_FORGED', `raw frame is not laid out as ${FRAME_LAYOUT.head}…${FRAME_LAYOUT.sealed}…${FRAME_LAYOUT.tail}: its seal cannot be checked`);
+    }
+    const list = openValue(keysOfList(keys, keyNames.pipeline), this.sealed, this.aad);
     if (!Array.isArray(list) || list.length !== this.events.length) {
       throw new CdcError('DECRYPT_FAILED', `the sealed columns of a raw frame of ${this.events.length} events are not one entry per event`);
     }
     return list as Array<SealedImages | null>;
   }
+}
+
+/**
+ * A frame as the reader lays it out (the RawPublisher writes the same bytes as events
+ * arrive): `events` and their protected columns (null: none), sealed under `key`.
+ */
+export function encodeFrame(key: DataKey, events: unknown[], secrets: Array<SealedImages | null>): Buffer {
+  const array = JSON.stringify(events);
+  const sealed = sealJson(key, Buffer.from(JSON.stringify(secrets), 'utf8'), Buffer.from(array, 'utf8'));
+  // The layout's head ends with the array's `[` and its `"sealed"` part starts with its `]`.
+  return Buffer.from(`${FRAME_LAYOUT.head}${array.slice(1, -1)}${FRAME_LAYOUT.sealed}"${sealed}"${FRAME_LAYOUT.tail}`, 'utf8');
 }
 
 /** A raw-topic message's change events and their sealed columns. Throws on anything that is not JSON. */

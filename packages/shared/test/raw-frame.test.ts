@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { FileKeyring } from '../src/crypto/keyring.js';
 import { sealJson, sealValue } from '../src/crypto/field-cipher.js';
 import { sealedEventAad } from '../src/envelope.js';
-import { decodeRawMessage } from '../src/raw-frame.js';
+import { decodeRawMessage, encodeFrame } from '../src/raw-frame.js';
 
 const keys = new FileKeyring({ version: 1, keys: { pipeline: [{ id: 'p1', material: Buffer.alloc(32, 4).toString('base64') }] } });
 const pipeline = keys.activeKey('pipeline');
@@ -40,7 +40,48 @@ describe('decodeRawMessage', () => {
     const notJson = Buffer.from(`{"events":${JSON.stringify([event(1)])},"sealed":"${sealJson(pipeline, Buffer.from('[nul'), Buffer.from(JSON.stringify([event(1)])))}"}`);
     expect(() => decodeRawMessage(notJson).secretsOf(0, keys)).toThrow(expect.objectContaining({ code: 'DECRYPT_FAILED' }));
     const spaced = Buffer.from(frame([event(1)], [{ after: { name: 'a' } }]).toString().replace('{"events":', '{ "events":'));
-    expect(() => decodeRawMessage(spaced).secretsOf(0, keys)).toThrow(expect.objectContaining({ code: 'DECRYPT_FAILED' }));
+    expect(() => decodeRawMessage(spaced).secretsOf(0, keys)).toThrow(expect.objectContaining({ code: 'RECORD_FORGED' }));
+  });
+
+  it('refuses a frame that carries no seal, whatever it holds (RECORD_FORGED)', () => {
+    const unsealed = decodeRawMessage(Buffer.from(`{"events":${JSON.stringify([{ ...event(1), protected: [] }])},"sealed":null}`));
+    expect(unsealed.sealError(keys)).toMatchObject({ code: 'RECORD_FORGED' });
+    expect(() => unsealed.secretsOf(0, keys)).toThrow(expect.objectContaining({ code: 'RECORD_FORGED' }));
+    // Its dead letter is the frame as it came.
+    expect(unsealed.standalone(0, keys)).toEqual(unsealed.value);
+  });
+
+  it('refuses an event altered in an authenticated frame, also when no event has protected columns', () => {
+    const clear = [{ ...event(1), protected: [] }, { ...event(2), protected: [] }];
+    const sealed = frame(clear, [null, null]);
+    expect(decodeRawMessage(sealed).sealError(keys)).toBeNull();
+    expect(decodeRawMessage(sealed).secretsOf(1, keys)).toBeNull();
+    const altered = decodeRawMessage(Buffer.from(sealed.toString().replace('"after":{"id":2}', '"after":{"id":99}')));
+    expect(altered.sealError(keys)).toMatchObject({ code: 'DECRYPT_FAILED' });
+    expect(() => altered.secretsOf(1, keys)).toThrow(/does not verify/);
+  });
+
+  it('refuses events of the earlier layout that carry no seal of their own: a bare array, one event, protected or not', () => {
+    const bare = decodeRawMessage(Buffer.from(JSON.stringify([{ ...event(1), protected: [] }, event(2, ownSeal(2))])));
+    expect(() => bare.secretsOf(0, keys)).toThrow(expect.objectContaining({ code: 'RECORD_FORGED' }));
+    expect(bare.secretsOf(1, keys)).toEqual({ after: { name: 'n2' } });
+    expect(() => decodeRawMessage(Buffer.from(JSON.stringify({ ...event(3, null), protected: [] }))).secretsOf(0, keys)).toThrow(expect.objectContaining({ code: 'RECORD_FORGED' }));
+  });
+
+  it('opens seals under pipeline keys only: a department key does not pass for one', () => {
+    const department = new FileKeyring({ version: 1, keys: { pipeline: [{ id: 'p1', material: Buffer.alloc(32, 4).toString('base64') }], 'department:health': [{ id: 'h1', material: Buffer.alloc(32, 5).toString('base64') }] } });
+    const array = JSON.stringify([event(1)]);
+    const underDepartmentKey = Buffer.from(`{"events":${array},"sealed":"${sealJson(department.activeKey('department:health'), Buffer.from('[null]'), Buffer.from(array))}"}`);
+    expect(decodeRawMessage(underDepartmentKey).sealError(department)).toMatchObject({ code: 'KEY_NOT_FOUND' });
+  });
+
+  it('writes a dead letter of one event as a frame of that event, sealed again, that authenticates', () => {
+    const f = decodeRawMessage(frame([event(1), event(2)], [{ after: { name: 'a' } }, { after: { name: 'b' } }]));
+    const alone = decodeRawMessage(f.standalone(1, keys));
+    expect(alone.framed).toBe(true);
+    expect(alone.events).toEqual([event(2)]);
+    expect(alone.secretsOf(0, keys)).toEqual({ after: { name: 'b' } });
+    expect(decodeRawMessage(encodeFrame(pipeline, [event(2)], [{ after: { name: 'b' } }])).secretsOf(0, keys)).toEqual({ after: { name: 'b' } });
   });
 
   it('reads a frame\'s events from the bytes its seal authenticates only (a second "events" key changes nothing)', () => {

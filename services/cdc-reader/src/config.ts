@@ -16,6 +16,7 @@ export const readerEnv = z.object({
   READER_FRAME_MAX_EVENTS: z.coerce.number().int().min(1).max(10_000).default(1000).describe('change events per raw-topic message (frame) at most; 1 sends one message per event'),
   READER_HEARTBEAT_SECONDS: z.coerce.number().min(0).max(3600).default(5).describe('idle seconds after which the source sends a heartbeat (master_heartbeat_period): the checkpoint advances, lag reads 0, and a record goes to <prefix>.heartbeats; 0 turns it off'),
   READER_CHECKPOINT_INTERVAL_MS: z.coerce.number().int().min(10).default(1000),
+  READER_ADOPT_UNSIGNED_CHECKPOINT: z.enum(['true', 'false']).default('false').transform((v) => v === 'true').describe('upgrade from a reader that wrote unsigned checkpoints: when the source has no signed checkpoint, resume from the newest unsigned one (it is written back signed at start); set it for one start only'),
 });
 
 export type ReaderEnv = z.infer<typeof readerEnv>;

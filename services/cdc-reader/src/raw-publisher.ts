@@ -5,6 +5,8 @@ export interface OutgoingMessage {
   topic: string;
   key: string;
   value: Buffer;
+  /** Kafka headers (a table schema's MAC, record-mac.ts). */
+  headers?: Record<string, string>;
 }
 
 /** A change event for a raw topic: its JSON, the JSON of its protected columns, and the key that places it. */
@@ -45,6 +47,8 @@ interface Frame {
   /** Set for frames; single records are placed by kafkajs from their key. */
   partition: number | null;
   key: string | null;
+  /** Records: their headers. */
+  headers?: Record<string, string>;
   /** Frames: the layout's head and the events' JSON so far, comma-separated (the rest is written on closing); records: the value. */
   buf: Buffer;
   /** Bytes of `buf` written. */
@@ -73,7 +77,7 @@ const MAX_REQUEST_BYTES = (2 << 20) - (64 << 10);
 const FIRST_FRAME_BUFFER = 16 << 10;
 /** Frame buffers of full size kept for reuse once Kafka has them. */
 const SPARE_FRAME_BUFFERS = 16;
-/** A frame's layout (raw-frame.ts): `{"events":[` events `],"sealed":` ciphertext or null `}`. */
+/** A frame's layout (raw-frame.ts): `{"events":[` events `],"sealed":` ciphertext `}`. */
 const HEAD = Buffer.from(FRAME_LAYOUT.head);
 const SEALED_KEY = Buffer.from(FRAME_LAYOUT.sealed);
 const TAIL = FRAME_LAYOUT.tail.length;
@@ -83,9 +87,19 @@ function sealedBound(n: number): number {
   return 2 + 7 + 4 * Math.ceil((2 + 255 + 12 + n + 16) / 3);
 }
 
-/** Upper bound of a frame's value with `used` bytes of events and `secrets` bytes of protected columns (0: none). */
+/** Upper bound of a frame's value with `used` bytes of events and `secrets` bytes of their protected columns' list so far. */
 function frameBound(used: number, secrets: number): number {
-  return used + SEALED_KEY.length + (secrets === 0 ? 4 : sealedBound(secrets + 1)) + TAIL;
+  return used + SEALED_KEY.length + sealedBound(secrets + 1) + TAIL;
+}
+
+/** Bytes of a frame's protected columns' list so far: `[` and a null per event while none of them has any. */
+function secretsBytes(frame: Frame): number {
+  return frame.secrets === null ? 1 + 5 * frame.count : frame.secretsUsed;
+}
+
+/** `[null,...,null]`: the protected columns of a frame none of whose `count` events (at least one) has any. */
+function nullList(count: number): Buffer {
+  return Buffer.from(`[${'null,'.repeat(count - 1)}null]`, 'latin1');
 }
 
 /**
@@ -160,7 +174,7 @@ export class RawPublisher<S = unknown> {
     if (secrets !== null || frame.secrets !== null) this.addSecrets(frame, secrets, secretBytes);
     frame.count++;
     frame.maxSeq = ++this.seq;
-    this.account(frame, frameBound(frame.used, frame.secrets ? frame.secretsUsed : 0));
+    this.account(frame, frameBound(frame.used, secretsBytes(frame)));
     if (frame.count >= this.options.maxFrameEvents || frame.bytes >= MAX_FRAME_BYTES) {
       this.close(frame);
       frames[partition] = undefined;
@@ -176,6 +190,7 @@ export class RawPublisher<S = unknown> {
   enqueueRecord(m: OutgoingMessage): void {
     this.closeOpenFrames();
     const frame = this.newFrame(m.topic, null, m.key, m.value);
+    frame.headers = m.headers;
     frame.count = 1;
     frame.used = m.value.length;
     frame.maxSeq = ++this.seq;
@@ -227,12 +242,8 @@ export class RawPublisher<S = unknown> {
 
   /** The frame's bound once it holds one more event of `bytes` and protected columns of `secretBytes` (-1: none). */
   private boundWith(frame: Frame, bytes: number, secretBytes: number): number {
-    let secrets = 0;
-    if (frame.secrets !== null || secretBytes >= 0) {
-      // `[` and a null per earlier event when this is the frame's first, then a comma and the entry.
-      secrets = (frame.secrets === null ? 1 + 5 * frame.count : frame.secretsUsed) + 1 + Math.max(secretBytes, 4);
-    }
-    return frameBound(frame.used + 1 + bytes, secrets);
+    // The list so far, a comma and the entry (`null` when none).
+    return frameBound(frame.used + 1 + bytes, secretsBytes(frame) + 1 + Math.max(secretBytes, 4));
   }
 
   /** Appends an event's protected columns (or null) to its frame's, starting them with a null per earlier event. */
@@ -278,24 +289,30 @@ export class RawPublisher<S = unknown> {
     this.closed.push(frame);
   }
 
-  /** Writes the end of a frame: `],"sealed":`, its protected columns sealed (bound to the events array) or null, `}`. */
+  /**
+   * Writes the end of a frame: `],"sealed":`, its protected columns sealed (bound to the
+   * events array), `}`. A frame none of whose events has protected columns is sealed too
+   * (a list of nulls): the seal is what authenticates the frame to the transformer.
+   */
   private finish(frame: Frame): void {
-    const end = frameBound(frame.used, frame.secrets ? frame.secretsUsed : 0);
+    const end = frameBound(frame.used, secretsBytes(frame));
     if (end > frame.buf.length) frame.buf = this.grow(frame.buf, frame.used, end);
     const buf = frame.buf;
     let at = frame.used + SEALED_KEY.copy(buf, frame.used);
+    let secrets: Buffer;
     if (frame.secrets) {
       frame.secrets[frame.secretsUsed++] = 0x5d; // ]
-      // The associated data: the events array, from its `[` to its `]`.
-      const sealed = this.options.seal(frame.secrets.subarray(0, frame.secretsUsed), buf.subarray(HEAD.length - 1, frame.used + 1));
-      this.release(frame.secrets);
-      frame.secrets = null;
-      buf[at++] = 0x22; // "
-      at += buf.write(sealed, at, 'latin1');
-      buf[at++] = 0x22;
+      secrets = frame.secrets.subarray(0, frame.secretsUsed);
     } else {
-      at += buf.write('null', at, 'latin1');
+      secrets = nullList(frame.count);
     }
+    // The associated data: the events array, from its `[` to its `]`.
+    const sealed = this.options.seal(secrets, buf.subarray(HEAD.length - 1, frame.used + 1));
+    if (frame.secrets) this.release(frame.secrets);
+    frame.secrets = null;
+    buf[at++] = 0x22; // "
+    at += buf.write(sealed, at, 'latin1');
+    buf[at++] = 0x22;
     buf[at++] = 0x7d; // }
     frame.used = at;
     this.account(frame, at);
@@ -403,7 +420,7 @@ function wireMessages(frames: Frame[]): Array<{ topic: string; messages: Array<{
     let list = byTopic.get(f.topic);
     if (!list) byTopic.set(f.topic, (list = []));
     if (f.partition === null) {
-      list.push({ key: f.key!, value: f.buf });
+      list.push({ key: f.key!, value: f.buf, ...(f.headers ? { headers: f.headers } : {}) });
     } else {
       list.push({ partition: f.partition, value: f.buf.subarray(0, f.used), headers: { [RAW_FRAME_HEADER]: String(f.count) } });
     }

@@ -1,4 +1,5 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { createForgedRecordsCounter } from '@cityshare/shared';
 
 /** The reader's metrics; labels are bounded (source, table, op), never values or keys. */
 export function createReaderMetrics(registry: Registry) {
@@ -22,6 +23,7 @@ export function createReaderMetrics(registry: Registry) {
     active: gauge('cityshare_reader_active', '1 while this instance is the active reader of the source, 0 while it is a standby', ['source'] as const),
     heartbeats: counter('cityshare_reader_heartbeats_total', 'Heartbeat events from the source while the stream was idle at the binlog end', ['source'] as const),
     checkpoints: counter('cityshare_reader_checkpoints_total', 'Checkpoints written', ['source'] as const),
+    forged: createForgedRecordsCounter(registry),
   };
 }
 

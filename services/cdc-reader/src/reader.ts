@@ -5,6 +5,7 @@ import {
   ensureTopics,
   keyNames,
   producerConfig,
+  recordMacHeaders,
   sealJson,
   sourceConnectionOptions,
   topicSpec,
@@ -94,9 +95,12 @@ export class Reader {
   private ctx!: BuildContext;
   /** Host, account and TLS material of the source, read once: every connection of the reader uses them. */
   private readonly connection: ConnectionOptions;
+  /** The keyring in force (rotation applies without restart). */
+  private keys: KeyProvider;
 
   constructor(private readonly deps: ReaderDeps) {
     this.connection = sourceConnectionOptions(deps.source);
+    this.keys = deps.keys;
   }
 
   get ready(): boolean {
@@ -120,7 +124,11 @@ export class Reader {
 
       this.producer = this.deps.kafka.producer(producerConfig());
       await this.producer.connect();
-      this.checkpoints = new CheckpointStore(this.deps.kafka, this.producer, config.kafka.topicPrefix, source.name, logger);
+      this.checkpoints = new CheckpointStore(this.deps.kafka, this.producer, config.kafka.topicPrefix, source.name, logger, {
+        keys: () => this.keys,
+        onForged: () => this.deps.metrics.forged.inc({ topic_kind: 'checkpoints' }),
+        adoptUnsigned: env.READER_ADOPT_UNSIGNED_CHECKPOINT,
+      });
       let checkpoint = await this.checkpoints.load();
       if (checkpoint) {
         try {
@@ -136,7 +144,8 @@ export class Reader {
       if (env.READER_SNAPSHOT === 'never') {
         for (const t of catalog.names()) snapshotState[t] ??= { lastKey: null, done: true, rows: 0 };
       }
-      if (!checkpoint) await this.checkpoints.save(startAt, snapshotState);
+      // Written at every start: the first checkpoint, or an adopted unsigned one signed.
+      await this.checkpoints.save(startAt, snapshotState);
       this.acked = this.saved = startAt;
       this.ackedSnapshot = snapshotState;
     } finally {
@@ -157,7 +166,8 @@ export class Reader {
             logger.warn('registered tables changed in the pipeline file: restart the reader to snapshot and stream them');
           }
           classes = new Map(next.tables.map((t) => [t.name, t.columns as Record<string, ColumnClass>]));
-          // A rotated pipeline key seals from now on; the transformer still opens the old one.
+          // A rotated pipeline key seals and signs from now on; the transformer still opens the old one.
+          this.keys = keys;
           this.ctx.pipelineKey = keys.activeKey(keyNames.pipeline);
         },
       });
@@ -334,7 +344,10 @@ export class Reader {
     const { ref, json } = schemaRef(change.schema);
     if (!this.publishedSchemas.has(ref)) {
       this.publishedSchemas.add(ref);
-      publisher.enqueueRecord({ topic: topics.tableSchemas(config.kafka.topicPrefix), key: ref, value: Buffer.from(json) });
+      // Signed: the transformer uses only table schemas the pipeline wrote (a forged one could misalign columns).
+      const schemaTopic = topics.tableSchemas(config.kafka.topicPrefix);
+      const value = Buffer.from(json);
+      publisher.enqueueRecord({ topic: schemaTopic, key: ref, value, headers: recordMacHeaders(this.keys, schemaTopic, ref, value) });
     }
     const ctx = this.ctx;
     const counts: Record<Op, number> = { c: 0, u: 0, d: 0, r: 0 };
@@ -401,7 +414,10 @@ export class Reader {
       metrics,
     );
     this.runSnapshots();
-    this.signals = new SignalListener(this.deps.kafka, this.deps.config.kafka.topicPrefix, source.name, (signal) => this.onSignal(signal), logger);
+    this.signals = new SignalListener(this.deps.kafka, this.deps.config.kafka.topicPrefix, source.name, (signal) => this.onSignal(signal), logger, {
+      keys: () => this.keys,
+      onForged: () => metrics.forged.inc({ topic_kind: 'signals' }),
+    });
     await this.signals.start();
   }
 

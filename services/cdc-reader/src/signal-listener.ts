@@ -1,6 +1,6 @@
 import type { Consumer, Kafka } from 'kafkajs';
 import { z } from 'zod';
-import { topics, type Logger } from '@cityshare/shared';
+import { recordForgery, topics, type KeyProvider, type Logger } from '@cityshare/shared';
 
 /** A request to the reader of one source, sent on `<prefix>.signals` (keyed by source). */
 export const readerSignal = z.object({
@@ -12,10 +12,18 @@ export const readerSignal = z.object({
 
 export type ReaderSignal = z.infer<typeof readerSignal>;
 
+export interface SignalAuthentication {
+  /** The keyring in force: a signal is acted on only with a MAC under a pipeline key (`cdc snapshot` signs it). */
+  keys: () => KeyProvider;
+  /** A signal that is not authenticated was ignored (cityshare_forged_records_total). */
+  onForged: () => void;
+}
+
 /**
  * Listens for signals addressed to this source (Debezium's Kafka signal channel). The
  * consumer group keeps its offset, so a signal sent while the reader was down is acted
- * on when it comes back. Malformed signals are logged and skipped.
+ * on when it comes back. Malformed signals are logged and skipped; signals the pipeline
+ * key does not authenticate are logged, counted and ignored.
  */
 export class SignalListener {
   private consumer: Consumer | undefined;
@@ -26,6 +34,7 @@ export class SignalListener {
     private readonly source: string,
     private readonly onSignal: (signal: ReaderSignal) => void,
     private readonly logger: Logger,
+    private readonly auth: SignalAuthentication,
   ) {}
 
   async start(): Promise<void> {
@@ -33,8 +42,14 @@ export class SignalListener {
     await this.consumer.connect();
     await this.consumer.subscribe({ topic: topics.signals(this.prefix), fromBeginning: false });
     await this.consumer.run({
-      eachMessage: async ({ message }) => {
+      eachMessage: async ({ message, topic, partition }) => {
         if (message.key?.toString() !== this.source || !message.value) return;
+        const forged = recordForgery(this.auth.keys(), topic, message);
+        if (forged) {
+          this.auth.onForged();
+          this.logger.error({ code: forged.code, topic, partition, offset: message.offset }, `signal ignored: ${forged.message}`);
+          return;
+        }
         let parsed: unknown;
         try {
           parsed = JSON.parse(message.value.toString());

@@ -207,10 +207,18 @@ describe('RawPublisher sealing', () => {
     for (const [id, secrets] of opened) expect(secrets).toEqual(id % 3 === 0 ? null : { after: { name: `市民${id}` } });
   });
 
-  it('writes "sealed":null for a frame none of whose events has protected columns', async () => {
-    const [only] = await sentFrames([person(3)]);
-    expect(only!.toString()).toMatch(/\],"sealed":null\}$/);
-    expect(decodeRawMessage(only!).secretsOf(0, keys)).toBeNull();
+  it('seals a frame none of whose events has protected columns too (a list of nulls): the seal authenticates its events', async () => {
+    const frames = await sentFrames([person(3), person(6), person(9)]);
+    for (const value of frames) {
+      expect(value.toString()).toMatch(/\],"sealed":"enc:v1:[A-Za-z0-9+/=]+"\}$/);
+      const frame = decodeRawMessage(value);
+      expect(frame.events.map((_, i) => frame.secretsOf(i, keys))).toEqual(frame.events.map(() => null));
+    }
+    const only = frames[0];
+    const altered = decodeRawMessage(Buffer.from(only!.toString().replace('"id":3', '"id":4')));
+    expect(() => altered.secretsOf(0, keys)).toThrow(expect.objectContaining({ code: 'DECRYPT_FAILED' }));
+    const unsealed = decodeRawMessage(Buffer.from(only!.toString().replace(/"sealed":"[^"]+"/, '"sealed":null')));
+    expect(() => unsealed.secretsOf(0, keys)).toThrow(expect.objectContaining({ code: 'RECORD_FORGED' }));
   });
 
   it('refuses a frame whose events were altered, reordered or given another frame\'s seal', async () => {
@@ -229,9 +237,9 @@ describe('RawPublisher sealing', () => {
     const swapped = Buffer.from(a.toString().replace(sealedOf(a), sealedOf(b)));
     expect(() => openAll(swapped)).toThrow(/does not verify/);
     const stripped = Buffer.from(a.toString().replace(`"${sealedOf(a)}"`, 'null'));
-    expect(() => openAll(stripped)).toThrow(/protected columns but no sealed images/);
-    // Its dead letter is the event as it came, without throwing.
-    expect(JSON.parse(decodeRawMessage(stripped).standalone(0, keys).toString())).toMatchObject({ sealed: null, protected: ['name'] });
+    expect(() => openAll(stripped)).toThrow(expect.objectContaining({ code: 'RECORD_FORGED' }));
+    // Its dead letter is the frame as it came, without throwing.
+    expect(decodeRawMessage(stripped).standalone(0, keys)).toEqual(stripped);
   });
 
   it('keeps frames with large protected columns under the message limit', async () => {
@@ -248,8 +256,11 @@ describe('RawPublisher sealing', () => {
     const decoded = decodeRawMessage(frame!);
     const payload = decoded.standalone(1, keys);
     expect(payload.toString()).not.toContain('市民');
+    // A frame of that one event, sealed again: it authenticates as the frame did.
     const alone = decodeRawMessage(payload);
-    expect(alone.framed).toBe(false);
+    expect(alone.framed).toBe(true);
+    expect(alone.events).toHaveLength(1);
+    expect(alone.sealError(keys)).toBeNull();
     expect(alone.events[0]).toMatchObject(decoded.events[1]!);
     expect(alone.secretsOf(0, keys)).toEqual(decoded.secretsOf(1, keys));
     const broken = decodeRawMessage(Buffer.from(frame!.toString().replace('"version":"v', '"version":"w')));

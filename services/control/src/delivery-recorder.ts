@@ -1,5 +1,5 @@
 import type { Consumer, Kafka } from 'kafkajs';
-import { CdcError, ensureTopics, topicSpec, topics, type DeliveryRecord, type Logger, type PipelineConfig } from '@cityshare/shared';
+import { CdcError, ensureTopics, keyNames, recordForgery, topicSpec, topics, type DeliveryRecord, type KeyProvider, type Logger, type PipelineConfig } from '@cityshare/shared';
 import type { AuditLedger } from './ledger.js';
 
 /**
@@ -7,6 +7,8 @@ import type { AuditLedger } from './ledger.js';
  * `delivery.batch` entry (department, table, rows, source position range, digest of the
  * delivered bytes). A batch reported twice (a sink restarted between its report and its
  * offsets) is recorded once: the subject names the department, topic, partition and offsets.
+ * Only records a sink signed with the pipeline key are written: a forged one (a delivery that
+ * never happened, to cover one that did) is logged, counted and never reaches the ledger.
  */
 export class DeliveryRecorder {
   private consumer: Consumer | undefined;
@@ -16,6 +18,10 @@ export class DeliveryRecorder {
     private readonly kafkaConfig: PipelineConfig['kafka'],
     private readonly ledger: AuditLedger,
     private readonly logger: Logger,
+    /** The pipeline's keyring in force. */
+    private readonly keys: () => KeyProvider,
+    /** A delivery record that is not authenticated was not written (cityshare_forged_records_total). */
+    private readonly onForged: () => void,
   ) {}
 
   async start(): Promise<void> {
@@ -33,8 +39,14 @@ export class DeliveryRecorder {
     await this.consumer.connect();
     await this.consumer.subscribe({ topics: [topic], fromBeginning: true });
     await this.consumer.run({
-      eachMessage: async ({ message }) => {
+      eachMessage: async ({ topic, partition, message }) => {
         if (!message.value) return;
+        const forged = recordForgery(this.keys(), topic, message, keyNames.deliveries);
+        if (forged) {
+          this.onForged();
+          this.logger.error({ code: forged.code, topic, partition, offset: message.offset }, `delivery record not written to the ledger: ${forged.message}`);
+          return;
+        }
         let r: DeliveryRecord;
         try {
           r = JSON.parse(message.value.toString('utf8')) as DeliveryRecord;

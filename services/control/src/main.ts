@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createPool } from 'mysql2/promise';
 import { Gauge } from 'prom-client';
 import { z } from 'zod';
-import { CdcError, FileKeyring, commonServiceEnv, createKafka, isCdcError, createLogger, createMetricsRegistry, loadPipeline, loadServiceEnv, runService, startHealthServer } from '@cityshare/shared';
+import { CdcError, FileKeyring, commonServiceEnv, createForgedRecordsCounter, createKafka, createLogger, createMetricsRegistry, isCdcError, loadPipeline, loadServiceEnv, runService, startHealthServer, watchPipeline } from '@cityshare/shared';
 import { AclKeeper } from './acl-keeper.js';
 import { startApi, type TokenEntry } from './api.js';
 import { CatalogStore } from './catalog.js';
@@ -64,13 +64,20 @@ await runService(logger, async () => {
   }
   await publisher.publish(await store.load(), await grants.inForce());
   let recorder: DeliveryRecorder | undefined;
-  /** Delivery records are read from the Kafka of the published pipeline, once there is one. */
+  let keyringWatch: { stop(): void } | undefined;
+  /**
+   * Delivery records are read from the Kafka of the published pipeline, once there is one,
+   * and verified with its keyring's pipeline keys (followed as keys rotate).
+   */
   const startRecorder = async () => {
     if (recorder || !existsSync(env.CITYSHARE_PIPELINE)) return;
-    const { config } = loadPipeline(env.CITYSHARE_PIPELINE);
-    recorder = new DeliveryRecorder(createKafka(config.kafka, 'cityshare-control', logger), config.kafka, ledger, logger);
+    const loaded = loadPipeline(env.CITYSHARE_PIPELINE);
+    let pipelineKeys = FileKeyring.load(loaded.keyringPath);
+    keyringWatch = watchPipeline(loaded, { logger, onChange: ({ keys }) => void (pipelineKeys = keys) });
+    recorder = new DeliveryRecorder(createKafka(loaded.config.kafka, 'cityshare-control', logger), loaded.config.kafka, ledger, logger, () => pipelineKeys, () => metrics.forged.inc({ topic_kind: 'deliveries' }));
     await recorder.start().catch((err: unknown) => {
       recorder = undefined;
+      keyringWatch?.stop();
       throw err;
     });
   };
@@ -78,6 +85,7 @@ await runService(logger, async () => {
   const acls = new AclKeeper(ledger, logger, published);
   const registry = createMetricsRegistry('control');
   const metrics = {
+    forged: createForgedRecordsCounter(registry),
     auditProblems: new Gauge({ name: 'cityshare_control_audit_problems', help: 'Problems the last verification of the audit ledger found (0 = intact)', registers: [registry] }),
     auditEntries: new Gauge({ name: 'cityshare_control_audit_entries', help: 'Entries in the audit ledger at the last verification', registers: [registry] }),
     grantsInForce: new Gauge({ name: 'cityshare_control_grants_in_force', help: 'Approved, unexpired grants in the published policy', registers: [registry] }),
@@ -150,6 +158,7 @@ await runService(logger, async () => {
     clearInterval(timer);
     clearInterval(aclTimer);
     clearInterval(verifier);
+    keyringWatch?.stop();
     await recorder?.stop();
     api.close();
     await health.close();

@@ -33,9 +33,9 @@ await runService(logger, async () => {
   const log = logger.child({ department: department.name });
   const registry = createMetricsRegistry('sink');
   const metrics = createSinkMetrics(registry);
-  // Only a target that signs what it sends needs the keyring (its webhook key).
-  const signs = department.target.kind === 'http' || (department.target.kind === 'export' && department.target.pushUrl !== undefined);
-  const keys = signs ? FileKeyring.load(keyringPath) : new FileKeyring({ version: 1, keys: {} });
+  // Delivery records for the audit ledger are signed with the pipeline key (record-mac.ts); a
+  // webhook or export push target signs with its department's webhook key too.
+  const keys = FileKeyring.load(keyringPath);
   const sink = createTarget(department, { prefix: config.kafka.topicPrefix, keys, logger: log, metrics });
   await sink.connect();
   const endpoint = registryEndpoint(config.schemaRegistry);
@@ -47,6 +47,7 @@ await runService(logger, async () => {
     registry: createSchemaRegistry(endpoint),
     registryEndpoint: endpoint,
     sink,
+    keys,
     logger: log,
     metrics,
   });

@@ -8,11 +8,14 @@ import {
   isCdcError,
   pipelineTopics,
   producerConfig,
+  keyNames,
+  recordMacHeaders,
   topicSpec,
   topics,
   watchPipeline,
   wireSchemaId,
   type DepartmentConfig,
+  type KeyProvider,
   type LoadedPipeline,
   type Logger,
   type PipelineConfig,
@@ -33,6 +36,8 @@ export interface ShareConsumerDeps {
   sink: Target;
   logger: Logger;
   metrics: SinkMetrics;
+  /** Signs delivery records for the audit ledger (record-mac.ts), so nobody else can write entries into it. */
+  keys: KeyProvider;
   /** The loaded pipeline file: when given, new or revoked grants of the department apply without restart. */
   watch?: LoadedPipeline;
 }
@@ -79,10 +84,10 @@ export class ShareConsumer {
     if (this.deps.watch) {
       this.watcher = watchPipeline(this.deps.watch, {
         logger: this.deps.logger,
-        onChange: async ({ pipeline }) => {
+        onChange: async ({ pipeline, keys }) => {
           const department = pipeline.config.departments.find((d) => d.name === this.deps.department.name);
           if (!department) throw new CdcError('CONFIG_INVALID', `department ${this.deps.department.name} is no longer in the pipeline file; the sink keeps its last grants until it is stopped`);
-          this.deps = { ...this.deps, config: pipeline.config, department };
+          this.deps = { ...this.deps, config: pipeline.config, department, keys };
           this.tables.clear();
           const wanted = pipelineTopics(pipeline.config).share.get(department.name) ?? [];
           if (wanted.join() === this.subscribed.join()) return;
@@ -160,7 +165,11 @@ export class ShareConsumer {
         if (records.length > 0) await this.producer!.send({
           topic: this.deliveriesTopic,
           acks: -1,
-          messages: records.map((r) => ({ key: `${r.department}/${r.topic}/${r.partition}/${r.firstOffset}`, value: JSON.stringify(r) })),
+          messages: records.map((r) => {
+            const key = `${r.department}/${r.topic}/${r.partition}/${r.firstOffset}`;
+            const value = JSON.stringify(r);
+            return { key, value, headers: recordMacHeaders(this.deps.keys, this.deliveriesTopic, key, value, keyNames.deliveries) };
+          }),
         });
         await this.consumer!.commitOffsets([
           { topic: batch.topic, partition: batch.partition, offset: (BigInt(batch.lastOffset()) + 1n).toString() },

@@ -3,10 +3,12 @@ import {
   META_FIELDS,
   applyMask,
   columnAad,
+  isProtectedClass,
   tokenize,
   type CanonicalValue,
   type ChangeEvent,
   type CipherSuiteName,
+  type ColumnClass,
   type ColumnSchema,
   type DataKey,
   type EnvelopeEncryptor,
@@ -39,9 +41,18 @@ export interface RowImages {
  * An event's clear columns and its opened sealed ones (RawFrame.secretsOf), for every
  * department and rule that needs them. The reader writes every column of the event's
  * schema into each image, clear or sealed: an image without some of them was altered (its
- * sealed columns stripped, say) and is refused rather than delivered with nulls.
+ * sealed columns stripped, say) and is refused rather than delivered with nulls. A clear
+ * image holding a column that `classes` (the pipeline's, in force) protect — personal,
+ * secret or unclassified — is refused as RECORD_FORGED: the reader's sealing was bypassed.
  */
-export function openImages(event: ChangeEvent, sealed: SealedImages | null): RowImages {
+export function openImages(event: ChangeEvent, sealed: SealedImages | null, classes: Record<string, ColumnClass>): RowImages {
+  const { db, table, version } = event.source;
+  for (const side of ['before', 'after'] as const) {
+    const inClear = Object.keys(event[side] ?? {}).filter((c) => isProtectedClass(classes[c]));
+    if (inClear.length > 0) {
+      throw new CdcError('RECORD_FORGED', `change event ${db}.${table}@${version} holds ${inClear.join(', ')} in clear in its ${side} image, which the pipeline seals: it was not written by the reader's policy`);
+    }
+  }
   const images: RowImages = {
     before: event.before ? { ...event.before, ...sealed?.before } : null,
     after: event.after ? { ...event.after, ...sealed?.after } : null,
@@ -50,7 +61,6 @@ export function openImages(event: ChangeEvent, sealed: SealedImages | null): Row
     const image = images[side];
     const missing = image ? event.schema.columns.filter((c) => !(c.name in image)).map((c) => c.name) : [];
     if (missing.length > 0) {
-      const { db, table, version } = event.source;
       throw new CdcError('RECORD_INVALID', `change event ${db}.${table}@${version} lacks ${missing.join(', ')} of its schema in its ${side} image: the raw record was altered`);
     }
   }

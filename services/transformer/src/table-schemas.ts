@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Consumer, Kafka } from 'kafkajs';
-import { CdcError, topics, type Logger, type RawChangeEvent, type TableSchema } from '@cityshare/shared';
+import { CdcError, recordForgery, topics, type KeyProvider, type Logger, type RawChangeEvent, type TableSchema } from '@cityshare/shared';
 
 /**
  * The table schemas raw events reference, read from `<prefix>.table-schemas`. The reader
  * writes a schema before the first event that references it; an event can still be seen
  * a moment before its schema, so an unknown reference waits for the topic to catch up.
+ * Only schemas the pipeline key authenticates are kept: a forged record under a real
+ * reference (to misalign columns, or to declassify one) is logged, counted and ignored.
  */
 export class TableSchemas {
   private readonly byRef = new Map<string, TableSchema>();
@@ -15,6 +17,10 @@ export class TableSchemas {
     private readonly kafka: Kafka,
     private readonly prefix: string,
     private readonly logger: Logger,
+    /** The keyring in force. */
+    private readonly keys: () => KeyProvider,
+    /** A schema record that is not authenticated was ignored (cityshare_forged_records_total). */
+    private readonly onForged: () => void,
   ) {}
 
   async start(): Promise<void> {
@@ -24,8 +30,15 @@ export class TableSchemas {
     await this.consumer.subscribe({ topic: topics.tableSchemas(this.prefix), fromBeginning: true });
     await this.consumer.run({
       autoCommit: false,
-      eachMessage: async ({ message }) => {
-        if (message.key && message.value) this.byRef.set(message.key.toString(), JSON.parse(message.value.toString()) as TableSchema);
+      eachMessage: async ({ topic, partition, message }) => {
+        if (!message.key || !message.value) return;
+        const forged = recordForgery(this.keys(), topic, message);
+        if (forged) {
+          this.onForged();
+          this.logger.error({ code: forged.code, topic, partition, offset: message.offset }, `table schema ignored: ${forged.message}`);
+          return;
+        }
+        this.byRef.set(message.key.toString(), JSON.parse(message.value.toString()) as TableSchema);
       },
     });
   }

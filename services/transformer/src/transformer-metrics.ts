@@ -1,4 +1,5 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { createForgedRecordsCounter } from '@cityshare/shared';
 
 export function createTransformerMetrics(registry: Registry) {
   return {
@@ -10,6 +11,7 @@ export function createTransformerMetrics(registry: Registry) {
     policyLoaded: new Gauge({ name: 'cityshare_transformer_policy_loaded_timestamp_seconds', help: 'When the grants and keys in force were loaded', registers: [registry] }),
     pausedTables: new Gauge({ name: 'cityshare_transformer_paused_tables', help: '1 while a table is paused because a department contract was refused as incompatible', labelNames: ['table', 'department'] as const, registers: [registry] }),
     lag: new Gauge({ name: 'cityshare_transformer_consumer_lag_messages', help: 'Raw-topic messages (frames) a department stream has not transformed yet, per partition, after its last batch', labelNames: ['department', 'topic', 'partition'] as const, registers: [registry] }),
+    forged: createForgedRecordsCounter(registry),
     registrations: new Counter({ name: 'cityshare_transformer_schema_registrations_total', help: 'Schemas registered or confirmed', registers: [registry] }),
   };
 }

@@ -17,6 +17,7 @@ import {
   type Admin,
   type ChangeEvent,
   type CipherSuiteName,
+  type ColumnClass,
   type KeyProvider,
   type LoadedPipeline,
   type Logger,
@@ -26,6 +27,7 @@ import {
   type RawChangeEvent,
   type RawFrame,
   type SchemaRegistry,
+  type SealedImages,
 } from '@cityshare/shared';
 import type { TransformerEnv } from './config.js';
 import { DepartmentStream, type OutMessage } from './department-stream.js';
@@ -75,8 +77,6 @@ export class Transformer {
   private schemas: TableSchemas | undefined;
   private watcher: { stop(): void } | undefined;
   private readonly encryptors = new Map<string, EnvelopeEncryptor>();
-  /** Frames (of one department's transform) already dead-lettered whole because their seal does not open. */
-  private readonly deadFrames = new WeakSet<RawFrame>();
 
   constructor(private readonly deps: TransformerDeps) {
     this.policy = policyOf(deps.config, deps.keys);
@@ -105,7 +105,7 @@ export class Transformer {
       ...planned.raw.map((t) => topicSpec(config.kafka, t)),
       ...[...planned.share.values()].flat().map((t) => topicSpec(config.kafka, t)),
     ]);
-    this.schemas = new TableSchemas(kafka, prefix, logger);
+    this.schemas = new TableSchemas(kafka, prefix, logger, () => this.policy.keys, () => this.deps.metrics.forged.inc({ topic_kind: 'table-schemas' }));
     await this.schemas.start();
     await this.reconcileStreams(config, planned.raw);
     this.running = true;
@@ -187,15 +187,26 @@ export class Transformer {
     for (const stream of this.streams.values()) void stream.pauses.retry();
   }
 
-  /** One department's share records (and dead letters) of one raw message (a frame of change events). */
+  /**
+   * One department's share records (and dead letters) of one raw message (a frame of change
+   * events). A frame whose seal is missing or does not open is dead-lettered whole, before
+   * any of its events is read further (its schema references included): nothing in it is
+   * authenticated.
+   */
   private async transform(department: string, topic: string, partition: number, offset: string, raw: Buffer | null): Promise<OutMessage[]> {
     if (!raw) return [];
+    const at: RawAt = { topic, partition, offset, index: null };
     let frame: RawFrame;
     try {
       frame = decodeRawMessage(raw);
     } catch (err) {
       this.deps.metrics.dlq.inc({ reason: 'unparseable', department });
-      return [this.deadLetter(department, { topic, partition, offset, index: null }, 'unparseable', (err as Error).message, raw)];
+      return [this.deadLetter(department, at, 'unparseable', (err as Error).message, raw)];
+    }
+    const broken = frame.sealError(this.policy.keys);
+    if (broken) {
+      this.count(department, broken.code);
+      return [this.deadLetter(department, at, broken.code, broken.message, raw)];
     }
     const out: OutMessage[] = [];
     for (let index = 0; index < frame.events.length; index++) out.push(...(await this.transformEvent(department, { topic, partition, offset, index }, frame, index)));
@@ -206,9 +217,17 @@ export class Transformer {
     const { config, metrics } = this.deps;
     const { views, keys } = this.policy;
     const parsed = frame.events[index] as RawChangeEvent | undefined;
+    if (!parsed?.source || !(parsed.schemaRef || parsed.schema) || !parsed.op) return this.deadLetterEvent(department, at, frame, 'unparseable', 'missing source, schema reference or op');
+    // Authenticated before anything else is read from it (an event of an earlier reader's layout carries its own seal).
+    let secrets: SealedImages | null;
+    try {
+      secrets = frame.secretsOf(index, keys);
+    } catch (err) {
+      if (!isCdcError(err)) throw err;
+      return this.deadLetterEvent(department, at, frame, err.code, err.message, parsed.source.version);
+    }
     let event: ChangeEvent;
     try {
-      if (!parsed?.source || !(parsed.schemaRef || parsed.schema) || !parsed.op) throw new Error('missing source, schema reference or op');
       event = { ...parsed, schema: await this.schemas!.resolve(parsed) };
     } catch (err) {
       if (isCdcError(err)) {
@@ -221,11 +240,11 @@ export class Transformer {
     metrics.recordsIn.inc({ table: tableRef, department });
     const view = views.get(tableRef)?.find((v) => v.department === department);
     if (!view) return []; // not (or no longer) granted
-    // The event's own problems (a seal that does not open, a broken quality rule) are
+    // The event's own problems (a protected column in clear, a broken quality rule) are
     // dead-lettered, still sealed.
     let images: RowImages;
     try {
-      images = openImages(event, frame.secretsOf(index, keys));
+      images = openImages(event, secrets, this.policy.classes.get(tableRef) ?? {});
       const quality = this.policy.quality.get(tableRef);
       const violations = quality && event.op !== 'd' && images.after ? quality(images.after) : [];
       if (violations.length > 0) throw qualityError(tableRef, violations);
@@ -267,21 +286,15 @@ export class Transformer {
     return encryptor;
   }
 
-  /**
-   * The dead letter of one event of a frame: the event on its own, its protected columns
-   * still sealed. When the frame's one seal does not open, one dead letter per frame holds
-   * the whole frame as it came, with the reason it does not open.
-   */
+  /** The dead letter of one event of a frame: the event on its own, its protected columns still sealed. */
   private deadLetterEvent(department: string, at: RawAt, frame: RawFrame, code: string, reason: string, version?: string): OutMessage[] {
-    const { keys } = this.policy;
-    const broken = frame.sealError(keys);
-    if (broken && this.deadFrames.has(frame)) return [];
-    if (broken) this.deadFrames.add(frame);
-    const dead = broken
-      ? this.deadLetter(department, { ...at, index: null }, broken.code, broken.message, frame.value)
-      : this.deadLetter(department, at, code, reason, frame.standalone(at.index!, keys), version);
-    this.deps.metrics.dlq.inc({ reason: broken ? broken.code : code, department });
-    return [dead];
+    this.count(department, code);
+    return [this.deadLetter(department, at, code, reason, frame.standalone(at.index!, this.policy.keys), version)];
+  }
+
+  private count(department: string, code: string): void {
+    this.deps.metrics.dlq.inc({ reason: code, department });
+    if (code === 'RECORD_FORGED') this.deps.metrics.forged.inc({ topic_kind: 'raw' });
   }
 
   /** Dead letters keep the raw event (or frame), whose protected columns are still sealed. */
@@ -310,11 +323,13 @@ function grantsOf(views: Map<string, DepartmentView[]>): Set<string> {
   return new Set([...views].flatMap(([table, list]) => list.map((v) => `${v.department} -> ${table}`)));
 }
 
-/** Grants, quality rules and keys in force, as one value so a reload swaps them together. */
+/** Grants, quality rules, column classes and keys in force, as one value so a reload swaps them together. */
 interface Policy {
   views: Map<string, DepartmentView[]>;
   /** Data-quality check per `source.db.table`. */
   quality: Map<string, QualityCheck>;
+  /** Column classes per `source.db.table`: a column they protect never travels in clear. */
+  classes: Map<string, Record<string, ColumnClass>>;
   keys: KeyProvider;
 }
 
@@ -331,5 +346,6 @@ function policyOf(config: PipelineConfig, keys: KeyProvider): Policy {
     }
   }
   const quality = new Map(config.sources.flatMap((s) => s.tables.filter((t) => t.quality).map((t) => [`${s.name}.${t.name}`, compileQuality(t.quality)] as const)));
-  return { views, quality, keys };
+  const classes = new Map(config.sources.flatMap((s) => s.tables.map((t) => [`${s.name}.${t.name}`, t.columns as Record<string, ColumnClass>] as const)));
+  return { views, quality, classes, keys };
 }

@@ -49,8 +49,11 @@ const view: DepartmentView = {
   ],
 };
 
-/** projectEvent with the event's images opened, as the transformer calls it (an event on its own, as a dead letter holds it). */
-const project = (e: ChangeEvent, v: DepartmentView) => projectEvent(e, openImages(e, decodeRawMessage(Buffer.from(JSON.stringify(e))).secretsOf(0, keyring)), v, keys);
+/** The pipeline's column classes of the table. */
+const classes = { id: 'public', name: 'personal', phone: 'personal', id_card: 'secret', district: 'public', visits: 'internal' } as const;
+
+/** projectEvent with the event's images opened, as the transformer calls it (an event in an earlier reader's layout, with its own seal). */
+const project = (e: ChangeEvent, v: DepartmentView) => projectEvent(e, openImages(e, decodeRawMessage(Buffer.from(JSON.stringify(e))).secretsOf(0, keyring), classes), v, keys);
 
 describe('projectEvent', () => {
   const record = project(event, view)!;
@@ -77,8 +80,17 @@ describe('projectEvent', () => {
   });
 
   it('refuses an event stripped of its sealed columns, even with its protected list emptied', () => {
-    expect(() => project({ ...event, sealed: null, protected: [] }, view)).toThrow(/lacks name, phone, id_card of its schema in its after image/);
-    expect(() => project({ ...event, sealed: null }, view)).toThrow(/protected columns but no sealed images/);
+    const sealedNothing = sealValue(keyring.activeKey('pipeline'), null, sealedEventAad('civil', 'citizens', 'v1'));
+    expect(() => project({ ...event, sealed: sealedNothing, protected: [] }, view)).toThrow(/lacks name, phone, id_card of its schema in its after image/);
+    expect(() => project({ ...event, sealed: sealedNothing }, view)).toThrow(/protected columns but no sealed images/);
+    expect(() => project({ ...event, sealed: null, protected: [] }, view)).toThrow(expect.objectContaining({ code: 'RECORD_FORGED' }));
+  });
+
+  it('refuses an event holding a column the pipeline protects in clear (personal, secret or unclassified): the sealing was bypassed', () => {
+    const inClear = { ...event, after: { ...event.after!, phone: '13912345678' } };
+    expect(() => project(inClear, view)).toThrow(expect.objectContaining({ code: 'RECORD_FORGED', message: expect.stringMatching(/holds phone in clear in its after image/) }));
+    const unclassified = { ...event, before: { ...event.after!, blood_type: 'AB' }, op: 'u' as const };
+    expect(() => project(unclassified, view)).toThrow(expect.objectContaining({ code: 'RECORD_FORGED', message: expect.stringMatching(/holds blood_type in clear in its before image/) }));
   });
 
   it('refuses sealed images moved to another event or table', () => {

@@ -19,6 +19,16 @@ export interface KeyProvider {
   activeKey(name: string): DataKey;
   /** Any key by id, for decryption. */
   keyById(id: string): DataKey;
+  /** A key of the list `name` by id: KEY_NOT_FOUND for a key of another list, so one list's holder cannot pass for another. */
+  keyOf(name: string, id: string): DataKey;
+}
+
+/**
+ * The keys of one list only, as a KeyProvider: a ciphertext naming a key of another list (a
+ * department's key, which its department holds) does not open under it.
+ */
+export function keysOfList(keys: KeyProvider, name: string): KeyProvider {
+  return { activeKey: () => keys.activeKey(name), keyById: (id) => keys.keyOf(name, id), keyOf: (_, id) => keys.keyOf(name, id) };
 }
 
 const keyringFile = z.object({
@@ -36,6 +46,8 @@ export const keyNames = {
   department: (name: string) => `department:${name}`,
   /** HMAC key of a department's webhook signatures. */
   webhook: (name: string) => `webhook:${name}`,
+  /** MAC key of the sinks' delivery records (sinks and the control plane hold it, not the pipeline key). */
+  deliveries: 'deliveries',
 };
 
 export class FileKeyring implements KeyProvider {
@@ -89,6 +101,12 @@ export class FileKeyring implements KeyProvider {
     const keys = this.byName.get(name);
     if (!keys || keys.length === 0) throw new CdcError('KEY_NOT_FOUND', `no key named ${name} in the keyring`, { details: { name } });
     return keys[keys.length - 1]!;
+  }
+
+  keyOf(name: string, id: string): DataKey {
+    const key = this.byName.get(name)?.find((k) => k.id === id);
+    if (!key) throw new CdcError('KEY_NOT_FOUND', `no key with id ${id} in the keyring list ${name}`, { details: { name, keyId: id } });
+    return key;
   }
 
   keyById(id: string): DataKey {
