@@ -33,3 +33,106 @@ describe('patched kafkajs', () => {
     expect(e.buffer.subarray(8).toString()).toBe('abcdefgh'.repeat(100));
   });
 });
+
+// The producer's send path is patched too: acknowledgements are kept per partition across
+// retries (upstream kept them per broker and lost the messages of a partition whose leader
+// moved to a broker that had already answered), partitions a broker took in a request that
+// failed for others keep their sequence numbers, and every request settles before a retry.
+type Produced = { broker: number; topic: string; partition: number; firstSequence: number; values: string[] };
+const sendMessagesOf = require('kafkajs/src/producer/sendMessages.js') as (o: unknown) => (r: unknown) => Promise<Array<{ topicName: string; partition: number }>>;
+const createRetry = require('kafkajs/src/retry/index.js') as (o: unknown) => unknown;
+const { parse: parseProduce } = require('kafkajs/src/protocol/requests/produce/v3/response.js') as { parse(data: unknown): Promise<unknown> };
+const NOT_LEADER = 6;
+
+/** Two partitions of one topic, led by brokers 1 and 2 as given; `answer` decides each produce request's fate. */
+function fakeProducer(leadersAtStart: [number, number], answer: (broker: number, partitions: number[], attempt: number) => 'ok' | 'closed' | { failed: number[] }) {
+  const leaders = new Map([[0, leadersAtStart[0]], [1, leadersAtStart[1]]]);
+  const sequences = new Map<number, number>();
+  const produced: Produced[] = [];
+  const brokers = new Map<number, ReturnType<typeof brokerOf>>();
+  let attempt = 0;
+  const logger = { debug() {}, info() {}, warn() {}, error() {} };
+  const brokerOf = (nodeId: number) => ({
+    nodeId,
+    async produce({ topicData }: { topicData: Array<{ topic: string; partitions: Array<{ partition: number; firstSequence: number; messages: Array<{ value: string }> }> }> }) {
+      const partitions = topicData.flatMap((t) => t.partitions.map((p) => p.partition));
+      const fate = answer(nodeId, partitions, attempt++);
+      if (fate === 'closed') throw Object.assign(new Error('Connection closed'), { name: 'KafkaJSConnectionClosedError', retriable: true });
+      const failed = fate === 'ok' ? [] : fate.failed;
+      for (const t of topicData) {
+        for (const p of t.partitions) {
+          if (!failed.includes(p.partition)) produced.push({ broker: nodeId, topic: t.topic, partition: p.partition, firstSequence: p.firstSequence, values: p.messages.map((m) => m.value) });
+        }
+      }
+      for (const f of failed) leaders.set(f, nodeId === 1 ? 2 : 1); // the controller moved the leadership
+      return parseProduce({ topics: topicData.map((t) => ({ topicName: t.topic, partitions: t.partitions.map((p) => ({ partition: p.partition, errorCode: failed.includes(p.partition) ? NOT_LEADER : 0, baseOffset: '0' })) })), throttleTime: 0 });
+    },
+  });
+  const cluster = {
+    targetTopics: new Set<string>(),
+    async refreshMetadataIfNecessary() {},
+    async refreshMetadata() {},
+    async addMultipleTargetTopics() {},
+    async connect() {},
+    isConnected: () => true,
+    removeBroker() {
+      leaders.set(1, 1); // the broker that closed its connection is gone: its partition moved
+    },
+    findTopicPartitionMetadata: () => [...leaders].map(([partitionId, leader]) => ({ partitionId, leader })),
+    findLeaderForPartitions: (_topic: string, partitions: string[]) => {
+      const out: Record<number, number[]> = {};
+      for (const p of partitions.map(Number)) (out[leaders.get(p)!] ??= []).push(p);
+      return out;
+    },
+    // One Broker object per node, as kafkajs's cluster keeps them.
+    findBroker: async ({ nodeId }: { nodeId: string }) => {
+      if (!brokers.has(Number(nodeId))) brokers.set(Number(nodeId), brokerOf(Number(nodeId)));
+      return brokers.get(Number(nodeId));
+    },
+  };
+  const eosManager = {
+    isTransactional: () => false,
+    async acquireBrokerLock() {},
+    async releaseBrokerLock() {},
+    getProducerId: () => 1,
+    getProducerEpoch: () => 0,
+    getTransactionalId: () => undefined,
+    getSequence: (_t: string, p: number) => sequences.get(p) ?? 0,
+    updateSequence: (_t: string, p: number, n: number) => sequences.set(p, (sequences.get(p) ?? 0) + n),
+  };
+  const send = sendMessagesOf({
+    logger: { ...logger, namespace: () => logger },
+    cluster,
+    partitioner: ({ message }: { message: { partition: number } }) => message.partition,
+    eosManager,
+    retrier: createRetry({ retries: 5, initialRetryTime: 1, maxRetryTime: 2 }),
+  });
+  const batch = (tag: string) => ({ acks: -1, timeout: 1000, topicMessages: [{ topic: 't', messages: [0, 1].flatMap((partition) => [{ partition, value: `${tag}-${partition}-a` }, { partition, value: `${tag}-${partition}-b` }]) }] });
+  return { send: (tag: string) => send(batch(tag)), produced, sequences };
+}
+
+describe('patched kafkajs producer', () => {
+  it('sends the messages of a partition whose leader moved to a broker that had already answered', async () => {
+    const p = fakeProducer([1, 2], (broker, _partitions, attempt) => (broker === 2 && attempt < 2 ? 'closed' : 'ok'));
+    const acks = await p.send('x');
+    expect(acks.map((a) => a.partition).sort()).toEqual([0, 1]);
+    expect(p.produced.flatMap((m) => m.values).sort()).toEqual(['x-0-a', 'x-0-b', 'x-1-a', 'x-1-b']);
+    expect(p.produced.find((m) => m.partition === 1)).toMatchObject({ broker: 1, firstSequence: 0 });
+    expect(p.sequences).toEqual(new Map([[0, 2], [1, 2]]));
+  });
+
+  it('keeps the sequence numbers of the partitions a broker took when others in the same request failed', async () => {
+    // Both partitions on broker 1; it takes partition 0 and answers NOT_LEADER for partition 1.
+    const p = fakeProducer([1, 1], (_broker, _partitions, attempt) => (attempt === 0 ? { failed: [1] } : 'ok'));
+    await p.send('y');
+    await p.send('z');
+    // Each message once, each partition's sequence continuous (0, then 2), none reused.
+    expect(p.produced.map((m) => `${m.partition}@${m.broker}:${m.firstSequence}:${m.values.join(',')}`).sort()).toEqual([
+      '0@1:0:y-0-a,y-0-b',
+      '0@1:2:z-0-a,z-0-b',
+      '1@2:0:y-1-a,y-1-b',
+      '1@2:2:z-1-a,z-1-b',
+    ]);
+    expect(p.sequences).toEqual(new Map([[0, 4], [1, 4]]));
+  });
+});
