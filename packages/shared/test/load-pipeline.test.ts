@@ -25,6 +25,12 @@ describe('pipeline file', () => {
     expect(config.departments[0]!.grants[0]!.columns.phone).toEqual({ mask: 'phone' });
   });
 
+  it('takes a cluster from one variable: comma-separated brokers, IPv6 in brackets; refuses one without a port', () => {
+    const brokers = (KAFKA_BROKERS: string) => parsePipeline(sample, { ...principal, KAFKA_BROKERS }).kafka.brokers;
+    expect(brokers('k1:9092, k2:9094,[::1]:9096')).toEqual(['k1:9092', 'k2:9094', '[::1]:9096']);
+    expect(problems(sample, { KAFKA_BROKERS: 'k1:9092,k2' })).toEqual([expect.stringMatching(/kafka\.brokers.*host:port/)]);
+  });
+
   it('lists every problem at once', () => {
     const broken = sample
       .replace('serverId: 5101', 'serverId: -1')

@@ -330,7 +330,13 @@ export const kafkaPrincipalNames = z
 
 export const pipelineSchema = z.strictObject({
   kafka: z.strictObject({
-    brokers: z.array(z.string().min(1)).min(1),
+    brokers: z
+      .array(z.string().min(1))
+      .min(1)
+      // One entry may list several, so one environment variable can name a whole cluster.
+      .transform((list) => list.flatMap((entry) => entry.split(',')).map((b) => b.trim()).filter((b) => b !== ''))
+      .pipe(z.array(z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'a broker is host:port (an IPv6 host in brackets)')).min(1))
+      .describe('bootstrap brokers as host:port; an entry may be a comma-separated list, e.g. "${KAFKA_BROKERS}"'),
     topicPrefix: name.default('cityshare'),
     partitions: z.number().int().min(1).default(3),
     replicationFactor: z.number().int().min(1).default(1),
