@@ -27,8 +27,9 @@
 #   Kafka node n (1..N): SASL_SSL client port KAFKA_PORT+2(n-1) = 9092, 9094, 9096 and
 #   controller (SSL, client cert required) KAFKA_CONTROLLER_PORT+2(n-1) = 9093, 9095, 9097.
 #   A separate cluster next to the default one, for tests:
-#     STACK_DIR=/tmp/k3 TLS_DIR=$PWD/.stack/tls KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 \
-#       KAFKA_NODES=3 bash deploy/local/stack.sh kafka-up      (then kafka-users, kafka-node, kafka-down)
+#     STACK_DIR=/tmp/k3 TLS_DIR=$PWD/.stack/tls KAFKA_USERS_DIR=$PWD/.stack/kafka/users \
+#       KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 KAFKA_NODES=3 bash deploy/local/stack.sh kafka-up
+#     (then kafka-users, kafka-node, kafka-down; KAFKA_USERS_DIR: same passwords as the default cluster)
 #
 # State and logs live in $STACK_DIR (default <repo>/.stack); logs in $STACK_DIR/logs
 # (Kafka: kafka.log for one node, kafka-node-N.log for several).
@@ -197,7 +198,8 @@ mariadb_down() {
 
 # ---- Kafka 4 (KRaft; 1 or 3 combined broker+controller nodes; SASL_SSL) --------
 KAFKA_DIR="$STACK_DIR/kafka"
-KAFKA_USERS_DIR="$KAFKA_DIR/users"
+# SCRAM passwords; a test cluster beside the default one may share the default users' files.
+KAFKA_USERS_DIR="${KAFKA_USERS_DIR:-$KAFKA_DIR/users}"
 KAFKA_LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
 # Written after a successful format; a different (or missing) marker, e.g. the plaintext
 # 3.9 broker's data, or another node count, makes `kafka-up` wipe and reformat (users/ stays).

@@ -38,11 +38,17 @@ export class PipelineRun {
   readonly keyringFile: string;
   readonly keys: FileKeyring;
   readonly services: ServiceProcess[] = [];
+  /** Bootstrap brokers of this run's Kafka: the stack's, or a test cluster's. */
+  readonly brokers: string[];
+  /** Replication factor of the topics this run's services create. */
+  readonly replicationFactor: number;
   source!: Connection;
   pg!: pg.Client;
 
   /** Defaults give every run unique names; the demo passes readable ones. */
-  constructor(names: Partial<RunNames> = {}) {
+  constructor(names: Partial<RunNames> = {}, kafka: { brokers?: string[]; replicationFactor?: number } = {}) {
+    this.brokers = kafka.brokers ?? stack.kafkaBrokers;
+    this.replicationFactor = kafka.replicationFactor ?? 1;
     this.id = names.id ?? `t${randomBytes(4).toString('hex')}`;
     this.prefix = this.id;
     this.civilDb = names.civilDb ?? `${this.id}_civil`;
@@ -68,7 +74,14 @@ export class PipelineRun {
       KEYRING_FILE: this.keyringFile,
       TRANSFORMER_INSTANCE_ID: this.id,
       KAFKA_CA_FILE: stack.caFile,
+      KAFKA_BROKERS: this.brokers.join(','),
+      KAFKA_REPLICATION_FACTOR: String(this.replicationFactor),
     };
+  }
+
+  /** The environment of an operator's `cdc` on this run: it reaches Kafka as the control plane's principal. */
+  get cliEnv(): NodeJS.ProcessEnv {
+    return { ...this.env, ...kafkaUserEnv('control') };
   }
 
   async setUp(): Promise<void> {
@@ -95,8 +108,9 @@ export class PipelineRun {
     const path = join(dirname(this.keyringFile), file);
     writeFileSync(`${path}.tmp`, stringify({
       kafka: {
-        brokers: stack.kafkaBrokers,
+        brokers: this.brokers,
         topicPrefix: this.prefix,
+        replicationFactor: this.replicationFactor,
         ssl: { ca: stack.caFile },
         sasl: { mechanism: 'scram-sha-512', username: '${KAFKA_USERNAME}', passwordFile: '${KAFKA_PASSWORD_FILE}' },
       },
@@ -161,7 +175,7 @@ export class PipelineRun {
     const file = [env.CITYSHARE_PIPELINE, env.CONTROL_BASE_PIPELINE].find((f) => f !== undefined && existsSync(f));
     if (!file) return;
     const config = this.pipelineOf({ ...env, CITYSHARE_PIPELINE: file });
-    await setAcls(config.kafka.topicPrefix, aclPlan(config));
+    await setAcls(config.kafka.topicPrefix, aclPlan(config), config.kafka.brokers);
   }
 
   /** Starts the transformer and the sink: the delivery half of the pipeline. */
@@ -173,7 +187,7 @@ export class PipelineRun {
   /** Stops the services; `keepData` leaves databases and tables for inspection. */
   async tearDown({ keepData = false } = {}): Promise<void> {
     await Promise.all(this.services.map((s) => s.stop()));
-    if (!keepData) await setAcls(this.prefix, []);
+    if (!keepData) await setAcls(this.prefix, [], this.brokers);
     if (keepData) {
       await this.source?.end();
       await this.pg?.end();
@@ -187,8 +201,8 @@ export class PipelineRun {
 }
 
 /** Makes the ACLs on `prefix`'s resources exactly `plan` (cluster-wide rules are only added). */
-export async function setAcls(prefix: string, plan: ReturnType<typeof aclPlan>): Promise<void> {
-  const admin = adminKafka('test-acls').admin();
+export async function setAcls(prefix: string, plan: ReturnType<typeof aclPlan>, brokers: string[] = stack.kafkaBrokers): Promise<void> {
+  const admin = adminKafka('test-acls', brokers).admin();
   await admin.connect();
   try {
     await applyAclDiff(admin, diffAcls(plan, await currentAcls(admin), prefix));
