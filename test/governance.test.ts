@@ -27,7 +27,7 @@ describe('governance: request, approve, flow, revoke', () => {
     return { status: res.status, body: (await res.json()) as Record<string, unknown> & Array<Record<string, unknown>> };
   };
   const cdc = (token: string, ...args: string[]) =>
-    spawnSync(process.execPath, ['packages/cli/bin/cdc.js', '--api', api, '--token', token, ...args], { cwd: stack.root, encoding: 'utf8' });
+    spawnSync(process.execPath, ['packages/cli/bin/cdc.js', '--api', api, '--token', token, ...args], { cwd: stack.root, env: run.cliEnv, encoding: 'utf8' });
   const healthRows = async () =>
     (await run.pg.query(`SELECT id, name FROM "${run.pgSchema}".citizens ORDER BY id`).catch(() => ({ rows: [] }))).rows as Array<{ id: string; name: string }>;
   const insert = (id: number) =>
@@ -163,7 +163,7 @@ describe('governance: request, approve, flow, revoke', () => {
   });
 
   it('shows the control plane in `cdc status` for an SRE', async () => {
-    const status = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', '-c', policyFile, '--api', api, '--token', 'sre-token', 'status', '--json'], { cwd: stack.root, encoding: 'utf8' });
+    const status = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', '-c', policyFile, '--api', api, '--token', 'sre-token', 'status', '--json'], { cwd: stack.root, env: run.cliEnv, encoding: 'utf8' });
     expect(status.status, status.stderr).toBe(0);
     expect(JSON.parse(status.stdout)).toMatchObject({
       pipeline: run.prefix,

@@ -63,7 +63,7 @@ describe('observability', () => {
 
   it('shows each department\'s lag in a terminal with `cdc status`', async () => {
     await eventually(() => {
-      const cli = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', 'status'], { cwd: stack.root, env: run.env, encoding: 'utf8' });
+      const cli = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', 'status'], { cwd: stack.root, env: run.cliEnv, encoding: 'utf8' });
       expect(cli.stderr).toBe('');
       expect(cli.stdout).toContain(`pipeline ${run.prefix}: 2 source table(s), 2 department(s)`);
       // health's sink runs and is caught up; haidian's sink is not started, so its record waits.
@@ -71,7 +71,7 @@ describe('observability', () => {
       expect(cli.stdout).toMatch(/^haidian\s+postgres\s+0\s+[1-9]\d*\s*$/m);
       expect(cli.stdout).toMatch(/^source cityhub: reader checkpoint mariadb-bin\.\d+:\d+(?: \(GTID [0-9,-]+\))?, saved \S+; source binlog end mariadb-bin\.\d+:\d+$/m);
     }, 20_000, 500);
-    const json = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', 'status', '--json'], { cwd: stack.root, env: run.env, encoding: 'utf8' });
+    const json = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', 'status', '--json'], { cwd: stack.root, env: run.cliEnv, encoding: 'utf8' });
     expect(JSON.parse(json.stdout)).toMatchObject({
       pipeline: run.prefix,
       sources: [{ source: 'cityhub', checkpoint: { file: expect.stringMatching(/^mariadb-bin\./) }, binlogEnd: { file: expect.stringMatching(/^mariadb-bin\./) } }],

@@ -101,14 +101,14 @@ describe('ad-hoc re-snapshot', () => {
     expect(await count()).toBe(700);
 
     // Followed with a progress bar from the reader's metrics until the snapshot is done.
-    const cli = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', 'snapshot', `${run.civilDb}.citizens`, '--progress', `http://127.0.0.1:${reader.port}/metrics`], { cwd: stack.root, env: run.env, encoding: 'utf8', timeout: 60_000 });
+    const cli = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', 'snapshot', `${run.civilDb}.citizens`, '--progress', `http://127.0.0.1:${reader.port}/metrics`], { cwd: stack.root, env: run.cliEnv, encoding: 'utf8', timeout: 60_000 });
     expect(cli.stderr).toBe('');
     expect(cli.status).toBe(0);
     expect(cli.stdout).toContain('re-snapshot of');
     expect(cli.stdout).toMatch(new RegExp(`${run.civilDb}\\.citizens \\|[^|]+\\| 100% 1000/1000 rows, ETA done`));
     await eventually(async () => expect(await count()).toBe(1000), 60_000, 500);
 
-    const refused = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', 'snapshot', 'nope.nothing'], { cwd: stack.root, env: run.env, encoding: 'utf8' });
+    const refused = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', 'snapshot', 'nope.nothing'], { cwd: stack.root, env: run.cliEnv, encoding: 'utf8' });
     expect(refused.status).toBe(5);
     expect(refused.stderr).toMatch(/TABLE_NOT_FOUND: not registered on source cityhub: nope\.nothing/);
   });

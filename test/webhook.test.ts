@@ -123,7 +123,7 @@ describe('webhook target', () => {
     expect(await sink.metrics()).toMatch(/^cityshare_sink_dlq_total\{[^}]*\} 1$/m);
 
     state.poisonFixed = true;
-    const cli = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', '-c', pipelineFile, 'webhook-replay', 'hotline'], { cwd: stack.root, encoding: 'utf8' });
+    const cli = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', '-c', pipelineFile, 'webhook-replay', 'hotline'], { cwd: stack.root, env: run.cliEnv, encoding: 'utf8' });
     expect(cli.stderr).toBe('');
     expect(cli.stdout).toContain('1 dead-lettered batch(es) of hotline queued again');
     await eventually(() => expect(changesOf('40')).toHaveLength(1), 30_000, 200);

@@ -11,9 +11,14 @@ import { stack } from './support/stack.js';
 async function capture(file: string, ports: number[]): Promise<{ stop(): Promise<Buffer> }> {
   const child: ChildProcess = spawn('tcpdump', ['-i', 'lo', '-U', '-s', '0', '-w', file, ports.map((p) => `tcp port ${p}`).join(' or ')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
+  let failed: Error | undefined;
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.once('error', (err) => (failed = err));
   // tcpdump says "listening on lo" once the capture runs.
-  await eventually(() => expect(stderr).toContain('listening on'), 10_000, 50);
+  await eventually(() => {
+    if (failed) throw new Error(`tcpdump could not start (${failed.message}): install it (apt-get install tcpdump; npm test does) and run as root`);
+    expect(stderr).toContain('listening on');
+  }, 10_000, 50);
   return {
     stop: async () => {
       await new Promise((r) => setTimeout(r, 500));
