@@ -48,7 +48,7 @@ export class PipelineRun {
   /** Defaults give every run unique names; the demo passes readable ones. */
   constructor(names: Partial<RunNames> = {}, kafka: { brokers?: string[]; replicationFactor?: number } = {}) {
     this.brokers = kafka.brokers ?? stack.kafkaBrokers;
-    this.replicationFactor = kafka.replicationFactor ?? 1;
+    this.replicationFactor = kafka.replicationFactor ?? stack.kafkaReplicationFactor;
     this.id = names.id ?? `t${randomBytes(4).toString('hex')}`;
     this.prefix = this.id;
     this.civilDb = names.civilDb ?? `${this.id}_civil`;
