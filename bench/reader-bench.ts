@@ -16,7 +16,7 @@
  * Writes bench/results/latest.json (merged with other benches' fields).
  */
 import { parseArgs } from 'node:util';
-import { topics } from '@cityshare/shared';
+import { signalRecord } from '../services/cdc-reader/src/signal-listener.js';
 import { PipelineRun } from '../test/support/pipeline-run.js';
 import type { ServiceProcess } from '../test/support/service-process.js';
 import { adminKafka } from '../test/support/kafka-security.js';
@@ -89,7 +89,8 @@ export async function measureReader(o: ReaderOptions, log: (line: string) => voi
     try {
       for (let i = 2; i <= o.runs; i++) {
         const base = await metric(r, 'cityshare_reader_snapshot_rows_total');
-        await producer.send({ topic: topics.signals(run.prefix), acks: -1, messages: [{ key: 'cityhub', value: JSON.stringify({ action: 'snapshot', source: 'cityhub', tables: [`${run.civilDb}.citizens`], requestedBy: 'bench' }) }] });
+        const { topic, message } = signalRecord(run.keys, run.prefix, { action: 'snapshot', source: 'cityhub', tables: [`${run.civilDb}.citizens`], requestedBy: 'bench' });
+        await producer.send({ topic, acks: -1, messages: [message] });
         const again = await sustainedRate(
           async () => (await memory.sample(r), await metric(r, 'cityshare_reader_snapshot_rows_total')),
           async (v) => v - base >= o.snapshotRows && (await metric(r, 'cityshare_reader_snapshot_running')) === 0 && (await metric(r, 'cityshare_reader_queue_bytes')) === 0,

@@ -14,8 +14,9 @@ import { Queue } from 'bullmq';
 import { createConnection, createPool } from 'mysql2/promise';
 import { CheckpointStore } from '@cityshare/cdc-reader/checkpoint-store';
 import { binlogEnd } from '@cityshare/cdc-reader/source-check';
+import { signalRecord } from '@cityshare/cdc-reader/signal-listener';
 import { AuditLedger } from '@cityshare/control/ledger';
-import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, kafkaSecurityError, loadPipeline, openDepartmentValue, pipelineTopics, producerConfig, queues, recordMacHeaders, redisTlsOptions, sourceConnectionOptions, topics } from '@cityshare/shared';
+import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, kafkaSecurityError, loadPipeline, openDepartmentValue, pipelineTopics, producerConfig, queues, redisTlsOptions, sourceConnectionOptions, topics } from '@cityshare/shared';
 
 const program = new Command('cdc')
   .description('cityshare operations')
@@ -44,12 +45,10 @@ program
     const kafka = createKafka(config.kafka, 'cityshare-cli', createLogger('cdc', 'warn'));
     const producer = kafka.producer(producerConfig({ retry: { retries: 5 } }));
     // The reader acts only on signals signed with the pipeline key (anyone may write to the topic).
-    const topic = topics.signals(config.kafka.topicPrefix);
-    const value = JSON.stringify({ action: 'snapshot', source: source.name, tables, requestedBy: process.env.USER ?? 'cli' });
-    const headers = recordMacHeaders(FileKeyring.load(keyringPath), topic, source.name, value);
+    const { topic, message } = signalRecord(FileKeyring.load(keyringPath), config.kafka.topicPrefix, { action: 'snapshot', source: source.name, tables, requestedBy: process.env.USER ?? 'cli' });
     try {
       await producer.connect();
-      await producer.send({ topic, acks: -1, messages: [{ key: source.name, value, headers }] });
+      await producer.send({ topic, acks: -1, messages: [message] });
     } catch (err) {
       throw kafkaSecurityError(err, config.kafka, topic);
     } finally {

@@ -1,6 +1,6 @@
 import type { Consumer, Kafka } from 'kafkajs';
 import { z } from 'zod';
-import { recordForgery, topics, type KeyProvider, type Logger } from '@cityshare/shared';
+import { recordForgery, recordMacHeaders, topics, type KeyProvider, type Logger } from '@cityshare/shared';
 
 /** A request to the reader of one source, sent on `<prefix>.signals` (keyed by source). */
 export const readerSignal = z.object({
@@ -11,6 +11,13 @@ export const readerSignal = z.object({
 });
 
 export type ReaderSignal = z.infer<typeof readerSignal>;
+
+/** The record that asks a source's reader to act, signed with the pipeline key (the reader ignores any other). */
+export function signalRecord(keys: KeyProvider, prefix: string, signal: ReaderSignal): { topic: string; message: { key: string; value: string; headers: Record<string, string> } } {
+  const topic = topics.signals(prefix);
+  const value = JSON.stringify(readerSignal.parse(signal));
+  return { topic, message: { key: signal.source, value, headers: recordMacHeaders(keys, topic, signal.source, value) } };
+}
 
 export interface SignalAuthentication {
   /** The keyring in force: a signal is acted on only with a MAC under a pipeline key (`cdc snapshot` signs it). */
