@@ -19,6 +19,7 @@ export * from './policy/tokenize.js';
 export * from './policy/row-filter.js';
 export * from './policy/grant-policy.js';
 export * from './policy/quality.js';
+export * from './policy/user-pattern.js';
 export * from './avro/logical-types.js';
 export * from './avro/share-schema.js';
 export * from './kafka/client.js';

@@ -52,6 +52,15 @@ describe('pipeline file', () => {
     expect(found).toEqual([expect.stringMatching(/cityhub\.civil\.nope is not registered/)]);
   });
 
+  it('refuses a row filter on a column the grant does not share unless the grant names it for approval', () => {
+    // registered_at is internal and not granted to haidian: the rows that arrive would disclose it.
+    const reading = sample.replace('filter: district == "海淀"', 'filter: district == "海淀" && registered_at > "2020"');
+    expect(problems(reading)).toEqual([expect.stringMatching(/row filter reads internal column registered_at, which the grant does not share.*filterReads/)]);
+    const named = reading.replace('filter: district == "海淀" && registered_at > "2020"', 'filter: district == "海淀" && registered_at > "2020"\n        filterReads: [registered_at]');
+    expect(problems(named)).toEqual([]);
+    expect(problems(named.replace('filterReads: [registered_at]', 'filterReads: [registered_at, phone]'))).toEqual([expect.stringMatching(/filterReads names phone, which the row filter does not read/)]);
+  });
+
   it('names an unset environment variable without a default', () => {
     expect(problems(sample.replace('${SOURCE_PASSWORD:-cdc_reader}', '${SOURCE_PASSWORD}'))).toContain(
       'environment variable SOURCE_PASSWORD is not set and has no default',

@@ -38,8 +38,19 @@ describe('data-quality rules', () => {
     expect(JSON.stringify(err.details)).not.toContain('1101011990');
   });
 
-  it('refuses an invalid regular expression when the pipeline file loads', () => {
+  it('refuses an invalid regular expression when the pipeline file loads, saying why', () => {
     expect(qualityRule.safeParse({ regex: '([a-z' }).success).toBe(false);
+    const lookahead = qualityRule.safeParse({ regex: '^(?=\\d)\\w+$' });
+    expect(JSON.stringify(lookahead.error?.issues)).toMatch(/invalid quality pattern .*lookarounds/);
     expect(qualityRule.safeParse({ regex: '^[a-z]+$', min: 1 }).success).toBe(true);
+  });
+
+  it('checks a value in time linear in its length, whatever the pattern', () => {
+    // A rule a backtracking engine runs for hours on one 40-character value.
+    const evil = compileQuality({ code: { regex: '^((?:[0-9]|\\d))*$' }, note: { regex: '^(a|aa)+$' } });
+    const started = performance.now();
+    expect(evil({ code: '1'.repeat(40) + 'x', note: 'a'.repeat(100_000) + 'b' })).toEqual([{ column: 'code', rule: 'regex' }, { column: 'note', rule: 'regex' }]);
+    expect(evil({ code: '1'.repeat(40), note: 'aaaa' })).toEqual([]);
+    expect(performance.now() - started).toBeLessThan(1_000);
   });
 });

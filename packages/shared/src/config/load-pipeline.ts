@@ -83,6 +83,14 @@ export function crossCheck(config: PipelineConfig): string[] {
       for (const column of filterColumns.filter((c) => !(c in classes))) {
         problems.push(`${where}: the row filter reads column ${column}, which is not classified on ${grant.table}`);
       }
+      // Which rows arrive discloses something of every column the filter reads.
+      const disclosed = new Set(grant.filterReads ?? []);
+      for (const column of filterColumns.filter((c) => c in classes && !(c in grant.columns) && classes[c] !== 'public' && !disclosed.has(c))) {
+        problems.push(`${where}: the row filter reads ${classes[column]} column ${column}, which the grant does not share: the rows that arrive would disclose it. Grant the column, or name it in filterReads so the security officer approves it`);
+      }
+      for (const column of [...disclosed].filter((c) => !filterColumns.includes(c))) {
+        problems.push(`${where}: filterReads names ${column}, which the row filter does not read`);
+      }
     }
   }
   return problems;

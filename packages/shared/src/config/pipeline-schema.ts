@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { MAX_MASK_INPUT, MAX_MASK_PATTERN, maskPatternProblem } from '../policy/mask.js';
+import { MAX_MASK_INPUT } from '../policy/mask.js';
+import { MAX_PATTERN_LENGTH, patternProblem } from '../policy/user-pattern.js';
 import { compileRowFilter } from '../policy/row-filter.js';
 
 /**
@@ -45,11 +46,11 @@ export const maskSpec = z
           pattern: z
             .string()
             .superRefine((pattern, ctx) => {
-              const problem = maskPatternProblem(pattern);
+              const problem = patternProblem(pattern);
               if (problem) ctx.addIssue({ code: 'custom', message: `invalid mask pattern ${JSON.stringify(pattern)}: ${problem}` });
             })
-            .describe(`JavaScript regular expression (at most ${MAX_MASK_PATTERN} characters), applied with the u and g flags; repeated groups may not contain quantifiers or alternations, no backreferences`),
-          replace: z.string().max(MAX_MASK_PATTERN).describe('replacement for every match; $1, $<name> and $& refer to the match'),
+            .describe(`regular expression in RE2 syntax (at most ${MAX_PATTERN_LENGTH} characters; linear-time matching, so no lookarounds or backreferences), replacing every match`),
+          replace: z.string().max(MAX_PATTERN_LENGTH).describe('replacement for every match; $1, $<name> and $& refer to the match'),
           unmatched: z
             .enum(['full', 'pass'])
             .default('full')
@@ -114,24 +115,17 @@ export const qualityRule = z
     notNull: z.boolean().optional().describe('the value must not be null'),
     regex: z
       .string()
-      .max(200)
       .optional()
-      .refine((p) => p === undefined || isRegex(p), 'not a valid regular expression (JavaScript syntax, u flag)')
-      .describe('the value, as text, must match (JavaScript regular expression, u flag)'),
+      .superRefine((pattern, ctx) => {
+        const problem = pattern === undefined ? null : patternProblem(pattern);
+        if (problem) ctx.addIssue({ code: 'custom', message: `invalid quality pattern ${JSON.stringify(pattern)}: ${problem}` });
+      })
+      .describe(`the value, as text, must contain a match (regular expression in RE2 syntax, at most ${MAX_PATTERN_LENGTH} characters; anchor with ^…$ for the whole value)`),
     min: z.union([z.number(), z.string()]).optional().describe('lowest allowed value: numbers compare exactly, other values (dates) as text'),
     max: z.union([z.number(), z.string()]).optional().describe('highest allowed value'),
     enum: z.array(z.union([z.string(), z.number()])).min(1).optional().describe('the allowed values'),
   })
   .describe('data-quality rule of a column: a change breaking it goes to the dead-letter topic instead of any department');
-
-function isRegex(pattern: string): boolean {
-  try {
-    new RegExp(pattern, 'u');
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export const tableSpec = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_$]+\.[A-Za-z0-9_$]+$/, 'db.table').describe('database.table on the source'),
@@ -277,6 +271,12 @@ export const grantSpec = z.strictObject({
         'Comparisons == != < <= > >=, in [..], not in [..], is null, is not null, starts_with, ends_with, contains; && || ! (and or not), parentheses. ' +
         'Columns by name (`back-ticked` if needed); "quoted" values are text, unquoted numbers compare exactly as numbers. ' +
         'SQL null semantics: a comparison with null is never true',
+    ),
+  filterReads: z
+    .array(identifier)
+    .optional()
+    .describe(
+      'columns the filter reads that the department does not receive and that are not public: which rows arrive tells something of their values (`diagnosis contains "HIV"`), so the grant names them and the security officer approves them by name',
     ),
 });
 

@@ -1,4 +1,5 @@
 import type { MaskSpec } from '../config/pipeline-schema.js';
+import { userPattern } from './user-pattern.js';
 
 /**
  * Irreversible masks for personal data. They work on code points (Chinese characters
@@ -307,145 +308,20 @@ export function bucketOf(value: unknown, size: number): string | null {
 // ---------------------------------------------------------------------------------
 // Regex masks.
 
-/** Longest pattern a regex mask may have. */
-export const MAX_MASK_PATTERN = 200;
 /** Code points of a value a regex mask processes; the rest of a longer value is dropped, never passed through. */
 export const MAX_MASK_INPUT = 4096;
 
-/** Upper bound of backtracking paths a mask pattern may have over a MAX_MASK_INPUT-character value. */
-export const MAX_MASK_PATTERN_COST = 1e8;
-
 /**
- * Why `pattern` cannot be a mask pattern, or null when it can. Compiles it with the `u`
- * and `g` flags and refuses what can backtrack catastrophically on a 4 KiB value:
- * - a repeated group that contains a quantifier or an alternation (`(a+)+`, `(\d|\w)*`),
- *   which is exponential; use a character class (`[\d\w]*`);
- * - backreferences;
- * - patterns whose worst case is polynomial beyond MAX_MASK_PATTERN_COST paths: the bound
- *   is (start positions) x the product over quantifiers of how many repetition counts each
- *   may try, alternatives summed. One unbounded `*`/`+` passes (4096 x 4097) when little
- *   else repeats; two (`\d*\d*`, `[^@]+@.+`) do not: bound them (`[^@]{1,64}@.{1,255}`).
- */
-export function maskPatternProblem(pattern: string): string | null {
-  if (pattern.length === 0) return 'the pattern is empty';
-  if (pattern.length > MAX_MASK_PATTERN) return `the pattern is ${pattern.length} characters, at most ${MAX_MASK_PATTERN} are allowed`;
-  try {
-    new RegExp(pattern, 'gu');
-  } catch (err) {
-    return (err as Error).message;
-  }
-  // Structure scan: the pattern compiled with `u`, so escapes, classes and quantifiers are well-formed.
-  interface Frame {
-    /** Any quantifier inside (nested groups included). */
-    quantified: boolean;
-    alternates: boolean;
-    /** Paths of the alternatives closed so far, and of the current one. */
-    sum: number;
-    product: number;
-  }
-  const frame = (): Frame => ({ quantified: false, alternates: false, sum: 0, product: 1 });
-  const stack: Frame[] = [frame()];
-  const top = (): Frame => stack[stack.length - 1]!;
-  /** What the next quantifier applies to. */
-  let previous: { group: Frame } | 'atom' | 'quantifier' | null = null;
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    if (c === '\\') {
-      const next = pattern[i + 1] ?? '';
-      if (/[1-9]/.test(next) || next === 'k') return 'backreferences are not allowed in mask patterns';
-      i++;
-      if ((next === 'u' || next === 'p' || next === 'P') && pattern[i + 1] === '{') i = pattern.indexOf('}', i);
-      previous = 'atom';
-      continue;
-    }
-    if (c === '[') {
-      for (i++; i < pattern.length && pattern[i] !== ']'; i++) if (pattern[i] === '\\') i++;
-      previous = 'atom';
-      continue;
-    }
-    if (c === '(') {
-      if (pattern[i + 1] === '?') {
-        // (?: (?= (?! (?<= (?<! (?<name>
-        if (pattern[i + 2] === '<' && pattern[i + 3] !== '=' && pattern[i + 3] !== '!') i = pattern.indexOf('>', i);
-        else i += pattern[i + 2] === '<' ? 3 : 2;
-      }
-      stack.push(frame());
-      previous = null;
-      continue;
-    }
-    if (c === ')') {
-      const group = stack.pop()!;
-      group.sum += group.product;
-      top().quantified ||= group.quantified;
-      top().product *= group.sum;
-      previous = { group };
-      continue;
-    }
-    if (c === '|') {
-      top().alternates = true;
-      top().sum += top().product;
-      top().product = 1;
-      previous = null;
-      continue;
-    }
-    let min: number;
-    let max: number;
-    if (c === '*') [min, max] = [0, Infinity];
-    else if (c === '+') [min, max] = [1, Infinity];
-    else if (c === '?') {
-      if (previous === 'quantifier') continue; // lazy marker
-      [min, max] = [0, 1];
-    } else if (c === '{') {
-      const m = /^\{(\d+)(,(\d*))?\}/.exec(pattern.slice(i))!;
-      min = Number(m[1]);
-      max = m[2] === undefined ? min : m[3] === '' ? Infinity : Number(m[3]);
-      i += m[0].length - 1;
-    } else {
-      previous = 'atom';
-      continue;
-    }
-    if (max > 1 && previous && typeof previous === 'object' && (previous.group.quantified || previous.group.alternates)) {
-      return 'a repeated group must not contain a quantifier or an alternation (catastrophic backtracking); use a character class';
-    }
-    top().quantified = true;
-    top().product *= Math.max(1, Math.min(max, MAX_MASK_INPUT) - Math.min(min, MAX_MASK_INPUT) + 1);
-    previous = 'quantifier';
-  }
-  const root = stack[0]!;
-  const cost = MAX_MASK_INPUT * (root.sum + root.product);
-  if (cost > MAX_MASK_PATTERN_COST) {
-    return `the pattern may backtrack about ${cost.toPrecision(2)} times on a ${MAX_MASK_INPUT}-character value (at most ${MAX_MASK_PATTERN_COST.toPrecision(1)}); bound the repetitions, e.g. {1,64} instead of + (one unbounded repetition fits only when nothing else repeats)`;
-  }
-  return null;
-}
-
-const compiled = new Map<string, RegExp>();
-
-function maskRegExp(pattern: string): RegExp {
-  let re = compiled.get(pattern);
-  if (!re) {
-    const problem = maskPatternProblem(pattern);
-    if (problem) throw new Error(`invalid mask pattern ${JSON.stringify(pattern)}: ${problem}`);
-    re = new RegExp(pattern, 'gu');
-    if (compiled.size >= 256) compiled.clear();
-    compiled.set(pattern, re);
-  }
-  return re;
-}
-
-/**
- * Applies `pattern` (global, unicode) with `replace` ($1, $<name>, $& as in
- * String.prototype.replace) to the first MAX_MASK_INPUT code points. A value the pattern
+ * Applies `pattern` (RE2 syntax, linear time: user-pattern.ts) to every match in the first
+ * MAX_MASK_INPUT code points, with `replace` ($1, $<name>, $& as in String.prototype.replace). A value the pattern
  * does not match at all is masked in full unless `unmatched` is 'pass'.
  */
 export function regexMask(value: string, pattern: string, replace: string, unmatched: 'full' | 'pass' = 'full'): string {
-  const re = maskRegExp(pattern);
+  const re = userPattern(pattern);
   const chars = Array.from(value);
   const input = chars.length > MAX_MASK_INPUT ? chars.slice(0, MAX_MASK_INPUT).join('') : value;
-  re.lastIndex = 0;
   if (!re.test(input)) return unmatched === 'pass' ? input : stars(input);
-  re.lastIndex = 0;
-  return input.replace(re, replace);
+  return re.matcher(input).replaceAll(replace);
 }
 
 // ---------------------------------------------------------------------------------

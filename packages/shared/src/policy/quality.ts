@@ -2,6 +2,7 @@ import { CdcError } from '../errors.js';
 import type { CanonicalValue } from '../column-types.js';
 import type { QualityRule } from '../config/pipeline-schema.js';
 import { compareExactDecimals, exactDecimal } from './mask.js';
+import { userPattern } from './user-pattern.js';
 
 /** One broken rule: the column and the rule's name, never the value (it may be personal). */
 export interface QualityViolation {
@@ -21,7 +22,8 @@ export type QualityCheck = (row: Record<string, CanonicalValue>) => QualityViola
  */
 export function compileQuality(rules: Record<string, QualityRule> | undefined): QualityCheck {
   const checks = Object.entries(rules ?? {}).map(([column, rule]) => {
-    const regex = rule.regex === undefined ? undefined : new RegExp(rule.regex, 'u');
+    // RE2 (linear time): a rule's pattern cannot hang the transformer, whatever the value.
+    const regex = rule.regex === undefined ? undefined : userPattern(rule.regex);
     const allowed = rule.enum && new Set(rule.enum.map(String));
     return (row: Record<string, CanonicalValue>, out: QualityViolation[]) => {
       const value = Object.hasOwn(row, column) ? row[column]! : null;
