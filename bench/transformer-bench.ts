@@ -12,7 +12,7 @@
  * Writes bench/results/latest.json (merged with other benches' fields).
  */
 import { parseArgs } from 'node:util';
-import { FileKeyring } from '@cityshare/shared';
+import { FileKeyring, keyNames } from '@cityshare/shared';
 import { PipelineRun } from '../test/support/pipeline-run.js';
 import { stack } from '../test/support/stack.js';
 import { LoadDriver, Workload, benchTables, loadTables, preload, preloadFor } from './workload.js';
@@ -68,7 +68,7 @@ export async function measureTransformer(o: TransformerOptions, log: (line: stri
       for (const departments of o.departments) {
         // Names unique per pass: new consumer groups, share topics and transactional ids.
         const names = Array.from({ length: departments }, (_, i) => `b${r}_${departments}_d${i + 1}`);
-        FileKeyring.ensure(run.keyringFile, names.map((n) => `department:${n}`));
+        FileKeyring.ensure(run.keyringFile, names.flatMap((n) => [keyNames.department(n), keyNames.ownTokens(n)]));
         const pipelineFile = run.writePipelineFile(`transformer-bench-${r}-${departments}.yaml`, {
           serverId,
           tables: benchTables(run),

@@ -36,7 +36,7 @@ export async function prepareLocalControl(o: { database: string; dir: string; ke
   await admin.query(`DROP DATABASE IF EXISTS \`${o.database}\``);
   await admin.query(`CREATE DATABASE \`${o.database}\``);
   await admin.end();
-  FileKeyring.ensure(o.keyringFile, ['pipeline', 'department:health', 'department:haidian', 'token:citizen', 'audit', 'deliveries']);
+  FileKeyring.ensure(o.keyringFile, ['pipeline', 'department:health', 'department:haidian', 'token:citizen', 'token:own:health', 'token:own:haidian', 'audit', 'deliveries']);
   // The catalog starts as the demo pipeline without grants: grants come only through the workflow.
   const pipeline = parse(readFileSync(join(stack.root, 'deploy', 'local', 'pipeline.yaml'), 'utf8')) as { departments: Array<{ grants?: unknown }> };
   for (const d of pipeline.departments) delete d.grants;

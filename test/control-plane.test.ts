@@ -251,6 +251,9 @@ ${extra}`;
       const entry = (await ledger.entries()).find((e) => e.action === 'key.rotate')!;
       expect(entry.details).toEqual({ keyId: rotated.id, previousKeyId: old.id, reason: 'yearly rotation' });
       await expect(keys.rotate(officer, 'department:nobody', 'x')).rejects.toThrow(/no key list named department:nobody/);
+      // A department's own token key is created by its first rotation (the upgrade path).
+      const own = await keys.rotate(officer, 'token:own:health', 'own token key');
+      expect(FileKeyring.load(pipelineKeyring).activeKey('token:own:health').id).toBe(own.id);
     });
 
     it('allows the catalog and key operations only to their roles', async () => {

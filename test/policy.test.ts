@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileKeyring, decodeRawMessage, envelopeKeyIds, keyNames, openDepartmentValue, sealJson, sealValue, sealedEventAad } from '@cityshare/shared';
+import { FileKeyring, decodeRawMessage, envelopeKeyIds, keyNames, openDepartmentValue, sealJson, sealValue, sealedEventAad, tokenize } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
 import { readAllMessages } from './support/kafka-peek.js';
 import { adminKafka } from './support/kafka-security.js';
@@ -22,7 +22,8 @@ describe('department policy', () => {
   let transformer: ServiceProcess;
 
   const citizenClasses: Record<string, string> = { id: 'public', name: 'personal', id_card: 'secret', phone: 'personal', birth_date: 'personal', district: 'public', address: 'personal', registered_at: 'internal' };
-  const healthCitizens: Record<string, unknown> = { id: 'pass', name: { mask: 'name' }, phone: { mask: 'phone' }, district: 'pass', id_card: { tokenize: { domain: 'citizen' } } };
+  // address: the health department's own token domain (a token it cannot reverse).
+  const healthCitizens: Record<string, unknown> = { id: 'pass', name: { mask: 'name' }, phone: { mask: 'phone' }, district: 'pass', id_card: { tokenize: { domain: 'citizen' } }, address: 'tokenize' };
   const haidianCitizens: Record<string, unknown> = { id: 'pass', district: 'pass', birth_date: { mask: 'date_to_year' }, id_card: { tokenize: { domain: 'citizen' } }, phone: { encrypt: { suite: 'sm4-ctr-hmac-sm3' } } };
   const policy = {
     citizenClasses,
@@ -78,6 +79,11 @@ describe('department policy', () => {
     expect(Object.keys(health)).not.toContain('birth_date');
     expect(haidian).toMatchObject({ id: '1', district: '海淀', birth_date: '1992' });
     expect(Object.keys(haidian)).not.toContain('name');
+    // An own-domain token is keyed by token:own:health, not by the KEK the department holds
+    // to decrypt: with that KEK it could hash every address (or phone, ID number) and reverse it.
+    const keys = FileKeyring.load(run.keyringFile);
+    expect(health.address).toBe(tokenize(keys.activeKey(keyNames.ownTokens('health')), '北京市海淀区学院路1号'));
+    expect(health.address).not.toBe(tokenize(keys.activeKey(keyNames.department('health')), '北京市海淀区学院路1号'));
     // Both get the ID card as a token of the shared `citizen` domain: equal, and not the number.
     expect(haidian.id_card).toBe(health.id_card);
     expect(String(health.id_card)).toMatch(/^tok:/);

@@ -57,7 +57,7 @@ export class PipelineRun {
     this.pgSchema = names.pgSchema ?? `${this.id}_dept_health`;
     this.haidianPgSchema = names.haidianPgSchema ?? `${this.id}_dept_haidian`;
     this.keyringFile = names.keyringFile ?? join(stack.root, '.stack', 'test', this.id, 'keyring.json');
-    this.keys = FileKeyring.ensure(this.keyringFile, ['pipeline', 'department:health', 'department:haidian', 'token:citizen', 'deliveries']);
+    this.keys = FileKeyring.ensure(this.keyringFile, ['pipeline', 'department:health', 'department:haidian', 'token:citizen', 'token:own:health', 'token:own:haidian', 'deliveries']);
   }
 
   get env(): NodeJS.ProcessEnv {

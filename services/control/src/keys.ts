@@ -14,6 +14,9 @@ export interface KeyVersion {
   rotatedBy: string | null;
 }
 
+/** Lists a first rotation may create: a department's own token key (the upgrade path, README "Keys"). */
+const CREATABLE_LIST = /^token:own:[a-z][a-z0-9_]*$/;
+
 /**
  * Key rotation through the control plane: a new key is appended to a key list of the
  * pipeline's keyring (it encrypts from then on; the older ones still decrypt), the
@@ -41,11 +44,13 @@ export class KeyAdmin {
     await authorize(this.ledger, who, 'key.rotate', `key/${name}`);
     if (!reason.trim()) throw new CdcError('CONFIG_INVALID', 'a key rotation needs a reason');
     const file = this.read();
-    const list = file.keys[name];
-    if (!list) throw new CdcError('KEY_NOT_FOUND', `no key list named ${name} in the keyring (names: ${Object.keys(file.keys).sort().join(', ')})`);
+    if (!file.keys[name] && !CREATABLE_LIST.test(name)) {
+      throw new CdcError('KEY_NOT_FOUND', `no key list named ${name} in the keyring (names: ${Object.keys(file.keys).sort().join(', ')}); only a token:own:<department> list is created by its first rotation`);
+    }
+    const list = (file.keys[name] ??= []);
     const created = new Date().toISOString();
     const key = { id: `${name.replace(/[^a-z0-9-]/gi, '-')}-${randomBytes(4).toString('hex')}`, material: randomBytes(32).toString('base64'), created };
-    const previous = list.at(-1)!.id;
+    const previous = list.at(-1)?.id ?? null;
     await inTransaction(this.pool, async (conn) => {
       await conn.query('INSERT INTO key_versions VALUES (?, ?, UTC_TIMESTAMP(6), ?)', [key.id, name, who.name]);
       await this.ledger.append({ actor: who.name, role: who.role, action: 'key.rotate', subject: `key/${name}`, details: { keyId: key.id, previousKeyId: previous, reason } }, conn);

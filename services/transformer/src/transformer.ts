@@ -254,7 +254,7 @@ export class Transformer {
     }
     const viewKeys: ViewKeys = {
       encryptor: (suite) => this.encryptorFor(department, suite),
-      token: (domain) => keys.activeKey(domain === undefined ? keyNames.department(department) : tokenDomainKeyName(domain)),
+      token: (domain) => keys.activeKey(domain === undefined ? keyNames.ownTokens(department) : tokenDomainKeyName(domain)),
     };
     const shareTopic = topics.share(config.kafka.topicPrefix, department, event.source.db, event.source.table);
     try {
@@ -335,14 +335,15 @@ interface Policy {
 
 /**
  * Compiles a pipeline file's policy and checks the keyring holds every key it needs
- * (department keys, token domains), so a missing key stops the load, not a record.
+ * (department keys, token domains, each department's own token key), so a missing key
+ * stops the load, not a record.
  */
 function policyOf(config: PipelineConfig, keys: KeyProvider): Policy {
   const views = departmentViews(config);
   for (const list of views.values()) {
     for (const view of list) {
       keys.activeKey(keyNames.department(view.department));
-      for (const rule of view.rules) if (rule.action === 'tokenize' && rule.domain !== undefined) keys.activeKey(tokenDomainKeyName(rule.domain));
+      for (const rule of view.rules) if (rule.action === 'tokenize') keys.activeKey(rule.domain === undefined ? keyNames.ownTokens(view.department) : tokenDomainKeyName(rule.domain));
     }
   }
   const quality = new Map(config.sources.flatMap((s) => s.tables.filter((t) => t.quality).map((t) => [`${s.name}.${t.name}`, compileQuality(t.quality)] as const)));

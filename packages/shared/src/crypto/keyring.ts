@@ -44,6 +44,12 @@ export type KeyringFile = z.infer<typeof keyringFile>;
 export const keyNames = {
   pipeline: 'pipeline',
   department: (name: string) => `department:${name}`,
+  /**
+   * HMAC key of a department's own token domain (grant action `tokenize` without a domain).
+   * Never the department's KEK, which the department holds: with it, it could recompute the
+   * token of every phone or ID-card number and so reverse its tokens.
+   */
+  ownTokens: (department: string) => `token:own:${department}`,
   /** HMAC key of a department's webhook signatures. */
   webhook: (name: string) => `webhook:${name}`,
   /** MAC key of the sinks' delivery records (sinks and the control plane hold it, not the pipeline key). */
