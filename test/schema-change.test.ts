@@ -70,6 +70,27 @@ describe('schema changes mid-stream', () => {
     expect(changes.map((c) => /^ALTER TABLE \S+ (\w+)/.exec(c.ddl)?.[1])).toEqual(['ADD', 'DROP', 'CHANGE']);
     expect(changes[0].tables).toEqual([`${run.civilDb}.citizens`]);
   });
+
+  it('publishes only changes of registered tables, without literals; never a statement with a password', async () => {
+    const user = `${run.id}_ops`;
+    const before = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.schema-changes\\.`))).length;
+    try {
+      await run.source.query(`CREATE USER '${user}'@'%' IDENTIFIED BY 'Pa55-${run.id}-word'`);
+      await run.source.query(`ALTER USER '${user}'@'%' IDENTIFIED BY 'Other-${run.id}-pw'`);
+      await run.source.query(`CREATE TABLE \`${run.civilDb}\`.unregistered (id INT PRIMARY KEY, note VARCHAR(40) DEFAULT 'unregistered-${run.id}')`);
+      await run.source.query(`ALTER TABLE ${t()} ADD COLUMN nationality VARCHAR(20) DEFAULT '汉族-${run.id}' COMMENT 'from 110101199001010011'`);
+    } finally {
+      await run.source.query(`DROP USER IF EXISTS '${user}'@'%'`);
+    }
+    const changes = await eventually(async () => {
+      const all = await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.schema-changes\\.`));
+      expect(all.length).toBe(before + 1);
+      return all.slice(before).map((m) => m.value!.toString());
+    });
+    expect(JSON.parse(changes[0]!)).toMatchObject({ tables: [`${run.civilDb}.citizens`], ddl: `ALTER TABLE ${t()} ADD COLUMN nationality VARCHAR(20) DEFAULT '?' COMMENT '?'` });
+    const everything = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.`))).map((m) => `${m.key?.toString()}${m.value?.toString('latin1')}`).join('\n');
+    for (const secret of [`Pa55-${run.id}-word`, `Other-${run.id}-pw`, `unregistered-${run.id}`, run.id + '_ops', '110101199001010011']) expect(everything).not.toContain(secret);
+  });
 });
 
 describe('schema change while a table is being snapshotted', () => {

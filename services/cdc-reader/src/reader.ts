@@ -33,6 +33,7 @@ import { pointOf, type WatermarkWindow } from './snapshot/watermark-window.js';
 import { binlogEnd, binlogFiles, binlogStart, checkSource } from './source-check.js';
 import { SourceMonitor, assertNotPurged } from './source-monitor.js';
 import { SignalListener, type ReaderSignal } from './signal-listener.js';
+import { ddlTables, redactDdl } from './ddl-statement.js';
 import { TableCatalog } from './table-catalog.js';
 import type { ReaderEnv } from './config.js';
 
@@ -282,17 +283,21 @@ export class Reader {
   /**
    * DDL: rows after it decode with the table map they carry (binlog_row_metadata=FULL),
    * so nothing here is needed for correctness. The catalog is refreshed for snapshots,
-   * and the statement goes to the schema-change topic, in stream order, for downstream.
+   * and a statement that changes a registered table goes to the schema-change topic, in
+   * stream order, for downstream, without its literals. Other statements (another
+   * database's tables, CREATE USER … IDENTIFIED BY, GRANT) are not published.
    */
   private onSchemaChange(catalog: TableCatalog, db: string, statement: string, position: BinlogPosition, tsMs: number): void {
     const { config, source, logger } = this.deps;
-    const touched = catalog.names().filter((name) => name.startsWith(`${db}.`) || statement.includes(name.split('.')[1]!));
+    const registered = new Set(catalog.names());
+    const touched = [...new Set(ddlTables(statement, db) ?? [])].filter((name) => registered.has(name));
+    if (touched.length === 0) return;
     // The statement may hold literals (DEFAULT values), so only its verb is logged.
     logger.info({ db, ddl: /^\s*\w+\s+\w+/.exec(statement)?.[0], tables: touched, file: position.file, pos: position.pos }, 'schema change');
     this.publisher!.enqueueRecord({
       topic: topics.schemaChanges(config.kafka.topicPrefix, source.name),
       key: source.name,
-      value: Buffer.from(JSON.stringify({ source: source.name, db, ddl: statement, tables: touched, file: position.file, pos: position.pos, gtid: position.gtid ?? null, ts_ms: tsMs })),
+      value: Buffer.from(JSON.stringify({ source: source.name, db, ddl: redactDdl(statement), tables: touched, file: position.file, pos: position.pos, gtid: position.gtid ?? null, ts_ms: tsMs })),
     });
     for (const name of touched) {
       const [tdb, table] = name.split('.') as [string, string];
