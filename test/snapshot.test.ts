@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { masks } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
-import { readRawEvents } from './support/kafka-peek.js';
+import { readAllMessages, readRawEvents } from './support/kafka-peek.js';
 import { PipelineRun } from './support/pipeline-run.js';
 import { stack } from './support/stack.js';
 
@@ -76,6 +76,13 @@ describe('snapshot of existing rows', () => {
     const snapshotEvents = raw.filter((e) => e.op === 'r');
     expect(snapshotEvents.length).toBeGreaterThanOrEqual(ROWS * 0.9);
     expect(snapshotEvents.every((e) => e.source.snapshot)).toBe(true);
+
+    // The resume above read the last key back; in the topic and the logs it is never in clear.
+    const checkpoints = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.checkpoints$`))).map((m) => JSON.parse(m.value!.toString()));
+    const lastKeys = checkpoints.flatMap((c) => Object.values(c.snapshot ?? {}).map((t) => (t as { lastKey: unknown }).lastKey));
+    expect(lastKeys.some((k) => typeof k === 'string')).toBe(true);
+    expect(lastKeys.every((k) => k === null || (typeof k === 'string' && k.startsWith('enc:v1:')))).toBe(true);
+    expect(readFileSync(reader.logFile, 'utf8')).not.toMatch(/"lastKey"/);
   });
 });
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Kafka, Producer } from 'kafkajs';
-import { CdcError, RECORD_MAC_HEADER, recordForgery, recordMacHeaders, topics, type BinlogPosition, type KeyProvider, type Logger } from '@cityshare/shared';
+import { CdcError, RECORD_MAC_HEADER, keyNames, keysOfList, openValue, recordForgery, recordMacHeaders, sealValue, topics, type BinlogPosition, type KeyProvider, type Logger } from '@cityshare/shared';
 import type { SnapshotState } from './snapshot/snapshotter.js';
 
 export interface Checkpoint extends BinlogPosition {
@@ -44,7 +44,8 @@ export class CheckpointStore {
   }
 
   async save(position: BinlogPosition, snapshot?: SnapshotState): Promise<void> {
-    const value = JSON.stringify({ file: position.file, pos: position.pos, gtid: position.gtid, snapshot, savedAt: new Date().toISOString() } satisfies Checkpoint);
+    const stored = snapshot && sealLastKeys(this.options.keys(), this.source, snapshot);
+    const value = JSON.stringify({ file: position.file, pos: position.pos, gtid: position.gtid, snapshot: stored, savedAt: new Date().toISOString() });
     const headers = recordMacHeaders(this.options.keys(), this.topic, this.source, value);
     await this.producer.send({ topic: this.topic, acks: -1, messages: [{ key: this.source, value, headers }] });
   }
@@ -65,7 +66,7 @@ export class CheckpointStore {
       const groupId = `${this.topic}.loader.${randomUUID()}`;
       const consumer = this.kafka.consumer({ groupId, sessionTimeout: 10_000 });
       let latest: Checkpoint | null = null;
-      let unsigned: Checkpoint | null = null;
+      let unsigned: string | null = null;
       let forged = 0;
       await consumer.connect();
       try {
@@ -78,9 +79,10 @@ export class CheckpointStore {
                 if (message.key?.toString() === this.source && message.value) {
                   const refused = recordForgery(this.options.keys(), this.topic, message);
                   if (!refused) {
-                    latest = JSON.parse(message.value.toString()) as Checkpoint;
+                    latest = openLastKeys(this.options.keys(), this.source, JSON.parse(message.value.toString()) as Checkpoint);
                   } else {
-                    if (!message.headers?.[RECORD_MAC_HEADER]) unsigned = JSON.parse(message.value.toString()) as Checkpoint;
+                    // Kept as bytes: read only if adopted, so a forged record cannot break the load.
+                    if (!message.headers?.[RECORD_MAC_HEADER]) unsigned = message.value.toString();
                     forged++;
                     this.options.onForged?.();
                     this.logger.error({ code: refused.code, topic: this.topic, partition, offset: message.offset }, `checkpoint skipped: ${refused.message}`);
@@ -96,18 +98,49 @@ export class CheckpointStore {
         await admin.deleteGroups([groupId]).catch(() => undefined);
       }
       if (!latest && unsigned && this.options.adoptUnsigned) {
-        this.logger.warn({ checkpoint: unsigned }, 'no signed checkpoint: adopting the newest unsigned one, written before checkpoints were signed');
-        return unsigned;
+        const adopted = openLastKeys(this.options.keys(), this.source, JSON.parse(unsigned) as Checkpoint);
+        this.logger.warn({ checkpoint: summary(adopted) }, 'no signed checkpoint: adopting the newest unsigned one, written before checkpoints were signed');
+        return adopted;
       }
       if (!latest && forged > 0) {
         throw new CdcError('RECORD_FORGED', `${this.topic} holds ${forged} checkpoint record(s) of source ${this.source} but none the pipeline key authenticates: the reader will not guess where to resume. After an upgrade from unsigned checkpoints, start the reader once with READER_ADOPT_UNSIGNED_CHECKPOINT=true`, { details: { topic: this.topic, source: this.source } });
       }
-      this.logger.info({ checkpoint: latest }, 'checkpoint loaded');
+      this.logger.info({ checkpoint: latest && summary(latest) }, 'checkpoint loaded');
       return latest;
     } finally {
       await admin.disconnect();
     }
   }
+}
+
+/**
+ * A snapshot's last key is a primary key, and a primary key can be personal (an ID-card
+ * number): it is stored sealed under the pipeline key, bound to the source and table.
+ */
+function lastKeyAad(source: string, table: string): string {
+  return `checkpoint:${source}:${table}:lastKey`;
+}
+
+export function sealLastKeys(keys: KeyProvider, source: string, snapshot: SnapshotState): Record<string, Omit<SnapshotState[string], 'lastKey'> & { lastKey: string | null }> {
+  const key = keys.activeKey(keyNames.pipeline);
+  return Object.fromEntries(Object.entries(snapshot).map(([table, s]) => [table, { ...s, lastKey: s.lastKey === null ? null : sealValue(key, s.lastKey, lastKeyAad(source, table)) }]));
+}
+
+/** The checkpoint with its last keys opened; a key stored in clear (before they were sealed) is taken as it is. */
+export function openLastKeys(keys: KeyProvider, source: string, checkpoint: Checkpoint): Checkpoint {
+  if (!checkpoint.snapshot) return checkpoint;
+  const pipeline = keysOfList(keys, keyNames.pipeline);
+  const snapshot = Object.fromEntries(Object.entries(checkpoint.snapshot).map(([table, s]) => {
+    const lastKey = typeof s.lastKey === 'string' ? (openValue(pipeline, s.lastKey, lastKeyAad(source, table)) as unknown[]) : s.lastKey;
+    return [table, { ...s, lastKey }];
+  }));
+  return { ...checkpoint, snapshot };
+}
+
+/** What a log line may say of a checkpoint: where, and snapshot progress in counts (never a key). */
+function summary(c: Checkpoint): Record<string, unknown> {
+  const tables = Object.values(c.snapshot ?? {});
+  return { file: c.file, pos: c.pos, gtid: c.gtid ?? null, savedAt: c.savedAt, snapshotTables: tables.length, snapshotTablesDone: tables.filter((t) => t.done).length };
 }
 
 /**
