@@ -290,7 +290,8 @@ export class Reader {
   private onSchemaChange(catalog: TableCatalog, db: string, statement: string, position: BinlogPosition, tsMs: number): void {
     const { config, source, logger } = this.deps;
     const registered = new Set(catalog.names());
-    const touched = [...new Set(ddlTables(statement, db) ?? [])].filter((name) => registered.has(name));
+    const changed = ddlTables(statement, db) ?? [];
+    const touched = [...registered].filter((name) => changed.some((c) => c === name || (c.endsWith('.*') && name.startsWith(c.slice(0, -1)))));
     if (touched.length === 0) return;
     // The statement may hold literals (DEFAULT values), so only its verb is logged.
     logger.info({ db, ddl: /^\s*\w+\s+\w+/.exec(statement)?.[0], tables: touched, file: position.file, pos: position.pos }, 'schema change');

@@ -11,6 +11,10 @@ describe('DDL statements for the schema-change topic', () => {
     expect(ddlTables('TRUNCATE citizens', 'civil')).toEqual(['civil.citizens']);
     expect(ddlTables('CREATE UNIQUE INDEX ix ON civil.citizens (id_card)', 'x')).toEqual(['civil.citizens']);
     expect(ddlTables('/* app */ DROP INDEX ix ON citizens', 'civil')).toEqual(['civil.citizens']);
+    expect(ddlTables('CREATE INDEX ix USING BTREE ON citizens (phone)', 'civil')).toEqual(['civil.citizens']);
+    expect(ddlTables('RENAME TABLE IF EXISTS a WAIT 5 TO b', 'civil')).toEqual(['civil.a', 'civil.b']);
+    expect(ddlTables('DROP TABLE 临时, citizens', 'civil')).toEqual(['civil.临时', 'civil.citizens']);
+    expect(ddlTables('DROP DATABASE IF EXISTS `civil`', 'x')).toEqual(['civil.*']);
   });
 
   it('does not take statements that change no table for table DDL', () => {
@@ -27,5 +31,9 @@ describe('DDL statements for the schema-change topic', () => {
     );
     expect(redactDdl("ALTER TABLE t ADD CHECK (c <> 'it''s \\' secret'), MODIFY e ENUM('a','b')")).toBe("ALTER TABLE t ADD CHECK (c <> '?'), MODIFY e ENUM('?','?')");
     expect(redactDdl("ALTER TABLE `it's`.t ADD x INT DEFAULT 'v' -- note\n")).toBe("ALTER TABLE `it's`.t ADD x INT DEFAULT '?'");
+    // An escaped newline inside a literal, and a quote left open, never let text through.
+    expect(redactDdl("ALTER TABLE t ADD a TEXT DEFAULT 'x\\\n', ADD b INT DEFAULT 'secret'")).toBe("ALTER TABLE t ADD a TEXT DEFAULT '?', ADD b INT DEFAULT '?'");
+    expect(redactDdl("ALTER TABLE t COMMENT 'open secret")).toBe("ALTER TABLE t COMMENT '?'");
+    expect(redactDdl('ALTER TABLE t ADD c DECIMAL(20,2) DEFAULT 110101199001011234, ADD d BINARY(4) DEFAULT 0xCAFE')).toBe('ALTER TABLE t ADD c DECIMAL(20,2) DEFAULT ?, ADD d BINARY(4) DEFAULT ?');
   });
 });
