@@ -7,7 +7,7 @@ import { CdcError, aclPlan, formatAclRule, parsePipeline, type AclRule } from '@
 import { callControl, printTable, type ControlOptions } from './control-client.js';
 
 interface CatalogResult { changes: CatalogChange[]; applied: boolean }
-interface Grant { id: number; department: string; table: string; spec: { columns: Record<string, unknown>; filter?: string }; purpose: string; expiresAt: string | null; status: string; requestedBy: string; decidedBy: string | null; reason: string | null }
+interface Grant { id: number; department: string; table: string; spec: { columns: Record<string, unknown>; filter?: string; filterReads?: string[] }; purpose: string; expiresAt: string | null; status: string; requestedBy: string; decidedBy: string | null; reason: string | null }
 
 /** `name=class` or `name=<YAML>` pairs (e.g. `phone={mask: phone}`) into an object. */
 function pairs(list: string[], what: string): Record<string, unknown> {
@@ -123,13 +123,14 @@ export function addControlCommands(program: Command): void {
     .requiredOption('--column <name=action>', 'a column and what you receive: pass, encrypt, tokenize, or YAML such as {mask: phone}; repeat', collect)
     .requiredOption('--purpose <text>', 'why the department needs it')
     .option('--filter <expr>', 'row filter, e.g. district == "海淀"')
+    .option('--filter-reads <column>', 'a column the filter reads that the department does not receive (the officer approves it by name); repeat', collect)
     .option('--expires <iso-date>', 'when the grant lapses')
     .option('--department <name>', 'the department (defaults to the token\'s)')
     .option('--json', 'print as JSON')
-    .action(async (o: { table: string; column: string[]; purpose: string; filter?: string; expires?: string; department?: string; json?: boolean }) => {
+    .action(async (o: { table: string; column: string[]; purpose: string; filter?: string; filterReads?: string[]; expires?: string; department?: string; json?: boolean }) => {
       const g = await callControl<Grant>(control(), 'POST', 'grants', {
         table: o.table, columns: pairs(o.column, 'column'), purpose: o.purpose,
-        ...(o.filter ? { filter: o.filter } : {}), ...(o.expires ? { expiresAt: o.expires } : {}), ...(o.department ? { department: o.department } : {}),
+        ...(o.filter ? { filter: o.filter } : {}), ...(o.filterReads ? { filterReads: o.filterReads } : {}), ...(o.expires ? { expiresAt: o.expires } : {}), ...(o.department ? { department: o.department } : {}),
       });
       out(o.json, g, () => process.stdout.write(`grant ${g.id} requested for ${g.department} on ${g.table}; a security officer decides\n`));
     });

@@ -59,6 +59,8 @@ describe('pipeline file', () => {
     const named = reading.replace('filter: district == "海淀" && registered_at > "2020"', 'filter: district == "海淀" && registered_at > "2020"\n        filterReads: [registered_at]');
     expect(problems(named)).toEqual([]);
     expect(problems(named.replace('filterReads: [registered_at]', 'filterReads: [registered_at, phone]'))).toEqual([expect.stringMatching(/filterReads names phone, which the row filter does not read/)]);
+    // A masked column counts as not shared: the filter would tell the whole number.
+    expect(problems(sample.replace('filter: district == "海淀"', 'filter: phone == "13812345678"'))).toEqual([expect.stringMatching(/reads personal column phone, which the grant does not share in clear/)]);
   });
 
   it('names an unset environment variable without a default', () => {

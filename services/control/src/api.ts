@@ -61,7 +61,11 @@ function routes(o: ApiDeps): Array<[string, RegExp, number, Handler]> {
       return o.grants.request(who, {
         department: str(b, 'department') ?? who.department ?? '',
         table: String(b.table),
-        spec: { columns: b.columns as Record<string, unknown>, ...(str(b, 'filter') ? { filter: str(b, 'filter') } : {}) },
+        spec: {
+          columns: b.columns as Record<string, unknown>,
+          ...(str(b, 'filter') ? { filter: str(b, 'filter') } : {}),
+          ...(Array.isArray(b.filterReads) ? { filterReads: b.filterReads.map(String) } : {}),
+        },
         purpose: String(b.purpose),
         ...(str(b, 'expiresAt') ? { expiresAt: validDate(str(b, 'expiresAt')!) } : {}),
       });

@@ -8,6 +8,8 @@ import { authorize, type Operation, type Principal } from './roles.js';
 export interface GrantSpec {
   columns: Record<string, unknown>;
   filter?: string;
+  /** Columns the filter reads that the department does not receive: the officer approves them by name. */
+  filterReads?: string[];
 }
 
 export interface GrantRequest {
@@ -52,7 +54,7 @@ export class GrantWorkflow {
         r.department, r.table, JSON.stringify(r.spec), r.purpose, r.expiresAt ? r.expiresAt.toISOString().replace('T', ' ').replace('Z', '') : null, 'requested', who.name,
       ]);
       const inserted = (res as { insertId: number }).insertId;
-      await this.ledger.append({ actor: who.name, role: who.role, action: 'grant.request', subject: `grant/${inserted}`, details: { department: r.department, table: r.table, columns: Object.keys(r.spec.columns), filter: r.spec.filter ?? null, purpose: r.purpose, expiresAt: r.expiresAt?.toISOString() ?? null } }, conn);
+      await this.ledger.append({ actor: who.name, role: who.role, action: 'grant.request', subject: `grant/${inserted}`, details: { department: r.department, table: r.table, columns: Object.keys(r.spec.columns), filter: r.spec.filter ?? null, filterReads: r.spec.filterReads ?? [], purpose: r.purpose, expiresAt: r.expiresAt?.toISOString() ?? null } }, conn);
       return inserted;
     });
     return this.get(id);

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { parsePipeline, type Logger } from '@cityshare/shared';
+import { dirname, resolve } from 'node:path';
+import { CdcError, FileKeyring, parsePipeline, policyKeyNames, type Logger, type PipelineConfig } from '@cityshare/shared';
 import { pipelineText, type CatalogDocument } from './catalog.js';
 import type { GrantRequest } from './grants.js';
 import type { AuditLedger } from './ledger.js';
@@ -33,11 +34,33 @@ export class PolicyPublisher {
     const body = pipelineText(doc, (department) =>
       grants
         .filter((g) => g.department === department)
-        .map((g) => ({ table: g.table, columns: g.spec.columns, ...(g.spec.filter ? { filter: g.spec.filter } : {}) })),
+        .map((g) => ({ table: g.table, columns: g.spec.columns, ...(g.spec.filter ? { filter: g.spec.filter } : {}), ...(g.spec.filterReads?.length ? { filterReads: g.spec.filterReads } : {}) })),
     );
     const text = `# Written by the cityshare control plane from its catalog and the grants in force; do not edit (cdc apply, cdc grants).\n${body}`;
-    parsePipeline(text);
+    this.checkKeys(parsePipeline(text));
     return text;
+  }
+
+  /**
+   * The transformer refuses a policy whose keys its keyring lacks (and keeps the old one, with
+   * every later revoke): such a grant is refused here, at approval and publication. Checked
+   * when the keyring the policy names is on this host (it is on the local stack).
+   */
+  private checkKeys(config: PipelineConfig): void {
+    const file = resolve(dirname(this.outputPath), config.keyring.file);
+    if (!existsSync(file)) return;
+    const keys = FileKeyring.load(file);
+    const missing = policyKeyNames(config).filter((name) => {
+      try {
+        keys.activeKey(name);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    if (missing.length > 0) {
+      throw new CdcError('KEY_NOT_FOUND', `the policy needs key list(s) ${missing.join(', ')}, which the keyring ${file} does not hold; add them first (\`cdc keys rotate token:own:<department>\` creates a department's own token key)`, { details: { missing } });
+    }
   }
 
   /**

@@ -10,6 +10,7 @@ import {
   keyNames,
   pipelineTopics,
   qualityError,
+  policyKeyNames,
   tokenDomainKeyName,
   topicSpec,
   topics,
@@ -340,12 +341,7 @@ interface Policy {
  */
 function policyOf(config: PipelineConfig, keys: KeyProvider): Policy {
   const views = departmentViews(config);
-  for (const list of views.values()) {
-    for (const view of list) {
-      keys.activeKey(keyNames.department(view.department));
-      for (const rule of view.rules) if (rule.action === 'tokenize') keys.activeKey(rule.domain === undefined ? keyNames.ownTokens(view.department) : tokenDomainKeyName(rule.domain));
-    }
-  }
+  for (const name of policyKeyNames(config)) keys.activeKey(name);
   const quality = new Map(config.sources.flatMap((s) => s.tables.filter((t) => t.quality).map((t) => [`${s.name}.${t.name}`, compileQuality(t.quality)] as const)));
   const classes = new Map(config.sources.flatMap((s) => s.tables.map((t) => [`${s.name}.${t.name}`, t.columns as Record<string, ColumnClass>] as const)));
   return { views, quality, classes, keys };

@@ -1,7 +1,8 @@
-import type { ColumnClass, GrantAction, GrantConfig, MaskSpec, TableConfig } from '../config/pipeline-schema.js';
+import type { ColumnClass, GrantAction, GrantConfig, MaskSpec, PipelineConfig, TableConfig } from '../config/pipeline-schema.js';
+import { keyNames } from '../crypto/keyring.js';
 import type { CipherSuiteName } from '../crypto/suites.js';
 import { compileRowFilter, type RowFilter } from './row-filter.js';
-import type { TokenOptions } from './tokenize.js';
+import { tokenDomainKeyName, type TokenOptions } from './tokenize.js';
 
 /** Column classes whose values the reader seals under the pipeline key. */
 export function isProtectedClass(cls: ColumnClass | undefined): boolean {
@@ -46,4 +47,25 @@ function ruleOf(column: string, action: GrantAction): ColumnRule {
     return { column, action: 'tokenize', domain, options: { algorithm, format } };
   }
   return { column, action: 'mask', mask: action.mask };
+}
+
+/**
+ * The key lists a policy needs in the keyring: the KEK of every department with a grant, and
+ * the token key of every domain its grants tokenize in (a department's own domain included).
+ * The transformer refuses a policy without one of them; the control plane checks them before
+ * it approves or publishes, so a grant cannot be approved that the transformer would refuse.
+ */
+export function policyKeyNames(config: Pick<PipelineConfig, 'departments'>): string[] {
+  const names = new Set<string>();
+  for (const department of config.departments) {
+    if (department.grants.length === 0) continue;
+    names.add(keyNames.department(department.name));
+    for (const grant of department.grants) {
+      for (const [column, action] of Object.entries(grant.columns)) {
+        const rule = ruleOf(column, action);
+        if (rule.action === 'tokenize') names.add(rule.domain === undefined ? keyNames.ownTokens(department.name) : tokenDomainKeyName(rule.domain));
+      }
+    }
+  }
+  return [...names];
 }
