@@ -8,23 +8,38 @@ export const MAX_PATTERN_LENGTH = 200;
  * takes time linear in the input whatever the pattern, so no pattern of an approved grant
  * or a quality rule can hang the transformer (a backtracking engine takes seconds, then
  * years, on `^((?:[0-9]|\d))*$` against 30 digits and an `x`). The price is RE2's syntax:
- * no lookarounds and no backreferences; `\p{Han}`, `\x{1F600}`, named groups `(?<name>…)`.
+ * no lookarounds and no backreferences, repeat counts up to 1000, `\s` ASCII whitespace only,
+ * `.` matching `\r`; `\p{Han}`, `\x{1F600}` (or JavaScript's `\u4e00`), named groups `(?<name>…)`.
  */
 export type UserPattern = RE2JS;
 
 const CONSTRUCT_HINTS: Array<[RegExp, string]> = [
   [/\(\?<?[=!]/, 'lookarounds ((?=…), (?!…), (?<=…), (?<!…)) are not supported: patterns run on RE2, which matches in linear time'],
   [/\\[1-9]|\\k</, 'backreferences are not supported: patterns run on RE2, which matches in linear time'],
-  [/\\u\{?[0-9A-Fa-f]/, 'write a code point as \\x{…} (RE2 syntax), not \\u'],
   [/\\p\{(?:Script|sc|General_Category|gc)=/, 'write a Unicode class as \\p{Han} or \\p{L} (RE2 syntax), without Script= or gc='],
 ];
+
+/**
+ * The pattern in RE2's spelling: JavaScript's `\uXXXX` and `\u{…}` escapes become `\x{…}`
+ * (written by people used to JavaScript, e.g. `[\u4e00-\u9fa5]` for Chinese characters).
+ */
+function re2Spelling(pattern: string): string {
+  return pattern.replace(/\\(?:u\{([0-9A-Fa-f]{1,6})\}|u([0-9A-Fa-f]{4})|[\s\S])/g, (escape, braced?: string, four?: string) => {
+    const hex = braced ?? four;
+    return hex === undefined ? escape : `\\x{${hex}}`;
+  });
+}
+
+function compile(pattern: string): UserPattern {
+  return RE2JS.compile(re2Spelling(pattern));
+}
 
 /** Why `pattern` cannot be a policy pattern, or null when it can. */
 export function patternProblem(pattern: string): string | null {
   if (pattern.length === 0) return 'the pattern is empty';
   if (pattern.length > MAX_PATTERN_LENGTH) return `the pattern is ${pattern.length} characters, at most ${MAX_PATTERN_LENGTH} are allowed`;
   try {
-    RE2JS.compile(pattern);
+    compile(pattern);
     return null;
   } catch (err) {
     const hint = CONSTRUCT_HINTS.find(([construct]) => construct.test(pattern))?.[1];
@@ -40,7 +55,7 @@ export function userPattern(pattern: string): UserPattern {
   if (!re) {
     const problem = patternProblem(pattern);
     if (problem) throw new Error(`invalid pattern ${JSON.stringify(pattern)}: ${problem}`);
-    re = RE2JS.compile(pattern);
+    re = compile(pattern);
     if (compiled.size >= 256) compiled.clear();
     compiled.set(pattern, re);
   }
