@@ -45,8 +45,9 @@ const { parse: parseProduce } = require('kafkajs/src/protocol/requests/produce/v
 const NOT_LEADER = 6;
 
 /** Two partitions of one topic, led by brokers 1 and 2 as given; `answer` decides each produce request's fate. */
-function fakeProducer(leadersAtStart: [number, number], answer: (broker: number, partitions: number[], attempt: number) => 'ok' | 'closed' | { failed: number[] }) {
+function fakeProducer(leadersAtStart: [number, number], answer: (broker: number, partitions: number[], attempt: number) => 'ok' | 'closed' | { failed: number[] }, unknownUntilRefresh: number[] = []) {
   const leaders = new Map([[0, leadersAtStart[0]], [1, leadersAtStart[1]]]);
+  let hidden = new Set(unknownUntilRefresh);
   const sequences = new Map<number, number>();
   const produced: Produced[] = [];
   const brokers = new Map<number, ReturnType<typeof brokerOf>>();
@@ -71,7 +72,9 @@ function fakeProducer(leadersAtStart: [number, number], answer: (broker: number,
   const cluster = {
     targetTopics: new Set<string>(),
     async refreshMetadataIfNecessary() {},
-    async refreshMetadata() {},
+    async refreshMetadata() {
+      hidden = new Set();
+    },
     async addMultipleTargetTopics() {},
     async connect() {},
     isConnected: () => true,
@@ -81,7 +84,7 @@ function fakeProducer(leadersAtStart: [number, number], answer: (broker: number,
     findTopicPartitionMetadata: () => [...leaders].map(([partitionId, leader]) => ({ partitionId, leader })),
     findLeaderForPartitions: (_topic: string, partitions: string[]) => {
       const out: Record<number, number[]> = {};
-      for (const p of partitions.map(Number)) (out[leaders.get(p)!] ??= []).push(p);
+      for (const p of partitions.map(Number)) if (!hidden.has(p)) (out[leaders.get(p)!] ??= []).push(p);
       return out;
     },
     // One Broker object per node, as kafkajs's cluster keeps them.
@@ -119,6 +122,12 @@ describe('patched kafkajs producer', () => {
     expect(p.produced.flatMap((m) => m.values).sort()).toEqual(['x-0-a', 'x-0-b', 'x-1-a', 'x-1-b']);
     expect(p.produced.find((m) => m.partition === 1)).toMatchObject({ broker: 1, firstSequence: 0 });
     expect(p.sequences).toEqual(new Map([[0, 2], [1, 2]]));
+  });
+
+  it('refreshes the metadata and sends to a partition it did not know a leader for, instead of skipping it', async () => {
+    const p = fakeProducer([1, 2], () => 'ok', [1]);
+    await p.send('m');
+    expect(p.produced.flatMap((m) => m.values).sort()).toEqual(['m-0-a', 'm-0-b', 'm-1-a', 'm-1-b']);
   });
 
   it('keeps the sequence numbers of the partitions a broker took when others in the same request failed', async () => {
