@@ -79,7 +79,13 @@ export class CheckpointStore {
                 if (message.key?.toString() === this.source && message.value) {
                   const refused = recordForgery(this.options.keys(), this.topic, message);
                   if (!refused) {
-                    latest = openLastKeys(this.options.keys(), this.source, JSON.parse(message.value.toString()) as Checkpoint);
+                    try {
+                      latest = openLastKeys(this.options.keys(), this.source, JSON.parse(message.value.toString()) as Checkpoint);
+                    } catch (err) {
+                      // An authentic checkpoint whose snapshot key does not open (its pipeline key removed): say so, do not hang.
+                      reject(err);
+                      return;
+                    }
                   } else {
                     // Kept as bytes: read only if adopted, so a forged record cannot break the load.
                     if (!message.headers?.[RECORD_MAC_HEADER]) unsigned = message.value.toString();
