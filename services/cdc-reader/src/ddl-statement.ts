@@ -21,8 +21,10 @@ const TABLE_DDL: RegExp[] = [
 /** DROP DATABASE: every table of it changes. */
 const DROP_DATABASE = new RegExp(String.raw`^DROP\s+(?:DATABASE|SCHEMA)\s+(?:IF\s+EXISTS\s+)?(?<db>${NAME})`, 'i');
 
-/** Quoted text, identifiers in backticks and comments, in the order they start. */
-// A quote left open runs to the end (redacted whole): a literal never leaks by mis-pairing.
+/**
+ * Quoted text, identifiers in backticks and comments, in the order they start. A quote left
+ * open runs to the end (redacted whole): a literal never leaks by mis-pairing.
+ */
 const TOKENS = /(?<literal>'(?:[^'\\]|\\[\s\S]|'')*(?:'|$)|"(?:[^"\\]|\\[\s\S]|"")*(?:"|$))|(?<identifier>\x60(?:[^\x60]|\x60\x60)*\x60)|\/\*[\s\S]*?\*\/|(?:--\s|#)[^\n]*/g;
 
 /** The statement with comments dropped and, when `literal` is given, every quoted literal replaced by it. */
@@ -31,10 +33,6 @@ function rewrite(statement: string, literal?: string): string {
     .replace(TOKENS, (_match, quoted: string | undefined, identifier: string | undefined) => identifier ?? (quoted === undefined ? ' ' : (literal ?? quoted)))
     .replace(/\s+$/, '')
     .replace(/^\s+/, '');
-}
-
-function withoutComments(statement: string): string {
-  return rewrite(statement);
 }
 
 function unquote(name: string): string {
@@ -52,7 +50,7 @@ function qualify(name: string, defaultDb: string): string {
  * does not change a table.
  */
 export function ddlTables(statement: string, defaultDb: string): string[] | null {
-  const text = withoutComments(statement);
+  const text = rewrite(statement);
   const dropped = DROP_DATABASE.exec(text);
   if (dropped) return [`${unquote(dropped.groups!.db!)}.*`];
   for (const pattern of TABLE_DDL) {

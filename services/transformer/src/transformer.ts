@@ -11,7 +11,7 @@ import {
   pipelineTopics,
   qualityError,
   policyKeyNames,
-  tokenDomainKeyName,
+  tokenKeyName,
   topicSpec,
   topics,
   watchPipeline,
@@ -255,7 +255,7 @@ export class Transformer {
     }
     const viewKeys: ViewKeys = {
       encryptor: (suite) => this.encryptorFor(department, suite),
-      token: (domain) => keys.activeKey(domain === undefined ? keyNames.ownTokens(department) : tokenDomainKeyName(domain)),
+      token: (domain) => keys.activeKey(tokenKeyName(department, domain)),
     };
     const shareTopic = topics.share(config.kafka.topicPrefix, department, event.source.db, event.source.table);
     try {

@@ -2,7 +2,7 @@ import type { ColumnClass, GrantAction, GrantConfig, MaskSpec, PipelineConfig, T
 import { keyNames } from '../crypto/keyring.js';
 import type { CipherSuiteName } from '../crypto/suites.js';
 import { compileRowFilter, type RowFilter } from './row-filter.js';
-import { tokenDomainKeyName, type TokenOptions } from './tokenize.js';
+import { tokenKeyName, type TokenOptions } from './tokenize.js';
 
 /** Column classes whose values the reader seals under the pipeline key. */
 export function isProtectedClass(cls: ColumnClass | undefined): boolean {
@@ -63,7 +63,7 @@ export function policyKeyNames(config: Pick<PipelineConfig, 'departments'>): str
     for (const grant of department.grants) {
       for (const [column, action] of Object.entries(grant.columns)) {
         const rule = ruleOf(column, action);
-        if (rule.action === 'tokenize') names.add(rule.domain === undefined ? keyNames.ownTokens(department.name) : tokenDomainKeyName(rule.domain));
+        if (rule.action === 'tokenize') names.add(tokenKeyName(department.name, rule.domain));
       }
     }
   }

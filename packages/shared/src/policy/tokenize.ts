@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import type { CanonicalValue } from '../column-types.js';
-import type { DataKey } from '../crypto/keyring.js';
+import { keyNames, type DataKey } from '../crypto/keyring.js';
 
 /**
  * Deterministic tokens: a keyed HMAC of the canonical value under a token DOMAIN key.
@@ -47,6 +47,11 @@ export interface TokenOptions {
 /** Keyring name of the key of a shared token domain: `token:<domain>`. */
 export function tokenDomainKeyName(domain: string): string {
   return `token:${domain}`;
+}
+
+/** The key a department's tokens of `domain` are made with; no domain: its own (`token:own:<department>`). */
+export function tokenKeyName(department: string, domain: string | undefined): string {
+  return domain === undefined ? keyNames.ownTokens(department) : tokenDomainKeyName(domain);
 }
 
 const HASH: Record<TokenAlgorithm, string> = { 'hmac-sha256': 'sha256', 'hmac-sm3': 'sm3' };
