@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { CatalogStore, describeChange } from '../services/control/src/catalog.js
 import { CatalogWorkflow } from '../services/control/src/catalog-workflow.js';
 import { GrantWorkflow } from '../services/control/src/grants.js';
 import { KeyAdmin } from '../services/control/src/keys.js';
-import { AuditLedger } from '../services/control/src/ledger.js';
+import { AuditLedger, GENESIS, entryHash } from '../services/control/src/ledger.js';
 import { migrate } from '../services/control/src/migrations.js';
 import { PolicyPublisher } from '../services/control/src/policy-publisher.js';
 import type { Principal, Role } from '../services/control/src/roles.js';
@@ -34,7 +34,7 @@ describe('control plane', () => {
     await admin.end();
     const conn = createPool({ ...stack.targetMariadb, database: db, charset: 'utf8mb4', connectionLimit: 4 });
     opened.push({ conn, db });
-    expect(await migrate(conn)).toEqual([1, 2, 3]);
+    expect(await migrate(conn)).toEqual([1, 2, 3, 4]);
     const ledger = new AuditLedger(conn, keys, 3);
     for (let i = 1; i <= entries; i++) await ledger.append({ actor: 'alice', role: 'dba', action: 'table.classify', subject: `civil.citizens`, details: { column: `c${i}`, class: 'personal' } });
     return { conn, ledger };
@@ -55,13 +55,13 @@ describe('control plane', () => {
 
     it('verifies an untouched chain', async () => {
       const { ledger } = await fresh(7);
-      expect(await ledger.verify()).toEqual({ entries: 7, problems: [] });
+      expect(await ledger.verify()).toMatchObject({ entries: 7, head: { seq: 7 }, rehashed: 7, problems: [] });
     });
 
     it('detects a modified entry, also from the command line', async () => {
       const { conn, ledger } = await fresh(6);
       const verifyCli = () => spawnSync(process.execPath, ['packages/cli/bin/cdc.js', 'audit-verify', '--control-url', `mysql://root@${stack.targetMariadb.host}:${stack.targetMariadb.port}/${opened.at(-1)!.db}`, '--keyring', keyringFile], { cwd: stack.root, encoding: 'utf8' });
-      expect(verifyCli()).toMatchObject({ status: 0, stdout: 'audit ledger intact: 6 entries\n' });
+      expect(verifyCli()).toMatchObject({ status: 0, stdout: expect.stringMatching(/^audit ledger intact: 6 entries, signed head 6 [0-9a-f]{64}\n$/) });
       await conn.query(`UPDATE audit_ledger SET details = '{"column":"c2","class":"public"}' WHERE seq = 2`);
       expect((await ledger.verify()).problems).toContainEqual(expect.objectContaining({ seq: 2, kind: 'modified' }));
       const tampered = verifyCli();
@@ -91,6 +91,77 @@ describe('control plane', () => {
       expect((await ledger.verify()).problems).toContainEqual(expect.objectContaining({ seq: 6, kind: 'truncated' }));
       await conn.query("UPDATE audit_checkpoints SET signature = REPEAT('0', 64) WHERE seq = 3");
       expect((await ledger.verify()).problems).toContainEqual(expect.objectContaining({ seq: 3, kind: 'checkpoint-forged' }));
+    });
+
+    /** An insider with write access to the control database rewrites entry 2 and everything it would betray. */
+    async function rewriteChain(conn: Pool, from: number): Promise<void> {
+      const [rows] = await conn.query("SELECT seq, DATE_FORMAT(at, '%Y-%m-%dT%H:%i:%s.%fZ') AS at, actor, role, action, subject, details, prev_hash AS prevHash FROM audit_ledger ORDER BY seq");
+      let prevHash = GENESIS;
+      for (const r of rows as Array<Record<string, string>>) {
+        const e = { seq: Number(r.seq), at: r.at!, actor: r.actor!, role: r.role!, action: r.action!, subject: r.subject!, details: JSON.parse(r.details!) as Record<string, unknown> };
+        const hash = entryHash(prevHash, e);
+        if (e.seq >= from) await conn.query('UPDATE audit_ledger SET prev_hash = ?, hash = ? WHERE seq = ?', [prevHash, hash, e.seq]);
+        prevHash = hash;
+      }
+    }
+
+    it('detects a rewritten chain whose checkpoints were deleted, and a tail deleted past the last checkpoint', async () => {
+      const { conn, ledger } = await fresh(7);
+      await conn.query(`UPDATE audit_ledger SET details = '{"column":"c2","class":"public"}' WHERE seq = 2`);
+      await conn.query('DELETE FROM audit_checkpoints');
+      await rewriteChain(conn, 2);
+      const { problems } = await ledger.verify();
+      expect(problems).toContainEqual(expect.objectContaining({ seq: 3, kind: 'checkpoint-missing' }));
+      expect(problems).toContainEqual(expect.objectContaining({ seq: 6, kind: 'checkpoint-missing' }));
+      expect(problems).toContainEqual(expect.objectContaining({ seq: 7, kind: 'modified', message: 'entry 7 differs from the signed head' }));
+      // The head names the rewritten hash now, but its signature cannot follow without the audit key.
+      const [[last]] = (await conn.query('SELECT hash FROM audit_ledger WHERE seq = 7')) as unknown as [[{ hash: string }]];
+      await conn.query('UPDATE audit_head SET hash = ?', [last!.hash]);
+      expect((await ledger.verify()).problems).toContainEqual(expect.objectContaining({ seq: 7, kind: 'head-forged' }));
+
+      // The last entries (after checkpoint 6) are covered by the signed head.
+      const other = await fresh(8);
+      await other.conn.query('DELETE FROM audit_ledger WHERE seq >= 7');
+      expect((await other.ledger.verify()).problems).toContainEqual(expect.objectContaining({ seq: 8, kind: 'truncated' }));
+    });
+
+    it('verifies incrementally from the last verified checkpoint, and remembers how long the ledger was', async () => {
+      const { conn, ledger } = await fresh(6);
+      const append = (i: number) => ledger.append({ actor: 'bob', role: 'sre', action: 'key.rotate', subject: 'pipeline', details: { n: i } });
+      expect(await ledger.verify()).toMatchObject({ rehashed: 6, full: true, problems: [] });
+      await append(7);
+      // Checkpoint 6 was verified: only entry 7 is rehashed, not the whole chain.
+      expect(await ledger.verify({ full: false })).toMatchObject({ entries: 7, rehashed: 1, full: false, problems: [] });
+      // An old head, saved by an insider, restored after cutting the entry it does not cover.
+      const [[saved]] = (await conn.query('SELECT * FROM audit_head')) as unknown as [[Record<string, unknown>]];
+      await append(8);
+      expect((await ledger.verify({ full: false })).problems).toEqual([]);
+      await conn.query('DELETE FROM audit_ledger WHERE seq = 8');
+      await conn.query('REPLACE INTO audit_head VALUES (?, ?, ?, ?, ?, ?)', [saved!.id, saved!.seq, saved!.hash, saved!.key_id, saved!.signature, saved!.signed_at]);
+      expect((await ledger.verify({ full: false })).problems).toContainEqual(expect.objectContaining({ seq: 8, kind: 'truncated' }));
+      // A fresh verifier (no memory) sees the restored head as valid: the README says to note the head down.
+      expect((await new AuditLedger(conn, keys, 3).verify()).problems).toEqual([]);
+      // An entry removed from the verified part is seen by the count, a full run names it.
+      await conn.query('DELETE FROM audit_ledger WHERE seq = 2');
+      expect((await ledger.verify({ full: false })).problems).toContainEqual(expect.objectContaining({ kind: 'missing' }));
+      expect((await ledger.verify()).problems).toContainEqual(expect.objectContaining({ seq: 2, kind: 'missing' }));
+    });
+
+    it('accepts checkpoints signed before the signed head, and refuses a checkpoint signed with a key of another list', async () => {
+      const { conn, ledger } = await fresh(6);
+      // As version 3 signed them: HMAC under the audit key's own bytes.
+      const material = keys.activeKey('audit').material;
+      const [rows] = await conn.query('SELECT seq, hash FROM audit_checkpoints');
+      for (const c of rows as Array<{ seq: number; hash: string }>) {
+        const legacy = createHmac('sha256', material).update(`cityshare-audit:${c.seq}:${c.hash}`).digest('hex');
+        await conn.query("UPDATE audit_checkpoints SET signature = ?, scheme = 'v1' WHERE seq = ?", [legacy, c.seq]);
+      }
+      expect((await ledger.verify()).problems).toEqual([]);
+      // A key of another list (a department's KEK the attacker holds) never signs for the ledger.
+      const mixed = new FileKeyring({ version: 1, keys: { audit: [{ id: 'audit-1', material: Buffer.alloc(32, 9).toString('base64') }], 'department:health': [{ id: 'health-1', material: Buffer.alloc(32, 1).toString('base64') }] } });
+      const forged = createHmac('sha256', mixed.keyById('health-1').material).update('cityshare-audit:3:x').digest('hex');
+      await conn.query("UPDATE audit_checkpoints SET key_id = 'health-1', signature = ? WHERE seq = 3", [forged]);
+      expect((await new AuditLedger(conn, mixed, 3).verify()).problems).toContainEqual(expect.objectContaining({ seq: 3, kind: 'checkpoint-forged', message: expect.stringContaining('not a key of the audit list') }));
     });
   });
 

@@ -15,7 +15,7 @@ import { createConnection, createPool } from 'mysql2/promise';
 import { CheckpointStore } from '@cityshare/cdc-reader/checkpoint-store';
 import { binlogEnd } from '@cityshare/cdc-reader/source-check';
 import { signalRecord } from '@cityshare/cdc-reader/signal-listener';
-import { AuditLedger } from '@cityshare/control/ledger';
+import { AuditLedger, describeVerification } from '@cityshare/control/ledger';
 import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, kafkaSecurityError, loadPipeline, openDepartmentValue, pipelineTopics, producerConfig, queues, redisTlsOptions, sourceConnectionOptions, topics } from '@cityshare/shared';
 
 const program = new Command('cdc')
@@ -163,7 +163,7 @@ program
 
 program
   .command('audit-verify')
-  .description('check the control plane\'s audit ledger: every entry in its chain, every signed checkpoint; exit 2 when tampering is found')
+  .description('check the control plane\'s audit ledger: every entry in its chain, every signed checkpoint, the signed head; exit 2 when tampering is found')
   .requiredOption('--control-url <url>', 'mysql://user:password@host:port/database of the control plane')
   .requiredOption('-k, --keyring <file>', 'keyring holding the audit key')
   .option('--json', 'print the result as JSON')
@@ -172,8 +172,7 @@ program
     try {
       const result = await new AuditLedger(conn, FileKeyring.load(options.keyring)).verify();
       if (options.json) process.stdout.write(`${JSON.stringify(result)}\n`);
-      else if (result.problems.length === 0) process.stdout.write(`audit ledger intact: ${result.entries} entries\n`);
-      else for (const p of result.problems) process.stdout.write(`entry ${p.seq}: ${p.kind}: ${p.message}\n`);
+      else process.stdout.write(describeVerification(result));
       if (result.problems.length > 0) process.exitCode = 2;
     } finally {
       await conn.end();

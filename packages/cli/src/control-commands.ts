@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { parse } from 'yaml';
 import { describeChange, type CatalogChange } from '@cityshare/control/catalog';
 import type { CatalogView as Catalog } from '@cityshare/control/catalog-workflow';
+import { describeVerification, type LedgerVerification } from '@cityshare/control/ledger';
 import { CdcError, aclPlan, formatAclRule, parsePipeline, type AclRule } from '@cityshare/shared';
 import { callControl, printTable, type ControlOptions } from './control-client.js';
 
@@ -230,14 +231,11 @@ export function addControlCommands(program: Command): void {
     });
   audit
     .command('verify')
-    .description('check the chain and its signed checkpoints through the API; exit 2 when tampering is found (see also audit-verify for the database directly)')
+    .description('check the chain, its signed checkpoints and signed head through the API (every entry rehashed); exit 2 when tampering is found (see also audit-verify for the database directly)')
     .option('--json', 'print as JSON')
     .action(async (o: { json?: boolean }) => {
-      const r = await callControl<{ entries: number; problems: Array<{ seq: number; kind: string; message: string }> }>(control(), 'GET', 'audit/verify');
-      out(o.json, r, () => {
-        if (r.problems.length === 0) process.stdout.write(`audit ledger intact: ${r.entries} entries\n`);
-        for (const p of r.problems) process.stdout.write(`entry ${p.seq}: ${p.kind}: ${p.message}\n`);
-      });
+      const r = await callControl<LedgerVerification>(control(), 'GET', 'audit/verify');
+      out(o.json, r, () => process.stdout.write(describeVerification(r)));
       if (r.problems.length > 0) process.exitCode = 2;
     });
 }

@@ -12,7 +12,7 @@ import { KeyAdmin } from './keys.js';
 import { assertSafeListen } from './listen-guard.js';
 import { GrantWorkflow } from './grants.js';
 import { AuditLedger } from './ledger.js';
-import { migrate } from './migrations.js';
+import { SIGNED_HEAD_MIGRATION, migrate } from './migrations.js';
 import { PolicyPublisher } from './policy-publisher.js';
 
 const controlEnv = z.object({
@@ -25,7 +25,8 @@ const controlEnv = z.object({
   CONTROL_HOST: z.string().default('127.0.0.1').describe('address the HTTP API listens on'),
   CONTROL_TLS_CERT: z.string().optional().describe('PEM certificate chain: with CONTROL_TLS_KEY the API is served over HTTPS only'),
   CONTROL_TLS_KEY: z.string().optional().describe('PEM private key of CONTROL_TLS_CERT'),
-  CONTROL_VERIFY_INTERVAL_MS: z.coerce.number().int().min(1000).default(60_000).describe('how often the audit ledger is verified (cityshare_control_audit_problems)'),
+  CONTROL_VERIFY_INTERVAL_MS: z.coerce.number().int().min(1000).default(60_000).describe('how often the audit ledger is verified incrementally: the entries since the last verified checkpoint, every checkpoint and the signed head (cityshare_control_audit_problems)'),
+  CONTROL_FULL_VERIFY_INTERVAL_MS: z.coerce.number().int().min(1000).default(3_600_000).describe('how often (and at start) the audit ledger is verified in full, every entry rehashed'),
   CONTROL_PUBLISH_INTERVAL_MS: z.coerce.number().int().min(100).default(1000).describe('how often expiry is applied and the grants in force are published'),
   CONTROL_KAFKA_ACLS: z.enum(['manage', 'off']).default('manage').describe("manage: keep the Kafka ACLs of the pipeline's prefix in step with the published policy, as the control principal (needs Alter on the cluster); off: the cluster's administrators apply `cdc acls plan` themselves"),
 });
@@ -49,10 +50,11 @@ await runService(logger, async () => {
   logger.level = env.LOG_LEVEL;
   // A pool: the API and the publisher run transactions concurrently, each on its own connection.
   const conn = createPool({ uri: env.CONTROL_DB_URL, charset: 'utf8mb4', connectionLimit: 8 });
-  await migrate(conn).catch((cause: Error) => {
+  const migrated = await migrate(conn).catch((cause: Error) => {
     throw new CdcError('SOURCE_UNREACHABLE', `control-plane database not reachable: ${cause.message}`, { cause });
   });
   const ledger = new AuditLedger(conn, FileKeyring.load(env.CONTROL_KEYRING));
+  if (migrated.includes(SIGNED_HEAD_MIGRATION)) await ledger.adoptUnsignedHead();
   const publisher = new PolicyPublisher(env.CITYSHARE_PIPELINE, ledger, logger);
   const store = new CatalogStore(conn);
   const grants = new GrantWorkflow(conn, ledger, async (g) => void publisher.render(await store.load(), g));
@@ -90,13 +92,17 @@ await runService(logger, async () => {
     auditEntries: new Gauge({ name: 'cityshare_control_audit_entries', help: 'Entries in the audit ledger at the last verification', registers: [registry] }),
     grantsInForce: new Gauge({ name: 'cityshare_control_grants_in_force', help: 'Approved, unexpired grants in the published policy', registers: [registry] }),
   };
-  let lastVerification = { at: '', entries: 0, problems: 0 };
+  let lastVerification = { at: '', entries: 0, problems: 0, head: { seq: 0, hash: '' }, full: true };
+  let lastFull = 0;
+  /** Incremental every CONTROL_VERIFY_INTERVAL_MS (the entries since the last verified checkpoint), full at start and every CONTROL_FULL_VERIFY_INTERVAL_MS. */
   const verify = async () => {
-    const { entries, problems } = await ledger.verify();
-    lastVerification = { at: new Date().toISOString(), entries, problems: problems.length };
+    const full = Date.now() - lastFull >= env.CONTROL_FULL_VERIFY_INTERVAL_MS;
+    const { entries, problems, head } = await ledger.verify({ full });
+    if (full) lastFull = Date.now();
+    lastVerification = { at: new Date().toISOString(), entries, problems: problems.length, head, full };
     metrics.auditProblems.set(problems.length);
     metrics.auditEntries.set(entries);
-    if (problems.length > 0) logger.error({ problems }, 'the audit ledger does not verify: entries were changed, removed or reordered');
+    if (problems.length > 0) logger.error({ code: 'AUDIT_LEDGER_TAMPERED', problems }, 'the audit ledger does not verify: entries were changed, removed or reordered');
   };
   await verify();
   const verifier = setInterval(() => void verify().catch((err: unknown) => logger.warn({ err }, 'audit verification failed; will retry')), env.CONTROL_VERIFY_INTERVAL_MS);

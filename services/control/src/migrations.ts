@@ -5,6 +5,9 @@ import type { Pool } from 'mysql2/promise';
  * in `schema_migrations`. The schema lives on a MySQL-compatible server of its own (never a
  * database the reader captures).
  */
+/** The migration that introduced the signed head: the start that applies it signs the ledger's existing head. */
+export const SIGNED_HEAD_MIGRATION = 4;
+
 const MIGRATIONS: Array<{ version: number; name: string; sql: string[] }> = [
   {
     version: 1,
@@ -75,6 +78,23 @@ const MIGRATIONS: Array<{ version: number; name: string; sql: string[] }> = [
        ) DEFAULT CHARSET = utf8mb4`,
       // Delivery records are found by subject, so a batch reported twice is recorded once.
       `CREATE INDEX by_subject ON audit_ledger (subject)`,
+    ],
+  },
+  {
+    version: SIGNED_HEAD_MIGRATION,
+    name: 'signed ledger head, checkpoint signature schemes',
+    sql: [
+      // One row: the last entry, signed in the transaction of every append, so no entry is unsigned.
+      `CREATE TABLE audit_head (
+         id TINYINT UNSIGNED NOT NULL PRIMARY KEY,
+         seq BIGINT UNSIGNED NOT NULL,
+         hash CHAR(64) NOT NULL,
+         key_id VARCHAR(128) NOT NULL,
+         signature CHAR(64) NOT NULL,
+         signed_at DATETIME(6) NOT NULL
+       ) DEFAULT CHARSET = utf8mb4`,
+      // v1: HMAC under the audit key's bytes (before version 4); v2: under its HKDF subkey.
+      `ALTER TABLE audit_checkpoints ADD COLUMN scheme CHAR(2) NOT NULL DEFAULT 'v1'`,
     ],
   },
 ];

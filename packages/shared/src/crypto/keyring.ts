@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { hkdfSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { z } from 'zod';
@@ -12,6 +12,21 @@ import { CdcError } from '../errors.js';
 export interface DataKey {
   id: string;
   material: Buffer;
+}
+
+const subkeyCache = new WeakMap<DataKey, Map<string, Buffer>>();
+
+/**
+ * A 32-byte subkey of `key` for one use, HKDF-SHA256 with `label` as info: one key's bytes
+ * never serve two uses (an AES key is not also an HMAC key, a checkpoint signature is not a
+ * record MAC). Labels name the use and its version, e.g. `cityshare/record-mac/v1`.
+ */
+export function subkey(key: DataKey, label: string): Buffer {
+  let byLabel = subkeyCache.get(key);
+  if (!byLabel) subkeyCache.set(key, (byLabel = new Map()));
+  let derived = byLabel.get(label);
+  if (!derived) byLabel.set(label, (derived = Buffer.from(hkdfSync('sha256', key.material, Buffer.alloc(0), label, 32))));
+  return derived;
 }
 
 export interface KeyProvider {
@@ -54,6 +69,8 @@ export const keyNames = {
   webhook: (name: string) => `webhook:${name}`,
   /** MAC key of the sinks' delivery records (sinks and the control plane hold it, not the pipeline key). */
   deliveries: 'deliveries',
+  /** HMAC key of the audit ledger's signed head and checkpoints (the control plane alone holds it). */
+  audit: 'audit',
 };
 
 export class FileKeyring implements KeyProvider {

@@ -1,6 +1,6 @@
-import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { CdcError, isCdcError } from '../errors.js';
-import { keyNames, type DataKey, type KeyProvider } from './keyring.js';
+import { keyNames, subkey, type DataKey, type KeyProvider } from './keyring.js';
 
 /**
  * Records the pipeline writes and acts on (reader checkpoints, table schemas, reader
@@ -20,21 +20,14 @@ export const RECORD_MAC_HEADER = 'cityshare-mac';
 
 const VERSION = 'v1';
 const SUBKEY_LABEL = 'cityshare/record-mac/v1';
-const subkeys = new WeakMap<DataKey, Buffer>();
 
 type Bytes = Buffer | string | null | undefined;
 
 /** Kafka headers as kafkajs hands them to a consumer. */
 export type RecordHeaders = Record<string, Buffer | string | Array<Buffer | string> | undefined> | undefined;
 
-function macKey(key: DataKey): Buffer {
-  let subkey = subkeys.get(key);
-  if (!subkey) subkeys.set(key, (subkey = Buffer.from(hkdfSync('sha256', key.material, Buffer.alloc(0), SUBKEY_LABEL, 32))));
-  return subkey;
-}
-
 function mac(key: DataKey, topic: string, recordKey: Bytes, value: Bytes): Buffer {
-  const hmac = createHmac('sha256', macKey(key));
+  const hmac = createHmac('sha256', subkey(key, SUBKEY_LABEL));
   for (const part of [topic, recordKey, value]) {
     const bytes = part === null || part === undefined ? null : typeof part === 'string' ? Buffer.from(part, 'utf8') : part;
     // -1 for an absent key or value (a tombstone), distinct from an empty one.
