@@ -172,11 +172,12 @@ describe('control plane', () => {
     const health = who('department', 'health');
     const officer = who('security-officer');
     const spec = { columns: { id: 'pass', name: { mask: 'name' } }, filter: 'district == "海淀"' };
+    const refused: Array<{ id: number; problem: string }> = [];
 
     beforeAll(async () => {
       const f = await fresh();
       ledger = f.ledger;
-      grants = new GrantWorkflow(f.conn, ledger);
+      grants = new GrantWorkflow(f.conn, ledger, undefined, (g, problem) => void refused.push({ id: g.id, problem }));
     });
 
     it('puts a grant in force only once a security officer approves it, and takes it out on revoke', async () => {
@@ -188,6 +189,31 @@ describe('control plane', () => {
       await grants.revoke(officer, g.id, 'campaign over');
       expect(await grants.inForce()).toEqual([]);
       await expect(grants.approve(officer, g.id, 'again')).rejects.toThrow(/is revoked/);
+    });
+
+    it('puts in force only grants whose approval in the ledger carries their spec digest: changes made in the database are refused', async () => {
+      const conn = opened.at(-1)!.conn;
+      const approved = await grants.request(health, { department: 'health', table: 'cityhub.civil.citizens', spec, purpose: 'campaign' });
+      await grants.approve(officer, approved.id, 'campaign');
+      const revoked = await grants.request(health, { department: 'health', table: 'cityhub.civil.citizens', spec, purpose: 'old study' });
+      await grants.approve(officer, revoked.id, 'study');
+      await grants.revoke(officer, revoked.id, 'study over');
+      const pending = await grants.request(health, { department: 'health', table: 'cityhub.civil.citizens', spec, purpose: 'never approved' });
+      const inForce = async () => (await grants.inForce()).map((g) => g.id).filter((x) => [approved.id, revoked.id, pending.id].includes(x));
+      expect(await inForce()).toEqual([approved.id]);
+      // An insider with write access to the control database widens a grant, revives a revoked one, approves one no officer saw.
+      await conn.query('UPDATE grant_requests SET spec = ? WHERE id = ?', [JSON.stringify({ columns: { ...spec.columns, phone: 'pass' }, filter: spec.filter }), approved.id]);
+      await conn.query("UPDATE grant_requests SET status = 'approved' WHERE id IN (?, ?)", [revoked.id, pending.id]);
+      await conn.query('UPDATE grant_requests SET expires_at = NULL WHERE id = ?', [revoked.id]);
+      expect(await inForce()).toEqual([]);
+      expect(refused.map((r) => r.id)).toEqual(expect.arrayContaining([approved.id, revoked.id, pending.id]));
+      expect(refused.find((r) => r.id === approved.id)!.problem).toMatch(/differs from what the security officer approved/);
+      // Restored as approved, it is in force again.
+      await conn.query('UPDATE grant_requests SET spec = ? WHERE id = ?', [JSON.stringify(spec), approved.id]);
+      await conn.query("UPDATE grant_requests SET status = 'revoked' WHERE id = ?", [revoked.id]);
+      await conn.query("UPDATE grant_requests SET status = 'requested' WHERE id = ?", [pending.id]);
+      expect(await inForce()).toEqual([approved.id]);
+      await grants.revoke(officer, approved.id, 'cleanup');
     });
 
     it('lets a grant lapse at its expiry', async () => {

@@ -51,7 +51,7 @@ export function entryHash(prevHash: string, e: Omit<LedgerEntry, 'hash' | 'prevH
 }
 
 /** JSON with object keys sorted at every level, so equal details hash equally. */
-function canonicalJson(value: unknown): string {
+export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value && typeof value === 'object') {
     return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
@@ -131,6 +131,27 @@ export class AuditLedger {
       const head = (rows as Array<{ seq: number; hash: string }>)[0];
       if (head) await this.signHead(conn, Number(head.seq), head.hash);
     });
+  }
+
+  /**
+   * A MAC under the audit key that vouches for `message` as approved for `purpose` (a grant's
+   * spec digest, a settings change): kept in the ledger entry of the decision, checked
+   * wherever the decision is acted on, so a decision made in the database is not one.
+   */
+  attest(purpose: string, message: string): Attestation {
+    const key = this.keys.activeKey(keyNames.audit);
+    return { keyId: key.id, mac: attestationMac(key, purpose, message) };
+  }
+
+  /** Whether `attestation` is a valid `attest(purpose, message)` under a key of the audit list. */
+  attested(purpose: string, message: string, attestation: unknown): boolean {
+    const a = attestation as Partial<Attestation> | undefined;
+    if (typeof a?.keyId !== 'string' || typeof a.mac !== 'string') return false;
+    try {
+      return safeEqual(attestationMac(this.keys.keyOf(keyNames.audit, a.keyId), purpose, message), a.mac);
+    } catch {
+      return false;
+    }
   }
 
   private async signHead(conn: Pick<Pool, 'query'>, seq: number, hash: string): Promise<void> {
@@ -252,6 +273,15 @@ const SIGNING_LABEL = 'cityshare/audit-ledger/v2';
 /** HMAC under the audit key's signing subkey; `what` keeps a head signature from passing for a checkpoint's. */
 function sign(key: DataKey, what: 'head' | 'checkpoint', seq: number, hash: string): string {
   return createHmac('sha256', subkey(key, SIGNING_LABEL)).update(`cityshare-audit:${what}:${seq}:${hash}`).digest('hex');
+}
+
+export interface Attestation {
+  keyId: string;
+  mac: string;
+}
+
+function attestationMac(key: DataKey, purpose: string, message: string): string {
+  return createHmac('sha256', subkey(key, 'cityshare/audit-attestation/v1')).update(`${purpose}\n${message}`).digest('hex');
 }
 
 function sqlTime(iso: string): string {

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createPool } from 'mysql2/promise';
 import { Gauge } from 'prom-client';
 import { z } from 'zod';
-import { CdcError, FileKeyring, commonServiceEnv, createForgedRecordsCounter, createKafka, createLogger, createMetricsRegistry, isCdcError, loadPipeline, loadServiceEnv, runService, startHealthServer, watchPipeline } from '@cityshare/shared';
+import { CdcError, ERROR_CODES, FileKeyring, commonServiceEnv, createForgedRecordsCounter, createKafka, createLogger, createMetricsRegistry, isCdcError, loadPipeline, loadServiceEnv, runService, startHealthServer, watchPipeline } from '@cityshare/shared';
 import { AclKeeper } from './acl-keeper.js';
 import { startApi, type TokenEntry } from './api.js';
 import { CatalogStore } from './catalog.js';
@@ -54,10 +54,17 @@ await runService(logger, async () => {
     throw new CdcError('SOURCE_UNREACHABLE', `control-plane database not reachable: ${cause.message}`, { cause });
   });
   const ledger = new AuditLedger(conn, FileKeyring.load(env.CONTROL_KEYRING));
-  if (migrated.includes(SIGNED_HEAD_MIGRATION)) await ledger.adoptUnsignedHead();
+  const upgrading = migrated.includes(SIGNED_HEAD_MIGRATION);
+  if (upgrading) await ledger.adoptUnsignedHead();
   const publisher = new PolicyPublisher(env.CITYSHARE_PIPELINE, ledger, logger);
   const store = new CatalogStore(conn);
-  const grants = new GrantWorkflow(conn, ledger, async (g) => void publisher.render(await store.load(), g));
+  const grants = new GrantWorkflow(conn, ledger, async (g) => void publisher.render(await store.load(), g), (g, problem) => {
+    logger.error({ code: 'GRANT_TAMPERED', action: ERROR_CODES.GRANT_TAMPERED.action, grant: g.id, department: g.department, table: g.table }, `grant left out of the policy: ${problem}`);
+  });
+  if (upgrading) {
+    const attested = await grants.attestLegacyApprovals();
+    if (attested.length > 0) logger.warn({ grants: attested }, 'schema upgraded: grants approved before approvals carried digests are attested as they are now');
+  }
   const catalog = new CatalogWorkflow(conn, ledger, store, async (doc) => void publisher.render(doc, await grants.inForce()));
   const keys = new KeyAdmin(conn, ledger, () => loadPipeline(env.CITYSHARE_PIPELINE).keyringPath);
   if (env.CONTROL_BASE_PIPELINE && (await store.load()).sources.length === 0) {
@@ -91,6 +98,7 @@ await runService(logger, async () => {
     auditProblems: new Gauge({ name: 'cityshare_control_audit_problems', help: 'Problems the last verification of the audit ledger found (0 = intact)', registers: [registry] }),
     auditEntries: new Gauge({ name: 'cityshare_control_audit_entries', help: 'Entries in the audit ledger at the last verification', registers: [registry] }),
     grantsInForce: new Gauge({ name: 'cityshare_control_grants_in_force', help: 'Approved, unexpired grants in the published policy', registers: [registry] }),
+    grantsRefused: new Gauge({ name: 'cityshare_control_grants_refused', help: 'Grants approved in the control database that are left out of the policy because their approval in the ledger does not match (GRANT_TAMPERED)', registers: [registry] }),
   };
   let lastVerification = { at: '', entries: 0, problems: 0, head: { seq: 0, hash: '' }, full: true };
   let lastFull = 0;
@@ -129,6 +137,7 @@ await runService(logger, async () => {
         const inForce = await grants.inForce();
         await publisher.publish(await store.load(), inForce);
         metrics.grantsInForce.set(inForce.length);
+        metrics.grantsRefused.set(grants.refusedGrants.size);
         await startRecorder();
       } catch (err) {
         logger.error({ err }, 'publishing the grants in force failed; will retry');
