@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createConnection } from 'mysql2/promise';
 import { parse, stringify } from 'yaml';
-import { FileKeyring, aclPlan, loadPipeline } from '@cityshare/shared';
+import { FileKeyring, POLICY_PUBLIC_KEYS_ENV, aclPlan, keyNames, loadPipeline, policySigningKey } from '@cityshare/shared';
 import { kafkaUserEnv } from '../test/support/kafka-security.js';
 import { setAcls } from '../test/support/pipeline-run.js';
 import { stack } from '../test/support/stack.js';
@@ -36,7 +36,7 @@ export async function prepareLocalControl(o: { database: string; dir: string; ke
   await admin.query(`DROP DATABASE IF EXISTS \`${o.database}\``);
   await admin.query(`CREATE DATABASE \`${o.database}\``);
   await admin.end();
-  FileKeyring.ensure(o.keyringFile, ['pipeline', 'department:health', 'department:haidian', 'token:citizen', 'token:own:health', 'token:own:haidian', 'audit', 'deliveries']);
+  const keys = FileKeyring.ensure(o.keyringFile, ['pipeline', 'department:health', 'department:haidian', 'token:citizen', 'token:own:health', 'token:own:haidian', 'audit', 'policy', 'deliveries']);
   // The catalog starts as the demo pipeline without grants: grants come only through the workflow.
   const pipeline = parse(readFileSync(join(stack.root, 'deploy', 'local', 'pipeline.yaml'), 'utf8')) as { departments: Array<{ grants?: unknown }> };
   for (const d of pipeline.departments) delete d.grants;
@@ -53,6 +53,8 @@ export async function prepareLocalControl(o: { database: string; dir: string; ke
     CONTROL_PORT: String(o.port),
     CITYSHARE_PIPELINE: join(o.dir, 'pipeline.yaml'),
     KEYRING_FILE: o.keyringFile,
+    // Services started on the published file trust only what the control plane signed.
+    [POLICY_PUBLIC_KEYS_ENV]: policySigningKey(keys.activeKey(keyNames.policy)).publicKey,
   };
 }
 

@@ -4,12 +4,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createConnection, type Connection } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileKeyring, consumeShareTopics, departmentGroupPrefix, type ShareChange } from '@cityshare/shared';
+import { FileKeyring, POLICY_PUBLIC_KEYS_ENV, consumeShareTopics, departmentGroupPrefix, policySigningKey, type ShareChange } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
 import { kafkaSettingsOf } from './support/kafka-security.js';
 import { CITIZEN_CLASSES, PipelineRun } from './support/pipeline-run.js';
 import { freePort, type ServiceProcess } from './support/service-process.js';
 import { stack } from './support/stack.js';
+import { serviceArgs } from '../scripts/build-services.js';
 
 /**
  * Governed sharing end to end: a department requests a grant through the control API, a
@@ -22,6 +23,8 @@ describe('governance: request, approve, flow, revoke', () => {
   let api = '';
   let mysql: Connection;
   let control: ServiceProcess;
+  let transformer: ServiceProcess;
+  let servicesEnv: NodeJS.ProcessEnv = {};
   const call = async (token: string, method: string, path: string, body?: unknown) => {
     const res = await fetch(`${api}${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> & Array<Record<string, unknown>> };
@@ -35,7 +38,7 @@ describe('governance: request, approve, flow, revoke', () => {
 
   beforeAll(async () => {
     await run.setUp();
-    FileKeyring.ensure(run.keyringFile, ['audit']);
+    const controlKeys = FileKeyring.ensure(run.keyringFile, ['audit', 'policy']);
     mysql = await createConnection({ ...stack.targetMariadb });
     await mysql.query(`CREATE DATABASE \`${controlDb}\``);
     const tokensFile = join(dirname(run.keyringFile), 'tokens.json');
@@ -61,9 +64,11 @@ describe('governance: request, approve, flow, revoke', () => {
       CONTROL_PORT: String(port),
       CITYSHARE_PIPELINE: policyFile,
     });
-    const env = { CITYSHARE_PIPELINE: policyFile };
+    // The services trust only what the control plane signs.
+    const env = { CITYSHARE_PIPELINE: policyFile, [POLICY_PUBLIC_KEYS_ENV]: policySigningKey(controlKeys.activeKey('policy')).publicKey };
+    servicesEnv = { ...run.env, ...env };
     await run.start('cdc-reader', env);
-    await run.start('transformer', env);
+    transformer = await run.start('transformer', env);
     await run.start('sink', env);
   });
 
@@ -160,6 +165,24 @@ describe('governance: request, approve, flow, revoke', () => {
     await eventually(async () => expect(readFileSync(policyFile, 'utf8')).toMatch(/address: secret/), 10_000, 200);
     const [rows] = await mysql.query(`SELECT actor, details FROM \`${controlDb}\`.audit_ledger WHERE action = 'catalog.column.change'`);
     expect((rows as Array<{ actor: string; details: string }>).map((r) => [r.actor, JSON.parse(r.details).reason])).toEqual([['wang.dba', 'addresses are secret from now on']]);
+  });
+
+  it('refuses a published pipeline file edited by anyone else, and the control plane writes the published one again', async () => {
+    const published = readFileSync(policyFile, 'utf8');
+    // Whoever can write the file repoints health's target to a schema of theirs, the signature line kept.
+    const edited = published.replaceAll(run.pgSchema, 'elsewhere');
+    expect(edited).not.toBe(published);
+    const copy = join(dirname(policyFile), 'edited.yaml');
+    writeFileSync(copy, edited);
+    const started = spawnSync(process.execPath, serviceArgs('transformer'), { cwd: stack.root, env: { ...servicesEnv, CITYSHARE_PIPELINE: copy, METRICS_PORT: '0' }, encoding: 'utf8', timeout: 60_000 });
+    expect(started.status).not.toBe(0);
+    expect(started.stdout + started.stderr).toContain('POLICY_SIGNATURE_INVALID');
+    // Edited in place: the control plane notices, records it and writes the published policy again.
+    writeFileSync(policyFile, edited);
+    await eventually(() => expect(readFileSync(policyFile, 'utf8')).toBe(published), 10_000, 200);
+    const [rows] = await mysql.query(`SELECT details FROM \`${controlDb}\`.audit_ledger WHERE action = 'policy.tampered'`);
+    expect((rows as Array<{ details: string }>).map((r) => JSON.parse(r.details) as Record<string, unknown>)).toEqual([{ found: createHash('sha256').update(edited).digest('hex'), published: createHash('sha256').update(published).digest('hex') }]);
+    expect(transformer.running).toBe(true);
   });
 
   it('shows the control plane in `cdc status` for an SRE', async () => {

@@ -6,6 +6,7 @@
  *   npx cdc snapshot civil.citizens [--source cityhub] [--config pipeline.yaml]
  *   npx cdc decrypt --keyring health-keyring.json --column civil.citizens.id_card '\x02…'
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { MultiBar, Presets } from 'cli-progress';
 import { Command } from 'commander';
 import { ApiError, callControl, printTable, type ControlOptions } from './control-client.js';
@@ -16,7 +17,7 @@ import { CheckpointStore } from '@cityshare/cdc-reader/checkpoint-store';
 import { binlogEnd } from '@cityshare/cdc-reader/source-check';
 import { signalRecord } from '@cityshare/cdc-reader/signal-listener';
 import { AuditLedger, describeVerification } from '@cityshare/control/ledger';
-import { CdcError, FileKeyring, createKafka, createLogger, isCdcError, kafkaSecurityError, loadPipeline, openDepartmentValue, pipelineTopics, producerConfig, queues, redisTlsOptions, sourceConnectionOptions, topics } from '@cityshare/shared';
+import { CdcError, FileKeyring, POLICY_PUBLIC_KEYS_ENV, POLICY_SIGNATURE_PREFIX, createKafka, createLogger, isCdcError, kafkaSecurityError, keyNames, loadPipeline, openDepartmentValue, pipelineTopics, policySigningKey, producerConfig, queues, redisTlsOptions, signPolicy, sourceConnectionOptions, topics } from '@cityshare/shared';
 
 const program = new Command('cdc')
   .description('cityshare operations')
@@ -159,6 +160,26 @@ program
     } finally {
       await admin.disconnect();
     }
+  });
+
+const policy = program.command('policy').description("the published policy's signature: the public key services trust, signing a hand-written file");
+policy
+  .command('public-key')
+  .description(`print the ${POLICY_PUBLIC_KEYS_ENV} value for services: the public keys of every key of the keyring's policy list`)
+  .requiredOption('-k, --keyring <file>', "the control plane's keyring (CONTROL_KEYRING)")
+  .action((options: { keyring: string }) => {
+    const keys = FileKeyring.load(options.keyring).keysOf(keyNames.policy);
+    process.stdout.write(`${POLICY_PUBLIC_KEYS_ENV}=${keys.map((k) => policySigningKey(k).publicKey).join(',')}\n`);
+  });
+policy
+  .command('sign <file>')
+  .description('sign a hand-written pipeline file in place with the newest policy key, for services that require signatures')
+  .requiredOption('-k, --keyring <file>', "the control plane's keyring (CONTROL_KEYRING)")
+  .action((file: string, options: { keyring: string }) => {
+    const text = readFileSync(file, 'utf8');
+    const body = text.split('\n').filter((line) => !line.startsWith(POLICY_SIGNATURE_PREFIX)).join('\n');
+    writeFileSync(file, signPolicy(body, FileKeyring.load(options.keyring).activeKey(keyNames.policy)));
+    process.stdout.write(`signed ${file}\n`);
   });
 
 program

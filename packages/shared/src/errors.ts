@@ -28,6 +28,7 @@ export const ERROR_CODES = {
   RECORD_INVALID: { retriable: false, action: 'The record does not match its contract; it went to the dead-letter topic with the reason.' },
   AUDIT_LEDGER_TAMPERED: { retriable: false, action: 'The audit ledger does not verify: the problems name the entries changed, removed or added outside the ledger, or a missing or forged signature. Keep the database as it is for the investigation (a database backup and the last exported ledger show the original entries), and find who wrote to the control database without the control service.' },
   GRANT_TAMPERED: { retriable: false, action: 'A grant approved in the control database is not what a security officer approved (changed, revived or never approved through the control plane): it is not published. Find who wrote to the control database; the audit ledger holds the approved digest. Restore the grant, or have it requested and approved again.' },
+  POLICY_SIGNATURE_INVALID: { retriable: false, action: 'The pipeline file is not signed by a trusted policy key (CITYSHARE_POLICY_PUBLIC_KEYS): it was written or edited by something other than the control plane, and nothing in it was applied (a running service keeps its policy). Find who can write the file; change policy through the control plane (cdc apply, cdc grants), which signs what it publishes.' },
   INTERNAL: { retriable: false, action: 'A bug: report it with the log line and the correlation id.' },
 } as const satisfies Record<string, { retriable: boolean; action: string }>;
 

@@ -11,6 +11,7 @@ export * from './config/load-pipeline.js';
 export * from './config/watch-pipeline.js';
 export * from './config/service-env.js';
 export * from './crypto/keyring.js';
+export * from './config/policy-signature.js';
 export * from './crypto/field-cipher.js';
 export * from './crypto/record-mac.js';
 export * from './crypto/envelope.js';

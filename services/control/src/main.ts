@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createPool } from 'mysql2/promise';
 import { Gauge } from 'prom-client';
 import { z } from 'zod';
-import { CdcError, ERROR_CODES, FileKeyring, commonServiceEnv, createForgedRecordsCounter, createKafka, createLogger, createMetricsRegistry, isCdcError, loadPipeline, loadServiceEnv, runService, startHealthServer, watchPipeline } from '@cityshare/shared';
+import { CdcError, ERROR_CODES, FileKeyring, commonServiceEnv, createForgedRecordsCounter, createKafka, createLogger, createMetricsRegistry, isCdcError, keyNames, loadPipeline, policySigningKey, POLICY_PUBLIC_KEYS_ENV, loadServiceEnv, runService, startHealthServer, watchPipeline } from '@cityshare/shared';
 import { AclKeeper } from './acl-keeper.js';
 import { startApi, type TokenEntry } from './api.js';
 import { CatalogStore } from './catalog.js';
@@ -19,7 +19,7 @@ const controlEnv = z.object({
   ...commonServiceEnv,
   CONTROL_DB_URL: z.string().regex(/^mysql:\/\//).describe('mysql://user:password@host:port/database of the control plane (created tables are migrated at start)'),
   CONTROL_BASE_PIPELINE: z.string().optional().describe('a pipeline file (sources, column classes, departments and targets; no grants) imported into the catalog when the catalog is empty; later changes go through `cdc apply`'),
-  CONTROL_KEYRING: z.string().describe('keyring holding the audit key (`audit`) that signs ledger checkpoints'),
+  CONTROL_KEYRING: z.string().describe('keyring holding the audit key (`audit`) that signs the ledger and the policy key (`policy`) that signs the published pipeline file'),
   CONTROL_TOKENS: z.string().describe('JSON file: [{ tokenSha256, name, role, department? }]'),
   CONTROL_PORT: z.coerce.number().int().min(0).default(8090).describe('port of the HTTP API'),
   CONTROL_HOST: z.string().default('127.0.0.1').describe('address the HTTP API listens on'),
@@ -53,10 +53,13 @@ await runService(logger, async () => {
   const migrated = await migrate(conn).catch((cause: Error) => {
     throw new CdcError('SOURCE_UNREACHABLE', `control-plane database not reachable: ${cause.message}`, { cause });
   });
-  const ledger = new AuditLedger(conn, FileKeyring.load(env.CONTROL_KEYRING));
+  const controlKeys = FileKeyring.load(env.CONTROL_KEYRING);
+  const policyKey = controlKeys.activeKey(keyNames.policy);
+  logger.info({ publicKey: policySigningKey(policyKey).publicKey }, `published policies are signed; services trust them with ${POLICY_PUBLIC_KEYS_ENV}`);
+  const ledger = new AuditLedger(conn, controlKeys);
   const upgrading = migrated.includes(SIGNED_HEAD_MIGRATION);
   if (upgrading) await ledger.adoptUnsignedHead();
-  const publisher = new PolicyPublisher(env.CITYSHARE_PIPELINE, ledger, logger);
+  const publisher = new PolicyPublisher(env.CITYSHARE_PIPELINE, ledger, logger, () => policyKey);
   const store = new CatalogStore(conn);
   const grants = new GrantWorkflow(conn, ledger, async (g) => void publisher.render(await store.load(), g), (g, problem) => {
     logger.error({ code: 'GRANT_TAMPERED', action: ERROR_CODES.GRANT_TAMPERED.action, grant: g.id, department: g.department, table: g.table }, `grant left out of the policy: ${problem}`);

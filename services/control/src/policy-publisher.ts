@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { CdcError, FileKeyring, parsePipeline, policyKeyNames, type Logger, type PipelineConfig } from '@cityshare/shared';
+import { CdcError, ERROR_CODES, FileKeyring, parsePipeline, checkPolicySignature, policyKeyNames, policySigningKey, signPolicy, type DataKey, type Logger, type PipelineConfig } from '@cityshare/shared';
 import { pipelineText, type CatalogDocument } from './catalog.js';
 import type { GrantRequest } from './grants.js';
 import type { AuditLedger } from './ledger.js';
@@ -10,8 +10,10 @@ import type { AuditLedger } from './ledger.js';
  * Turns the catalog and the grants in force into the policy the pipeline runs: the
  * catalog's settings, sources, column classes, departments and targets, with each
  * department's approved, unexpired grants. The result is validated as a whole before it is
- * written (atomically); the services re-read it within a second. An entry in the ledger
- * records every published version by its digest.
+ * written (atomically) and signed with the control plane's `policy` key (policy-signature.ts);
+ * the services re-read it within a second. An entry in the ledger records every published
+ * version by its digest. The file on disk is compared with what was published on every
+ * round: a file edited by anyone else is recorded (`policy.tampered`) and written again.
  */
 export class PolicyPublisher {
   private published: string | undefined;
@@ -25,8 +27,24 @@ export class PolicyPublisher {
     private readonly outputPath: string,
     private readonly ledger: AuditLedger,
     private readonly logger: Logger,
+    /** The key that signs what is published (none: unsigned, for tests of the catalog alone). */
+    private readonly signingKey?: () => DataKey,
   ) {
-    if (existsSync(outputPath)) this.published = readFileSync(outputPath, 'utf8');
+    if (!existsSync(outputPath)) return;
+    const onDisk = readFileSync(outputPath, 'utf8');
+    try {
+      if (signingKey) checkPolicySignature(onDisk, outputPath, policySigningKey(signingKey()).publicKey);
+      this.published = onDisk;
+    } catch {
+      // Edited while the control plane was down (or published unsigned by an older version): recorded on the first round.
+      this.tamperedAtStart = true;
+    }
+  }
+
+  private tamperedAtStart = false;
+
+  private sign(text: string): string {
+    return this.signingKey ? signPolicy(text, this.signingKey()) : text;
   }
 
   /** The pipeline file for this catalog and these grants (throws CONFIG_INVALID with every problem if it would not load). */
@@ -85,14 +103,24 @@ export class PolicyPublisher {
         }
       });
     }
-    const text = this.render(doc, valid);
-    if (text === this.published) return false;
-    writeFileSync(`${this.outputPath}.tmp`, text);
+    const text = this.sign(this.render(doc, valid));
+    const onDisk = existsSync(this.outputPath) ? readFileSync(this.outputPath, 'utf8') : undefined;
+    if (text === this.published && onDisk === text) return false;
+    if ((this.published !== undefined && onDisk !== this.published) || this.tamperedAtStart) await this.recordTampering(onDisk);
+    this.tamperedAtStart = false;
+    writeFileSync(`${this.outputPath}.tmp`, text, { mode: 0o644 });
     renameSync(`${this.outputPath}.tmp`, this.outputPath);
     this.published = text;
     const digest = createHash('sha256').update(text).digest('hex');
     await this.ledger.append({ actor: 'control-plane', role: 'system', action: 'policy.publish', subject: this.outputPath, details: { digest, grants: valid.map((g) => g.id), leftOut: grants.filter((g) => !valid.includes(g)).map((g) => g.id) } });
     this.logger.info({ grants: valid.map((g) => g.id), digest }, 'policy published');
     return true;
+  }
+
+  /** The published file was changed or removed by someone else: services refuse it (signature), the ledger and the log say so. */
+  private async recordTampering(onDisk: string | undefined): Promise<void> {
+    const found = onDisk === undefined ? null : createHash('sha256').update(onDisk).digest('hex');
+    this.logger.error({ code: 'POLICY_SIGNATURE_INVALID', action: ERROR_CODES.POLICY_SIGNATURE_INVALID.action, path: this.outputPath, found, published: this.digest }, 'the published pipeline file was changed outside the control plane; writing the published policy again');
+    await this.ledger.append({ actor: 'control-plane', role: 'system', action: 'policy.tampered', subject: this.outputPath, details: { found, published: this.digest ?? null } });
   }
 }

@@ -5,6 +5,7 @@ import { CdcError } from '../errors.js';
 import { compileRowFilter } from '../policy/row-filter.js';
 import { pipelineSchema, type GrantAction, type PipelineConfig } from './pipeline-schema.js';
 import { resolveTlsFiles } from './tls-files.js';
+import { POLICY_PUBLIC_KEYS_ENV, checkPolicySignature } from './policy-signature.js';
 
 export interface LoadedPipeline {
   /** TLS file paths (CA, certificate, key) made absolute, relative to the pipeline file. */
@@ -132,7 +133,9 @@ export function loadPipeline(path: string, env: NodeJS.ProcessEnv = process.env)
   if (!existsSync(absolute)) {
     throw new CdcError('CONFIG_NOT_FOUND', `pipeline file ${absolute} does not exist`, { details: { path: absolute } });
   }
-  const config = withAbsoluteFiles(parsePipeline(readFileSync(absolute, 'utf8'), env), dirname(absolute));
+  const text = readFileSync(absolute, 'utf8');
+  checkPolicySignature(text, absolute, env[POLICY_PUBLIC_KEYS_ENV]);
+  const config = withAbsoluteFiles(parsePipeline(text, env), dirname(absolute));
   const problems = resolveTlsFiles(config, dirname(absolute));
   if (problems.length > 0) {
     throw new CdcError('CONFIG_INVALID', `pipeline file ${absolute} names TLS files that cannot be read:\n  - ${problems.join('\n  - ')}`, { details: { problems } });

@@ -50,7 +50,7 @@ export function watchPipeline(loaded: LoadedPipeline, options: WatchOptions): { 
         const error = isCdcError(err) ? err : new CdcError('INTERNAL', (err as Error).message, { cause: err });
         // A file that does not load waits for the next edit; anything else (Kafka down while
         // applying it) is tried again on the next tick.
-        if (!['CONFIG_INVALID', 'CONFIG_NOT_FOUND', 'KEY_NOT_FOUND'].includes(error.code)) seen = previous;
+        if (!['CONFIG_INVALID', 'CONFIG_NOT_FOUND', 'KEY_NOT_FOUND', 'POLICY_SIGNATURE_INVALID'].includes(error.code)) seen = previous;
         options.logger.error({ code: error.code, action: error.action }, `pipeline change not applied, the running policy stays: ${error.message}`);
         options.onRejected?.(error);
       } finally {

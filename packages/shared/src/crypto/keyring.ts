@@ -71,6 +71,8 @@ export const keyNames = {
   deliveries: 'deliveries',
   /** HMAC key of the audit ledger's signed head and checkpoints (the control plane alone holds it). */
   audit: 'audit',
+  /** Seed of the Ed25519 key that signs the published policy (the control plane alone holds it; services get the public key). */
+  policy: 'policy',
 };
 
 export class FileKeyring implements KeyProvider {
@@ -124,6 +126,12 @@ export class FileKeyring implements KeyProvider {
     const keys = this.byName.get(name);
     if (!keys || keys.length === 0) throw new CdcError('KEY_NOT_FOUND', `no key named ${name} in the keyring`, { details: { name } });
     return keys[keys.length - 1]!;
+  }
+
+  /** Every key of the list `name`, oldest first (KEY_NOT_FOUND when there is none). */
+  keysOf(name: string): DataKey[] {
+    this.activeKey(name);
+    return [...this.byName.get(name)!];
   }
 
   keyOf(name: string, id: string): DataKey {
