@@ -6,7 +6,7 @@ import { Queue } from 'bullmq';
 import { createConnection } from 'mysql2/promise';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger, isCdcError } from '@cityshare/shared';
+import { FileKeyring, createLogger, isCdcError } from '@cityshare/shared';
 import { MysqlTarget } from '../services/sink/src/targets/mysql.target.js';
 import { RabbitmqTarget } from '../services/sink/src/targets/rabbitmq.target.js';
 import { WebhookTarget } from '../services/sink/src/targets/webhook.target.js';
@@ -80,6 +80,8 @@ function mysqlHarness(): Harness {
 
 const citizens = (name: string): TargetTable => ({
   name,
+  // Granted as the test department's webhook target takes it (databases ignore it).
+  grant: 'conf.db.citizens',
   primaryKey: ['id'],
   columns: [
     { name: 'id', type: 'long', nullable: false },
@@ -151,7 +153,7 @@ describe.each([postgresHarness(), mysqlHarness()])('target conformance: $name', 
   });
 
   it('keeps a change log for a table without a key, each change once', async () => {
-    const t: TargetTable = { name: 'taps', primaryKey: [], columns: [{ name: 'card', type: 'string', nullable: true }] };
+    const t: TargetTable = { name: 'taps', grant: 'conf.db.taps', primaryKey: [], columns: [{ name: 'card', type: 'string', nullable: true }] };
     await target.ensureTable(t);
     const batch: RowChange[] = [
       { op: 'c', version: '00000001.0000000001.00000', sourceTsMs: 1n, deleted: false, values: { card: 'x' } },
@@ -214,10 +216,11 @@ function webhookHarness(): StreamHarness {
     });
   });
   const queueName = `conf-${randomBytes(4).toString('hex')}`;
+  const keys = new FileKeyring({ version: 1, keys: { 'webhook:conf': [{ id: 'webhook-conf-1', material: randomBytes(32).toString('base64') }] } });
   return {
     name: 'http (webhook through BullMQ)',
     received,
-    target: () => new WebhookTarget({ department: 'conf', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, secret: randomBytes(32), redisUrl: stack.redisUrl, queueName, maxAttempts: 3, timeoutMs: 2000, backoffMs: 100 }, logger),
+    target: () => new WebhookTarget({ department: 'conf', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, secret: randomBytes(32), redisUrl: stack.redisUrl, queueName, maxAttempts: 3, timeoutMs: 2000, backoffMs: 100, keys, grants: new Set(['conf.db.citizens', 'conf.db.taps']), retention: { completed: { ageSeconds: 3600, count: 1000 }, failed: { ageSeconds: 3600, count: 1000 } } }, logger),
     setUp: () => new Promise<void>((r) => server.listen(0, '127.0.0.1', r)),
     tearDown: async () => {
       await new Promise<void>((r) => server.close(() => r()));

@@ -17,6 +17,7 @@ import { CheckpointStore } from '@cityshare/cdc-reader/checkpoint-store';
 import { binlogEnd } from '@cityshare/cdc-reader/source-check';
 import { signalRecord } from '@cityshare/cdc-reader/signal-listener';
 import { AuditLedger, describeVerification } from '@cityshare/control/ledger';
+import { grantsInForce, isInForce, purgeRevoked, type QueuedBatch } from '@cityshare/sink/webhook-queue';
 import { CdcError, FileKeyring, POLICY_PUBLIC_KEYS_ENV, POLICY_SIGNATURE_PREFIX, createKafka, createLogger, isCdcError, kafkaSecurityError, keyNames, loadPipeline, openDepartmentValue, pipelineTopics, policySigningKey, producerConfig, queues, redisTlsOptions, signPolicy, sourceConnectionOptions, topics } from '@cityshare/shared';
 
 const program = new Command('cdc')
@@ -79,7 +80,7 @@ program
 
 program
   .command('webhook-replay')
-  .description("send a department's dead-lettered webhook batches again, oldest first (after its endpoint is fixed)")
+  .description("send a department's dead-lettered webhook batches again, oldest first (after its endpoint is fixed); batches of grants no longer in force are removed instead, and the command ends with GRANT_REVOKED")
   .argument('<department>', 'department whose target is http')
   .action(async (name: string) => {
     const { config } = loadPipeline(program.opts<{ config: string }>().config);
@@ -88,9 +89,16 @@ program
     if (department.target.kind !== 'http') throw new CdcError('CONFIG_INVALID', `department ${name} has a ${department.target.kind} target; only http targets have a webhook dead-letter queue`);
     const queue = new Queue(queues.webhook(config.kafka.topicPrefix, name), { connection: { url: department.target.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(department.target.redisTls, 'redisTls') } });
     try {
-      const failed = (await queue.getFailed(0, -1)).sort((a, b) => a.timestamp - b.timestamp);
+      // The grants in force now, not when the batch was queued: a revoked grant's batches are removed, never sent.
+      const inForce = grantsInForce(department);
+      const purged = await purgeRevoked(queue, inForce, ['failed']);
+      const failed = (await queue.getFailed(0, -1)).filter((job) => isInForce(job.data as Partial<QueuedBatch>, inForce)).sort((a, b) => a.timestamp - b.timestamp);
       for (const job of failed) await job.retry('failed');
-      process.stdout.write(`${failed.length} dead-lettered batch(es) of ${name} queued again\n`);
+      if (failed.length > 0 || purged.size === 0) process.stdout.write(`${failed.length} dead-lettered batch(es) of ${name} queued again\n`);
+      if (purged.size > 0) {
+        const removed = [...purged].map(([grant, n]) => `${n} of ${grant}`).join(', ');
+        throw new CdcError('GRANT_REVOKED', `dead-lettered batches of ${name} whose grant is no longer in force were removed from the queue and not sent: ${removed}`, { details: { department: name, batches: Object.fromEntries(purged) } });
+      }
     } finally {
       await queue.close();
     }
@@ -253,7 +261,7 @@ async function readStdin(): Promise<string> {
 /**
  * Exit codes: 0 done; 1 failed (unreachable, unexpected); 2 the audit ledger does not
  * verify; 3 invalid input (every problem listed); 4 not authenticated or not allowed;
- * 5 not found.
+ * 5 not found. `webhook-replay` ends with 4 when it removed batches of a revoked grant instead.
  */
 try {
   await program.parseAsync();
@@ -263,6 +271,6 @@ try {
     process.exitCode = err.exitCode;
   } else {
     process.stderr.write(`${isCdcError(err) ? err.toString() : (err as Error).message}\n`);
-    process.exitCode = isCdcError(err, 'CONFIG_INVALID') ? 3 : isCdcError(err, 'TABLE_NOT_FOUND') ? 5 : isCdcError(err, 'KAFKA_AUTH_FAILED') || isCdcError(err, 'KAFKA_NOT_AUTHORIZED') ? 4 : 1;
+    process.exitCode = isCdcError(err, 'CONFIG_INVALID') ? 3 : isCdcError(err, 'TABLE_NOT_FOUND') ? 5 : isCdcError(err, 'KAFKA_AUTH_FAILED') || isCdcError(err, 'KAFKA_NOT_AUTHORIZED') || isCdcError(err, 'GRANT_REVOKED') ? 4 : 1;
   }
 }

@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   KEY_NOT_FOUND: { retriable: false, action: 'Add the named key to the keyring (or restore it); ciphertexts name the key id they need.' },
   DECRYPT_FAILED: { retriable: false, action: 'The ciphertext does not verify under this key: wrong key, wrong column or tampered data.' },
   TARGET_UNREACHABLE: { retriable: true, action: "Check the department target's address and credentials; delivery resumes when it is back." },
+  GRANT_REVOKED: { retriable: false, action: 'The grant the data was shared under is no longer in force (revoked, expired or taken out of the pipeline file): its queued and dead-lettered webhook batches were removed from Redis and are not sent, by the sink or by `cdc webhook-replay`. If the department needs the data, it requests the grant again; after approval, re-snapshot the table (`cdc snapshot`) for rows changed meanwhile.' },
   TARGET_REJECTED: { retriable: false, action: 'The target refused the row (constraint or type); see the DLQ entry for the reason.' },
   CONTROL_UNREACHABLE: { retriable: true, action: 'Check --api (or CDC_CONTROL_API) and that the control service runs; for HTTPS with a private CA pass its certificate with --ca (or CDC_CA_FILE).' },
   FORBIDDEN: { retriable: false, action: 'Your role may not do this (see the role matrix in the README); the refusal is in the audit ledger. Ask someone with the right role.' },

@@ -89,6 +89,7 @@ export class ShareConsumer {
           if (!department) throw new CdcError('CONFIG_INVALID', `department ${this.deps.department.name} is no longer in the pipeline file; the sink keeps its last grants until it is stopped`);
           this.deps = { ...this.deps, config: pipeline.config, department, keys };
           this.tables.clear();
+          await this.deps.sink.grantsChanged?.(department);
           const wanted = pipelineTopics(pipeline.config).share.get(department.name) ?? [];
           if (wanted.join() === this.subscribed.join()) return;
           // kafkajs cannot change a running subscription: the group is rejoined with the new topics.
@@ -226,7 +227,7 @@ export class ShareConsumer {
     const schema = await fetchSchemaJson(this.deps.registryEndpoint, schemaId);
     const [, , , db, sourceTable] = topic.split('.') as [string, string, string, string, string];
     const grant = this.deps.department.grants.find((g) => g.table.endsWith(`.${db}.${sourceTable}`));
-    table = { name: grant?.targetTable ?? sourceTable, columns: targetColumns(schema), primaryKey: schema['x-primary-key'] };
+    table = { name: grant?.targetTable ?? sourceTable, columns: targetColumns(schema), primaryKey: schema['x-primary-key'], grant: grant?.table };
     await this.deps.sink.ensureTable(table);
     this.tables.set(schemaId, table);
     return table;

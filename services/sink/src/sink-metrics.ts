@@ -7,6 +7,7 @@ export function createSinkMetrics(registry: Registry) {
     retries: new Counter({ name: 'cityshare_sink_retries_total', help: 'Deliveries tried again after the target failed (webhook)', labelNames: ['department', 'target'] as const, registers: [registry] }),
     lag: new Gauge({ name: 'cityshare_sink_consumer_lag_messages', help: 'Share-topic messages not yet delivered, per partition, after the last batch', labelNames: ['department', 'topic', 'partition'] as const, registers: [registry] }),
     exported: new Counter({ name: 'cityshare_sink_exported_rows_total', help: 'Rows written to scheduled export files', labelNames: ['department', 'target'] as const, registers: [registry] }),
+    webhookPurged: new Counter({ name: 'cityshare_sink_webhook_purged_total', help: 'Webhook batches of a grant no longer in force: removed from Redis (waiting, delayed, retrying, dead-lettered) or never queued', labelNames: ['department', 'target'] as const, registers: [registry] }),
     dlq: new Counter({ name: 'cityshare_sink_dlq_total', help: 'Row changes the target refused, sent to the department dead-letter topic', labelNames: ['department', 'target'] as const, registers: [registry] }),
     latency: new Histogram({
       name: 'cityshare_sink_end_to_end_latency_seconds',

@@ -218,6 +218,12 @@ export const mysqlTarget = z.strictObject({
   ssl: mysqlTls.optional(),
 });
 
+/** How many finished webhook batches Redis keeps, and for how long: whichever limit is reached first. */
+const kept = (what: string, ageSeconds: number, count: number) => z.strictObject({
+  ageSeconds: z.number().int().min(1).default(ageSeconds).describe(`${what}: kept at most this many seconds`),
+  count: z.number().int().min(0).default(count).describe(`${what}: at most this many kept`),
+}).prefault({});
+
 export const httpTarget = z.strictObject({
   kind: z.literal('http'),
   url: z.string().url().describe("the department's endpoint: POSTs of JSON batches, signed in x-cityshare-signature with the keyring key webhook:<department>").meta(secret),
@@ -226,6 +232,10 @@ export const httpTarget = z.strictObject({
   maxAttempts: z.number().int().min(1).default(8).describe('tries per batch before it goes to the dead-letter queue'),
   timeoutMs: z.number().int().min(100).default(10_000).describe('time the endpoint has to answer'),
   backoffMs: z.number().int().min(10).default(1_000).describe('first retry delay; doubles per try with jitter, at most 60 s; a 429 waits its Retry-After'),
+  retention: z.strictObject({
+    completed: kept('batches the endpoint took', 3_600, 1_000),
+    failed: kept('dead-lettered batches (what `cdc webhook-replay` can send again)', 7 * 86_400, 10_000),
+  }).prefault({}).describe('how long Redis keeps finished batches (sealed); BullMQ trims them when a batch of the queue finishes'),
 }).superRefine(redisTlsNeedsRediss);
 
 export const rabbitmqTarget = z.strictObject({
@@ -362,6 +372,7 @@ export type SourceConfig = PipelineConfig['sources'][number];
 export type TableConfig = SourceConfig['tables'][number];
 export type DepartmentConfig = PipelineConfig['departments'][number];
 export type GrantConfig = DepartmentConfig['grants'][number];
+export type HttpTargetConfig = z.infer<typeof httpTarget>;
 export type GrantAction = z.infer<typeof grantAction>;
 export type MaskSpec = z.infer<typeof maskSpec>;
 export type ColumnClass = z.infer<typeof columnClass>;

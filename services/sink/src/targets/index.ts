@@ -1,10 +1,11 @@
-import { keyNames, queues, type DepartmentConfig, type KeyProvider, type Logger } from '@cityshare/shared';
+import { keyNames, keysOfList, queues, type DepartmentConfig, type KeyProvider, type Logger } from '@cityshare/shared';
 import type { SinkMetrics } from '../sink-metrics.js';
 import { ExportTarget } from './export.target.js';
 import { MysqlTarget } from './mysql.target.js';
 import { PostgresTarget } from './postgres.target.js';
 import { RabbitmqTarget } from './rabbitmq.target.js';
 import type { Target } from './target.js';
+import { grantsInForce } from './webhook-queue.js';
 import { WebhookTarget } from './webhook.target.js';
 
 export type { Target } from './target.js';
@@ -49,8 +50,12 @@ export function createTarget(department: DepartmentConfig, ctx: TargetContext): 
         maxAttempts: target.maxAttempts,
         timeoutMs: target.timeoutMs,
         backoffMs: target.backoffMs,
+        keys: keysOfList(ctx.keys, keyNames.webhook(department.name)),
+        grants: grantsInForce(department),
+        retention: target.retention,
         onRetry: () => ctx.metrics.retries.inc(labels),
         onDeadLetter: () => ctx.metrics.dlq.inc(labels),
+        onPurged: (batches) => ctx.metrics.webhookPurged.inc(labels, batches),
       }, ctx.logger);
   }
 }

@@ -1,4 +1,4 @@
-import { META_FIELDS, type AvroFieldType, type AvroRecordSchema } from '@cityshare/shared';
+import { META_FIELDS, type AvroFieldType, type AvroRecordSchema, type DepartmentConfig } from '@cityshare/shared';
 
 /** A column of a department's target table: its name and the Avro type of its share field. */
 export interface TargetColumn {
@@ -12,6 +12,8 @@ export interface TargetTable {
   columns: TargetColumn[];
   /** Empty for an append-only source table: the target is a change log keyed by source version. */
   primaryKey: string[];
+  /** The department's grant (`source.db.table`) the table is delivered under; none when it has none (any more). */
+  grant?: string | undefined;
 }
 
 /** One row change ready for the target: data in column order, or a delete by key. */
@@ -50,6 +52,8 @@ export interface Target {
   connect(): Promise<void>;
   ensureTable(table: TargetTable): Promise<void>;
   apply(table: TargetTable, changes: RowChange[]): Promise<ApplyResult>;
+  /** The department's grants changed (granted, revoked): a target holding changes of its own (a queue) drops those of revoked grants. */
+  grantsChanged?(department: DepartmentConfig): Promise<void>;
   close(): Promise<void>;
 }
 

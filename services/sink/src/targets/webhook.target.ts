@@ -1,7 +1,11 @@
 import { createHmac } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
-import { CdcError, redactUrl, redisTlsOptions, withoutSecrets, type Logger } from '@cityshare/shared';
-import { changeJson, type ApplyResult, type ChangeJson, type RowChange, type Target, type TargetTable } from './target.js';
+import { CdcError, redactUrl, redisTlsOptions, withoutSecrets, type DepartmentConfig, type HttpTargetConfig, type KeyProvider, type Logger } from '@cityshare/shared';
+import { changeJson, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
+import { grantsInForce, isInForce, openBatch, purgeRevoked, retentionOptions, sealBatch, type QueuedBatch, type WebhookBatch } from './webhook-queue.js';
+
+export type { WebhookBatch } from './webhook-queue.js';
 
 export interface WebhookTargetOptions {
   department: string;
@@ -20,15 +24,16 @@ export interface WebhookTargetOptions {
   timeoutMs: number;
   /** First retry delay; it doubles per try (with jitter), up to 60 s. */
   backoffMs: number;
+  /** Keys of the list `webhook:<department>`: queued batches are sealed with a subkey of them. */
+  keys: KeyProvider;
+  /** The department's grants (`source.db.table`) in force: batches of any other are neither queued, kept nor sent. */
+  grants: ReadonlySet<string>;
+  /** How long Redis keeps batches the endpoint took and dead-lettered ones. */
+  retention: HttpTargetConfig['retention'];
   onRetry?: () => void;
   onDeadLetter?: () => void;
-}
-
-/** What the endpoint receives: one table's changes, in source order. */
-export interface WebhookBatch {
-  department: string;
-  table: string;
-  changes: ChangeJson[];
+  /** Batches dropped because their grant is no longer in force (removed from Redis or never queued). */
+  onPurged?: (batches: number) => void;
 }
 
 /** Signature header: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, as Stripe-style receivers check it. */
@@ -46,13 +51,25 @@ export function signWebhook(secret: Buffer, body: string, t = Math.floor(Date.no
  * and the next one goes; `npm run cdc -- webhook-replay <department>` sends them again.
  * Delivery is at least once: each change carries its `version`, so the receiver keeps the
  * newest per key, as the database targets do.
+ *
+ * Redis holds a batch sealed (webhook-queue.ts), with the grant it was shared under in
+ * clear. When that grant is no longer in force — at start, or when the pipeline file
+ * revokes it — its waiting, delayed and dead-lettered batches are removed, the one being
+ * retried is given up and removed, and none of them is sent (GRANT_REVOKED).
  */
 export class WebhookTarget implements Target {
   readonly kind = 'http';
   private queue: Queue | undefined;
   private worker: Worker | undefined;
+  private inForce: ReadonlySet<string>;
+  /** Aborted when grants change, so a batch waiting for its next try is looked at again at once. */
+  private grantsChange = new AbortController();
+  /** Jobs the worker gave up because their grant was revoked: removed once BullMQ has released them. */
+  private readonly refused = new Set<string>();
 
-  constructor(private readonly o: WebhookTargetOptions, private readonly logger: Logger) {}
+  constructor(private readonly o: WebhookTargetOptions, private readonly logger: Logger) {
+    this.inForce = o.grants;
+  }
 
   async connect(): Promise<void> {
     const connection = { url: this.o.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(this.o.redisTls, 'redisTls') };
@@ -60,23 +77,57 @@ export class WebhookTarget implements Target {
     await this.queue.waitUntilReady().catch((cause: Error) => {
       throw new CdcError('TARGET_UNREACHABLE', `Redis for the webhook queue is not reachable at ${redactUrl(this.o.redisUrl)}: ${withoutSecrets(cause.message, { urls: [this.o.redisUrl] })}`, { cause });
     });
-    this.worker = new Worker(this.o.queueName, (job: Job<WebhookBatch>) => this.post(job), { connection, concurrency: 1 });
+    // Batches of a grant revoked while the sink was down go before the worker could send them.
+    await this.purge();
+    this.worker = new Worker(this.o.queueName, (job: Job<QueuedBatch>) => this.post(job), { connection, concurrency: 1 });
     this.worker.on('failed', (job, err) => {
+      if (job?.id && this.refused.delete(job.id)) {
+        void job.remove().then(() => this.revoked(job.data.grant, 1, 'a batch given up while it was retried; removed'), (cause: Error) => this.logger.warn({ job: job.id, err: cause.message }, 'removing a webhook batch of a revoked grant failed; the next start removes it'));
+        return;
+      }
       this.o.onDeadLetter?.();
-      this.logger.error({ job: job?.id, table: job?.data.table, versions: [job?.data.changes[0]?.version, job?.data.changes.at(-1)?.version], reason: err.message }, 'webhook batch moved to the dead-letter queue');
+      this.logger.error({ job: job?.id, table: job?.data.table, grant: job?.data.grant, reason: err.message }, 'webhook batch moved to the dead-letter queue');
     });
+  }
+
+  async grantsChanged(department: DepartmentConfig): Promise<void> {
+    this.inForce = grantsInForce(department);
+    try {
+      await this.purge();
+    } finally {
+      // After the purge: the worker, woken, would otherwise take up the next revoked batch only to refuse it.
+      this.grantsChange.abort();
+      this.grantsChange = new AbortController();
+    }
+  }
+
+  /** Removes the batches of grants not in force from every state they can wait in. */
+  private async purge(): Promise<void> {
+    for (const [grant, batches] of await purgeRevoked(this.queue!, this.inForce)) this.revoked(grant, batches, 'queued or dead-lettered batches removed from Redis');
+  }
+
+  /** Logs and counts batches of a grant no longer in force that are not sent. */
+  private revoked(grant: string | undefined, batches: number, what: string): void {
+    const err = new CdcError('GRANT_REVOKED', `webhook batches of ${grant ?? 'a batch without a grant'} are not sent: ${what}`);
+    this.o.onPurged?.(batches);
+    this.logger.error({ code: err.code, action: err.action, grant, batches }, err.message);
   }
 
   async ensureTable(_table: TargetTable): Promise<void> {}
 
   async apply(table: TargetTable, changes: RowChange[]): Promise<ApplyResult> {
+    if (table.grant === undefined || !this.inForce.has(table.grant)) {
+      // Read from the share topic just before the revoke reached this sink.
+      this.revoked(table.grant ?? table.name, 1, 'not queued');
+      return { applied: 0, stale: 0 };
+    }
     const batch: WebhookBatch = {
       department: this.o.department,
       table: table.name,
       changes: changes.map(changeJson),
     };
     try {
-      await this.queue!.add('batch', batch, { removeOnComplete: 1000, removeOnFail: false });
+      await this.queue!.add('batch', sealBatch(this.o.keys, table.grant, batch), retentionOptions(this.o.retention));
     } catch (cause) {
       throw new CdcError('TARGET_UNREACHABLE', `queueing a webhook batch failed: ${(cause as Error).message}`, { cause });
     }
@@ -84,8 +135,9 @@ export class WebhookTarget implements Target {
   }
 
   /** Posts one batch until the endpoint takes it, or gives up (the job fails: dead-letter queue). */
-  private async post(job: Job<WebhookBatch>): Promise<void> {
-    const body = JSON.stringify(job.data);
+  private async post(job: Job<QueuedBatch>): Promise<void> {
+    this.refuseUnlessInForce(job);
+    const body = JSON.stringify(openBatch(this.o.keys, this.o.department, job.data));
     for (let attempt = 1; ; attempt++) {
       let retryAfterMs: number | undefined;
       let problem: string;
@@ -110,8 +162,19 @@ export class WebhookTarget implements Target {
       const wait = retryAfterMs ?? Math.round(backoff / 2 + Math.random() * (backoff / 2));
       this.o.onRetry?.();
       this.logger.warn({ job: job.id, table: job.data.table, attempt, problem, waitMs: wait }, 'webhook delivery failed; retrying');
-      await new Promise((r) => setTimeout(r, wait));
+      // Woken early by a change of grants: given up if it revoked this batch's, else the wait goes on.
+      for (const until = Date.now() + wait; Date.now() < until; ) {
+        await sleep(until - Date.now(), undefined, { signal: this.grantsChange.signal }).catch(() => undefined);
+        this.refuseUnlessInForce(job);
+      }
     }
+  }
+
+  /** A batch whose grant was revoked is given up before it is opened or tried again; the failed handler removes it. */
+  private refuseUnlessInForce(job: Job<QueuedBatch>): void {
+    if (isInForce(job.data, this.inForce)) return;
+    this.refused.add(job.id!);
+    throw new UnrecoverableError(`the grant ${job.data.grant ?? '(none)'} is no longer in force`);
   }
 
   async close(): Promise<void> {
