@@ -168,6 +168,42 @@ describe('department policy', () => {
     expect(healthIds.length).toBeGreaterThan(ids.length + 20);
   });
 
+  it('applies a revoke published together with a grant that cannot load, within 5 seconds, and reports the other', async () => {
+    const rejected = async () => Number(/^cityshare_transformer_policy_reloads_total\{[^}]*outcome="rejected"[^}]*\} (\d+)/m.exec(await transformer.metrics())?.[1] ?? 0);
+    const before = await rejected();
+    const lab = `\`${run.healthDb}\`.lab_results`;
+    const labGrant = policy.health.lab;
+    // One file: health's lab grant revoked, and a new grant for haidian naming a column nobody classified.
+    policy.health.lab = null;
+    policy.haidian.citizens = { id: 'pass', nosuch: 'pass' };
+    writePolicy();
+    const writtenAt = Date.now();
+    for (let id = 1000; Date.now() - writtenAt < 8_000; id++) {
+      await run.source.query(`INSERT INTO ${lab} (id, code, note) VALUES (?, 1, 'after')`, [id]);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await eventually(async () => expect(await rejected()).toBeGreaterThan(before), 15_000);
+    const haidianIds = await eventually(async () => {
+      const ids = (await rows(haidianSchema, 'lab_results')).map((r) => Number(r.id)).filter((id) => id >= 1000);
+      expect(ids.length).toBeGreaterThanOrEqual(60);
+      return ids;
+    });
+    // Rows inserted every ~100 ms: at most about 5 s worth reached the department whose grant was revoked.
+    const healthIds = (await rows(run.pgSchema, 'lab_results')).map((r) => Number(r.id)).filter((id) => id >= 1000);
+    expect(healthIds.length).toBeLessThan(50);
+    expect(haidianIds.length).toBeGreaterThan(healthIds.length + 20);
+    policy.haidian.citizens = null;
+    policy.health.lab = labGrant;
+    writePolicy();
+    await eventually(async () => {
+      await run.source.query(`REPLACE INTO ${lab} (id, code, note) VALUES (999, 1, 'back')`);
+      expect((await rows(run.pgSchema, 'lab_results')).map((r) => Number(r.id))).toContain(999);
+    }, 30_000, 1000);
+    // The next tests start from empty lab results.
+    await run.source.query(`DELETE FROM ${lab} WHERE id >= 999`);
+    for (const schema of [run.pgSchema, haidianSchema]) await eventually(async () => expect(await rows(schema, 'lab_results')).toEqual([]), 30_000, 500);
+  });
+
   it('pauses a table for the department whose contract breaks, not for the others; loses nothing; resumes when the grant is fixed', async () => {
     const lab = `\`${run.healthDb}\`.lab_results`;
     await run.source.query(`INSERT INTO ${lab} VALUES (1, 7, 'before')`);

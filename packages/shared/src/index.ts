@@ -12,6 +12,7 @@ export * from './config/watch-pipeline.js';
 export * from './config/service-env.js';
 export * from './crypto/keyring.js';
 export * from './config/policy-signature.js';
+export * from './canonical-json.js';
 export * from './crypto/field-cipher.js';
 export * from './crypto/record-mac.js';
 export * from './crypto/envelope.js';

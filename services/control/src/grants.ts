@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Pool, PoolConnection, ResultSetHeader } from 'mysql2/promise';
-import { CdcError } from '@cityshare/shared';
-import { canonicalJson, type AuditLedger } from './ledger.js';
+import { CdcError, canonicalJson } from '@cityshare/shared';
+import type { AuditLedger } from './ledger.js';
 import { inTransaction } from './transaction.js';
 import { authorize, type Operation, type Principal } from './roles.js';
 

@@ -1,6 +1,6 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Pool, PoolConnection } from 'mysql2/promise';
-import { keyNames, subkey, type DataKey, type KeyProvider } from '@cityshare/shared';
+import { canonicalJson, keyNames, subkey, type DataKey, type KeyProvider } from '@cityshare/shared';
 import { inTransaction } from './transaction.js';
 
 /** Who did what to what, and why; never a personal value (counts, key ids and digests only). */
@@ -48,15 +48,6 @@ export const GENESIS = '0'.repeat(64);
 export function entryHash(prevHash: string, e: Omit<LedgerEntry, 'hash' | 'prevHash'>): string {
   const canonical = JSON.stringify([e.seq, e.at, e.actor, e.role, e.action, e.subject, canonicalJson(e.details)]);
   return createHash('sha256').update(`${prevHash}\n${canonical}`).digest('hex');
-}
-
-/** JSON with object keys sorted at every level, so equal details hash equally. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value && typeof value === 'object') {
-    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(value ?? null);
 }
 
 /**
