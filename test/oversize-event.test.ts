@@ -5,6 +5,7 @@ import { readAllMessages, readRawEvents } from './support/kafka-peek.js';
 import { PipelineRun } from './support/pipeline-run.js';
 import type { ServiceProcess } from './support/service-process.js';
 import { stack } from './support/stack.js';
+import { openDeadLetterKey, type ReaderDeadLetter } from '../services/cdc-reader/src/dead-letter.js';
 
 /** Over the stack broker's message.max.bytes (8 MiB, deploy/local/kafka/server.properties). */
 const BIG = 9_000_000;
@@ -38,6 +39,15 @@ describe('oversize change events', () => {
   });
 
   it('dead-letters an oversize row from the snapshot and the stream, and keeps streaming past it', async () => {
+    const rawTopic = new RegExp(`^${run.prefix}\\.raw\\.cityhub\\.${run.civilDb}\\.documents$`);
+    const dlqTopic = new RegExp(`^${run.prefix}\\.dlq\\.reader\\.cityhub$`);
+    const ids = async () => (await readRawEvents(stack.kafkaBrokers, rawTopic)).map((e) => `${e.op}${e.after?.id ?? e.before?.id}`).sort();
+    // The snapshot first, so the rows below are streamed, not read by it.
+    await eventually(async () => {
+      expect(await ids()).toEqual(['r1', 'r3']);
+      expect(await reader.metrics()).toMatch(/^cityshare_reader_snapshot_running\{[^}]*documents[^}]*\} 0$/m);
+    }, 60_000, 500);
+
     // Streamed: an oversize insert and an update that makes a row oversize, between small rows.
     await run.source.query(`INSERT INTO ${table} VALUES (4, 'small 4', 'd')`);
     await run.source.query(`INSERT INTO ${table} VALUES (5, 'big 5', ?)`, [fill('e')]);
@@ -47,14 +57,10 @@ describe('oversize change events', () => {
     const [status] = await run.source.query('SHOW MASTER STATUS');
     const end = (status as Array<{ File: string; Position: number }>)[0]!;
 
-    const rawTopic = new RegExp(`^${run.prefix}\\.raw\\.cityhub\\.${run.civilDb}\\.documents$`);
-    await eventually(async () => {
-      const events = await readRawEvents(stack.kafkaBrokers, rawTopic);
-      expect(events.map((e) => `${e.op}${e.after?.id ?? e.before?.id}`).sort()).toEqual(['c4', 'c6', 'c7', 'r1', 'r3']);
-    }, 60_000, 500);
+    await eventually(async () => expect(await ids()).toEqual(['c4', 'c6', 'c7', 'r1', 'r3']), 60_000, 500);
     expect(reader.running).toBe(true);
 
-    const dlq = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.dlq\\.reader\\.cityhub$`)));
+    const dlq = await readAllMessages(stack.kafkaBrokers, dlqTopic);
     const letters = dlq.map((m) => JSON.parse(m.value!.toString()) as Record<string, unknown>);
     expect(letters.map((l) => l.op)).toEqual(['r', 'c', 'u']);
     for (const letter of letters) {
@@ -63,7 +69,10 @@ describe('oversize change events', () => {
       expect(letter.version).toMatch(/^\d{10}\.\d{12}\.\d{6}$/);
       expect(letter.key).toMatch(/^enc:v1:/);
     }
-    expect(letters[1]).toMatchObject({ file: end.File, snapshot: false });
+    expect(letters.map((l) => l.snapshot)).toEqual([true, false, false]);
+    expect(letters[1]).toMatchObject({ file: end.File });
+    // The key opens under the pipeline key: an operator can find the row.
+    expect(letters.map((l) => openDeadLetterKey(run.keys, l as unknown as ReaderDeadLetter))).toEqual([{ id: 2 }, { id: 5 }, { id: 4 }]);
     // Small records: a position, a size and a sealed key, never the row's values.
     for (const m of dlq) {
       expect(m.value!.length).toBeLessThan(2000);
@@ -83,11 +92,8 @@ describe('oversize change events', () => {
     await reader.stop();
     reader = await run.start('cdc-reader', { CITYSHARE_PIPELINE: pipelineFile, READER_HEARTBEAT_SECONDS: '1' });
     await run.source.query(`INSERT INTO ${table} VALUES (8, 'small 8', 'i')`);
-    await eventually(async () => {
-      const events = await readRawEvents(stack.kafkaBrokers, rawTopic);
-      expect(events.some((e) => e.after?.id === '8' || e.after?.id === 8)).toBe(true);
-    }, 60_000, 500);
+    await eventually(async () => expect(await ids()).toEqual(['c4', 'c6', 'c7', 'c8', 'r1', 'r3']), 60_000, 500);
     expect(reader.running).toBe(true);
-    expect(await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.dlq\\.reader\\.cityhub$`))).toHaveLength(3);
+    expect(await readAllMessages(stack.kafkaBrokers, dlqTopic)).toHaveLength(3);
   });
 });
