@@ -108,10 +108,14 @@ function nullList(count: number): Buffer {
  * exact UTF-8 lengths are counted only when 3 bytes per character could be over it.
  */
 export function oversizeEventBytes(json: string, secrets: string | null, limit: number): number | null {
-  const alone = (jsonBytes: number, secretBytes: number) => frameBound(HEAD.length + jsonBytes, 1 + Math.max(secretBytes, 4));
-  if (alone(json.length * 3, secrets === null ? 0 : secrets.length * 3) <= limit) return null;
-  const bytes = alone(Buffer.byteLength(json), secrets === null ? 0 : Buffer.byteLength(secrets));
+  if (aloneBound(json.length * 3, secrets === null ? 0 : secrets.length * 3) <= limit) return null;
+  const bytes = aloneBound(Buffer.byteLength(json), secrets === null ? 0 : Buffer.byteLength(secrets));
   return bytes > limit ? bytes : null;
+}
+
+/** frameBound of a frame of one event: its JSON, and `[`, its protected columns (or null) in the list. */
+function aloneBound(jsonBytes: number, secretBytes: number): number {
+  return frameBound(HEAD.length + jsonBytes, 1 + Math.max(secretBytes, 4));
 }
 
 /**
