@@ -34,6 +34,7 @@ describe('ACLs the catalog implies', () => {
     expect(writers('demo.raw.cityhub.civil.citizens')).toEqual(['User:reader-cityhub']);
     expect(writers('demo.checkpoints')).toEqual(['User:reader-cityhub']);
     expect(writers('demo.table-schemas')).toEqual(['User:reader-cityhub']);
+    expect(writers('demo.dlq.reader.cityhub')).toEqual(['User:reader-cityhub']);
     expect(writers(share('health'))).toEqual(['User:transformer']);
   });
 

@@ -144,12 +144,12 @@ export class TableEncoder {
   }
 
   /**
-   * Writes the events of one rows change: `emit(key, json, secrets, op)` per event, in
-   * order, `secrets` the JSON of its protected columns (null: none). The parts shared by
-   * every row of the change (source block, version prefix, the tail after the version)
-   * are written once per change.
+   * Writes the events of one rows change: `emit(key, json, secrets, op, row)` per event, in
+   * order, `secrets` the JSON of its protected columns (null: none), `row` its index in the
+   * change. The parts shared by every row of the change (source block, version prefix, the
+   * tail after the version) are written once per change.
    */
-  encode(change: RowsChange, sourceName: string, serverId: number, schemaRef: string, now: number, emit: (key: string, json: string, secrets: string | null, op: Op) => void): void {
+  encode(change: RowsChange, sourceName: string, serverId: number, schemaRef: string, now: number, emit: (key: string, json: string, secrets: string | null, op: Op, row: number) => void): void {
     const { schema } = change;
     const versionHead = rowVersion({ file: change.file, eventPos: change.eventPos, row: 0 }).slice(0, -6);
     const sourceHead =
@@ -170,11 +170,11 @@ export class TableEncoder {
       const before = r.before ? this.image(r.before) : null;
       const after = r.after ? this.image(r.after) : null;
       if (change.kind === 'update' && before && after && this.keyChanged(r.before!, r.after!)) {
-        emit(this.messageKey(r.before!), one('d', before, null, row), secrets(before, null), 'd');
-        emit(this.messageKey(r.after!), one('c', null, after, row), secrets(null, after), 'c');
+        emit(this.messageKey(r.before!), one('d', before, null, row), secrets(before, null), 'd', row);
+        emit(this.messageKey(r.after!), one('c', null, after, row), secrets(null, after), 'c', row);
       } else {
         const op: Op = change.kind === 'insert' ? 'c' : change.kind === 'delete' ? 'd' : change.kind === 'snapshot' ? 'r' : 'u';
-        emit(this.messageKey((r.after ?? r.before)!), one(op, before, after, row), secrets(before, after), op);
+        emit(this.messageKey((r.after ?? r.before)!), one(op, before, after, row), secrets(before, after), op, row);
       }
     }
   }

@@ -103,6 +103,22 @@ function nullList(count: number): Buffer {
 }
 
 /**
+ * The bytes of the raw-topic message an event would be in a frame of its own (bounded from
+ * above by at most the seal's key-id allowance), or null when it is within `limit`. The
+ * exact UTF-8 lengths are counted only when 3 bytes per character could be over it.
+ */
+export function oversizeEventBytes(json: string, secrets: string | null, limit: number): number | null {
+  if (aloneBound(json.length * 3, secrets === null ? 0 : secrets.length * 3) <= limit) return null;
+  const bytes = aloneBound(Buffer.byteLength(json), secrets === null ? 0 : Buffer.byteLength(secrets));
+  return bytes > limit ? bytes : null;
+}
+
+/** frameBound of a frame of one event: its JSON, and `[`, its protected columns (or null) in the list. */
+function aloneBound(jsonBytes: number, secretBytes: number): number {
+  return frameBound(HEAD.length + jsonBytes, 1 + Math.max(secretBytes, 4));
+}
+
+/**
  * A byte-bounded queue between the binlog and Kafka. Change events of the same raw topic
  * partition are packed into frames (one Kafka message holding up to `maxFrameEvents`
  * events, in order, and their protected columns under one seal; layout in raw-frame.ts):

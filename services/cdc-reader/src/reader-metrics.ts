@@ -14,6 +14,7 @@ export function createReaderMetrics(registry: Registry) {
     binlogFile: gauge('cityshare_reader_binlog_file_sequence', 'Sequence number of the binlog file of the newest acknowledged position', ['source'] as const),
     binlogPosition: gauge('cityshare_reader_binlog_position_bytes', 'Byte offset in that binlog file of the newest acknowledged position', ['source'] as const),
     lastCommitSeconds: gauge('cityshare_reader_last_commit_timestamp_seconds', 'Source commit time of the newest acknowledged transaction', ['source'] as const),
+    dlq: counter('cityshare_reader_dlq_total', 'Change events sent to <prefix>.dlq.reader.<source> instead of a raw topic', ['source', 'table', 'reason'] as const),
     snapshotRows: counter('cityshare_reader_snapshot_rows_total', 'Rows read by snapshots', ['source', 'table'] as const),
     snapshotChunks: counter('cityshare_reader_snapshot_chunks_total', 'Snapshot chunks emitted', ['source', 'table'] as const),
     snapshotRemaining: gauge('cityshare_reader_snapshot_remaining_rows', 'Estimated rows left to snapshot (from table statistics)', ['source', 'table'] as const),

@@ -24,9 +24,10 @@ import {
 } from '@cityshare/shared';
 import { BinlogListener, type RowsChange } from './binlog-listener.js';
 import { CheckpointStore } from './checkpoint-store.js';
+import { oversizeLetter, readerDlqTopic } from './dead-letter.js';
 import { canonicalKey, schemaRef, type BuildContext } from './event-builder.js';
 import { encoderFor } from './event-encoder.js';
-import { RawPublisher } from './raw-publisher.js';
+import { RawPublisher, oversizeEventBytes } from './raw-publisher.js';
 import type { ReaderMetrics } from './reader-metrics.js';
 import { Snapshotter, type RawRow, type SnapshotState } from './snapshot/snapshotter.js';
 import { pointOf, type WatermarkWindow } from './snapshot/watermark-window.js';
@@ -239,6 +240,7 @@ export class Reader {
         topicSpec(config.kafka, topics.heartbeats(prefix), 'compacted'),
         topicSpec(config.kafka, topics.transactions(prefix, source.name), 'single'),
         topicSpec(config.kafka, topics.schemaChanges(prefix, source.name), 'single'),
+        topicSpec(config.kafka, readerDlqTopic(prefix, source.name), 'single'),
         ...raw.map((topic) => topicSpec(config.kafka, topic)),
       ]);
       // Frames are placed by partition, so the reader uses each raw topic's actual count.
@@ -357,14 +359,32 @@ export class Reader {
     }
     const ctx = this.ctx;
     const counts: Record<Op, number> = { c: 0, u: 0, d: 0, r: 0 };
-    encoderFor(change.schema, ctx.classes(db, table), ctx.pipelineKey).encode(change, ctx.sourceName, ctx.serverId, ref, Date.now(), (key, event, secrets, op) => {
-      publisher.enqueueEvent(topic, key, event, secrets);
-      counts[op]++;
+    const limit = this.deps.env.READER_EVENT_MAX_BYTES;
+    encoderFor(change.schema, ctx.classes(db, table), ctx.pipelineKey).encode(change, ctx.sourceName, ctx.serverId, ref, Date.now(), (key, event, secrets, op, row) => {
+      const bytes = oversizeEventBytes(event, secrets, limit);
+      if (bytes !== null) this.deadLetterOversize({ change, op, row, bytes, limit });
+      else {
+        publisher.enqueueEvent(topic, key, event, secrets);
+        counts[op]++;
+      }
     });
     publisher.enqueued();
     for (const op of ['c', 'u', 'd', 'r'] as const) if (counts[op] > 0) metrics.events.inc({ source: source.name, table: `${db}.${table}`, op }, counts[op]);
     if (change.kind !== 'snapshot') metrics.lastEventSeconds.set({ source: source.name }, Date.now() / 1000);
     metrics.queueBytes.set({ source: source.name }, this.publisher!.queuedBytes);
+  }
+
+  /**
+   * A change event too large for a Kafka message would fail every produce (and every
+   * restart) until its binlog is purged: it goes, in stream order, to the reader's
+   * dead-letter topic as a small record, and the events around it flow on.
+   */
+  private deadLetterOversize(event: Parameters<typeof oversizeLetter>[2]): void {
+    const { config, source, metrics, logger } = this.deps;
+    const { message, letter } = oversizeLetter(this.keys, { prefix: config.kafka.topicPrefix, source: source.name }, event);
+    this.publisher!.enqueueRecord(message);
+    metrics.dlq.inc({ source: source.name, table: `${letter.db}.${letter.table}`, reason: letter.code });
+    logger.warn({ code: letter.code, table: `${letter.db}.${letter.table}`, op: letter.op, version: letter.version, snapshot: letter.snapshot, bytes: letter.bytes, limit: letter.limit, topic: message.topic }, 'change event too large for Kafka: dead-lettered, not delivered');
   }
 
   /** Emits the open snapshot chunk once the stream has reached its high watermark. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Partitioners, type Producer, type ProducerBatch } from 'kafkajs';
 import { FileKeyring, createLogger, decodeRawMessage, RAW_FRAME_HEADER, sealJson, type BinlogPosition } from '@cityshare/shared';
-import { RawPublisher, murmur2 } from '../src/raw-publisher.js';
+import { RawPublisher, murmur2, oversizeEventBytes } from '../src/raw-publisher.js';
 
 /** Records produce requests; each resolves when the test releases it (a broker under our control). */
 class RecordingProducer {
@@ -249,6 +249,18 @@ describe('RawPublisher sealing', () => {
     // One event larger than a frame travels alone, whole.
     const [, alone] = await sentFrames([person(1), person(2, 'y'.repeat(300 << 10))]);
     expect(decodeRawMessage(alone!).secretsOf(0, keys)).toEqual({ after: { name: 'y'.repeat(300 << 10) } });
+  });
+
+  it('measures an event as the message it would be alone, counting exact bytes only near the limit', async () => {
+    const clear = { ...person(3), json: JSON.stringify({ op: 'c', after: { id: 3, note: '東'.repeat(100_000) }, source: { db: 'civil', table: 'citizens', version: 'v3' }, protected: [] }) };
+    for (const e of [person(1, '市'.repeat(200_000)), person(2, 'y'.repeat(1000)), clear]) {
+      const [message] = await sentFrames([e]);
+      const bytes = oversizeEventBytes(e.json, e.secrets, 0)!;
+      expect(bytes).toBeGreaterThanOrEqual(message!.length);
+      expect(bytes - message!.length).toBeLessThan(400);
+      expect(oversizeEventBytes(e.json, e.secrets, bytes)).toBeNull();
+      expect(oversizeEventBytes(e.json, e.secrets, bytes - 1)).toBe(bytes);
+    }
   });
 
   it('gives each event of a frame as a message on its own for a dead letter, still sealed; the whole frame when its seal does not open', async () => {

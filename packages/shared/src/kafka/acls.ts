@@ -73,6 +73,7 @@ export function aclPlan(config: Pick<PipelineConfig, 'kafka' | 'sources' | 'depa
     topic(reader, topics.heartbeats(prefix), 'write', 'describe', 'create');
     topic(reader, topics.transactions(prefix, source.name), 'write', 'describe', 'create');
     topic(reader, topics.schemaChanges(prefix, source.name), 'write', 'describe', 'create');
+    topic(reader, topics.dlq(prefix, `reader.${source.name}`), 'write', 'describe', 'create');
   }
 
   const transformer = who.transformer;
