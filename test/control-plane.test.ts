@@ -392,7 +392,7 @@ ${extra}`;
       });
 
       it('logs failed logins with the remote address, never the token, and answers 429 AUTH_THROTTLED with Retry-After after too many from one address', async () => {
-        const api = await serve({ authFailures: { max: 3, windowMs: 2000 } });
+        const api = await serve({ loginFailures: { max: 3, windowMs: 2000 } });
         try {
           for (let i = 1; i <= 3; i++) expect(await api.call('GET', '/catalog', { token: `guess-${i}` })).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED' } });
           const failed = api.lines.filter((l) => l.msg === 'control API login failed');
