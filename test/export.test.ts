@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -140,8 +140,14 @@ describe('export of a large table', () => {
       department: 'stats', stagingUrl: stack.postgresUrl, stagingSchema: staging, directory, redisUrl: stack.redisUrl, queueName: `${id}-export`,
       pushUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/import`, secret: secret.toString('hex'), schedule: { everyMs: 60_000 }, tables: 1,
     };
-    const child = spawnSync(process.execPath, ['--max-old-space-size=96', '--import', 'tsx', 'test/support/export-once.ts'], {
-      cwd: stack.root, env: { ...process.env, EXPORT_ONCE: JSON.stringify(options) }, encoding: 'utf8', timeout: 150_000,
+    // Asynchronously: the push endpoint answers from this very process.
+    const child = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+      const proc = spawn(process.execPath, ['--max-old-space-size=96', '--import', 'tsx', 'test/support/export-once.ts'], { cwd: stack.root, env: { ...process.env, EXPORT_ONCE: JSON.stringify(options) }, timeout: 150_000 });
+      let stdout = '';
+      let stderr = '';
+      proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      proc.on('close', (status) => resolve({ status, stdout, stderr }));
     });
     expect(child.status, child.stderr.slice(-2000)).toBe(0);
     expect(JSON.parse(child.stdout.trim())).toEqual({ table: 'readings', rows });
