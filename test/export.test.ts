@@ -5,6 +5,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { Queue } from 'bullmq';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyring } from '@cityshare/shared';
@@ -130,6 +131,9 @@ describe('export of a large table', () => {
   });
 
   afterAll(async () => {
+    const queue = new Queue(`${id}-export`, { connection: { url: stack.redisUrl } });
+    await queue.obliterate({ force: true });
+    await queue.close();
     await db.query(`DROP SCHEMA IF EXISTS "${staging}" CASCADE`);
     await db.end();
     await new Promise((r) => server.close(r));
