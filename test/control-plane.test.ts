@@ -1,13 +1,15 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, createHmac } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createConnection, createPool, type Pool } from 'mysql2/promise';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyring, createLogger, isCdcError } from '@cityshare/shared';
 import { AclKeeper } from '../services/control/src/acl-keeper.js';
-import { startApi } from '../services/control/src/api.js';
+import { startApi, type ApiLimits } from '../services/control/src/api.js';
 import { CatalogStore, describeChange } from '../services/control/src/catalog.js';
 import { CatalogWorkflow } from '../services/control/src/catalog-workflow.js';
 import { GrantWorkflow } from '../services/control/src/grants.js';
@@ -419,6 +421,97 @@ ${extra}`;
       } finally {
         server.close();
       }
+    });
+
+    describe('API limits', () => {
+      const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+      type Answer = { status: number; headers: Record<string, string | string[] | undefined>; body: Record<string, unknown> };
+
+      /** The API over HTTP on a free port, its log lines captured as parsed JSON. */
+      async function serve(limits: Partial<ApiLimits>, deps: { grants?: GrantWorkflow } = {}) {
+        const lines: Array<Record<string, unknown>> = [];
+        const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+        const server = await startApi({
+          port: 0, tokens: [{ tokenSha256: sha('dba-token'), name: 'wang.dba', role: 'dba' }],
+          grants: deps.grants ?? grants, catalog, keys, ledger, acls: new AclKeeper(ledger, logger, () => undefined), logger, status: async () => ({}), limits,
+        });
+        const port = (server.address() as { port: number }).port;
+        /** One call, from `from` (any 127.x address reaches the loopback listener). */
+        const call = (method: string, path: string, o: { token?: string; body?: Buffer; chunked?: boolean; from?: string } = {}) => new Promise<Answer>((resolve, reject) => {
+          const req = request({ host: '127.0.0.1', port, method, path, localAddress: o.from ?? '127.0.0.1', headers: {
+            ...(o.token ? { authorization: `Bearer ${o.token}` } : {}),
+            ...(o.body ? { 'content-type': 'application/json', ...(o.chunked ? {} : { 'content-length': o.body.length }) } : {}),
+          } }, (res) => {
+            let text = '';
+            res.on('data', (c: Buffer) => (text += c.toString('utf8')));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: (text ? JSON.parse(text) : {}) as Record<string, unknown> }));
+          });
+          // The server may answer and close before the whole body is sent: the answer counts, not the broken pipe.
+          req.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EPIPE' || err.code === 'ECONNRESET' ? undefined : reject(err)));
+          if (o.body && o.chunked) for (let i = 0; i < o.body.length; i += 16_384) req.write(o.body.subarray(i, i + 16_384));
+          req.end(o.body && !o.chunked ? o.body : undefined);
+        });
+        return { call, lines, close: () => new Promise((r) => server.close(r)) };
+      }
+
+      it('answers a body over the limit with 413 REQUEST_TOO_LARGE, with or without a length, and goes on serving', async () => {
+        const api = await serve({ maxBodyBytes: 64 * 1024 });
+        try {
+          const big = Buffer.from(JSON.stringify({ pipeline: 'x'.repeat(2 * 1024 * 1024) }));
+          for (const chunked of [false, true]) {
+            const answer = await api.call('POST', '/catalog/apply', { token: 'dba-token', body: big, chunked });
+            expect(answer.status).toBe(413);
+            expect(answer.body).toMatchObject({ code: 'REQUEST_TOO_LARGE', message: expect.stringMatching(/65536 bytes/), action: expect.stringMatching(/CONTROL_MAX_BODY_BYTES/) });
+          }
+          expect(await api.call('POST', '/catalog/apply', { token: 'dba-token', body: Buffer.from(JSON.stringify({ pipeline: base(), dryRun: true })) })).toMatchObject({ status: 200, body: { applied: false } });
+          expect((await api.call('GET', '/catalog', { token: 'dba-token' })).status).toBe(200);
+        } finally {
+          await api.close();
+        }
+      });
+
+      it('answers an internal failure with 500 INTERNAL, a generic message and a correlation id; the log line has the id and the real message', async () => {
+        const broken = await fresh();
+        await broken.conn.query('DROP TABLE grant_requests');
+        const api = await serve({}, { grants: new GrantWorkflow(broken.conn, broken.ledger) });
+        try {
+          const answer = await api.call('GET', '/grants', { token: 'dba-token' });
+          expect(answer.status).toBe(500);
+          expect(answer.body).toEqual({ code: 'INTERNAL', message: 'internal error', action: expect.stringMatching(/correlation id/), correlationId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+          expect(answer.headers['x-correlation-id']).toBe(answer.body.correlationId);
+          expect(JSON.stringify(answer.body)).not.toMatch(/grant_requests|exist|\n\s+at /);
+          const logged = api.lines.filter((l) => l.correlationId === answer.body.correlationId);
+          expect(logged).toHaveLength(1);
+          expect(logged[0]).toMatchObject({ level: 50, method: 'GET', path: '/grants', err: { message: expect.stringMatching(/grant_requests.*doesn't exist/) } });
+        } finally {
+          await api.close();
+        }
+      });
+
+      it('logs failed logins with the remote address, never the token, and answers 429 AUTH_THROTTLED with Retry-After after too many from one address', async () => {
+        const api = await serve({ loginFailures: { max: 3, windowMs: 2000 } });
+        try {
+          for (let i = 1; i <= 3; i++) expect(await api.call('GET', '/catalog', { token: `guess-${i}` })).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED' } });
+          const failed = api.lines.filter((l) => l.msg === 'control API login failed');
+          expect(failed).toHaveLength(3);
+          expect(failed[2]).toMatchObject({ level: 40, remoteAddress: '127.0.0.1', failures: 3, path: '/catalog' });
+          expect(JSON.stringify(api.lines)).not.toMatch(/guess-/);
+          // Throttled: even the right token from that address, until the window ends.
+          for (const token of ['guess-4', 'dba-token']) {
+            const answer = await api.call('GET', '/catalog', { token });
+            expect(answer).toMatchObject({ status: 429, body: { code: 'AUTH_THROTTLED', action: expect.stringMatching(/Retry-After/) } });
+            expect(Number(answer.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+            expect(Number(answer.headers['retry-after'])).toBeLessThanOrEqual(2);
+          }
+          expect(api.lines.filter((l) => l.msg === 'control API logins throttled')).toEqual([expect.objectContaining({ remoteAddress: '127.0.0.1' })]);
+          // Another address is not held back.
+          expect((await api.call('GET', '/catalog', { token: 'dba-token', from: '127.0.0.2' })).status).toBe(200);
+          await new Promise((r) => setTimeout(r, 2100));
+          expect((await api.call('GET', '/catalog', { token: 'dba-token' })).status).toBe(200);
+        } finally {
+          await api.close();
+        }
+      });
     });
   });
 });

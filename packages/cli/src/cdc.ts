@@ -267,7 +267,7 @@ try {
   await program.parseAsync();
 } catch (err) {
   if (err instanceof ApiError) {
-    process.stderr.write(`${err.body.code ?? 'ERROR'}: ${err.message}\n${(err.body.problems ?? []).length > 0 && !err.message.includes('\n') ? `  - ${err.body.problems!.join('\n  - ')}\n` : ''}${err.body.action ? `${err.body.action}\n` : ''}`);
+    process.stderr.write(`${err.body.code ?? 'ERROR'}: ${err.message}\n${(err.body.problems ?? []).length > 0 && !err.message.includes('\n') ? `  - ${err.body.problems!.join('\n  - ')}\n` : ''}${err.body.action ? `${err.body.action}\n` : ''}${err.body.correlationId ? `correlation id: ${err.body.correlationId}\n` : ''}`);
     process.exitCode = err.exitCode;
   } else {
     process.stderr.write(`${isCdcError(err) ? err.toString() : (err as Error).message}\n`);

@@ -14,7 +14,7 @@ export interface ControlOptions {
 export class ApiError extends Error {
   constructor(
     readonly status: number,
-    readonly body: { code?: string; message?: string; action?: string; problems?: string[] },
+    readonly body: { code?: string; message?: string; action?: string; problems?: string[]; correlationId?: string },
   ) {
     super(body.message ?? `control API answered ${status}`);
   }

@@ -1,18 +1,29 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
-import { CdcError, isCdcError, type Logger } from '@cityshare/shared';
+import { CdcError, ERROR_CODES, isCdcError, type Logger } from '@cityshare/shared';
 import type { AclKeeper } from './acl-keeper.js';
 import type { CatalogWorkflow } from './catalog-workflow.js';
 import type { GrantWorkflow } from './grants.js';
 import type { KeyAdmin } from './keys.js';
 import type { AuditLedger } from './ledger.js';
+import { LoginThrottle } from './login-throttle.js';
 import { authorize, type Principal } from './roles.js';
 
 /** A bearer token, stored only as its SHA-256, and who it authenticates. */
 export interface TokenEntry extends Principal {
   tokenSha256: string;
 }
+
+/** What one client may ask of the API (CONTROL_MAX_BODY_BYTES, CONTROL_LOGIN_FAILURES, CONTROL_LOGIN_WINDOW_MS). */
+export interface ApiLimits {
+  /** Largest request body read; a larger one answers 413 and is not read further. */
+  maxBodyBytes: number;
+  /** After `max` failed logins from one address within `windowMs`, it is answered 429 until the window ends. */
+  loginFailures: { max: number; windowMs: number };
+}
+
+export const DEFAULT_API_LIMITS: ApiLimits = { maxBodyBytes: 1024 * 1024, loginFailures: { max: 10, windowMs: 60_000 } };
 
 interface ApiDeps {
   port: number;
@@ -28,6 +39,7 @@ interface ApiDeps {
   status: () => Promise<unknown>;
   /** PEM certificate and key: the API is served over HTTPS only. */
   tls?: { cert: Buffer; key: Buffer };
+  limits?: Partial<ApiLimits>;
 }
 
 type Body = Record<string, unknown>;
@@ -99,37 +111,64 @@ function validDate(text: string): Date {
   return d;
 }
 
-const STATUS: Record<string, number> = { FORBIDDEN: 403, TABLE_NOT_FOUND: 404, KEY_NOT_FOUND: 404, CONFIG_NOT_FOUND: 404, KAFKA_UNREACHABLE: 503, KAFKA_AUTH_FAILED: 503, KAFKA_NOT_AUTHORIZED: 503, KAFKA_TLS_FAILED: 503 };
+const STATUS: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, NOT_FOUND: 404, REQUEST_TOO_LARGE: 413, AUTH_THROTTLED: 429, TABLE_NOT_FOUND: 404, KEY_NOT_FOUND: 404, CONFIG_NOT_FOUND: 404, KAFKA_UNREACHABLE: 503, KAFKA_AUTH_FAILED: 503, KAFKA_NOT_AUTHORIZED: 503, KAFKA_TLS_FAILED: 503 };
 
 /**
  * The control plane's HTTP API (see openapi.yaml next to this file): bearer tokens, the
  * role matrix of roles.ts, JSON in and out, errors as `{code, message, action, problems?}`
- * with 400 (invalid; every problem listed), 401 (no or unknown token), 403 (role), 404.
- * Served over HTTPS when given a certificate.
+ * with 400 (invalid; every problem listed), 401 (no or unknown token), 403 (role), 404,
+ * 413 (body over the limit), 429 (too many failed logins from the address; Retry-After).
+ * An unexpected failure answers 500 with a correlation id only; the log line under that id
+ * has the real error. Served over HTTPS when given a certificate.
  */
 export function startApi(o: ApiDeps): Promise<Server> {
   const byHash = new Map(o.tokens.map((t) => [t.tokenSha256, t]));
   const table = routes(o);
+  const limits = { ...DEFAULT_API_LIMITS, ...o.limits };
+  const throttle = new LoginThrottle(limits.loginFailures.max, limits.loginFailures.windowMs);
   const listener: RequestListener = (req, res) => {
     void (async () => {
-      const send = (status: number, body: unknown) => {
-        res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+        res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
       };
+      const url = new URL(req.url ?? '/', 'http://control');
+      const remoteAddress = req.socket.remoteAddress ?? 'unknown';
       try {
+        const blockedMs = throttle.blockedFor(remoteAddress);
+        if (blockedMs !== undefined) {
+          const retryAfterS = Math.max(1, Math.ceil(blockedMs / 1000));
+          throw new CdcError('AUTH_THROTTLED', `too many failed logins from ${remoteAddress}; try again in ${retryAfterS} s`, { details: { retryAfterS } });
+        }
         const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
         const who = token ? byHash.get(createHash('sha256').update(token).digest('hex')) : undefined;
-        if (!who) return send(401, { code: 'UNAUTHENTICATED', message: 'a valid bearer token is required', action: 'Send Authorization: Bearer <token> with a token the control plane knows.' });
+        if (!who) {
+          // A request without credentials is not a login attempt; one with credentials that do not authenticate is.
+          if (req.headers.authorization !== undefined) {
+            const { failures, throttled } = throttle.fail(remoteAddress);
+            o.logger.warn({ remoteAddress, failures, method: req.method, path: url.pathname }, 'control API login failed');
+            if (throttled) o.logger.warn({ remoteAddress, failures, windowMs: limits.loginFailures.windowMs }, 'control API logins throttled');
+          }
+          throw new CdcError('UNAUTHENTICATED', 'a valid bearer token is required');
+        }
         const principal: Principal = { name: who.name, role: who.role, ...(who.department ? { department: who.department } : {}) };
-        const url = new URL(req.url ?? '/', 'http://control');
         for (const [method, path, status, handle] of table) {
           const match = path.exec(url.pathname);
-          if (match && req.method === method) return send(status, await handle(principal, method === 'POST' ? await body(req) : {}, match, url.searchParams));
+          if (match && req.method === method) return send(status, await handle(principal, method === 'POST' ? await body(req, limits.maxBodyBytes) : {}, match, url.searchParams));
         }
-        return send(404, { code: 'NOT_FOUND', message: `${req.method} ${url.pathname} is not an operation of the control API`, action: 'See services/control/openapi.yaml.' });
+        throw new CdcError('NOT_FOUND', `${req.method} ${url.pathname} is not an operation of the control API`);
       } catch (err) {
-        if (isCdcError(err)) return send(STATUS[err.code] ?? 400, { code: err.code, message: err.message, action: err.action, ...(err.details?.problems ? { problems: err.details.problems } : {}) });
-        o.logger.error({ err }, 'control API request failed');
-        return send(500, { code: 'INTERNAL', message: (err as Error).message });
+        if (isCdcError(err)) {
+          const headers: Record<string, string> = {
+            ...(err.code === 'AUTH_THROTTLED' ? { 'retry-after': String(err.details.retryAfterS) } : {}),
+            // The rest of a body over the limit is not read: the connection goes with the answer.
+            ...(err.code === 'REQUEST_TOO_LARGE' ? { connection: 'close' } : {}),
+          };
+          return send(STATUS[err.code] ?? 400, { code: err.code, message: err.message, action: err.action, ...(err.details?.problems ? { problems: err.details.problems } : {}) }, headers);
+        }
+        // Internal messages (SQL, paths, stacks) stay in the log; the caller gets the id to quote.
+        const correlationId = randomUUID();
+        o.logger.error({ err, correlationId, method: req.method, path: url.pathname, remoteAddress }, 'control API request failed');
+        return send(500, { code: 'INTERNAL', message: 'internal error', action: ERROR_CODES.INTERNAL.action, correlationId }, { 'x-correlation-id': correlationId });
       }
     })();
   };
@@ -137,14 +176,29 @@ export function startApi(o: ApiDeps): Promise<Server> {
   return new Promise((resolve) => server.listen(o.port, o.host ?? '127.0.0.1', () => resolve(server)));
 }
 
-async function body(req: IncomingMessage): Promise<Body> {
-  const chunks: Buffer[] = [];
-  for await (const c of req) chunks.push(c as Buffer);
-  try {
-    const parsed: unknown = chunks.length === 0 ? {} : JSON.parse(Buffer.concat(chunks).toString('utf8'));
-    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
-    return parsed as Body;
-  } catch {
-    throw new CdcError('CONFIG_INVALID', 'the request body is not a JSON object');
-  }
+/** The JSON object of a request body of at most `max` bytes; reading stops at the first byte over. */
+function body(req: IncomingMessage, max: number): Promise<Body> {
+  const tooLarge = () => new CdcError('REQUEST_TOO_LARGE', `the request body is larger than ${max} bytes`);
+  if (Number(req.headers['content-length'] ?? 0) > max) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size <= max) return void chunks.push(c);
+      req.off('data', onData).pause();
+      reject(tooLarge());
+    };
+    req.on('data', onData);
+    req.on('error', reject);
+    req.on('end', () => {
+      try {
+        const parsed: unknown = chunks.length === 0 ? {} : JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
+        resolve(parsed as Body);
+      } catch {
+        reject(new CdcError('CONFIG_INVALID', 'the request body is not a JSON object'));
+      }
+    });
+  });
 }

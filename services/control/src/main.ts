@@ -4,7 +4,7 @@ import { Gauge } from 'prom-client';
 import { z } from 'zod';
 import { CdcError, ERROR_CODES, FileKeyring, commonServiceEnv, createForgedRecordsCounter, createKafka, createLogger, createMetricsRegistry, isCdcError, keyNames, loadPipeline, policySigningKey, POLICY_PUBLIC_KEYS_ENV, loadServiceEnv, runService, startHealthServer, watchPipeline } from '@cityshare/shared';
 import { AclKeeper } from './acl-keeper.js';
-import { startApi, type TokenEntry } from './api.js';
+import { DEFAULT_API_LIMITS, startApi, type TokenEntry } from './api.js';
 import { CatalogStore } from './catalog.js';
 import { CatalogWorkflow } from './catalog-workflow.js';
 import { DeliveryRecorder } from './delivery-recorder.js';
@@ -25,6 +25,9 @@ const controlEnv = z.object({
   CONTROL_HOST: z.string().default('127.0.0.1').describe('address the HTTP API listens on'),
   CONTROL_TLS_CERT: z.string().optional().describe('PEM certificate chain: with CONTROL_TLS_KEY the API is served over HTTPS only'),
   CONTROL_TLS_KEY: z.string().optional().describe('PEM private key of CONTROL_TLS_CERT'),
+  CONTROL_MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_API_LIMITS.maxBodyBytes).describe('largest request body the API reads; a larger one answers 413 REQUEST_TOO_LARGE'),
+  CONTROL_LOGIN_FAILURES: z.coerce.number().int().min(1).default(DEFAULT_API_LIMITS.loginFailures.max).describe('failed logins (unknown token) from one address within CONTROL_LOGIN_WINDOW_MS after which the address is answered 429 AUTH_THROTTLED until the window ends'),
+  CONTROL_LOGIN_WINDOW_MS: z.coerce.number().int().min(1000).default(DEFAULT_API_LIMITS.loginFailures.windowMs).describe('window of CONTROL_LOGIN_FAILURES, from the first failure of an address'),
   CONTROL_VERIFY_INTERVAL_MS: z.coerce.number().int().min(1000).default(60_000).describe('how often the audit ledger is verified incrementally: the entries since the last verified checkpoint, every checkpoint and the signed head (cityshare_control_audit_problems)'),
   CONTROL_FULL_VERIFY_INTERVAL_MS: z.coerce.number().int().min(1000).default(3_600_000).describe('how often (and at start) the audit ledger is verified in full, every entry rehashed'),
   CONTROL_PUBLISH_INTERVAL_MS: z.coerce.number().int().min(100).default(1000).describe('how often expiry is applied and the grants in force are published'),
@@ -119,6 +122,7 @@ await runService(logger, async () => {
   const verifier = setInterval(() => void verify().catch((err: unknown) => logger.warn({ err }, 'audit verification failed; will retry')), env.CONTROL_VERIFY_INTERVAL_MS);
   const api = await startApi({
     port: env.CONTROL_PORT, host: env.CONTROL_HOST, tokens: JSON.parse(readFileSync(env.CONTROL_TOKENS, 'utf8')) as TokenEntry[], grants, catalog, keys, ledger, acls, logger,
+    limits: { maxBodyBytes: env.CONTROL_MAX_BODY_BYTES, loginFailures: { max: env.CONTROL_LOGIN_FAILURES, windowMs: env.CONTROL_LOGIN_WINDOW_MS } },
     status: async () => {
       const doc = await store.load();
       return {

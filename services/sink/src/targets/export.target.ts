@@ -1,11 +1,14 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { createReadStream, createWriteStream, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { Queue, Worker } from 'bullmq';
 import pg from 'pg';
 import { CdcError, redactUrl, redisTlsOptions, withoutSecrets, type Logger, type PostgresTlsConfig } from '@cityshare/shared';
 import { PostgresTarget, postgresPoolConfig } from './postgres.target.js';
 import type { ApplyResult, RowChange, Target, TargetTable } from './target.js';
-import { signWebhook } from './webhook.target.js';
+import { webhookSigner } from './webhook.target.js';
 
 export interface ExportTargetOptions {
   department: string;
@@ -29,6 +32,9 @@ export interface ExportTargetOptions {
 
 const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
 
+/** Rows fetched from the staging table at a time: the export holds one page, whatever the table's size. */
+const PAGE_ROWS = 1000;
+
 /**
  * For departments that take data on a schedule rather than as a stream: changes keep the
  * department's current state in a staging schema (a PostgreSQL target, with its version
@@ -36,6 +42,9 @@ const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
  * tick — one JSON object per row, data columns only — and POSTs it to `pushUrl` when set
  * (signed like webhooks, tried again by BullMQ with backoff). One scheduler per department,
  * whatever the number of sink instances; a file is written to a temporary name and renamed.
+ * Tables are read through a cursor a page at a time and the file is streamed to disk and to
+ * `pushUrl`, so memory does not grow with the table; files are readable by their owner only
+ * (0600, directories 0700): they hold the department's data.
  */
 export class ExportTarget implements Target {
   readonly kind = 'export';
@@ -80,24 +89,57 @@ export class ExportTarget implements Target {
     );
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     for (const { name } of tables) {
-      const { rows } = await this.pool.query(`SELECT * FROM ${q(this.o.stagingSchema)}.${q(name)} ORDER BY 1`);
-      const body = rows.map((r: Record<string, unknown>) => JSON.stringify(dataOf(r))).join('\n') + (rows.length > 0 ? '\n' : '');
       const dir = join(this.o.directory, name);
-      mkdirSync(dir, { recursive: true });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
       const file = join(dir, `${name}-${stamp}.jsonl`);
-      writeFileSync(`${file}.tmp`, body);
+      const signer = this.o.pushUrl ? webhookSigner(this.o.secret!) : undefined;
+      const rows = await this.writeSnapshot(name, `${file}.tmp`, (piece) => signer?.update(piece));
       renameSync(`${file}.tmp`, file);
       if (this.o.pushUrl) {
         const res = await fetch(this.o.pushUrl, {
           method: 'POST',
-          headers: { 'content-type': 'application/x-ndjson', 'x-cityshare-signature': signWebhook(this.o.secret!, body), 'x-cityshare-table': name, 'x-cityshare-export': stamp },
-          body,
+          headers: { 'content-type': 'application/x-ndjson', 'content-length': String(statSync(file).size), 'x-cityshare-signature': signer!.header(), 'x-cityshare-table': name, 'x-cityshare-export': stamp },
+          body: Readable.toWeb(createReadStream(file)) as ReadableStream<Uint8Array>,
+          duplex: 'half',
           signal: AbortSignal.timeout(60_000),
-        });
+        } as RequestInit);
+        await res.arrayBuffer().catch(() => undefined);
         if (!res.ok) throw new Error(`export push of ${name} got HTTP ${res.status}`);
       }
-      this.o.onExport?.(name, rows.length);
-      this.logger.info({ table: name, rows: rows.length, file }, 'scheduled export written');
+      this.o.onExport?.(name, rows);
+      this.logger.info({ table: name, rows, file }, 'scheduled export written');
+    }
+  }
+
+  /** Writes one table as JSON lines to `path` (0600), a cursor page at a time; each written piece also goes to `onPiece`. */
+  private async writeSnapshot(table: string, path: string, onPiece: (piece: string) => void): Promise<number> {
+    // A temporary file left by a crash keeps its mode if reused: start from a new one.
+    rmSync(path, { force: true });
+    const out = createWriteStream(path, { flags: 'wx', mode: 0o600 });
+    const client = await this.pool.connect();
+    let rows = 0;
+    try {
+      await client.query('BEGIN READ ONLY');
+      await client.query(`DECLARE snapshot NO SCROLL CURSOR FOR SELECT * FROM ${q(this.o.stagingSchema)}.${q(table)} ORDER BY 1`);
+      for (;;) {
+        const page = await client.query<Record<string, unknown>>(`FETCH ${PAGE_ROWS} FROM snapshot`);
+        if (page.rows.length === 0) break;
+        rows += page.rows.length;
+        const piece = page.rows.map((r) => `${JSON.stringify(dataOf(r))}\n`).join('');
+        onPiece(piece);
+        if (!out.write(piece)) await once(out, 'drain');
+      }
+      await client.query('COMMIT');
+      out.end();
+      await finished(out);
+      return rows;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      out.destroy();
+      rmSync(path, { force: true });
+      throw err;
+    } finally {
+      client.release();
     }
   }
 
