@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FileKeyring } from '../src/crypto/keyring.js';
-import { ciphertextKeyId, columnAad, decryptField, encryptField, openValue, sealValue } from '../src/crypto/field-cipher.js';
+import { createCipheriv, randomBytes } from 'node:crypto';
+import { ciphertextKeyId, columnAad, decryptField, encryptField, openValue, sealValue, sealingBounds } from '../src/crypto/field-cipher.js';
 import { isCdcError } from '../src/errors.js';
 
 const material = (byte: number) => Buffer.alloc(32, byte).toString('base64');
@@ -64,5 +65,39 @@ describe('field cipher (AES-256-GCM)', () => {
   it('produces a different ciphertext each time (random IV)', () => {
     const key = keyring.activeKey('department:health');
     expect(encryptField(key, Buffer.from('a'), aad).equals(encryptField(key, Buffer.from('a'), aad))).toBe(false);
+  });
+
+  /** The salt of a version-3 ciphertext: it names the derived key that sealed it. */
+  const saltOf = (ct: Buffer) => ct.subarray(2 + ct[1]!, 2 + ct[1]! + 16).toString('hex');
+
+  it('seals under a key derived from the keyring key, with a fresh salt after the count or age bound', () => {
+    const key = new FileKeyring({ version: 1, keys: { pipeline: [{ id: 'p-1', material: material(5) }] } }).activeKey('pipeline');
+    const saved = { ...sealingBounds };
+    sealingBounds.sealsPerSubkey = 3;
+    try {
+      const salts = Array.from({ length: 7 }, () => saltOf(encryptField(key, Buffer.from('v'), aad)));
+      expect(salts.slice(0, 3).every((s) => s === salts[0])).toBe(true);
+      expect(salts[3]).not.toBe(salts[0]);
+      expect(new Set(salts).size).toBe(3);
+      sealingBounds.sealsPerSubkey = saved.sealsPerSubkey;
+      sealingBounds.maxAgeMs = 0;
+      expect(saltOf(encryptField(key, Buffer.from('v'), aad))).not.toBe(saltOf(encryptField(key, Buffer.from('v'), aad)));
+    } finally {
+      Object.assign(sealingBounds, saved);
+    }
+    // The AES key is not the keyring key: a ciphertext opened with the raw key as AES key fails.
+    const ct = encryptField(key, Buffer.from('v'), aad);
+    expect(ct[0]).toBe(3);
+    expect(decryptField(new FileKeyring({ version: 1, keys: { pipeline: [{ id: 'p-1', material: material(5) }] } }), ct, aad).toString()).toBe('v');
+  });
+
+  it('still opens version-1 values sealed under the keyring key itself (written before version 3)', () => {
+    const key = keyring.activeKey('department:health');
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', key.material, iv);
+    cipher.setAAD(Buffer.from(aad));
+    const body = Buffer.concat([cipher.update('"old"'), cipher.final()]);
+    const v1 = Buffer.concat([Buffer.from([1, key.id.length]), Buffer.from(key.id), iv, body, cipher.getAuthTag()]);
+    expect(openValue(keyring, `enc:v1:${v1.toString('base64')}`, aad)).toBe('old');
   });
 });
