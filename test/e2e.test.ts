@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyring, consumeShareTopics, departmentGroupPrefix, envelopeKeyIds, openDepartmentValue, type ShareChange } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
@@ -114,6 +116,19 @@ describe('pipeline end to end', () => {
     expect(visits.gtid).toMatch(/^\d+-\d+-\d+$/);
     const raw = await readRawEvents(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.raw\\..*clinic_visits$`));
     expect(raw.map((e) => [e.source.gtid, e.source.txIndex]).sort()).toEqual([[visits.gtid, 0], [visits.gtid, 1]]);
+  });
+
+  it('runs the reader and the sink on keyrings of their own: no KEK, token or pipeline key where the department\'s rows land', async () => {
+    const own = (file: string) => FileKeyring.load(join(dirname(run.keyringFile), file)).listNames().sort();
+    expect(own('keyring.cdc-reader.json')).toEqual(['pipeline']);
+    expect(own('keyring.sink-health.json')).toEqual(['deliveries']);
+    // `cdc keys split` writes the same files for an operator's hosts.
+    const out = join(dirname(run.keyringFile), 'split');
+    const split = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', '-c', join(stack.root, 'deploy', 'local', 'pipeline.yaml'), 'keys', 'split', '--keyring', run.keyringFile, '--out', out], { cwd: stack.root, env: run.cliEnv, encoding: 'utf8' });
+    expect(split.status, split.stderr).toBe(0);
+    expect(FileKeyring.load(join(out, 'sink-health.json')).listNames()).toEqual(['deliveries']);
+    expect(FileKeyring.load(join(out, 'department-health.json')).listNames()).toEqual(['department:health']);
+    expect(statSync(join(out, 'transformer.json')).mode & 0o777).toBe(0o600);
   });
 
   it('leaves no personal value in plaintext in any Kafka topic of the run', async () => {

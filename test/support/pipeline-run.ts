@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { createConnection, type Connection } from 'mysql2/promise';
 import pg from 'pg';
-import { FileKeyring, aclPlan, applyAclDiff, currentAcls, diffAcls, kafkaPrincipals, loadPipeline, type PipelineConfig } from '@cityshare/shared';
+import { FileKeyring, aclPlan, applyAclDiff, currentAcls, diffAcls, kafkaPrincipals, keyListsOf, loadPipeline, type PipelineConfig } from '@cityshare/shared';
 import { adminKafka, kafkaUserEnv } from './kafka-security.js';
 import { ServiceProcess, type ServiceName } from './service-process.js';
 import { stack } from './stack.js';
@@ -138,7 +138,16 @@ export class PipelineRun {
     const merged = { ...this.env, ...env };
     const department = name === 'sink' ? `-${merged.SINK_DEPARTMENT}` : '';
     const user = merged.KAFKA_USERNAME ?? this.principalOf(name, merged);
-    const svc = new ServiceProcess(name, { ...merged, ...kafkaUserEnv(user) }, join(stack.root, '.stack', 'logs', 'test', `${this.id}-${name}${department}.log`), () => this.grantAcls(merged));
+    // Readers and sinks get keyrings of their own, with only the lists they need (as `cdc keys split` writes them).
+    const ownKeyring = (name === 'sink' || name === 'cdc-reader') && !merged.CITYSHARE_KEYRING ? join(dirname(this.keyringFile), `keyring.${name}${department}.json`) : undefined;
+    const beforeStart = async () => {
+      if (ownKeyring) {
+        const full = FileKeyring.load(loadPipeline(merged.CITYSHARE_PIPELINE!, { ...merged, KAFKA_USERNAME: 'nobody', KAFKA_PASSWORD_FILE: '/dev/null' }).keyringPath);
+        writeFileSync(ownKeyring, JSON.stringify(full.subset(keyListsOf(name === 'sink' ? 'sink' : 'cdc-reader', full.listNames(), merged.SINK_DEPARTMENT))), { mode: 0o600 });
+      }
+      await this.grantAcls(merged);
+    };
+    const svc = new ServiceProcess(name, { ...merged, ...kafkaUserEnv(user), ...(ownKeyring ? { CITYSHARE_KEYRING: ownKeyring } : {}) }, join(stack.root, '.stack', 'logs', 'test', `${this.id}-${name}${department}.log`), beforeStart);
     this.services.push(svc);
     return svc;
   }

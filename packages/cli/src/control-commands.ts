@@ -1,10 +1,11 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { parse } from 'yaml';
 import { describeChange, type CatalogChange } from '@cityshare/control/catalog';
 import type { CatalogView as Catalog } from '@cityshare/control/catalog-workflow';
 import { describeVerification, type LedgerVerification } from '@cityshare/control/ledger';
-import { CdcError, aclPlan, formatAclRule, parsePipeline, type AclRule } from '@cityshare/shared';
+import { CdcError, FileKeyring, aclPlan, formatAclRule, keyListsOf, loadPipeline, parsePipeline, type AclRule, type KeyringHolder } from '@cityshare/shared';
 import { callControl, printTable, type ControlOptions } from './control-client.js';
 
 interface CatalogResult { changes: CatalogChange[]; applied: boolean }
@@ -165,6 +166,23 @@ export function addControlCommands(program: Command): void {
     .action(async (name: string, o: { reason: string; json?: boolean }) => {
       const k = await callControl<{ id: string }>(control(), 'POST', 'keys/rotate', { name, reason: o.reason });
       out(o.json, k, () => process.stdout.write(`${name}: new key ${k.id} encrypts from now on\n`));
+    });
+  keys
+    .command('split')
+    .description("write each service's own keyring from the full one: reader, transformer, one per sink and one per department (a department's holds only its KEK); each file 0600")
+    .requiredOption('-k, --keyring <file>', 'the full keyring (the pipeline file\'s keyring.file, kept by the control plane)')
+    .requiredOption('--out <dir>', 'folder to write reader.json, transformer.json, sink-<department>.json, department-<department>.json into')
+    .action((o: { keyring: string; out: string }) => {
+      const { config } = loadPipeline(program.opts<{ config: string }>().config);
+      const full = FileKeyring.load(o.keyring);
+      const names = full.listNames();
+      const files: Array<[string, KeyringHolder, string?]> = [['reader', 'cdc-reader'], ['transformer', 'transformer'], ...config.departments.flatMap((d): Array<[string, KeyringHolder, string]> => [[`sink-${d.name}`, 'sink', d.name], [`department-${d.name}`, 'department', d.name]])];
+      mkdirSync(o.out, { recursive: true, mode: 0o700 });
+      for (const [file, holder, department] of files) {
+        const lists = keyListsOf(holder, names, department);
+        writeFileSync(join(o.out, `${file}.json`), `${JSON.stringify(full.subset(lists), null, 2)}\n`, { mode: 0o600 });
+        process.stdout.write(`${join(o.out, `${file}.json`)}: ${lists.join(', ') || '(no keys)'}\n`);
+      }
     });
 
   const acls = program.command('acls').description('Kafka ACLs: what each principal may do, derived from the catalog and the grants in force');

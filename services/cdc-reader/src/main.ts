@@ -34,7 +34,7 @@ await runService(logger, async () => {
     watch: loaded,
     source,
     env,
-    keys: FileKeyring.load(keyringPath),
+    keys: FileKeyring.loadFor(keyringPath, 'cdc-reader', log),
     kafka: createKafka(config.kafka, `cityshare-reader-${source.name}`, logger),
     logger: log,
     metrics,

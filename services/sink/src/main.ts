@@ -35,7 +35,7 @@ await runService(logger, async () => {
   const metrics = createSinkMetrics(registry);
   // Delivery records for the audit ledger are signed with the pipeline key (record-mac.ts); a
   // webhook or export push target signs with its department's webhook key too.
-  const keys = FileKeyring.load(keyringPath);
+  const keys = FileKeyring.loadFor(keyringPath, 'sink', log, department.name);
   const sink = createTarget(department, { prefix: config.kafka.topicPrefix, keys, logger: log, metrics });
   await sink.connect();
   const endpoint = registryEndpoint(config.schemaRegistry);

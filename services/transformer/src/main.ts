@@ -27,7 +27,7 @@ await runService(logger, async () => {
     config,
     watch: loaded,
     env,
-    keys: FileKeyring.load(keyringPath),
+    keys: FileKeyring.loadFor(keyringPath, 'transformer', logger),
     kafka: createKafka(config.kafka, 'cityshare-transformer', logger),
     registry: createSchemaRegistry(registryEndpoint(config.schemaRegistry)),
     logger,

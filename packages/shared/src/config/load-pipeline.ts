@@ -140,7 +140,9 @@ export function loadPipeline(path: string, env: NodeJS.ProcessEnv = process.env)
   if (problems.length > 0) {
     throw new CdcError('CONFIG_INVALID', `pipeline file ${absolute} names TLS files that cannot be read:\n  - ${problems.join('\n  - ')}`, { details: { problems } });
   }
-  return { config, path: absolute, keyringPath: resolve(dirname(absolute), config.keyring.file) };
+  // A service's own keyring (CITYSHARE_KEYRING, `cdc keys split`) replaces the file's keyring for that service.
+  const keyringPath = env.CITYSHARE_KEYRING ? resolve(env.CITYSHARE_KEYRING) : resolve(dirname(absolute), config.keyring.file);
+  return { config, path: absolute, keyringPath };
 }
 
 /** The Kafka credential files resolved against the pipeline file's folder, as keyring.file is (TLS files: resolveTlsFiles). */

@@ -19,6 +19,7 @@ export function loadServiceEnv<T extends z.ZodType>(schema: T, env: NodeJS.Proce
 /** Variables every service reads. */
 export const commonServiceEnv = {
   CITYSHARE_PIPELINE: z.string().default('pipeline.yaml').describe('path of the pipeline file'),
+  CITYSHARE_KEYRING: z.string().optional().describe("this service's own keyring file, holding only the key lists it needs (`cdc keys split` writes one per service); replaces the pipeline file's keyring.file for this service"),
   CITYSHARE_POLICY_PUBLIC_KEYS: z.string().optional().describe("the control plane's policy public keys (`<key id>:<base64>`, comma-separated; `cdc policy public-key` prints them): set, the pipeline file must carry a valid signature by one of them, or it is refused (POLICY_SIGNATURE_INVALID)"),
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0).describe('port of /metrics, /healthz, /readyz; 0 picks a free one'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),

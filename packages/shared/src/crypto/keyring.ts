@@ -75,11 +75,63 @@ export const keyNames = {
   policy: 'policy',
 };
 
+/** Who holds a keyring of its own, with only the lists its work needs (`keyListsOf`). */
+export type KeyringHolder = 'cdc-reader' | 'transformer' | 'sink' | 'department';
+
+/**
+ * The key lists a service (or a department) needs, of the lists `names` a full keyring
+ * holds: a reader seals with the pipeline key; the transformer opens seals and applies every
+ * department's grants (KEKs, token domains; new grants need no new keyring); a sink signs
+ * delivery records and its department's webhook or export pushes; a department opens its
+ * ciphertexts with its KEK. The audit and policy keys stay with the control plane, and no
+ * one but the transformer holds a department's KEK or a token key.
+ */
+export function keyListsOf(holder: KeyringHolder, names: string[], department?: string): string[] {
+  const wanted = (name: string): boolean => {
+    switch (holder) {
+      case 'cdc-reader':
+        return name === keyNames.pipeline;
+      case 'transformer':
+        return name === keyNames.pipeline || name.startsWith('department:') || name.startsWith('token:');
+      case 'sink':
+        return name === keyNames.deliveries || (department !== undefined && name === keyNames.webhook(department));
+      case 'department':
+        return department !== undefined && name === keyNames.department(department);
+    }
+  };
+  return names.filter(wanted);
+}
+
 export class FileKeyring implements KeyProvider {
   private readonly byName = new Map<string, DataKey[]>();
   private readonly byId = new Map<string, DataKey>();
 
-  constructor(file: KeyringFile) {
+  /** The names of the lists this keyring holds. */
+  listNames(): string[] {
+    return [...this.byName.keys()];
+  }
+
+  /** A keyring file holding only `lists` of this one (for a service's own keyring: `cdc keys split`). */
+  subset(lists: string[]): KeyringFile {
+    return { version: 1, keys: Object.fromEntries(Object.entries(this.file.keys).filter(([name]) => lists.includes(name))) };
+  }
+
+  /**
+   * The keyring of a service, from its file; logs (without refusing) every list it holds that
+   * its work does not need, so an operator sees a keyring copied whole to a service.
+   */
+  static loadFor(path: string, holder: KeyringHolder, logger: { warn(o: object, msg: string): void }, department?: string): FileKeyring {
+    const keys = FileKeyring.load(path);
+    const names = keys.listNames();
+    const needed = keyListsOf(holder, names, department);
+    const extra = names.filter((n) => !needed.includes(n));
+    if (extra.length > 0) {
+      logger.warn({ code: 'KEYRING_TOO_BROAD', keyring: path, extra }, `the keyring holds ${extra.length} key list(s) this ${holder} does not need (${extra.join(', ')}): give it its own keyring with \`cdc keys split\` and CITYSHARE_KEYRING, so a compromised host holds only what it uses`);
+    }
+    return keys;
+  }
+
+  constructor(private readonly file: KeyringFile) {
     for (const [name, entries] of Object.entries(file.keys)) {
       const keys = entries.map((e) => {
         const material = Buffer.from(e.material, 'base64');
