@@ -104,7 +104,7 @@ export class PipelineRun {
    * Writes a pipeline file of this run (its topic prefix, keyring, the project's MariaDB
    * as source `cityhub` unless named) next to its keyring; returns the path.
    */
-  writePipelineFile(file: string, spec: { serverId: number; tables: unknown[]; departments?: unknown[]; sourceName?: string }): string {
+  writePipelineFile(file: string, spec: { serverId: number; tables: unknown[]; departments?: unknown[]; sourceName?: string; sourcePort?: number; registryUrl?: string }): string {
     const path = join(dirname(this.keyringFile), file);
     writeFileSync(`${path}.tmp`, stringify({
       kafka: {
@@ -114,11 +114,11 @@ export class PipelineRun {
         ssl: { ca: stack.caFile },
         sasl: { mechanism: 'scram-sha-512', username: '${KAFKA_USERNAME}', passwordFile: '${KAFKA_PASSWORD_FILE}' },
       },
-      schemaRegistry: { url: stack.registryUrl },
+      schemaRegistry: { url: spec.registryUrl ?? stack.registryUrl },
       keyring: { file: this.keyringFile },
       sources: [{
         name: spec.sourceName ?? 'cityhub',
-        connection: { host: stack.source.host, port: stack.source.port, user: 'cdc_reader', password: 'cdc_reader', ssl: { ca: stack.sourceTlsCa } },
+        connection: { host: stack.source.host, port: spec.sourcePort ?? stack.source.port, user: 'cdc_reader', password: 'cdc_reader', ssl: { ca: stack.sourceTlsCa } },
         serverId: spec.serverId,
         tables: spec.tables,
       }],

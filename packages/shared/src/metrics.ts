@@ -31,8 +31,9 @@ export interface HealthServer {
 /** Serves /metrics, /healthz (process alive) and /readyz (connected and serving). */
 export async function startHealthServer(options: {
   port: number;
-  registry: Registry;
-  ready: () => boolean;
+  registry: Pick<Registry, 'metrics' | 'contentType'>;
+  /** true, or why the service cannot do its work now (answered with 503). */
+  ready: () => boolean | string;
 }): Promise<HealthServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -45,7 +46,7 @@ export async function startHealthServer(options: {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
       const ready = options.ready();
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
+      res.writeHead(ready === true ? 200 : 503, { 'content-type': 'text/plain' }).end(ready === true ? 'ready\n' : `not ready${typeof ready === 'string' ? `: ${ready}` : ''}\n`);
     } else {
       res.writeHead(404).end();
     }

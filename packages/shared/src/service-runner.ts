@@ -1,31 +1,139 @@
-import { isCdcError } from './errors.js';
+import { Gauge, type Registry } from 'prom-client';
+import { CdcError, isCdcError, type ErrorCode } from './errors.js';
 import type { Logger } from './logger.js';
+import { startHealthServer, type HealthServer } from './metrics.js';
+
+/** What a service's main gets from the runtime for one run. */
+export interface ServiceRun {
+  /**
+   * Serves /metrics, /healthz and /readyz on `port`. The server outlives the run: while the
+   * service waits to start again it answers /readyz 503 with the reason. `ready` answers
+   * true, or why not (a string, or false).
+   */
+  serve(options: { port: number; registry: Registry; ready: () => boolean | string }): Promise<{ port: number }>;
+  /** Undoes what the run opened; cleanups run in reverse order when the run stops (shutdown or restart). */
+  defer(cleanup: () => unknown): void;
+  /** A fault after start: a retriable one stops the run and starts it again after a backoff; any other exits with 1. */
+  fail(err: CdcError): void;
+}
+
+/** What each retriable code says is down, for `cityshare_dependency_up{dependency}`. */
+const DEPENDENCY_OF: Partial<Record<ErrorCode, string>> = {
+  SOURCE_UNREACHABLE: 'source',
+  KAFKA_UNREACHABLE: 'kafka',
+  REGISTRY_UNREACHABLE: 'registry',
+  TARGET_UNREACHABLE: 'target',
+  CONTROL_UNREACHABLE: 'control',
+};
+
+export interface RunServiceOptions {
+  /** First wait before a restart; doubles up to `maxBackoffMs`, ±20 % jitter. */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+}
 
 /**
- * Runs a service's main: logs a CdcError with its code and what to do, stops cleanly
- * on SIGINT/SIGTERM by calling the returned stop function, and sets the exit code.
+ * Runs a service's main and keeps it running. A CdcError that a restart cannot fix (invalid
+ * configuration, purged binlog, forged input, refused credentials) is logged with its code
+ * and what to do, and the process exits 1. A retriable one (source, broker, registry, target
+ * unreachable) — at start or later through `run.fail` — stops the run (its deferred
+ * cleanups), waits with capped exponential backoff and jitter, and starts it again, for as
+ * long as it takes: logged once per change of error, not per try, with
+ * `cityshare_dependency_up{dependency}` at 0 and /readyz 503 meanwhile. SIGINT/SIGTERM stop
+ * the run and exit 0.
  */
-export async function runService(logger: Logger, main: () => Promise<() => Promise<void>>): Promise<void> {
-  let stop: (() => Promise<void>) | undefined;
-  const shutdown = async (signal: string) => {
-    logger.info({ signal }, 'stopping');
-    try {
-      await stop?.();
-    } finally {
-      process.exit(0);
+export async function runService(logger: Logger, main: (run: ServiceRun) => Promise<void>, options: RunServiceOptions = {}): Promise<void> {
+  const initial = options.initialBackoffMs ?? 1000;
+  const cap = options.maxBackoffMs ?? 30_000;
+  let cleanups: Array<() => unknown> = [];
+  let health: HealthServer | undefined;
+  let registry: Registry | undefined;
+  let ready: () => boolean | string = () => 'starting';
+  let dependencyUp: Gauge<'dependency'> | undefined;
+  let stopping = false;
+  let failed: ((err: CdcError) => void) | undefined;
+
+  const cleanUp = async () => {
+    const pending = cleanups.reverse();
+    cleanups = [];
+    for (const cleanup of pending) {
+      try {
+        await cleanup();
+      } catch (err) {
+        logger.warn({ err }, 'cleanup failed');
+      }
     }
   };
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  try {
-    stop = await main();
-  } catch (err) {
-    if (isCdcError(err)) {
-      logger.fatal({ code: err.code, action: err.action, details: err.details }, err.message);
-      process.stderr.write(`\n${err.toString()}\n`);
-    } else {
-      logger.fatal({ err }, 'failed to start');
+  const exit = async (code: number) => {
+    stopping = true;
+    await cleanUp();
+    await health?.close();
+    process.exit(code);
+  };
+  process.once('SIGINT', () => void (logger.info({ signal: 'SIGINT' }, 'stopping'), exit(0)));
+  process.once('SIGTERM', () => void (logger.info({ signal: 'SIGTERM' }, 'stopping'), exit(0)));
+
+  const run: ServiceRun = {
+    async serve(o) {
+      registry = o.registry;
+      ready = o.ready;
+      if (!dependencyUp || !o.registry.getSingleMetric('cityshare_dependency_up')) {
+        dependencyUp = new Gauge({ name: 'cityshare_dependency_up', help: 'Whether the dependency the service needs was reachable at its last try (1) or the service waits for it (0)', labelNames: ['dependency'] as const, registers: [o.registry] });
+      }
+      health ??= await startHealthServer({ port: o.port, registry: { metrics: () => registry!.metrics(), contentType: o.registry.contentType }, ready: () => ready() });
+      return { port: health.port };
+    },
+    defer(cleanup) {
+      cleanups.push(cleanup);
+    },
+    fail(err) {
+      failed?.(err);
+    },
+  };
+
+  let attempt = 0;
+  let lastProblem = '';
+  for (;;) {
+    const startedAt = Date.now();
+    const fault = await new Promise<unknown>((resolve) => {
+      failed = resolve;
+      main(run).then(() => {
+        if (lastProblem) logger.info({ attempts: attempt }, 'started again: the dependency is back');
+        lastProblem = '';
+        for (const dependency of Object.values(DEPENDENCY_OF)) dependencyUp?.set({ dependency }, 1);
+      }, resolve);
+    });
+    failed = undefined;
+    if (stopping) return;
+    const err = fault instanceof Error ? fault : new Error(String(fault));
+    if (!isCdcError(err) || !err.retriable) {
+      if (isCdcError(err)) {
+        logger.fatal({ code: err.code, action: err.action, details: err.details }, err.message);
+        process.stderr.write(`\n${err.toString()}\n`);
+      } else {
+        logger.fatal({ err }, 'failed');
+      }
+      await exit(1);
+      return;
     }
-    process.exit(1);
+    // A run that stayed up a while starts the backoff afresh.
+    if (Date.now() - startedAt > cap * 2) attempt = 0;
+    const wait = Math.round(Math.min(cap, initial * 2 ** attempt) * (0.8 + Math.random() * 0.4));
+    attempt++;
+    const problem = `${err.code}: ${err.message}`;
+    if (problem !== lastProblem) logger.error({ code: err.code, action: err.action, details: err.details, retryInMs: wait }, `${err.message}; retrying with backoff`);
+    else logger.debug({ code: err.code, attempt, retryInMs: wait }, 'still waiting');
+    lastProblem = problem;
+    const dependency = DEPENDENCY_OF[err.code];
+    if (dependency) dependencyUp?.set({ dependency }, 0);
+    ready = () => `waiting to start again (${err.code})`;
+    await cleanUp();
+    await new Promise((r) => setTimeout(r, wait));
+    if (stopping) return;
   }
+}
+
+/** A CdcError as it is, anything else as INTERNAL (for `run.fail`). */
+export function asCdcError(err: unknown): CdcError {
+  return isCdcError(err) ? err : new CdcError('INTERNAL', (err as Error)?.message ?? String(err), { cause: err });
 }

@@ -8,7 +8,6 @@ import {
   loadPipeline,
   loadServiceEnv,
   runService,
-  startHealthServer,
 } from '@cityshare/shared';
 import { readerEnv } from './config.js';
 import { LeaderLease } from './leader-lease.js';
@@ -17,7 +16,7 @@ import { createReaderMetrics } from './reader-metrics.js';
 
 const logger = createLogger('cdc-reader');
 
-await runService(logger, async () => {
+await runService(logger, async (run) => {
   const env = loadServiceEnv(readerEnv);
   logger.level = env.LOG_LEVEL;
   const loaded = loadPipeline(env.CITYSHARE_PIPELINE);
@@ -38,18 +37,18 @@ await runService(logger, async () => {
     kafka: createKafka(config.kafka, `cityshare-reader-${source.name}`, logger),
     logger: log,
     metrics,
-    onFatal: (err) => {
-      logger.fatal({ code: err.code, action: err.action }, err.message);
-      void reader.stop().finally(() => process.exit(1));
-    },
+    onFatal: (err) => run.fail(err),
   });
-  const health = await startHealthServer({ port: env.METRICS_PORT, registry, ready: () => reader.ready });
+  run.defer(() => reader.stop());
+  const health = await run.serve({ port: env.METRICS_PORT, registry, ready: () => reader.ready });
   log.info({ port: health.port }, 'health and metrics listening');
 
   let lease: LeaderLease | undefined;
   metrics.active.set({ source: source.name }, 0);
   if (env.READER_LEASE_REDIS_URL) {
     lease = new LeaderLease(env.READER_LEASE_REDIS_URL, `cityshare:${config.kafka.topicPrefix}:reader:${source.name}:lease`, env.READER_LEASE_TTL_MS, log);
+    const held = lease;
+    run.defer(() => held.release());
     log.info('standby: waiting for the lease');
     await lease.acquire();
     lease.keep((reason) => {
@@ -64,9 +63,4 @@ await runService(logger, async () => {
     throw kafkaSecurityError(err, config.kafka);
   });
   log.info('streaming');
-  return async () => {
-    await reader.stop();
-    await lease?.release();
-    await health.close();
-  };
 });

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createPool } from 'mysql2/promise';
 import { Gauge } from 'prom-client';
 import { z } from 'zod';
-import { CdcError, ERROR_CODES, FileKeyring, commonServiceEnv, createForgedRecordsCounter, createKafka, createLogger, createMetricsRegistry, isCdcError, keyNames, loadPipeline, policySigningKey, POLICY_PUBLIC_KEYS_ENV, loadServiceEnv, runService, startHealthServer, watchPipeline } from '@cityshare/shared';
+import { CdcError, ERROR_CODES, FileKeyring, commonServiceEnv, createForgedRecordsCounter, createKafka, createLogger, createMetricsRegistry, isCdcError, keyNames, loadPipeline, policySigningKey, POLICY_PUBLIC_KEYS_ENV, loadServiceEnv, runService, watchPipeline } from '@cityshare/shared';
 import { AclKeeper } from './acl-keeper.js';
 import { DEFAULT_API_LIMITS, startApi, type TokenEntry } from './api.js';
 import { CatalogStore } from './catalog.js';
@@ -44,7 +44,7 @@ const SYSTEM = { name: 'control-plane', role: 'dba' } as const;
  * the services reload (CITYSHARE_PIPELINE), and records the sinks' delivered batches in the
  * audit ledger.
  */
-await runService(logger, async () => {
+await runService(logger, async (run) => {
   const env = loadServiceEnv(controlEnv);
   if (Boolean(env.CONTROL_TLS_CERT) !== Boolean(env.CONTROL_TLS_KEY)) {
     throw new CdcError('CONFIG_INVALID', 'CONTROL_TLS_CERT and CONTROL_TLS_KEY go together: set both to serve HTTPS, or neither for HTTP');
@@ -174,16 +174,15 @@ await runService(logger, async () => {
       }
     })();
   }, env.CONTROL_PUBLISH_INTERVAL_MS);
-  const health = await startHealthServer({ port: env.METRICS_PORT, registry, ready: () => true });
-  logger.info({ api: (api.address() as { port: number }).port }, 'control plane serving');
-  return async () => {
+  run.defer(async () => {
     clearInterval(timer);
     clearInterval(aclTimer);
     clearInterval(verifier);
     keyringWatch?.stop();
     await recorder?.stop();
     api.close();
-    await health.close();
     await conn.end();
-  };
+  });
+  await run.serve({ port: env.METRICS_PORT, registry, ready: () => true });
+  logger.info({ api: (api.address() as { port: number }).port }, 'control plane serving');
 });

@@ -10,7 +10,6 @@ import {
   loadPipeline,
   loadServiceEnv,
   runService,
-  startHealthServer,
 } from '@cityshare/shared';
 import { sinkEnv } from './config.js';
 import { createTarget } from './targets/index.js';
@@ -19,7 +18,7 @@ import { createSinkMetrics } from './sink-metrics.js';
 
 const logger = createLogger('sink');
 
-await runService(logger, async () => {
+await runService(logger, async (run) => {
   const env = loadServiceEnv(sinkEnv);
   logger.level = env.LOG_LEVEL;
   const loaded = loadPipeline(env.CITYSHARE_PIPELINE);
@@ -33,10 +32,11 @@ await runService(logger, async () => {
   const log = logger.child({ department: department.name });
   const registry = createMetricsRegistry('sink');
   const metrics = createSinkMetrics(registry);
-  // Delivery records for the audit ledger are signed with the pipeline key (record-mac.ts); a
+  // Delivery records for the audit ledger are signed with the deliveries key (record-mac.ts); a
   // webhook or export push target signs with its department's webhook key too.
   const keys = FileKeyring.loadFor(keyringPath, 'sink', log, department.name);
   const sink = createTarget(department, { prefix: config.kafka.topicPrefix, keys, logger: log, metrics });
+  run.defer(() => sink.close());
   await sink.connect();
   const endpoint = registryEndpoint(config.schemaRegistry);
   const consumer = new ShareConsumer({
@@ -50,15 +50,12 @@ await runService(logger, async () => {
     keys,
     logger: log,
     metrics,
+    onFatal: (err) => run.fail(err),
   });
-  const health = await startHealthServer({ port: env.METRICS_PORT, registry, ready: () => consumer.ready });
+  run.defer(() => consumer.stop());
+  const health = await run.serve({ port: env.METRICS_PORT, registry, ready: () => consumer.ready });
   log.info({ port: health.port }, 'health and metrics listening');
   await consumer.start().catch((err: unknown) => {
     throw kafkaSecurityError(err, config.kafka);
   });
-  return async () => {
-    await consumer.stop();
-    await sink.close();
-    await health.close();
-  };
 });

@@ -6,6 +6,7 @@ import {
   ensureTopics,
   fetchSchemaJson,
   isCdcError,
+  onConsumerDeath,
   pipelineTopics,
   producerConfig,
   keyNames,
@@ -40,6 +41,8 @@ export interface ShareConsumerDeps {
   keys: KeyProvider;
   /** The loaded pipeline file: when given, new or revoked grants of the department apply without restart. */
   watch?: LoadedPipeline;
+  /** The consumer stopped for good (onConsumerDeath): the service restarts it, or exits when a restart cannot help. */
+  onFatal?: (err: CdcError) => void;
 }
 
 /** A decoded change and the message it came from (for the dead-letter queue). */
@@ -132,6 +135,10 @@ export class ShareConsumer {
     await this.consumer.subscribe({ topics: shareTopics, fromBeginning: true });
     this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
       this.running = true;
+    });
+    onConsumerDeath(this.consumer, config.kafka, (err) => {
+      this.running = false;
+      this.deps.onFatal?.(err);
     });
     await this.consumer.run({
       autoCommit: false,

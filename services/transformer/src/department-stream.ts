@@ -1,5 +1,5 @@
 import type { Consumer, Kafka, Producer } from 'kafkajs';
-import { producerConfig, topicMessages, type Logger } from '@cityshare/shared';
+import { onConsumerDeath, producerConfig, topicMessages, type CdcError, type Logger, type PipelineConfig } from '@cityshare/shared';
 import type { DepartmentView } from './department-views.js';
 import type { SchemaRegistrar } from './schema-registrar.js';
 import { IncompatibleView, TablePauses } from './table-pauses.js';
@@ -24,6 +24,10 @@ export interface DepartmentStreamOptions {
   viewsOf: (tableRef: string) => DepartmentView[];
   metrics: TransformerMetrics;
   logger: Logger;
+  /** The stream's consumer stopped for good (onConsumerDeath): the service restarts, or exits when a restart cannot help. */
+  onFatal: (err: CdcError) => void;
+  /** Kafka settings, to name a refused principal or certificate. */
+  kafkaSettings: PipelineConfig['kafka'];
 }
 
 /**
@@ -68,6 +72,10 @@ export class DepartmentStream {
     await this.consumer.subscribe({ topics: this.o.rawTopics, fromBeginning: true });
     this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
       this.joined = true;
+    });
+    onConsumerDeath(this.consumer, this.o.kafkaSettings, (err) => {
+      this.joined = false;
+      this.o.onFatal(err);
     });
     await this.consumer.run({
       autoCommit: false,

@@ -9,7 +9,6 @@ import {
   loadPipeline,
   loadServiceEnv,
   runService,
-  startHealthServer,
 } from '@cityshare/shared';
 import { transformerEnv } from './config.js';
 import { Transformer } from './transformer.js';
@@ -17,7 +16,7 @@ import { createTransformerMetrics } from './transformer-metrics.js';
 
 const logger = createLogger('transformer');
 
-await runService(logger, async () => {
+await runService(logger, async (run) => {
   const env = loadServiceEnv(transformerEnv);
   logger.level = env.LOG_LEVEL;
   const loaded = loadPipeline(env.CITYSHARE_PIPELINE);
@@ -32,18 +31,12 @@ await runService(logger, async () => {
     registry: createSchemaRegistry(registryEndpoint(config.schemaRegistry)),
     logger,
     metrics: createTransformerMetrics(registry),
-    onFatal: (err) => {
-      logger.fatal({ code: err.code, action: err.action, details: err.details }, err.message);
-      void transformer.stop().finally(() => process.exit(1));
-    },
+    onFatal: (err) => run.fail(err),
   });
-  const health = await startHealthServer({ port: env.METRICS_PORT, registry, ready: () => transformer.ready });
+  run.defer(() => transformer.stop());
+  const health = await run.serve({ port: env.METRICS_PORT, registry, ready: () => transformer.ready });
   logger.info({ port: health.port }, 'health and metrics listening');
   await transformer.start().catch((err: unknown) => {
     throw kafkaSecurityError(err, config.kafka);
   });
-  return async () => {
-    await transformer.stop();
-    await health.close();
-  };
 });

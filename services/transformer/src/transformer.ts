@@ -154,6 +154,8 @@ export class Transformer {
         viewsOf: (table) => (this.policy.views.get(table) ?? []).filter((v) => v.department === department),
         metrics: this.deps.metrics,
         logger: this.deps.logger,
+        onFatal: (err) => this.deps.onFatal(err),
+        kafkaSettings: config.kafka,
       });
       this.streams.set(department, stream);
       await stream.start();

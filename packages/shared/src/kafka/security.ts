@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { KafkaConfig, SASLOptions } from 'kafkajs';
+import type { Consumer, KafkaConfig, SASLOptions } from 'kafkajs';
 import { CdcError, isCdcError } from '../errors.js';
 import type { PipelineConfig } from '../config/pipeline-schema.js';
 
@@ -110,4 +110,20 @@ export function kafkaSecurityError(err: unknown, settings: Pick<KafkaSettings, '
     }
   }
   return err;
+}
+
+/**
+ * Calls `onDead` with a coded error when a consumer stops for good (kafkajs CRASH without a
+ * restart of its own: a non-retriable error, or retries exhausted): a refused principal or
+ * certificate as such, a CdcError thrown by the work as it is, anything else as
+ * CONSUMER_CRASHED, which the service runtime restarts with backoff. Never a consumer that
+ * is dead while its process looks ready.
+ */
+export function onConsumerDeath(consumer: Consumer, settings: Pick<KafkaSettings, 'ssl' | 'sasl' | 'brokers'>, onDead: (err: CdcError) => void): void {
+  consumer.on(consumer.events.CRASH, ({ payload }) => {
+    if (payload.restart) return;
+    const coded = kafkaSecurityError(payload.error, settings);
+    const cause = [...causes(payload.error)].find((e) => isCdcError(e));
+    onDead(isCdcError(coded) ? coded : isCdcError(cause) ? cause : new CdcError('CONSUMER_CRASHED', `Kafka consumer stopped: ${(payload.error as Error)?.message ?? String(payload.error)}`, { cause: payload.error }));
+  });
 }
