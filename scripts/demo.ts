@@ -96,7 +96,7 @@ async function main(): Promise<void> {
   for (const s of source.slice(0, 6)) {
     const d = byId.get(String(s.id))!;
     const cipher = d.id_card as Buffer;
-    const opened = openDepartmentValue(run.keys, cipher, 'civil', 'citizens', 'id_card') as string;
+    const opened = openDepartmentValue(run.keys, cipher, { source: 'cityhub', department: 'health', db: 'civil', table: 'citizens', column: 'id_card', key: { id: d.id } }) as string;
     console.log(
       `  ${String(s.id).padEnd(4)} ${String(s.name)} -> ${String(d.name)}  ${s.phone} -> ${d.phone}  ${cipher.toString('hex').slice(0, 16)}… -> ${opened}`,
     );
@@ -106,7 +106,7 @@ async function main(): Promise<void> {
   const { rows: visitRows } = await run.pg.query('SELECT id, clinic, visited_at, fee, diagnosis FROM dept_health.clinic_visits ORDER BY id LIMIT 3');
   say('Clinic visits at the department (fee exact, time with zone, diagnosis encrypted for health):');
   for (const v of visitRows) {
-    const diagnosis = openDepartmentValue(run.keys, v.diagnosis, 'health', 'clinic_visits', 'diagnosis') as string;
+    const diagnosis = openDepartmentValue(run.keys, v.diagnosis, { source: 'cityhub', department: 'health', db: 'health', table: 'clinic_visits', column: 'diagnosis', key: { id: v.id } }) as string;
     console.log(`  ${v.id} ${v.clinic} ${(v.visited_at as Date).toISOString()} fee=${v.fee} diagnosis=${diagnosis}`);
   }
 

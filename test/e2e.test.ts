@@ -65,16 +65,31 @@ describe('pipeline end to end', () => {
 
     // Encrypted columns open with the health department's key, and with no other.
     const idCard = rows[0]!.id_card as Buffer;
-    expect(openDepartmentValue(run.keys, idCard, run.civilDb, 'citizens', 'id_card')).toBe('110101199001011234');
+    const row1 = { source: 'cityhub', department: 'health', db: run.civilDb, table: 'citizens', column: 'id_card', key: { id: rows[0]!.id } };
+    expect(openDepartmentValue(run.keys, idCard, row1)).toBe('110101199001011234');
+    expect(idCard[0]).toBe(3); // bound to source, department, column and row
     expect(envelopeKeyIds(idCard)).toEqual({ suite: 'aes-256-gcm', kekId: run.keys.activeKey('department:health').id });
     const otherDepartment = FileKeyring.ensure(`${run.keyringFile}.other`, ['department:health']);
-    expect(() => openDepartmentValue(otherDepartment, idCard, run.civilDb, 'citizens', 'id_card')).toThrow();
+    expect(() => openDepartmentValue(otherDepartment, idCard, row1)).toThrow();
     // The department's own tool, with nothing but its keyring: `cdc decrypt`.
-    const cli = spawnSync(process.execPath, ['packages/cli/bin/cdc.js', 'decrypt', '--keyring', run.keyringFile, '--column', `${run.civilDb}.citizens.id_card`, `\\x${idCard.toString('hex')}`], { cwd: stack.root, encoding: 'utf8' });
+    const decrypt = (key: string, bytes: Buffer) =>
+      spawnSync(process.execPath, ['packages/cli/bin/cdc.js', 'decrypt', '--keyring', run.keyringFile, '--source', 'cityhub', '--department', 'health', '--column', `${run.civilDb}.citizens.id_card`, '--key', key, `\\x${bytes.toString('hex')}`], { cwd: stack.root, encoding: 'utf8' });
+    const cli = decrypt('{"id":"1"}', idCard);
     expect(cli.stderr).toBe('');
     expect(cli.stdout).toBe('"110101199001011234"\n');
-    // Bound to its column: the same bytes do not open as another column's value.
-    expect(() => openDepartmentValue(run.keys, idCard, run.civilDb, 'citizens', 'phone')).toThrow(/DECRYPT_FAILED|does not/);
+    // Bound to its column, row, department and source: the same bytes open nowhere else.
+    const moved = /DECRYPT_FAILED|does not verify/;
+    expect(() => openDepartmentValue(run.keys, idCard, { ...row1, column: 'phone' })).toThrow(moved);
+    expect(() => openDepartmentValue(run.keys, idCard, { ...row1, department: 'haidian' })).toThrow(moved);
+    expect(() => openDepartmentValue(run.keys, idCard, { ...row1, source: 'cityhub_west' })).toThrow(moved);
+    // Row 1's ID card copied into row 30 (same column) does not open as row 30's.
+    const row30 = rows[1]!.id_card as Buffer;
+    expect(openDepartmentValue(run.keys, row30, { ...row1, key: { id: '30' } })).toBe('44030519700101005X');
+    expect(() => openDepartmentValue(run.keys, idCard, { ...row1, key: { id: '30' } })).toThrow(moved);
+    const copied = decrypt('{"id":"30"}', idCard);
+    expect(copied.status).not.toBe(0);
+    expect(copied.stderr).toMatch(/DECRYPT_FAILED/);
+    expect(copied.stdout).toBe('');
 
     const visits = await eventually(async () => {
       const v = await readHealth('clinic_visits');
@@ -84,7 +99,7 @@ describe('pipeline end to end', () => {
     expect(visits[0]).toMatchObject({ id: '10', citizen_id: '1', clinic: '海淀医院', fee: '12345678.90' });
     expect((visits[0]!.visited_at as Date).toISOString()).toBe('2024-03-02T09:15:30.250Z');
     expect(visits[1]!.fee).toBe('0.01');
-    expect(openDepartmentValue(run.keys, visits[0]!.diagnosis as Buffer, run.healthDb, 'clinic_visits', 'diagnosis')).toBe('急性阑尾炎');
+    expect(openDepartmentValue(run.keys, visits[0]!.diagnosis as Buffer, { source: 'cityhub', department: 'health', db: run.healthDb, table: 'clinic_visits', column: 'diagnosis', key: { id: visits[0]!.id } })).toBe('急性阑尾炎');
   });
 
   it('lets a department read its share topic itself, decoded and decrypted with its keyring only', async () => {
@@ -96,6 +111,7 @@ describe('pipeline end to end', () => {
       topics: [`${run.prefix}.share.health.${run.civilDb}.citizens`],
       groupId: `${departmentGroupPrefix(run.prefix, 'health')}app`,
       keys: FileKeyring.load(run.keyringFile),
+      source: 'cityhub',
       onChange: async (c) => {
         seen.push(c);
       },

@@ -98,6 +98,7 @@ describe('three-broker cluster, one broker killed mid-stream', () => {
       topics: [topics.share(run.prefix, 'health', run.civilDb, 'citizens')],
       groupId: `${departmentGroupPrefix(run.prefix, 'health')}cluster-check`,
       keys: FileKeyring.load(run.keyringFile),
+      source: 'cityhub',
       onChange: async (c) => {
         seen.push(c);
       },

@@ -89,7 +89,10 @@ describe('department policy', () => {
     expect(String(health.id_card)).toMatch(/^tok:/);
     // The district office gets the phone encrypted with the SM4 suite, for its key only.
     expect(envelopeKeyIds(haidian.phone as Buffer)).toMatchObject({ suite: 'sm4-ctr-hmac-sm3' });
-    expect(openDepartmentValue(FileKeyring.load(run.keyringFile), haidian.phone as Buffer, run.civilDb, 'citizens', 'phone')).toBe('13512345678');
+    const phoneOf = (id: unknown) => ({ source: 'cityhub', department: 'haidian', db: run.civilDb, table: 'citizens', column: 'phone', key: { id } });
+    expect(openDepartmentValue(FileKeyring.load(run.keyringFile), haidian.phone as Buffer, phoneOf(haidian.id))).toBe('13512345678');
+    // Bound to the department it was delivered to: presented as the health department's value, it does not open.
+    expect(() => openDepartmentValue(FileKeyring.load(run.keyringFile), haidian.phone as Buffer, { ...phoneOf(haidian.id), department: 'health' })).toThrow(/DECRYPT_FAILED|does not verify/);
   });
 
   it('shares with a district office only the rows of its district, and removes a row that moves away', async () => {
@@ -120,8 +123,9 @@ describe('department policy', () => {
     const keys = FileKeyring.load(run.keyringFile);
     expect(envelopeKeyIds(byId.get('12')!.phone as Buffer).kekId).toBe('haidian-rotated');
     expect(envelopeKeyIds(byId.get('1')!.phone as Buffer).kekId).toBe(oldId);
-    expect(openDepartmentValue(keys, byId.get('12')!.phone as Buffer, run.civilDb, 'citizens', 'phone')).toBe('13512345678');
-    expect(openDepartmentValue(keys, byId.get('1')!.phone as Buffer, run.civilDb, 'citizens', 'phone')).toBe('13512345678');
+    const phoneOf = (id: string) => ({ source: 'cityhub', department: 'haidian', db: run.civilDb, table: 'citizens', column: 'phone', key: { id } });
+    expect(openDepartmentValue(keys, byId.get('12')!.phone as Buffer, phoneOf('12'))).toBe('13512345678');
+    expect(openDepartmentValue(keys, byId.get('1')!.phone as Buffer, phoneOf('1'))).toBe('13512345678');
   });
 
   it('shares a column added by ALTER TABLE only once a DBA classifies it and a grant names it', async () => {

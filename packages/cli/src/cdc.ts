@@ -62,21 +62,42 @@ program
 
 program
   .command('decrypt')
-  .description("open values a department received encrypted (its share topic's bytes or its table's bytea), with the department's keyring only")
+  .description("open values a department received encrypted (its share topic's bytes or its table's bytea), with the department's keyring only; each value is bound to its source, department, column and row")
   .requiredOption('-k, --keyring <file>', "the department's keyring file")
-  .requiredOption('--column <db.table.column>', 'the source column the values belong to (ciphertexts are bound to it)')
+  .requiredOption('-s, --source <name>', 'the source the table comes from (the first part of the grant\'s source.db.table)')
+  .requiredOption('-d, --department <name>', 'the department the values were delivered to')
+  .requiredOption('--column <db.table.column>', 'the source column the values belong to')
+  .option('--key <json>', 'the row\'s key as the department received it (the share record\'s key), e.g. \'{"id":"1"}\'; for a table without a primary key \'{"__version":"<its __version>"}\'. On stdin a line may carry its own: <key JSON><TAB><ciphertext>')
+  .option('--no-layout2', 'refuse version-2 ciphertexts of earlier releases (bound to the column only)')
   .argument('[values...]', 'ciphertexts as base64 or as hex with a \\x prefix (as psql prints bytea); read one per line from stdin when none are given')
-  .action(async (values: string[], options: { keyring: string; column: string }) => {
+  .action(async (values: string[], options: { keyring: string; source: string; department: string; column: string; key?: string; layout2: boolean }) => {
     const parts = options.column.split('.');
     if (parts.length !== 3) throw new CdcError('CONFIG_INVALID', `--column must be db.table.column, got ${options.column}`);
     const [db, table, column] = parts as [string, string, string];
     const keys = FileKeyring.load(options.keyring);
     const inputs = values.length > 0 ? values : (await readStdin()).split('\n').map((l) => l.trim()).filter(Boolean);
     for (const input of inputs) {
-      const bytes = input.startsWith('\\x') ? Buffer.from(input.slice(2), 'hex') : Buffer.from(input, 'base64');
-      process.stdout.write(`${JSON.stringify(openDepartmentValue(keys, bytes, db, table, column))}\n`);
+      const tab = input.lastIndexOf('\t');
+      const keyJson = tab >= 0 ? input.slice(0, tab) : options.key;
+      if (keyJson === undefined) throw new CdcError('CONFIG_INVALID', 'each value needs its row key: pass --key \'{"id":"1"}\' (or, on stdin, <key JSON><TAB><ciphertext>)');
+      const text = input.slice(tab + 1).trim();
+      const bytes = text.startsWith('\\x') ? Buffer.from(text.slice(2), 'hex') : Buffer.from(text, 'base64');
+      const binding = { source: options.source, department: options.department, db, table, column, key: rowKeyJson(keyJson) };
+      process.stdout.write(`${JSON.stringify(openDepartmentValue(keys, bytes, binding, { allowLayout2: options.layout2 }))}\n`);
     }
   });
+
+/** A row key given on the command line: a JSON object of key columns. */
+function rowKeyJson(text: string): Record<string, unknown> {
+  let key: unknown;
+  try {
+    key = JSON.parse(text);
+  } catch {
+    throw new CdcError('CONFIG_INVALID', `the row key must be a JSON object such as {"id":"1"}, got ${text}`);
+  }
+  if (!key || typeof key !== 'object' || Array.isArray(key)) throw new CdcError('CONFIG_INVALID', `the row key must be a JSON object such as {"id":"1"}, got ${text}`);
+  return key as Record<string, unknown>;
+}
 
 program
   .command('webhook-replay')

@@ -5,8 +5,10 @@ import { META_FIELDS, type AvroFieldType, type AvroRecordSchema } from './avro/s
 import { LOGICAL } from './avro/logical-types.js';
 import { createSchemaRegistry, fetchSchemaJson, wireSchemaId } from './avro/registry.js';
 import { registryEndpoint } from './avro/registry-endpoint.js';
-import { openDepartmentValue } from './crypto/envelope.js';
+import { openDepartmentValue, rowKeyOf, type OpenOptions } from './crypto/envelope.js';
 import type { KeyProvider } from './crypto/keyring.js';
+import { CdcError } from './errors.js';
+import { parseShareTopic } from './topics.js';
 
 /** One change as a department receives it, decoded, encrypted columns opened when a keyring is given. */
 export interface ShareChange {
@@ -45,6 +47,14 @@ export interface ShareConsumerOptions {
   groupId: string;
   /** The department's keyring: encrypted columns arrive opened; without it they stay bytes. */
   keys?: KeyProvider;
+  /**
+   * The source the topics' tables come from (the first part of the grants' `source.db.table`);
+   * needed with `keys`, as every encrypted value is bound to its source, department, column
+   * and row.
+   */
+  source?: string;
+  /** Version-2 (column-bound) ciphertexts of earlier releases open unless `allowLayout2` is false. */
+  open?: OpenOptions;
   /** Called in order per key (per partition); a rejection stops the consumer without committing. */
   onChange: (change: ShareChange) => Promise<void>;
   /** Called when the consumer stops on an error, coded (KAFKA_NOT_AUTHORIZED once a grant is revoked). */
@@ -59,6 +69,9 @@ export interface ShareConsumerOptions {
  * department with its keyring.
  */
 export async function consumeShareTopics(options: ShareConsumerOptions): Promise<{ stop(): Promise<void> }> {
+  if (options.keys && !options.source) {
+    throw new CdcError('CONFIG_INVALID', 'consumeShareTopics with keys needs source: encrypted values are bound to the source they came from');
+  }
   const endpoint = registryEndpoint({ url: options.registryUrl, ...options.registryAuth, ca: options.registryCa });
   const registry = createSchemaRegistry(endpoint);
   const sealedFields = new Map<number, Set<string>>();
@@ -89,13 +102,18 @@ export async function consumeShareTopics(options: ShareConsumerOptions): Promise
     autoCommit: true,
     eachMessage: async ({ topic, message }) => {
       if (!message.value) return;
-      const [db, table] = topic.split('.').slice(-2) as [string, string];
+      const where = parseShareTopic(topic);
+      if (!where) throw new CdcError('CONFIG_INVALID', `${topic} is not a share topic (<prefix>.share.<department>.<db>.<table>)`);
+      const { department, db, table } = where;
       const record = (await registry.decode(message.value)) as Record<string, unknown>;
       const sealed = await sealedOf(wireSchemaId(message.value));
+      const key = message.key ? (JSON.parse(message.key.toString('utf8')) as Record<string, unknown>) : {};
+      const rowKey = rowKeyOf(key, record[META_FIELDS.version] as string);
       const values: Record<string, unknown> = {};
       for (const [name, value] of Object.entries(record)) {
         if ((Object.values(META_FIELDS) as string[]).includes(name)) continue;
-        values[name] = options.keys && sealed.has(name) && Buffer.isBuffer(value) ? openDepartmentValue(options.keys, value, db, table, name) : value;
+        const binding = { source: options.source!, department, db, table, column: name, key: rowKey };
+        values[name] = options.keys && sealed.has(name) && Buffer.isBuffer(value) ? openDepartmentValue(options.keys, value, binding, options.open) : value;
       }
       await options.onChange({
         db,
@@ -104,7 +122,7 @@ export async function consumeShareTopics(options: ShareConsumerOptions): Promise
         version: record[META_FIELDS.version] as string,
         sourceTsMs: record[META_FIELDS.sourceTsMs] as bigint,
         deleted: record[META_FIELDS.deleted] as boolean,
-        key: message.key ? (JSON.parse(message.key.toString('utf8')) as Record<string, unknown>) : {},
+        key,
         values,
       });
     },

@@ -18,7 +18,7 @@ export const ERROR_CODES = {
   REGISTRY_UNREACHABLE: { retriable: true, action: 'Check schemaRegistry.url and the registry health; the service retries.' },
   SCHEMA_INCOMPATIBLE: { retriable: false, action: 'The table is paused for this department; review the schema change and register a compatible version.' },
   KEY_NOT_FOUND: { retriable: false, action: 'Add the named key to the keyring (or restore it); ciphertexts name the key id they need.' },
-  DECRYPT_FAILED: { retriable: false, action: 'The ciphertext does not verify under this key: wrong key, wrong column or tampered data.' },
+  DECRYPT_FAILED: { retriable: false, action: 'The ciphertext does not verify under this key: wrong key, another binding than it was sealed for (its column; a department value also its row key, department and source), or tampered data.' },
   TARGET_UNREACHABLE: { retriable: true, action: "Check the department target's address and credentials; delivery resumes when it is back." },
   GRANT_REVOKED: { retriable: false, action: 'The grant the data was shared under is no longer in force (revoked, expired or taken out of the pipeline file): its queued and dead-lettered webhook batches were removed from Redis and are not sent, by the sink or by `cdc webhook-replay`. If the department needs the data, it requests the grant again; after approval, re-snapshot the table (`cdc snapshot`) for rows changed meanwhile.' },
   TARGET_REJECTED: { retriable: false, action: 'The target refused the row (constraint or type); see the DLQ entry for the reason.' },

@@ -13,6 +13,18 @@ export const topics = {
   deliveries: (prefix: string) => `${prefix}.audit.deliveries`,
 };
 
+/**
+ * Department, db and table of a share topic, read from its end (the prefix may hold dots;
+ * department names and MySQL identifiers as the pipeline file allows them do not).
+ */
+export function parseShareTopic(topic: string): { department: string; db: string; table: string } | null {
+  const parts = topic.split('.');
+  const share = parts.length - 4;
+  if (share < 1 || parts[share] !== 'share') return null;
+  const [department, db, table] = parts.slice(share + 1) as [string, string, string];
+  return { department, db, table };
+}
+
 /** A sink's report of one delivered batch; the control plane writes it to the audit ledger. */
 export interface DeliveryRecord {
   department: string;

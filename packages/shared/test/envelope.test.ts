@@ -1,13 +1,16 @@
 import { createCipheriv, createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { FileKeyring, type KeyringFile } from '../src/crypto/keyring.js';
-import { columnAad, encryptField } from '../src/crypto/field-cipher.js';
+import { encryptField } from '../src/crypto/field-cipher.js';
 import {
+  bindingAad,
   decryptEnvelope,
   EnvelopeEncryptor,
   envelopeKeyIds,
   KeyringKekProvider,
+  rowKeyOf,
   type KeyEncryptionProvider,
+  type ValueBinding,
 } from '../src/crypto/envelope.js';
 import { aesGcmOpen, aesGcmSeal, hmacSm3, sm4Ctr, type CipherSuiteName } from '../src/crypto/suites.js';
 import { isCdcError, type ErrorCode } from '../src/errors.js';
@@ -15,7 +18,7 @@ import { isCdcError, type ErrorCode } from '../src/errors.js';
 const hex = (s: string) => Buffer.from(s, 'hex');
 const material = (byte: number) => Buffer.alloc(32, byte).toString('base64');
 const KEK = 'department:health';
-const aad = columnAad('civil', 'citizens', 'id_card');
+const aad: ValueBinding = { source: 'cityhub', department: 'health', db: 'civil', table: 'citizens', column: 'id_card', key: { id: '7' } };
 const suites: CipherSuiteName[] = ['aes-256-gcm', 'sm4-ctr-hmac-sm3'];
 
 function keyringOf(keys: KeyringFile['keys']): KeyringKekProvider {
@@ -34,7 +37,7 @@ function expectCode(fn: () => unknown, code: ErrorCode, message?: RegExp): void 
   expect.unreachable(`expected ${code}`);
 }
 
-/** Regions of a v2 ciphertext, by the documented layout. */
+/** Regions of a v3 (or v2) ciphertext, by the documented layout. */
 function regions(ct: Buffer, ivBytes: number, tagBytes: number) {
   const idEnd = 3 + ct[2]!;
   const headerEnd = idEnd + 2 + ct.readUInt16BE(idEnd);
@@ -106,7 +109,7 @@ describe.each(suites)('envelope %s', (suite) => {
       const ct = enc.encrypt(pt, aad);
       expect(decryptEnvelope(provider, ct, aad).equals(pt)).toBe(true);
       expect(envelopeKeyIds(ct)).toEqual({ suite, kekId: 'health-1' });
-      expect(ct[0]).toBe(2);
+      expect(ct[0]).toBe(3);
       expect(ct.length).toBe(regions(ct, ivBytes, tagBytes).ciphertext[0] + pt.length + tagBytes);
     }
   });
@@ -123,7 +126,34 @@ describe.each(suites)('envelope %s', (suite) => {
 
   it('fails with DECRYPT_FAILED for another AAD', () => {
     const ct = enc.encrypt(Buffer.from('secret'), aad);
-    expectCode(() => decryptEnvelope(provider, ct, columnAad('civil', 'citizens', 'phone')), 'DECRYPT_FAILED', /does not verify for civil\.citizens\.phone/);
+    expectCode(() => decryptEnvelope(provider, ct, { ...aad, column: 'phone' }), 'DECRYPT_FAILED', /does not verify for civil\.citizens\.phone \(source cityhub, department health, row key id\)/);
+  });
+
+  it('binds the value to its row, department and source: moved anywhere else it fails with DECRYPT_FAILED', () => {
+    const ct = enc.encrypt(Buffer.from('110101199001011234'), aad);
+    for (const moved of [
+      { ...aad, key: { id: '8' } }, // another row of the same column
+      { ...aad, key: { id: '7', seq: '1' } }, // a row of a wider key
+      { ...aad, department: 'police' }, // another department (holding the same KEK id, say)
+      { ...aad, source: 'cityhub_west' }, // another source with the same db.table
+      { ...aad, table: 'citizens_archive' },
+    ]) {
+      expectCode(() => decryptEnvelope(provider, ct, moved), 'DECRYPT_FAILED', /does not verify for/);
+    }
+    // The key as a driver returns it: numbers and text of the same key are the same key, in any order.
+    const wide = enc.encrypt(Buffer.from('v'), { ...aad, key: { id: '7', seq: '1' } });
+    expect(decryptEnvelope(provider, wide, { ...aad, key: { seq: 1, id: 7 } }).toString()).toBe('v');
+    expect(decryptEnvelope(provider, ct, { ...aad, key: { id: 7 } }).toString()).toBe('110101199001011234');
+  });
+
+  it('binds a row of a table without a key (append-only change log) to its change position', () => {
+    const keyless = { ...aad, table: 'audit_log', key: rowKeyOf({}, 'v-000123') };
+    expect(keyless.key).toEqual({ __version: 'v-000123' });
+    const ct = enc.encrypt(Buffer.from('v'), keyless);
+    expect(decryptEnvelope(provider, ct, keyless).toString()).toBe('v');
+    expectCode(() => decryptEnvelope(provider, ct, { ...keyless, key: { __version: 'v-000124' } }), 'DECRYPT_FAILED');
+    expectCode(() => decryptEnvelope(provider, ct, { ...keyless, key: {} }), 'CONFIG_INVALID', /row key of civil\.audit_log\.id_card is empty/);
+    expectCode(() => enc.encrypt(Buffer.from('v'), { ...keyless, key: {} }), 'CONFIG_INVALID');
   });
 
   it('fails for a tampered byte in every region', () => {
@@ -135,7 +165,11 @@ describe.each(suites)('envelope %s', (suite) => {
       return t;
     };
     // Header: version, suite id, wrapped-DEK length (both bytes), the other suite's id.
-    expectCode(() => decryptEnvelope(provider, flip(0), aad), 'DECRYPT_FAILED', /not a version-2/);
+    // Version 3 -> 2 (flip of bit 0) opens as the column-bound layout, under another AAD; any other version is not an envelope.
+    expectCode(() => decryptEnvelope(provider, flip(0), aad), 'DECRYPT_FAILED', /does not verify for civil\.citizens\.id_card:/);
+    const v4 = Buffer.from(ct);
+    v4[0] = 4;
+    expectCode(() => decryptEnvelope(provider, v4, aad), 'DECRYPT_FAILED', /not a version-3/);
     expectCode(() => decryptEnvelope(provider, flip(1), aad), 'DECRYPT_FAILED', /unknown cipher suite/);
     expectCode(() => decryptEnvelope(provider, flip(r.kekId[1]), aad), 'DECRYPT_FAILED', /truncated/);
     expectCode(() => decryptEnvelope(provider, flip(r.kekId[1] + 1), aad), 'DECRYPT_FAILED', /wrapped data key is/);
@@ -161,8 +195,8 @@ describe.each(suites)('envelope %s', (suite) => {
     for (const n of [0, 1, 2, 3, 10, ct.length - tagBytes - 2, ct.length - 1]) {
       expectCode(() => decryptEnvelope(provider, ct.subarray(0, n), aad), 'DECRYPT_FAILED');
     }
-    const v1 = encryptField(new FileKeyring({ version: 1, keys: { [KEK]: [{ id: 'health-1', material: material(1) }] } }).activeKey(KEK), Buffer.from('v'), aad);
-    expectCode(() => decryptEnvelope(provider, v1, aad), 'DECRYPT_FAILED', /not a version-2/);
+    const v1 = encryptField(new FileKeyring({ version: 1, keys: { [KEK]: [{ id: 'health-1', material: material(1) }] } }).activeKey(KEK), Buffer.from('v'), bindingAad(aad));
+    expectCode(() => decryptEnvelope(provider, v1, aad), 'DECRYPT_FAILED', /not a version-3/);
   });
 
   it('fails with DECRYPT_FAILED under other key material with the same KEK id', () => {
@@ -260,6 +294,26 @@ describe('DEK and KEK rotation', () => {
     const d = enc.encrypt(Buffer.from('d'), aad);
     expect(envelopeKeyIds(d).kekId).toBe('health-3');
     for (const [ct, v] of [[a, 'a'], [b, 'b'], [c, 'c'], [d, 'd']] as const) expect(decryptEnvelope(p, ct, aad).toString()).toBe(v);
+  });
+
+  it('still opens version-2 ciphertexts of earlier releases (bound to the column only) during the migration window', () => {
+    // Written by the previous release's EnvelopeEncryptor under health-1 = material(1), for civil.citizens.id_card.
+    const layout2 = {
+      'aes-256-gcm': 'AgEIaGVhbHRoLTEAPIQ+Z7jYdq8ynljALruRsWTcVN6K7K7AX2GjEMOrbhzFELyvAofra9Gg8ibYPH41bGDYoutClPqosVMW98a9EKZBzkVWeS5PS26gxw4EwZIeWgOA6EgNJjt94/XyeRWn4x5ROle48oOphQY10Q==',
+      'sm4-ctr-hmac-sm3': 'AgIIaGVhbHRoLTEAPDw2KRNn3w6UyyYS3Vt9tZORGXbGXGIaNWCjxaJZsTXaJZhIUKUMLRipSC7GW4f4MmO5DLkwVkdXKBPRTDKW19rrfrkiHO9ybi8g1Cbw/CchSE6/n2Kl4zqnWuRnPBFSKRGQCoopoxnX6bPliRHuaAVSqUNDePN95kWC8o3QAnlG',
+    };
+    for (const [suite, b64] of Object.entries(layout2)) {
+      const ct = Buffer.from(b64, 'base64');
+      expect(envelopeKeyIds(ct)).toEqual({ suite, kekId: 'health-1' });
+      // Any row opens it (that is what layout 3 fixes), another column does not.
+      expect(decryptEnvelope(provider, ct, { ...aad, key: { id: '8' } }).toString()).toBe('"110101199001011234"');
+      expectCode(() => decryptEnvelope(provider, ct, { ...aad, column: 'phone' }), 'DECRYPT_FAILED', /does not verify for civil\.citizens\.phone:/);
+      expectCode(() => decryptEnvelope(provider, ct, aad, { allowLayout2: false }), 'DECRYPT_FAILED', /version 2 .* is refused/);
+      // A version-3 ciphertext relabelled as version 2 does not open as one bound to its column only.
+      const relabelled = Buffer.from(new EnvelopeEncryptor(provider, KEK, { suite: suite as CipherSuiteName }).encrypt(Buffer.from('v'), aad));
+      relabelled[0] = 2;
+      expectCode(() => decryptEnvelope(provider, relabelled, aad), 'DECRYPT_FAILED');
+    }
   });
 
   it('refuses invalid options', () => {

@@ -2,8 +2,8 @@ import {
   CdcError,
   META_FIELDS,
   applyMask,
-  columnAad,
   isProtectedClass,
+  rowKeyOf,
   tokenize,
   type CanonicalValue,
   type ChangeEvent,
@@ -82,6 +82,7 @@ export function projectEvent(event: ChangeEvent, images: RowImages, view: Depart
   const columns = new Map(schema.columns.map((c) => [c.name, c]));
   const value: Record<string, unknown> = {};
   const key: Row = {};
+  const toEncrypt: Array<{ column: string; suite: CipherSuiteName; plain: CanonicalValue }> = [];
   for (const rule of view.rules) {
     const column = columns.get(rule.column);
     if (!column) continue; // granted column no longer in the table
@@ -91,7 +92,7 @@ export function projectEvent(event: ChangeEvent, images: RowImages, view: Depart
     else if (rule.action === 'pass') out = avroValue(column, plain);
     else if (rule.action === 'mask') out = applyMask(rule.mask, plain);
     else if (rule.action === 'tokenize') out = tokenize(keys.token(rule.domain), plain, rule.options);
-    else out = keys.encryptor(rule.suite).encrypt(Buffer.from(JSON.stringify(plain), 'utf8'), columnAad(schema.db, schema.table, rule.column));
+    else toEncrypt.push({ column: rule.column, suite: rule.suite, plain });
     value[rule.column] = out;
     if (schema.primaryKey.includes(rule.column)) {
       if (rule.action !== 'pass' && rule.action !== 'tokenize') {
@@ -102,6 +103,12 @@ export function projectEvent(event: ChangeEvent, images: RowImages, view: Depart
   }
   for (const k of schema.primaryKey) {
     if (!(k in key)) throw new CdcError('CONFIG_INVALID', `key column ${schema.db}.${schema.table}.${k} is not granted to ${view.department}; grant it as pass or tokenize`);
+  }
+  // Encrypted once the row's key is known: each value is bound to its source, department, column and row.
+  const rowKey = rowKeyOf(key, event.source.version);
+  for (const { column, suite, plain } of toEncrypt) {
+    const binding = { source: event.source.name, department: view.department, db: schema.db, table: schema.table, column, key: rowKey };
+    value[column] = keys.encryptor(suite).encrypt(Buffer.from(JSON.stringify(plain), 'utf8'), binding);
   }
   value[META_FIELDS.op] = seen.op;
   value[META_FIELDS.version] = event.source.version;

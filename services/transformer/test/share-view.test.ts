@@ -13,6 +13,8 @@ const keys: ViewKeys = {
   token: (domain) => keyring.activeKey(domain === undefined ? 'department:health' : `token:${domain}`),
 };
 const sealImage = (side: 'before' | 'after', v: unknown, table = 'citizens') => sealValue(keyring.activeKey('pipeline'), { [side]: v }, sealedEventAad('civil', table, 'v1'));
+/** Where the health department received row 7's id_card. */
+const row7 = { source: 'cityhub', department: 'health', db: 'civil', table: 'citizens', column: 'id_card', key: { id: '7' } };
 const secret = { name: '王小明', phone: '13912345678', id_card: '110101199001011234' };
 
 const event: ChangeEvent = {
@@ -69,8 +71,39 @@ describe('projectEvent', () => {
     expect(record.value.name).toBe('王**');
     expect(record.value.phone).toMatch(/^tok:h1:[A-Za-z0-9_-]{43}$/);
     expect(project(event, view)!.value.phone).toBe(record.value.phone);
-    expect(openDepartmentValue(keyring, record.value.id_card as Buffer, 'civil', 'citizens', 'id_card')).toBe('110101199001011234');
+    expect(openDepartmentValue(keyring, record.value.id_card as Buffer, row7)).toBe('110101199001011234');
     expect(record.value.visits).toBe(9007199254740993n);
+  });
+
+  it('binds each ciphertext to its source, department and row: moved elsewhere it does not open', () => {
+    const rowB = project({ ...event, after: { ...event.after!, id: '8' } }, view)!;
+    expect(rowB.key).toBe('{"id":"8"}');
+    expect(openDepartmentValue(keyring, rowB.value.id_card as Buffer, { ...row7, key: JSON.parse(rowB.key) })).toBe(secret.id_card);
+    const moved = expect.objectContaining({ code: 'DECRYPT_FAILED' });
+    // Row 7's ciphertext placed into row 8 (same column): before the binding it opened.
+    expect(() => openDepartmentValue(keyring, record.value.id_card as Buffer, { ...row7, key: { id: '8' } })).toThrow(moved);
+    // Delivered to health, presented as another department's (holding the same KEK) or another source's.
+    expect(() => openDepartmentValue(keyring, record.value.id_card as Buffer, { ...row7, department: 'haidian' })).toThrow(moved);
+    expect(() => openDepartmentValue(keyring, record.value.id_card as Buffer, { ...row7, source: 'cityhub_west' })).toThrow(moved);
+    const west = project({ ...event, source: { ...event.source, name: 'cityhub_west' } }, view)!;
+    expect(() => openDepartmentValue(keyring, west.value.id_card as Buffer, row7)).toThrow(moved);
+    expect(openDepartmentValue(keyring, west.value.id_card as Buffer, { ...row7, source: 'cityhub_west' })).toBe(secret.id_card);
+  });
+
+  it('binds a tokenized key as the department receives it, the token', () => {
+    const tokenKey: DepartmentView = { department: 'health', rules: [{ column: 'id', action: 'tokenize', domain: 'citizen', options: {} }, { column: 'id_card', action: 'encrypt', suite: 'aes-256-gcm' }] };
+    const r = project(event, tokenKey)!;
+    expect(JSON.parse(r.key).id).toMatch(/^tok:/);
+    expect(openDepartmentValue(keyring, r.value.id_card as Buffer, { ...row7, key: JSON.parse(r.key) })).toBe(secret.id_card);
+    expect(() => openDepartmentValue(keyring, r.value.id_card as Buffer, row7)).toThrow(expect.objectContaining({ code: 'DECRYPT_FAILED' }));
+  });
+
+  it('binds a value of a table without a key to the change position its change log is keyed by', () => {
+    const keyless = { ...event, schema: { ...event.schema, primaryKey: [] } };
+    const r = project(keyless, view)!;
+    expect(r.key).toBe('{}');
+    expect(openDepartmentValue(keyring, r.value.id_card as Buffer, { ...row7, key: { __version: 'v1' } })).toBe(secret.id_card);
+    expect(() => openDepartmentValue(keyring, r.value.id_card as Buffer, { ...row7, key: { __version: 'v2' } })).toThrow(expect.objectContaining({ code: 'DECRYPT_FAILED' }));
   });
 
   it('uses the before image of a delete', () => {
@@ -119,7 +152,7 @@ describe('projectEvent', () => {
     const sm4: DepartmentView = { department: 'health', rules: [{ column: 'id', action: 'pass' }, { column: 'id_card', action: 'encrypt', suite: 'sm4-ctr-hmac-sm3' }] };
     const value = project(event, sm4)!.value.id_card as Buffer;
     expect(envelopeKeyIds(value)).toEqual({ suite: 'sm4-ctr-hmac-sm3', kekId: 'h1' });
-    expect(openDepartmentValue(keyring, value, 'civil', 'citizens', 'id_card')).toBe(secret.id_card);
+    expect(openDepartmentValue(keyring, value, row7)).toBe(secret.id_card);
   });
 });
 

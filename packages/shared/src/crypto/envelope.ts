@@ -1,6 +1,8 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, type KeyObject, createSecretKey } from 'node:crypto';
+import { META_FIELDS } from '../avro/share-schema.js';
+import { canonicalJson } from '../canonical-json.js';
 import { CdcError, isCdcError } from '../errors.js';
-import { randomIv } from './field-cipher.js';
+import { columnAad, randomIv } from './field-cipher.js';
 import type { DataKey, KeyProvider } from './keyring.js';
 import { DEK_BYTES, suiteById, suiteByName, type CipherSuite, type CipherSuiteName, type SuiteKeys } from './suites.js';
 
@@ -14,8 +16,8 @@ export { CIPHER_SUITE_NAMES } from './suites.js';
  * An encryptor reuses one DEK for many values (wrapping is paid once per DEK) and
  * moves to a fresh DEK after `maxValuesPerDek` values or `maxDekAgeMs`.
  *
- * Layout (version 2; all lengths big-endian):
- *   0x02 | suite id (1) | kekId length (1) | kekId (UTF-8) | wrapped DEK length (2) | wrapped DEK
+ * Layout (version 3; all lengths big-endian):
+ *   0x03 | suite id (1) | kekId length (1) | kekId (UTF-8) | wrapped DEK length (2) | wrapped DEK
  *        | iv | ciphertext | tag
  * Everything up to and including the wrapped DEK is the "header". The iv and tag sizes
  * depend on the suite (see suites.ts): 1 = aes-256-gcm (iv 12, tag 16),
@@ -23,11 +25,75 @@ export { CIPHER_SUITE_NAMES } from './suites.js';
  * decrypts with its keyring alone. Version 1 (field-cipher.ts) stays the pipeline's
  * internal format; the first byte tells them apart.
  *
+ * Binding (the suite's associated data, `bindingAad`): version 3 binds a value to where
+ * it was delivered, the source, the department, `db.table.column` and the row's key as
+ * the department receives it, so a value moved to another row, department or source does
+ * not open. Version 2 (same bytes otherwise) bound `db.table.column` only: a value moved
+ * to another row of the same column still opened. Version-2 ciphertexts written before
+ * this release still open, bound to their column only, during a migration window (until
+ * the next major release; `allowLayout2: false` refuses them now) — they sit in departments'
+ * tables, and re-sending them all would need a re-snapshot of every table (and cannot
+ * reach append-only change logs at all).
+ *
  * KEK rotation: append a key to the department's keyring list. New DEKs (at the next
  * DEK rotation, or `rotate()`) are wrapped under it; ciphertexts under the old KEK
  * still decrypt as long as the old key stays in the keyring.
  */
-const VERSION = 2;
+const VERSION = 3;
+/** Column-bound layout of earlier releases; opened, never written (migration window). */
+const LAYOUT2 = 2;
+
+// ---- binding ------------------------------------------------------------------------
+
+/**
+ * Where an encrypted value was delivered; both sides name it, and a ciphertext opens only
+ * under the binding it was sealed with.
+ */
+export interface ValueBinding {
+  /** The pipeline's source name (the first part of the grant's `source.db.table`). */
+  source: string;
+  department: string;
+  db: string;
+  table: string;
+  column: string;
+  /**
+   * The row's key as the department receives it: the share record's Kafka key, its key
+   * columns passed or tokenized (`{"id":"7"}`). Values compare as text, so `{"id":7}` from a
+   * database driver is the same key. A table without a primary key (`appendOnly`) has
+   * none: its change log is keyed by the change's position, so bind `{"__version": …}`
+   * (`rowKeyOf`).
+   */
+  key: Record<string, unknown>;
+}
+
+/** A table without a primary key is a change log keyed by each change's position. */
+const KEYLESS_KEY = META_FIELDS.version;
+
+/** The key to bind: the share record's key, or for a keyless table the change's position. */
+export function rowKeyOf(key: Record<string, unknown>, version: string): Record<string, unknown> {
+  return Object.keys(key).length > 0 ? key : { [KEYLESS_KEY]: version };
+}
+
+function keyText(column: string, value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'bigint') return String(value);
+  throw new CdcError('CONFIG_INVALID', `key column ${column} of an encrypted value's row must be given as text or a number, as in the share record's key (got ${value === null ? 'null' : typeof value})`, { details: { column } });
+}
+
+/** Associated data of a version-3 ciphertext: the binding as canonical JSON (one parse, field by field). */
+export function bindingAad(b: ValueBinding): string {
+  const keys = Object.keys(b.key);
+  if (keys.length === 0) {
+    throw new CdcError('CONFIG_INVALID', `the row key of ${columnAad(b.db, b.table, b.column)} is empty: pass the share record's key, or for a table without a primary key {"${KEYLESS_KEY}": version}`);
+  }
+  const key = Object.fromEntries(keys.map((k) => [k, keyText(k, b.key[k])]));
+  return canonicalJson({ layout: VERSION, source: b.source, department: b.department, db: b.db, table: b.table, column: b.column, key });
+}
+
+/** A binding for messages, naming key columns but not their values. */
+function bindingLabel(b: ValueBinding): string {
+  return `${columnAad(b.db, b.table, b.column)} (source ${b.source}, department ${b.department}, row key ${Object.keys(b.key).sort().join(', ') || 'none'})`;
+}
 
 // ---- key encryption -----------------------------------------------------------------
 
@@ -167,7 +233,8 @@ export class EnvelopeEncryptor {
     this.now = options.now ?? Date.now;
   }
 
-  encrypt(plaintext: Buffer, aad: string): Buffer {
+  encrypt(plaintext: Buffer, binding: ValueBinding): Buffer {
+    const aad = bindingAad(binding);
     let dek = this.dek;
     if (!dek || dek.values >= this.maxValues || this.now() - dek.createdAt >= this.maxAgeMs) {
       this.rotate();
@@ -208,6 +275,8 @@ function positive(name: string, value: number): number {
 // ---- decrypt side -----------------------------------------------------------------
 
 interface ParsedEnvelope {
+  /** VERSION, or LAYOUT2 (bound to the column only). */
+  layout: number;
   suite: CipherSuite;
   kekId: string;
   wrapped: Buffer;
@@ -220,8 +289,8 @@ function failed(message: string, details: Record<string, unknown> = {}): CdcErro
 }
 
 function parse(ct: Buffer): ParsedEnvelope {
-  if (ct.length < 3 || ct[0] !== VERSION) {
-    throw failed(ct.length === 0 ? 'envelope ciphertext is empty' : `not a version-2 envelope ciphertext (first byte ${ct[0]})`);
+  if (ct.length < 3 || (ct[0] !== VERSION && ct[0] !== LAYOUT2)) {
+    throw failed(ct.length === 0 ? 'envelope ciphertext is empty' : `not a version-3 (or version-2) envelope ciphertext (first byte ${ct[0]})`);
   }
   const suite = suiteById(ct[1]!);
   if (!suite) throw failed(`envelope ciphertext names unknown cipher suite id ${ct[1]}`, { suiteId: ct[1] });
@@ -232,7 +301,7 @@ function parse(ct: Buffer): ParsedEnvelope {
   if (ct.length < headerEnd + suite.ivBytes + suite.tagBytes) {
     throw failed(`envelope ciphertext is truncated (${ct.length} bytes, at least ${headerEnd + suite.ivBytes + suite.tagBytes} expected)`, { kekId, suite: suite.name });
   }
-  return { suite, kekId, wrapped: ct.subarray(idEnd + 2, headerEnd), headerEnd };
+  return { layout: ct[0]!, suite, kekId, wrapped: ct.subarray(idEnd + 2, headerEnd), headerEnd };
 }
 
 /** Suite and KEK id of an envelope ciphertext, without decrypting it (for tooling). */
@@ -271,16 +340,30 @@ function dekKeys(provider: KeyEncryptionProvider, ct: Buffer, env: ParsedEnvelop
   return keys;
 }
 
+export interface OpenOptions {
+  /**
+   * Open version-2 ciphertexts (bound to `db.table.column` only, written before row
+   * binding) during the migration window; default true. False refuses them: a department
+   * whose rows were all delivered again since (a re-snapshot) can close the window early.
+   */
+  allowLayout2?: boolean;
+}
+
 /**
- * Decrypts an envelope ciphertext with the department's provider (its keyring).
- * Throws DECRYPT_FAILED for malformed, truncated or tampered input, another KEK's
- * material or another AAD, and KEY_NOT_FOUND when the KEK id is not held.
+ * Decrypts an envelope ciphertext with the department's provider (its keyring), under the
+ * binding it was sealed with. Throws DECRYPT_FAILED for malformed, truncated or tampered
+ * input, another KEK's material, another binding (column, row, department or source), or a
+ * version-2 ciphertext when `allowLayout2` is false; KEY_NOT_FOUND when the KEK id is not held.
  */
-export function decryptEnvelope(provider: KeyEncryptionProvider, ciphertext: Buffer, aad: string): Buffer {
+export function decryptEnvelope(provider: KeyEncryptionProvider, ciphertext: Buffer, binding: ValueBinding, options: OpenOptions = {}): Buffer {
   const env = parse(ciphertext);
-  const { suite, kekId, headerEnd } = env;
+  const { layout, suite, kekId, headerEnd } = env;
+  if (layout === LAYOUT2 && options.allowLayout2 === false) {
+    throw failed(`envelope ciphertext of ${columnAad(binding.db, binding.table, binding.column)} is version 2 (bound to its column only, not its row) and version 2 is refused`, { kekId, layout });
+  }
   // An SM4 ciphertext on a Node build without SM4: say so rather than "does not verify".
   if (suite.name !== 'aes-256-gcm') suiteByName(suite.name);
+  const aad = layout === LAYOUT2 ? columnAad(binding.db, binding.table, binding.column) : bindingAad(binding);
   const keys = dekKeys(provider, ciphertext, env);
   const ivEnd = headerEnd + suite.ivBytes;
   const tagStart = ciphertext.length - suite.tagBytes;
@@ -293,17 +376,19 @@ export function decryptEnvelope(provider: KeyEncryptionProvider, ciphertext: Buf
     Buffer.from(aad, 'utf8'),
   );
   if (!plaintext) {
-    throw failed(`envelope ciphertext (${suite.name}, KEK ${kekId}) does not verify for ${aad}: other column or tampered data`, { kekId, suite: suite.name, aad });
+    const where = layout === LAYOUT2 ? columnAad(binding.db, binding.table, binding.column) : bindingLabel(binding);
+    throw failed(`envelope ciphertext (${suite.name}, KEK ${kekId}) does not verify for ${where}: another column, row, department or source, or tampered`, { kekId, suite: suite.name, layout });
   }
   return plaintext;
 }
 
 /**
  * Department side: the value of a column the department was granted `encrypt` on, as
- * delivered in its share topic or target table, opened with the department's keyring.
+ * delivered in its share topic or target table, opened with the department's keyring
+ * under the binding it was delivered with (its source, department, column and row key).
  * Returns the canonical value (see column-types.ts) the source held.
  */
-export function openDepartmentValue(keys: KeyProvider, ciphertext: Buffer, db: string, table: string, column: string): unknown {
-  const plain = decryptEnvelope(new KeyringKekProvider(keys), ciphertext, `${db}.${table}.${column}`);
+export function openDepartmentValue(keys: KeyProvider, ciphertext: Buffer, binding: ValueBinding, options: OpenOptions = {}): unknown {
+  const plain = decryptEnvelope(new KeyringKekProvider(keys), ciphertext, binding, options);
   return JSON.parse(plain.toString('utf8'));
 }

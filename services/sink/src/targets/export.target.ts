@@ -7,7 +7,7 @@ import { Queue, Worker } from 'bullmq';
 import pg from 'pg';
 import { CdcError, redactUrl, redisTlsOptions, withoutSecrets, type Logger, type PostgresTlsConfig } from '@cityshare/shared';
 import { PostgresTarget, postgresPoolConfig } from './postgres.target.js';
-import type { ApplyResult, RowChange, Target, TargetTable } from './target.js';
+import { TARGET_META, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
 import { webhookSigner } from './webhook.target.js';
 
 export interface ExportTargetOptions {
@@ -151,11 +151,16 @@ export class ExportTarget implements Target {
   }
 }
 
-/** A staged row as exported: the data columns, instants as ISO text, bytes as base64. */
+/**
+ * A staged row as exported: the data columns, instants as ISO text, bytes as base64. A row
+ * of a change log (a table without a key, staged with `__op`) keeps `__version`, its key:
+ * its encrypted values are bound to it (envelope.ts).
+ */
 function dataOf(row: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
+  const changeLog = TARGET_META.op in row;
   for (const [k, v] of Object.entries(row)) {
-    if (k.startsWith('__')) continue;
+    if (k.startsWith('__') && !(changeLog && k === TARGET_META.version)) continue;
     out[k] = v instanceof Date ? v.toISOString() : Buffer.isBuffer(v) ? v.toString('base64') : v;
   }
   return out;
