@@ -271,6 +271,22 @@ describe('department policy', () => {
     const payload = decodeRawMessage(Buffer.from(broken.payload, 'base64'));
     expect(payload.sealError(run.keys)).toBeNull();
     expect(payload.events[0]!.source.version).toMatch(/\d/);
+
+    // Edited to pass the rule under another key and re-injected on the raw topic: its seal binds the whole clear event.
+    const edited = Buffer.from(Buffer.from(broken.payload, 'base64').toString().replace('"note":"Bad Note 1"', '"note":"fine"').replace('"id":20', '"id":22'));
+    expect(edited.toString()).toContain('"id":22');
+    const producer = adminKafka('test-forger').producer();
+    await producer.connect();
+    await producer.send({ topic: broken.topic, messages: [{ key: '{"id":22}', value: edited }] });
+    await producer.disconnect();
+    const refused = await eventually(async () => {
+      const letters = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.dlq\\.transformer$`))).map((m) => JSON.parse(m.value!.toString()));
+      const found = letters.find((d) => Buffer.from(d.payload, 'base64').equals(edited));
+      expect(found).toBeDefined();
+      return found;
+    }, 30_000);
+    expect(refused).toMatchObject({ code: 'DECRYPT_FAILED', index: null });
+    expect((await rows(run.pgSchema, 'lab_results')).map((r) => r.id)).not.toContain(22);
   });
 
   it('sends a raw record that cannot be read to the dead-letter topic and goes on', async () => {
@@ -301,7 +317,7 @@ describe('department policy', () => {
     await eventually(async () => expect((await rows(run.pgSchema, 'citizens')).map((r) => r.id)).toContain('700'));
     const broken = await eventually(async () => {
       const dead = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.dlq\\.transformer$`))).map((m) => JSON.parse(m.value!.toString()));
-      const found = dead.filter((d) => d.code === 'DECRYPT_FAILED');
+      const found = dead.filter((d) => d.code === 'DECRYPT_FAILED' && d.topic === topic);
       expect(found.length).toBeGreaterThanOrEqual(1);
       return found;
     });

@@ -42,7 +42,8 @@ export interface RawFrameOptions {
   /**
    * Open the per-event seals of earlier readers (which leave the clear part of an event
    * unauthenticated). Off: such a message is RECORD_FORGED, whole. Only while draining raw
-   * topics and dead letters written before frame sealing (README, "Upgrading").
+   * topics and dead letters written before frame sealing (README, "Upgrading from per-event
+   * seals").
    */
   acceptLegacySeals?: boolean;
 }
@@ -150,7 +151,7 @@ export class RawFrame {
     if (this.acceptLegacySeals) return null;
     return new CdcError(
       'RECORD_FORGED',
-      `raw message of ${this.events.length} event(s) in the earlier per-event sealed layout, whose seals do not authenticate op, key or clear columns: no longer accepted (readers write sealed frames). Raw data or dead letters of readers before frame sealing are read only with TRANSFORMER_ACCEPT_LEGACY_SEALS=true, while draining them`,
+      `raw message of ${this.events.length} event(s) in the earlier per-event sealed layout, whose seals do not authenticate op, key or clear columns: no longer accepted (readers write sealed frames). Raw data of readers before frame sealing (and dead letters of that time) is read only with TRANSFORMER_ACCEPT_LEGACY_SEALS=true, while draining it`,
     );
   }
 
