@@ -106,6 +106,39 @@ describe('department policy', () => {
     await eventually(async () => expect((await rows(haidianSchema, 'citizens')).map((r) => r.id)).toEqual(['1', '10']));
   });
 
+  it('refuses an earlier reader\'s event whose clear part was edited (another key, past the row filter), its genuine seal kept: RECORD_FORGED, nothing delivered', async () => {
+    const topic = `${run.prefix}.raw.cityhub.${run.civilDb}.citizens`;
+    await insertCitizen(40, '朝阳');
+    await eventually(async () => expect((await rows(run.pgSchema, 'citizens')).map((r) => r.id)).toContain('40'));
+    const frame = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${topic.replaceAll('.', '\\.')}$`)))
+      .map((m) => decodeRawMessage(m.value!))
+      .find((f) => f.events.some((e) => e.op === 'c' && String(e.after?.id) === '40'))!;
+    const index = frame.events.findIndex((e) => e.op === 'c' && String(e.after?.id) === '40');
+    const event = frame.events[index]!;
+    // The change as an earlier reader wrote it: its columns sealed on their own, bound to `db.table@version` only.
+    const { db, table, version } = event.source;
+    const sealed = sealValue(run.keys.activeKey(keyNames.pipeline), frame.secretsOf(index, run.keys), sealedEventAad(db, table, version));
+    // Edited by whoever can write the topic: another primary key, and a district the office's row filter lets through.
+    const edited = Buffer.from(JSON.stringify([{ ...event, after: { ...event.after, id: typeof event.after!.id === 'string' ? '41' : 41, district: '海淀' }, sealed }]));
+    const producer = adminKafka('test-forger').producer();
+    await producer.connect();
+    await producer.send({ topic, messages: [{ key: '{"id":"41"}', value: edited }] });
+    await producer.disconnect();
+    const forged = await eventually(async () => {
+      const delivered = [...await rows(run.pgSchema, 'citizens'), ...await rows(haidianSchema, 'citizens')].filter((r) => r.id === '41');
+      expect(delivered, 'the edited event was delivered').toEqual([]);
+      const dead = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.dlq\\.transformer$`))).map((m) => JSON.parse(m.value!.toString()));
+      const found = dead.filter((d) => d.code === 'RECORD_FORGED' && Buffer.from(d.payload, 'base64').equals(edited));
+      expect(found.map((d) => d.department).sort()).toEqual(['haidian', 'health']);
+      return found;
+    }, 30_000);
+    for (const d of forged) expect(d).toMatchObject({ topic, index: null });
+    // Real changes still go through, and the edited one never arrives.
+    await insertCitizen(42, '海淀');
+    await eventually(async () => expect((await rows(haidianSchema, 'citizens')).map((r) => r.id)).toContain('42'));
+    expect([...await rows(run.pgSchema, 'citizens'), ...await rows(haidianSchema, 'citizens')].map((r) => r.id)).not.toContain('41');
+  });
+
   it('rotates a department key without a restart: new values under the new key, old ones still open', async () => {
     const file = JSON.parse(readFileSync(run.keyringFile, 'utf8'));
     const oldId = file.keys['department:haidian'].at(-1).id;
@@ -242,6 +275,22 @@ describe('department policy', () => {
     const payload = decodeRawMessage(Buffer.from(broken.payload, 'base64'));
     expect(payload.sealError(run.keys)).toBeNull();
     expect(payload.events[0]!.source.version).toMatch(/\d/);
+
+    // Edited to pass the rule under another key and re-injected on the raw topic: its seal binds the whole clear event.
+    const edited = Buffer.from(Buffer.from(broken.payload, 'base64').toString().replace('"note":"Bad Note 1"', '"note":"fine"').replace('"id":20', '"id":22'));
+    expect(edited.toString()).toContain('"id":22');
+    const producer = adminKafka('test-forger').producer();
+    await producer.connect();
+    await producer.send({ topic: broken.topic, messages: [{ key: '{"id":22}', value: edited }] });
+    await producer.disconnect();
+    const refused = await eventually(async () => {
+      const letters = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.dlq\\.transformer$`))).map((m) => JSON.parse(m.value!.toString()));
+      const found = letters.find((d) => Buffer.from(d.payload, 'base64').equals(edited));
+      expect(found).toBeDefined();
+      return found;
+    }, 30_000);
+    expect(refused).toMatchObject({ code: 'DECRYPT_FAILED', index: null });
+    expect((await rows(run.pgSchema, 'lab_results')).map((r) => r.id)).not.toContain(22);
   });
 
   it('sends a raw record that cannot be read to the dead-letter topic and goes on', async () => {
@@ -272,7 +321,7 @@ describe('department policy', () => {
     await eventually(async () => expect((await rows(run.pgSchema, 'citizens')).map((r) => r.id)).toContain('700'));
     const broken = await eventually(async () => {
       const dead = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.dlq\\.transformer$`))).map((m) => JSON.parse(m.value!.toString()));
-      const found = dead.filter((d) => d.code === 'DECRYPT_FAILED');
+      const found = dead.filter((d) => d.code === 'DECRYPT_FAILED' && d.topic === topic);
       expect(found.length).toBeGreaterThanOrEqual(1);
       return found;
     });
@@ -284,14 +333,18 @@ describe('department policy', () => {
     }
   });
 
-  it('still reads raw topics written by earlier readers: events in an array, each sealing its own columns', async () => {
+  it('still reads raw topics written by earlier readers (events in an array, each sealing its own columns) while the migration window is open', async () => {
     const topic = `${run.prefix}.raw.cityhub.${run.civilDb}.citizens`;
+    // An operator draining raw data of readers before frame sealing restarts the transformer with the window open.
+    await transformer.stop();
+    transformer = await run.start('transformer', { CITYSHARE_PIPELINE: pipelineFile, TRANSFORMER_ACCEPT_LEGACY_SEALS: 'true' });
     const frames = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${topic.replaceAll('.', '\\.')}$`))).filter((m) => m.value?.toString().includes('"sealed":"enc:v1:'));
     // A frame the reader wrote (not the forged one above) and an insert in it.
-    const frame = frames.map((m) => decodeRawMessage(m.value!)).filter((f) => !f.sealError(run.keys) && f.events.some((e) => e.op === 'c')).at(-1)!;
+    const frame = frames.map((m) => decodeRawMessage(m.value!)).filter((f) => f.framed && !f.sealError(run.keys) && f.events.some((e) => e.op === 'c')).at(-1)!;
     const last = frame.events.findLastIndex((e) => e.op === 'c');
     const event = frame.events[last]!;
-    // The same change as a new row, written as readers before frame sealing wrote it.
+    // The same change as a new row, written as readers before frame sealing wrote it (an edit of its
+    // clear part that nothing authenticates: why the window is closed by default).
     const { db, table, version } = event.source;
     const sealed = sealValue(run.keys.activeKey(keyNames.pipeline), frame.secretsOf(last, run.keys), sealedEventAad(db, table, version));
     const earlier = JSON.stringify([{ ...event, after: { ...event.after, id: '800' }, sealed }]);

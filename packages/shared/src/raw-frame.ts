@@ -26,13 +26,27 @@ export const RAW_FRAME_HEADER = 'cityshare-frame';
  * holds: anyone who can write to the broker could have written it.
  *
  * Readers before this layout wrote a JSON array of events, each with its own `sealed`
- * bound to `db.table@version`; those are still read, and an event among them without a
- * `sealed` of its own is refused as RECORD_FORGED. Nothing writes that layout any more:
- * a dead letter holds an event as a frame of one (`standalone`).
+ * bound to `db.table@version` only: its clear part (op, key, clear columns) is not
+ * authenticated, so a genuine seal can be re-sent under another key, op or clear column
+ * (past a row filter). That layout is refused as RECORD_FORGED unless the reading side opts
+ * in for a migration window (`acceptLegacySeals`, the transformer's
+ * TRANSFORMER_ACCEPT_LEGACY_SEALS); even then, an event among them without a `sealed` of
+ * its own is RECORD_FORGED. Nothing writes that layout any more: a dead letter holds an
+ * event as a frame of one (`standalone`), whose seal binds the event's every byte.
  */
 export const FRAME_LAYOUT = { head: '{"events":[', sealed: '],"sealed":', tail: '}' } as const;
 
 const HEAD = Buffer.from(FRAME_LAYOUT.head);
+
+export interface RawFrameOptions {
+  /**
+   * Open the per-event seals of earlier readers (which leave the clear part of an event
+   * unauthenticated). Off: such a message is RECORD_FORGED, whole. Only while draining raw
+   * topics and dead letters written before frame sealing (README, "Upgrading from per-event
+   * seals").
+   */
+  acceptLegacySeals?: boolean;
+}
 
 export class RawFrame {
   private opened: Array<SealedImages | null> | CdcError | undefined;
@@ -45,6 +59,7 @@ export class RawFrame {
     readonly framed: boolean,
     private readonly sealed: string | null,
     private readonly aad: Buffer | null,
+    private readonly acceptLegacySeals: boolean,
   ) {}
 
   /**
@@ -53,7 +68,7 @@ export class RawFrame {
    * events from the events array, the ciphertext from what follows it, nothing else (a
    * second `"events"` key after the seal cannot replace the sealed events).
    */
-  static decode(value: Buffer): RawFrame {
+  static decode(value: Buffer, { acceptLegacySeals = false }: RawFrameOptions = {}): RawFrame {
     if (value.subarray(0, HEAD.length).equals(HEAD)) {
       // The events array: from the `[` after the head to the `]` before the last `,"sealed":`.
       const end = value.lastIndexOf(FRAME_LAYOUT.sealed);
@@ -63,9 +78,9 @@ export class RawFrame {
       return RawFrame.frame(value, JSON.parse(aad.toString('utf8')), JSON.parse(tail.toString('utf8', 0, tail.length - 1)), aad);
     }
     const parsed = JSON.parse(value.toString('utf8')) as unknown;
-    if (Array.isArray(parsed)) return new RawFrame(value, parsed as RawChangeEvent[], false, null, null);
+    if (Array.isArray(parsed)) return new RawFrame(value, parsed as RawChangeEvent[], false, null, null, acceptLegacySeals);
     if (typeof parsed !== 'object' || parsed === null) throw new Error('a raw message is a frame or a change event');
-    if (!('events' in parsed)) return new RawFrame(value, [parsed as RawChangeEvent], false, null, null);
+    if (!('events' in parsed)) return new RawFrame(value, [parsed as RawChangeEvent], false, null, null, acceptLegacySeals);
     // A frame not laid out as the reader writes it: its seal cannot be checked (opening it fails).
     const { events, sealed } = parsed as { events: unknown; sealed?: unknown };
     return RawFrame.frame(value, events, sealed ?? null, null);
@@ -74,7 +89,7 @@ export class RawFrame {
   private static frame(value: Buffer, events: unknown, sealed: unknown, aad: Buffer | null): RawFrame {
     if (!Array.isArray(events)) throw new Error('the events of a raw frame are not an array');
     if (sealed !== null && typeof sealed !== 'string') throw new Error('the sealed columns of a raw frame are not a string or null');
-    return new RawFrame(value, events as RawChangeEvent[], true, sealed, aad);
+    return new RawFrame(value, events as RawChangeEvent[], true, sealed, aad, false);
   }
 
   /**
@@ -90,6 +105,8 @@ export class RawFrame {
     if (this.framed) {
       secrets = this.openFrame(keys)[index] ?? null;
     } else {
+      const refused = this.legacyRefused();
+      if (refused) throw refused;
       if (typeof event.sealed !== 'string') {
         throw new CdcError('RECORD_FORGED', `change event ${db}.${table}@${version} on its own carries no seal: nothing authenticates it`);
       }
@@ -104,8 +121,11 @@ export class RawFrame {
   /**
    * Event `index` as a message on its own, still sealed (for a dead letter): a frame of that
    * one event, its sealed columns resealed under the active pipeline key, so `decode` reads
-   * it again as authenticated as it came. When the frame's ciphertext does not open, the
-   * whole frame as it came; an event of an earlier reader's layout, as it came.
+   * it again as authenticated as it came: the seal's associated data is the event's every
+   * byte (source, op, key and clear columns, schema reference). When the frame's ciphertext
+   * does not open, the whole frame as it came. An event of an earlier reader's layout stays
+   * as it came, never resealed: its seal never authenticated its clear part, and a frame
+   * seal would vouch for it past the migration window.
    */
   standalone(index: number, keys: KeyProvider): Buffer {
     const event = this.events[index];
@@ -116,11 +136,23 @@ export class RawFrame {
     return encodeFrame(keys.activeKey(keyNames.pipeline), [event], [opened[index] ?? null]);
   }
 
-  /** Why the frame's one ciphertext does not open or is missing (null: it opens, or its events carry their own seals). */
+  /**
+   * Why the message as a whole is not authenticated: the frame's one ciphertext does not
+   * open or is missing, or it is of the earlier per-event layout outside its migration
+   * window. Null: it opens, or (inside the window) its events carry their own seals.
+   */
   sealError(keys: KeyProvider): CdcError | null {
-    if (!this.framed) return null;
+    if (!this.framed) return this.legacyRefused();
     const opened = this.openOnce(keys);
     return opened instanceof CdcError ? opened : null;
+  }
+
+  private legacyRefused(): CdcError | null {
+    if (this.acceptLegacySeals) return null;
+    return new CdcError(
+      'RECORD_FORGED',
+      `raw message of ${this.events.length} event(s) in the earlier per-event sealed layout, whose seals do not authenticate op, key or clear columns: no longer accepted (readers write sealed frames). Raw data of readers before frame sealing (and dead letters of that time) is read only with TRANSFORMER_ACCEPT_LEGACY_SEALS=true, while draining it`,
+    );
   }
 
   private openFrame(keys: KeyProvider): Array<SealedImages | null> {
@@ -169,6 +201,6 @@ export function encodeFrame(key: DataKey, events: unknown[], secrets: Array<Seal
 }
 
 /** A raw-topic message's change events and their sealed columns. Throws on anything that is not JSON. */
-export function decodeRawMessage(value: Buffer): RawFrame {
-  return RawFrame.decode(value);
+export function decodeRawMessage(value: Buffer, options?: RawFrameOptions): RawFrame {
+  return RawFrame.decode(value, options);
 }

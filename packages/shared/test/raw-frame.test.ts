@@ -10,6 +10,8 @@ const event = (id: number, sealed?: string | null) => ({
   op: 'c', before: null, after: { id }, ...(sealed === undefined ? {} : { sealed }),
   source: { db: 'civil', table: 'citizens', version: `000${id}` }, protected: ['name'], schemaRef: 'r',
 });
+/** The migration window open: the per-event seals of earlier readers are read. */
+const legacy = { acceptLegacySeals: true };
 const ownSeal = (id: number) => sealValue(pipeline, { after: { name: `n${id}` } }, sealedEventAad('civil', 'citizens', `000${id}`));
 
 /** A frame as the reader lays it out: the sealed array bound to the events array's bytes. */
@@ -25,14 +27,29 @@ describe('decodeRawMessage', () => {
     expect([f.secretsOf(0, keys), f.secretsOf(1, keys)]).toEqual([{ after: { name: 'a' } }, { after: { name: 'b' } }]);
   });
 
-  it('reads the layout of earlier readers (an array of events with their own seals) and a single event', () => {
-    const array = decodeRawMessage(Buffer.from(JSON.stringify([event(1, ownSeal(1)), event(2, ownSeal(2))])));
+  it('reads the layout of earlier readers (an array of events with their own seals) and a single event, inside the migration window', () => {
+    const array = decodeRawMessage(Buffer.from(JSON.stringify([event(1, ownSeal(1)), event(2, ownSeal(2))])), legacy);
     expect(array.framed).toBe(false);
+    expect(array.sealError(keys)).toBeNull();
     expect(array.secretsOf(1, keys)).toEqual({ after: { name: 'n2' } });
-    expect(() => decodeRawMessage(Buffer.from(JSON.stringify([event(1, ownSeal(2))]))).secretsOf(0, keys)).toThrow(/does not verify/);
-    const single = decodeRawMessage(Buffer.from(JSON.stringify(event(3, ownSeal(3)))));
+    expect(() => decodeRawMessage(Buffer.from(JSON.stringify([event(1, ownSeal(2))])), legacy).secretsOf(0, keys)).toThrow(/does not verify/);
+    const one = Buffer.from(JSON.stringify(event(3, ownSeal(3))));
+    const single = decodeRawMessage(one, legacy);
     expect(single.events).toHaveLength(1);
     expect(single.secretsOf(0, keys)).toEqual({ after: { name: 'n3' } });
+    // Its dead letter stays in its layout: no frame seal vouches for its unauthenticated clear part.
+    expect(single.standalone(0, keys)).toEqual(one);
+  });
+
+  it('refuses the layout of earlier readers outside the migration window (RECORD_FORGED, whole): its seals leave op, key and clear columns open to edits', () => {
+    // A genuine per-event seal, the event's key and a row-filtered column edited: the seal still opens.
+    const edited = Buffer.from(JSON.stringify([{ ...event(1, ownSeal(1)), op: 'u', after: { id: 2, district: 'elsewhere' } }]));
+    expect(decodeRawMessage(edited, legacy).secretsOf(0, keys)).toEqual({ after: { name: 'n1' } });
+    for (const message of [edited, Buffer.from(JSON.stringify(event(3, ownSeal(3))))]) {
+      const refused = decodeRawMessage(message);
+      expect(refused.sealError(keys)).toMatchObject({ code: 'RECORD_FORGED', message: expect.stringMatching(/TRANSFORMER_ACCEPT_LEGACY_SEALS/) });
+      expect(() => refused.secretsOf(0, keys)).toThrow(expect.objectContaining({ code: 'RECORD_FORGED' }));
+    }
   });
 
   it('refuses a frame whose seal holds another number of entries than it has events, or that is laid out otherwise', () => {
@@ -62,10 +79,10 @@ describe('decodeRawMessage', () => {
   });
 
   it('refuses events of the earlier layout that carry no seal of their own: a bare array, one event, protected or not', () => {
-    const bare = decodeRawMessage(Buffer.from(JSON.stringify([{ ...event(1), protected: [] }, event(2, ownSeal(2))])));
+    const bare = decodeRawMessage(Buffer.from(JSON.stringify([{ ...event(1), protected: [] }, event(2, ownSeal(2))])), legacy);
     expect(() => bare.secretsOf(0, keys)).toThrow(expect.objectContaining({ code: 'RECORD_FORGED' }));
     expect(bare.secretsOf(1, keys)).toEqual({ after: { name: 'n2' } });
-    expect(() => decodeRawMessage(Buffer.from(JSON.stringify({ ...event(3, null), protected: [] }))).secretsOf(0, keys)).toThrow(expect.objectContaining({ code: 'RECORD_FORGED' }));
+    expect(() => decodeRawMessage(Buffer.from(JSON.stringify({ ...event(3, null), protected: [] })), legacy).secretsOf(0, keys)).toThrow(expect.objectContaining({ code: 'RECORD_FORGED' }));
   });
 
   it('opens seals under pipeline keys only: a department key does not pass for one', () => {
@@ -82,6 +99,16 @@ describe('decodeRawMessage', () => {
     expect(alone.events).toEqual([event(2)]);
     expect(alone.secretsOf(0, keys)).toEqual({ after: { name: 'b' } });
     expect(decodeRawMessage(encodeFrame(pipeline, [event(2)], [{ after: { name: 'b' } }])).secretsOf(0, keys)).toEqual({ after: { name: 'b' } });
+  });
+
+  it('binds a dead letter\'s seal to the whole clear event: another key, op, clear column, table or version does not open', () => {
+    const clear = { ...event(1), after: { id: 1, district: 'east' } };
+    const letter = decodeRawMessage(frame([clear], [{ after: { name: 'a' } }])).standalone(0, keys).toString();
+    expect(decodeRawMessage(Buffer.from(letter)).secretsOf(0, keys)).toEqual({ after: { name: 'a' } });
+    for (const [from, to] of [['"id":1', '"id":2'], ['"op":"c"', '"op":"u"'], ['"district":"east"', '"district":"west"'], ['"table":"citizens"', '"table":"patients"'], ['"version":"0001"', '"version":"0002"']] as const) {
+      const edited = decodeRawMessage(Buffer.from(letter.replace(from, to)));
+      expect(edited.sealError(keys), `${from} -> ${to}`).toMatchObject({ code: 'DECRYPT_FAILED' });
+    }
   });
 
   it('reads a frame\'s events from the bytes its seal authenticates only (a second "events" key changes nothing)', () => {

@@ -108,6 +108,9 @@ export class Transformer {
     ]);
     this.schemas = new TableSchemas(kafka, prefix, logger, () => this.policy.keys, () => this.deps.metrics.forged.inc({ topic_kind: 'table-schemas' }));
     await this.schemas.start();
+    if (this.deps.env.TRANSFORMER_ACCEPT_LEGACY_SEALS) {
+      logger.warn('TRANSFORMER_ACCEPT_LEGACY_SEALS is set: raw events of readers before frame sealing are read, and their op, key and clear columns are not authenticated; unset it once they are drained');
+    }
     await this.reconcileStreams(config, planned.raw);
     this.running = true;
     if (this.deps.watch) {
@@ -192,16 +195,16 @@ export class Transformer {
 
   /**
    * One department's share records (and dead letters) of one raw message (a frame of change
-   * events). A frame whose seal is missing or does not open is dead-lettered whole, before
-   * any of its events is read further (its schema references included): nothing in it is
-   * authenticated.
+   * events). A frame whose seal is missing or does not open, or a message of the earlier
+   * per-event layout outside its migration window, is dead-lettered whole, before any of its
+   * events is read further (its schema references included): nothing in it is authenticated.
    */
   private async transform(department: string, topic: string, partition: number, offset: string, raw: Buffer | null): Promise<OutMessage[]> {
     if (!raw) return [];
     const at: RawAt = { topic, partition, offset, index: null };
     let frame: RawFrame;
     try {
-      frame = decodeRawMessage(raw);
+      frame = decodeRawMessage(raw, { acceptLegacySeals: this.deps.env.TRANSFORMER_ACCEPT_LEGACY_SEALS });
     } catch (err) {
       this.deps.metrics.dlq.inc({ reason: 'unparseable', department });
       return [this.deadLetter(department, at, 'unparseable', (err as Error).message, raw)];
