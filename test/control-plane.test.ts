@@ -36,7 +36,7 @@ describe('control plane', () => {
     await admin.end();
     const conn = createPool({ ...stack.targetMariadb, database: db, charset: 'utf8mb4', connectionLimit: 4 });
     opened.push({ conn, db });
-    expect(await migrate(conn)).toEqual([1, 2, 3, 4]);
+    expect(await migrate(conn)).toEqual([1, 2, 3, 4, 5]);
     const ledger = new AuditLedger(conn, keys, 3);
     for (let i = 1; i <= entries; i++) await ledger.append({ actor: 'alice', role: 'dba', action: 'table.classify', subject: `civil.citizens`, details: { column: `c${i}`, class: 'personal' } });
     return { conn, ledger };
@@ -298,10 +298,14 @@ ${extra}`;
       expect(dry.changes.map(describeChange)).toContain('+ column cityhub.civil.citizens.phone (personal)');
       expect((await store.load()).sources).toEqual([]);
 
+      expect(dry.needsApproval).toBe(true);
+      // Settings and a department's target come with it: the whole file waits for a security officer.
       const done = await catalog.apply(dba, base(), { reason: 'first registration' });
-      expect(done).toMatchObject({ applied: true, changes: dry.changes });
+      expect(done).toMatchObject({ applied: false, pending: { id: expect.any(Number) }, changes: dry.changes });
+      expect((await store.load()).sources).toEqual([]);
+      await catalog.approveChange(officer, done.pending!.id, 'checked');
       expect((await store.load()).sources[0]!.tables[0]!.columns).toEqual({ id: 'public', name: 'personal', phone: 'personal', district: 'public' });
-      const entries = (await ledger.entries()).filter((e) => e.action.startsWith('catalog.'));
+      const entries = (await ledger.entries()).filter((e) => /^catalog\.(setting|source|table|column|department)\./.test(e.action));
       expect(entries).toHaveLength(done.changes.length);
       expect(entries.find((e) => e.subject === 'health')).toMatchObject({ actor: 'dba-user', action: 'catalog.department.add', details: { reason: 'first registration' } });
       // Target URLs and passwords never enter the ledger.
@@ -575,7 +579,7 @@ departments:
       expect((await healthSchema()).schema).toBe('dept_health');
       await expect(catalog.approveChange(dba, changeId!, 'my own')).rejects.toMatchObject({ code: 'FORBIDDEN' });
       expect((await healthSchema()).schema).toBe('dept_health');
-      const listed = await catalog.pendingChanges(officer);
+      const listed = await catalog.changeRequests(officer);
       expect(listed).toContainEqual(expect.objectContaining({ id: changeId, status: 'requested', requestedBy: 'dba-user', reason: 'new schema', changes: [expect.objectContaining({ subject: 'health', fields: ['target'] })] }));
       // What the officer sees names fields and digests, never the values.
       expect(JSON.stringify(listed)).not.toMatch(/dept_elsewhere|s3cret|CTL_PG_PASSWORD/);
