@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createConnection, createPool, type Pool } from 'mysql2/promise';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileKeyring, createLogger, isCdcError } from '@cityshare/shared';
+import { FileKeyring, canonicalJson, createLogger, isCdcError } from '@cityshare/shared';
 import { AclKeeper } from '../services/control/src/acl-keeper.js';
 import { startApi, type ApiLimits } from '../services/control/src/api.js';
 import { CatalogStore, describeChange } from '../services/control/src/catalog.js';
@@ -36,7 +36,7 @@ describe('control plane', () => {
     await admin.end();
     const conn = createPool({ ...stack.targetMariadb, database: db, charset: 'utf8mb4', connectionLimit: 4 });
     opened.push({ conn, db });
-    expect(await migrate(conn)).toEqual([1, 2, 3, 4]);
+    expect(await migrate(conn)).toEqual([1, 2, 3, 4, 5]);
     const ledger = new AuditLedger(conn, keys, 3);
     for (let i = 1; i <= entries; i++) await ledger.append({ actor: 'alice', role: 'dba', action: 'table.classify', subject: `civil.citizens`, details: { column: `c${i}`, class: 'personal' } });
     return { conn, ledger };
@@ -298,10 +298,14 @@ ${extra}`;
       expect(dry.changes.map(describeChange)).toContain('+ column cityhub.civil.citizens.phone (personal)');
       expect((await store.load()).sources).toEqual([]);
 
+      expect(dry.needsApproval).toBe(true);
+      // Settings and a department's target come with it: the whole file waits for a security officer.
       const done = await catalog.apply(dba, base(), { reason: 'first registration' });
-      expect(done).toMatchObject({ applied: true, changes: dry.changes });
+      expect(done).toMatchObject({ applied: false, pending: { id: expect.any(Number) }, changes: dry.changes });
+      expect((await store.load()).sources).toEqual([]);
+      await catalog.approveChange(officer, done.pending!.id, 'checked');
       expect((await store.load()).sources[0]!.tables[0]!.columns).toEqual({ id: 'public', name: 'personal', phone: 'personal', district: 'public' });
-      const entries = (await ledger.entries()).filter((e) => e.action.startsWith('catalog.'));
+      const entries = (await ledger.entries()).filter((e) => /^catalog\.(setting|source|table|column|department)\./.test(e.action));
       expect(entries).toHaveLength(done.changes.length);
       expect(entries.find((e) => e.subject === 'health')).toMatchObject({ actor: 'dba-user', action: 'catalog.department.add', details: { reason: 'first registration' } });
       // Target URLs and passwords never enter the ledger.
@@ -512,6 +516,176 @@ ${extra}`;
           await api.close();
         }
       });
+    });
+  });
+
+  /**
+   * Targets and the Kafka, registry and keyring settings decide where the data goes: a DBA
+   * proposes, a security officer decides. Values hold credentials, so only digests leave.
+   */
+  describe('settings and target changes', () => {
+    const who = (role: Role): Principal => ({ name: `${role}-user`, role });
+    const dba = who('dba');
+    const officer = who('security-officer');
+    const sha = (v: unknown) => createHash('sha256').update(canonicalJson(v)).digest('hex');
+    const target = (schema: string) => ({ kind: 'postgres', url: 'postgres://app:${CTL_PG_PASSWORD:-s3cret-pw}@127.0.0.1:5432/postgres', schema });
+    const file = (o: { schema?: string; brokers?: string; registry?: string; keyring?: string; classes?: Record<string, string> } = {}) => `
+kafka: { brokers: ["${o.brokers ?? '127.0.0.1:9092'}"], topicPrefix: ${id}s }
+schemaRegistry: { url: "${o.registry ?? 'http://127.0.0.1:8081/apis/ccompat/v7'}" }
+keyring: { file: ${o.keyring ?? 'keyring.json'} }
+sources:
+  - name: cityhub
+    connection: { host: "\${CTL_SOURCE_HOST}", port: 3307, user: "\${CTL_SOURCE_USER:-cdc_reader}", password: "\${SOURCE_PASSWORD:-cdc_reader}" }
+    serverId: 4243
+    tables:
+      - name: civil.citizens
+        columns: ${JSON.stringify(o.classes ?? { id: 'public', name: 'personal' })}
+departments:
+  - name: health
+    target: ${JSON.stringify(target(o.schema ?? 'dept_health'))}
+`;
+    let conn: Pool;
+    let ledger: AuditLedger;
+    let store: CatalogStore;
+    let catalog: CatalogWorkflow;
+    const dir = mkdtempSync(join(tmpdir(), `${id}-settings-`));
+    const pending = (r: unknown) => (r as { pending?: { id: number } }).pending?.id;
+
+    beforeAll(async () => {
+      // Set on this (the control) process: what the catalog shows must not resolve it.
+      process.env.CTL_SOURCE_HOST = '10.77.0.9';
+      FileKeyring.ensure(join(dir, 'keyring.json'), ['pipeline']);
+      ({ conn, ledger } = await fresh());
+      const publisher = new PolicyPublisher(join(dir, 'pipeline.yaml'), ledger, createLogger('test', 'silent'));
+      store = new CatalogStore(conn);
+      const grants = new GrantWorkflow(conn, ledger, async (g) => void publisher.render(await store.load(), g));
+      catalog = new CatalogWorkflow(conn, ledger, store, async (doc) => void publisher.render(doc, await grants.inForce()));
+      const first = await catalog.apply(dba, file(), { reason: 'first registration' });
+      const firstId = pending(first);
+      if (firstId !== undefined) await catalog.approveChange(officer, firstId, 'first registration');
+    });
+
+    afterAll(() => {
+      delete process.env.CTL_SOURCE_HOST;
+    });
+
+    const healthSchema = async () => (await store.load()).departments[0]!.target as { schema: string };
+
+    it('keeps a DBA\'s repointed target out of the catalog until a security officer approves it; the DBA cannot approve it', async () => {
+      const r = await catalog.apply(dba, file({ schema: 'dept_elsewhere' }), { reason: 'new schema' });
+      expect(r).toMatchObject({ applied: false, changes: [{ op: 'change', kind: 'department', subject: 'health', fields: ['target'] }] });
+      const changeId = pending(r);
+      expect(changeId).toEqual(expect.any(Number));
+      expect((await healthSchema()).schema).toBe('dept_health');
+      await expect(catalog.approveChange(dba, changeId!, 'my own')).rejects.toMatchObject({ code: 'FORBIDDEN' });
+      expect((await healthSchema()).schema).toBe('dept_health');
+      const listed = await catalog.changeRequests(officer);
+      expect(listed).toContainEqual(expect.objectContaining({ id: changeId, status: 'requested', requestedBy: 'dba-user', reason: 'new schema', changes: [expect.objectContaining({ subject: 'health', fields: ['target'] })] }));
+      // What the officer sees names fields and digests, never the values.
+      expect(JSON.stringify(listed)).not.toMatch(/dept_elsewhere|s3cret|CTL_PG_PASSWORD/);
+      const approved = await catalog.approveChange(officer, changeId!, 'schema moved');
+      expect(approved).toMatchObject({ id: changeId, status: 'approved', decidedBy: 'security-officer-user' });
+      expect((await healthSchema()).schema).toBe('dept_elsewhere');
+      await expect(catalog.approveChange(officer, changeId!, 'again')).rejects.toThrow(/is approved/);
+    });
+
+    it('holds back kafka.brokers, schemaRegistry.url and keyring.file alike, and a rejected change never applies', async () => {
+      const before = await store.load();
+      for (const [o, subject, field] of [[{ brokers: '10.0.0.1:9092' }, 'kafka', 'brokers'], [{ registry: 'http://10.0.0.2:8081' }, 'schemaRegistry', 'url'], [{ keyring: 'other-keyring.json' }, 'keyring', 'file']] as const) {
+        const r = await catalog.apply(dba, file({ schema: 'dept_elsewhere', ...o }));
+        expect(r.changes).toEqual([expect.objectContaining({ op: 'change', kind: 'setting', subject, fields: [field] })]);
+        const changeId = pending(r);
+        expect(changeId).toEqual(expect.any(Number));
+        expect(await store.load()).toEqual(before);
+        expect(await catalog.rejectChange(officer, changeId!, 'not agreed')).toMatchObject({ status: 'rejected', decidedBy: 'security-officer-user' });
+        await expect(catalog.approveChange(officer, changeId!, 'changed my mind')).rejects.toThrow(/is rejected/);
+        expect(await store.load()).toEqual(before);
+      }
+      // Other catalog changes apply at once, as before.
+      expect(await catalog.apply(dba, file({ schema: 'dept_elsewhere', classes: { id: 'public', name: 'secret' } }))).toMatchObject({ applied: true });
+    });
+
+    it('records digests of the old and new values in the ledger, never the values, and attests what the officer approved', async () => {
+      const r = await catalog.apply(dba, file({ schema: 'dept_third', brokers: '10.0.0.3:9092', classes: { id: 'public', name: 'secret' } }), { reason: 'move' });
+      await catalog.approveChange(officer, pending(r)!, 'agreed');
+      const entries = (await ledger.entries()).filter((e) => e.action.startsWith('catalog.'));
+      const target = entries.findLast((e) => e.action === 'catalog.department.change' && e.subject === 'health')!;
+      expect(target.details).toMatchObject({ fields: ['target'], beforeSha256: sha(targetOf('dept_elsewhere')), afterSha256: sha(targetOf('dept_third')) });
+      const kafka = entries.findLast((e) => e.action === 'catalog.setting.change' && e.subject === 'kafka')!;
+      expect(kafka.details).toMatchObject({ fields: ['brokers'], beforeSha256: sha({ brokers: ['127.0.0.1:9092'], topicPrefix: `${id}s` }), afterSha256: sha({ brokers: ['10.0.0.3:9092'], topicPrefix: `${id}s` }) });
+      const approval = entries.findLast((e) => e.action === 'catalog.change.approve')!;
+      expect(approval).toMatchObject({ actor: 'security-officer-user', details: { change: pending(r), reason: 'agreed', requestedBy: 'dba-user' } });
+      expect(ledger.attested('catalog.change.approve', approval.details.settingsSha256 as string, approval.details.attestation)).toBe(true);
+      expect(JSON.stringify(entries)).not.toMatch(/10\.0\.0\.3|dept_third|s3cret|CTL_PG_PASSWORD/);
+    });
+    const targetOf = target;
+
+    it('refuses to publish settings or targets changed in the database without an approval', async () => {
+      await expect(catalog.approved()).resolves.toMatchObject({ departments: [expect.objectContaining({ name: 'health' })] });
+      const [[row]] = (await conn.query("SELECT spec FROM catalog_departments WHERE name = 'health'")) as unknown as [[{ spec: string }]];
+      await conn.query("UPDATE catalog_departments SET spec = ? WHERE name = 'health'", [JSON.stringify({ target: targetOf('attacker') })]);
+      await expect(catalog.approved()).rejects.toMatchObject({ code: 'SETTINGS_TAMPERED' });
+      await conn.query("UPDATE catalog_departments SET spec = ? WHERE name = 'health'", [row!.spec]);
+      await expect(catalog.approved()).resolves.toBeDefined();
+      await conn.query(`UPDATE catalog_settings SET value = '{"file":"other.json"}' WHERE name = 'keyring'`);
+      await expect(catalog.approved()).rejects.toMatchObject({ code: 'SETTINGS_TAMPERED' });
+      await conn.query(`UPDATE catalog_settings SET value = '{"file":"keyring.json"}' WHERE name = 'keyring'`);
+      await expect(catalog.approved()).resolves.toBeDefined();
+    });
+
+    it('refuses to approve a change made stale by a later catalog change', async () => {
+      const r = await catalog.apply(dba, file({ schema: 'dept_fourth', brokers: '10.0.0.3:9092', classes: { id: 'public', name: 'secret' } }));
+      await catalog.classify(dba, { source: 'cityhub', table: 'civil.citizens', columns: { name: 'personal' } });
+      await expect(catalog.approveChange(officer, pending(r)!, 'late')).rejects.toThrow(/changed since/);
+      expect((await healthSchema()).schema).toBe('dept_third');
+    });
+
+    it('shows ${…} references as written, never resolved, in the API and the CLI; changes are listed and decided there too', async () => {
+      const view = await catalog.list(dba);
+      expect(view.sources[0]!.connection).toEqual({ host: '${CTL_SOURCE_HOST}', port: 3307, user: '${CTL_SOURCE_USER:-cdc_reader}' });
+      expect(JSON.stringify(view)).not.toContain('10.77.0.9');
+      const token = (t: string) => createHash('sha256').update(t).digest('hex');
+      const silent = createLogger('test', 'silent');
+      const grants = new GrantWorkflow(conn, ledger);
+      const server = await startApi({
+        port: 0, tokens: [{ tokenSha256: token('dba-token'), name: 'wang.dba', role: 'dba' }, { tokenSha256: token('officer-token'), name: 'zhang.officer', role: 'security-officer' }],
+        grants, catalog, keys: new KeyAdmin(conn, ledger, () => join(dir, 'keyring.json')), ledger, acls: new AclKeeper(ledger, silent, () => undefined), logger: silent, status: async () => ({}),
+      });
+      try {
+        const api = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+        const cdc = (...args: string[]) => new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+          const child = spawn(process.execPath, ['packages/cli/bin/cdc.js', '--api', api, ...args], { cwd: stack.root, env: { ...process.env, CTL_SOURCE_HOST: '10.77.0.9' } });
+          let stdout = '';
+          let stderr = '';
+          child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+          child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+          child.on('close', (status) => resolve({ status, stdout, stderr }));
+        });
+        const body = await (await fetch(`${api}/catalog`, { headers: { authorization: 'Bearer dba-token' } })).text();
+        expect(body).toContain('${CTL_SOURCE_HOST}');
+        expect(body).not.toContain('10.77.0.9');
+        expect((await cdc('--token', 'dba-token', 'sources', 'list')).stdout).toMatch(/cityhub\s+\$\{CTL_SOURCE_HOST\}:3307/);
+
+        const changed = join(dir, 'changed.yaml');
+        writeFileSync(changed, file({ schema: 'dept_fifth', brokers: '10.0.0.3:9092' }));
+        const applied = await cdc('--token', 'dba-token', 'apply', changed, '--reason', 'fifth');
+        expect(applied, applied.stderr).toMatchObject({ status: 0, stdout: expect.stringMatching(/~ department health: target\n1 change\(s\) wait for a security officer: change \d+ \(cdc changes approve \d+\)\n/) });
+        const changeId = Number(/change (\d+)/.exec(applied.stdout)![1]);
+        expect((await cdc('--token', 'dba-token', 'changes', 'approve', String(changeId)))).toMatchObject({ status: 4, stderr: expect.stringMatching(/^FORBIDDEN/) });
+        const listed = await cdc('--token', 'officer-token', 'changes', 'list', '--status', 'requested');
+        expect(listed.stdout).toMatch(new RegExp(`^${changeId}\\s+requested\\s+wang\\.dba\\s+.*~ department health: target`, 'm'));
+        expect(listed.stdout).not.toMatch(/dept_fifth|s3cret/);
+        expect(await cdc('--token', 'officer-token', 'changes', 'approve', String(changeId), '--reason', 'ok')).toMatchObject({ status: 0, stdout: `change ${changeId} is approved; the pipeline picks it up within seconds\n` });
+        expect((await healthSchema()).schema).toBe('dept_fifth');
+        writeFileSync(changed, file({ schema: 'dept_sixth', brokers: '10.0.0.3:9092' }));
+        const again = Number(/change (\d+)/.exec((await cdc('--token', 'dba-token', 'apply', changed)).stdout)![1]);
+        expect(await cdc('--token', 'officer-token', 'changes', 'reject', String(again))).toMatchObject({ status: 1 });
+        expect(await cdc('--token', 'officer-token', 'changes', 'reject', String(again), '--reason', 'no')).toMatchObject({ status: 0, stdout: `change ${again} is rejected\n` });
+        expect((await healthSchema()).schema).toBe('dept_fifth');
+      } finally {
+        server.close();
+      }
+      expect(await ledger.verify()).toMatchObject({ problems: [] });
     });
   });
 });

@@ -167,6 +167,35 @@ describe('governance: request, approve, flow, revoke', () => {
     expect((rows as Array<{ actor: string; details: string }>).map((r) => [r.actor, JSON.parse(r.details).reason])).toEqual([['wang.dba', 'addresses are secret from now on']]);
   });
 
+  it('publishes a DBA\'s repointed target only once a security officer approves it, and never one written in the control database', async () => {
+    const moved = `${run.pgSchema}_moved`;
+    const repointed = run.writePipelineFile('repointed.yaml', {
+      serverId: 6001,
+      tables: [{ name: `${run.civilDb}.citizens`, columns: { ...CITIZEN_CLASSES, address: 'secret' } }],
+      departments: [{ name: 'health', target: { kind: 'postgres', url: stack.postgresUrl, schema: moved } }],
+    });
+    const applied = cdc('dba-token', 'apply', repointed, '--reason', 'health moves schema');
+    expect(applied).toMatchObject({ status: 0, stdout: expect.stringMatching(/^~ department health: target\n1 change\(s\) wait for a security officer: change \d+ /) });
+    const changeId = /change (\d+)/.exec(applied.stdout)![1]!;
+    expect(cdc('dba-token', 'changes', 'approve', changeId)).toMatchObject({ status: 4, stderr: expect.stringMatching(/^FORBIDDEN/) });
+    await new Promise((r) => setTimeout(r, 3000));
+    const published = readFileSync(policyFile, 'utf8');
+    expect(published).not.toContain(moved);
+    expect(cdc('officer-token', 'changes', 'reject', changeId, '--reason', 'not agreed with health')).toMatchObject({ status: 0, stdout: `change ${changeId} is rejected\n` });
+
+    // Written in the control database instead: refused, the published policy stays.
+    const [[row]] = (await mysql.query(`SELECT spec FROM \`${controlDb}\`.catalog_departments WHERE name = 'health'`)) as unknown as [[{ spec: string }]];
+    await mysql.query(`UPDATE \`${controlDb}\`.catalog_departments SET spec = ? WHERE name = 'health'`, [row!.spec.replaceAll(run.pgSchema, moved)]);
+    await eventually(async () => expect(await control.metrics()).toMatch(/^cityshare_control_settings_refused\{[^}]*\} 1$/m), 10_000, 500);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(readFileSync(policyFile, 'utf8')).toBe(published);
+    await mysql.query(`UPDATE \`${controlDb}\`.catalog_departments SET spec = ? WHERE name = 'health'`, [row!.spec]);
+    await eventually(async () => expect(await control.metrics()).toMatch(/^cityshare_control_settings_refused\{[^}]*\} 0$/m), 10_000, 500);
+    const [rows] = await mysql.query(`SELECT action, details FROM \`${controlDb}\`.audit_ledger WHERE subject = ? ORDER BY seq`, [`catalog-change/${changeId}`]);
+    expect((rows as Array<{ action: string }>).map((r) => r.action)).toEqual(['catalog.change.request', 'denied:change.approve', 'catalog.change.reject']);
+    expect(JSON.stringify(rows)).not.toContain(moved);
+  });
+
   it('refuses a published pipeline file edited by anyone else, and the control plane writes the published one again', async () => {
     const published = readFileSync(policyFile, 'utf8');
     // Whoever can write the file repoints health's target to a schema of theirs, the signature line kept.

@@ -3,12 +3,13 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { parse } from 'yaml';
 import { describeChange, type CatalogChange } from '@cityshare/control/catalog';
+import type { CatalogChangeRequest } from '@cityshare/control/catalog-changes';
 import type { CatalogView as Catalog } from '@cityshare/control/catalog-workflow';
 import { describeVerification, type LedgerVerification } from '@cityshare/control/ledger';
 import { CdcError, FileKeyring, aclPlan, formatAclRule, keyListsOf, loadPipeline, parsePipeline, type AclRule, type KeyringHolder } from '@cityshare/shared';
 import { callControl, printTable, type ControlOptions } from './control-client.js';
 
-interface CatalogResult { changes: CatalogChange[]; applied: boolean }
+interface CatalogResult { changes: CatalogChange[]; applied: boolean; pending?: { id: number }; needsApproval?: boolean }
 interface Grant { id: number; department: string; table: string; spec: { columns: Record<string, unknown>; filter?: string; filterReads?: string[] }; purpose: string; expiresAt: string | null; status: string; requestedBy: string; decidedBy: string | null; reason: string | null }
 
 /** `name=class` or `name=<YAML>` pairs (e.g. `phone={mask: phone}`) into an object. */
@@ -28,7 +29,8 @@ const collect = (value: string, previous: string[] = []) => [...previous, value]
 function printResult(r: CatalogResult, dryRun: boolean): void {
   for (const c of r.changes) process.stdout.write(`${describeChange(c)}\n`);
   if (r.changes.length === 0) process.stdout.write('no changes: the catalog already says this\n');
-  else if (dryRun) process.stdout.write(`${r.changes.length} change(s); dry run, nothing applied (run again without --dry-run to apply)\n`);
+  else if (dryRun) process.stdout.write(`${r.changes.length} change(s); dry run, nothing applied (run again without --dry-run to apply${r.needsApproval ? '; settings and targets then wait for a security officer' : ''})\n`);
+  else if (r.pending) process.stdout.write(`${r.changes.length} change(s) wait for a security officer: change ${r.pending.id} (cdc changes approve ${r.pending.id})\n`);
   else process.stdout.write(`${r.changes.length} change(s) applied; the pipeline picks them up within seconds\n`);
 }
 
@@ -107,6 +109,36 @@ export function addControlCommands(program: Command): void {
     .action(async (o: { json?: boolean }) => {
       const c = await callControl<Catalog>(control(), 'GET', 'catalog');
       out(o.json, c.departments.map((d) => ({ name: d.name, target: d.target.kind })), () => printTable([['department', 'target'], ...c.departments.map((d) => [d.name, d.target.kind])]));
+    });
+
+  const changes = program.command('changes').description('changes of settings (kafka, schemaRegistry, keyring) and department targets: a DBA applies them, a security officer approves or rejects them');
+  changes
+    .command('list')
+    .option('--status <status>', 'only changes in this status (requested, approved, rejected)')
+    .option('--json', 'print as JSON')
+    .action(async (o: { status?: string; json?: boolean }) => {
+      const list = (await callControl<CatalogChangeRequest[]>(control(), 'GET', 'changes')).filter((c) => !o.status || c.status === o.status);
+      out(o.json, list, () => printTable([['id', 'status', 'requested by', 'requested at', 'decided by', 'reason', 'changes'], ...list.map((c) => [String(c.id), c.status, c.requestedBy, c.requestedAt, c.decidedBy ?? '', c.reason ?? '', c.changes.map(describeChange).join('; ')])]));
+    });
+  changes
+    .command('approve')
+    .description('apply a requested change (as a security officer; not the one who requested it)')
+    .argument('<id>', 'change id')
+    .option('--reason <text>', 'why (kept in the audit ledger)')
+    .option('--json', 'print as JSON')
+    .action(async (id: string, o: { reason?: string; json?: boolean }) => {
+      const c = await callControl<CatalogChangeRequest>(control(), 'POST', `changes/${encodeURIComponent(id)}/approve`, o.reason ? { reason: o.reason } : {});
+      out(o.json, c, () => process.stdout.write(`change ${c.id} is ${c.status}; the pipeline picks it up within seconds\n`));
+    });
+  changes
+    .command('reject')
+    .description('refuse a requested change (as a security officer); it never applies')
+    .argument('<id>', 'change id')
+    .requiredOption('--reason <text>', 'why (kept in the audit ledger)')
+    .option('--json', 'print as JSON')
+    .action(async (id: string, o: { reason: string; json?: boolean }) => {
+      const c = await callControl<CatalogChangeRequest>(control(), 'POST', `changes/${encodeURIComponent(id)}/reject`, { reason: o.reason });
+      out(o.json, c, () => process.stdout.write(`change ${c.id} is ${c.status}\n`));
     });
 
   const grants = program.command('grants').description('grant workflow: a department requests, a security officer approves, rejects or revokes');

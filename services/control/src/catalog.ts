@@ -42,6 +42,9 @@ export interface CatalogChange {
   before?: string;
   after?: string;
   fields?: string[];
+  /** For a setting or a department's target (values that may hold credentials): SHA-256 of the value before and after (null: absent). */
+  beforeSha256?: string | null;
+  afterSha256?: string | null;
 }
 
 const SETTINGS = ['kafka', 'schemaRegistry', 'keyring'] as const;
@@ -168,6 +171,11 @@ export const EMPTY_CATALOG: CatalogDocument = { settings: {}, sources: [], depar
  */
 export class CatalogStore {
   constructor(private readonly pool: Pool) {}
+
+  /** One catalog change at a time: held until the caller's transaction ends. */
+  async lock(conn: PoolConnection): Promise<void> {
+    await conn.query('SELECT version FROM schema_migrations WHERE version = 3 FOR UPDATE');
+  }
 
   async load(conn: Pick<Pool, 'query'> = this.pool): Promise<CatalogDocument> {
     const rows = async <T>(sql: string) => (await conn.query(sql))[0] as T[];

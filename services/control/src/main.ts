@@ -12,7 +12,7 @@ import { KeyAdmin } from './keys.js';
 import { assertSafeListen } from './listen-guard.js';
 import { GrantWorkflow } from './grants.js';
 import { AuditLedger } from './ledger.js';
-import { SIGNED_HEAD_MIGRATION, migrate } from './migrations.js';
+import { CATALOG_CHANGES_MIGRATION, SIGNED_HEAD_MIGRATION, migrate } from './migrations.js';
 import { PolicyPublisher } from './policy-publisher.js';
 
 const controlEnv = z.object({
@@ -73,11 +73,28 @@ await runService(logger, async (run) => {
   }
   const catalog = new CatalogWorkflow(conn, ledger, store, async (doc) => void publisher.render(doc, await grants.inForce()));
   const keys = new KeyAdmin(conn, ledger, () => loadPipeline(env.CITYSHARE_PIPELINE).keyringPath);
+  if (migrated.includes(CATALOG_CHANGES_MIGRATION)) await catalog.attestCurrent(SYSTEM, 'schema upgraded: settings and targets as they were before their changes needed a security officer');
   if (env.CONTROL_BASE_PIPELINE && (await store.load()).sources.length === 0) {
-    const { changes } = await catalog.apply(SYSTEM, readFileSync(env.CONTROL_BASE_PIPELINE, 'utf8'), { reason: `first start: imported ${env.CONTROL_BASE_PIPELINE}` });
+    const { changes } = await catalog.importBase(SYSTEM, readFileSync(env.CONTROL_BASE_PIPELINE, 'utf8'), `first start: imported ${env.CONTROL_BASE_PIPELINE}`);
     logger.info({ file: env.CONTROL_BASE_PIPELINE, changes: changes.length }, 'empty catalog filled from the base pipeline file');
   }
-  await publisher.publish(await store.load(), await grants.inForce());
+  let settingsProblem: string | undefined;
+  /** The catalog to publish, or none while its settings or targets are not the ones approved last (the services keep the last policy). */
+  const approvedCatalog = async () => {
+    try {
+      const doc = await catalog.approved();
+      if (settingsProblem) logger.info('catalog settings and targets are the approved ones again; publishing');
+      settingsProblem = undefined;
+      metrics.settingsRefused.set(0);
+      return doc;
+    } catch (err) {
+      if (!isCdcError(err, 'SETTINGS_TAMPERED')) throw err;
+      if (err.message !== settingsProblem) logger.error({ code: err.code, action: err.action }, err.message);
+      settingsProblem = err.message;
+      metrics.settingsRefused.set(1);
+      return undefined;
+    }
+  };
   let recorder: DeliveryRecorder | undefined;
   let keyringWatch: { stop(): void } | undefined;
   /**
@@ -105,7 +122,10 @@ await runService(logger, async (run) => {
     auditEntries: new Gauge({ name: 'cityshare_control_audit_entries', help: 'Entries in the audit ledger at the last verification', registers: [registry] }),
     grantsInForce: new Gauge({ name: 'cityshare_control_grants_in_force', help: 'Approved, unexpired grants in the published policy', registers: [registry] }),
     grantsRefused: new Gauge({ name: 'cityshare_control_grants_refused', help: 'Grants approved in the control database that are left out of the policy because their approval in the ledger does not match (GRANT_TAMPERED)', registers: [registry] }),
+    settingsRefused: new Gauge({ name: 'cityshare_control_settings_refused', help: '1 while the settings or targets in the control database are not the ones a security officer approved last: nothing is published (SETTINGS_TAMPERED)', registers: [registry] }),
   };
+  const initial = await approvedCatalog();
+  if (initial) await publisher.publish(initial, await grants.inForce());
   let lastVerification = { at: '', entries: 0, problems: 0, head: { seq: 0, hash: '' }, full: true };
   let lastFull = 0;
   /** Incremental every CONTROL_VERIFY_INTERVAL_MS (the entries since the last verified checkpoint), full at start and every CONTROL_FULL_VERIFY_INTERVAL_MS. */
@@ -142,7 +162,8 @@ await runService(logger, async (run) => {
       try {
         await grants.expire();
         const inForce = await grants.inForce();
-        await publisher.publish(await store.load(), inForce);
+        const doc = await approvedCatalog();
+        if (doc) await publisher.publish(doc, inForce);
         metrics.grantsInForce.set(inForce.length);
         metrics.grantsRefused.set(grants.refusedGrants.size);
         await startRecorder();

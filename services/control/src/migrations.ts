@@ -7,6 +7,8 @@ import type { Pool } from 'mysql2/promise';
  */
 /** The migration that introduced the signed head: the start that applies it signs the ledger's existing head. */
 export const SIGNED_HEAD_MIGRATION = 4;
+/** The migration that made settings and target changes wait for a security officer: the start that applies it attests the catalog as it is. */
+export const CATALOG_CHANGES_MIGRATION = 5;
 
 const MIGRATIONS: Array<{ version: number; name: string; sql: string[] }> = [
   {
@@ -95,6 +97,27 @@ const MIGRATIONS: Array<{ version: number; name: string; sql: string[] }> = [
        ) DEFAULT CHARSET = utf8mb4`,
       // v1: HMAC under the audit key's bytes (before version 4); v2: under its HKDF subkey.
       `ALTER TABLE audit_checkpoints ADD COLUMN scheme CHAR(2) NOT NULL DEFAULT 'v1'`,
+    ],
+  },
+  {
+    version: CATALOG_CHANGES_MIGRATION,
+    name: 'catalog changes awaiting a security officer',
+    sql: [
+      // A DBA's change of settings or targets: the catalog it would make, applied only once approved.
+      `CREATE TABLE catalog_changes (
+         id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+         status ENUM('requested', 'approved', 'rejected') NOT NULL,
+         document LONGTEXT NOT NULL,
+         changes LONGTEXT NOT NULL,
+         base_sha256 CHAR(64) NOT NULL,
+         requested_by VARCHAR(128) NOT NULL,
+         requested_at DATETIME(6) NOT NULL,
+         reason VARCHAR(1000) NULL,
+         decided_by VARCHAR(128) NULL,
+         decided_at DATETIME(6) NULL,
+         decision_reason VARCHAR(1000) NULL,
+         KEY by_status (status)
+       ) DEFAULT CHARSET = utf8mb4`,
     ],
   },
 ];

@@ -7,7 +7,8 @@ export type Operation =
   | 'catalog.apply' | 'catalog.list' | 'table.register' | 'table.classify'
   | 'grant.request' | 'grant.approve' | 'grant.reject' | 'grant.revoke' | 'grant.list'
   | 'key.rotate' | 'key.list' | 'audit.show' | 'audit.verify' | 'status.show'
-  | 'acl.show' | 'acl.apply';
+  | 'acl.show' | 'acl.apply'
+  | 'change.list' | 'change.approve' | 'change.reject';
 
 /** Who may do what. A department acts for itself only (checked where the department is known). */
 const MATRIX: Record<Operation, Role[]> = {
@@ -29,6 +30,10 @@ const MATRIX: Record<Operation, Role[]> = {
   // Kafka ACLs follow the grants by themselves; applying them by hand is an access decision.
   'acl.show': ['security-officer', 'sre', 'auditor'],
   'acl.apply': ['security-officer'],
+  // Settings and targets decide where data goes: a DBA proposes (catalog.apply), a security officer decides.
+  'change.list': ['security-officer', 'dba', 'auditor'],
+  'change.approve': ['security-officer'],
+  'change.reject': ['security-officer'],
 };
 
 export interface Principal {
