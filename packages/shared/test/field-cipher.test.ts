@@ -67,7 +67,7 @@ describe('field cipher (AES-256-GCM)', () => {
     expect(encryptField(key, Buffer.from('a'), aad).equals(encryptField(key, Buffer.from('a'), aad))).toBe(false);
   });
 
-  /** The salt of a version-3 ciphertext: it names the derived key that sealed it. */
+  /** The salt of a version-4 ciphertext: it names the derived key that sealed it. */
   const saltOf = (ct: Buffer) => ct.subarray(2 + ct[1]!, 2 + ct[1]! + 16).toString('hex');
 
   it('seals under a key derived from the keyring key, with a fresh salt after the count or age bound', () => {
@@ -87,11 +87,11 @@ describe('field cipher (AES-256-GCM)', () => {
     }
     // The AES key is not the keyring key: a ciphertext opened with the raw key as AES key fails.
     const ct = encryptField(key, Buffer.from('v'), aad);
-    expect(ct[0]).toBe(3);
+    expect(ct[0]).toBe(4);
     expect(decryptField(new FileKeyring({ version: 1, keys: { pipeline: [{ id: 'p-1', material: material(5) }] } }), ct, aad).toString()).toBe('v');
   });
 
-  it('still opens version-1 values sealed under the keyring key itself (written before version 3)', () => {
+  it('still opens version-1 values sealed under the keyring key itself (written before version 4)', () => {
     const key = keyring.activeKey('department:health');
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', key.material, iv);

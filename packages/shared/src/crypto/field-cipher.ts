@@ -4,9 +4,10 @@ import type { DataKey, KeyProvider } from './keyring.js';
 
 /**
  * AES-256-GCM for one value sealed inside the pipeline (raw frames, checkpoints' snapshot
- * keys, dead letters). Layout (version 3):
- *   0x03 | keyIdLength (1 byte) | keyId (UTF-8) | salt (16) | iv (12) | ciphertext | tag (16)
- * The AES key is not the keyring key itself but HKDF-SHA256(key, salt, "cityshare/seal/v3"):
+ * keys, dead letters). Layout (version 4; the first byte tells this project's layouts apart:
+ * 1 and 4 here, 2 and 3 department envelopes in envelope.ts):
+ *   0x04 | keyIdLength (1 byte) | keyId (UTF-8) | salt (16) | iv (12) | ciphertext | tag (16)
+ * The AES key is not the keyring key itself but HKDF-SHA256(key, salt, "cityshare/seal/v4"):
  * a sealer draws a fresh random salt, hence a fresh sealing key, after 2^24 seals or an
  * hour (`sealingBounds`), the way envelope encryption moves to a fresh data key. With
  * random 96-bit IVs, GCM stays within NIST SP 800-38D's bound (at most 2^32 messages per key)
@@ -17,12 +18,12 @@ import type { DataKey, KeyProvider } from './keyring.js';
  * The associated data binds the ciphertext to its place (e.g. `db.table.column`), so a value
  * cannot be moved elsewhere and still decrypt.
  */
-const VERSION = 3;
+const VERSION = 4;
 const LEGACY_VERSION = 1;
 const SALT_BYTES = 16;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
-const SUBKEY_LABEL = 'cityshare/seal/v3';
+const SUBKEY_LABEL = 'cityshare/seal/v4';
 /** When a sealer draws a fresh salt: after 2^24 seals or an hour under one derived key (settable for tests). */
 export const sealingBounds = { sealsPerSubkey: 1 << 24, maxAgeMs: 3_600_000 };
 
@@ -87,7 +88,7 @@ export function encryptField(key: DataKey, plaintext: Buffer, aad: Aad): Buffer 
 
 export function ciphertextKeyId(ciphertext: Buffer): string {
   if (ciphertext.length < 2 || (ciphertext[0] !== VERSION && ciphertext[0] !== LEGACY_VERSION)) {
-    throw new CdcError('DECRYPT_FAILED', 'not a sealed value of this pipeline (version 3 or 1)');
+    throw new CdcError('DECRYPT_FAILED', 'not a sealed value of this pipeline (version 4 or 1)');
   }
   return ciphertext.subarray(2, 2 + ciphertext[1]!).toString('utf8');
 }
