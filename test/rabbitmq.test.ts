@@ -73,7 +73,7 @@ describe('rabbitmq target', () => {
     expect(of2[1]!.body).toMatchObject({ department: 'bureau', table: 'citizens', op: 'u', values: { id: '2', name: '王**', district: '西城' } });
     expect(of2[1]!.id).toBe(`citizens/${of2[1]!.body.version}`);
     // Encrypted for the department, as base64.
-    expect(Buffer.from(of2[1]!.body.values.id_card as string, 'base64')[0]).toBe(2);
+    expect(Buffer.from(of2[1]!.body.values.id_card as string, 'base64')[0]).toBe(3);
     expect(received.find((r) => r.body.values.id === '3' && r.body.op === 'd')).toBeTruthy();
   });
 
