@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   KAFKA_TLS_FAILED: { retriable: false, action: "The broker's certificate is not trusted or does not name the address used: set kafka.ssl.ca to the CA that signed it and reach the brokers by a name or address in their certificates." },
   REGISTRY_UNREACHABLE: { retriable: true, action: 'Check schemaRegistry.url and the registry health; the service retries.' },
   SCHEMA_INCOMPATIBLE: { retriable: false, action: 'The table is paused for this department; review the schema change and register a compatible version.' },
+  SCHEMA_UNKNOWN: { retriable: true, action: "A share record names a writer schema the registry does not have (lost storage, a registry restored from an old backup, or another registry's id): its partition is paused and retried with backoff, nothing is skipped. The transformer registers the contracts it holds again within TRANSFORMER_REGISTRY_CHECK_MS and the partition resumes; if it does not (the schema was of a table version the transformer no longer holds), restore the registry's database from a backup. Keep the registry's storage durable (README \"Schema registry in production\")." },
   KEY_NOT_FOUND: { retriable: false, action: 'Add the named key to the keyring (or restore it); ciphertexts name the key id they need.' },
   DECRYPT_FAILED: { retriable: false, action: 'The ciphertext does not verify under this key: wrong key, wrong column or tampered data.' },
   TARGET_UNREACHABLE: { retriable: true, action: "Check the department target's address and credentials; delivery resumes when it is back." },
