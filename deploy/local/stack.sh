@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Local stack without Docker: a binlog-enabled MariaDB of our own, a secure Kafka 4 (KRaft)
-# and Apicurio Registry from Maven Central, plus the machine's PostgreSQL, Redis and RabbitMQ.
+# and Apicurio Registry 3 from Maven Central (its storage: a database on the machine's
+# PostgreSQL; it runs on Java 21+), plus the machine's PostgreSQL, Redis and RabbitMQ.
 #
 #   stack.sh up [--brokers N]  start what is not running, wait for health (idempotent);
 #                              N=1 (default) or 3 Kafka nodes; also KAFKA_NODES=N. The node
@@ -8,6 +9,9 @@
 #   stack.sh down              stop what this script started (all Kafka nodes; never the
 #                              machine's own services)
 #   stack.sh status            one line per component (one per Kafka node)
+#   stack.sh registry-up | registry-down   only the schema registry (REGISTRY_PORT, REGISTRY_DB:
+#                              a second registry for tests, e.g. REGISTRY_PORT=18081
+#                              REGISTRY_DB=t_registry STACK_DIR=/tmp/r2 stack.sh registry-up)
 #   stack.sh kafka-up | kafka-down | kafka-status     only the Kafka nodes of $STACK_DIR
 #   stack.sh kafka-users NAME [NAME...]   ensure SCRAM-SHA-512 and -256 credentials (one JVM)
 #   stack.sh kafka-node kill|stop|start N kill -9 / stop / start one node (failover tests)
@@ -23,7 +27,8 @@
 #   MariaDB serves TLS with server.crt; cdc_reader must use TLS (REQUIRE SSL); root keeps the
 #     socket, root@127.0.0.1 needs no TLS.
 #
-# Ports (env overrides): MariaDB 3307 (MARIADB_PORT); registry 8081 (REGISTRY_PORT);
+# Ports (env overrides): MariaDB 3307 (MARIADB_PORT); registry 8081 (REGISTRY_PORT; its database
+#   REGISTRY_DB=cityshare_registry as REGISTRY_DB_USER=postgres on PG_PORT);
 #   Kafka node n (1..N): SASL_SSL client port KAFKA_PORT+2(n-1) = 9092, 9094, 9096 and
 #   controller (SSL, client cert required) KAFKA_CONTROLLER_PORT+2(n-1) = 9093, 9095, 9097.
 #   A separate cluster next to the default one, for tests:
@@ -43,7 +48,7 @@ CACHE="$HERE/.cache"
 TLS_DIR="${TLS_DIR:-$STACK_DIR/tls}"
 
 KAFKA_VERSION=4.1.1
-APICURIO_VERSION=2.6.13.Final
+APICURIO_VERSION=3.3.3
 MARIADB_PORT="${MARIADB_PORT:-3307}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
@@ -121,7 +126,7 @@ ensure_java_artifacts() {
   local libs="$CACHE/kafka-$KAFKA_VERSION/libs"
   if [[ -f "$libs/kafka_2.13-$KAFKA_VERSION.jar" && -f "$libs/kafka-tools-$KAFKA_VERSION.jar" &&
         -n "$(compgen -G "$libs/log4j-slf4j2-impl-*.jar")" &&
-        -f "$CACHE/apicurio-$APICURIO_VERSION/apicurio-registry-app-$APICURIO_VERSION-runner.jar" ]]; then
+        -f "$CACHE/apicurio-$APICURIO_VERSION/quarkus-run.jar" ]]; then
     return
   fi
   command -v mvn >/dev/null || fail maven "" "Maven (mvn) is not installed; install it (apt-get install maven)"
@@ -433,27 +438,80 @@ kafka_node_cmd() {
   esac
 }
 
-# ---- Apicurio Registry (Confluent-compatible API) -----------------------------
+# ---- Apicurio Registry (Confluent-compatible API), storage in PostgreSQL --------
+# Apicurio 3 keeps every artifact in the SQL database $REGISTRY_DB on the machine's PostgreSQL,
+# so schema ids survive a restart (and a lost registry process loses nothing). It needs Java 21+.
 REGISTRY_DIR="$STACK_DIR/registry"
-registry_ready() { curl -fsS "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7/subjects"; }
+REGISTRY_DB="${REGISTRY_DB:-cityshare_registry}"
+REGISTRY_DB_USER="${REGISTRY_DB_USER:-postgres}"
+REGISTRY_JAR="$CACHE/apicurio-$APICURIO_VERSION/quarkus-run.jar"
+registry_url() { echo "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"; }
+registry_ready() { curl -fsS "$(registry_url)/subjects"; }
+
+# A java of version 21 or later: $REGISTRY_JAVA, the java on PATH, or the newest in /usr/lib/jvm.
+java_major() { "$1" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = \([0-9]*\).*/\1/p'; }
+registry_java() {
+  local candidates=("$(command -v java || true)" /usr/lib/jvm/*/bin/java) candidate best="" best_major=0 major
+  [[ -n ${REGISTRY_JAVA:-} ]] && candidates=("$REGISTRY_JAVA")
+  for candidate in "${candidates[@]}"; do
+    [[ -n $candidate && -x $candidate ]] || continue
+    major="$(java_major "$candidate")"
+    if [[ -n $major ]] && ((major >= 21 && major > best_major)); then best=$candidate; best_major=$major; fi
+  done
+  [[ -n $best ]] || fail registry "" "Apicurio Registry $APICURIO_VERSION needs Java 21 or later; none found (looked at ${REGISTRY_JAVA:-java on PATH and /usr/lib/jvm/*/bin/java}). Install one (e.g. apt-get install openjdk-21-jre-headless, or Temurin 21/25) or point REGISTRY_JAVA at its bin/java"
+  echo "$best"
+}
+
+# PID of the registry of this $REGISTRY_DIR if it runs (checked against its command line).
+registry_pid() {
+  local pid
+  for pid in $(pgrep -f -- "-Dcityshare.registry.dir=$REGISTRY_DIR( |$)" || true); do echo "$pid"; return 0; done
+  return 1
+}
+
+registry_db_ensure() {
+  local psql=(psql -h 127.0.0.1 -p "$PG_PORT" -U "$REGISTRY_DB_USER" -d postgres -v ON_ERROR_STOP=1 -qtA)
+  command -v psql >/dev/null || fail registry "" "psql not found; install postgresql-client"
+  if [[ "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = '$REGISTRY_DB'" 2>>"$LOGS/registry.log")" != 1 ]]; then
+    "${psql[@]}" -c "CREATE DATABASE \"$REGISTRY_DB\"" >>"$LOGS/registry.log" 2>&1 ||
+      fail registry "$LOGS/registry.log" "could not create the registry's database $REGISTRY_DB on PostgreSQL :$PG_PORT"
+    say "registry storage: created database $REGISTRY_DB on PostgreSQL :$PG_PORT"
+  fi
+}
 
 registry_up() {
-  if registry_ready >/dev/null 2>&1; then say "schema registry already up on :$REGISTRY_PORT"; return; fi
+  if registry_ready >/dev/null 2>&1; then
+    # Only reported, never replaced: the registry may serve someone's running pipeline.
+    if ! curl -fsS "http://127.0.0.1:$REGISTRY_PORT/apis/registry/v3/system/info" 2>/dev/null | grep -q "\"version\":\"$APICURIO_VERSION\""; then
+      say "WARNING: the registry on :$REGISTRY_PORT is not Apicurio $APICURIO_VERSION on PostgreSQL (an older one of this stack kept its schemas in H2 and lost them on restart); replace it with \`npm run stack:down && npm run stack:up\`"
+    fi
+    say "schema registry already up on :$REGISTRY_PORT"
+    return
+  fi
+  [[ -f $REGISTRY_JAR ]] || ensure_java_artifacts
+  local java; java="$(registry_java)"
+  postgres_up >/dev/null
+  registry_db_ensure
   mkdir -p "$REGISTRY_DIR"
-  # H2 on disk so schema ids survive a restart of the registry (Kafka keeps the records).
-  REGISTRY_DATASOURCE_URL="jdbc:h2:file:$REGISTRY_DIR/registry;DB_CLOSE_ON_EXIT=FALSE" \
-  nohup java -Xms64m -Xmx384m -Dcityshare.registry.dir="$REGISTRY_DIR" \
+  printf '\n==== start %s (%s) ====\n' "$(date -Is)" "$java" >>"$LOGS/registry.log"
+  # The management interface (health, metrics) on a free loopback port: it defaults to 0.0.0.0:9000.
+  APICURIO_STORAGE_KIND=sql APICURIO_STORAGE_SQL_KIND=postgresql \
+  APICURIO_DATASOURCE_URL="jdbc:postgresql://127.0.0.1:$PG_PORT/$REGISTRY_DB" \
+  APICURIO_DATASOURCE_USERNAME="$REGISTRY_DB_USER" APICURIO_DATASOURCE_PASSWORD="${REGISTRY_DB_PASSWORD:-}" \
+  nohup "$java" -Xms64m -Xmx384m -XX:TieredStopAtLevel=1 -Dcityshare.registry.dir="$REGISTRY_DIR" \
     -Dquarkus.http.port="$REGISTRY_PORT" -Dquarkus.http.host=127.0.0.1 \
-    -jar "$CACHE/apicurio-$APICURIO_VERSION/apicurio-registry-app-$APICURIO_VERSION-runner.jar" \
-    >>"$LOGS/registry.log" 2>&1 &
+    -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port=0 \
+    -jar "$REGISTRY_JAR" >>"$LOGS/registry.log" 2>&1 &
   wait_for registry "$LOGS/registry.log" 90 registry_ready
-  say "schema registry (Apicurio $APICURIO_VERSION) up at http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"
+  say "schema registry (Apicurio $APICURIO_VERSION, storage: PostgreSQL database $REGISTRY_DB) up at $(registry_url)"
 }
 
 registry_down() {
-  pkill -f "cityshare.registry.dir=$REGISTRY_DIR" || return 0
-  for _ in $(seq 1 60); do port_open "$REGISTRY_PORT" || break; sleep 0.5; done
-  say "schema registry stopped"
+  local pid; pid="$(registry_pid)" || return 0
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  kill -9 "$pid" 2>/dev/null || true
+  say "schema registry stopped (its schemas stay in database $REGISTRY_DB)"
 }
 
 # ---- Machine services: use them when running, else start or install them -----
@@ -532,9 +590,12 @@ case "$cmd" in
     ensure_java_artifacts
     kafka_up
     ;;
+  registry-up)
+    registry_up ;;
+  registry-down) registry_down ;;
   kafka-down) kafka_stop_all ;;
   kafka-status) kafka_status ;;
   kafka-users) kafka_users "$@" ;;
   kafka-node) kafka_node_cmd "$@" ;;
-  *) echo "usage: stack.sh up [--brokers 1|3]|down|status|kafka-up|kafka-down|kafka-status|kafka-users NAME...|kafka-node kill|stop|start N" >&2; exit 2 ;;
+  *) echo "usage: stack.sh up [--brokers 1|3]|down|status|registry-up|registry-down|kafka-up|kafka-down|kafka-status|kafka-users NAME...|kafka-node kill|stop|start N" >&2; exit 2 ;;
 esac

@@ -3,11 +3,12 @@ import type { PipelineConfig } from './config/pipeline-schema.js';
 import { kafkaConnection, kafkaSecurityError } from './kafka/security.js';
 import { META_FIELDS, type AvroFieldType, type AvroRecordSchema } from './avro/share-schema.js';
 import { LOGICAL } from './avro/logical-types.js';
-import { createSchemaRegistry, fetchSchemaJson, wireSchemaId } from './avro/registry.js';
+import { wireSchemaId } from './avro/registry.js';
 import { registryEndpoint } from './avro/registry-endpoint.js';
+import { WriterSchemas, fingerprintHeader } from './avro/writer-schemas.js';
+import { CdcError, isCdcError } from './errors.js';
 import { openDepartmentValue, rowKeyOf, type OpenOptions } from './crypto/envelope.js';
 import type { KeyProvider } from './crypto/keyring.js';
-import { CdcError } from './errors.js';
 import { parseShareTopic } from './topics.js';
 
 /** One change as a department receives it, decoded, encrypted columns opened when a keyring is given. */
@@ -59,6 +60,8 @@ export interface ShareConsumerOptions {
   onChange: (change: ShareChange) => Promise<void>;
   /** Called when the consumer stops on an error, coded (KAFKA_NOT_AUTHORIZED once a grant is revoked). */
   onError?: (err: unknown) => void;
+  /** Called when a partition pauses on a writer schema the registry does not know (SCHEMA_UNKNOWN); it resumes by itself with backoff. */
+  onPaused?: (err: CdcError, where: { topic: string; partition: number; offset: string }) => void;
 }
 
 /**
@@ -73,17 +76,15 @@ export async function consumeShareTopics(options: ShareConsumerOptions): Promise
     throw new CdcError('CONFIG_INVALID', 'consumeShareTopics with keys needs source: encrypted values are bound to the source they came from');
   }
   const endpoint = registryEndpoint({ url: options.registryUrl, ...options.registryAuth, ca: options.registryCa });
-  const registry = createSchemaRegistry(endpoint);
-  const sealedFields = new Map<number, Set<string>>();
-  const sealedOf = async (id: number) => {
-    let fields = sealedFields.get(id);
-    if (!fields) {
-      const schema: AvroRecordSchema = await fetchSchemaJson(endpoint, id);
-      fields = new Set(schema.fields.filter((f) => isSealed(f.type)).map((f) => f.name));
-      sealedFields.set(id, fields);
-    }
+  const writerSchemas = new WriterSchemas(endpoint);
+  const sealedFields = new Map<string, Set<string>>();
+  const sealedOf = (key: string, schema: AvroRecordSchema) => {
+    let fields = sealedFields.get(key);
+    if (!fields) sealedFields.set(key, (fields = new Set(schema.fields.filter((f) => isSealed(f.type)).map((f) => f.name))));
     return fields;
   };
+  // Partitions waiting for a writer schema the registry does not know (SCHEMA_UNKNOWN): attempts in a row.
+  const waiting = new Map<string, number>();
   const consumer: Consumer = new Kafka({ clientId: `cityshare-department-${options.groupId}`, ...kafkaConnection(options.kafka), logLevel: logLevel.WARN }).consumer({
     groupId: options.groupId,
     readUncommitted: false,
@@ -100,13 +101,27 @@ export async function consumeShareTopics(options: ShareConsumerOptions): Promise
   });
   await consumer.run({
     autoCommit: true,
-    eachMessage: async ({ topic, message }) => {
+    eachMessage: async ({ topic, partition, message }) => {
       if (!message.value) return;
       const where = parseShareTopic(topic);
       if (!where) throw new CdcError('CONFIG_INVALID', `${topic} is not a share topic (<prefix>.share.<department>.<db>.<table>)`);
       const { department, db, table } = where;
-      const record = (await registry.decode(message.value)) as Record<string, unknown>;
-      const sealed = await sealedOf(wireSchemaId(message.value));
+      let writer;
+      try {
+        writer = await writerSchemas.resolve(topic, wireSchemaId(message.value), fingerprintHeader(message.headers));
+        waiting.delete(`${topic}/${partition}`);
+      } catch (err) {
+        if (!isCdcError(err, 'SCHEMA_UNKNOWN')) throw err;
+        // Paused, not skipped: thrown, the message is not committed and is read again after the resume.
+        const attempts = (waiting.get(`${topic}/${partition}`) ?? 0) + 1;
+        waiting.set(`${topic}/${partition}`, attempts);
+        consumer.pause([{ topic, partitions: [partition] }]);
+        setTimeout(() => consumer.resume([{ topic, partitions: [partition] }]), Math.min(30_000, 1_000 * 2 ** (attempts - 1))).unref();
+        options.onPaused?.(err, { topic, partition, offset: message.offset });
+        throw err;
+      }
+      const record = writerSchemas.decode(writer, message.value);
+      const sealed = sealedOf(writer.key, writer.schema);
       const key = message.key ? (JSON.parse(message.key.toString('utf8')) as Record<string, unknown>) : {};
       const rowKey = rowKeyOf(key, record[META_FIELDS.version] as string);
       const values: Record<string, unknown> = {};

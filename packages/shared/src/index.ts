@@ -35,3 +35,4 @@ export * from './config/tls-files.js';
 export * from './tls.js';
 export * from './redact.js';
 export * from './avro/registry-endpoint.js';
+export * from './avro/writer-schemas.js';

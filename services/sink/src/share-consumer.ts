@@ -3,8 +3,9 @@ import type { Consumer, Kafka, Producer } from 'kafkajs';
 import {
   CdcError,
   META_FIELDS,
+  WriterSchemas,
   ensureTopics,
-  fetchSchemaJson,
+  fingerprintHeader,
   isCdcError,
   onConsumerDeath,
   pipelineTopics,
@@ -20,9 +21,9 @@ import {
   type LoadedPipeline,
   type Logger,
   type PipelineConfig,
+  type AvroRecordSchema,
   type DeliveryRecord,
   type RegistryEndpoint,
-  type SchemaRegistry,
 } from '@cityshare/shared';
 import type { SinkMetrics } from './sink-metrics.js';
 import { targetColumns, type RowChange, type Target, type TargetTable } from './targets/target.js';
@@ -31,8 +32,7 @@ export interface ShareConsumerDeps {
   config: PipelineConfig;
   department: DepartmentConfig;
   kafka: Kafka;
-  registry: SchemaRegistry;
-  /** The same registry, auth and CA included, for writer schemas by id. */
+  /** The schema registry, auth and CA included, for writer schemas. */
   registryEndpoint: RegistryEndpoint;
   sink: Target;
   logger: Logger;
@@ -60,17 +60,27 @@ interface Delivery {
  * harmless). A batch the target refuses is written again change by change: the changes
  * it still refuses (a constraint, a type) go to the department's dead-letter topic
  * `<prefix>.dlq.sink.<department>` with the reason, and the rest are delivered.
+ * A record whose writer schema the registry does not know (SCHEMA_UNKNOWN) pauses its
+ * partition: what came before it is delivered and committed, the partition is resumed after
+ * a backoff (1 s doubling to 30 s) and reads from that record again, until the schema is back.
  */
 export class ShareConsumer {
   private consumer: Consumer | undefined;
   private producer: Producer | undefined;
-  private readonly tables = new Map<number, TargetTable>();
+  /** Target tables by writer schema (its fingerprint, or its id for records without one). */
+  private readonly tables = new Map<string, TargetTable>();
+  private readonly writerSchemas: WriterSchemas;
+  /** Partitions paused on an unknown schema: how often in a row, and the timer that resumes them. */
+  private readonly paused = new Map<string, { attempts: number; timer: NodeJS.Timeout }>();
   private running = false;
 
   private watcher: { stop(): void } | undefined;
   private subscribed: string[] = [];
 
-  constructor(private deps: ShareConsumerDeps) {}
+  constructor(private deps: ShareConsumerDeps) {
+    this.writerSchemas = new WriterSchemas(deps.registryEndpoint);
+    deps.metrics.partitionsPaused.set({ department: deps.department.name }, 0);
+  }
 
   get ready(): boolean {
     return this.running;
@@ -142,13 +152,29 @@ export class ShareConsumer {
     });
     await this.consumer.run({
       autoCommit: false,
-      eachBatch: async ({ batch, heartbeat, isRunning, isStale }) => {
+      // Offsets are resolved here: up to the last record delivered, never past one waiting for its schema.
+      eachBatchAutoResolve: false,
+      eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
         if (!isRunning() || isStale() || batch.messages.length === 0) return;
+        // Fetched before its partition was paused: read again after the resume.
+        if (this.isPaused(batch.topic, batch.partition)) return;
         const byTable = new Map<TargetTable, Delivery[]>();
+        let waiting: { offset: string; error: CdcError } | undefined;
+        let lastOffset: string | undefined;
         for (const message of batch.messages) {
-          if (!message.value) continue;
-          const table = await this.tableFor(batch.topic, wireSchemaId(message.value));
-          const record = (await this.deps.registry.decode(message.value)) as Record<string, unknown>;
+          if (!message.value) {
+            lastOffset = message.offset;
+            continue;
+          }
+          let decoded: { table: TargetTable; record: Record<string, unknown> };
+          try {
+            decoded = await this.decode(batch.topic, message.value, message.headers);
+          } catch (err) {
+            if (!isCdcError(err, 'SCHEMA_UNKNOWN')) throw err;
+            waiting = { offset: message.offset, error: err };
+            break;
+          }
+          const { table, record } = decoded;
           let list = byTable.get(table);
           if (!list) byTable.set(table, (list = []));
           const change: RowChange = {
@@ -159,6 +185,7 @@ export class ShareConsumer {
             values: record,
           };
           list.push({ change, offset: message.offset, key: message.key, value: message.value });
+          lastOffset = message.offset;
         }
         const records: DeliveryRecord[] = [];
         for (const [table, deliveries] of byTable) {
@@ -179,10 +206,13 @@ export class ShareConsumer {
             return { key, value, headers: recordMacHeaders(this.deps.keys, this.deliveriesTopic, key, value, keyNames.deliveries) };
           }),
         });
-        await this.consumer!.commitOffsets([
-          { topic: batch.topic, partition: batch.partition, offset: (BigInt(batch.lastOffset()) + 1n).toString() },
-        ]);
+        if (lastOffset !== undefined) {
+          await this.consumer!.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(lastOffset) + 1n).toString() }]);
+          resolveOffset(lastOffset);
+        }
         metrics.lag.set({ department: department.name, topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
+        if (waiting) this.pauseOnUnknownSchema(batch.topic, batch.partition, waiting.offset, waiting.error);
+        else this.paused.delete(`${batch.topic}/${batch.partition}`);
         await heartbeat();
       },
     });
@@ -227,21 +257,58 @@ export class ShareConsumer {
     return { applied, stale };
   }
 
+  /** A share record decoded with its writer schema, and its target table. */
+  private async decode(topic: string, value: Buffer, headers: Record<string, unknown> | undefined): Promise<{ table: TargetTable; record: Record<string, unknown> }> {
+    const writer = await this.writerSchemas.resolve(topic, wireSchemaId(value), fingerprintHeader(headers));
+    return { table: await this.tableFor(topic, writer.key, writer.schema), record: this.writerSchemas.decode(writer, value) };
+  }
+
+  /**
+   * Stops fetching a partition whose next record names a schema the registry does not
+   * know, and resumes it after a backoff; the record is read again then. Alerted through
+   * cityshare_sink_partitions_paused (deploy/prometheus/alerts.yml).
+   */
+  private pauseOnUnknownSchema(topic: string, partition: number, offset: string, error: CdcError): void {
+    const { logger, metrics, department } = this.deps;
+    const key = `${topic}/${partition}`;
+    const attempts = (this.paused.get(key)?.attempts ?? 0) + 1;
+    const delayMs = Math.min(30_000, 1_000 * 2 ** (attempts - 1));
+    this.consumer!.pause([{ topic, partitions: [partition] }]);
+    metrics.schemaUnknown.inc({ department: department.name, topic });
+    logger.error({ code: error.code, action: error.action, topic, partition, offset, attempts, retryInMs: delayMs, ...error.details }, `partition paused: ${error.message}`);
+    const timer = setTimeout(() => {
+      this.consumer?.resume([{ topic, partitions: [partition] }]);
+      this.updatePausedGauge();
+    }, delayMs);
+    timer.unref();
+    this.paused.set(key, { attempts, timer });
+    this.updatePausedGauge();
+  }
+
+  private isPaused(topic: string, partition: number): boolean {
+    return this.consumer?.paused().some((t) => t.topic === topic && t.partitions.includes(partition)) ?? false;
+  }
+
+  private updatePausedGauge(): void {
+    const paused = this.consumer?.paused().reduce((n, t) => n + t.partitions.length, 0) ?? 0;
+    this.deps.metrics.partitionsPaused.set({ department: this.deps.department.name }, paused);
+  }
+
   /** Target table of a share topic for a writer schema; created or extended on first sight. */
-  private async tableFor(topic: string, schemaId: number): Promise<TargetTable> {
-    let table = this.tables.get(schemaId);
+  private async tableFor(topic: string, writerKey: string, schema: AvroRecordSchema): Promise<TargetTable> {
+    let table = this.tables.get(writerKey);
     if (table) return table;
-    const schema = await fetchSchemaJson(this.deps.registryEndpoint, schemaId);
     const [, , , db, sourceTable] = topic.split('.') as [string, string, string, string, string];
     const grant = this.deps.department.grants.find((g) => g.table.endsWith(`.${db}.${sourceTable}`));
     table = { name: grant?.targetTable ?? sourceTable, columns: targetColumns(schema), primaryKey: schema['x-primary-key'], grant: grant?.table };
     await this.deps.sink.ensureTable(table);
-    this.tables.set(schemaId, table);
+    this.tables.set(writerKey, table);
     return table;
   }
 
   async stop(): Promise<void> {
     this.running = false;
+    for (const { timer } of this.paused.values()) clearTimeout(timer);
     this.watcher?.stop();
     await this.consumer?.disconnect().catch(() => undefined);
     await this.producer?.disconnect().catch(() => undefined);

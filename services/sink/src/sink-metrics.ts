@@ -9,6 +9,8 @@ export function createSinkMetrics(registry: Registry) {
     exported: new Counter({ name: 'cityshare_sink_exported_rows_total', help: 'Rows written to scheduled export files', labelNames: ['department', 'target'] as const, registers: [registry] }),
     webhookPurged: new Counter({ name: 'cityshare_sink_webhook_purged_total', help: 'Webhook batches of a grant no longer in force: removed from Redis (waiting, delayed, retrying, dead-lettered) or never queued', labelNames: ['department', 'target'] as const, registers: [registry] }),
     dlq: new Counter({ name: 'cityshare_sink_dlq_total', help: 'Row changes the target refused, sent to the department dead-letter topic', labelNames: ['department', 'target'] as const, registers: [registry] }),
+    schemaUnknown: new Counter({ name: 'cityshare_sink_schema_unknown_total', help: 'Times a share partition was paused because its next record names a writer schema the registry does not know (SCHEMA_UNKNOWN)', labelNames: ['department', 'topic'] as const, registers: [registry] }),
+    partitionsPaused: new Gauge({ name: 'cityshare_sink_partitions_paused', help: 'Share partitions paused now, waiting for the writer schema of their next record to be back in the registry', labelNames: ['department'] as const, registers: [registry] }),
     latency: new Histogram({
       name: 'cityshare_sink_end_to_end_latency_seconds',
       help: 'Source commit to target confirmation',

@@ -9,6 +9,7 @@ export interface OutMessage {
   topic: string;
   key: string;
   value: Buffer;
+  headers?: Record<string, string>;
 }
 
 export interface DepartmentStreamOptions {

@@ -22,13 +22,15 @@ await runService(logger, async (run) => {
   const loaded = loadPipeline(env.CITYSHARE_PIPELINE);
   const { config, keyringPath } = loaded;
   const registry = createMetricsRegistry('transformer');
+  const endpoint = registryEndpoint(config.schemaRegistry);
   const transformer = new Transformer({
     config,
     watch: loaded,
     env,
     keys: FileKeyring.loadFor(keyringPath, 'transformer', logger),
     kafka: createKafka(config.kafka, 'cityshare-transformer', logger),
-    registry: createSchemaRegistry(registryEndpoint(config.schemaRegistry)),
+    registry: createSchemaRegistry(endpoint),
+    registryEndpoint: endpoint,
     logger,
     metrics: createTransformerMetrics(registry),
     onFatal: (err) => run.fail(err),

@@ -1,16 +1,51 @@
-import { CdcError, deriveShareSchema, registerValueSchema, type SchemaRegistry, type TableSchema } from '@cityshare/shared';
+import {
+  CdcError,
+  SCHEMA_FINGERPRINT_HEADER,
+  WriterSchemas,
+  deriveShareSchema,
+  isCdcError,
+  registerValueSchema,
+  avroSchemaFingerprint,
+  type AvroRecordSchema,
+  type Logger,
+  type RegistryEndpoint,
+  type SchemaRegistry,
+  type TableSchema,
+} from '@cityshare/shared';
 import type { DepartmentView } from './department-views.js';
+
+/** A contract this transformer registered: what it holds to register it again. */
+interface Contract {
+  topic: string;
+  schema: AvroRecordSchema;
+  fingerprint: string;
+  id: number;
+}
+
+export interface SchemaRegistrarOptions {
+  registry: SchemaRegistry;
+  /** The same registry, for reading back what an id names. */
+  endpoint: RegistryEndpoint;
+  logger: Logger;
+  onRegistered: (topic: string) => void;
+  /** A contract the registry had lost was registered again. */
+  onReregistered: (topic: string) => void;
+}
 
 /**
  * Derives and registers each department view's Avro contract once per table schema,
- * and encodes records with it (Confluent wire format).
+ * and encodes records with it (Confluent wire format). It keeps every contract it
+ * registered, and `verify` (run every TRANSFORMER_REGISTRY_CHECK_MS) registers again those
+ * the registry no longer knows under their id (its storage lost or restored from an
+ * older backup), so readers waiting on SCHEMA_UNKNOWN find them again.
  */
 export class SchemaRegistrar {
-  private readonly ids = new Map<string, number>();
+  private readonly contracts = new Map<string, Contract>();
+  private readonly fingerprints = new Map<number, string>();
   /** Per view object and table schema object (both stable until a policy or DDL change): the id, without deriving again per record. */
-  private readonly known = new WeakMap<DepartmentView, WeakMap<TableSchema, number>>();
+  private known = new WeakMap<DepartmentView, WeakMap<TableSchema, number>>();
 
-  constructor(private readonly registry: SchemaRegistry, private readonly onRegistered: (topic: string) => void) {}
+  constructor(private readonly o: SchemaRegistrarOptions) {}
 
   async schemaId(topic: string, view: DepartmentView, table: TableSchema): Promise<number> {
     let byTable = this.known.get(view);
@@ -22,16 +57,54 @@ export class SchemaRegistrar {
     return id;
   }
 
+  /** Headers of a record written with this schema id: its fingerprint, so readers can check what the id names. */
+  headersOf(id: number): Record<string, string> {
+    const fingerprint = this.fingerprints.get(id);
+    return fingerprint ? { [SCHEMA_FINGERPRINT_HEADER]: fingerprint } : {};
+  }
+
   private async register(topic: string, view: DepartmentView, table: TableSchema): Promise<number> {
     const schema = deriveShareSchema(view.department, table, view.rules);
     const cacheKey = `${topic}\u0000${JSON.stringify(schema)}`;
-    let id = this.ids.get(cacheKey);
-    if (id === undefined) {
-      id = await registerValueSchema(this.registry, topic, schema);
-      this.ids.set(cacheKey, id);
-      this.onRegistered(topic);
+    let contract = this.contracts.get(cacheKey);
+    if (!contract) {
+      const id = await registerValueSchema(this.o.registry, topic, schema);
+      contract = { topic, schema, fingerprint: avroSchemaFingerprint(schema), id };
+      this.contracts.set(cacheKey, contract);
+      this.fingerprints.set(id, contract.fingerprint);
+      this.o.onRegistered(topic);
     }
-    return id;
+    return contract.id;
+  }
+
+  /**
+   * Asks the registry for every held contract by its id; registers again, under its
+   * subject, each it does not have (or has another schema under). Registry failures are
+   * logged and left to the next check: records already encode with ids held here.
+   */
+  async verify(): Promise<void> {
+    let changed = false;
+    for (const contract of this.contracts.values()) {
+      try {
+        const found = await new WriterSchemas(this.o.endpoint).resolve(contract.topic, contract.id, contract.fingerprint).then(() => true, (err: unknown) => {
+          if (isCdcError(err, 'SCHEMA_UNKNOWN')) return false;
+          throw err;
+        });
+        if (found) continue;
+        const id = await registerValueSchema(this.o.registry, contract.topic, contract.schema);
+        this.o.logger.warn({ code: 'SCHEMA_UNKNOWN', topic: contract.topic, oldId: contract.id, id }, 'the registry had lost a contract of this transformer; registered it again');
+        this.o.onReregistered(contract.topic);
+        if (id !== contract.id) {
+          contract.id = id;
+          changed = true;
+        }
+        this.fingerprints.set(id, contract.fingerprint);
+      } catch (err) {
+        this.o.logger.warn({ code: isCdcError(err) ? err.code : 'REGISTRY_UNREACHABLE', topic: contract.topic, err: (err as Error).message }, 'could not check a contract in the registry; the next check tries again');
+      }
+    }
+    // Records from now on carry the new ids.
+    if (changed) this.known = new WeakMap();
   }
 
   /**
@@ -40,7 +113,7 @@ export class SchemaRegistrar {
    */
   async encode(id: number, value: Record<string, unknown>, topic: string): Promise<Buffer> {
     try {
-      return await this.registry.encode(id, value);
+      return await this.o.registry.encode(id, value);
     } catch (err) {
       const paths = ((err as { paths?: string[][] }).paths ?? []).map((p) => p.join('.'));
       throw new CdcError('RECORD_INVALID', `record for ${topic} does not match its schema (fields: ${paths.join(', ') || 'unknown'})`, {

@@ -13,6 +13,7 @@ export function createTransformerMetrics(registry: Registry) {
     lag: new Gauge({ name: 'cityshare_transformer_consumer_lag_messages', help: 'Raw-topic messages (frames) a department stream has not transformed yet, per partition, after its last batch', labelNames: ['department', 'topic', 'partition'] as const, registers: [registry] }),
     forged: createForgedRecordsCounter(registry),
     registrations: new Counter({ name: 'cityshare_transformer_schema_registrations_total', help: 'Schemas registered or confirmed', registers: [registry] }),
+    reregistrations: new Counter({ name: 'cityshare_transformer_schema_reregistrations_total', help: 'Contracts the registry had lost (unknown id, or another schema under it), registered again', labelNames: ['topic'] as const, registers: [registry] }),
   };
 }
 

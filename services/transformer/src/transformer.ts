@@ -27,6 +27,7 @@ import {
   type QualityCheck,
   type RawChangeEvent,
   type RawFrame,
+  type RegistryEndpoint,
   type SchemaRegistry,
   type SealedImages,
 } from '@cityshare/shared';
@@ -47,6 +48,8 @@ export interface TransformerDeps {
   keys: KeyProvider;
   kafka: Kafka;
   registry: SchemaRegistry;
+  /** The same registry, auth and CA included, for checking that it still holds our contracts. */
+  registryEndpoint: RegistryEndpoint;
   logger: Logger;
   metrics: TransformerMetrics;
   onFatal: (err: CdcError) => void;
@@ -78,11 +81,18 @@ export class Transformer {
   private schemas: TableSchemas | undefined;
   private watcher: { stop(): void } | undefined;
   private readonly encryptors = new Map<string, EnvelopeEncryptor>();
+  private registryCheck: NodeJS.Timeout | undefined;
 
   constructor(private readonly deps: TransformerDeps) {
     this.policy = policyOf(deps.config, deps.keys);
     deps.metrics.policyLoaded.set(Date.now() / 1000);
-    this.registrar = new SchemaRegistrar(deps.registry, () => deps.metrics.registrations.inc());
+    this.registrar = new SchemaRegistrar({
+      registry: deps.registry,
+      endpoint: deps.registryEndpoint,
+      logger: deps.logger,
+      onRegistered: () => deps.metrics.registrations.inc(),
+      onReregistered: (topic) => deps.metrics.reregistrations.inc({ topic }),
+    });
   }
 
   /** Ready once every department stream has joined its group. */
@@ -113,6 +123,7 @@ export class Transformer {
     }
     await this.reconcileStreams(config, planned.raw);
     this.running = true;
+    this.registryCheck = setInterval(() => void this.registrar.verify(), this.deps.env.TRANSFORMER_REGISTRY_CHECK_MS);
     if (this.deps.watch) {
       this.watcher = watchPipeline(this.deps.watch, {
         logger,
@@ -267,7 +278,7 @@ export class Transformer {
       const record = projectEvent(event, images, view, viewKeys);
       if (!record) return []; // outside the department's row filter
       const id = await this.registrar.schemaId(shareTopic, view, event.schema);
-      const out = [{ topic: shareTopic, key: record.key, value: await this.registrar.encode(id, record.value, shareTopic) }];
+      const out = [{ topic: shareTopic, key: record.key, value: await this.registrar.encode(id, record.value, shareTopic), headers: this.registrar.headersOf(id) }];
       metrics.recordsOut.inc({ department, table: tableRef });
       return out;
     } catch (err) {
@@ -317,6 +328,7 @@ export class Transformer {
 
   async stop(): Promise<void> {
     this.running = false;
+    clearInterval(this.registryCheck);
     this.watcher?.stop();
     await Promise.all([...this.streams.values()].map((s) => s.stop()));
     await this.schemas?.stop();

@@ -77,12 +77,12 @@ export function producerConfig(extra: Partial<ProducerConfig> = {}): ProducerCon
 }
 
 /** Messages grouped per topic, in order, as kafkajs sendBatch takes them. */
-export function topicMessages<M extends { topic: string; key: string; value: Buffer }>(messages: M[]): Array<{ topic: string; messages: Array<{ key: string; value: Buffer }> }> {
-  const byTopic = new Map<string, Array<{ key: string; value: Buffer }>>();
+export function topicMessages<M extends { topic: string; key: string; value: Buffer; headers?: Record<string, string> }>(messages: M[]): Array<{ topic: string; messages: Array<{ key: string; value: Buffer; headers?: Record<string, string> }> }> {
+  const byTopic = new Map<string, Array<{ key: string; value: Buffer; headers?: Record<string, string> }>>();
   for (const m of messages) {
     let list = byTopic.get(m.topic);
     if (!list) byTopic.set(m.topic, (list = []));
-    list.push({ key: m.key, value: m.value });
+    list.push(m.headers ? { key: m.key, value: m.value, headers: m.headers } : { key: m.key, value: m.value });
   }
   return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
 }
