@@ -8,6 +8,7 @@ import {
   EnvelopeEncryptor,
   envelopeKeyIds,
   KeyringKekProvider,
+  openDepartmentValue,
   rowKeyOf,
   type KeyEncryptionProvider,
   type ValueBinding,
@@ -319,5 +320,16 @@ describe('DEK and KEK rotation', () => {
   it('refuses invalid options', () => {
     expectCode(() => new EnvelopeEncryptor(provider, KEK, { maxValuesPerDek: 0 }), 'CONFIG_INVALID');
     expectCode(() => new EnvelopeEncryptor(provider, KEK, { suite: 'rot13' as CipherSuiteName }), 'CONFIG_INVALID', /unknown cipher suite/);
+  });
+});
+
+describe('department side', () => {
+  it('opens with the department\'s own list only: a data key wrapped under another list\'s key id is KEY_NOT_FOUND', () => {
+    const keyring = new FileKeyring({ version: 1, keys: { [KEK]: [{ id: 'health-1', material: material(1) }], pipeline: [{ id: 'pipeline-1', material: material(2) }] } });
+    const own = new EnvelopeEncryptor(new KeyringKekProvider(keyring), KEK).encrypt(Buffer.from('"110101"'), aad);
+    expect(openDepartmentValue(keyring, own, aad)).toBe('110101');
+    // Someone able to write the department's table wraps a data key under the pipeline key, which the keyring also holds.
+    const underPipeline = new EnvelopeEncryptor(new KeyringKekProvider(keyring), 'pipeline').encrypt(Buffer.from('"x"'), aad);
+    expectCode(() => openDepartmentValue(keyring, underPipeline, aad), 'KEY_NOT_FOUND', /pipeline-1/);
   });
 });

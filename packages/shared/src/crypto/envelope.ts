@@ -3,7 +3,7 @@ import { META_FIELDS } from '../avro/share-schema.js';
 import { canonicalJson } from '../canonical-json.js';
 import { CdcError, isCdcError } from '../errors.js';
 import { columnAad, randomIv } from './field-cipher.js';
-import type { DataKey, KeyProvider } from './keyring.js';
+import { keyNames, keysOfList, type DataKey, type KeyProvider } from './keyring.js';
 import { DEK_BYTES, suiteById, suiteByName, type CipherSuite, type CipherSuiteName, type SuiteKeys } from './suites.js';
 
 export type { CipherSuiteName } from './suites.js';
@@ -389,6 +389,22 @@ export function decryptEnvelope(provider: KeyEncryptionProvider, ciphertext: Buf
  * Returns the canonical value (see column-types.ts) the source held.
  */
 export function openDepartmentValue(keys: KeyProvider, ciphertext: Buffer, binding: ValueBinding, options: OpenOptions = {}): unknown {
-  const plain = decryptEnvelope(new KeyringKekProvider(keys), ciphertext, binding, options);
+  const plain = decryptEnvelope(departmentKeks(keys, binding.department), ciphertext, binding, options);
   return JSON.parse(plain.toString('utf8'));
+}
+
+const kekProviders = new WeakMap<KeyProvider, Map<string, KeyringKekProvider>>();
+
+/**
+ * The KEK provider of one department over a keyring: it unwraps only under keys of that
+ * department's list, so a ciphertext naming another list's key id (a pipeline or token key
+ * held in the same keyring) is KEY_NOT_FOUND, never opened. One per keyring and department,
+ * so unwrapped data keys are cached across values.
+ */
+function departmentKeks(keys: KeyProvider, department: string): KeyringKekProvider {
+  let byDepartment = kekProviders.get(keys);
+  if (!byDepartment) kekProviders.set(keys, (byDepartment = new Map()));
+  let provider = byDepartment.get(department);
+  if (!provider) byDepartment.set(department, (provider = new KeyringKekProvider(keysOfList(keys, keyNames.department(department)))));
+  return provider;
 }
