@@ -206,9 +206,11 @@ export class ShareConsumer {
             return { key, value, headers: recordMacHeaders(this.deps.keys, this.deliveriesTopic, key, value, keyNames.deliveries) };
           }),
         });
-        if (lastOffset !== undefined) {
-          await this.consumer!.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(lastOffset) + 1n).toString() }]);
-          resolveOffset(lastOffset);
+        // The whole batch delivered: past its last offset, transaction markers included (else the group would lag by one marker).
+        const upTo = waiting ? lastOffset : batch.lastOffset();
+        if (upTo !== undefined) {
+          await this.consumer!.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(upTo) + 1n).toString() }]);
+          resolveOffset(upTo);
         }
         metrics.lag.set({ department: department.name, topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
         if (waiting) this.pauseOnUnknownSchema(batch.topic, batch.partition, waiting.offset, waiting.error);

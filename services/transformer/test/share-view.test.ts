@@ -83,7 +83,10 @@ describe('projectEvent', () => {
     // Row 7's ciphertext placed into row 8 (same column): before the binding it opened.
     expect(() => openDepartmentValue(keyring, record.value.id_card as Buffer, { ...row7, key: { id: '8' } })).toThrow(moved);
     // Delivered to health, presented as another department's (holding the same KEK) or another source's.
-    expect(() => openDepartmentValue(keyring, record.value.id_card as Buffer, { ...row7, department: 'haidian' })).toThrow(moved);
+    const haidianWithHealthKek = new FileKeyring({ version: 1, keys: { 'department:haidian': [{ id: 'h1', material: m(2) }] } });
+    expect(() => openDepartmentValue(haidianWithHealthKek, record.value.id_card as Buffer, { ...row7, department: 'haidian' })).toThrow(moved);
+    // Without that KEK in its own list, not even the data key unwraps.
+    expect(() => openDepartmentValue(keyring, record.value.id_card as Buffer, { ...row7, department: 'haidian' })).toThrow(expect.objectContaining({ code: 'KEY_NOT_FOUND' }));
     expect(() => openDepartmentValue(keyring, record.value.id_card as Buffer, { ...row7, source: 'cityhub_west' })).toThrow(moved);
     const west = project({ ...event, source: { ...event.source, name: 'cityhub_west' } }, view)!;
     expect(() => openDepartmentValue(keyring, west.value.id_card as Buffer, row7)).toThrow(moved);
