@@ -142,7 +142,7 @@ export class PipelineRun {
     const ownKeyring = (name === 'sink' || name === 'cdc-reader') && !merged.CITYSHARE_KEYRING ? join(dirname(this.keyringFile), `keyring.${name}${department}.json`) : undefined;
     const beforeStart = async () => {
       if (ownKeyring) {
-        const full = FileKeyring.load(loadPipeline(merged.CITYSHARE_PIPELINE!, { ...merged, KAFKA_USERNAME: 'nobody', KAFKA_PASSWORD_FILE: '/dev/null' }).keyringPath);
+        const full = FileKeyring.load(loadPipeline(merged.CITYSHARE_PIPELINE!, { ...merged, KAFKA_USERNAME: 'nobody', KAFKA_PASSWORD_FILE: '/dev/null', CITYSHARE_POLICY_PUBLIC_KEYS: '' }).keyringPath);
         writeFileSync(ownKeyring, JSON.stringify(full.subset(keyListsOf(name === 'sink' ? 'sink' : 'cdc-reader', full.listNames(), merged.SINK_DEPARTMENT))), { mode: 0o600 });
       }
       await this.grantAcls(merged);
@@ -160,7 +160,8 @@ export class PipelineRun {
 
   /** The pipeline file a service with this environment runs, as it reads it. */
   pipelineOf(env: NodeJS.ProcessEnv): PipelineConfig {
-    return loadPipeline(env.CITYSHARE_PIPELINE!, { ...env, KAFKA_USERNAME: 'nobody', KAFKA_PASSWORD_FILE: '/dev/null' }).config;
+    // The harness reads files a service may not (a control plane's unsigned base catalog): no signature check here.
+    return loadPipeline(env.CITYSHARE_PIPELINE!, { ...env, KAFKA_USERNAME: 'nobody', KAFKA_PASSWORD_FILE: '/dev/null', CITYSHARE_POLICY_PUBLIC_KEYS: '' }).config;
   }
 
   private principalOf(name: ServiceName, env: NodeJS.ProcessEnv): string {
