@@ -56,6 +56,7 @@ export class MysqlTarget implements Target {
   constructor(private readonly options: MysqlTargetOptions, logger: Logger) {
     // Without FOUND_ROWS (on by default in mysql2), a row an upsert leaves as it was counts 0.
     const ssl = mysqlSslOptions(options.ssl, 'target.ssl');
+    // error events: a mysql2 pool emits none; each pooled connection has its own listener and a failed one is dropped.
     this.pool = createPool({ uri: options.url, ...(ssl ? { ssl } : {}), connectionLimit: 4, timezone: 'Z', charset: 'utf8mb4', supportBigNumbers: true, bigNumberStrings: true, dateStrings: true, flags: ['-FOUND_ROWS'] });
     this.pool.on('connection', (conn) => void conn.query("SET time_zone = '+00:00'"));
     void logger;
