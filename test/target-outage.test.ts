@@ -1,4 +1,5 @@
 import { connect, type Channel, type ChannelModel } from 'amqplib';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -81,6 +82,10 @@ describe('target outages: a sink cut off its department target rides it out', ()
     expect(sink.running).toBe(true);
     await eventually(async () => expect((await readyz(sink)).status).toBe(200), 30_000, 250);
     expect(await dependencyUp(sink, 'target')).toBe('1');
+    // Logged per state change, not per try: the lost connection, and the runtime waiting for the target.
+    const lines = readFileSync(sink.logFile, 'utf8').split('\n').filter((l) => l.includes('"code":"TARGET_UNREACHABLE"'));
+    expect(lines.length).toBeGreaterThanOrEqual(1);
+    expect(lines.length).toBeLessThanOrEqual(2);
   }
 
   beforeAll(async () => {

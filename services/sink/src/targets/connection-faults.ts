@@ -11,26 +11,31 @@ import { CdcError, type Logger } from '@cityshare/shared';
  * runtime, which retries with backoff from the committed offsets (share-consumer.ts).
  */
 export class ConnectionFaults {
-  private down = false;
-
   constructor(
     private readonly logger: Logger,
     /** The target as the message names it, without credentials. */
     private readonly target: string,
     /** Strips credentials from a driver's message. */
     private readonly clean: (message: string) => string = (m) => m,
+    /** Shared by the targets of the runs the runtime restarts, so one outage is one line however many runs it spans. */
+    private readonly outage: TargetOutage = { down: false },
   ) {}
 
   readonly listener = (err: Error): void => {
-    if (this.down) return;
-    this.down = true;
+    if (this.outage.down) return;
+    this.outage.down = true;
     const coded = new CdcError('TARGET_UNREACHABLE', `connection to ${this.target} lost: ${this.clean(err.message)}`);
     this.logger.warn({ code: coded.code, action: coded.action }, coded.message);
   };
 
   recovered(): void {
-    this.down = false;
+    this.outage.down = false;
   }
+}
+
+/** Whether a department's target is known to be away (reported, not yet answering again). */
+export interface TargetOutage {
+  down: boolean;
 }
 
 /** Hears errors of a pg pool's idle clients and of those checked out (which the pool leaves unheard). */

@@ -6,7 +6,7 @@ import { finished } from 'node:stream/promises';
 import { Queue, Worker } from 'bullmq';
 import pg from 'pg';
 import { CdcError, redactUrl, redisTlsOptions, withoutSecrets, type Logger, type PostgresTlsConfig } from '@cityshare/shared';
-import { ConnectionFaults, hearPoolErrors } from './connection-faults.js';
+import { ConnectionFaults, hearPoolErrors, type TargetOutage } from './connection-faults.js';
 import { PostgresTarget, postgresPoolConfig } from './postgres.target.js';
 import { TARGET_META, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
 import { webhookSigner } from './webhook.target.js';
@@ -55,9 +55,9 @@ export class ExportTarget implements Target {
   private worker: Worker | undefined;
   private readonly faults: ConnectionFaults;
 
-  constructor(private readonly o: ExportTargetOptions, private readonly logger: Logger) {
-    this.faults = new ConnectionFaults(logger, `the export staging ${redactUrl(o.stagingUrl)} or its Redis ${redactUrl(o.redisUrl)}`, (m) => withoutSecrets(m, { urls: [o.stagingUrl, o.redisUrl] }));
-    this.staging = new PostgresTarget({ url: o.stagingUrl, schema: o.stagingSchema, ssl: o.stagingSsl }, logger);
+  constructor(private readonly o: ExportTargetOptions, private readonly logger: Logger, outage?: TargetOutage) {
+    this.faults = new ConnectionFaults(logger, `the export staging ${redactUrl(o.stagingUrl)} or its Redis ${redactUrl(o.redisUrl)}`, (m) => withoutSecrets(m, { urls: [o.stagingUrl, o.redisUrl] }), outage);
+    this.staging = new PostgresTarget({ url: o.stagingUrl, schema: o.stagingSchema, ssl: o.stagingSsl }, logger, outage);
     // DATE and TIMESTAMP (without zone) as the text PostgreSQL holds, not shifted through a local Date.
     const raw = (oid: number) => (oid === 1082 || oid === 1114 ? (v: string) => v : pg.types.getTypeParser(oid));
     this.pool = new pg.Pool({ ...postgresPoolConfig(o.stagingUrl, o.stagingSsl, 2), types: { getTypeParser: raw as typeof pg.types.getTypeParser } });

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { CdcError, postgresSslOptions, redactUrl, withoutSecrets, type Logger, type PostgresTlsConfig } from '@cityshare/shared';
-import { ConnectionFaults, hearPoolErrors } from './connection-faults.js';
+import { ConnectionFaults, hearPoolErrors, type TargetOutage } from './connection-faults.js';
 import { pgTypeOf } from './pg-types.js';
 import { TARGET_META, planBatch, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
 
@@ -23,10 +23,10 @@ export class PostgresTarget implements Target {
   private readonly where: string;
   private readonly faults: ConnectionFaults;
 
-  constructor(private readonly options: PostgresTargetOptions, logger: Logger) {
+  constructor(private readonly options: PostgresTargetOptions, logger: Logger, outage?: TargetOutage) {
     this.where = redactUrl(options.url);
     this.pool = new pg.Pool(postgresPoolConfig(options.url, options.ssl, 4));
-    this.faults = new ConnectionFaults(logger, `PostgreSQL target ${this.where}`, (m) => this.clean(m));
+    this.faults = new ConnectionFaults(logger, `PostgreSQL target ${this.where}`, (m) => this.clean(m), outage);
     hearPoolErrors(this.pool, this.faults);
   }
 

@@ -1,6 +1,6 @@
 import { connect, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { CdcError, amqpSocketOptions, redactUrl, withoutSecrets, type Logger } from '@cityshare/shared';
-import { ConnectionFaults } from './connection-faults.js';
+import { ConnectionFaults, type TargetOutage } from './connection-faults.js';
 import { changeJson, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
 
 export interface RabbitmqTargetOptions {
@@ -28,8 +28,8 @@ export class RabbitmqTarget implements Target {
   private channel: ConfirmChannel | undefined;
   private readonly faults: ConnectionFaults;
 
-  constructor(private readonly o: RabbitmqTargetOptions, logger: Logger) {
-    this.faults = new ConnectionFaults(logger, `RabbitMQ exchange ${o.exchange} at ${redactUrl(o.url)}`, (m) => withoutSecrets(m, { urls: [o.url] }));
+  constructor(private readonly o: RabbitmqTargetOptions, logger: Logger, outage?: TargetOutage) {
+    this.faults = new ConnectionFaults(logger, `RabbitMQ exchange ${o.exchange} at ${redactUrl(o.url)}`, (m) => withoutSecrets(m, { urls: [o.url] }), outage);
   }
 
   async connect(): Promise<void> {

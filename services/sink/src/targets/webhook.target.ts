@@ -1,8 +1,9 @@
 import { createHmac } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
 import { CdcError, redactUrl, redisTlsOptions, withoutSecrets, type DepartmentConfig, type HttpTargetConfig, type KeyProvider, type Logger } from '@cityshare/shared';
-import { ConnectionFaults } from './connection-faults.js';
+import { ConnectionFaults, type TargetOutage } from './connection-faults.js';
 import { changeJson, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
 import { grantsInForce, isInForce, openBatch, purgeRevoked, retentionOptions, sealBatch, type QueuedBatch, type WebhookBatch } from './webhook-queue.js';
 
@@ -69,6 +70,8 @@ export function webhookSigner(secret: Buffer, t = Math.floor(Date.now() / 1000))
 export class WebhookTarget implements Target {
   readonly kind = 'http';
   private queue: Queue | undefined;
+  /** The queue's own Redis client: ours, so its listener outlives a queue closed while Redis is away. */
+  private redis: Redis | undefined;
   private worker: Worker | undefined;
   private inForce: ReadonlySet<string>;
   /** Aborted when grants change, so a batch waiting for its next try is looked at again at once. */
@@ -77,15 +80,17 @@ export class WebhookTarget implements Target {
   private readonly refused = new Set<string>();
   private readonly faults: ConnectionFaults;
 
-  constructor(private readonly o: WebhookTargetOptions, private readonly logger: Logger) {
+  constructor(private readonly o: WebhookTargetOptions, private readonly logger: Logger, outage?: TargetOutage) {
     this.inForce = o.grants;
-    this.faults = new ConnectionFaults(logger, `Redis of the webhook queue at ${redactUrl(o.redisUrl)}`, (m) => withoutSecrets(m, { urls: [o.redisUrl] }));
+    this.faults = new ConnectionFaults(logger, `Redis of the webhook queue at ${redactUrl(o.redisUrl)}`, (m) => withoutSecrets(m, { urls: [o.redisUrl] }), outage);
   }
 
   async connect(): Promise<void> {
     const connection = { url: this.o.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(this.o.redisTls, 'redisTls') };
     // Queueing fails at once while Redis is away (no offline queue), so the batch is retried, not held.
-    this.queue = new Queue(this.o.queueName, { connection: { ...connection, enableOfflineQueue: false } });
+    this.redis = new Redis(this.o.redisUrl, { maxRetriesPerRequest: null, enableOfflineQueue: false, ...redisTlsOptions(this.o.redisTls, 'redisTls') });
+    this.redis.on('error', this.faults.listener);
+    this.queue = new Queue(this.o.queueName, { connection: this.redis });
     this.queue.on('error', this.faults.listener);
     await this.queue.waitUntilReady().catch((cause: Error) => {
       throw new CdcError('TARGET_UNREACHABLE', `Redis for the webhook queue is not reachable at ${redactUrl(this.o.redisUrl)}: ${withoutSecrets(cause.message, { urls: [this.o.redisUrl] })}`, { cause });
@@ -197,6 +202,7 @@ export class WebhookTarget implements Target {
     // Forced: with Redis away, a graceful close would wait for it; an active batch is taken up again (at least once).
     await this.worker?.close(true);
     await this.queue?.close();
+    this.redis?.disconnect();
   }
 }
 
