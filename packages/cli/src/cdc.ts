@@ -109,6 +109,8 @@ program
     if (!department) throw new CdcError('CONFIG_INVALID', `no department named ${name} in the pipeline file`);
     if (department.target.kind !== 'http') throw new CdcError('CONFIG_INVALID', `department ${name} has a ${department.target.kind} target; only http targets have a webhook dead-letter queue`);
     const queue = new Queue(queues.webhook(config.kafka.topicPrefix, name), { connection: { url: department.target.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(department.target.redisTls, 'redisTls') } });
+    // A lost Redis rejects the calls below too; the command fails with them, not with an unhandled event.
+    queue.on('error', () => undefined);
     try {
       // The grants in force now, not when the batch was queued: a revoked grant's batches are removed, never sent.
       const inForce = grantsInForce(department);
@@ -167,6 +169,7 @@ program
       const sources = [];
       for (const source of config.sources) {
         const checkpoint = await new CheckpointStore(kafka, kafka.producer(producerConfig()), prefix, source.name, createLogger('cdc', 'warn'), { keys: () => keys }).load();
+        // error events: one query and end, the connection lost in between rejects the query and the status shows no binlog end.
         const end = await createConnection(sourceConnectionOptions(source)).then(
           async (conn) => binlogEnd(conn).finally(() => void conn.end()),
           () => undefined,
@@ -218,7 +221,8 @@ program
   .requiredOption('-k, --keyring <file>', 'keyring holding the audit key')
   .option('--json', 'print the result as JSON')
   .action(async (options: { controlUrl: string; keyring: string; json?: boolean }) => {
-    const conn = createPool({ uri: options.controlUrl, charset: 'utf8mb4', connectionLimit: 2 });
+    // error events: a mysql2 pool emits none; each pooled connection has its own listener and a failed one is dropped.
+  const conn = createPool({ uri: options.controlUrl, charset: 'utf8mb4', connectionLimit: 2 });
     try {
       const result = await new AuditLedger(conn, FileKeyring.load(options.keyring)).verify();
       if (options.json) process.stdout.write(`${JSON.stringify(result)}\n`);

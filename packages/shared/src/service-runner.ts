@@ -120,7 +120,8 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
     if (Date.now() - startedAt > cap * 2) attempt = 0;
     const wait = Math.round(Math.min(cap, initial * 2 ** attempt) * (0.8 + Math.random() * 0.4));
     attempt++;
-    const problem = `${err.code}: ${err.message}`;
+    // The state is the code: the driver's wording of one outage changes from try to try (lost, refused, timed out).
+    const problem = err.code;
     if (problem !== lastProblem) logger.error({ code: err.code, action: err.action, details: err.details, retryInMs: wait }, `${err.message}; retrying with backoff`);
     else logger.debug({ code: err.code, attempt, retryInMs: wait }, 'still waiting');
     lastProblem = problem;

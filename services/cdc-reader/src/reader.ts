@@ -214,10 +214,13 @@ export class Reader {
   }
 
   private async connect(): Promise<Connection> {
-    const { source } = this.deps;
-    return createConnection({ ...this.connection, ...exactValueOptions }).catch((cause: Error) => {
+    const { source, logger } = this.deps;
+    const conn = await createConnection({ ...this.connection, ...exactValueOptions }).catch((cause: Error) => {
       throw new CdcError('SOURCE_UNREACHABLE', `cannot connect to source ${source.name} at ${source.connection.host}:${source.connection.port}${source.connection.ssl ? ' (TLS)' : ''}: ${withoutSecrets(cause.message, { secrets: [source.connection.password] })}`, { cause });
     });
+    // A connection lost between queries is reported here instead of ending the process; the next query on it fails with its code.
+    conn.on('error', (err: Error) => logger.warn({ code: 'SOURCE_UNREACHABLE', source: source.name, reason: withoutSecrets(err.message, { secrets: [source.connection.password] }) }, 'source connection lost'));
+    return conn;
   }
 
   private async createTopics(catalog: TableCatalog): Promise<void> {

@@ -52,6 +52,7 @@ await runService(logger, async (run) => {
   assertSafeListen(env.CONTROL_HOST, Boolean(env.CONTROL_TLS_CERT && env.CONTROL_TLS_KEY));
   logger.level = env.LOG_LEVEL;
   // A pool: the API and the publisher run transactions concurrently, each on its own connection.
+  // error events: a mysql2 pool emits none; each pooled connection has its own listener and a failed one is dropped.
   const conn = createPool({ uri: env.CONTROL_DB_URL, charset: 'utf8mb4', connectionLimit: 8 });
   const migrated = await migrate(conn).catch((cause: Error) => {
     throw new CdcError('SOURCE_UNREACHABLE', `control-plane database not reachable: ${cause.message}`, { cause });

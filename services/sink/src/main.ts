@@ -16,6 +16,8 @@ import { ShareConsumer } from './share-consumer.js';
 import { createSinkMetrics } from './sink-metrics.js';
 
 const logger = createLogger('sink');
+// Outlives the runs the runtime restarts while the target is away: the outage is logged once.
+const outage = { down: false };
 
 await runService(logger, async (run) => {
   const env = loadServiceEnv(sinkEnv);
@@ -34,7 +36,7 @@ await runService(logger, async (run) => {
   // Delivery records for the audit ledger are signed with the deliveries key (record-mac.ts); a
   // webhook or export push target signs with its department's webhook key too.
   const keys = FileKeyring.loadFor(keyringPath, 'sink', log, department.name);
-  const sink = createTarget(department, { prefix: config.kafka.topicPrefix, keys, logger: log, metrics });
+  const sink = createTarget(department, { prefix: config.kafka.topicPrefix, keys, logger: log, metrics, outage });
   run.defer(() => sink.close());
   await sink.connect();
   const endpoint = registryEndpoint(config.schemaRegistry);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Consumer, Kafka, Producer } from 'kafkajs';
+import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import {
   CdcError,
   META_FIELDS,
@@ -73,6 +73,8 @@ export class ShareConsumer {
   /** Partitions paused on an unknown schema: how often in a row, and the timer that resumes them. */
   private readonly paused = new Map<string, { attempts: number; timer: NodeJS.Timeout }>();
   private running = false;
+  /** The target became unreachable: delivery stopped until the runtime starts the run again. */
+  private faulted: CdcError | undefined;
 
   private watcher: { stop(): void } | undefined;
   private subscribed: string[] = [];
@@ -126,8 +128,7 @@ export class ShareConsumer {
 
   /** Joins the department's group on its share topics (from the pipeline file in force) and delivers. */
   private async consume(): Promise<void> {
-    const { config, department, kafka, logger, metrics } = this.deps;
-    const labels = { department: department.name, target: department.target.kind };
+    const { config, department, kafka, logger } = this.deps;
     this.consumer = kafka.consumer({ groupId: this.groupId, readUncommitted: false, allowAutoTopicCreation: false, metadataMaxAge: 5_000 });
     await this.consumer.connect().catch((cause: Error) => {
       throw new CdcError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${config.kafka.brokers.join(',')}: ${cause.message}`, { cause });
@@ -154,71 +155,94 @@ export class ShareConsumer {
       autoCommit: false,
       // Offsets are resolved here: up to the last record delivered, never past one waiting for its schema.
       eachBatchAutoResolve: false,
-      eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
-        if (!isRunning() || isStale() || batch.messages.length === 0) return;
-        // Fetched before its partition was paused: read again after the resume.
-        if (this.isPaused(batch.topic, batch.partition)) return;
-        const byTable = new Map<TargetTable, Delivery[]>();
-        let waiting: { offset: string; error: CdcError } | undefined;
-        let lastOffset: string | undefined;
-        for (const message of batch.messages) {
-          if (!message.value) {
-            lastOffset = message.offset;
-            continue;
-          }
-          let decoded: { table: TargetTable; record: Record<string, unknown> };
-          try {
-            decoded = await this.decode(batch.topic, message.value, message.headers);
-          } catch (err) {
-            if (!isCdcError(err, 'SCHEMA_UNKNOWN')) throw err;
-            waiting = { offset: message.offset, error: err };
-            break;
-          }
-          const { table, record } = decoded;
-          let list = byTable.get(table);
-          if (!list) byTable.set(table, (list = []));
-          const change: RowChange = {
-            op: record[META_FIELDS.op] as string,
-            version: record[META_FIELDS.version] as string,
-            sourceTsMs: record[META_FIELDS.sourceTsMs] as bigint,
-            deleted: record[META_FIELDS.deleted] as boolean,
-            values: record,
-          };
-          list.push({ change, offset: message.offset, key: message.key, value: message.value });
-          lastOffset = message.offset;
-        }
-        const records: DeliveryRecord[] = [];
-        for (const [table, deliveries] of byTable) {
-          const { applied, stale } = await this.deliver(batch.topic, batch.partition, table, deliveries);
-          metrics.applied.inc(labels, applied);
-          metrics.stale.inc(labels, stale);
-          const now = Date.now();
-          for (const d of deliveries) metrics.latency.observe(labels, Math.max(0, now - Number(d.change.sourceTsMs)) / 1000);
-          records.push(deliveryRecord(department.name, table.name, batch.topic, batch.partition, deliveries, applied));
-        }
-        // The batch's record for the audit ledger, before its offsets: a crash in between reports it again, never loses it.
-        if (records.length > 0) await this.producer!.send({
-          topic: this.deliveriesTopic,
-          acks: -1,
-          messages: records.map((r) => {
-            const key = `${r.department}/${r.topic}/${r.partition}/${r.firstOffset}`;
-            const value = JSON.stringify(r);
-            return { key, value, headers: recordMacHeaders(this.deps.keys, this.deliveriesTopic, key, value, keyNames.deliveries) };
-          }),
-        });
-        // The whole batch delivered: past its last offset, transaction markers included (else the group would lag by one marker).
-        const upTo = waiting ? lastOffset : batch.lastOffset();
-        if (upTo !== undefined) {
-          await this.consumer!.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(upTo) + 1n).toString() }]);
-          resolveOffset(upTo);
-        }
-        metrics.lag.set({ department: department.name, topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
-        if (waiting) this.pauseOnUnknownSchema(batch.topic, batch.partition, waiting.offset, waiting.error);
-        else this.paused.delete(`${batch.topic}/${batch.partition}`);
-        await heartbeat();
-      },
+      eachBatch: (payload) => this.deliverBatch(payload),
     });
     logger.info({ groupId: this.groupId }, 'delivering share topics');
+  }
+
+  /**
+   * Delivers one fetched batch and commits its offsets once the target committed it. A target
+   * that cannot be reached (TARGET_UNREACHABLE) stops delivery here: the batch stays
+   * uncommitted and the service runtime restarts the run with backoff (onFatal), which reads
+   * again from the committed offsets. Without onFatal the error goes to kafkajs, which retries.
+   */
+  private async deliverBatch(payload: EachBatchPayload): Promise<void> {
+    // After a fault nothing more is delivered or committed: the run is being stopped.
+    if (this.faulted) return;
+    try {
+      await this.deliverBatchOnce(payload);
+    } catch (err) {
+      if (!isCdcError(err, 'TARGET_UNREACHABLE') || !this.deps.onFatal) throw err;
+      this.faulted = err;
+      this.running = false;
+      this.deps.onFatal(err);
+    }
+  }
+
+  private async deliverBatchOnce({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload): Promise<void> {
+    const { department, metrics } = this.deps;
+    const labels = { department: department.name, target: department.target.kind };
+    if (!isRunning() || isStale() || batch.messages.length === 0) return;
+    // Fetched before its partition was paused: read again after the resume.
+    if (this.isPaused(batch.topic, batch.partition)) return;
+    const byTable = new Map<TargetTable, Delivery[]>();
+    let waiting: { offset: string; error: CdcError } | undefined;
+    let lastOffset: string | undefined;
+    for (const message of batch.messages) {
+      if (!message.value) {
+        lastOffset = message.offset;
+        continue;
+      }
+      let decoded: { table: TargetTable; record: Record<string, unknown> };
+      try {
+        decoded = await this.decode(batch.topic, message.value, message.headers);
+      } catch (err) {
+        if (!isCdcError(err, 'SCHEMA_UNKNOWN')) throw err;
+        waiting = { offset: message.offset, error: err };
+        break;
+      }
+      const { table, record } = decoded;
+      let list = byTable.get(table);
+      if (!list) byTable.set(table, (list = []));
+      const change: RowChange = {
+        op: record[META_FIELDS.op] as string,
+        version: record[META_FIELDS.version] as string,
+        sourceTsMs: record[META_FIELDS.sourceTsMs] as bigint,
+        deleted: record[META_FIELDS.deleted] as boolean,
+        values: record,
+      };
+      list.push({ change, offset: message.offset, key: message.key, value: message.value });
+      lastOffset = message.offset;
+    }
+    const records: DeliveryRecord[] = [];
+    for (const [table, deliveries] of byTable) {
+      const { applied, stale } = await this.deliver(batch.topic, batch.partition, table, deliveries);
+      metrics.applied.inc(labels, applied);
+      metrics.stale.inc(labels, stale);
+      const now = Date.now();
+      for (const d of deliveries) metrics.latency.observe(labels, Math.max(0, now - Number(d.change.sourceTsMs)) / 1000);
+      records.push(deliveryRecord(department.name, table.name, batch.topic, batch.partition, deliveries, applied));
+    }
+    // The batch's record for the audit ledger, before its offsets: a crash in between reports it again, never loses it.
+    if (records.length > 0) await this.producer!.send({
+      topic: this.deliveriesTopic,
+      acks: -1,
+      messages: records.map((r) => {
+        const key = `${r.department}/${r.topic}/${r.partition}/${r.firstOffset}`;
+        const value = JSON.stringify(r);
+        return { key, value, headers: recordMacHeaders(this.deps.keys, this.deliveriesTopic, key, value, keyNames.deliveries) };
+      }),
+    });
+    // The whole batch delivered: past its last offset, transaction markers included (else the group would lag by one marker).
+    const upTo = waiting ? lastOffset : batch.lastOffset();
+    if (upTo !== undefined) {
+      await this.consumer!.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(upTo) + 1n).toString() }]);
+      resolveOffset(upTo);
+    }
+    metrics.lag.set({ department: department.name, topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
+    if (waiting) this.pauseOnUnknownSchema(batch.topic, batch.partition, waiting.offset, waiting.error);
+    else this.paused.delete(`${batch.topic}/${batch.partition}`);
+    await heartbeat();
   }
 
   get deliveriesTopic(): string {

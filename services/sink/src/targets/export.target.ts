@@ -6,6 +6,7 @@ import { finished } from 'node:stream/promises';
 import { Queue, Worker } from 'bullmq';
 import pg from 'pg';
 import { CdcError, redactUrl, redisTlsOptions, withoutSecrets, type Logger, type PostgresTlsConfig } from '@cityshare/shared';
+import { ConnectionFaults, hearPoolErrors, type TargetOutage } from './connection-faults.js';
 import { PostgresTarget, postgresPoolConfig } from './postgres.target.js';
 import { TARGET_META, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
 import { webhookSigner } from './webhook.target.js';
@@ -52,24 +53,29 @@ export class ExportTarget implements Target {
   private readonly pool: pg.Pool;
   private queue: Queue | undefined;
   private worker: Worker | undefined;
+  private readonly faults: ConnectionFaults;
 
-  constructor(private readonly o: ExportTargetOptions, private readonly logger: Logger) {
-    this.staging = new PostgresTarget({ url: o.stagingUrl, schema: o.stagingSchema, ssl: o.stagingSsl }, logger);
+  constructor(private readonly o: ExportTargetOptions, private readonly logger: Logger, outage?: TargetOutage) {
+    this.faults = new ConnectionFaults(logger, `the export staging ${redactUrl(o.stagingUrl)} or its Redis ${redactUrl(o.redisUrl)}`, (m) => withoutSecrets(m, { urls: [o.stagingUrl, o.redisUrl] }), outage);
+    this.staging = new PostgresTarget({ url: o.stagingUrl, schema: o.stagingSchema, ssl: o.stagingSsl }, logger, outage);
     // DATE and TIMESTAMP (without zone) as the text PostgreSQL holds, not shifted through a local Date.
     const raw = (oid: number) => (oid === 1082 || oid === 1114 ? (v: string) => v : pg.types.getTypeParser(oid));
     this.pool = new pg.Pool({ ...postgresPoolConfig(o.stagingUrl, o.stagingSsl, 2), types: { getTypeParser: raw as typeof pg.types.getTypeParser } });
+    hearPoolErrors(this.pool, this.faults);
   }
 
   async connect(): Promise<void> {
     await this.staging.connect();
     const connection = { url: this.o.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(this.o.redisTls, 'redisTls') };
     this.queue = new Queue(this.o.queueName, { connection });
+    this.queue.on('error', this.faults.listener);
     await this.queue.waitUntilReady().catch((cause: Error) => {
       throw new CdcError('TARGET_UNREACHABLE', `Redis for the export schedule is not reachable at ${redactUrl(this.o.redisUrl)}: ${withoutSecrets(cause.message, { urls: [this.o.redisUrl] })}`, { cause });
     });
     const repeat = this.o.schedule.cron ? { pattern: this.o.schedule.cron } : { every: this.o.schedule.everyMs ?? 86_400_000 };
     await this.queue.upsertJobScheduler('export', repeat, { name: 'export', opts: { attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: 100, removeOnFail: 100 } });
     this.worker = new Worker(this.o.queueName, () => this.exportAll(), { connection, concurrency: 1 });
+    this.worker.on('error', this.faults.listener);
     this.worker.on('failed', (_job, err) => this.logger.error({ reason: err.message }, 'scheduled export failed'));
   }
 

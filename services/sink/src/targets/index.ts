@@ -4,6 +4,7 @@ import { ExportTarget } from './export.target.js';
 import { MysqlTarget } from './mysql.target.js';
 import { PostgresTarget } from './postgres.target.js';
 import { RabbitmqTarget } from './rabbitmq.target.js';
+import type { TargetOutage } from './connection-faults.js';
 import type { Target } from './target.js';
 import { grantsInForce } from './webhook-queue.js';
 import { WebhookTarget } from './webhook.target.js';
@@ -15,6 +16,8 @@ export interface TargetContext {
   keys: KeyProvider;
   logger: Logger;
   metrics: SinkMetrics;
+  /** Kept across the runs the service runtime restarts: an outage of the target is logged once. */
+  outage?: TargetOutage;
 }
 
 /** The department's target as its pipeline file describes it. */
@@ -22,9 +25,9 @@ export function createTarget(department: DepartmentConfig, ctx: TargetContext): 
   const target = department.target;
   const labels = { department: department.name, target: target.kind };
   switch (target.kind) {
-    case 'postgres': return new PostgresTarget({ url: target.url, schema: target.schema, softDelete: target.softDelete, ssl: target.ssl }, ctx.logger);
+    case 'postgres': return new PostgresTarget({ url: target.url, schema: target.schema, softDelete: target.softDelete, ssl: target.ssl }, ctx.logger, ctx.outage);
     case 'mysql': return new MysqlTarget({ url: target.url, softDelete: target.softDelete, ssl: target.ssl }, ctx.logger);
-    case 'rabbitmq': return new RabbitmqTarget({ department: department.name, url: target.url, exchange: target.exchange, exchangeType: target.exchangeType, ca: target.ca }, ctx.logger);
+    case 'rabbitmq': return new RabbitmqTarget({ department: department.name, url: target.url, exchange: target.exchange, exchangeType: target.exchangeType, ca: target.ca }, ctx.logger, ctx.outage);
     case 'export':
       return new ExportTarget({
         department: department.name,
@@ -38,7 +41,7 @@ export function createTarget(department: DepartmentConfig, ctx: TargetContext): 
         redisTls: target.redisTls,
         queueName: queues.export(ctx.prefix, department.name),
         onExport: (_table, rows) => ctx.metrics.exported.inc(labels, rows),
-      }, ctx.logger);
+      }, ctx.logger, ctx.outage);
     case 'http':
       return new WebhookTarget({
         department: department.name,
@@ -56,6 +59,6 @@ export function createTarget(department: DepartmentConfig, ctx: TargetContext): 
         onRetry: () => ctx.metrics.retries.inc(labels),
         onDeadLetter: () => ctx.metrics.dlq.inc(labels),
         onPurged: (batches) => ctx.metrics.webhookPurged.inc(labels, batches),
-      }, ctx.logger);
+      }, ctx.logger, ctx.outage);
   }
 }

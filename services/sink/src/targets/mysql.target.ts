@@ -1,3 +1,4 @@
+import type { PoolConnection as CorePoolConnection } from 'mysql2';
 import { createPool, type Pool, type PoolConnection, type ResultSetHeader } from 'mysql2/promise';
 import { CdcError, LOGICAL, mysqlSslOptions, redactUrl, withoutSecrets, type AvroFieldType, type Logger, type MysqlTlsConfig } from '@cityshare/shared';
 import { TARGET_META, keyText, planBatch, type ApplyResult, type RowChange, type Target, type TargetColumn, type TargetTable } from './target.js';
@@ -56,9 +57,13 @@ export class MysqlTarget implements Target {
   constructor(private readonly options: MysqlTargetOptions, logger: Logger) {
     // Without FOUND_ROWS (on by default in mysql2), a row an upsert leaves as it was counts 0.
     const ssl = mysqlSslOptions(options.ssl, 'target.ssl');
+    // error events: a mysql2 pool emits none; each pooled connection has its own listener and a failed one is dropped.
     this.pool = createPool({ uri: options.url, ...(ssl ? { ssl } : {}), connectionLimit: 4, timezone: 'Z', charset: 'utf8mb4', supportBigNumbers: true, bigNumberStrings: true, dateStrings: true, flags: ['-FOUND_ROWS'] });
-    this.pool.on('connection', (conn) => void conn.query("SET time_zone = '+00:00'"));
-    void logger;
+    // The event hands over the callback connection (not the promise one its typing says). With a callback, a failure
+    // (the connection lost as it opens) is not an unheard 'error' of the query; the batch on it fails with its code.
+    this.pool.on('connection', (conn) => void (conn as unknown as CorePoolConnection).query("SET time_zone = '+00:00'", (err: Error | null) => {
+      if (err) logger.warn({ code: 'TARGET_UNREACHABLE', target: redactUrl(options.url), reason: withoutSecrets(err.message, { urls: [options.url] }) }, 'setting the time zone of a new MySQL connection failed');
+    }));
   }
 
   async connect(): Promise<void> {

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { CdcError, postgresSslOptions, redactUrl, withoutSecrets, type Logger, type PostgresTlsConfig } from '@cityshare/shared';
+import { ConnectionFaults, hearPoolErrors, type TargetOutage } from './connection-faults.js';
 import { pgTypeOf } from './pg-types.js';
 import { TARGET_META, planBatch, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
 
@@ -20,11 +21,13 @@ export class PostgresTarget implements Target {
   private readonly ensured = new Map<string, Set<string>>();
   /** The target as messages name it: the URL without its password. */
   private readonly where: string;
+  private readonly faults: ConnectionFaults;
 
-  constructor(private readonly options: PostgresTargetOptions, logger: Logger) {
+  constructor(private readonly options: PostgresTargetOptions, logger: Logger, outage?: TargetOutage) {
     this.where = redactUrl(options.url);
     this.pool = new pg.Pool(postgresPoolConfig(options.url, options.ssl, 4));
-    this.pool.on('error', (err) => logger.warn({ target: this.where, reason: this.clean(err.message) }, 'idle PostgreSQL connection failed'));
+    this.faults = new ConnectionFaults(logger, `PostgreSQL target ${this.where}`, (m) => this.clean(m), outage);
+    hearPoolErrors(this.pool, this.faults);
   }
 
   /** A driver message without anything of the URL's credentials. */
@@ -106,20 +109,25 @@ export class PostgresTarget implements Target {
     const client = await this.pool.connect().catch((cause: Error) => {
       throw new CdcError('TARGET_UNREACHABLE', `PostgreSQL target ${this.where} is not reachable: ${this.clean(cause.message)}`, { cause });
     });
+    let broken: Error | undefined;
     try {
       await client.query('BEGIN');
       await work(client);
       await client.query('COMMIT');
+      this.faults.recovered();
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       const e = err as Error & { code?: string };
       // SQLSTATE class 08 = connection problems; others mean the target refused the data.
-      throw new CdcError(e.code?.startsWith('08') || !e.code ? 'TARGET_UNREACHABLE' : 'TARGET_REJECTED', `PostgreSQL ${fqn}: ${this.clean(e.message)}`, {
+      const unreachable = e.code?.startsWith('08') || !e.code;
+      // A client whose connection failed is dropped, not handed to the next batch.
+      if (unreachable) broken = e;
+      throw new CdcError(unreachable ? 'TARGET_UNREACHABLE' : 'TARGET_REJECTED', `PostgreSQL ${fqn}: ${this.clean(e.message)}`, {
         cause: err,
         details: { sqlState: e.code },
       });
     } finally {
-      client.release();
+      client.release(broken);
     }
   }
 

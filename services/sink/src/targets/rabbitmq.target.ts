@@ -1,5 +1,6 @@
 import { connect, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { CdcError, amqpSocketOptions, redactUrl, withoutSecrets, type Logger } from '@cityshare/shared';
+import { ConnectionFaults, type TargetOutage } from './connection-faults.js';
 import { changeJson, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
 
 export interface RabbitmqTargetOptions {
@@ -25,20 +26,23 @@ export class RabbitmqTarget implements Target {
   readonly kind = 'rabbitmq';
   private connection: ChannelModel | undefined;
   private channel: ConfirmChannel | undefined;
+  private readonly faults: ConnectionFaults;
 
-  constructor(private readonly o: RabbitmqTargetOptions, private readonly logger: Logger) {}
+  constructor(private readonly o: RabbitmqTargetOptions, logger: Logger, outage?: TargetOutage) {
+    this.faults = new ConnectionFaults(logger, `RabbitMQ exchange ${o.exchange} at ${redactUrl(o.url)}`, (m) => withoutSecrets(m, { urls: [o.url] }), outage);
+  }
 
   async connect(): Promise<void> {
     try {
       this.connection = await connect(this.o.url, amqpSocketOptions(this.o.ca, 'target.ca'));
       // A lost connection or a channel the broker closed is dropped here and opened again by the next batch.
-      this.connection.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'RabbitMQ connection error'));
+      this.connection.on('error', this.faults.listener);
       this.connection.on('close', () => {
         this.connection = undefined;
         this.channel = undefined;
       });
       const channel = await this.connection.createConfirmChannel();
-      channel.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'RabbitMQ channel error'));
+      channel.on('error', this.faults.listener);
       channel.on('close', () => {
         if (this.channel === channel) this.channel = undefined;
       });
@@ -69,6 +73,7 @@ export class RabbitmqTarget implements Target {
         });
       }
       await channel.waitForConfirms();
+      this.faults.recovered();
     } catch (cause) {
       throw new CdcError('TARGET_UNREACHABLE', `RabbitMQ did not confirm a batch for ${this.o.exchange}: ${withoutSecrets((cause as Error).message, { urls: [this.o.url] })}`, { cause });
     }

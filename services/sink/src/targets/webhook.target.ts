@@ -1,7 +1,9 @@
 import { createHmac } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
 import { CdcError, redactUrl, redisTlsOptions, withoutSecrets, type DepartmentConfig, type HttpTargetConfig, type KeyProvider, type Logger } from '@cityshare/shared';
+import { ConnectionFaults, type TargetOutage } from './connection-faults.js';
 import { changeJson, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
 import { grantsInForce, isInForce, openBatch, purgeRevoked, retentionOptions, sealBatch, type QueuedBatch, type WebhookBatch } from './webhook-queue.js';
 
@@ -68,26 +70,36 @@ export function webhookSigner(secret: Buffer, t = Math.floor(Date.now() / 1000))
 export class WebhookTarget implements Target {
   readonly kind = 'http';
   private queue: Queue | undefined;
+  /** The queue's own Redis client: ours, so its listener outlives a queue closed while Redis is away. */
+  private redis: Redis | undefined;
   private worker: Worker | undefined;
   private inForce: ReadonlySet<string>;
   /** Aborted when grants change, so a batch waiting for its next try is looked at again at once. */
   private grantsChange = new AbortController();
   /** Jobs the worker gave up because their grant was revoked: removed once BullMQ has released them. */
   private readonly refused = new Set<string>();
+  private readonly faults: ConnectionFaults;
 
-  constructor(private readonly o: WebhookTargetOptions, private readonly logger: Logger) {
+  constructor(private readonly o: WebhookTargetOptions, private readonly logger: Logger, outage?: TargetOutage) {
     this.inForce = o.grants;
+    this.faults = new ConnectionFaults(logger, `Redis of the webhook queue at ${redactUrl(o.redisUrl)}`, (m) => withoutSecrets(m, { urls: [o.redisUrl] }), outage);
   }
 
   async connect(): Promise<void> {
     const connection = { url: this.o.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(this.o.redisTls, 'redisTls') };
-    this.queue = new Queue(this.o.queueName, { connection });
+    // Queueing fails at once while Redis is away (no offline queue), so the batch is retried, not held.
+    this.redis = new Redis(this.o.redisUrl, { maxRetriesPerRequest: null, enableOfflineQueue: false, ...redisTlsOptions(this.o.redisTls, 'redisTls') });
+    this.redis.on('error', this.faults.listener);
+    this.queue = new Queue(this.o.queueName, { connection: this.redis });
+    this.queue.on('error', this.faults.listener);
     await this.queue.waitUntilReady().catch((cause: Error) => {
       throw new CdcError('TARGET_UNREACHABLE', `Redis for the webhook queue is not reachable at ${redactUrl(this.o.redisUrl)}: ${withoutSecrets(cause.message, { urls: [this.o.redisUrl] })}`, { cause });
     });
     // Batches of a grant revoked while the sink was down go before the worker could send them.
     await this.purge();
     this.worker = new Worker(this.o.queueName, (job: Job<QueuedBatch>) => this.post(job), { connection, concurrency: 1 });
+    // The worker reconnects by itself; batches wait in Redis meanwhile.
+    this.worker.on('error', this.faults.listener);
     this.worker.on('failed', (job, err) => {
       if (job?.id && this.refused.delete(job.id)) {
         void job.remove().then(() => this.revoked(job.data.grant, 1, 'a batch given up while it was retried; removed'), (cause: Error) => this.logger.warn({ job: job.id, err: cause.message }, 'removing a webhook batch of a revoked grant failed; the next start removes it'));
@@ -136,6 +148,7 @@ export class WebhookTarget implements Target {
     };
     try {
       await this.queue!.add('batch', sealBatch(this.o.keys, table.grant, batch), retentionOptions(this.o.retention));
+      this.faults.recovered();
     } catch (cause) {
       throw new CdcError('TARGET_UNREACHABLE', `queueing a webhook batch failed: ${(cause as Error).message}`, { cause });
     }
@@ -186,8 +199,10 @@ export class WebhookTarget implements Target {
   }
 
   async close(): Promise<void> {
-    await this.worker?.close();
+    // Forced: with Redis away, a graceful close would wait for it; an active batch is taken up again (at least once).
+    await this.worker?.close(true);
     await this.queue?.close();
+    this.redis?.disconnect();
   }
 }
 
