@@ -88,7 +88,7 @@ export async function measureTransformer(o: TransformerOptions, log: (line: stri
           })),
         });
         const memory = new MemorySampler();
-        const transformer = await run.start('transformer', { CITYSHARE_PIPELINE: pipelineFile, TRANSFORMER_INSTANCE_ID: `${run.id}-${r}-${departments}` });
+        const transformer = await run.start('transformer', { CITYSHARE_PIPELINE: pipelineFile });
         const expected = rawEvents * departments;
         const rate = await sustainedRate(
           async () => (await memory.sample(transformer), await metric(transformer, 'cityshare_transformer_records_out_total')),

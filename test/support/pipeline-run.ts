@@ -72,7 +72,6 @@ export class PipelineRun {
       // The health department's sink unless a test says otherwise.
       SINK_DEPARTMENT: 'health',
       KEYRING_FILE: this.keyringFile,
-      TRANSFORMER_INSTANCE_ID: this.id,
       KAFKA_CA_FILE: stack.caFile,
       KAFKA_BROKERS: this.brokers.join(','),
       KAFKA_REPLICATION_FACTOR: String(this.replicationFactor),

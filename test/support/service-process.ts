@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { ensureServicesBuilt, serviceArgs } from '../../scripts/build-services.js';
@@ -82,6 +82,22 @@ export class ServiceProcess {
   async kill(): Promise<void> {
     this.child?.kill('SIGKILL');
     await this.exited;
+  }
+
+  /** SIGSTOP / SIGCONT: a process whose event loop stands still (a stalled host, a long GC), then runs on. */
+  freeze(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  thaw(): void {
+    this.child?.kill('SIGCONT');
+  }
+
+  /** The partitions this process held at its last join of its consumer group (from its log). */
+  assignment(): Record<string, number[]> | undefined {
+    const lines = readFileSync(this.logFile, 'utf8').split('\n').filter((l) => l.includes('joined its consumer group') && l.includes(`"pid":${this.pid}`));
+    const last = lines.at(-1);
+    return last ? (JSON.parse(last) as { assignment: Record<string, number[]> }).assignment : undefined;
   }
 
   async stop(): Promise<void> {

@@ -10,7 +10,7 @@ export function createLogger(service: string, level = process.env.LOG_LEVEL ?? '
   return pino({
     name: service,
     level,
-    base: { service },
+    base: { service, pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: {
       paths: ['before', 'after', 'row', 'value', 'password', '*.password', 'key', 'material', '*.material', 'connection.password'],

@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
 
@@ -28,13 +28,17 @@ export interface HealthServer {
   close(): Promise<void>;
 }
 
-/** Serves /metrics, /healthz (process alive) and /readyz (connected and serving). */
+/** Serves /metrics, /healthz (alive: restart me if not) and /readyz (connected and serving). */
 export async function startHealthServer(options: {
   port: number;
   registry: Pick<Registry, 'metrics' | 'contentType'>;
   /** true, or why the service cannot do its work now (answered with 503). */
   ready: () => boolean | string;
+  /** true, or why the process is wedged and only a restart helps (answered with 503); alive when absent. */
+  live?: () => boolean | string;
 }): Promise<HealthServer> {
+  const answer = (res: ServerResponse, state: boolean | string, ok: string, bad: string) =>
+    res.writeHead(state === true ? 200 : 503, { 'content-type': 'text/plain' }).end(state === true ? `${ok}\n` : `${bad}${typeof state === 'string' ? `: ${state}` : ''}\n`);
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics') {
@@ -43,10 +47,9 @@ export async function startHealthServer(options: {
         (err: Error) => res.writeHead(500).end(err.message),
       );
     } else if (path === '/healthz') {
-      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      answer(res, options.live?.() ?? true, 'ok', 'unhealthy');
     } else if (path === '/readyz') {
-      const ready = options.ready();
-      res.writeHead(ready === true ? 200 : 503, { 'content-type': 'text/plain' }).end(ready === true ? 'ready\n' : `not ready${typeof ready === 'string' ? `: ${ready}` : ''}\n`);
+      answer(res, options.ready(), 'ready', 'not ready');
     } else {
       res.writeHead(404).end();
     }

@@ -1,6 +1,7 @@
 import { Gauge, type Registry } from 'prom-client';
 import { CdcError, isCdcError, type ErrorCode } from './errors.js';
 import type { Logger } from './logger.js';
+import { LoopLag } from './loop-lag.js';
 import { startHealthServer, type HealthServer } from './metrics.js';
 
 /** What a service's main gets from the runtime for one run. */
@@ -8,11 +9,14 @@ export interface ServiceRun {
   /**
    * Serves /metrics, /healthz and /readyz on `port`. The server outlives the run: while the
    * service waits to start again it answers /readyz 503 with the reason. `ready` answers
-   * true, or why not (a string, or false).
+   * true, or why not (a string, or false). /healthz is 503 while the event loop was lately
+   * blocked for more than 5 s, or while `live` says why only a restart can help.
    */
-  serve(options: { port: number; registry: Registry; ready: () => boolean | string }): Promise<{ port: number }>;
+  serve(options: { port: number; registry: Registry; ready: () => boolean | string; live?: () => boolean | string }): Promise<{ port: number }>;
   /** Undoes what the run opened; cleanups run in reverse order when the run stops (shutdown or restart). */
   defer(cleanup: () => unknown): void;
+  /** A dependency found unreachable (or back) while the run goes on and its client retries by itself: `cityshare_dependency_up`. */
+  dependency(name: string, up: boolean): void;
   /** A fault after start: a retriable one stops the run and starts it again after a backoff; any other exits with 1. */
   fail(err: CdcError): void;
 }
@@ -49,6 +53,8 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
   let health: HealthServer | undefined;
   let registry: Registry | undefined;
   let ready: () => boolean | string = () => 'starting';
+  let live: () => boolean | string = () => true;
+  const loopLag = new LoopLag({ limitMs: 5_000 });
   let dependencyUp: Gauge<'dependency'> | undefined;
   let stopping = false;
   let failed: ((err: CdcError) => void) | undefined;
@@ -68,6 +74,7 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
     stopping = true;
     await cleanUp();
     await health?.close();
+    loopLag.stop();
     process.exit(code);
   };
   process.once('SIGINT', () => void (logger.info({ signal: 'SIGINT' }, 'stopping'), exit(0)));
@@ -77,14 +84,27 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
     async serve(o) {
       registry = o.registry;
       ready = o.ready;
+      live = o.live ?? (() => true);
       if (!dependencyUp || !o.registry.getSingleMetric('cityshare_dependency_up')) {
         dependencyUp = new Gauge({ name: 'cityshare_dependency_up', help: 'Whether the dependency the service needs was reachable at its last try (1) or the service waits for it (0)', labelNames: ['dependency'] as const, registers: [o.registry] });
       }
-      health ??= await startHealthServer({ port: o.port, registry: { metrics: () => registry!.metrics(), contentType: o.registry.contentType }, ready: () => ready() });
+      if (!health) loopLag.start();
+      health ??= await startHealthServer({
+        port: o.port,
+        registry: { metrics: () => registry!.metrics(), contentType: o.registry.contentType },
+        ready: () => ready(),
+        live: () => {
+          const loop = loopLag.check();
+          return loop === true ? live() : loop;
+        },
+      });
       return { port: health.port };
     },
     defer(cleanup) {
       cleanups.push(cleanup);
+    },
+    dependency(name, up) {
+      dependencyUp?.set({ dependency: name }, up ? 1 : 0);
     },
     fail(err) {
       failed?.(err);
@@ -128,6 +148,7 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
     const dependency = DEPENDENCY_OF[err.code];
     if (dependency) dependencyUp?.set({ dependency }, 0);
     ready = () => `waiting to start again (${err.code})`;
+    live = () => true;
     await cleanUp();
     await new Promise((r) => setTimeout(r, wait));
     if (stopping) return;

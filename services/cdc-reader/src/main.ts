@@ -38,9 +38,10 @@ await runService(logger, async (run) => {
     logger: log,
     metrics,
     onFatal: (err) => run.fail(err),
+    onKafkaContact: (up) => run.dependency('kafka', up),
   });
   run.defer(() => reader.stop());
-  const health = await run.serve({ port: env.METRICS_PORT, registry, ready: () => reader.ready });
+  const health = await run.serve({ port: env.METRICS_PORT, registry, ready: () => reader.ready() });
   log.info({ port: health.port }, 'health and metrics listening');
 
   let lease: LeaderLease | undefined;

@@ -142,6 +142,8 @@ export class RawPublisher<S = unknown> {
   private full = false;
   private sending: Promise<void> | null = null;
   private failed: Error | null = null;
+  /** When the produce request in flight was sent (0: none in flight). */
+  private requestSince = 0;
 
   constructor(
     private readonly producer: Producer,
@@ -151,6 +153,11 @@ export class RawPublisher<S = unknown> {
 
   get queuedBytes(): number {
     return this.bytes;
+  }
+
+  /** How long the produce request in flight has waited for the brokers (0 when none is). */
+  get stalledMs(): number {
+    return this.requestSince === 0 ? 0 : Date.now() - this.requestSince;
   }
 
   /** Change events, framed per partition of their topic, placed by their key as kafkajs would place them. */
@@ -375,9 +382,12 @@ export class RawPublisher<S = unknown> {
         return;
       }
       const batch = this.takeRequest();
+      this.requestSince = Date.now();
       try {
         await this.producer.sendBatch({ acks: -1, topicMessages: wireMessages(batch) });
+        this.requestSince = 0;
       } catch (err) {
+        this.requestSince = 0;
         this.failed = err as Error;
         this.logger.error({ err }, 'publishing to Kafka failed');
         this.options.onError(err as Error);

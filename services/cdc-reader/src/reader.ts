@@ -1,6 +1,7 @@
 import { createConnection, type Connection, type ConnectionOptions } from 'mysql2/promise';
 import type { Kafka, Producer } from 'kafkajs';
 import {
+  ContactWatch,
   CdcError,
   ensureTopics,
   keyNames,
@@ -50,6 +51,8 @@ export interface ReaderDeps {
   watch?: LoadedPipeline;
   /** Called once when the reader cannot go on; the process should exit and be restarted. */
   onFatal: (err: CdcError) => void;
+  /** The brokers stopped acknowledging (false) or acknowledge again (true). */
+  onKafkaContact?: (up: boolean) => void;
 }
 
 /** Value options shared by the binlog decoder and snapshot reads, so both yield the same values. */
@@ -94,6 +97,7 @@ export class Reader {
   private saved: BinlogPosition | undefined;
   private timers: NodeJS.Timeout[] = [];
   private streaming = false;
+  private contact: ContactWatch | undefined;
   private ctx!: BuildContext;
   /** Host, account and TLS material of the source, read once: every connection of the reader uses them. */
   private readonly connection: ConnectionOptions;
@@ -105,8 +109,10 @@ export class Reader {
     this.keys = deps.keys;
   }
 
-  get ready(): boolean {
-    return this.streaming;
+  /** true while streaming with the brokers acknowledging; else why not. */
+  ready(): true | string {
+    if (!this.streaming) return 'starting';
+    return this.contact?.check() ?? true;
   }
 
   async start(): Promise<void> {
@@ -181,6 +187,7 @@ export class Reader {
       pipelineKey: this.deps.keys.activeKey(keyNames.pipeline),
     };
     this.publisher = this.createPublisher();
+    this.contact = new ContactWatch({ silentMs: () => this.publisher?.stalledMs ?? 0, what: `reader of ${this.deps.source.name}`, brokers: this.deps.config.kafka.brokers, logger: this.deps.logger, onChange: this.deps.onKafkaContact });
     this.listener = new BinlogListener(
       { connection: this.connection, valueOptions: exactValueOptions, serverId: source.serverId, catalog, heartbeatSeconds: env.READER_HEARTBEAT_SECONDS },
       {
@@ -494,6 +501,7 @@ export class Reader {
 
   async stop(): Promise<void> {
     this.streaming = false;
+    this.contact?.stop();
     for (const t of this.timers) clearInterval(t);
     this.watcher?.stop();
     this.snapshotter?.stop();

@@ -51,9 +51,10 @@ await runService(logger, async (run) => {
     logger: log,
     metrics,
     onFatal: (err) => run.fail(err),
+    onKafkaContact: (up) => run.dependency('kafka', up),
   });
   run.defer(() => consumer.stop());
-  const health = await run.serve({ port: env.METRICS_PORT, registry, ready: () => consumer.ready });
+  const health = await run.serve({ port: env.METRICS_PORT, registry, ready: () => consumer.ready(), live: () => consumer.alive || 'its Kafka consumer stopped' });
   log.info({ port: health.port }, 'health and metrics listening');
   await consumer.start().catch((err: unknown) => {
     throw kafkaSecurityError(err, config.kafka);

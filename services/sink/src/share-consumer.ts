@@ -7,7 +7,8 @@ import {
   ensureTopics,
   fingerprintHeader,
   isCdcError,
-  onConsumerDeath,
+  GroupMember,
+  groupConsumerConfig,
   pipelineTopics,
   producerConfig,
   keyNames,
@@ -43,6 +44,8 @@ export interface ShareConsumerDeps {
   watch?: LoadedPipeline;
   /** The consumer stopped for good (onConsumerDeath): the service restarts it, or exits when a restart cannot help. */
   onFatal?: (err: CdcError) => void;
+  /** The brokers stopped answering (false) or answer again (true). */
+  onKafkaContact?: (up: boolean) => void;
 }
 
 /** A decoded change and the message it came from (for the dead-letter queue). */
@@ -72,7 +75,9 @@ export class ShareConsumer {
   private readonly writerSchemas: WriterSchemas;
   /** Partitions paused on an unknown schema: how often in a row, and the timer that resumes them. */
   private readonly paused = new Map<string, { attempts: number; timer: NodeJS.Timeout }>();
-  private running = false;
+  private member: GroupMember | undefined;
+  /** Between leaving the group for new topics and joining it again. */
+  private resubscribing = false;
   /** The target became unreachable: delivery stopped until the runtime starts the run again. */
   private faulted: CdcError | undefined;
 
@@ -84,8 +89,21 @@ export class ShareConsumer {
     deps.metrics.partitionsPaused.set({ department: deps.department.name }, 0);
   }
 
-  get ready(): boolean {
-    return this.running;
+  /** true, or why the department gets nothing now. */
+  ready(): true | string {
+    if (this.faulted) return `target unreachable (${this.faulted.code})`;
+    if (this.resubscribing) return 'joining its consumer group with the new grants';
+    const state = this.member?.ready() ?? 'starting';
+    if (state !== true) return state;
+    const held = [...this.member!.assignment.values()].reduce((n, partitions) => n + partitions.length, 0);
+    const paused = this.consumer?.paused().reduce((n, t) => n + t.partitions.length, 0) ?? 0;
+    if (held > 0 && paused >= held) return 'every partition it holds waits for a writer schema the registry does not know (SCHEMA_UNKNOWN)';
+    return true;
+  }
+
+  /** false once its consumer stopped for good. */
+  get alive(): boolean {
+    return this.member?.alive ?? true;
   }
 
   get groupId(): string {
@@ -109,12 +127,13 @@ export class ShareConsumer {
           if (wanted.join() === this.subscribed.join()) return;
           // kafkajs cannot change a running subscription: the group is rejoined with the new topics.
           this.deps.logger.info({ topics: wanted }, 'share topics of the department changed; resubscribing');
-          this.running = false;
+          this.resubscribing = true;
           await this.consumer?.disconnect();
           // Until the group is joined again (Kafka may be down just now), keep trying.
           for (let attempt = 1; ; attempt++) {
             try {
               await this.consume();
+              this.resubscribing = false;
               break;
             } catch (err) {
               this.deps.logger.warn({ err: (err as Error).message, attempt }, 'resubscribing failed; retrying');
@@ -129,7 +148,7 @@ export class ShareConsumer {
   /** Joins the department's group on its share topics (from the pipeline file in force) and delivers. */
   private async consume(): Promise<void> {
     const { config, department, kafka, logger } = this.deps;
-    this.consumer = kafka.consumer({ groupId: this.groupId, readUncommitted: false, allowAutoTopicCreation: false, metadataMaxAge: 5_000 });
+    this.consumer = kafka.consumer(groupConsumerConfig(this.groupId));
     await this.consumer.connect().catch((cause: Error) => {
       throw new CdcError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${config.kafka.brokers.join(',')}: ${cause.message}`, { cause });
     });
@@ -144,13 +163,8 @@ export class ShareConsumer {
       await admin.disconnect();
     }
     await this.consumer.subscribe({ topics: shareTopics, fromBeginning: true });
-    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
-      this.running = true;
-    });
-    onConsumerDeath(this.consumer, config.kafka, (err) => {
-      this.running = false;
-      this.deps.onFatal?.(err);
-    });
+    this.member?.stop();
+    this.member = new GroupMember(this.consumer, { settings: config.kafka, logger, what: `sink of ${department.name}`, onDead: (err) => this.deps.onFatal?.(err), onContact: this.deps.onKafkaContact });
     await this.consumer.run({
       autoCommit: false,
       // Offsets are resolved here: up to the last record delivered, never past one waiting for its schema.
@@ -174,7 +188,6 @@ export class ShareConsumer {
     } catch (err) {
       if (!isCdcError(err, 'TARGET_UNREACHABLE') || !this.deps.onFatal) throw err;
       this.faulted = err;
-      this.running = false;
       this.deps.onFatal(err);
     }
   }
@@ -333,7 +346,7 @@ export class ShareConsumer {
   }
 
   async stop(): Promise<void> {
-    this.running = false;
+    this.member?.stop();
     for (const { timer } of this.paused.values()) clearTimeout(timer);
     this.watcher?.stop();
     await this.consumer?.disconnect().catch(() => undefined);

@@ -1,4 +1,3 @@
-import { hostname } from 'node:os';
 import { z } from 'zod';
 import { commonServiceEnv } from '@cityshare/shared';
 
@@ -6,7 +5,6 @@ export const transformerEnv = z.object({
   ...commonServiceEnv,
   TRANSFORMER_ACCEPT_LEGACY_SEALS: z.enum(['true', 'false']).default('false').transform((v) => v === 'true').describe('migration window: also read raw records (and dead letters) of readers before frame sealing, whose per-event seals do not authenticate op, key or clear columns; off, they are RECORD_FORGED. Set it only until those are drained (README, "Upgrading from per-event seals")'),
   TRANSFORMER_REGISTRY_CHECK_MS: z.coerce.number().int().min(100).default(30_000).describe('how often the transformer asks the registry for every contract it registered, and registers again those the registry lost (readers wait on SCHEMA_UNKNOWN meanwhile)'),
-  TRANSFORMER_INSTANCE_ID: z.string().default(hostname()).describe('stable per instance: names the Kafka transactional id, so a restarted instance fences its old self'),
 });
 
 export type TransformerEnv = z.infer<typeof transformerEnv>;

@@ -1,5 +1,6 @@
-import type { Consumer, Kafka, Producer } from 'kafkajs';
-import { onConsumerDeath, producerConfig, topicMessages, type CdcError, type Logger, type PipelineConfig } from '@cityshare/shared';
+import type { Consumer, Kafka } from 'kafkajs';
+import { GroupMember, groupConsumerConfig, isCdcError, topicMessages, type CdcError, type Logger, type PipelineConfig } from '@cityshare/shared';
+import { PartitionProducers } from './partition-producers.js';
 import type { DepartmentView } from './department-views.js';
 import type { SchemaRegistrar } from './schema-registrar.js';
 import { IncompatibleView, TablePauses } from './table-pauses.js';
@@ -18,7 +19,6 @@ export interface DepartmentStreamOptions {
   rawTopics: string[];
   kafka: Kafka;
   prefix: string;
-  instanceId: string;
   /** Share records and dead letters of one raw message for this department. */
   transform: (topic: string, partition: number, offset: string, value: Buffer | null) => Promise<OutMessage[]>;
   registrar: SchemaRegistrar;
@@ -27,24 +27,30 @@ export interface DepartmentStreamOptions {
   logger: Logger;
   /** The stream's consumer stopped for good (onConsumerDeath): the service restarts, or exits when a restart cannot help. */
   onFatal: (err: CdcError) => void;
+  /** The brokers stopped answering (false) or answer again (true). */
+  onKafkaContact?: (up: boolean) => void;
   /** Kafka settings, to name a refused principal or certificate. */
   kafkaSettings: PipelineConfig['kafka'];
 }
 
 /**
  * One department's way through the transformer: its own consumer group on the raw
- * topics it is granted, its own transactional producer. Each batch's share records and
- * its offsets commit in one Kafka transaction (exactly once per department). A
- * department that is paused (incompatible contract), slow or failing holds back only
- * its own group; the others read on.
+ * topics it is granted, a transactional producer per raw partition it holds. Each batch's
+ * share records and its offsets commit in one Kafka transaction (exactly once per
+ * department). Instances started with the same settings share the department's partitions;
+ * a partition's new owner fences its earlier writer (PartitionProducers). A department
+ * that is paused (incompatible contract), slow or failing holds back only its own group;
+ * the others read on.
  */
 export class DepartmentStream {
   private consumer: Consumer | undefined;
-  private producer: Producer | undefined;
-  private joined = false;
+  private member: GroupMember | undefined;
+  private readonly producers: PartitionProducers;
+  private faulted = false;
   readonly pauses: TablePauses;
 
   constructor(private readonly o: DepartmentStreamOptions) {
+    this.producers = new PartitionProducers({ kafka: o.kafka, transactionalIdPrefix: `${o.prefix}.transformer.${o.department}`, logger: o.logger.child({ department: o.department }) });
     this.pauses = new TablePauses(() => this.consumer!, o.registrar, o.viewsOf, o.metrics, o.logger.child({ department: o.department }));
   }
 
@@ -56,8 +62,16 @@ export class DepartmentStream {
     return this.o.rawTopics;
   }
 
-  get ready(): boolean {
-    return this.joined;
+  /** true, or why the stream does no work now. */
+  ready(): true | string {
+    let state = this.member?.ready() ?? 'starting';
+    if (state === true && this.o.rawTopics.every((t) => this.pauses.isPaused(t))) state = 'every granted table is paused on an incompatible contract (SCHEMA_INCOMPATIBLE)';
+    return state === true ? true : `department ${this.o.department}: ${state}`;
+  }
+
+  /** false once its consumer stopped for good. */
+  get alive(): boolean {
+    return this.member?.alive ?? true;
   }
 
   get groupId(): string {
@@ -65,23 +79,23 @@ export class DepartmentStream {
   }
 
   async start(): Promise<void> {
-    const { kafka, prefix, department, instanceId, metrics } = this.o;
-    this.producer = kafka.producer(producerConfig({ transactionalId: `${prefix}.transformer.${department}.${instanceId}` }));
-    await this.producer.connect();
-    this.consumer = kafka.consumer({ groupId: this.groupId, readUncommitted: false, allowAutoTopicCreation: false, metadataMaxAge: 5_000 });
+    const { kafka, department, metrics } = this.o;
+    this.consumer = kafka.consumer(groupConsumerConfig(this.groupId));
     await this.consumer.connect();
     await this.consumer.subscribe({ topics: this.o.rawTopics, fromBeginning: true });
-    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
-      this.joined = true;
-    });
-    onConsumerDeath(this.consumer, this.o.kafkaSettings, (err) => {
-      this.joined = false;
-      this.o.onFatal(err);
+    this.member = new GroupMember(this.consumer, {
+      settings: this.o.kafkaSettings,
+      logger: this.o.logger,
+      what: `department ${department}`,
+      onDead: (err) => this.o.onFatal(err),
+      onAssigned: (assignment) => void this.producers.retain(assignment),
+      onContact: this.o.onKafkaContact,
     });
     await this.consumer.run({
       autoCommit: false,
       eachBatch: async ({ batch, heartbeat, isRunning, isStale }) => {
-        if (!isRunning() || isStale() || batch.messages.length === 0) return;
+        // After a fault nothing more is produced or committed: the run is being stopped.
+        if (this.faulted || !isRunning() || isStale() || batch.messages.length === 0) return;
         if (this.pauses.isPaused(batch.topic)) {
           // Fetched before the pause: not transformed, so read again from its start on resume.
           this.consumer!.seek({ topic: batch.topic, partition: batch.partition, offset: batch.firstOffset()! });
@@ -96,7 +110,8 @@ export class DepartmentStream {
           this.pauses.pause(batch.topic, batch.partition, batch.firstOffset()!, err);
           return;
         }
-        const tx = await this.producer!.transaction();
+        const producer = await this.producers.of(batch.topic, batch.partition);
+        const tx = await producer.transaction();
         try {
           if (out.length > 0) await tx.sendBatch({ topicMessages: topicMessages(out) });
           await tx.sendOffsets({
@@ -109,7 +124,13 @@ export class DepartmentStream {
         } catch (err) {
           metrics.commits.inc({ outcome: 'aborted' });
           await tx.abort().catch(() => undefined);
-          throw err;
+          const fenced = PartitionProducers.fenced(err, batch.topic, batch.partition);
+          if (!isCdcError(fenced, 'PRODUCER_FENCED')) throw err;
+          // This instance lost the partition while it worked on it: stop, rejoin the group with backoff.
+          await this.producers.close(`${batch.topic}.${batch.partition}`);
+          this.faulted = true;
+          this.o.onFatal(fenced);
+          return;
         }
         await heartbeat();
       },
@@ -118,9 +139,10 @@ export class DepartmentStream {
   }
 
   async stop(): Promise<void> {
-    this.joined = false;
     this.pauses.stop();
+    this.member?.stop();
+    // Disconnecting leaves the group: its partitions go to the other instances at once.
     await this.consumer?.disconnect().catch(() => undefined);
-    await this.producer?.disconnect().catch(() => undefined);
+    await this.producers.closeAll();
   }
 }

@@ -53,6 +53,8 @@ export interface TransformerDeps {
   logger: Logger;
   metrics: TransformerMetrics;
   onFatal: (err: CdcError) => void;
+  /** The brokers stopped answering a department stream (false) or answer again (true). */
+  onKafkaContact?: (up: boolean) => void;
 }
 
 /** Where a raw event was read: its frame's offset and its index in the frame (null: the whole frame). */
@@ -95,9 +97,16 @@ export class Transformer {
     });
   }
 
-  /** Ready once every department stream has joined its group. */
-  get ready(): boolean {
-    return this.running && [...this.streams.values()].every((s) => s.ready);
+  /** true once every department stream works (joined, in contact, not wholly paused); else why not. */
+  ready(): true | string {
+    if (!this.running) return 'starting';
+    const waiting = [...this.streams.values()].map((s) => s.ready()).filter((r): r is string => r !== true);
+    return waiting.length === 0 ? true : waiting.join('; ');
+  }
+
+  /** false once a department stream's consumer stopped for good. */
+  get alive(): boolean {
+    return [...this.streams.values()].every((s) => s.alive);
   }
 
   async start(): Promise<void> {
@@ -162,13 +171,13 @@ export class Transformer {
         rawTopics: raw,
         kafka: this.deps.kafka,
         prefix,
-        instanceId: this.deps.env.TRANSFORMER_INSTANCE_ID,
         transform: (topic, partition, offset, value) => this.transform(department, topic, partition, offset, value),
         registrar: this.registrar,
         viewsOf: (table) => (this.policy.views.get(table) ?? []).filter((v) => v.department === department),
         metrics: this.deps.metrics,
         logger: this.deps.logger,
         onFatal: (err) => this.deps.onFatal(err),
+        onKafkaContact: this.deps.onKafkaContact,
         kafkaSettings: config.kafka,
       });
       this.streams.set(department, stream);

@@ -17,8 +17,12 @@ export function createSchemaRegistry(endpoint: RegistryEndpoint): SchemaRegistry
   );
 }
 
-/** Registers (or finds) the schema under the topic's value subject with BACKWARD compatibility. */
-export async function registerValueSchema(registry: SchemaRegistry, topic: string, schema: AvroRecordSchema): Promise<number> {
+/**
+ * Registers (or finds) the schema under the topic's value subject with BACKWARD compatibility.
+ * Instances registering a new subject at the same moment race to set its compatibility: the
+ * loser's 409 "already exists" (Apicurio) is not a verdict on the schema, so it asks again.
+ */
+export async function registerValueSchema(registry: SchemaRegistry, topic: string, schema: AvroRecordSchema, attempt = 1): Promise<number> {
   try {
     const { id } = await registry.register(
       { type: SchemaType.AVRO, schema: JSON.stringify(schema) },
@@ -27,6 +31,7 @@ export async function registerValueSchema(registry: SchemaRegistry, topic: strin
     return id;
   } catch (err) {
     const e = err as Error & { status?: number };
+    if (e.status === 409 && /already exists/i.test(e.message) && attempt < 3) return registerValueSchema(registry, topic, schema, attempt + 1);
     if (e.status === 409 || e.name === 'ConfluentSchemaRegistryCompatibilityError') {
       throw new CdcError('SCHEMA_INCOMPATIBLE', `schema for ${topic} is not BACKWARD compatible with the registered versions: ${e.message}`, { cause: err, details: { topic } });
     }

@@ -10,9 +10,22 @@ const LEVEL: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.DEBUG]: 'debug',
 };
 
-/** kafkajs client over the configured TLS and SASL, whose logs go through the service's pino logger. */
+/** kafkajs' wording of a broker it cannot reach (each retry logs one). */
+const CONNECTION_TROUBLE = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EPIPE|Connection (error|timeout|closed)|closed connection|KafkaJSConnection|KafkaJSNumberOfRetriesExceeded|not reachable|There is no leader/i;
+
+/** During an outage, one kafkajs connection line per this many ms reaches the log at its level; the rest at debug. */
+const CONNECTION_LOG_EVERY_MS = 30_000;
+
+/**
+ * kafkajs client over the configured TLS and SASL, whose logs go through the service's pino
+ * logger. While a broker is away kafkajs logs every retry: those lines are thinned to one per
+ * 30 s (with how many were held back) — the coded KAFKA_UNREACHABLE comes from the service
+ * (ContactWatch), once per outage.
+ */
 export function createKafka(config: PipelineConfig['kafka'], clientId: string, logger: Logger): Kafka {
   const log = logger.child({ component: 'kafkajs' });
+  let lastTrouble = 0;
+  let heldBack = 0;
   return new Kafka({
     clientId,
     ...kafkaConnection(config),
@@ -20,7 +33,19 @@ export function createKafka(config: PipelineConfig['kafka'], clientId: string, l
     retry: { retries: 10, initialRetryTime: 200, maxRetryTime: 5_000 },
     logCreator: () => (entry: LogEntry) => {
       const { message, ...extra } = entry.log;
-      log[LEVEL[entry.level] ?? 'info']({ namespace: entry.namespace, ...extra }, message);
+      let level = LEVEL[entry.level] ?? 'info';
+      if (CONNECTION_TROUBLE.test(`${message} ${String(extra.error ?? '')}`)) {
+        const now = Date.now();
+        if (now - lastTrouble < CONNECTION_LOG_EVERY_MS) {
+          heldBack++;
+          level = 'debug';
+        } else {
+          lastTrouble = now;
+          if (heldBack > 0) extra.heldBack = heldBack;
+          heldBack = 0;
+        }
+      }
+      log[level]({ namespace: entry.namespace, ...extra }, message);
     },
   });
 }

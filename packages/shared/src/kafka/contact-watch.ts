@@ -1,0 +1,45 @@
+import { CdcError } from '../errors.js';
+import type { Logger } from '../logger.js';
+
+/** Without an answer from the brokers for this long, a service says Kafka is unreachable. */
+export const KAFKA_SILENCE_LIMIT_MS = 15_000;
+
+/**
+ * Turns "how long have the brokers been silent" into a state: lost after
+ * KAFKA_SILENCE_LIMIT_MS, logged once as KAFKA_UNREACHABLE when it is lost and once when it
+ * is back (kafkajs keeps retrying by itself meanwhile), told to `onChange` (the runtime's
+ * `cityshare_dependency_up{dependency="kafka"}`), and answered by `check()` for /readyz.
+ */
+export class ContactWatch {
+  private lost = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly o: { silentMs: () => number; what: string; brokers: string[]; logger: Logger; onChange?: (up: boolean) => void; limitMs?: number }) {
+    this.timer = setInterval(() => this.poll(), 1_000);
+    this.timer.unref();
+  }
+
+  private poll(): void {
+    const silent = this.o.silentMs();
+    const lost = silent > (this.o.limitMs ?? KAFKA_SILENCE_LIMIT_MS);
+    if (lost === this.lost) return;
+    this.lost = lost;
+    if (lost) {
+      const err = new CdcError('KAFKA_UNREACHABLE', `${this.o.what}: no answer from the Kafka brokers (${this.o.brokers.join(',')}) for ${Math.round(silent / 1000)} s`);
+      this.o.logger.error({ code: err.code, action: err.action }, `${err.message}; still retrying`);
+    } else {
+      this.o.logger.info({ dependency: 'kafka' }, `${this.o.what}: the Kafka brokers answer again`);
+    }
+    this.o.onChange?.(!lost);
+  }
+
+  /** true, or for how long the brokers have not answered. */
+  check(): true | string {
+    const silent = this.o.silentMs();
+    return silent > (this.o.limitMs ?? KAFKA_SILENCE_LIMIT_MS) ? `no answer from the Kafka brokers for ${Math.round(silent / 1000)} s (KAFKA_UNREACHABLE)` : true;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}

@@ -1,0 +1,92 @@
+import type { Consumer, ConsumerConfig } from 'kafkajs';
+import type { CdcError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { ContactWatch } from './contact-watch.js';
+import type { PipelineConfig } from '../config/pipeline-schema.js';
+import { onConsumerDeath } from './security.js';
+
+/**
+ * Group timing of every consumer group whose members share work (transformer department
+ * streams, sinks). A member killed without leaving (kill -9, lost host) holds its partitions
+ * until its session times out: 8 s instead of kafkajs' 30 s, so a restarted or surviving
+ * member takes them over within 10 s. Heartbeats go out at most every second between
+ * batches; a member that leaves cleanly (SIGTERM) hands its partitions over at once.
+ */
+export const GROUP_TIMING = { sessionTimeout: 8_000, heartbeatInterval: 1_000, rebalanceTimeout: 30_000 } as const;
+
+/** Consumer settings of a work-sharing group: read-committed, no topic creation, new topics seen within 5 s, GROUP_TIMING. */
+export function groupConsumerConfig(groupId: string): ConsumerConfig {
+  return { groupId, readUncommitted: false, allowAutoTopicCreation: false, metadataMaxAge: 5_000, ...GROUP_TIMING };
+}
+
+/**
+ * What a service knows about its membership in a group, from the consumer's own events:
+ * whether it has joined, which partitions it holds, whether the brokers still answer
+ * (fetches and heartbeats; ContactWatch logs and reports the change), and whether the
+ * consumer stopped for good (then `onDead` has its coded error).
+ */
+export class GroupMember {
+  private joined = false;
+  private dead: CdcError | undefined;
+  private lastContact = Date.now();
+  private held = new Map<string, number[]>();
+  private readonly contact: ContactWatch;
+
+  constructor(consumer: Consumer, o: {
+    settings: PipelineConfig['kafka'];
+    logger: Logger;
+    /** Who is speaking, for the log: "department health", "sink". */
+    what: string;
+    onDead: (err: CdcError) => void;
+    onAssigned?: (assignment: ReadonlyMap<string, number[]>) => void;
+    /** Kafka reachable (true) or not, on each change. */
+    onContact?: (up: boolean) => void;
+  }) {
+    const touch = () => {
+      this.lastContact = Date.now();
+    };
+    this.contact = new ContactWatch({ silentMs: () => Date.now() - this.lastContact, what: o.what, brokers: o.settings.brokers, logger: o.logger, onChange: o.onContact });
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      touch();
+      this.joined = true;
+      this.held = new Map(Object.entries(payload.memberAssignment));
+      o.logger.info({ groupId: payload.groupId, memberId: payload.memberId, assignment: payload.memberAssignment }, `${o.what}: joined its consumer group`);
+      o.onAssigned?.(this.held);
+    });
+    consumer.on(consumer.events.REBALANCING, () => {
+      this.joined = false;
+    });
+    consumer.on(consumer.events.FETCH, touch);
+    consumer.on(consumer.events.HEARTBEAT, touch);
+    consumer.on(consumer.events.STOP, () => this.contact.stop());
+    onConsumerDeath(consumer, o.settings, (err) => {
+      this.joined = false;
+      this.dead = err;
+      this.contact.stop();
+      o.onDead(err);
+    });
+  }
+
+  /** The partitions of each topic this member holds since its last join. */
+  get assignment(): ReadonlyMap<string, number[]> {
+    return this.held;
+  }
+
+  /** true, or why this member does no work now. */
+  ready(): true | string {
+    if (this.dead) return `consumer stopped (${this.dead.code})`;
+    const contact = this.contact.check();
+    if (contact !== true) return contact;
+    if (!this.joined) return 'joining its consumer group';
+    return true;
+  }
+
+  /** false once the consumer stopped for good: a process in that state should be restarted. */
+  get alive(): boolean {
+    return this.dead === undefined;
+  }
+
+  stop(): void {
+    this.contact.stop();
+  }
+}
