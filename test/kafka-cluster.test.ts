@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +7,7 @@ import { FileKeyring, consumeShareTopics, departmentGroupPrefix, topics, type Sh
 import { eventually } from './support/eventually.js';
 import { adminKafka, kafkaSettingsOf } from './support/kafka-security.js';
 import { PipelineRun } from './support/pipeline-run.js';
+import type { ServiceProcess } from './support/service-process.js';
 import { stack } from './support/stack.js';
 
 const run$ = promisify(execFile);
@@ -109,4 +111,42 @@ describe('three-broker cluster, one broker killed mid-stream', () => {
       await consumer.stop();
     }
   }, 300_000);
+
+  it('the whole cluster down for 45 s while rows are written: every service stays up, says KAFKA_UNREACHABLE, and resumes by itself', async () => {
+    const readyz = async (svc: ServiceProcess) => {
+      const res = await fetch(`http://127.0.0.1:${svc.port}/readyz`);
+      return { status: res.status, body: await res.text() };
+    };
+    const kafkaUp = async (svc: ServiceProcess) => /^cityshare_dependency_up\{[^}]*dependency="kafka"[^}]*\} (\d)/m.exec(await svc.metrics())?.[1];
+    const codedLines = (svc: ServiceProcess) => readFileSync(svc.logFile, 'utf8').split('\n').filter((l) => l.includes('"code":"KAFKA_UNREACHABLE"') && l.includes(`"pid":${svc.pid}`)).length;
+    const before = new Map(run.services.map((svc) => [svc, codedLines(svc)]));
+    const downAt = Date.now();
+    await Promise.all([1, 2, 3].map((n) => cluster('kafka-node', 'kill', String(n))));
+    const values = Array.from({ length: 200 }, (_, i) => `(${5001 + i}, '市民', '110101199000000000', '13800000000', '西城', NOW())`);
+    await run.source.query(`INSERT INTO ${citizens} (id, name, id_card, phone, district, registered_at) VALUES ${values.join(', ')}`);
+    await run.source.query(`UPDATE ${citizens} SET district = '朝阳' WHERE id <= 100`);
+    // Each service notices within its 15 s silence limit, and says why.
+    for (const svc of run.services) {
+      await eventually(async () => expect(await readyz(svc)).toMatchObject({ status: 503, body: expect.stringContaining('KAFKA_UNREACHABLE') }), 60_000, 500);
+      await eventually(async () => expect(`${svc.name} ${await kafkaUp(svc)}`).toBe(`${svc.name} 0`), 5_000, 250);
+    }
+    await new Promise((r) => setTimeout(r, Math.max(0, 45_000 - (Date.now() - downAt))));
+    for (const svc of run.services) expect(svc.running).toBe(true);
+    await Promise.all([1, 2, 3].map((n) => cluster('kafka-node', 'start', String(n))));
+    const expected = (await run.source.query(`SELECT id, district FROM ${citizens} ORDER BY id`))[0] as Array<{ id: number; district: string }>;
+    await eventually(async () => {
+      const held = (await run.pg.query(`SELECT id, district FROM "${run.pgSchema}".citizens ORDER BY id`)).rows.map((r) => ({ id: Number(r.id), district: r.district }));
+      expect(held).toEqual(expected);
+    }, 180_000, 1_000);
+    for (const svc of run.services) {
+      await eventually(async () => expect(await readyz(svc)).toEqual({ status: 200, body: 'ready\n' }), 60_000, 500);
+      await eventually(async () => expect(`${svc.name} ${await kafkaUp(svc)}`).toBe(`${svc.name} 1`), 5_000, 250);
+      expect(svc.running).toBe(true);
+      // Said once per change of state, not once per retry.
+      const said = codedLines(svc) - before.get(svc)!;
+      console.log(`broker outage: ${svc.name} logged KAFKA_UNREACHABLE ${said} time(s)`);
+      expect(said).toBeGreaterThan(0);
+      expect(said).toBeLessThanOrEqual(3);
+    }
+  }, 420_000);
 });

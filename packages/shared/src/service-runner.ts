@@ -56,7 +56,15 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
   let live: () => boolean | string = () => true;
   const loopLag = new LoopLag({ limitMs: 5_000 });
   let dependencyUp: Gauge<'dependency'> | undefined;
+  /** Last known state of each dependency, across runs (each run makes a new registry). */
+  const dependencies = new Map(Object.values(DEPENDENCY_OF).map((d) => [d, true]));
+  const setDependency = (dependency: string, up: boolean) => {
+    dependencies.set(dependency, up);
+    dependencyUp?.set({ dependency }, up ? 1 : 0);
+  };
   let stopping = false;
+  let started = false;
+  let lastProblem = '';
   let failed: ((err: CdcError) => void) | undefined;
 
   const cleanUp = async () => {
@@ -86,13 +94,16 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
       ready = o.ready;
       live = o.live ?? (() => true);
       if (!dependencyUp || !o.registry.getSingleMetric('cityshare_dependency_up')) {
+        // Each run has a registry of its own: the new gauge starts from what the runtime knows.
         dependencyUp = new Gauge({ name: 'cityshare_dependency_up', help: 'Whether the dependency the service needs was reachable at its last try (1) or the service waits for it (0)', labelNames: ['dependency'] as const, registers: [o.registry] });
+        for (const [dependency, up] of dependencies) dependencyUp.set({ dependency }, up ? 1 : 0);
       }
       if (!health) loopLag.start();
       health ??= await startHealthServer({
         port: o.port,
         registry: { metrics: () => registry!.metrics(), contentType: o.registry.contentType },
-        ready: () => ready(),
+        // Not ready before the run's main has started everything (a reader streams before its snapshot and signals are up).
+        ready: () => (started ? ready() : lastProblem ? `starting again after ${lastProblem}` : 'starting'),
         live: () => {
           const loop = loopLag.check();
           return loop === true ? live() : loop;
@@ -104,7 +115,7 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
       cleanups.push(cleanup);
     },
     dependency(name, up) {
-      dependencyUp?.set({ dependency: name }, up ? 1 : 0);
+      setDependency(name, up);
     },
     fail(err) {
       failed?.(err);
@@ -112,15 +123,15 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
   };
 
   let attempt = 0;
-  let lastProblem = '';
   for (;;) {
     const startedAt = Date.now();
     const fault = await new Promise<unknown>((resolve) => {
       failed = resolve;
       main(run).then(() => {
+        started = true;
         if (lastProblem) logger.info({ attempts: attempt }, 'started again: the dependency is back');
         lastProblem = '';
-        for (const dependency of Object.values(DEPENDENCY_OF)) dependencyUp?.set({ dependency }, 1);
+        for (const dependency of dependencies.keys()) setDependency(dependency, true);
       }, resolve);
     });
     failed = undefined;
@@ -146,12 +157,14 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
     else logger.debug({ code: err.code, attempt, retryInMs: wait }, 'still waiting');
     lastProblem = problem;
     const dependency = DEPENDENCY_OF[err.code];
-    if (dependency) dependencyUp?.set({ dependency }, 0);
+    if (dependency) setDependency(dependency, false);
+    started = true;
     ready = () => `waiting to start again (${err.code})`;
     live = () => true;
     await cleanUp();
     await new Promise((r) => setTimeout(r, wait));
     if (stopping) return;
+    started = false;
   }
 }
 

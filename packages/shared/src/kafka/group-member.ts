@@ -22,7 +22,7 @@ export function groupConsumerConfig(groupId: string): ConsumerConfig {
 /**
  * What a service knows about its membership in a group, from the consumer's own events:
  * whether it has joined, which partitions it holds, whether the brokers still answer
- * (fetches and heartbeats; ContactWatch logs and reports the change), and whether the
+ * (heartbeats and fetched batches; ContactWatch logs and reports the change), and whether the
  * consumer stopped for good (then `onDead` has its coded error).
  */
 export class GroupMember {
@@ -56,9 +56,9 @@ export class GroupMember {
     consumer.on(consumer.events.REBALANCING, () => {
       this.joined = false;
     });
-    consumer.on(consumer.events.FETCH, touch);
+    // Answers of the brokers: a heartbeat, or a batch fetched (kafkajs' FETCH event also fires on a fetch that failed).
     consumer.on(consumer.events.HEARTBEAT, touch);
-    consumer.on(consumer.events.STOP, () => this.contact.stop());
+    consumer.on(consumer.events.START_BATCH_PROCESS, touch);
     onConsumerDeath(consumer, o.settings, (err) => {
       this.joined = false;
       this.dead = err;
