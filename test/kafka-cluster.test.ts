@@ -144,7 +144,7 @@ describe('three-broker cluster, one broker killed mid-stream', () => {
       expect(svc.running).toBe(true);
       // Said once per change of state, not once per retry.
       const said = codedLines(svc) - before.get(svc)!;
-      console.log(`broker outage: ${svc.name} logged KAFKA_UNREACHABLE ${said} time(s)`);
+      process.stdout.write(`broker outage: ${svc.name} logged KAFKA_UNREACHABLE ${said} time(s)\n`);
       expect(said).toBeGreaterThan(0);
       expect(said).toBeLessThanOrEqual(3);
     }

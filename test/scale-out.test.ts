@@ -87,7 +87,7 @@ describe('scale-out: two transformers and two sinks for one department', () => {
     // Before the dead members' 8 s sessions end, rows of the survivors' partitions arrive.
     const firstRows = await timeUntil(async () => [...(await delivered())].some((id) => ids.includes(id)), 20_000);
     const allRows = await timeUntil(() => allDelivered(ids), 60_000);
-    console.log(`scale-out: after kill -9 of one transformer and one sink, first rows of the survivors' partitions in ${firstRows} ms, every row in ${allRows} ms`);
+    process.stdout.write(`scale-out: after kill -9 of one transformer and one sink, first rows of the survivors' partitions in ${firstRows} ms, every row in ${allRows} ms\n`);
     expect(firstRows).toBeLessThan(6_000);
     // kafkajs' default 30 s session would hold the dead members' partitions for half a minute.
     expect(allRows).toBeLessThan(20_000);
@@ -106,7 +106,7 @@ describe('scale-out: two transformers and two sinks for one department', () => {
     await Promise.all([transformers[0]!.start(), sinks[0]!.start()]);
     await eventually(async () => expect(await allDelivered(ids)).toBe(true), 60_000, 100);
     const back = Date.now() - killedAt;
-    console.log(`scale-out: kill -9 of the only transformer and sink, restarted at once: every row written meanwhile delivered ${back} ms after the kill`);
+    process.stdout.write(`scale-out: kill -9 of the only transformer and sink, restarted at once: every row written meanwhile delivered ${back} ms after the kill\n`);
     expect(back).toBeLessThan(20_000);
   });
 
