@@ -63,7 +63,6 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
     dependencyUp?.set({ dependency }, up ? 1 : 0);
   };
   let stopping = false;
-  let started = false;
   let lastProblem = '';
   let failed: ((err: CdcError) => void) | undefined;
 
@@ -102,8 +101,7 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
       health ??= await startHealthServer({
         port: o.port,
         registry: { metrics: () => registry!.metrics(), contentType: o.registry.contentType },
-        // Not ready before the run's main has started everything (a reader streams before its snapshot and signals are up).
-        ready: () => (started ? ready() : lastProblem ? `starting again after ${lastProblem}` : 'starting'),
+        ready: () => ready(),
         live: () => {
           const loop = loopLag.check();
           return loop === true ? live() : loop;
@@ -128,7 +126,6 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
     const fault = await new Promise<unknown>((resolve) => {
       failed = resolve;
       main(run).then(() => {
-        started = true;
         if (lastProblem) logger.info({ attempts: attempt }, 'started again: the dependency is back');
         lastProblem = '';
         for (const dependency of dependencies.keys()) setDependency(dependency, true);
@@ -158,13 +155,11 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
     lastProblem = problem;
     const dependency = DEPENDENCY_OF[err.code];
     if (dependency) setDependency(dependency, false);
-    started = true;
     ready = () => `waiting to start again (${err.code})`;
     live = () => true;
     await cleanUp();
     await new Promise((r) => setTimeout(r, wait));
     if (stopping) return;
-    started = false;
   }
 }
 

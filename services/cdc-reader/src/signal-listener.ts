@@ -1,6 +1,6 @@
 import type { Consumer, Kafka } from 'kafkajs';
 import { z } from 'zod';
-import { recordForgery, recordMacHeaders, topics, type KeyProvider, type Logger } from '@cityshare/shared';
+import { GROUP_TIMING, recordForgery, recordMacHeaders, topics, type KeyProvider, type Logger } from '@cityshare/shared';
 
 /** A request to the reader of one source, sent on `<prefix>.signals` (keyed by source). */
 export const readerSignal = z.object({
@@ -45,7 +45,8 @@ export class SignalListener {
   ) {}
 
   async start(): Promise<void> {
-    this.consumer = this.kafka.consumer({ groupId: `${this.prefix}.reader.${this.source}.signals` });
+    // A reader killed without leaving holds the group for its session: 8 s, so a standby taking over reads signals soon.
+    this.consumer = this.kafka.consumer({ groupId: `${this.prefix}.reader.${this.source}.signals`, ...GROUP_TIMING });
     await this.consumer.connect();
     await this.consumer.subscribe({ topic: topics.signals(this.prefix), fromBeginning: false });
     await this.consumer.run({

@@ -11,7 +11,8 @@ export const KAFKA_SILENCE_LIMIT_MS = 15_000;
  * `cityshare_dependency_up{dependency="kafka"}`), and answered by `check()` for /readyz.
  */
 export class ContactWatch {
-  private lost = false;
+  /** Unknown until the first poll, which reports the state it finds (a new run's gauge starts right). */
+  private lost: boolean | undefined;
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly o: { silentMs: () => number; what: string; brokers: string[]; logger: Logger; onChange?: (up: boolean) => void; limitMs?: number }) {
@@ -23,7 +24,12 @@ export class ContactWatch {
     const silent = this.o.silentMs();
     const lost = silent > (this.o.limitMs ?? KAFKA_SILENCE_LIMIT_MS);
     if (lost === this.lost) return;
+    const first = this.lost === undefined;
     this.lost = lost;
+    if (first && !lost) {
+      this.o.onChange?.(true);
+      return;
+    }
     if (lost) {
       const err = new CdcError('KAFKA_UNREACHABLE', `${this.o.what}: no answer from the Kafka brokers (${this.o.brokers.join(',')}) for ${Math.round(silent / 1000)} s`);
       this.o.logger.error({ code: err.code, action: err.action }, `${err.message}; still retrying`);
