@@ -145,3 +145,28 @@ describe('patched kafkajs producer', () => {
     expect(p.sequences).toEqual(new Map([[0, 4], [1, 4]]));
   });
 });
+
+// Node 24 warns (TimeoutNegativeWarning, on every operator's terminal) when a timer is set
+// with a negative delay; kafkajs's request queue computed one from its unset throttle
+// deadline (upstream issue 1751). The patch clamps it.
+describe('patched kafkajs request queue', () => {
+  it('never schedules its pending-request check with a negative delay', () => {
+    const RequestQueue = require('kafkajs/src/network/requestQueue/index.js') as new (o: object) => { scheduleCheckPendingRequests(): void; destroy(): void; throttleCheckTimeoutId: NodeJS.Timeout | null };
+    const noop = () => undefined;
+    const queue = new RequestQueue({ maxInFlightRequests: 1, requestTimeout: 1000, enforceRequestTimeout: true, clientId: 't', broker: 'b:9092', logger: { debug: noop, info: noop, warn: noop, error: noop } });
+    const delays: number[] = [];
+    const real = globalThis.setTimeout;
+    globalThis.setTimeout = ((fn: () => void, ms?: number) => {
+      delays.push(ms ?? 0);
+      return real(noop, 0);
+    }) as typeof setTimeout;
+    try {
+      queue.scheduleCheckPendingRequests();
+    } finally {
+      globalThis.setTimeout = real;
+      clearTimeout(queue.throttleCheckTimeoutId ?? undefined);
+    }
+    expect(delays).toHaveLength(1);
+    expect(delays[0]).toBeGreaterThanOrEqual(0);
+  });
+});
