@@ -22,6 +22,7 @@ export function createReaderMetrics(registry: Registry) {
     snapshotEta: gauge('cityshare_reader_snapshot_eta_seconds', 'Estimated seconds until the running snapshot of a table is done, at its rate so far', ['source', 'table'] as const),
     retentionMargin: gauge('cityshare_reader_binlog_retention_margin_files', 'Binlog files retained on the source older than the one the checkpoint needs; 0 means it is next to be purged', ['source'] as const),
     active: gauge('cityshare_reader_active', '1 while this instance is the active reader of the source, 0 while it is a standby', ['source'] as const),
+    schemaChanges: counter('cityshare_reader_schema_changes_total', 'DDL statements read from the binlog: of registered tables (published and logged) or of other tables (only counted)', ['source', 'registered'] as const),
     heartbeats: counter('cityshare_reader_heartbeats_total', 'Heartbeat events from the source while the stream was idle at the binlog end', ['source'] as const),
     checkpoints: counter('cityshare_reader_checkpoints_total', 'Checkpoints written', ['source'] as const),
     forged: createForgedRecordsCounter(registry),

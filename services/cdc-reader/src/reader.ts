@@ -304,6 +304,8 @@ export class Reader {
     const registered = new Set(catalog.names());
     const changed = ddlTables(statement, db) ?? [];
     const touched = [...registered].filter((name) => changed.some((c) => c === name || (c.endsWith('.*') && name.startsWith(c.slice(0, -1)))));
+    this.deps.metrics.schemaChanges.inc({ source: source.name, registered: touched.length > 0 ? 'true' : 'false' });
+    // Other tables' DDL (a shared server's every migration) is only counted, never logged.
     if (touched.length === 0) return;
     // The statement may hold literals (DEFAULT values), so only its verb is logged.
     logger.info({ db, ddl: /^\s*\w+\s+\w+/.exec(statement)?.[0], tables: touched, file: position.file, pos: position.pos }, 'schema change');
