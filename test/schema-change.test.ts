@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './support/eventually.js';
 import { readAllMessages, readRawEvents } from './support/kafka-peek.js';
 import { PipelineRun } from './support/pipeline-run.js';
+import type { ServiceProcess } from './support/service-process.js';
 import { stack } from './support/stack.js';
 
 /**
@@ -9,6 +11,12 @@ import { stack } from './support/stack.js';
  * before a change keep the old columns, rows after it the new ones, and a column added
  * by ALTER TABLE is not shared until a DBA classifies it and a grant names it.
  */
+/** A counter's value from a service's /metrics, by its name and the start of its labels. */
+async function metricOf(svc: ServiceProcess, prefix: string): Promise<number> {
+  const line = (await svc.metrics()).split('\n').find((l) => l.startsWith(prefix));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
 describe('schema changes mid-stream', () => {
   const run = new PipelineRun();
   const t = () => `\`${run.civilDb}\`.citizens`;
@@ -90,6 +98,14 @@ describe('schema changes mid-stream', () => {
     expect(JSON.parse(changes[0]!)).toMatchObject({ tables: [`${run.civilDb}.citizens`], ddl: `ALTER TABLE ${t()} ADD COLUMN nationality VARCHAR(20) DEFAULT '?' COMMENT '?'` });
     const everything = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.`))).map((m) => `${m.key?.toString()}${m.value?.toString('latin1')}`).join('\n');
     for (const secret of [`Pa55-${run.id}-word`, `Other-${run.id}-pw`, `unregistered-${run.id}`, run.id + '_ops', '110101199001010011']) expect(everything).not.toContain(secret);
+    // Other tables' DDL is counted, not logged (a shared server's migrations would flood the log).
+    const reader = run.services.filter((svc) => svc.name === 'cdc-reader').at(-1)!;
+    const counted = (registered: string) => metricOf(reader, `cityshare_reader_schema_changes_total{source="cityhub",registered="${registered}"`);
+    await eventually(async () => expect(await counted('false')).toBeGreaterThanOrEqual(1));
+    expect(await counted('true')).toBeGreaterThanOrEqual(1);
+    const logged = readFileSync(reader.logFile, 'utf8').split('\n').filter((l) => l.includes('"msg":"schema change"') && l.includes(`"pid":${reader.pid}`));
+    expect(logged.some((l) => l.includes('unregistered'))).toBe(false);
+    expect(logged.some((l) => l.includes(`${run.civilDb}.citizens`))).toBe(true);
   });
 });
 
