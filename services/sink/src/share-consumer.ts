@@ -96,8 +96,7 @@ export class ShareConsumer {
     const state = this.member?.ready() ?? 'starting';
     if (state !== true) return state;
     const held = [...this.member!.assignment.values()].reduce((n, partitions) => n + partitions.length, 0);
-    const paused = this.consumer?.paused().reduce((n, t) => n + t.partitions.length, 0) ?? 0;
-    if (held > 0 && paused >= held) return 'every partition it holds waits for a writer schema the registry does not know (SCHEMA_UNKNOWN)';
+    if (held > 0 && this.pausedPartitions() >= held) return 'every partition it holds waits for a writer schema the registry does not know (SCHEMA_UNKNOWN)';
     return true;
   }
 
@@ -328,9 +327,12 @@ export class ShareConsumer {
     return this.consumer?.paused().some((t) => t.topic === topic && t.partitions.includes(partition)) ?? false;
   }
 
+  private pausedPartitions(): number {
+    return this.consumer?.paused().reduce((n, t) => n + t.partitions.length, 0) ?? 0;
+  }
+
   private updatePausedGauge(): void {
-    const paused = this.consumer?.paused().reduce((n, t) => n + t.partitions.length, 0) ?? 0;
-    this.deps.metrics.partitionsPaused.set({ department: this.deps.department.name }, paused);
+    this.deps.metrics.partitionsPaused.set({ department: this.deps.department.name }, this.pausedPartitions());
   }
 
   /** Target table of a share topic for a writer schema; created or extended on first sight. */

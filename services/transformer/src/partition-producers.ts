@@ -1,5 +1,5 @@
 import type { Kafka, Producer } from 'kafkajs';
-import { CdcError, producerConfig, type Logger } from '@cityshare/shared';
+import { CdcError, kafkaErrorChain, producerConfig, type Logger } from '@cityshare/shared';
 
 /** kafkajs error types a broker answers to a producer whose transactional id has a newer owner. */
 const FENCED = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'INVALID_PRODUCER_ID_MAPPING']);
@@ -60,11 +60,8 @@ export class PartitionProducers {
    * as PRODUCER_FENCED; anything else as it is.
    */
   static fenced(err: unknown, topic: string, partition: number): unknown {
-    for (let e = err as { type?: string; cause?: unknown; originalError?: unknown } | undefined; e; e = (e.originalError ?? e.cause) as typeof e) {
-      if (e.type && FENCED.has(e.type)) {
-        return new CdcError('PRODUCER_FENCED', `another instance now writes ${topic} partition ${partition} (${e.type}); this one gave its transaction up`, { cause: err, details: { topic, partition } });
-      }
-    }
-    return err;
+    const type = [...kafkaErrorChain(err)].find((e) => e.type && FENCED.has(e.type))?.type;
+    if (!type) return err;
+    return new CdcError('PRODUCER_FENCED', `another instance now writes ${topic} partition ${partition} (${type}); this one gave its transaction up`, { cause: err, details: { topic, partition } });
   }
 }

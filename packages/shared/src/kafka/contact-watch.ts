@@ -20,9 +20,13 @@ export class ContactWatch {
     this.timer.unref();
   }
 
+  private silentTooLong(silent: number): boolean {
+    return silent > (this.o.limitMs ?? KAFKA_SILENCE_LIMIT_MS);
+  }
+
   private poll(): void {
     const silent = this.o.silentMs();
-    const lost = silent > (this.o.limitMs ?? KAFKA_SILENCE_LIMIT_MS);
+    const lost = this.silentTooLong(silent);
     if (lost === this.lost) return;
     const first = this.lost === undefined;
     this.lost = lost;
@@ -42,7 +46,7 @@ export class ContactWatch {
   /** true, or for how long the brokers have not answered. */
   check(): true | string {
     const silent = this.o.silentMs();
-    return silent > (this.o.limitMs ?? KAFKA_SILENCE_LIMIT_MS) ? `no answer from the Kafka brokers for ${Math.round(silent / 1000)} s (KAFKA_UNREACHABLE)` : true;
+    return this.silentTooLong(silent) ? `no answer from the Kafka brokers for ${Math.round(silent / 1000)} s (KAFKA_UNREACHABLE)` : true;
   }
 
   stop(): void {

@@ -79,13 +79,14 @@ interface KafkaJsErrorShape {
 }
 
 /** The kafkajs error (or its cause, retries and aggregates included) that says why. */
-function* causes(err: unknown, depth = 0): Generator<KafkaJsErrorShape> {
+/** A kafkajs error and every error it wraps (cause, originalError, errors), outermost first. */
+export function* kafkaErrorChain(err: unknown, depth = 0): Generator<KafkaJsErrorShape> {
   if (!err || typeof err !== 'object' || depth > 8) return;
   const e = err as KafkaJsErrorShape;
   yield e;
-  yield* causes(e.cause, depth + 1);
-  yield* causes(e.originalError, depth + 1);
-  for (const inner of e.errors ?? []) yield* causes(inner, depth + 1);
+  yield* kafkaErrorChain(e.cause, depth + 1);
+  yield* kafkaErrorChain(e.originalError, depth + 1);
+  for (const inner of e.errors ?? []) yield* kafkaErrorChain(inner, depth + 1);
 }
 
 /**
@@ -96,7 +97,7 @@ function* causes(err: unknown, depth = 0): Generator<KafkaJsErrorShape> {
 export function kafkaSecurityError(err: unknown, settings: Pick<KafkaSettings, 'ssl' | 'sasl' | 'brokers'>, resource?: string): unknown {
   if (isCdcError(err)) return err;
   const principal = kafkaPrincipal(settings);
-  for (const e of causes(err)) {
+  for (const e of kafkaErrorChain(err)) {
     if (e.name === 'KafkaJSSASLAuthenticationError') {
       return new CdcError('KAFKA_AUTH_FAILED', `the brokers (${settings.brokers.join(', ')}) refused ${principal} (${settings.sasl?.mechanism ?? 'no SASL configured'})`, { cause: err, details: { principal, brokers: settings.brokers } });
     }
@@ -123,7 +124,7 @@ export function onConsumerDeath(consumer: Consumer, settings: Pick<KafkaSettings
   consumer.on(consumer.events.CRASH, ({ payload }) => {
     if (payload.restart) return;
     const coded = kafkaSecurityError(payload.error, settings);
-    const cause = [...causes(payload.error)].find((e) => isCdcError(e));
+    const cause = [...kafkaErrorChain(payload.error)].find((e) => isCdcError(e));
     onDead(isCdcError(coded) ? coded : isCdcError(cause) ? cause : new CdcError('CONSUMER_CRASHED', `Kafka consumer stopped: ${(payload.error as Error)?.message ?? String(payload.error)}`, { cause: payload.error }));
   });
 }
