@@ -71,6 +71,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const catalog = loadPipeline(env.CONTROL_BASE_PIPELINE!, { ...process.env, ...principal }).config;
   await setAcls(catalog.kafka.topicPrefix, aclPlan(catalog));
   await ensureServicesBuilt();
-  const child = spawn(process.execPath, serviceArgs('control'), { cwd: stack.root, env: { ...process.env, METRICS_PORT: '9469', ...env, ...principal }, stdio: 'inherit' });
+  const child = spawn(process.execPath, serviceArgs('control'), { cwd: stack.root, env: { ...process.env, ...env, ...principal }, stdio: 'inherit' });
   child.on('exit', (code) => process.exit(code ?? 0));
 }

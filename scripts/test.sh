@@ -10,6 +10,8 @@ if ! command -v tcpdump >/dev/null; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump) >/dev/null ||
     echo "[test] could not install tcpdump: the wire-capture test will say so"
 fi
+# The alert-rule tests run Prometheus's promtool (from Debian's package, unpacked, not installed).
+bash scripts/ensure-promtool.sh >/dev/null
 npx tsc -p tsconfig.json
 npx tsc -p bench/tsconfig.json --noEmit
 npx eslint .

@@ -1,11 +1,16 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
+import { CdcError } from './errors.js';
 
-/** One registry per service, with process metrics (RSS, event-loop lag, GC). */
-export function createMetricsRegistry(service: string): Registry {
+/**
+ * One registry per service, with process metrics (RSS, event-loop lag, GC). Every series
+ * carries `service` and the given labels (a sink's `department`, so alerts can tell which
+ * department lost its sink).
+ */
+export function createMetricsRegistry(service: string, labels: Record<string, string> = {}): Registry {
   const registry = new Registry();
-  registry.setDefaultLabels({ service });
+  registry.setDefaultLabels({ service, ...labels });
   collectDefaultMetrics({ register: registry, prefix: 'cityshare_' });
   return registry;
 }
@@ -31,6 +36,8 @@ export interface HealthServer {
 /** Serves /metrics, /healthz (alive: restart me if not) and /readyz (connected and serving). */
 export async function startHealthServer(options: {
   port: number;
+  /** Address to listen on; 127.0.0.1 when absent. */
+  host?: string;
   registry: Pick<Registry, 'metrics' | 'contentType'>;
   /** true, or why the service cannot do its work now (answered with 503). */
   ready: () => boolean | string;
@@ -54,7 +61,11 @@ export async function startHealthServer(options: {
       res.writeHead(404).end();
     }
   });
-  await new Promise<void>((resolve) => server.listen(options.port, '127.0.0.1', resolve));
+  const host = options.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => reject(new CdcError('CONFIG_INVALID', `metrics port ${host}:${options.port} cannot be used (${err.code ?? err.message}): ${err.code === 'EADDRINUSE' ? 'another process listens there; give each service on this host its own METRICS_PORT' : 'set METRICS_HOST to an address of this host'}`, { cause: err })));
+    server.listen(options.port, host, () => resolve());
+  });
   return {
     port: (server.address() as AddressInfo).port,
     close: () => new Promise((resolve) => server.close(() => resolve())),

@@ -12,7 +12,7 @@ export interface ServiceRun {
    * true, or why not (a string, or false). /healthz is 503 while the event loop was lately
    * blocked for more than 5 s, or while `live` says why only a restart can help.
    */
-  serve(options: { port: number; registry: Registry; ready: () => boolean | string; live?: () => boolean | string }): Promise<{ port: number }>;
+  serve(options: { port: number; host?: string; registry: Registry; ready: () => boolean | string; live?: () => boolean | string }): Promise<{ port: number }>;
   /** Undoes what the run opened; cleanups run in reverse order when the run stops (shutdown or restart). */
   defer(cleanup: () => unknown): void;
   /** A dependency found unreachable (or back) while the run goes on and its client retries by itself: `cityshare_dependency_up`. */
@@ -100,6 +100,7 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
       if (!health) loopLag.start();
       health ??= await startHealthServer({
         port: o.port,
+        ...(o.host ? { host: o.host } : {}),
         registry: { metrics: () => registry!.metrics(), contentType: o.registry.contentType },
         ready: () => ready(),
         live: () => {

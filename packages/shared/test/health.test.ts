@@ -17,6 +17,20 @@ describe('health that tells the truth', () => {
     server = undefined;
   });
 
+  it('a metrics port already in use stops the service with CONFIG_INVALID saying what to set', async () => {
+    server = await startHealthServer({ port: 0, registry: new Registry(), ready: () => true });
+    const second = startHealthServer({ port: server.port, registry: new Registry(), ready: () => true });
+    await expect(second).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining('give each service on this host its own METRICS_PORT') });
+  });
+
+  it('listens on METRICS_HOST', async () => {
+    server = await startHealthServer({ port: 0, host: '0.0.0.0', registry: new Registry(), ready: () => true });
+    const { networkInterfaces } = await import('node:os');
+    const external = Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal);
+    const host = external?.address ?? '127.0.0.1';
+    expect((await fetch(`http://${host}:${server.port}/healthz`)).status).toBe(200);
+  });
+
   it('/healthz is 503 with the reason while the process is wedged, /readyz 503 with why it does no work', async () => {
     let live: boolean | string = true;
     let ready: boolean | string = 'joining its consumer group';

@@ -3,7 +3,7 @@ import { commonServiceEnv } from '@cityshare/shared';
 
 /** cdc-reader settings from the environment; the pipeline file holds the rest. */
 export const readerEnv = z.object({
-  ...commonServiceEnv,
+  ...commonServiceEnv('cdc-reader'),
   READER_SOURCE: z.string().optional().describe('source name from the pipeline file; may be omitted when there is one'),
   READER_START_FROM: z.enum(['latest', 'earliest']).default('latest').describe('where to start when there is no checkpoint: the binlog end, or the oldest binlog still on the server'),
   READER_SNAPSHOT: z.enum(['initial', 'never']).default('initial').describe('initial: snapshot registered tables not yet snapshotted (first start, or newly registered), while streaming'),

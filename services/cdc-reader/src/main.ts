@@ -41,7 +41,7 @@ await runService(logger, async (run) => {
     onKafkaContact: (up) => run.dependency('kafka', up),
   });
   run.defer(() => reader.stop());
-  const health = await run.serve({ port: env.METRICS_PORT, registry, ready: () => reader.ready() });
+  const health = await run.serve({ port: env.METRICS_PORT, host: env.METRICS_HOST, registry, ready: () => reader.ready() });
   log.info({ port: health.port }, 'health and metrics listening');
 
   let lease: LeaderLease | undefined;

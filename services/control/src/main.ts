@@ -16,7 +16,7 @@ import { CATALOG_CHANGES_MIGRATION, SIGNED_HEAD_MIGRATION, migrate } from './mig
 import { PolicyPublisher } from './policy-publisher.js';
 
 const controlEnv = z.object({
-  ...commonServiceEnv,
+  ...commonServiceEnv('control'),
   CONTROL_DB_URL: z.string().regex(/^mysql:\/\//).describe('mysql://user:password@host:port/database of the control plane (created tables are migrated at start)'),
   CONTROL_BASE_PIPELINE: z.string().optional().describe('a pipeline file (sources, column classes, departments and targets; no grants) imported into the catalog when the catalog is empty; later changes go through `cdc apply`'),
   CONTROL_KEYRING: z.string().describe('keyring holding the audit key (`audit`) that signs the ledger and the policy key (`policy`) that signs the published pipeline file'),
@@ -205,6 +205,6 @@ await runService(logger, async (run) => {
     api.close();
     await conn.end();
   });
-  await run.serve({ port: env.METRICS_PORT, registry, ready: () => true });
+  await run.serve({ port: env.METRICS_PORT, host: env.METRICS_HOST, registry, ready: () => true });
   logger.info({ api: (api.address() as { port: number }).port }, 'control plane serving');
 });

@@ -31,7 +31,7 @@ await runService(logger, async (run) => {
     throw new CdcError('CONFIG_INVALID', env.SINK_DEPARTMENT ? `no department named ${env.SINK_DEPARTMENT} in the pipeline file` : 'the pipeline file has several departments: set SINK_DEPARTMENT');
   }
   const log = logger.child({ department: department.name });
-  const registry = createMetricsRegistry('sink');
+  const registry = createMetricsRegistry('sink', { department: department.name });
   const metrics = createSinkMetrics(registry);
   // Delivery records for the audit ledger are signed with the deliveries key (record-mac.ts); a
   // webhook or export push target signs with its department's webhook key too.
@@ -54,7 +54,7 @@ await runService(logger, async (run) => {
     onKafkaContact: (up) => run.dependency('kafka', up),
   });
   run.defer(() => consumer.stop());
-  const health = await run.serve({ port: env.METRICS_PORT, registry, ready: () => consumer.ready(), live: () => consumer.alive || 'its Kafka consumer stopped' });
+  const health = await run.serve({ port: env.METRICS_PORT, host: env.METRICS_HOST, registry, ready: () => consumer.ready(), live: () => consumer.alive || 'its Kafka consumer stopped' });
   log.info({ port: health.port }, 'health and metrics listening');
   await consumer.start().catch((err: unknown) => {
     throw kafkaSecurityError(err, config.kafka);

@@ -37,7 +37,7 @@ await runService(logger, async (run) => {
     onKafkaContact: (up) => run.dependency('kafka', up),
   });
   run.defer(() => transformer.stop());
-  const health = await run.serve({ port: env.METRICS_PORT, registry, ready: () => transformer.ready(), live: () => transformer.alive || 'a department stream\'s Kafka consumer stopped' });
+  const health = await run.serve({ port: env.METRICS_PORT, host: env.METRICS_HOST, registry, ready: () => transformer.ready(), live: () => transformer.alive || 'a department stream\'s Kafka consumer stopped' });
   logger.info({ port: health.port }, 'health and metrics listening');
   await transformer.start().catch((err: unknown) => {
     throw kafkaSecurityError(err, config.kafka);
