@@ -190,7 +190,13 @@ describe('control plane', () => {
       expect((await grants.inForce()).map((x) => x.id)).toEqual([g.id]);
       await grants.revoke(officer, g.id, 'campaign over');
       expect(await grants.inForce()).toEqual([]);
-      await expect(grants.approve(officer, g.id, 'again')).rejects.toThrow(/is revoked/);
+      await expect(grants.approve(officer, g.id, 'again')).rejects.toMatchObject({ code: 'STATE_CONFLICT', message: expect.stringMatching(/is revoked/) });
+      await expect(grants.revoke(officer, g.id, 'twice')).rejects.toMatchObject({ code: 'STATE_CONFLICT', message: `grant ${g.id} is revoked; it can be revoked only while approved` });
+      await expect(grants.approve(officer, 9999, 'no such')).rejects.toMatchObject({ code: 'UNKNOWN_ID' });
+      // A rejected request is refused for its state, before anything about its contents.
+      const rejected = await grants.request(health, { department: 'health', table: 'cityhub.civil.citizens', spec, purpose: 'second try' });
+      await grants.reject(officer, rejected.id, 'not now');
+      await expect(grants.approve(officer, rejected.id, 'changed my mind')).rejects.toMatchObject({ code: 'STATE_CONFLICT', message: `grant ${rejected.id} is rejected; it can be approved only while requested` });
     });
 
     it('puts in force only grants whose approval in the ledger carries their spec digest: changes made in the database are refused', async () => {
@@ -396,7 +402,7 @@ ${extra}`;
       expect(made.status, made.stderr).toBe(0);
       const sha = (t: string) => createHash('sha256').update(t).digest('hex');
       const server = await startApi({
-        port: 0, tokens: [{ tokenSha256: sha('dba-token'), name: 'wang.dba', role: 'dba' }, { tokenSha256: sha('sre-token'), name: 'li.sre', role: 'sre' }],
+        port: 0, tokens: [{ tokenSha256: sha('dba-token'), name: 'wang.dba', role: 'dba' }, { tokenSha256: sha('sre-token'), name: 'li.sre', role: 'sre' }, { tokenSha256: sha('officer-token'), name: 'zhang.officer', role: 'security-officer' }],
         grants, catalog, keys, ledger, acls: new AclKeeper(ledger, createLogger('test', 'silent'), () => undefined), logger: createLogger('test', 'silent'), status: async () => ({ grants: await grants.countByStatus() }), tls: { cert: readFileSync(cert), key: readFileSync(key) },
       });
       try {
@@ -422,6 +428,11 @@ ${extra}`;
         expect(bad.stderr).toMatch(/columns\.name/);
         expect(bad.stderr).toMatch(/columns\.id/);
         expect(await cdc('--token', 'dba-token', '--ca', cert, 'tables', 'classify', 'cityhub', 'nope.nope', '--column', 'a=public')).toMatchObject({ status: 5 });
+        // Not found is 5 for ids and files too; a usage error is 3 with commander's message.
+        expect(await cdc('--token', 'officer-token', '--ca', cert, 'grants', 'approve', '99', '--reason', 'x')).toMatchObject({ status: 5, stderr: expect.stringMatching(/^UNKNOWN_ID: no grant request 99/) });
+        expect(await cdc('--token', 'dba-token', '--ca', cert, 'apply', '/nonexistent/my-pipeline.yaml', '--reason', 'x')).toMatchObject({ status: 5, stderr: expect.stringMatching(/^CONFIG_NOT_FOUND: pipeline file \/nonexistent\/my-pipeline.yaml does not exist/) });
+        expect(await cdc('--token', 'dba-token', '--ca', cert, 'tables', 'register', 'cityhub', 'civil.x')).toMatchObject({ status: 3, stderr: expect.stringMatching(/required option '--column <name=class>' not specified/) });
+        expect(await cdc('--token', 'dba-token', '--ca', cert, 'no-such-command')).toMatchObject({ status: 3, stderr: expect.stringMatching(/unknown command 'no-such-command'/) });
       } finally {
         server.close();
       }
@@ -679,7 +690,8 @@ departments:
         expect((await healthSchema()).schema).toBe('dept_fifth');
         writeFileSync(changed, file({ schema: 'dept_sixth', brokers: '10.0.0.3:9092' }));
         const again = Number(/change (\d+)/.exec((await cdc('--token', 'dba-token', 'apply', changed)).stdout)![1]);
-        expect(await cdc('--token', 'officer-token', 'changes', 'reject', String(again))).toMatchObject({ status: 1 });
+        // A usage error (here a missing --reason) is exit 3, commander's message kept.
+        expect(await cdc('--token', 'officer-token', 'changes', 'reject', String(again))).toMatchObject({ status: 3, stderr: expect.stringMatching(/required option '--reason <text>' not specified/) });
         expect(await cdc('--token', 'officer-token', 'changes', 'reject', String(again), '--reason', 'no')).toMatchObject({ status: 0, stdout: `change ${again} is rejected\n` });
         expect((await healthSchema()).schema).toBe('dept_fifth');
       } finally {

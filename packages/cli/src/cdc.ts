@@ -6,10 +6,10 @@
  *   npx cdc snapshot civil.citizens [--source cityhub] [--config pipeline.yaml]
  *   npx cdc decrypt --keyring health-keyring.json --column civil.citizens.id_card '\x02…'
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { MultiBar, Presets } from 'cli-progress';
-import { Command } from 'commander';
-import { ApiError, callControl, printTable, type ControlOptions } from './control-client.js';
+import { Command, CommanderError } from 'commander';
+import { ApiError, callControl, exitCodeOf, printTable, readInputFile, type ControlOptions } from './control-client.js';
 import { addControlCommands } from './control-commands.js';
 import { Queue } from 'bullmq';
 import { createConnection, createPool } from 'mysql2/promise';
@@ -22,6 +22,8 @@ import { CdcError, FileKeyring, POLICY_PUBLIC_KEYS_ENV, POLICY_SIGNATURE_PREFIX,
 
 const program = new Command('cdc')
   .description('cityshare operations')
+  // Usage errors (a missing option or argument, an unknown command) end with exit 3, commander's message kept.
+  .exitOverride()
   .option('-c, --config <file>', 'pipeline file (commands that read it directly)', process.env.CITYSHARE_PIPELINE ?? 'pipeline.yaml')
   .option('--api <url>', 'control API (catalog, grants, keys, audit)', process.env.CDC_CONTROL_API ?? 'http://127.0.0.1:8090')
   .option('--token <token>', 'bearer token for the control API', process.env.CDC_TOKEN)
@@ -177,22 +179,56 @@ program
         sources.push({ source: source.name, checkpoint: checkpoint ? { file: checkpoint.file, pos: checkpoint.pos, gtid: checkpoint.gtid ?? null, savedAt: checkpoint.savedAt } : null, binlogEnd: end ? { file: end.file, pos: end.pos } : null });
       }
       const opts = program.opts<ControlOptions>();
-      const control = opts.token ? await callControl<Record<string, unknown>>(opts, 'GET', 'status') : undefined;
+      const control = opts.token ? await callControl<ControlStatus>(opts, 'GET', 'status') : undefined;
+      const attention = needsAttention(sources, control);
       if (o.json) {
-        process.stdout.write(`${JSON.stringify({ pipeline: prefix, sources, departments, ...(control ? { control } : {}) }, null, 2)}\n`);
-        return;
+        process.stdout.write(`${JSON.stringify({ pipeline: prefix, sources, departments, ...(control ? { control } : {}), attention }, null, 2)}\n`);
+      } else {
+        process.stdout.write(`pipeline ${prefix}: ${planned.raw.length} source table(s), ${config.departments.length} department(s)\n`);
+        for (const s of sources) {
+          const at = s.checkpoint ? `${s.checkpoint.file}:${s.checkpoint.pos}${s.checkpoint.gtid ? ` (GTID ${s.checkpoint.gtid})` : ''}, saved ${s.checkpoint.savedAt}` : 'no checkpoint yet';
+          process.stdout.write(`source ${s.source}: reader checkpoint ${at}; source binlog end ${s.binlogEnd ? `${s.binlogEnd.file}:${s.binlogEnd.pos}` : 'unreachable'}\n`);
+        }
+        printTable([['department', 'target', 'transformer lag (offsets)', 'sink lag (offsets)'], ...departments.map((d) => [d.department, d.target, String(d.transformerLag), String(d.sinkLag)])]);
+        if (control) {
+          const g = control.grants;
+          process.stdout.write(`control plane: ${control.catalog.sources} source(s), ${control.catalog.tables} table(s), ${control.catalog.departments} department(s); grants ${g.approved ?? 0} approved, ${g.requested ?? 0} waiting for a decision, ${(g.revoked ?? 0) + (g.expired ?? 0) + (g.rejected ?? 0)} ended\n`);
+          process.stdout.write(`  policy ${control.policy.sha256 ? `published (sha256 ${control.policy.sha256.slice(0, 16)}…)` : 'not published yet'} to ${control.policy.file}\n`);
+          process.stdout.write(`  audit ledger: ${control.audit.entries} entries, ${control.audit.problems === 0 ? 'verified' : `${control.audit.problems} problem(s)`} at ${control.audit.at} (${control.audit.full ? 'full' : 'incremental'}), signed head ${control.audit.head.seq}\n`);
+        }
+        process.stdout.write(attention.length === 0 ? 'nothing needs attention\n' : `needs attention:\n${attention.map((a) => `  - ${a.code}: ${a.what}`).join('\n')}\n`);
       }
-      process.stdout.write(`pipeline ${prefix}: ${planned.raw.length} source table(s), ${config.departments.length} department(s)\n`);
-      for (const s of sources) {
-        const at = s.checkpoint ? `${s.checkpoint.file}:${s.checkpoint.pos}${s.checkpoint.gtid ? ` (GTID ${s.checkpoint.gtid})` : ''}, saved ${s.checkpoint.savedAt}` : 'no checkpoint yet';
-        process.stdout.write(`source ${s.source}: reader checkpoint ${at}; source binlog end ${s.binlogEnd ? `${s.binlogEnd.file}:${s.binlogEnd.pos}` : 'unreachable'}\n`);
-      }
-      printTable([['department', 'target', 'transformer lag (offsets)', 'sink lag (offsets)'], ...departments.map((d) => [d.department, d.target, String(d.transformerLag), String(d.sinkLag)])]);
-      if (control) process.stdout.write(`control plane: ${JSON.stringify(control)}\n`);
+      // Exit 2 when the ledger does not verify, 1 when anything else needs attention.
+      if (attention.length > 0) process.exitCode = attention.some((a) => a.code === 'AUDIT_LEDGER_TAMPERED') ? 2 : 1;
     } finally {
       await admin.disconnect();
     }
   });
+
+/** What the control service's GET /status answers. */
+interface ControlStatus {
+  catalog: { sources: number; tables: number; departments: number };
+  grants: Partial<Record<'requested' | 'approved' | 'rejected' | 'revoked' | 'expired', number>>;
+  policy: { file: string; sha256: string | null };
+  audit: { at: string; entries: number; problems: number; head: { seq: number; hash: string }; full: boolean };
+  refused?: { grants: number; settings: string | null };
+}
+
+/** What in a status needs someone to act, each with its error code. */
+function needsAttention(sources: Array<{ source: string; checkpoint: unknown; binlogEnd: unknown }>, control: ControlStatus | undefined): Array<{ code: string; what: string }> {
+  const out: Array<{ code: string; what: string }> = [];
+  for (const s of sources) {
+    if (!s.binlogEnd) out.push({ code: 'SOURCE_UNREACHABLE', what: `source ${s.source} does not answer` });
+    if (!s.checkpoint) out.push({ code: 'SOURCE_UNREACHABLE', what: `no reader of ${s.source} has saved a checkpoint yet: is it running?` });
+  }
+  if (control) {
+    if (control.audit.problems > 0) out.push({ code: 'AUDIT_LEDGER_TAMPERED', what: `the audit ledger has ${control.audit.problems} problem(s): cdc audit verify says where` });
+    if ((control.refused?.grants ?? 0) > 0) out.push({ code: 'GRANT_TAMPERED', what: `${control.refused!.grants} approved grant(s) left out of the policy (changed in the database)` });
+    if (control.refused?.settings) out.push({ code: 'SETTINGS_TAMPERED', what: control.refused.settings });
+    if (!control.policy.sha256 && control.catalog.sources > 0) out.push({ code: 'CONFIG_INVALID', what: 'the control plane has not published a policy: see its log' });
+  }
+  return out;
+}
 
 const policy = program.command('policy').description("the published policy's signature: the public key services trust, signing a hand-written file");
 policy
@@ -208,7 +244,7 @@ policy
   .description('sign a hand-written pipeline file in place with the newest policy key, for services that require signatures')
   .requiredOption('-k, --keyring <file>', "the control plane's keyring (CONTROL_KEYRING)")
   .action((file: string, options: { keyring: string }) => {
-    const text = readFileSync(file, 'utf8');
+    const text = readInputFile(file, 'pipeline file');
     const body = text.split('\n').filter((line) => !line.startsWith(POLICY_SIGNATURE_PREFIX)).join('\n');
     writeFileSync(file, signPolicy(body, FileKeyring.load(options.keyring).activeKey(keyNames.policy)));
     process.stdout.write(`signed ${file}\n`);
@@ -284,18 +320,23 @@ async function readStdin(): Promise<string> {
 }
 
 /**
- * Exit codes: 0 done; 1 failed (unreachable, unexpected); 2 the audit ledger does not
- * verify; 3 invalid input (every problem listed); 4 not authenticated or not allowed;
- * 5 not found. `webhook-replay` ends with 4 when it removed batches of a revoked grant instead.
+ * Exit codes (exitCodeOf): 0 done; 1 failed (unreachable, unexpected); 2 the audit ledger
+ * does not verify; 3 invalid input or usage (every problem listed); 4 not authenticated or
+ * not allowed; 5 not found. `webhook-replay` ends with 4 when it removed batches of a
+ * revoked grant instead; `status` with 1 when something needs attention, 2 when the ledger
+ * does not verify.
  */
 try {
   await program.parseAsync();
 } catch (err) {
-  if (err instanceof ApiError) {
+  if (err instanceof CommanderError) {
+    // commander printed its message already; --help and --version end with 0.
+    process.exitCode = err.exitCode === 0 ? 0 : exitCodeOf('USAGE');
+  } else if (err instanceof ApiError) {
     process.stderr.write(`${err.body.code ?? 'ERROR'}: ${err.message}\n${(err.body.problems ?? []).length > 0 && !err.message.includes('\n') ? `  - ${err.body.problems!.join('\n  - ')}\n` : ''}${err.body.action ? `${err.body.action}\n` : ''}${err.body.correlationId ? `correlation id: ${err.body.correlationId}\n` : ''}`);
     process.exitCode = err.exitCode;
   } else {
     process.stderr.write(`${isCdcError(err) ? err.toString() : (err as Error).message}\n`);
-    process.exitCode = isCdcError(err, 'CONFIG_INVALID') ? 3 : isCdcError(err, 'TABLE_NOT_FOUND') ? 5 : isCdcError(err, 'KAFKA_AUTH_FAILED') || isCdcError(err, 'KAFKA_NOT_AUTHORIZED') || isCdcError(err, 'GRANT_REVOKED') ? 4 : 1;
+    process.exitCode = isCdcError(err) ? exitCodeOf(err.code) : 1;
   }
 }

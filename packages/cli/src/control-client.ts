@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { CdcError } from '@cityshare/shared';
@@ -19,13 +19,52 @@ export class ApiError extends Error {
     super(body.message ?? `control API answered ${status}`);
   }
 
-  /** 3: invalid input, 4: not authenticated or not allowed, 5: not found, 1: anything else. */
+  /** By the error's code when the API sent one (exitCodeOf), else by the HTTP status. */
   get exitCode(): number {
+    if (this.body.code) return exitCodeOf(this.body.code);
     if (this.status === 400) return 3;
     if (this.status === 401 || this.status === 403) return 4;
     if (this.status === 404) return 5;
     return 1;
   }
+}
+
+/**
+ * The CLI's exit codes (README "CLI exit codes"): 0 done; 1 failed (unreachable,
+ * unexpected); 2 the audit ledger does not verify; 3 invalid input or usage (every problem
+ * listed); 4 not authenticated or not allowed; 5 not found.
+ */
+export function exitCodeOf(code: string): number {
+  switch (code) {
+    case 'AUDIT_LEDGER_TAMPERED':
+      return 2;
+    case 'CONFIG_INVALID':
+    case 'STATE_CONFLICT':
+    case 'REQUEST_TOO_LARGE':
+    case 'USAGE':
+      return 3;
+    case 'UNAUTHENTICATED':
+    case 'FORBIDDEN':
+    case 'AUTH_THROTTLED':
+    case 'KAFKA_AUTH_FAILED':
+    case 'KAFKA_NOT_AUTHORIZED':
+    case 'GRANT_REVOKED':
+      return 4;
+    case 'CONFIG_NOT_FOUND':
+    case 'TABLE_NOT_FOUND':
+    case 'KEY_NOT_FOUND':
+    case 'UNKNOWN_ID':
+    case 'NOT_FOUND':
+      return 5;
+    default:
+      return 1;
+  }
+}
+
+/** A file named on the command line, read; a missing one is CONFIG_NOT_FOUND (exit 5) naming it. */
+export function readInputFile(file: string, what: string): string {
+  if (!existsSync(file)) throw new CdcError('CONFIG_NOT_FOUND', `${what} ${file} does not exist`, { details: { path: file } });
+  return readFileSync(file, 'utf8');
 }
 
 /** One call of the control API; resolves with the JSON body of a 2xx answer. */

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { parse } from 'yaml';
@@ -7,7 +7,7 @@ import type { CatalogChangeRequest } from '@cityshare/control/catalog-changes';
 import type { CatalogView as Catalog } from '@cityshare/control/catalog-workflow';
 import { describeVerification, type LedgerVerification } from '@cityshare/control/ledger';
 import { CdcError, FileKeyring, aclPlan, formatAclRule, keyListsOf, loadPipeline, parsePipeline, type AclRule, type KeyringHolder } from '@cityshare/shared';
-import { callControl, printTable, type ControlOptions } from './control-client.js';
+import { callControl, printTable, readInputFile, type ControlOptions } from './control-client.js';
 
 interface CatalogResult { changes: CatalogChange[]; applied: boolean; pending?: { id: number }; needsApproval?: boolean }
 interface Grant { id: number; department: string; table: string; spec: { columns: Record<string, unknown>; filter?: string; filterReads?: string[] }; purpose: string; expiresAt: string | null; status: string; requestedBy: string; decidedBy: string | null; reason: string | null }
@@ -50,7 +50,7 @@ export function addControlCommands(program: Command): void {
     .option('--reason <text>', 'why (kept in the audit ledger)')
     .option('--json', 'print the result as JSON')
     .action(async (file: string, o: { dryRun?: boolean; reason?: string; json?: boolean }) => {
-      const r = await callControl<CatalogResult>(control(), 'POST', 'catalog/apply', { pipeline: readFileSync(file, 'utf8'), dryRun: o.dryRun === true, ...(o.reason ? { reason: o.reason } : {}) });
+      const r = await callControl<CatalogResult>(control(), 'POST', 'catalog/apply', { pipeline: readInputFile(file, 'pipeline file'), dryRun: o.dryRun === true, ...(o.reason ? { reason: o.reason } : {}) });
       out(o.json, r, () => printResult(r, o.dryRun === true));
     });
 
@@ -228,8 +228,7 @@ export function addControlCommands(program: Command): void {
     .action((o: { json?: boolean }) => {
       // Only names matter here: no file it names is read, and a principal left to the environment still plans.
       const file = program.opts<{ config: string }>().config;
-      if (!existsSync(file)) throw new CdcError('CONFIG_NOT_FOUND', `pipeline file ${file} does not exist`);
-      const config = parsePipeline(readFileSync(file, 'utf8'), { KAFKA_USERNAME: '-', KAFKA_PASSWORD_FILE: '-', ...process.env });
+      const config = parsePipeline(readInputFile(file, 'pipeline file'), { KAFKA_USERNAME: '-', KAFKA_PASSWORD_FILE: '-', ...process.env });
       const plan = aclPlan(config);
       out(o.json, plan, () => printRules(plan));
     });

@@ -3,7 +3,7 @@
  * what the operator should do; code, not message text, decides how errors are handled.
  */
 export const ERROR_CODES = {
-  CONFIG_NOT_FOUND: { retriable: false, action: 'Pass an existing pipeline file with --config or CITYSHARE_PIPELINE.' },
+  CONFIG_NOT_FOUND: { retriable: false, action: 'Check the path of the file named (relative paths are from the current directory). Services read the pipeline file from CITYSHARE_PIPELINE, the CLI from -c/--config or CITYSHARE_PIPELINE (on the local stack: deploy/local/pipeline.yaml, or .stack/control/pipeline.yaml once `npm run control` published one); a keyring comes from the pipeline file\'s keyring.file, CITYSHARE_KEYRING or --keyring (a department\'s own: `cdc keys split`).' },
   CONFIG_INVALID: { retriable: false, action: 'Fix every problem listed, then start again; nothing was applied.' },
   SOURCE_UNREACHABLE: { retriable: true, action: 'Check the source host, port and credentials; the reader retries with backoff.' },
   SOURCE_MISCONFIGURED: { retriable: false, action: 'Set the listed server variables on the source (see README "Preparing a source") and restart it.' },
@@ -27,6 +27,8 @@ export const ERROR_CODES = {
   UNAUTHENTICATED: { retriable: false, action: 'Send Authorization: Bearer <token> with a token the control plane knows (CONTROL_TOKENS holds their SHA-256). Failed logins are logged with the remote address.' },
   AUTH_THROTTLED: { retriable: true, action: 'Too many failed logins came from this address (CONTROL_LOGIN_FAILURES within CONTROL_LOGIN_WINDOW_MS): wait as long as Retry-After says, then use a valid token. If nobody here mistyped a token, look for the guesser in the control log ("control API login failed").' },
   REQUEST_TOO_LARGE: { retriable: false, action: 'Send a smaller request body (at most CONTROL_MAX_BODY_BYTES, 1 MiB by default): split the change, or raise CONTROL_MAX_BODY_BYTES on the control service.' },
+  UNKNOWN_ID: { retriable: false, action: 'No grant request or catalog change has this id: `cdc grants list` and `cdc changes list` show the ones there are.' },
+  STATE_CONFLICT: { retriable: false, action: 'The grant or change is not in the state this decision needs (only a requested one is approved or rejected, only an approved grant is revoked): `cdc grants list` (or `cdc changes list`) shows its state. Nothing changed. A department that needs a rejected, revoked or expired grant requests it again.' },
   NOT_FOUND: { retriable: false, action: 'The method and path are not an operation of the control API: see services/control/openapi.yaml.' },
   FORBIDDEN: { retriable: false, action: 'Your role may not do this (see the role matrix in the README); the refusal is in the audit ledger. Ask someone with the right role.' },
   QUALITY_FAILED: { retriable: false, action: 'The change breaks a data-quality rule of the pipeline file; it is on the dead-letter topic with its source position. Fix the row at the source (its next change is delivered) or the rule.' },

@@ -92,14 +92,14 @@ export class CatalogChangeRequests {
   async get(id: number, conn: Pick<Pool, 'query'> = this.pool): Promise<StoredChangeRequest> {
     const [rows] = await conn.query(`SELECT ${COLUMNS} FROM catalog_changes WHERE id = ?`, [id]);
     const row = (rows as Array<Record<string, unknown>>)[0];
-    if (!row) throw new CdcError('CONFIG_INVALID', `no catalog change ${id} (cdc changes list shows them)`);
+    if (!row) throw new CdcError('UNKNOWN_ID', `no catalog change ${id} (cdc changes list shows them)`);
     return rowOf(row);
   }
 
   /** Moves a requested change to its decision; a change decided meanwhile is refused. */
   async decide(conn: PoolConnection, id: number, to: 'approved' | 'rejected', who: Principal, reason: string | null): Promise<void> {
     const [res] = await conn.query<ResultSetHeader>("UPDATE catalog_changes SET status = ?, decided_by = ?, decided_at = UTC_TIMESTAMP(6), decision_reason = ? WHERE id = ? AND status = 'requested'", [to, who.name, reason, id]);
-    if (res.affectedRows !== 1) throw new CdcError('CONFIG_INVALID', `catalog change ${id} changed while it was being decided; read it again`);
+    if (res.affectedRows !== 1) throw new CdcError('STATE_CONFLICT', `catalog change ${id} changed while it was being decided; read it again`);
   }
 
   /** Whether the stored change is still the one the DBA requested (its document's digest is in the request entry). */

@@ -6,6 +6,7 @@ import { catalogFromPipelineText, diffCatalog, type CatalogChange, type CatalogD
 import type { AuditLedger } from './ledger.js';
 import { authorize, forbidden, type Operation, type Principal } from './roles.js';
 import { inTransaction } from './transaction.js';
+import { assertState } from './decision-state.js';
 
 /** What `list` shows: names and classes, never a secret; `${ENV}` references as written, never resolved. */
 export interface CatalogView {
@@ -97,7 +98,7 @@ export class CatalogWorkflow {
     await inTransaction(this.pool, async (conn) => {
       await this.store.lock(conn);
       const c = await this.requests.get(id, conn);
-      if (c.status !== 'requested') throw new CdcError('CONFIG_INVALID', `catalog change ${id} is ${c.status}; only a requested change can be approved`);
+      assertState('catalog change', id, c.status, 'requested', 'approved');
       const problem = await this.requests.documentProblem(c);
       if (problem) throw new CdcError('SETTINGS_TAMPERED', `catalog change ${id} is not approved: ${problem}`);
       const before = await this.store.load(conn);
@@ -118,7 +119,7 @@ export class CatalogWorkflow {
     if (!reason.trim()) throw new CdcError('CONFIG_INVALID', 'rejecting a change needs a reason');
     await inTransaction(this.pool, async (conn) => {
       const c = await this.requests.get(id, conn);
-      if (c.status !== 'requested') throw new CdcError('CONFIG_INVALID', `catalog change ${id} is ${c.status}; only a requested change can be rejected`);
+      assertState('catalog change', id, c.status, 'requested', 'rejected');
       await this.requests.decide(conn, id, 'rejected', who, reason);
       await this.ledger.append({ actor: who.name, role: who.role, action: 'catalog.change.reject', subject, details: { reason, requestedBy: c.requestedBy } }, conn);
     });

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Pool, PoolConnection, ResultSetHeader } from 'mysql2/promise';
 import { CdcError, canonicalJson } from '@cityshare/shared';
+import { assertState } from './decision-state.js';
 import type { AuditLedger } from './ledger.js';
 import { inTransaction } from './transaction.js';
 import { authorize, type Operation, type Principal } from './roles.js';
@@ -83,8 +84,10 @@ export class GrantWorkflow {
 
   async approve(who: Principal, id: number, reason: string): Promise<GrantRequest> {
     await this.authorize(who, 'grant.approve', `grant/${id}`);
+    const request = await this.get(id);
+    assertState('grant', id, request.status, 'requested', 'approved');
     // A grant that would not make a valid policy (an unclassified column, a bad filter) is refused here, not at publication.
-    await this.validate([...(await this.inForce()), { ...(await this.get(id)), status: 'approved' }]);
+    await this.validate([...(await this.inForce()), { ...request, status: 'approved' }]);
     return this.decide(who, id, 'grant.approve', 'requested', 'approved', reason);
   }
 
@@ -100,11 +103,11 @@ export class GrantWorkflow {
     await this.authorize(who, operation, `grant/${id}`);
     if (!reason.trim()) throw new CdcError('CONFIG_INVALID', `${operation} needs a reason`);
     const before = await this.get(id);
-    if (before.status !== from) throw new CdcError('CONFIG_INVALID', `grant ${id} is ${before.status}; only a ${from} grant can be ${to}`);
+    assertState('grant', id, before.status, from, to);
     await this.atomically(async (conn) => {
       const [res] = await conn.query<ResultSetHeader>('UPDATE grant_requests SET status = ?, decided_by = ?, reason = ?, decided_at = UTC_TIMESTAMP(6) WHERE id = ? AND status = ?', [to, who.name, reason, id, from]);
       // Another decision won the race since the status was read: nothing changes, nothing is recorded.
-      if (res.affectedRows !== 1) throw new CdcError('CONFIG_INVALID', `grant ${id} changed while it was being decided; read it again`);
+      if (res.affectedRows !== 1) throw new CdcError('STATE_CONFLICT', `grant ${id} changed while it was being decided; read it again`);
       const approval = to === 'approved' ? this.approvalOf(before) : {};
       await this.ledger.append({ actor: who.name, role: who.role, action: operation, subject: `grant/${id}`, details: { before: before.status, after: to, reason, department: before.department, table: before.table, ...approval } }, conn);
     });
@@ -201,7 +204,7 @@ export class GrantWorkflow {
   async get(id: number): Promise<GrantRequest> {
     const [rows] = await this.pool.query(`SELECT ${this.columns()} FROM grant_requests WHERE id = ?`, [id]);
     const row = (rows as Array<Record<string, unknown>>)[0];
-    if (!row) throw new CdcError('CONFIG_INVALID', `no grant request ${id}`);
+    if (!row) throw new CdcError('UNKNOWN_ID', `no grant request ${id} (cdc grants list shows them)`);
     return rowOf(row);
   }
 

@@ -151,6 +151,7 @@ await runService(logger, async (run) => {
         grants: await grants.countByStatus(),
         policy: { file: env.CITYSHARE_PIPELINE, sha256: publisher.digest ?? null },
         audit: lastVerification,
+        refused: { grants: grants.refusedGrants.size, settings: settingsProblem ?? null },
       };
     },
     ...(env.CONTROL_TLS_CERT && env.CONTROL_TLS_KEY ? { tls: { cert: readFileSync(env.CONTROL_TLS_CERT), key: readFileSync(env.CONTROL_TLS_KEY) } } : {}),
