@@ -16,7 +16,7 @@ export const readerEnv = z.object({
   READER_FRAME_MAX_EVENTS: z.coerce.number().int().min(1).max(10_000).default(1000).describe('change events per raw-topic message (frame) at most; 1 sends one message per event'),
   READER_EVENT_MAX_BYTES: z.coerce.number().int().min(64 << 10).default(1_000_000).describe("bytes of one change event as a raw-topic message (a frame of its own, protected columns sealed) at most: a larger one is not produced but goes to <prefix>.dlq.reader.<source> as EVENT_TOO_LARGE (position, size, sealed key; no values) and the reader goes on. Keep it below the broker's message.max.bytes and the raw topics' max.message.bytes (Kafka's default 1048588)"),
   READER_HEARTBEAT_SECONDS: z.coerce.number().min(0).max(3600).default(5).describe('idle seconds after which the source sends a heartbeat (master_heartbeat_period): the checkpoint advances, lag reads 0, and a record goes to <prefix>.heartbeats; 0 turns it off'),
-  READER_CHECKPOINT_INTERVAL_MS: z.coerce.number().int().min(10).default(1000),
+  READER_CHECKPOINT_INTERVAL_MS: z.coerce.number().int().min(10).default(1000).describe('how often the position Kafka acknowledged is saved as the checkpoint (a restart resumes there; changes after it are read again and deduplicated by version at the targets)'),
   READER_ADOPT_UNSIGNED_CHECKPOINT: z.enum(['true', 'false']).default('false').transform((v) => v === 'true').describe('upgrade from a reader that wrote unsigned checkpoints: when the source has no signed checkpoint, resume from the newest unsigned one (it is written back signed at start); set it for one start only'),
 });
 

@@ -4,19 +4,22 @@ import type { PoolConnection } from 'mysql2/promise';
 export type Role = 'dba' | 'security-officer' | 'department' | 'sre' | 'auditor';
 
 export type Operation =
-  | 'catalog.apply' | 'catalog.list' | 'table.register' | 'table.classify'
+  | 'catalog.apply' | 'catalog.list' | 'table.register' | 'table.classify' | 'table.unregister'
   | 'grant.request' | 'grant.approve' | 'grant.reject' | 'grant.revoke' | 'grant.list'
   | 'key.rotate' | 'key.list' | 'audit.show' | 'audit.verify' | 'status.show'
   | 'acl.show' | 'acl.apply'
   | 'change.list' | 'change.approve' | 'change.reject';
 
+export const ROLES: readonly Role[] = ['dba', 'security-officer', 'department', 'sre', 'auditor'];
+
 /** Who may do what. A department acts for itself only (checked where the department is known). */
-const MATRIX: Record<Operation, Role[]> = {
+export const ROLE_MATRIX: Readonly<Record<Operation, readonly Role[]>> = {
   'catalog.apply': ['dba'],
   // A department sees the tables and classes it may ask for, and itself; not other departments.
   'catalog.list': ['dba', 'security-officer', 'department', 'sre', 'auditor'],
   'table.register': ['dba'],
   'table.classify': ['dba'],
+  'table.unregister': ['dba'],
   'grant.request': ['department'],
   'grant.approve': ['security-officer'],
   'grant.reject': ['security-officer'],
@@ -45,7 +48,7 @@ export interface Principal {
 }
 
 export function allowed(who: Principal, operation: Operation): boolean {
-  return MATRIX[operation].includes(who.role);
+  return ROLE_MATRIX[operation].includes(who.role);
 }
 
 export function forbidden(who: Principal, operation: Operation, why = `role ${who.role} may not ${operation}`): CdcError {

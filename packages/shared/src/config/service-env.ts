@@ -31,5 +31,5 @@ export const commonServiceEnv = (service: ServiceKind) => ({
   CITYSHARE_POLICY_PUBLIC_KEYS: z.string().optional().describe("the control plane's policy public keys (`<key id>:<base64>`, comma-separated; `cdc policy public-key` prints them): set, the pipeline file must carry a valid signature by one of them, or it is refused (POLICY_SIGNATURE_INVALID)"),
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(METRICS_PORTS[service]).describe(`port of /metrics, /healthz, /readyz (default ${METRICS_PORTS[service]}; 0 picks a free one, logged at start)`),
   METRICS_HOST: z.string().min(1).default('127.0.0.1').describe('address /metrics, /healthz and /readyz listen on: 127.0.0.1 (this host only), or 0.0.0.0 for a Prometheus or an orchestrator on another host'),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info').describe('least severe level written to stdout (JSON lines); row values never appear at any level'),
 });
