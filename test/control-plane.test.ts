@@ -17,6 +17,7 @@ import { KeyAdmin } from '../services/control/src/keys.js';
 import { AuditLedger, GENESIS, entryHash } from '../services/control/src/ledger.js';
 import { migrate } from '../services/control/src/migrations.js';
 import { PolicyPublisher } from '../services/control/src/policy-publisher.js';
+import { probeTables } from '../services/control/src/source-probe.js';
 import type { Principal, Role } from '../services/control/src/roles.js';
 import { stack } from './support/stack.js';
 
@@ -534,6 +535,86 @@ ${extra}`;
    * Targets and the Kafka, registry and keyring settings decide where the data goes: a DBA
    * proposes, a security officer decides. Values hold credentials, so only digests leave.
    */
+  describe('the catalog checks the source', () => {
+    const probeDb = `${id}_probe`;
+    const dba: Principal = { name: 'wang.dba', role: 'dba' };
+    const officer: Principal = { name: 'zhang.officer', role: 'security-officer' };
+    const health: Principal = { name: 'health.app', role: 'department', department: 'health' };
+    let source: Awaited<ReturnType<typeof createConnection>>;
+    let catalog: CatalogWorkflow;
+    let grants: GrantWorkflow;
+    let store: CatalogStore;
+
+    beforeAll(async () => {
+      source = await createConnection({ ...stack.source });
+      await source.query(`CREATE DATABASE \`${probeDb}\``);
+      await source.query(`CREATE TABLE \`${probeDb}\`.people (id INT PRIMARY KEY, name VARCHAR(40), district VARCHAR(20))`);
+      await source.query(`CREATE TABLE \`${probeDb}\`.readings (sensor VARCHAR(20), value DOUBLE)`);
+      const { conn, ledger } = await fresh();
+      const dir = mkdtempSync(join(tmpdir(), 'probe-'));
+      FileKeyring.ensure(join(dir, 'keyring.json'), ['pipeline', 'department:health', 'token:citizen', 'token:own:health']);
+      const publisher = new PolicyPublisher(join(dir, 'pipeline.yaml'), ledger, createLogger('test', 'silent'));
+      store = new CatalogStore(conn);
+      grants = new GrantWorkflow(conn, ledger, async (g) => void publisher.render(await store.load(), g));
+      catalog = new CatalogWorkflow(conn, ledger, store, async (doc) => void publisher.render(doc, await grants.inForce()), {
+        probe: (doc, tables) => probeTables(doc, tables, (d) => publisher.render(d, [])),
+        grantsInForce: () => grants.inForce(),
+      });
+      // The reader's own account and TLS, as the published policy gives them; the table name as the local catalog writes it.
+      await catalog.importBase({ name: 'control-plane', role: 'dba' }, `
+kafka: { brokers: ["127.0.0.1:9092"], topicPrefix: ${id}p }
+schemaRegistry: { url: "http://127.0.0.1:8081/apis/ccompat/v7" }
+keyring: { file: keyring.json }
+sources:
+  - name: cityhub
+    connection: { host: 127.0.0.1, port: ${stack.source.port}, user: cdc_reader, password: "\${SOURCE_PASSWORD:-cdc_reader}", ssl: { ca: "${stack.sourceTlsCa}" } }
+    serverId: 4243
+    tables:
+      - name: \${PROBE_DB:-${probeDb}}.people
+        columns: { id: public, name: personal }
+  - name: gone
+    connection: { host: 127.0.0.1, port: 1, user: cdc_reader, password: x }
+    serverId: 4244
+    tables:
+      - name: x.a
+        columns: { id: public }
+departments:
+  - name: health
+    target: { kind: postgres, url: "postgres://postgres@127.0.0.1:5432/postgres", schema: dept_health }
+`.replace('keyring.json', join(dir, 'keyring.json')), 'test catalog');
+    });
+
+    afterAll(async () => {
+      await source.query(`DROP DATABASE IF EXISTS \`${probeDb}\``);
+      await source.end();
+    });
+
+    it('refuses a table the source does not have, a keyless one not registered append-only, and a column it does not have', async () => {
+      await expect(catalog.registerTable(dba, { source: 'cityhub', table: `${probeDb}.nosuch`, columns: { id: 'public' } })).rejects.toMatchObject({ code: 'TABLE_NOT_FOUND', message: expect.stringContaining(`${probeDb}.nosuch does not exist on source cityhub`) });
+      await expect(catalog.registerTable(dba, { source: 'cityhub', table: `${probeDb}.readings`, columns: { sensor: 'public' } })).rejects.toMatchObject({ code: 'TABLE_WITHOUT_KEY' });
+      await expect(catalog.registerTable(dba, { source: 'cityhub', table: `${probeDb}.readings`, columns: { sensor: 'public', bogus: 'public' }, appendOnly: true, dryRun: true })).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining('has no column bogus (its columns: sensor, value)') });
+      expect(await catalog.registerTable(dba, { source: 'cityhub', table: `${probeDb}.readings`, columns: { sensor: 'public' }, appendOnly: true })).toMatchObject({ applied: true });
+      // Classified by its resolved name, the way `tables list` and grants name it.
+      await expect(catalog.classify(dba, { source: 'cityhub', table: `${probeDb}.people`, columns: { bogus: 'public' } })).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining('has no column bogus') });
+      expect(await catalog.classify(dba, { source: 'cityhub', table: `${probeDb}.people`, columns: { district: 'public' } })).toMatchObject({ applied: true, changes: [expect.objectContaining({ op: 'add', kind: 'column' })] });
+      // A source that does not answer: nothing is registered unchecked.
+      await expect(catalog.registerTable(dba, { source: 'gone', table: 'x.y', columns: { id: 'public' } })).rejects.toMatchObject({ code: 'SOURCE_UNREACHABLE', message: expect.stringContaining('CONTROL_SOURCE_CHECK=off') });
+      expect((await store.load()).sources.find((s) => s.name === 'gone')!.tables.map((t) => t.name)).toEqual(['x.a']);
+    });
+
+    it('unregisters a table, refused while a grant in force reads it', async () => {
+      const g = await grants.request(health, { department: 'health', table: `cityhub.${probeDb}.people`, spec: { columns: { id: 'pass' } }, purpose: 'probe' });
+      await grants.approve(officer, g.id, 'ok');
+      await expect(catalog.unregisterTable(dba, { source: 'cityhub', table: `${probeDb}.people` })).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining(`grant ${g.id} of health is in force on it: revoke it first`) });
+      await grants.revoke(officer, g.id, 'done');
+      const dry = await catalog.unregisterTable(dba, { source: 'cityhub', table: `${probeDb}.people`, dryRun: true });
+      expect(dry.changes.map(describeChange)).toContain(`- table cityhub.\${PROBE_DB:-${probeDb}}.people`);
+      expect(await catalog.unregisterTable(dba, { source: 'cityhub', table: `${probeDb}.people`, reason: 'no longer shared' })).toMatchObject({ applied: true });
+      expect((await store.load()).sources.find((s) => s.name === 'cityhub')!.tables.map((t) => t.name)).toEqual([`${probeDb}.readings`]);
+      await expect(catalog.unregisterTable(dba, { source: 'cityhub', table: `${probeDb}.people` })).rejects.toMatchObject({ code: 'TABLE_NOT_FOUND' });
+    });
+  });
+
   describe('settings and target changes', () => {
     const who = (role: Role): Principal => ({ name: `${role}-user`, role });
     const dba = who('dba');

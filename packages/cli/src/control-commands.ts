@@ -64,7 +64,7 @@ export function addControlCommands(program: Command): void {
         printTable([['source', 'host', 'tables'], ...c.sources.map((s) => [s.name, s.connection ? `${s.connection.host}:${s.connection.port}` : '-', String(s.tables.length)])]));
     });
 
-  const tables = program.command('tables').description('source tables: register, classify, list (and `cdc snapshot` to snapshot them again)');
+  const tables = program.command('tables').description('source tables: register, classify, unregister, list (and `cdc snapshot` to snapshot them again)');
   tables
     .command('list')
     .option('--json', 'print as JSON')
@@ -98,6 +98,19 @@ export function addControlCommands(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (source: string, table: string, o: { column: string[]; dryRun?: boolean; reason?: string; json?: boolean }) => {
       const r = await callControl<CatalogResult>(control(), 'POST', 'catalog/tables/classify', { source, table, columns: pairs(o.column, 'column'), dryRun: o.dryRun === true, ...(o.reason ? { reason: o.reason } : {}) });
+      out(o.json, r, () => printResult(r, o.dryRun === true));
+    });
+
+  tables
+    .command('unregister')
+    .description('take a table out of the catalog: the reader stops capturing it (refused while a grant in force reads it)')
+    .argument('<source>', 'source name')
+    .argument('<table>', 'db.table on the source')
+    .option('--dry-run', 'show the diff only')
+    .option('--reason <text>', 'why (kept in the audit ledger)')
+    .option('--json', 'print the result as JSON')
+    .action(async (source: string, table: string, o: { dryRun?: boolean; reason?: string; json?: boolean }) => {
+      const r = await callControl<CatalogResult>(control(), 'POST', 'catalog/tables/unregister', { source, table, dryRun: o.dryRun === true, ...(o.reason ? { reason: o.reason } : {}) });
       out(o.json, r, () => printResult(r, o.dryRun === true));
     });
 

@@ -67,6 +67,10 @@ function routes(o: ApiDeps): Array<[string, RegExp, number, Handler]> {
       required(b, 'source', 'table', 'columns');
       return o.catalog.classify(who, { source: String(b.source), table: String(b.table), columns: b.columns as Record<string, string | null>, dryRun: b.dryRun === true, ...(str(b, 'reason') ? { reason: str(b, 'reason') } : {}) });
     }],
+    ['POST', /^\/catalog\/tables\/unregister$/, 200, (who, b) => {
+      required(b, 'source', 'table');
+      return o.catalog.unregisterTable(who, { source: String(b.source), table: String(b.table), dryRun: b.dryRun === true, ...(str(b, 'reason') ? { reason: str(b, 'reason') } : {}) });
+    }],
     ['GET', /^\/changes$/, 200, (who) => o.catalog.changeRequests(who)],
     ['POST', /^\/changes\/(\d+)\/approve$/, 200, (who, b, m) => o.catalog.approveChange(who, Number(m[1]), str(b, 'reason'))],
     ['POST', /^\/changes\/(\d+)\/reject$/, 200, (who, b, m) => o.catalog.rejectChange(who, Number(m[1]), str(b, 'reason') ?? '')],
@@ -114,7 +118,7 @@ function validDate(text: string): Date {
   return d;
 }
 
-const STATUS: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, SETTINGS_TAMPERED: 409, STATE_CONFLICT: 409, NOT_FOUND: 404, UNKNOWN_ID: 404, REQUEST_TOO_LARGE: 413, AUTH_THROTTLED: 429, TABLE_NOT_FOUND: 404, KEY_NOT_FOUND: 404, CONFIG_NOT_FOUND: 404, KAFKA_UNREACHABLE: 503, KAFKA_AUTH_FAILED: 503, KAFKA_NOT_AUTHORIZED: 503, KAFKA_TLS_FAILED: 503 };
+const STATUS: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, SETTINGS_TAMPERED: 409, STATE_CONFLICT: 409, NOT_FOUND: 404, UNKNOWN_ID: 404, REQUEST_TOO_LARGE: 413, AUTH_THROTTLED: 429, TABLE_NOT_FOUND: 404, KEY_NOT_FOUND: 404, CONFIG_NOT_FOUND: 404, KAFKA_UNREACHABLE: 503, SOURCE_UNREACHABLE: 503, KAFKA_AUTH_FAILED: 503, KAFKA_NOT_AUTHORIZED: 503, KAFKA_TLS_FAILED: 503 };
 
 /**
  * The control plane's HTTP API (see openapi.yaml next to this file): bearer tokens, the

@@ -7,6 +7,7 @@ import type { AuditLedger } from './ledger.js';
 import { authorize, forbidden, type Operation, type Principal } from './roles.js';
 import { inTransaction } from './transaction.js';
 import { assertState } from './decision-state.js';
+import type { TableAt } from './source-probe.js';
 
 /** What `list` shows: names and classes, never a secret; `${ENV}` references as written, never resolved. */
 export interface CatalogView {
@@ -44,6 +45,12 @@ export class CatalogWorkflow {
     private readonly store: CatalogStore,
     /** Throws CONFIG_INVALID listing every problem when the catalog with the grants in force is not a valid pipeline. */
     private readonly validate: (doc: CatalogDocument) => Promise<void>,
+    private readonly checks: {
+      /** Checks on the source the tables a change adds or reclassifies (source-probe.ts); absent: not checked. */
+      probe?: (doc: CatalogDocument, tables: TableAt[]) => Promise<void>;
+      /** The grants in force, to say which ones keep a table registered. */
+      grantsInForce?: () => Promise<Array<{ id: number; department: string; table: string }>>;
+    } = {},
   ) {
     this.requests = new CatalogChangeRequests(pool, ledger);
   }
@@ -130,7 +137,7 @@ export class CatalogWorkflow {
   registerTable(who: Principal, r: { source: string; table: string; columns: Record<string, string>; appendOnly?: boolean; dryRun?: boolean; reason?: string }): Promise<CatalogResult> {
     return this.change(who, 'table.register', `${r.source}.${r.table}`, (doc) => {
       const source = sourceOf(doc, r.source);
-      if (source.tables.some((t) => t.name === r.table)) throw new CdcError('CONFIG_INVALID', `${r.source}.${r.table} is registered already; classify its columns instead`);
+      if (source.tables.some((t) => sameTable(t.name, r.table))) throw new CdcError('CONFIG_INVALID', `${r.source}.${r.table} is registered already; classify its columns instead`);
       source.tables.push({ name: r.table, columns: r.columns, ...(r.appendOnly ? { appendOnly: true } : {}) });
       return doc;
     }, r);
@@ -139,12 +146,31 @@ export class CatalogWorkflow {
   /** Sets the class of columns of a registered table; a null class takes the column out (it is sealed again). */
   classify(who: Principal, r: { source: string; table: string; columns: Record<string, string | null>; dryRun?: boolean; reason?: string }): Promise<CatalogResult> {
     return this.change(who, 'table.classify', `${r.source}.${r.table}`, (doc) => {
-      const table = sourceOf(doc, r.source).tables.find((t) => t.name === r.table);
-      if (!table) throw new CdcError('TABLE_NOT_FOUND', `${r.source}.${r.table} is not registered; register it first`);
+      const table = registered(doc, r.source, r.table);
       for (const [column, cls] of Object.entries(r.columns)) {
         if (cls === null) delete table.columns[column];
         else table.columns[column] = cls;
       }
+      return doc;
+    }, r);
+  }
+
+  /**
+   * Takes a table out of the catalog: the reader stops capturing it and nothing of it is
+   * shared. Refused while a grant in force reads it (revoke that first); its share topics
+   * and department tables stay as they are.
+   */
+  async unregisterTable(who: Principal, r: { source: string; table: string; dryRun?: boolean; reason?: string }): Promise<CatalogResult> {
+    const inForce = (await this.checks.grantsInForce?.()) ?? [];
+    return this.change(who, 'table.unregister', `${r.source}.${r.table}`, (doc) => {
+      const table = registered(doc, r.source, r.table);
+      const reading = inForce.filter((g) => g.table === `${r.source}.${r.table}` || g.table === `${r.source}.${table.name}`);
+      if (reading.length > 0) {
+        const problems = reading.map((g) => `grant ${g.id} of ${g.department} is in force on it: revoke it first (cdc grants revoke ${g.id} --reason …)`);
+        throw new CdcError('CONFIG_INVALID', `${r.source}.${r.table} stays registered:\n  - ${problems.join('\n  - ')}`, { details: { problems } });
+      }
+      const source = sourceOf(doc, r.source);
+      source.tables = source.tables.filter((t) => t !== table);
       return doc;
     }, r);
   }
@@ -180,6 +206,7 @@ export class CatalogWorkflow {
       const changes = withDigests(diffCatalog(before, after), before, after);
       if (changes.length === 0) return { changes, applied: false };
       await this.validate(after);
+      if (!o.vouched) await this.checks.probe?.(after, touchedTables(before, after));
       const approval = !o.vouched && changes.some(needsApproval);
       if (o.dryRun) return { changes, applied: false, ...(approval ? { needsApproval: true } : {}) };
       if (approval) {
@@ -205,4 +232,33 @@ function sourceOf(doc: CatalogDocument, name: string) {
   const source = doc.sources.find((s) => s.name === name);
   if (!source) throw new CdcError('CONFIG_INVALID', `no source named ${name} in the catalog (sources: ${doc.sources.map((s) => s.name).join(', ') || 'none'})`);
   return source;
+}
+
+/**
+ * Whether a table name as written in the catalog is the name asked for: the same text, or
+ * the same once each `${NAME:-default}` reference is read as its default (how the local
+ * catalog writes database names that tests and demos vary).
+ */
+export function sameTable(written: string, asked: string): boolean {
+  return written === asked || written.replace(/\$\{[A-Z0-9_]+:-([^}]*)\}/g, '$1') === asked;
+}
+
+function registered(doc: CatalogDocument, source: string, name: string) {
+  const table = sourceOf(doc, source).tables.find((t) => sameTable(t.name, name));
+  if (!table) throw new CdcError('TABLE_NOT_FOUND', `${source}.${name} is not registered (cdc tables list shows what is); register it first`);
+  return table;
+}
+
+/** The tables of `after` that are new, or whose columns gained or changed a class, or whose kind changed: those to check on the source. */
+function touchedTables(before: CatalogDocument, after: CatalogDocument): TableAt[] {
+  const out: TableAt[] = [];
+  after.sources.forEach((source, s) => {
+    const old = before.sources.find((x) => x.name === source.name);
+    source.tables.forEach((table, t) => {
+      const was = old?.tables.find((x) => x.name === table.name);
+      const changed = !was || Boolean(was.appendOnly) !== Boolean(table.appendOnly) || Object.entries(table.columns).some(([c, cls]) => was.columns[c] !== cls);
+      if (changed) out.push({ source: s, table: t });
+    });
+  });
+  return out;
 }

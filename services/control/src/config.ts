@@ -19,5 +19,6 @@ export const controlEnv = z.object({
   CONTROL_VERIFY_INTERVAL_MS: z.coerce.number().int().min(1000).default(60_000).describe('how often the audit ledger is verified incrementally: the entries since the last verified checkpoint, every checkpoint and the signed head (cityshare_control_audit_problems)'),
   CONTROL_FULL_VERIFY_INTERVAL_MS: z.coerce.number().int().min(1000).default(3_600_000).describe('how often (and at start) the audit ledger is verified in full, every entry rehashed'),
   CONTROL_PUBLISH_INTERVAL_MS: z.coerce.number().int().min(100).default(1000).describe('how often expiry is applied and the grants in force are published'),
+  CONTROL_SOURCE_CHECK: z.enum(['on', 'off']).default('on').describe("on: registering or classifying a table checks it on the source first, through the source's connection settings resolved in this environment (so give the control service the reader's credentials, e.g. SOURCE_PASSWORD): it must exist, have a key (or be append-only) and have every classified column; off: no check (the reader still refuses at start)"),
   CONTROL_KAFKA_ACLS: z.enum(['manage', 'off']).default('manage').describe("manage: keep the Kafka ACLs of the pipeline's prefix in step with the published policy, as the control principal (needs Alter on the cluster); off: the cluster's administrators apply `cdc acls plan` themselves"),
 });

@@ -5,7 +5,8 @@ import { CdcError, ERROR_CODES, FileKeyring, createForgedRecordsCounter, createK
 import { AclKeeper } from './acl-keeper.js';
 import { startApi, type TokenEntry } from './api.js';
 import { controlEnv } from './config.js';
-import { CatalogStore } from './catalog.js';
+import { CatalogStore, type CatalogDocument } from './catalog.js';
+import { probeTables, type TableAt } from './source-probe.js';
 import { CatalogWorkflow } from './catalog-workflow.js';
 import { DeliveryRecorder } from './delivery-recorder.js';
 import { KeyAdmin } from './keys.js';
@@ -54,7 +55,10 @@ await runService(logger, async (run) => {
     const attested = await grants.attestLegacyApprovals();
     if (attested.length > 0) logger.warn({ grants: attested }, 'schema upgraded: grants approved before approvals carried digests are attested as they are now');
   }
-  const catalog = new CatalogWorkflow(conn, ledger, store, async (doc) => void publisher.render(doc, await grants.inForce()));
+  const catalog = new CatalogWorkflow(conn, ledger, store, async (doc) => void publisher.render(doc, await grants.inForce()), {
+    ...(env.CONTROL_SOURCE_CHECK === 'on' ? { probe: (doc: CatalogDocument, tables: TableAt[]) => probeTables(doc, tables, (d) => publisher.render(d, [])) } : {}),
+    grantsInForce: () => grants.inForce(),
+  });
   const keys = new KeyAdmin(conn, ledger, () => loadPipeline(env.CITYSHARE_PIPELINE).keyringPath);
   if (migrated.includes(CATALOG_CHANGES_MIGRATION)) await catalog.attestCurrent(SYSTEM, 'schema upgraded: settings and targets as they were before their changes needed a security officer');
   if (env.CONTROL_BASE_PIPELINE && (await store.load()).sources.length === 0) {
