@@ -1,21 +1,18 @@
 /**
  * The control plane on the local stack: a catalog database `cityshare_control` on the
  * machine's MariaDB (:3306), the demo pipeline (deploy/local/pipeline.yaml) without its
- * grants as the first catalog, and one token per role. `npm run control` runs it in the
- * foreground for you to try `npx cdc …`; the demo uses the same set-up.
+ * grants as the first catalog, and one token per role. `npm run control` runs it with the
+ * services on what it publishes, for you to try `npx cdc …`; the demo uses the same set-up.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createConnection } from 'mysql2/promise';
 import { parse, stringify } from 'yaml';
-import { FileKeyring, POLICY_PUBLIC_KEYS_ENV, aclPlan, keyNames, loadPipeline, policySigningKey } from '@cityshare/shared';
-import { kafkaUserEnv } from '../test/support/kafka-security.js';
-import { setAcls } from '../test/support/pipeline-run.js';
+import { FileKeyring, POLICY_PUBLIC_KEYS_ENV, keyNames, policySigningKey } from '@cityshare/shared';
+import { PipelineRun } from '../test/support/pipeline-run.js';
 import { stack } from '../test/support/stack.js';
-import { ensureServicesBuilt, serviceArgs } from './build-services.js';
 
 /** Local tokens, one per role; never use them anywhere but on this machine. */
 export const LOCAL_TOKENS = {
@@ -58,19 +55,53 @@ export async function prepareLocalControl(o: { database: string; dir: string; ke
   };
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+/** Creates the demo's source databases and tables on the project's MariaDB when they are missing (data left as it is). */
+async function ensureSampleSource(): Promise<void> {
+  const source = await createConnection({ ...stack.source, multipleStatements: true });
+  try {
+    for (const db of ['civil', 'health', 'transport']) await source.query(`CREATE DATABASE IF NOT EXISTS \`${db}\``);
+    const ddl = readFileSync(join(stack.root, 'deploy', 'local', 'sample', 'schema.sql'), 'utf8').replaceAll('@CIVIL@', 'civil').replaceAll('@HEALTH@', 'health').replaceAll('@TRANSPORT@', 'transport');
+    await source.query(ddl);
+  } finally {
+    await source.end();
+  }
+}
+
+/**
+ * `npm run control`: the control plane and the pipeline it governs, on the local stack, until
+ * Ctrl-C: the control service, then a reader, the transformer and a sink per department, all
+ * on the pipeline file the control plane publishes (each as its own Kafka principal, trusting
+ * only what the control plane signed). A table registered and a grant approved with `npx cdc`
+ * reach the department's table within seconds.
+ */
+async function runLocalControl(): Promise<void> {
   const dir = join(stack.root, '.stack', 'control');
-  const env = await prepareLocalControl({ database: 'cityshare_control', dir, keyringFile: join(stack.root, '.stack', 'keyring.json'), port: 8090 });
-  console.log(`control plane on http://127.0.0.1:8090 (catalog database cityshare_control on :${stack.targetMariadb.port}); in another terminal:`);
+  const keyringFile = join(stack.root, '.stack', 'keyring.json');
+  const env = await prepareLocalControl({ database: 'cityshare_control', dir, keyringFile, port: 8090 });
+  await ensureSampleSource();
+  // The demo's names (topic prefix `demo`, databases civil/health/transport, schemas dept_health/dept_haidian).
+  const run = new PipelineRun({ id: 'demo', civilDb: 'civil', healthDb: 'health', transportDb: 'transport', pgSchema: 'dept_health', haidianPgSchema: 'dept_haidian', keyringFile });
+  const stop = async () => {
+    await run.tearDown({ keepData: true });
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop());
+  process.once('SIGTERM', () => void stop());
+  const control = await run.start('control', env);
+  console.log(`control plane on http://127.0.0.1:8090 (catalog database cityshare_control on :${stack.targetMariadb.port}), log ${control.logFile}`);
+  const services = { CITYSHARE_PIPELINE: env.CITYSHARE_PIPELINE, [POLICY_PUBLIC_KEYS_ENV]: env[POLICY_PUBLIC_KEYS_ENV] };
+  const departments = run.pipelineOf({ ...run.env, CITYSHARE_PIPELINE: env.CITYSHARE_PIPELINE }).departments.map((d) => d.name);
+  for (const [name, department] of [['cdc-reader', ''], ['transformer', ''], ...departments.map((d) => ['sink', d] as const)] as const) {
+    const svc = await run.start(name, { ...services, ...(department ? { SINK_DEPARTMENT: department } : {}) });
+    console.log(`  ${`${name}${department ? ` (${department})` : ''}`.padEnd(18)} ready   metrics http://127.0.0.1:${svc.port}/metrics   log ${svc.logFile}`);
+  }
+  console.log(`the services run on the policy the control plane publishes: ${env.CITYSHARE_PIPELINE}`);
+  console.log('in another terminal (README "Share your own table"):');
   console.log(`  export CDC_CONTROL_API=http://127.0.0.1:8090 CDC_TOKEN=${LOCAL_TOKENS.dba.token}   # tokens: ${Object.values(LOCAL_TOKENS).map((t) => `${t.token} (${t.role})`).join(', ')}`);
   console.log('  npx cdc tables list');
-  console.log(`the pipeline file it publishes: ${env.CITYSHARE_PIPELINE}; Ctrl-C stops it`);
-  // The control plane authenticates to Kafka as `control`; the stack's administrator gives it
-  // once what its role needs (among which the right to keep every other principal's ACLs).
-  const principal = kafkaUserEnv('control');
-  const catalog = loadPipeline(env.CONTROL_BASE_PIPELINE!, { ...process.env, ...principal }).config;
-  await setAcls(catalog.kafka.topicPrefix, aclPlan(catalog));
-  await ensureServicesBuilt();
-  const child = spawn(process.execPath, serviceArgs('control'), { cwd: stack.root, env: { ...process.env, ...env, ...principal }, stdio: 'inherit' });
-  child.on('exit', (code) => process.exit(code ?? 0));
+  console.log('control plane ready; Ctrl-C stops it and the services');
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  await runLocalControl();
 }

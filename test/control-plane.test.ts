@@ -557,7 +557,7 @@ ${extra}`;
       store = new CatalogStore(conn);
       grants = new GrantWorkflow(conn, ledger, async (g) => void publisher.render(await store.load(), g));
       catalog = new CatalogWorkflow(conn, ledger, store, async (doc) => void publisher.render(doc, await grants.inForce()), {
-        probe: (doc, tables) => probeTables(doc, tables, (d) => publisher.render(d, [])),
+        probe: (doc, tables) => probeTables(doc, tables, (d) => publisher.render(d, []), dir),
         grantsInForce: () => grants.inForce(),
       });
       // The reader's own account and TLS, as the published policy gives them; the table name as the local catalog writes it.

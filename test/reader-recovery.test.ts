@@ -81,4 +81,32 @@ describe('reader recovery', () => {
       expect(await metric('cityshare_reader_lag_seconds')).toBeLessThan(2);
     }, 30_000, 500);
   });
+  it('gives every reader start a replica server id of its own; a set id that collides is SERVER_ID_CONFLICT, ridden out', async () => {
+    const ids = (svc: { logFile: string }) => readFileSync(svc.logFile, 'utf8').split('\n').filter((l) => l.includes('"source checked"')).map((l) => (JSON.parse(l) as { replicaServerId: number }).replicaServerId);
+    // The demo pipeline sets no serverId: two readers of one source (no lease) both stream.
+    const a = await run.start('cdc-reader');
+    const b = await run.start('cdc-reader');
+    await new Promise((r) => setTimeout(r, 4000));
+    for (const svc of [a, b]) {
+      expect(svc.running).toBe(true);
+      expect(readFileSync(svc.logFile, 'utf8')).not.toContain('SERVER_ID_CONFLICT');
+    }
+    expect(ids(a)[0]).not.toBe(ids(b)[0]);
+    await a.stop();
+    await b.stop();
+
+    // Both given the same id: the source drops the older connection; each kicked reader says so
+    // with the code, keeps running and its checkpoint, and connects again with backoff.
+    const file = run.writePipelineFile('same-server-id.yaml', { serverId: 7777, tables: [{ name: `${run.civilDb}.citizens`, columns: { id: 'public', name: 'personal' } }] });
+    const c = await run.start('cdc-reader', { CITYSHARE_PIPELINE: file });
+    const d = await run.start('cdc-reader', { CITYSHARE_PIPELINE: file });
+    await eventually(() => expect(readFileSync(c.logFile, 'utf8')).toMatch(/SERVER_ID_CONFLICT.*same server_uuid\/server_id/), 30_000, 250);
+    expect(readFileSync(c.logFile, 'utf8')).toContain('give every reader and replica of the source its own');
+    expect(readFileSync(c.logFile, 'utf8')).not.toContain('BINLOG_PURGED');
+    expect([c.running, d.running]).toEqual([true, true]);
+    await d.stop();
+    await eventually(async () => expect(await c.isReady()).toBe(true), 60_000, 250);
+    expect(ids(c).every((id) => id === 7777)).toBe(true);
+    await c.stop();
+  });
 });

@@ -19,6 +19,13 @@ export interface ServiceRun {
   dependency(name: string, up: boolean): void;
   /** A fault after start: a retriable one stops the run and starts it again after a backoff; any other exits with 1. */
   fail(err: CdcError): void;
+  /** Stops the run and starts it again at once, logging why (e.g. settings it reads only at start changed). */
+  restart(why: string): void;
+}
+
+/** What `run.restart` hands the loop instead of a fault. */
+class Restart {
+  constructor(readonly why: string) {}
 }
 
 /** What each retriable code says is down, for `cityshare_dependency_up{dependency}`. */
@@ -64,7 +71,7 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
   };
   let stopping = false;
   let lastProblem = '';
-  let failed: ((err: CdcError) => void) | undefined;
+  let failed: ((err: CdcError | Restart) => void) | undefined;
 
   const cleanUp = async () => {
     const pending = cleanups.reverse();
@@ -119,6 +126,9 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
     fail(err) {
       failed?.(err);
     },
+    restart(why) {
+      failed?.(new Restart(why));
+    },
   };
 
   let attempt = 0;
@@ -134,6 +144,12 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
     });
     failed = undefined;
     if (stopping) return;
+    if (fault instanceof Restart) {
+      logger.info({ why: fault.why }, 'restarting');
+      ready = () => 'restarting';
+      await cleanUp();
+      continue;
+    }
     const err = fault instanceof Error ? fault : new Error(String(fault));
     if (!isCdcError(err) || !err.retriable) {
       if (isCdcError(err)) {

@@ -33,7 +33,7 @@ describe('pipeline file', () => {
 
   it('lists every problem at once', () => {
     const broken = sample
-      .replace('serverId: 5101', 'serverId: -1')
+      .replace('    # No serverId:', '    serverId: -1\n    # No serverId:')
       .replace('phone: { mask: phone }', 'phone: { mask: phone }\n          shoe_size: pass')
       .replace('id_card: encrypt', 'id_card: rot13');
     const found = problems(broken);

@@ -252,6 +252,10 @@ export class BinlogListener {
 
 /** Maps server error numbers to codes; retriable ones let the reader reconnect. */
 export function classifyBinlogError(err: Error & { errno?: number; code?: string }): CdcError {
+  // 1236 is every fatal binlog read error; the source says which in the text.
+  if (err.errno === 1236 && /same server_uuid\/server_id|same server_id/i.test(err.message)) {
+    return new CdcError('SERVER_ID_CONFLICT', `the source dropped this binlog connection: ${err.message}`, { cause: err, details: { errno: err.errno } });
+  }
   switch (err.errno) {
     case 1236:
     case 1945:

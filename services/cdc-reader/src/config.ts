@@ -5,6 +5,7 @@ import { commonServiceEnv } from '@cityshare/shared';
 export const readerEnv = z.object({
   ...commonServiceEnv('cdc-reader'),
   READER_SOURCE: z.string().optional().describe('source name from the pipeline file; may be omitted when there is one'),
+  READER_SERVER_ID: z.coerce.number().int().min(1).max(4294967295).optional().describe("this instance's replica server id; overrides the pipeline file's sources[].serverId. Unset in both: a random id in 1073741824..2147483647, new at every start"),
   READER_START_FROM: z.enum(['latest', 'earliest']).default('latest').describe('where to start when there is no checkpoint: the binlog end, or the oldest binlog still on the server'),
   READER_SNAPSHOT: z.enum(['initial', 'never']).default('initial').describe('initial: snapshot registered tables not yet snapshotted (first start, or newly registered), while streaming'),
   READER_SNAPSHOT_CHUNK_ROWS: z.coerce.number().int().min(1).max(100_000).default(4096).describe('rows per snapshot chunk: memory bound and unit of resumption'),

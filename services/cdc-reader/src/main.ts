@@ -39,6 +39,7 @@ await runService(logger, async (run) => {
     metrics,
     onFatal: (err) => run.fail(err),
     onKafkaContact: (up) => run.dependency('kafka', up),
+    onRestart: (why) => run.restart(why),
   });
   run.defer(() => reader.stop());
   const health = await run.serve({ port: env.METRICS_PORT, host: env.METRICS_HOST, registry, ready: () => reader.ready() });

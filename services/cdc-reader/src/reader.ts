@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { createConnection, type Connection, type ConnectionOptions } from 'mysql2/promise';
 import type { Kafka, Producer } from 'kafkajs';
 import {
@@ -53,6 +54,8 @@ export interface ReaderDeps {
   onFatal: (err: CdcError) => void;
   /** The brokers stopped acknowledging (false) or acknowledge again (true). */
   onKafkaContact?: (up: boolean) => void;
+  /** Starts the reader again on the changed pipeline file (a table registered or unregistered). */
+  onRestart?: (why: string) => void;
 }
 
 /** Value options shared by the binlog decoder and snapshot reads, so both yield the same values. */
@@ -80,6 +83,8 @@ interface OpenWindow {
  */
 export class Reader {
   private producer: Producer | undefined;
+  /** The replica server id of this run (replicaServerId). */
+  private serverId = 0;
   private listener: BinlogListener | undefined;
   private publisher: RawPublisher<SnapshotState> | undefined;
   private checkpoints: CheckpointStore | undefined;
@@ -126,7 +131,8 @@ export class Reader {
     let snapshotState: SnapshotState;
     try {
       const server = await checkSource(conn);
-      logger.info({ source: source.name, version: server.version }, 'source checked');
+      this.serverId = replicaServerId(env.READER_SERVER_ID ?? source.serverId, server.serverId);
+      logger.info({ source: source.name, version: server.version, replicaServerId: this.serverId }, 'source checked');
       catalog = await TableCatalog.load(conn, source);
       await this.createTopics(catalog);
 
@@ -162,8 +168,9 @@ export class Reader {
 
     let classes = new Map(source.tables.map((t) => [t.name, t.columns as Record<string, ColumnClass>]));
     if (this.deps.watch) {
-      // Reclassification seals (or stops sealing) columns from the next event on; other
-      // changes to this source (tables, connection) need a restart.
+      // Reclassification seals (or stops sealing) columns from the next event on; a table
+      // registered or unregistered starts the reader again from its checkpoint (a new table is
+      // snapshotted while streaming goes on); a changed connection needs a restart.
       const registered = JSON.stringify(source.tables.map((t) => t.name));
       this.watcher = watchPipeline(this.deps.watch, {
         logger,
@@ -171,7 +178,9 @@ export class Reader {
           const next = pipeline.config.sources.find((s) => s.name === source.name);
           if (!next) throw new CdcError('CONFIG_INVALID', `source ${source.name} is no longer in the pipeline file; the reader keeps its last classes until it is stopped`);
           if (JSON.stringify(next.tables.map((t) => t.name)) !== registered) {
-            logger.warn('registered tables changed in the pipeline file: restart the reader to snapshot and stream them');
+            const why = 'registered tables changed in the pipeline file: the reader starts again from its checkpoint to snapshot and stream them';
+            if (this.deps.onRestart) this.deps.onRestart(why);
+            else logger.warn('registered tables changed in the pipeline file: restart the reader to snapshot and stream them');
           }
           classes = new Map(next.tables.map((t) => [t.name, t.columns as Record<string, ColumnClass>]));
           // A rotated pipeline key seals and signs from now on; the transformer still opens the old one.
@@ -182,14 +191,14 @@ export class Reader {
     }
     this.ctx = {
       sourceName: source.name,
-      serverId: source.serverId,
+      serverId: this.serverId,
       classes: (db, table) => classes.get(`${db}.${table}`) ?? {},
       pipelineKey: this.deps.keys.activeKey(keyNames.pipeline),
     };
     this.publisher = this.createPublisher();
     this.contact = new ContactWatch({ silentMs: () => this.publisher?.stalledMs ?? 0, what: `reader of ${this.deps.source.name}`, brokers: this.deps.config.kafka.brokers, logger: this.deps.logger, onChange: this.deps.onKafkaContact });
     this.listener = new BinlogListener(
-      { connection: this.connection, valueOptions: exactValueOptions, serverId: source.serverId, catalog, heartbeatSeconds: env.READER_HEARTBEAT_SECONDS },
+      { connection: this.connection, valueOptions: exactValueOptions, serverId: this.serverId, catalog, heartbeatSeconds: env.READER_HEARTBEAT_SECONDS },
       {
         onRows: (change) => this.onRows(change),
         onCommit: (position, tsMs, summary) => {
@@ -522,4 +531,17 @@ export class Reader {
 
 function isFatal(err: Error): CdcError {
   return err instanceof CdcError ? err : new CdcError('SOURCE_UNREACHABLE', `snapshot failed: ${err.message}`, { cause: err });
+}
+
+/**
+ * The replica server id this run connects with: the one set, or a random one of its own in
+ * 2^30..2^31-1 (clear of the small ids operators give servers by hand). Never the source's own.
+ */
+export function replicaServerId(configured: number | undefined, sourceServerId: number): number {
+  if (configured === sourceServerId) throw new CdcError('CONFIG_INVALID', `the reader's replica server id ${configured} is the source's own server_id: give the reader another (sources[].serverId or READER_SERVER_ID), or leave it out`);
+  if (configured !== undefined) return configured;
+  for (;;) {
+    const id = randomInt(0x40000000, 0x80000000);
+    if (id !== sourceServerId) return id;
+  }
 }

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { createPool } from 'mysql2/promise';
 import { Gauge } from 'prom-client';
 import { CdcError, ERROR_CODES, FileKeyring, createForgedRecordsCounter, createKafka, createLogger, createMetricsRegistry, isCdcError, keyNames, loadPipeline, policySigningKey, POLICY_PUBLIC_KEYS_ENV, loadServiceEnv, runService, watchPipeline } from '@cityshare/shared';
@@ -56,7 +57,7 @@ await runService(logger, async (run) => {
     if (attested.length > 0) logger.warn({ grants: attested }, 'schema upgraded: grants approved before approvals carried digests are attested as they are now');
   }
   const catalog = new CatalogWorkflow(conn, ledger, store, async (doc) => void publisher.render(doc, await grants.inForce()), {
-    ...(env.CONTROL_SOURCE_CHECK === 'on' ? { probe: (doc: CatalogDocument, tables: TableAt[]) => probeTables(doc, tables, (d) => publisher.render(d, [])) } : {}),
+    ...(env.CONTROL_SOURCE_CHECK === 'on' ? { probe: (doc: CatalogDocument, tables: TableAt[]) => probeTables(doc, tables, (d) => publisher.render(d, []), dirname(resolve(env.CITYSHARE_PIPELINE))) } : {}),
     grantsInForce: () => grants.inForce(),
   });
   const keys = new KeyAdmin(conn, ledger, () => loadPipeline(env.CITYSHARE_PIPELINE).keyringPath);

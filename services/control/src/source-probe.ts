@@ -1,6 +1,6 @@
 import { createConnection } from 'mysql2/promise';
 import { TableCatalog } from '@cityshare/cdc-reader/table-catalog';
-import { CdcError, isCdcError, parsePipeline, sourceConnectionOptions, type PipelineConfig } from '@cityshare/shared';
+import { CdcError, isCdcError, parsePipeline, resolveTlsFiles, sourceConnectionOptions, type PipelineConfig } from '@cityshare/shared';
 import type { CatalogDocument } from './catalog.js';
 
 /** A table of the catalog by its position: `sources[source].tables[table]`. */
@@ -17,10 +17,12 @@ export interface TableAt {
  * refuse at start (TABLE_NOT_FOUND, TABLE_WITHOUT_KEY) is refused here, with every problem
  * listed, and nothing changes.
  */
-export async function probeTables(doc: CatalogDocument, tables: TableAt[], render: (doc: CatalogDocument) => string): Promise<void> {
+export async function probeTables(doc: CatalogDocument, tables: TableAt[], render: (doc: CatalogDocument) => string, publishedDir: string): Promise<void> {
   if (tables.length === 0) return;
-  // Rendered and parsed like the published policy: same order, names and connection resolved.
+  // Rendered and parsed like the published policy: same order, names and connection resolved,
+  // files (the source's CA) relative to where the policy is published.
   const config: PipelineConfig = parsePipeline(render(doc));
+  resolveTlsFiles(config, publishedDir);
   const problems: CdcError[] = [];
   for (const [index, source] of config.sources.entries()) {
     const mine = tables.filter((t) => t.source === index).map((t) => source.tables[t.table]!);

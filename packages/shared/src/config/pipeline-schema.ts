@@ -195,7 +195,7 @@ export const sourceSpec = z.strictObject({
     password: z.string().default('').meta(secret),
     ssl: mysqlTls.optional().describe('TLS for the binlog stream and every query of the reader; absent = in clear (the reader warns at start)'),
   }),
-  serverId: z.number().int().min(1).max(4294967295).describe('replica server id the reader uses; unique in the replication topology'),
+  serverId: z.number().int().min(1).max(4294967295).optional().describe("replica server id the reader uses, unique among the source's replicas. Leave it out (the default): every reader start picks a random one of its own, so no two readers, standbys or restarts collide; READER_SERVER_ID sets it per instance. A collision is SERVER_ID_CONFLICT: the reader keeps its checkpoint and retries"),
   tables: z.array(tableSpec).min(1),
 });
 
