@@ -50,7 +50,13 @@ describe('README: share your own table', () => {
       const exited = new Promise((r) => control.once('exit', r));
       process.kill(-control.pid, 'SIGINT');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
-      if (control.exitCode === null) process.kill(-control.pid, 'SIGKILL');
+      if (control.exitCode === null) {
+        try {
+          process.kill(-control.pid, 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
     }
     await resetTutorialData();
   });

@@ -155,6 +155,9 @@ export class Reader {
       }
       startAt = checkpoint ?? (env.READER_START_FROM === 'earliest' ? await binlogStart(conn) : await binlogEnd(conn));
       snapshotState = checkpoint?.snapshot ?? {};
+      // A table no longer registered is forgotten: registered again later, it is snapshotted again.
+      const registeredNow = new Set(catalog.names());
+      for (const t of Object.keys(snapshotState)) if (!registeredNow.has(t)) delete snapshotState[t];
       if (env.READER_SNAPSHOT === 'never') {
         for (const t of catalog.names()) snapshotState[t] ??= { lastKey: null, done: true, rows: 0 };
       }

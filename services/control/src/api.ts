@@ -180,7 +180,11 @@ export function startApi(o: ApiDeps): Promise<Server> {
     })();
   };
   const server = o.tls ? createTlsServer({ cert: o.tls.cert, key: o.tls.key }, listener) : createServer(listener);
-  return new Promise((resolve) => server.listen(o.port, o.host ?? '127.0.0.1', () => resolve(server)));
+  const host = o.host ?? '127.0.0.1';
+  return new Promise((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => reject(new CdcError('CONFIG_INVALID', `the control API cannot listen on ${host}:${o.port} (${err.code ?? err.message}): ${err.code === 'EADDRINUSE' ? 'another process listens there (another control service?); stop it or set CONTROL_PORT' : 'set CONTROL_HOST to an address of this host'}`, { cause: err })));
+    server.listen(o.port, host, () => resolve(server));
+  });
 }
 
 /** The JSON object of a request body of at most `max` bytes; reading stops at the first byte over. */

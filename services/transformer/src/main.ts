@@ -35,6 +35,7 @@ await runService(logger, async (run) => {
     metrics: createTransformerMetrics(registry),
     onFatal: (err) => run.fail(err),
     onKafkaContact: (up) => run.dependency('kafka', up),
+    onRestart: (why) => run.restart(why),
   });
   run.defer(() => transformer.stop());
   const health = await run.serve({ port: env.METRICS_PORT, host: env.METRICS_HOST, registry, ready: () => transformer.ready(), live: () => transformer.alive || 'a department stream\'s Kafka consumer stopped' });

@@ -55,6 +55,8 @@ export interface TransformerDeps {
   onFatal: (err: CdcError) => void;
   /** The brokers stopped answering a department stream (false) or answer again (true). */
   onKafkaContact?: (up: boolean) => void;
+  /** Starts the transformer again on the changed pipeline file (a source table registered). */
+  onRestart?: (why: string) => void;
 }
 
 /** Where a raw event was read: its frame's offset and its index in the frame (null: the whole frame). */
@@ -188,14 +190,20 @@ export class Transformer {
   /**
    * A new pipeline file or keyring: share topics of new grants are created, then the new
    * grants and keys replace the old ones between two events. A revoked grant produces
-   * nothing from the next event on. New source tables need a restart (their raw topics
-   * are created and known at start).
+   * nothing from the next event on. A new source table starts the transformer again (its
+   * raw topic is created and subscribed at start), from the committed offsets.
    */
   private async applyPolicy(change: PipelineChange, known: string[]): Promise<void> {
     const { config } = change.pipeline;
     const planned = pipelineTopics(config);
     const unknown = planned.raw.filter((t) => !known.includes(t));
-    if (unknown.length > 0) this.deps.logger.warn({ topics: unknown }, 'new source tables in the pipeline file are read after a restart of the transformer');
+    if (unknown.length > 0) {
+      if (this.deps.onRestart) {
+        this.deps.onRestart(`new source tables in the pipeline file (${unknown.join(', ')}): the transformer starts again to read them`);
+        return;
+      }
+      this.deps.logger.warn({ topics: unknown }, 'new source tables in the pipeline file are read after a restart of the transformer');
+    }
     await ensureTopics(this.admin!, [...planned.share.values()].flat().map((t) => topicSpec(config.kafka, t)));
     const next = policyOf(config, change.keys);
     const before = grantsOf(this.policy.views);
