@@ -86,6 +86,7 @@ const COMMANDS: Record<Operation, string> = {
   'change.list': 'cdc changes list',
   'change.approve': 'cdc changes approve',
   'change.reject': 'cdc changes reject',
+  'policy.fetch': 'GET /policy (services with CITYSHARE_POLICY_URL)',
 };
 
 function roleMatrix(): string {

@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createConnection, type Connection } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileKeyring, POLICY_PUBLIC_KEYS_ENV, consumeShareTopics, departmentGroupPrefix, policySigningKey, type ShareChange } from '@cityshare/shared';
+import { FileKeyring, POLICY_PUBLIC_KEYS_ENV, consumeShareTopics, departmentGroupPrefix, keyListsOf, policySigningKey, type ShareChange } from '@cityshare/shared';
 import { eventually } from './support/eventually.js';
 import { kafkaSettingsOf } from './support/kafka-security.js';
 import { CITIZEN_CLASSES, PipelineRun } from './support/pipeline-run.js';
@@ -24,6 +24,10 @@ describe('governance: request, approve, flow, revoke', () => {
   let mysql: Connection;
   let control: ServiceProcess;
   let transformer: ServiceProcess;
+  let reader: ServiceProcess;
+  let sink: ServiceProcess;
+  let readerHost: Record<string, string> = {};
+  let sinkHost: Record<string, string> = {};
   let servicesEnv: NodeJS.ProcessEnv = {};
   const call = async (token: string, method: string, path: string, body?: unknown) => {
     const res = await fetch(`${api}${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) });
@@ -48,6 +52,7 @@ describe('governance: request, approve, flow, revoke', () => {
       { tokenSha256: sha('health-token'), name: 'health.app', role: 'department', department: 'health' },
       { tokenSha256: sha('sre-token'), name: 'li.sre', role: 'sre' },
       { tokenSha256: sha('dba-token'), name: 'wang.dba', role: 'dba' },
+      { tokenSha256: sha('service-token'), name: 'pipeline-hosts', role: 'service' },
     ]));
     const base = run.writePipelineFile('base.yaml', {
       serverId: 6001,
@@ -65,11 +70,26 @@ describe('governance: request, approve, flow, revoke', () => {
       CITYSHARE_PIPELINE: policyFile,
     });
     // The services trust only what the control plane signs.
-    const env = { CITYSHARE_PIPELINE: policyFile, [POLICY_PUBLIC_KEYS_ENV]: policySigningKey(controlKeys.activeKey('policy')).publicKey };
+    const publicKeys = policySigningKey(controlKeys.activeKey('policy')).publicKey;
+    const env = { CITYSHARE_PIPELINE: policyFile, [POLICY_PUBLIC_KEYS_ENV]: publicKeys };
     servicesEnv = { ...run.env, ...env };
-    await run.start('cdc-reader', env);
+    // The reader and the sink run as on hosts of their own: the policy fetched from the control
+    // API into a local copy, a keyring of their own; nothing of the control plane's files.
+    const host = (name: string, holder: 'cdc-reader' | 'sink', principal: string) => {
+      const dir = join(dirname(run.keyringFile), `host-${name}`);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'token'), 'service-token\n', { mode: 0o600 });
+      writeFileSync(join(dir, 'keyring.json'), JSON.stringify(run.keys.subset(keyListsOf(holder, run.keys.listNames(), 'health'))), { mode: 0o600 });
+      return {
+        CITYSHARE_PIPELINE: join(dir, 'policy.yaml'), CITYSHARE_POLICY_URL: `${api}/policy`, CITYSHARE_POLICY_TOKEN_FILE: join(dir, 'token'), CITYSHARE_POLICY_REFRESH_MS: '1000',
+        CITYSHARE_KEYRING: join(dir, 'keyring.json'), [POLICY_PUBLIC_KEYS_ENV]: publicKeys, KAFKA_USERNAME: principal,
+      };
+    };
+    readerHost = host('reader', 'cdc-reader', 'reader-cityhub');
+    sinkHost = host('sink', 'sink', 'sink-health');
+    reader = await run.start('cdc-reader', readerHost);
     transformer = await run.start('transformer', env);
-    await run.start('sink', env);
+    sink = await run.start('sink', sinkHost);
   });
 
   afterAll(async () => {
@@ -212,6 +232,18 @@ describe('governance: request, approve, flow, revoke', () => {
     const [rows] = await mysql.query(`SELECT details FROM \`${controlDb}\`.audit_ledger WHERE action = 'policy.tampered'`);
     expect((rows as Array<{ details: string }>).map((r) => JSON.parse(r.details) as Record<string, unknown>)).toEqual([{ found: createHash('sha256').update(edited).digest('hex'), published: createHash('sha256').update(published).digest('hex') }]);
     expect(transformer.running).toBe(true);
+  });
+
+  it('runs the reader and the sink on the policy fetched from the control plane, on hosts without its files', async () => {
+    const published = readFileSync(policyFile, 'utf8');
+    for (const [svc, where] of [[reader, readerHost], [sink, sinkHost]] as const) {
+      await eventually(() => expect(readFileSync(where.CITYSHARE_PIPELINE!, 'utf8')).toBe(published), 15_000, 250);
+      expect(readFileSync(svc.logFile, 'utf8')).toContain('policy fetched from the control plane');
+      expect(where.CITYSHARE_PIPELINE).not.toBe(policyFile);
+    }
+    // A token of another role may not fetch it; no token at all is a failed login.
+    expect((await call('health-token', 'GET', '/policy')).status).toBe(403);
+    expect((await fetch(`${api}/policy`)).status).toBe(401);
   });
 
   it('shows the control plane in `cdc status` for an SRE', async () => {

@@ -10,6 +10,7 @@ export * from './config/pipeline-schema.js';
 export * from './config/load-pipeline.js';
 export * from './config/watch-pipeline.js';
 export * from './config/service-env.js';
+export * from './config/policy-source.js';
 export * from './crypto/keyring.js';
 export * from './config/policy-signature.js';
 export * from './canonical-json.js';

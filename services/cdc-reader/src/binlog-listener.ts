@@ -252,8 +252,9 @@ export class BinlogListener {
 
 /** Maps server error numbers to codes; retriable ones let the reader reconnect. */
 export function classifyBinlogError(err: Error & { errno?: number; code?: string }): CdcError {
-  // 1236 is every fatal binlog read error; the source says which in the text.
-  if (err.errno === 1236 && /same server_uuid\/server_id|same server_id/i.test(err.message)) {
+  // MariaDB refuses a second replica with the same id (4052, "… is already connected"); MySQL
+  // drops the older one (1236, every fatal binlog read error: the text says which).
+  if (/same server_uuid\/server_id|same server_id/i.test(err.message)) {
     return new CdcError('SERVER_ID_CONFLICT', `the source dropped this binlog connection: ${err.message}`, { cause: err, details: { errno: err.errno } });
   }
   switch (err.errno) {

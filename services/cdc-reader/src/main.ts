@@ -7,6 +7,7 @@ import {
   kafkaSecurityError,
   loadPipeline,
   loadServiceEnv,
+  policySyncOf,
   runService,
 } from '@cityshare/shared';
 import { readerEnv } from './config.js';
@@ -19,6 +20,10 @@ const logger = createLogger('cdc-reader');
 await runService(logger, async (run) => {
   const env = loadServiceEnv(readerEnv);
   logger.level = env.LOG_LEVEL;
+  // On a host without the control plane's files, the policy comes over the network into CITYSHARE_PIPELINE.
+  const policySync = policySyncOf(env, logger, (up) => run.dependency('control', up));
+  await policySync?.start();
+  run.defer(() => policySync?.stop());
   const loaded = loadPipeline(env.CITYSHARE_PIPELINE);
   const { config, keyringPath } = loaded;
   const source = env.READER_SOURCE ? config.sources.find((s) => s.name === env.READER_SOURCE) : config.sources.length === 1 ? config.sources[0] : undefined;

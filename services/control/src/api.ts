@@ -37,6 +37,8 @@ interface ApiDeps {
   logger: Logger;
   /** The control plane at a glance: catalog and grant counts, the published policy, the last ledger verification. */
   status: () => Promise<unknown>;
+  /** The signed policy last published, for services on other hosts; none before the first publication. */
+  policy?: () => { text: string; sha256: string } | undefined;
   /** PEM certificate and key: the API is served over HTTPS only. */
   tls?: { cert: Buffer; key: Buffer };
   limits?: Partial<ApiLimits>;
@@ -55,6 +57,12 @@ const required = (b: Body, ...names: string[]) => {
 function routes(o: ApiDeps): Array<[string, RegExp, number, Handler]> {
   return [
     ['GET', /^\/catalog$/, 200, (who) => o.catalog.list(who)],
+    ['GET', /^\/policy$/, 200, async (who) => {
+      await authorize(o.ledger, who, 'policy.fetch', 'policy');
+      const policy = o.policy?.();
+      if (!policy) throw new CdcError('CONFIG_NOT_FOUND', 'no policy has been published yet: register a source first (cdc apply)');
+      return policy;
+    }],
     ['POST', /^\/catalog\/apply$/, 200, (who, b) => {
       required(b, 'pipeline');
       return o.catalog.apply(who, String(b.pipeline), { dryRun: b.dryRun === true, ...(str(b, 'reason') ? { reason: str(b, 'reason') } : {}) });

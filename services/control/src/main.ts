@@ -141,6 +141,7 @@ await runService(logger, async (run) => {
         refused: { grants: grants.refusedGrants.size, settings: settingsProblem ?? null },
       };
     },
+    policy: () => (publisher.text !== undefined && publisher.digest !== undefined ? { text: publisher.text, sha256: publisher.digest } : undefined),
     ...(env.CONTROL_TLS_CERT && env.CONTROL_TLS_KEY ? { tls: { cert: readFileSync(env.CONTROL_TLS_CERT), key: readFileSync(env.CONTROL_TLS_KEY) } } : {}),
   });
   let busy = false;

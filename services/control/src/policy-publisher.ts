@@ -18,6 +18,11 @@ import type { AuditLedger } from './ledger.js';
 export class PolicyPublisher {
   private published: string | undefined;
 
+  /** The signed pipeline file last published (or found at start), as services on other hosts fetch it (GET /policy). */
+  get text(): string | undefined {
+    return this.published;
+  }
+
   /** SHA-256 of the pipeline file last published (or found at start). */
   get digest(): string | undefined {
     return this.published === undefined ? undefined : createHash('sha256').update(this.published).digest('hex');

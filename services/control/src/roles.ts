@@ -1,16 +1,17 @@
 import { CdcError } from '@cityshare/shared';
 import type { PoolConnection } from 'mysql2/promise';
 
-export type Role = 'dba' | 'security-officer' | 'department' | 'sre' | 'auditor';
+export type Role = 'dba' | 'security-officer' | 'department' | 'sre' | 'auditor' | 'service';
 
 export type Operation =
   | 'catalog.apply' | 'catalog.list' | 'table.register' | 'table.classify' | 'table.unregister'
   | 'grant.request' | 'grant.approve' | 'grant.reject' | 'grant.revoke' | 'grant.list'
   | 'key.rotate' | 'key.list' | 'audit.show' | 'audit.verify' | 'status.show'
   | 'acl.show' | 'acl.apply'
-  | 'change.list' | 'change.approve' | 'change.reject';
+  | 'change.list' | 'change.approve' | 'change.reject'
+  | 'policy.fetch';
 
-export const ROLES: readonly Role[] = ['dba', 'security-officer', 'department', 'sre', 'auditor'];
+export const ROLES: readonly Role[] = ['dba', 'security-officer', 'department', 'sre', 'auditor', 'service'];
 
 /** Who may do what. A department acts for itself only (checked where the department is known). */
 export const ROLE_MATRIX: Readonly<Record<Operation, readonly Role[]>> = {
@@ -37,6 +38,8 @@ export const ROLE_MATRIX: Readonly<Record<Operation, readonly Role[]>> = {
   'change.list': ['security-officer', 'dba', 'auditor'],
   'change.approve': ['security-officer'],
   'change.reject': ['security-officer'],
+  // The pipeline's services on other hosts fetch the signed policy they run (no secrets: `${…}` as written).
+  'policy.fetch': ['service', 'sre'],
 };
 
 export interface Principal {

@@ -8,6 +8,7 @@ import {
   registryEndpoint,
   loadPipeline,
   loadServiceEnv,
+  policySyncOf,
   runService,
 } from '@cityshare/shared';
 import { transformerEnv } from './config.js';
@@ -19,6 +20,10 @@ const logger = createLogger('transformer');
 await runService(logger, async (run) => {
   const env = loadServiceEnv(transformerEnv);
   logger.level = env.LOG_LEVEL;
+  // On a host without the control plane's files, the policy comes over the network into CITYSHARE_PIPELINE.
+  const policySync = policySyncOf(env, logger, (up) => run.dependency('control', up));
+  await policySync?.start();
+  run.defer(() => policySync?.stop());
   const loaded = loadPipeline(env.CITYSHARE_PIPELINE);
   const { config, keyringPath } = loaded;
   const registry = createMetricsRegistry('transformer');

@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import type { Logger } from 'pino';
 import { CdcError } from '../errors.js';
+import { PolicySync } from './policy-source.js';
 
 /**
  * Per-service settings come from the environment, declared with zod like the pipeline
@@ -29,7 +31,18 @@ export const commonServiceEnv = (service: ServiceKind) => ({
   CITYSHARE_PIPELINE: z.string().default('pipeline.yaml').describe('path of the pipeline file'),
   CITYSHARE_KEYRING: z.string().optional().describe("this service's own keyring file, holding only the key lists it needs (`cdc keys split` writes one per service); replaces the pipeline file's keyring.file for this service"),
   CITYSHARE_POLICY_PUBLIC_KEYS: z.string().optional().describe("the control plane's policy public keys (`<key id>:<base64>`, comma-separated; `cdc policy public-key` prints them): set, the pipeline file must carry a valid signature by one of them, or it is refused (POLICY_SIGNATURE_INVALID)"),
+  CITYSHARE_POLICY_URL: z.string().url().optional().describe("the control API's GET /policy (e.g. https://control:8090/policy): set, the service fetches the signed policy from the control plane at start and every CITYSHARE_POLICY_REFRESH_MS into its local copy CITYSHARE_PIPELINE, for hosts that do not share the control plane's disk; needs CITYSHARE_POLICY_PUBLIC_KEYS and CITYSHARE_POLICY_TOKEN_FILE"),
+  CITYSHARE_POLICY_TOKEN_FILE: z.string().optional().describe('file holding a control API token of role `service` (its SHA-256 in CONTROL_TOKENS), for CITYSHARE_POLICY_URL'),
+  CITYSHARE_POLICY_CA: z.string().optional().describe("PEM of the private CA that signed the control API's certificate, for CITYSHARE_POLICY_URL over HTTPS"),
+  CITYSHARE_POLICY_REFRESH_MS: z.coerce.number().int().min(500).default(5000).describe('how often the policy is fetched from CITYSHARE_POLICY_URL (a revoke reaches the service within this plus its reload)'),
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(METRICS_PORTS[service]).describe(`port of /metrics, /healthz, /readyz (default ${METRICS_PORTS[service]}; 0 picks a free one, logged at start)`),
   METRICS_HOST: z.string().min(1).default('127.0.0.1').describe('address /metrics, /healthz and /readyz listen on: 127.0.0.1 (this host only), or 0.0.0.0 for a Prometheus or an orchestrator on another host'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info').describe('least severe level written to stdout (JSON lines); row values never appear at any level'),
 });
+
+/** The PolicySync a service's environment asks for (CITYSHARE_POLICY_URL), or none: the policy is the local file. */
+export function policySyncOf(env: { CITYSHARE_PIPELINE: string; CITYSHARE_POLICY_URL?: string | undefined; CITYSHARE_POLICY_TOKEN_FILE?: string | undefined; CITYSHARE_POLICY_CA?: string | undefined; CITYSHARE_POLICY_REFRESH_MS: number; CITYSHARE_POLICY_PUBLIC_KEYS?: string | undefined }, logger: Logger, onReachable?: (up: boolean) => void): PolicySync | undefined {
+  if (!env.CITYSHARE_POLICY_URL) return undefined;
+  if (!env.CITYSHARE_POLICY_TOKEN_FILE) throw new CdcError('CONFIG_INVALID', 'CITYSHARE_POLICY_URL is set but CITYSHARE_POLICY_TOKEN_FILE is not: give the service a file holding its control API token (role service)');
+  return new PolicySync({ url: env.CITYSHARE_POLICY_URL, tokenFile: env.CITYSHARE_POLICY_TOKEN_FILE, ...(env.CITYSHARE_POLICY_CA ? { ca: env.CITYSHARE_POLICY_CA } : {}), refreshMs: env.CITYSHARE_POLICY_REFRESH_MS, file: env.CITYSHARE_PIPELINE, publicKeys: env.CITYSHARE_POLICY_PUBLIC_KEYS }, logger, onReachable);
+}

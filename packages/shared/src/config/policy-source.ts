@@ -1,0 +1,113 @@
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Logger } from 'pino';
+import { CdcError, isCdcError } from '../errors.js';
+import { POLICY_PUBLIC_KEYS_ENV, checkPolicySignature } from './policy-signature.js';
+
+/** Where a service on a host without the control plane's files gets the policy it runs. */
+export interface PolicySource {
+  /** The control API's GET /policy, e.g. https://control.city.local:8090/policy. */
+  url: string;
+  /** A file holding a token of role `service`. */
+  tokenFile: string;
+  /** PEM of a private CA that signed the control API's certificate. */
+  ca?: string;
+  refreshMs: number;
+  /** The local copy the service runs (CITYSHARE_PIPELINE): written only with a policy that verifies. */
+  file: string;
+  publicKeys: string | undefined;
+}
+
+/** One GET of the control API's policy: the signed text and its digest. */
+function fetchPolicy(o: PolicySource): Promise<{ text: string; sha256: string }> {
+  const url = new URL(o.url);
+  const token = readFileSync(o.tokenFile, 'utf8').trim();
+  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, timeout: 10_000, ...(o.ca ? { ca: readFileSync(o.ca) } : {}) }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        if (res.statusCode !== 200) {
+          let answer: { code?: string; message?: string } = {};
+          try {
+            answer = JSON.parse(body) as typeof answer;
+          } catch {
+            // not JSON: the status says enough
+          }
+          const code = res.statusCode === 401 || res.statusCode === 403 ? 'UNAUTHENTICATED' : 'CONTROL_UNREACHABLE';
+          reject(new CdcError(code, `the control plane at ${o.url} answered ${res.statusCode}${answer.code ? ` ${answer.code}: ${answer.message}` : ''}`));
+          return;
+        }
+        resolve(JSON.parse(body) as { text: string; sha256: string });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
+    req.on('error', (cause) => reject(new CdcError('CONTROL_UNREACHABLE', `the control plane at ${o.url} is not reachable: ${cause.message}`, { cause })));
+    req.end();
+  });
+}
+
+/**
+ * The policy over the network, for services on hosts that do not share the control plane's
+ * disk: fetched from the control API (GET /policy, a token of role `service`) at start and
+ * every `refreshMs`, verified against the trusted policy public keys (required: a policy
+ * that does not verify is never written), and written atomically to the service's local
+ * copy, which the service loads and reloads as it does any pipeline file. While the control
+ * plane is unreachable the local copy stays in force (reported once, `onReachable(false)`);
+ * with no local copy yet the start waits (CONTROL_UNREACHABLE, retried with backoff).
+ */
+export class PolicySync {
+  private timer: NodeJS.Timeout | undefined;
+  private reachable = true;
+
+  constructor(
+    private readonly o: PolicySource,
+    private readonly logger: Logger,
+    private readonly onReachable: (up: boolean) => void = () => undefined,
+  ) {
+    if (!o.publicKeys) throw new CdcError('CONFIG_INVALID', `CITYSHARE_POLICY_URL is set but ${POLICY_PUBLIC_KEYS_ENV} is not: a policy fetched over the network is run only when it verifies (\`cdc policy public-key --keyring <control keyring>\` prints the value)`);
+  }
+
+  /** Fetches once; without a local copy to fall back on, a failure is thrown. Then refreshes in the background. */
+  async start(): Promise<void> {
+    try {
+      await this.refresh();
+    } catch (err) {
+      if (!existsSync(this.o.file) || !isCdcError(err, 'CONTROL_UNREACHABLE')) throw err;
+    }
+    this.timer = setInterval(() => void this.refresh().catch(() => undefined), this.o.refreshMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private async refresh(): Promise<void> {
+    let fetched: { text: string; sha256: string };
+    try {
+      fetched = await fetchPolicy(this.o);
+    } catch (err) {
+      if (this.reachable && isCdcError(err)) this.logger.error({ code: err.code, action: err.action }, `${err.message}; the local copy of the policy stays in force`);
+      this.reachable = false;
+      this.onReachable(false);
+      throw err;
+    }
+    if (!this.reachable) this.logger.info({ url: this.o.url }, 'the control plane answers again');
+    this.reachable = true;
+    this.onReachable(true);
+    const current = existsSync(this.o.file) ? readFileSync(this.o.file, 'utf8') : undefined;
+    if (current === fetched.text) return;
+    try {
+      checkPolicySignature(fetched.text, this.o.url, this.o.publicKeys);
+    } catch (err) {
+      if (isCdcError(err)) this.logger.error({ code: err.code, action: err.action }, `${err.message}; not written, the local copy stays in force`);
+      throw err;
+    }
+    writeFileSync(`${this.o.file}.tmp`, fetched.text, { mode: 0o644 });
+    renameSync(`${this.o.file}.tmp`, this.o.file);
+    this.logger.info({ sha256: fetched.sha256, file: this.o.file }, 'policy fetched from the control plane');
+  }
+}
