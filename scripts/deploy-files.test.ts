@@ -1,0 +1,40 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { readerEnv } from '../services/cdc-reader/src/config.js';
+import { controlEnv } from '../services/control/src/config.js';
+import { sinkEnv } from '../services/sink/src/config.js';
+import { transformerEnv } from '../services/transformer/src/config.js';
+import { SERVICES, SERVICE_NODE_FLAGS, serviceBundle } from './build-services.js';
+
+/** The systemd unit and the example environments in deploy/systemd against what the services really read. */
+const root = fileURLToPath(new URL('..', import.meta.url));
+const dir = join(root, 'deploy', 'systemd');
+const declared: Record<string, Set<string>> = Object.fromEntries(
+  ([['cdc-reader', readerEnv], ['transformer', transformerEnv], ['sink', sinkEnv], ['control', controlEnv]] as const).map(([name, schema]) => [name, new Set(Object.keys((schema as z.ZodObject).shape))]),
+);
+// Variables a pipeline file refers to (`${NAME}` / `${NAME:-default}`), as the demo's does.
+const referenced = new Set([...readFileSync(join(root, 'deploy', 'local', 'pipeline.yaml'), 'utf8').matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]!));
+
+describe('deploy/systemd', () => {
+  it('the unit starts a service bundle as the build writes it, with the services\' node flags', () => {
+    const unit = readFileSync(join(dir, 'cityshare@.service'), 'utf8');
+    const exec = /^ExecStart=(.+)$/m.exec(unit)![1]!;
+    expect(exec).toBe(`/usr/bin/node ${SERVICE_NODE_FLAGS.join(' ')} /opt/cityshare/services/\${CITYSHARE_SERVICE}/dist/main.mjs`);
+    expect(serviceBundle('sink').endsWith(join('services', 'sink', 'dist', 'main.mjs'))).toBe(true);
+  });
+
+  it('every example environment names a service and only variables that service or its pipeline file reads', () => {
+    const examples = readdirSync(dir).filter((f) => f.endsWith('.env.example'));
+    expect(examples.length).toBe(4);
+    for (const file of examples) {
+      const vars = readFileSync(join(dir, file), 'utf8').split('\n').filter((l) => /^[A-Z]/.test(l)).map((l) => l.slice(0, l.indexOf('=')));
+      const service = readFileSync(join(dir, file), 'utf8').match(/^CITYSHARE_SERVICE=(.+)$/m)?.[1];
+      expect(SERVICES as readonly string[], file).toContain(service);
+      const unknown = vars.filter((v) => v !== 'CITYSHARE_SERVICE' && !declared[service!]!.has(v) && !referenced.has(v));
+      expect(unknown, file).toEqual([]);
+    }
+  });
+});
