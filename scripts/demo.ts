@@ -139,7 +139,7 @@ async function main(): Promise<void> {
   console.log(`  psql ${stack.postgresUrl} -c 'SELECT * FROM dept_health.citizens LIMIT 5'`);
   console.log(`  psql ${stack.postgresUrl} -c 'SELECT * FROM dept_haidian.citizens LIMIT 5'`);
   console.log(`  mariadb -h127.0.0.1 -P${stack.source.port} -uroot civil -e 'SELECT * FROM citizens LIMIT 5'`);
-  console.log('  npm run control      # the control plane in the foreground, to try `npx cdc …` (README "Control plane")');
+  console.log('  npm run control      # the control plane and the services on its policy, to share your own table (README "Share your own table")');
   console.log('  npm run stack:down   # stops MariaDB :3307, Kafka and the registry');
 }
 
