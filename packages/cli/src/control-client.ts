@@ -21,7 +21,8 @@ export class ApiError extends Error {
 
   /** By the error's code when the API sent one (exitCodeOf), else by the HTTP status. */
   get exitCode(): number {
-    if (this.body.code) return exitCodeOf(this.body.code);
+    const byCode = this.body.code ? exitCodeOf(this.body.code) : 1;
+    if (byCode !== 1) return byCode;
     if (this.status === 400) return 3;
     if (this.status === 401 || this.status === 403) return 4;
     if (this.status === 404) return 5;
@@ -39,6 +40,7 @@ export function exitCodeOf(code: string): number {
     case 'AUDIT_LEDGER_TAMPERED':
       return 2;
     case 'CONFIG_INVALID':
+    case 'TABLE_WITHOUT_KEY':
     case 'STATE_CONFLICT':
     case 'REQUEST_TOO_LARGE':
     case 'USAGE':

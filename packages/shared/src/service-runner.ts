@@ -134,9 +134,10 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
   let attempt = 0;
   for (;;) {
     const startedAt = Date.now();
+    let started: Promise<unknown> = Promise.resolve();
     const fault = await new Promise<unknown>((resolve) => {
       failed = resolve;
-      main(run).then(() => {
+      started = main(run).then(() => {
         if (lastProblem) logger.info({ attempts: attempt }, 'started again: the dependency is back');
         lastProblem = '';
         for (const dependency of dependencies.keys()) setDependency(dependency, true);
@@ -147,6 +148,8 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
     if (fault instanceof Restart) {
       logger.info({ why: fault.why }, 'restarting');
       ready = () => 'restarting';
+      // A start still under way finishes (or fails) first, so its cleanups are all there to run.
+      await Promise.race([started.catch(() => undefined), new Promise((r) => setTimeout(r, 30_000))]);
       await cleanUp();
       continue;
     }

@@ -25,6 +25,13 @@ describe('the policy over the network (PolicySync)', () => {
   afterEach(() => server?.close());
   const sync = (url: string, file: string) => new PolicySync({ url, tokenFile: join(dir, 'token'), refreshMs: 60_000, file, publicKeys }, createLogger('test', 'silent'));
 
+  it('takes a 200 that is not the control API\'s answer for an unreachable control plane, not a crash', async () => {
+    served = { status: 200, body: '<html>proxy</html>' };
+    const url = await serve();
+    await expect(sync(url, join(dir, 'f.yaml')).start()).rejects.toMatchObject({ code: 'CONTROL_UNREACHABLE' });
+    served = { status: 200, body: { text: signed, sha256: 'x' } };
+  });
+
   it('writes the fetched policy to the local copy when it verifies, with the service token', async () => {
     const url = await serve();
     const file = join(dir, 'a.yaml');
@@ -55,7 +62,8 @@ describe('the policy over the network (PolicySync)', () => {
   });
 
   it('refuses to run a fetched policy without trusted public keys, and a refused token is not retried', async () => {
-    expect(() => new PolicySync({ url: 'http://x/policy', tokenFile: join(dir, 'token'), refreshMs: 1000, file: join(dir, 'd.yaml'), publicKeys: undefined }, createLogger('test', 'silent'))).toThrow(/CITYSHARE_POLICY_PUBLIC_KEYS/);
+    expect(() => new PolicySync({ url: 'http://control.city.internal:8090/policy', tokenFile: join(dir, 'token'), refreshMs: 1000, file: join(dir, 'd.yaml'), publicKeys }, createLogger('test', 'silent'))).toThrow(/is not https/);
+    expect(() => new PolicySync({ url: 'https://x/policy', tokenFile: join(dir, 'token'), refreshMs: 1000, file: join(dir, 'd.yaml'), publicKeys: undefined }, createLogger('test', 'silent'))).toThrow(/CITYSHARE_POLICY_PUBLIC_KEYS/);
     served = { status: 403, body: { code: 'FORBIDDEN', message: 'no' } };
     const url = await serve();
     await expect(sync(url, join(dir, 'e.yaml')).start()).rejects.toMatchObject({ code: 'UNAUTHENTICATED', retriable: false });

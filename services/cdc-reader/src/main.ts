@@ -46,16 +46,16 @@ await runService(logger, async (run) => {
     onKafkaContact: (up) => run.dependency('kafka', up),
     onRestart: (why) => run.restart(why),
   });
+  // Cleanups run in reverse: the reader stops (drains, last checkpoint) before the lease is let go.
+  let lease: LeaderLease | undefined;
+  run.defer(() => lease?.release());
   run.defer(() => reader.stop());
   const health = await run.serve({ port: env.METRICS_PORT, host: env.METRICS_HOST, registry, ready: () => reader.ready() });
   log.info({ port: health.port }, 'health and metrics listening');
 
-  let lease: LeaderLease | undefined;
   metrics.active.set({ source: source.name }, 0);
   if (env.READER_LEASE_REDIS_URL) {
     lease = new LeaderLease(env.READER_LEASE_REDIS_URL, `cityshare:${config.kafka.topicPrefix}:reader:${source.name}:lease`, env.READER_LEASE_TTL_MS, log);
-    const held = lease;
-    run.defer(() => held.release());
     log.info('standby: waiting for the lease');
     await lease.acquire();
     lease.keep((reason) => {

@@ -39,7 +39,7 @@ export const ROLE_MATRIX: Readonly<Record<Operation, readonly Role[]>> = {
   'change.approve': ['security-officer'],
   'change.reject': ['security-officer'],
   // The pipeline's services on other hosts fetch the signed policy they run (no secrets: `${…}` as written).
-  'policy.fetch': ['service', 'sre'],
+  'policy.fetch': ['service'],
 };
 
 export interface Principal {

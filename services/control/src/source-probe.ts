@@ -21,14 +21,18 @@ export async function probeTables(doc: CatalogDocument, tables: TableAt[], rende
   if (tables.length === 0) return;
   // Rendered and parsed like the published policy: same order, names and connection resolved,
   // files (the source's CA) relative to where the policy is published.
-  const config: PipelineConfig = parsePipeline(render(doc));
+  // Never with the control service's own settings: a source written as `host: ${CONTROL_DB_URL}`
+  // must not carry them to the source or into an error message.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('CONTROL_')));
+  const config: PipelineConfig = parsePipeline(render(doc), env);
   resolveTlsFiles(config, publishedDir);
   const problems: CdcError[] = [];
   for (const [index, source] of config.sources.entries()) {
     const mine = tables.filter((t) => t.source === index).map((t) => source.tables[t.table]!);
     if (mine.length === 0) continue;
-    const conn = await createConnection(sourceConnectionOptions(source)).catch((cause: Error) => {
-      throw new CdcError('SOURCE_UNREACHABLE', `source ${source.name} did not answer, so its tables could not be checked (${cause.message}); try again when it answers, or start the control service with CONTROL_SOURCE_CHECK=off to register without the check`, { cause });
+    const conn = await createConnection(sourceConnectionOptions(source)).catch((cause: Error & { code?: string }) => {
+      // The driver's code only: its message may quote the host, user or other resolved values.
+      throw new CdcError('SOURCE_UNREACHABLE', `source ${source.name} did not answer, so its tables could not be checked (${cause.code ?? 'connection failed'}); try again when it answers, or start the control service with CONTROL_SOURCE_CHECK=off to register without the check`);
     });
     // A lost connection rejects the query; the 'error' event has nothing more to say.
     conn.on('error', () => undefined);

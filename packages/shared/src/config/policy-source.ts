@@ -41,7 +41,17 @@ function fetchPolicy(o: PolicySource): Promise<{ text: string; sha256: string }>
           reject(new CdcError(code, `the control plane at ${o.url} answered ${res.statusCode}${answer.code ? ` ${answer.code}: ${answer.message}` : ''}`));
           return;
         }
-        resolve(JSON.parse(body) as { text: string; sha256: string });
+        let answer: { text?: unknown; sha256?: unknown } = {};
+        try {
+          answer = JSON.parse(body) as typeof answer;
+        } catch {
+          // checked below
+        }
+        if (typeof answer.text !== 'string') {
+          reject(new CdcError('CONTROL_UNREACHABLE', `${o.url} answered 200 without a policy (is it the control API's /policy?)`));
+          return;
+        }
+        resolve({ text: answer.text, sha256: String(answer.sha256) });
       });
     });
     req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
@@ -68,6 +78,10 @@ export class PolicySync {
     private readonly logger: Logger,
     private readonly onReachable: (up: boolean) => void = () => undefined,
   ) {
+    const url = new URL(o.url);
+    if (url.protocol !== 'https:' && !['127.0.0.1', '::1', '[::1]', 'localhost'].includes(url.hostname)) {
+      throw new CdcError('CONFIG_INVALID', `CITYSHARE_POLICY_URL ${o.url} is not https: the service's token and the policy would cross the network in clear; use https (CITYSHARE_POLICY_CA for a private CA)`);
+    }
     if (!o.publicKeys) throw new CdcError('CONFIG_INVALID', `CITYSHARE_POLICY_URL is set but ${POLICY_PUBLIC_KEYS_ENV} is not: a policy fetched over the network is run only when it verifies (\`cdc policy public-key --keyring <control keyring>\` prints the value)`);
   }
 
