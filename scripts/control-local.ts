@@ -87,19 +87,31 @@ async function runLocalControl(): Promise<void> {
   };
   process.once('SIGINT', () => void stop());
   process.once('SIGTERM', () => void stop());
+  try {
+    await startAll(run, env);
+  } catch (err) {
+    // Nothing left running behind a failed start.
+    await run.tearDown({ keepData: true });
+    throw err;
+  }
+  console.log('control plane ready; Ctrl-C stops it and the services');
+}
+
+async function startAll(run: PipelineRun, env: NodeJS.ProcessEnv): Promise<void> {
   const control = await run.start('control', env);
   console.log(`control plane on http://127.0.0.1:8090 (catalog database cityshare_control on :${stack.targetMariadb.port}), log ${control.logFile}`);
   const services = { CITYSHARE_PIPELINE: env.CITYSHARE_PIPELINE, [POLICY_PUBLIC_KEYS_ENV]: env[POLICY_PUBLIC_KEYS_ENV] };
   const departments = run.pipelineOf({ ...run.env, CITYSHARE_PIPELINE: env.CITYSHARE_PIPELINE }).departments.map((d) => d.name);
   for (const [name, department] of [['cdc-reader', ''], ['transformer', ''], ...departments.map((d) => ['sink', d] as const)] as const) {
-    const svc = await run.start(name, { ...services, ...(department ? { SINK_DEPARTMENT: department } : {}) });
+    // A local sandbox: binlogs the reader's last checkpoint needs may have been purged meanwhile (the tests do): start over.
+    const own = name === 'cdc-reader' ? { READER_ON_PURGED: 'resnapshot' } : department ? { SINK_DEPARTMENT: department } : {};
+    const svc = await run.start(name, { ...services, ...own });
     console.log(`  ${`${name}${department ? ` (${department})` : ''}`.padEnd(18)} ready   metrics http://127.0.0.1:${svc.port}/metrics   log ${svc.logFile}`);
   }
   console.log(`the services run on the policy the control plane publishes: ${env.CITYSHARE_PIPELINE}`);
   console.log('in another terminal (README "Share your own table"):');
   console.log(`  export CDC_CONTROL_API=http://127.0.0.1:8090 CDC_TOKEN=${LOCAL_TOKENS.dba.token}   # tokens: ${Object.values(LOCAL_TOKENS).map((t) => `${t.token} (${t.role})`).join(', ')}`);
   console.log('  npx cdc tables list');
-  console.log('control plane ready; Ctrl-C stops it and the services');
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
