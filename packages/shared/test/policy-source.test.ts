@@ -51,6 +51,22 @@ describe('the policy over the network (PolicySync)', () => {
     served = { status: 200, body: { text: signed, sha256: 'x' } };
   });
 
+  it('never replaces the policy in force with an older one, however well signed (a replay)', async () => {
+    const issued = (at: string) => signPolicy(`kafka: {}\n# cityshare-policy-issued: ${at}\n`, keys.activeKey(keyNames.policy));
+    const file = join(dir, 'g.yaml');
+    writeFileSync(file, issued('2026-12-04T10:00:00.000Z'));
+    served = { status: 200, body: { text: issued('2026-12-01T10:00:00.000Z'), sha256: 'x' } };
+    const url = await serve();
+    await expect(sync(url, file).start()).rejects.toMatchObject({ code: 'POLICY_SIGNATURE_INVALID', message: expect.stringContaining('an older policy replayed') });
+    expect(readFileSync(file, 'utf8')).toContain('2026-12-04T10:00:00.000Z');
+    served = { status: 200, body: { text: issued('2026-12-05T10:00:00.000Z'), sha256: 'x' } };
+    const s = sync(url, file);
+    await s.start();
+    s.stop();
+    expect(readFileSync(file, 'utf8')).toContain('2026-12-05T10:00:00.000Z');
+    served = { status: 200, body: { text: signed, sha256: 'x' } };
+  });
+
   it('keeps the local copy while the control plane does not answer; without one the start waits (CONTROL_UNREACHABLE)', async () => {
     const file = join(dir, 'c.yaml');
     await expect(sync('http://127.0.0.1:1/policy', file).start()).rejects.toMatchObject({ code: 'CONTROL_UNREACHABLE', retriable: true });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { CdcError, ERROR_CODES, FileKeyring, parsePipeline, checkPolicySignature, policyKeyNames, policySigningKey, signPolicy, type DataKey, type Logger, type PipelineConfig } from '@cityshare/shared';
+import { CdcError, ERROR_CODES, FileKeyring, parsePipeline, checkPolicySignature, policyKeyNames, policySigningKey, signPolicy, POLICY_ISSUED_PREFIX, policyBody, policyIssuedAt, type DataKey, type Logger, type PipelineConfig } from '@cityshare/shared';
 import { pipelineText, type CatalogDocument } from './catalog.js';
 import type { GrantRequest } from './grants.js';
 import type { AuditLedger } from './ledger.js';
@@ -47,6 +47,12 @@ export class PolicyPublisher {
   }
 
   private tamperedAtStart = false;
+
+  /** Now, or just after the last issue time if this host's clock went back. */
+  private nextIssueTime(): string {
+    const last = this.published ? Date.parse(policyIssuedAt(this.published) ?? '') : NaN;
+    return new Date(Number.isNaN(last) ? Date.now() : Math.max(Date.now(), last + 1)).toISOString();
+  }
 
   private sign(text: string): string {
     return this.signingKey ? signPolicy(text, this.signingKey()) : text;
@@ -108,9 +114,13 @@ export class PolicyPublisher {
         }
       });
     }
-    const text = this.sign(this.render(doc, valid));
+    const body = this.render(doc, valid);
     const onDisk = existsSync(this.outputPath) ? readFileSync(this.outputPath, 'utf8') : undefined;
-    if (text === this.published && onDisk === text) return false;
+    const same = this.published !== undefined && policyBody(this.published) === policyBody(body);
+    if (same && onDisk === this.published) return false;
+    // A new policy is issued later than every one before it (services refuse an older one: a replay);
+    // the same policy written again (the file was tampered with) keeps its issue time.
+    const text = same ? this.published! : this.sign(`${body.endsWith('\n') ? body : `${body}\n`}${POLICY_ISSUED_PREFIX}${this.nextIssueTime()}\n`);
     if ((this.published !== undefined && onDisk !== this.published) || this.tamperedAtStart) await this.recordTampering(onDisk);
     this.tamperedAtStart = false;
     writeFileSync(`${this.outputPath}.tmp`, text, { mode: 0o644 });

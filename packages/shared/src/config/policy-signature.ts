@@ -16,6 +16,19 @@ import { CdcError } from '../errors.js';
  * another key is refused (POLICY_SIGNATURE_INVALID) and the running policy stays.
  */
 export const POLICY_SIGNATURE_PREFIX = '# cityshare-signature: ';
+/** The line before the signature of a published policy: when it was issued (signed with it, so a copy cannot be passed off as newer). */
+export const POLICY_ISSUED_PREFIX = '# cityshare-policy-issued: ';
+
+/** When a published policy was issued (ISO time), or undefined for a file without the line. */
+export function policyIssuedAt(text: string): string | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(POLICY_ISSUED_PREFIX));
+  return line?.slice(POLICY_ISSUED_PREFIX.length).trim();
+}
+
+/** A published policy without its issued and signature lines: what the catalog and grants rendered. */
+export function policyBody(text: string): string {
+  return text.split('\n').filter((l) => !l.startsWith(POLICY_ISSUED_PREFIX) && !l.startsWith(POLICY_SIGNATURE_PREFIX)).join('\n');
+}
 export const POLICY_PUBLIC_KEYS_ENV = 'CITYSHARE_POLICY_PUBLIC_KEYS';
 
 const LABEL = 'cityshare/policy-signing/v1';

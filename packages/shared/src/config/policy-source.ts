@@ -3,7 +3,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Logger } from 'pino';
 import { CdcError, isCdcError } from '../errors.js';
-import { POLICY_PUBLIC_KEYS_ENV, checkPolicySignature } from './policy-signature.js';
+import { POLICY_PUBLIC_KEYS_ENV, checkPolicySignature, policyIssuedAt } from './policy-signature.js';
 
 /** Where a service on a host without the control plane's files gets the policy it runs. */
 export interface PolicySource {
@@ -116,6 +116,13 @@ export class PolicySync {
     if (current === fetched.text) return;
     try {
       checkPolicySignature(fetched.text, this.o.url, this.o.publicKeys);
+      // A genuinely signed but older policy (a replay, or a control plane restored from an old
+      // backup) would bring back what was revoked since: only a newer one replaces the copy.
+      const issued = policyIssuedAt(fetched.text) ?? '';
+      const inForce = current === undefined ? undefined : policyIssuedAt(current);
+      if (inForce !== undefined && !(issued > inForce)) {
+        throw new CdcError('POLICY_SIGNATURE_INVALID', `the policy from ${this.o.url} was issued ${issued || 'at no stated time'}, not after the one in force (${inForce}): an older policy replayed`, { details: { issued, inForce } });
+      }
     } catch (err) {
       if (isCdcError(err)) this.logger.error({ code: err.code, action: err.action }, `${err.message}; not written, the local copy stays in force`);
       throw err;
