@@ -109,7 +109,7 @@ describe('pipeline end to end', () => {
       // As the department's own principal, which may read its share topics and nothing else.
       kafka: kafkaSettingsOf('department-health'),
       registryUrl: stack.registryUrl,
-      topics: [`${run.prefix}.share.health.${run.civilDb}.citizens`],
+      topics: [`${run.prefix}.share.health.cityhub.${run.civilDb}.citizens`],
       groupId: `${departmentGroupPrefix(run.prefix, 'health')}app`,
       keys: FileKeyring.load(run.keyringFile),
       source: 'cityhub',

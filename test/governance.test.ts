@@ -130,7 +130,7 @@ describe('governance: request, approve, flow, revoke', () => {
     const direct = await eventually(() => consumeShareTopics({
       kafka: kafkaSettingsOf('department-health'),
       registryUrl: stack.registryUrl,
-      topics: [`${run.prefix}.share.health.${run.civilDb}.citizens`],
+      topics: [`${run.prefix}.share.health.cityhub.${run.civilDb}.citizens`],
       groupId: `${departmentGroupPrefix(run.prefix, 'health')}direct`,
       onChange: async (c) => void seen.push(c),
       onError: (err) => refused?.(err),

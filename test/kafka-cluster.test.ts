@@ -97,7 +97,7 @@ describe('three-broker cluster, one broker killed mid-stream', () => {
     const consumer = await consumeShareTopics({
       kafka: kafkaSettingsOf('department-health', brokers),
       registryUrl: stack.registryUrl,
-      topics: [topics.share(run.prefix, 'health', run.civilDb, 'citizens')],
+      topics: [topics.share(run.prefix, 'health', 'cityhub', run.civilDb, 'citizens')],
       groupId: `${departmentGroupPrefix(run.prefix, 'health')}cluster-check`,
       keys: FileKeyring.load(run.keyringFile),
       source: 'cityhub',

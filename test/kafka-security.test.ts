@@ -17,7 +17,7 @@ import { stack } from './support/stack.js';
 describe('Kafka principals and ACLs', () => {
   const run = new PipelineRun();
   const haidian = () => kafkaSettingsOf('department-haidian');
-  const shareOf = (department: string) => `${run.prefix}.share.${department}.${run.civilDb}.citizens`;
+  const shareOf = (department: string) => `${run.prefix}.share.${department}.cityhub.${run.civilDb}.citizens`;
 
   /** What a kafkajs call by `settings`' principal fails with, as the pipeline codes it. */
   const refusal = async (settings: ReturnType<typeof haidian>, work: (kafka: Kafka) => Promise<unknown>, resource?: string): Promise<CdcError> => {

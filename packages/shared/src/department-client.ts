@@ -13,7 +13,8 @@ import { parseShareTopic } from './topics.js';
 
 /** One change as a department receives it, decoded, encrypted columns opened when a keyring is given. */
 export interface ShareChange {
-  /** Source database and table the share topic carries. */
+  /** Source, database and table the share topic carries. */
+  source: string;
   db: string;
   table: string;
   op: 'c' | 'u' | 'd' | 'r';
@@ -39,7 +40,7 @@ export interface ShareConsumerOptions {
   registryAuth?: { username: string; password: string };
   /** CA file of an https:// registry not signed by a system CA. */
   registryCa?: string;
-  /** `<prefix>.share.<department>.<db>.<table>` topics to read. */
+  /** `<prefix>.share.<department>.<source>.<db>.<table>` topics to read. */
   topics: string[];
   /**
    * The department's own consumer group (offsets are committed after `onChange` resolved); its
@@ -49,9 +50,8 @@ export interface ShareConsumerOptions {
   /** The department's keyring: encrypted columns arrive opened; without it they stay bytes. */
   keys?: KeyProvider;
   /**
-   * The source the topics' tables come from (the first part of the grants' `source.db.table`);
-   * needed with `keys`, as every encrypted value is bound to its source, department, column
-   * and row.
+   * Earlier releases needed the source here to open encrypted values; it is now read from
+   * each share topic's name (`<prefix>.share.<department>.<source>.<db>.<table>`). Ignored.
    */
   source?: string;
   /** Version-2 (column-bound) ciphertexts of earlier releases open unless `allowLayout2` is false. */
@@ -72,9 +72,6 @@ export interface ShareConsumerOptions {
  * department with its keyring.
  */
 export async function consumeShareTopics(options: ShareConsumerOptions): Promise<{ stop(): Promise<void> }> {
-  if (options.keys && !options.source) {
-    throw new CdcError('CONFIG_INVALID', 'consumeShareTopics with keys needs source: encrypted values are bound to the source they came from');
-  }
   const endpoint = registryEndpoint({ url: options.registryUrl, ...options.registryAuth, ca: options.registryCa });
   const writerSchemas = new WriterSchemas(endpoint);
   const sealedFields = new Map<string, Set<string>>();
@@ -104,8 +101,8 @@ export async function consumeShareTopics(options: ShareConsumerOptions): Promise
     eachMessage: async ({ topic, partition, message }) => {
       if (!message.value) return;
       const where = parseShareTopic(topic);
-      if (!where) throw new CdcError('CONFIG_INVALID', `${topic} is not a share topic (<prefix>.share.<department>.<db>.<table>)`);
-      const { department, db, table } = where;
+      if (!where) throw new CdcError('CONFIG_INVALID', `${topic} is not a share topic (<prefix>.share.<department>.<source>.<db>.<table>)`);
+      const { department, source, db, table } = where;
       let writer;
       try {
         writer = await writerSchemas.resolve(topic, wireSchemaId(message.value), fingerprintHeader(message.headers));
@@ -127,10 +124,11 @@ export async function consumeShareTopics(options: ShareConsumerOptions): Promise
       const values: Record<string, unknown> = {};
       for (const [name, value] of Object.entries(record)) {
         if ((Object.values(META_FIELDS) as string[]).includes(name)) continue;
-        const binding = { source: options.source!, department, db, table, column: name, key: rowKey };
+        const binding = { source, department, db, table, column: name, key: rowKey };
         values[name] = options.keys && sealed.has(name) && Buffer.isBuffer(value) ? openDepartmentValue(options.keys, value, binding, options.open) : value;
       }
       await options.onChange({
+        source,
         db,
         table,
         op: record[META_FIELDS.op] as ShareChange['op'],

@@ -1,7 +1,8 @@
 /** Topic names are the contract between stages; only this file spells them. */
 export const topics = {
   raw: (prefix: string, source: string, db: string, table: string) => `${prefix}.raw.${source}.${db}.${table}`,
-  share: (prefix: string, department: string, db: string, table: string) => `${prefix}.share.${department}.${db}.${table}`,
+  /** One per department and granted source table: the source is part of it, so two sources' same `db.table` never meet. */
+  share: (prefix: string, department: string, source: string, db: string, table: string) => `${prefix}.share.${department}.${source}.${db}.${table}`,
   dlq: (prefix: string, stage: string) => `${prefix}.dlq.${stage}`,
   checkpoints: (prefix: string) => `${prefix}.checkpoints`,
   signals: (prefix: string) => `${prefix}.signals`,
@@ -14,15 +15,15 @@ export const topics = {
 };
 
 /**
- * Department, db and table of a share topic, read from its end (the prefix may hold dots;
- * department names and MySQL identifiers as the pipeline file allows them do not).
+ * Department, source, db and table of a share topic, read from its end (the prefix may hold
+ * dots; department and source names and MySQL identifiers as the pipeline file allows them do not).
  */
-export function parseShareTopic(topic: string): { department: string; db: string; table: string } | null {
+export function parseShareTopic(topic: string): { department: string; source: string; db: string; table: string } | null {
   const parts = topic.split('.');
-  const share = parts.length - 4;
+  const share = parts.length - 5;
   if (share < 1 || parts[share] !== 'share') return null;
-  const [department, db, table] = parts.slice(share + 1) as [string, string, string];
-  return { department, db, table };
+  const [department, source, db, table] = parts.slice(share + 1) as [string, string, string, string];
+  return { department, source, db, table };
 }
 
 /** A sink's report of one delivered batch; the control plane writes it to the audit ledger. */
@@ -63,8 +64,8 @@ export function pipelineTopics(config: {
     return topics.raw(prefix, s.name, db, table);
   }));
   const share = new Map(config.departments.map((d) => [d.name, d.grants.map((g) => {
-    const [, db, table] = g.table.split('.') as [string, string, string];
-    return topics.share(prefix, d.name, db, table);
+    const [source, db, table] = g.table.split('.') as [string, string, string];
+    return topics.share(prefix, d.name, source, db, table);
   })]));
   return { raw, share };
 }

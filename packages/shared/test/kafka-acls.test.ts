@@ -16,7 +16,7 @@ const may = (principal: string, operation: AclRule['operation'], resourceType: A
   of(principal).some((r) => r.operation === operation && covers(r, resourceType, name));
 
 describe('ACLs the catalog implies', () => {
-  const share = (department: string) => `demo.share.${department}.civil.citizens`;
+  const share = (department: string) => `demo.share.${department}.cityhub.civil.citizens`;
 
   it('lets a department read its granted share topics with its own groups, and nothing else', () => {
     expect(may('User:department-haidian', 'read', 'topic', share('haidian'))).toBe(true);
@@ -51,8 +51,8 @@ describe('ACLs the catalog implies', () => {
   });
 
   it("changes only the pipeline's own resources: other prefixes and cluster rules stay", () => {
-    const foreign: AclRule = { principal: 'User:department-haidian', resourceType: 'topic', name: 'other.share.haidian.x.y', pattern: 'literal', operation: 'read' };
-    const stale: AclRule = { principal: 'User:department-haidian', resourceType: 'topic', name: 'demo.share.haidian.civil.revoked', pattern: 'literal', operation: 'read' };
+    const foreign: AclRule = { principal: 'User:department-haidian', resourceType: 'topic', name: 'other.share.haidian.cityhub.x.y', pattern: 'literal', operation: 'read' };
+    const stale: AclRule = { principal: 'User:department-haidian', resourceType: 'topic', name: 'demo.share.haidian.cityhub.civil.revoked', pattern: 'literal', operation: 'read' };
     const cluster: AclRule = { principal: 'User:someone', resourceType: 'cluster', name: 'kafka-cluster', pattern: 'literal', operation: 'alter' };
     const diff = diffAcls(plan, [...plan.slice(1), foreign, stale, cluster], 'demo');
     expect(diff).toEqual({ add: [plan[0]], remove: [stale] });

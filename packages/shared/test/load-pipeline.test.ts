@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parsePipeline } from '../src/config/load-pipeline.js';
 import { isCdcError } from '../src/errors.js';
+import { parseShareTopic, pipelineTopics, topics } from '../src/topics.js';
 
 const sample = readFileSync(new URL('../../../deploy/local/pipeline.yaml', import.meta.url), 'utf8');
 /** The demo pipeline names each process's Kafka principal in its environment. */
@@ -29,6 +30,19 @@ describe('pipeline file', () => {
     const brokers = (KAFKA_BROKERS: string) => parsePipeline(sample, { ...principal, KAFKA_BROKERS }).kafka.brokers;
     expect(brokers('k1:9092, k2:9094,[::1]:9096')).toEqual(['k1:9092', 'k2:9094', '[::1]:9096']);
     expect(problems(sample, { KAFKA_BROKERS: 'k1:9092,k2' })).toEqual([expect.stringMatching(/kafka\.brokers.*host:port/)]);
+  });
+
+  it('refuses one table granted twice to one department (they would share one share topic)', () => {
+    const twice = sample.replace('    grants:\n      - table: cityhub.${CIVIL_DB:-civil}.citizens\n', '    grants:\n      - table: cityhub.${CIVIL_DB:-civil}.citizens\n        targetTable: citizens_again\n        columns: { id: pass }\n      - table: cityhub.${CIVIL_DB:-civil}.citizens\n');
+    expect(problems(twice)).toEqual([expect.stringMatching(/cityhub\.civil\.citizens is granted to health twice; one grant per table/)]);
+  });
+
+  it('names share topics by department and source table, and reads them back', () => {
+    expect(topics.share('demo', 'health', 'cityhub', 'civil', 'citizens')).toBe('demo.share.health.cityhub.civil.citizens');
+    expect(parseShareTopic('city.prod.share.health.cityhub.civil.citizens')).toEqual({ department: 'health', source: 'cityhub', db: 'civil', table: 'citizens' });
+    expect(parseShareTopic('demo.raw.cityhub.civil.citizens')).toBeNull();
+    const planned = pipelineTopics(parsePipeline(sample, principal));
+    expect(planned.share.get('health')).toContain('demo.share.health.cityhub.civil.citizens');
   });
 
   it('lists every problem at once', () => {

@@ -9,6 +9,7 @@ import {
   isCdcError,
   GroupMember,
   groupConsumerConfig,
+  parseShareTopic,
   pipelineTopics,
   producerConfig,
   keyNames,
@@ -339,9 +340,10 @@ export class ShareConsumer {
   private async tableFor(topic: string, writerKey: string, schema: AvroRecordSchema): Promise<TargetTable> {
     let table = this.tables.get(writerKey);
     if (table) return table;
-    const [, , , db, sourceTable] = topic.split('.') as [string, string, string, string, string];
-    const grant = this.deps.department.grants.find((g) => g.table.endsWith(`.${db}.${sourceTable}`));
-    table = { name: grant?.targetTable ?? sourceTable, columns: targetColumns(schema), primaryKey: schema['x-primary-key'], grant: grant?.table };
+    const where = parseShareTopic(topic);
+    if (!where) throw new CdcError('CONFIG_INVALID', `${topic} is not a share topic (<prefix>.share.<department>.<source>.<db>.<table>)`);
+    const grant = this.deps.department.grants.find((g) => g.table === `${where.source}.${where.db}.${where.table}`);
+    table = { name: grant?.targetTable ?? where.table, columns: targetColumns(schema), primaryKey: schema['x-primary-key'], grant: grant?.table };
     await this.deps.sink.ensureTable(table);
     this.tables.set(writerKey, table);
     return table;

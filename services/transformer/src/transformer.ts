@@ -290,7 +290,7 @@ export class Transformer {
       encryptor: (suite) => this.encryptorFor(department, suite),
       token: (domain) => keys.activeKey(tokenKeyName(department, domain)),
     };
-    const shareTopic = topics.share(config.kafka.topicPrefix, department, event.source.db, event.source.table);
+    const shareTopic = topics.share(config.kafka.topicPrefix, department, event.source.name, event.source.db, event.source.table);
     try {
       const record = projectEvent(event, images, view, viewKeys);
       if (!record) return []; // outside the department's row filter

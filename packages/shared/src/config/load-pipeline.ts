@@ -69,8 +69,12 @@ export function crossCheck(config: PipelineConfig): string[] {
     if (seenDepartments.has(dept.name)) problems.push(`departments: duplicate department name ${dept.name}`);
     seenDepartments.add(dept.name);
     const targetTables = new Set<string>();
+    const granted = new Set<string>();
     for (const grant of dept.grants) {
       const where = `departments.${dept.name}.grants[${grant.table}]`;
+      // One share topic per department and source table: two grants of one table would share it.
+      if (granted.has(grant.table)) problems.push(`${where}: ${grant.table} is granted to ${dept.name} twice; one grant per table (widen or replace the one in force)`);
+      granted.add(grant.table);
       const classes = tables.get(grant.table);
       if (!classes) {
         problems.push(`${where}: table ${grant.table} is not registered under sources`);
