@@ -21,6 +21,7 @@ export function createReaderMetrics(registry: Registry) {
     snapshotRunning: gauge('cityshare_reader_snapshot_running', '1 while a snapshot of the table is being read, 0 once it is done', ['source', 'table'] as const),
     snapshotEta: gauge('cityshare_reader_snapshot_eta_seconds', 'Estimated seconds until the running snapshot of a table is done, at its rate so far', ['source', 'table'] as const),
     retentionMargin: gauge('cityshare_reader_binlog_retention_margin_files', 'Binlog files retained on the source older than the one the checkpoint needs; 0 means it is next to be purged', ['source'] as const),
+    otherBinlogReaders: gauge('cityshare_reader_other_binlog_readers', 'Binlog connections of the reader account other than this reader, seen when it started streaming: above 0, a second reader of the source without a lease (every change published twice) or one still shutting down', ['source'] as const),
     active: gauge('cityshare_reader_active', '1 while this instance is the active reader of the source, 0 while it is a standby', ['source'] as const),
     schemaChanges: counter('cityshare_reader_schema_changes_total', 'DDL statements read from the binlog: of registered tables (published and logged) or of other tables (only counted)', ['source', 'registered'] as const),
     heartbeats: counter('cityshare_reader_heartbeats_total', 'Heartbeat events from the source while the stream was idle at the binlog end', ['source'] as const),

@@ -33,7 +33,7 @@ import { RawPublisher, oversizeEventBytes } from './raw-publisher.js';
 import type { ReaderMetrics } from './reader-metrics.js';
 import { Snapshotter, type RawRow, type SnapshotState } from './snapshot/snapshotter.js';
 import { pointOf, type WatermarkWindow } from './snapshot/watermark-window.js';
-import { binlogEnd, binlogFiles, binlogStart, checkSource } from './source-check.js';
+import { binlogEnd, binlogFiles, binlogStart, checkSource, otherBinlogReaders } from './source-check.js';
 import { SourceMonitor, assertNotPurged } from './source-monitor.js';
 import { SignalListener, type ReaderSignal } from './signal-listener.js';
 import { ddlTables, redactDdl } from './ddl-statement.js';
@@ -133,6 +133,10 @@ export class Reader {
       const server = await checkSource(conn);
       this.serverId = replicaServerId(env.READER_SERVER_ID ?? source.serverId, server.serverId);
       logger.info({ source: source.name, version: server.version, replicaServerId: this.serverId }, 'source checked');
+      // Another binlog stream on this account: a second active reader of the source (no lease), or one still stopping.
+      const others = await otherBinlogReaders(conn);
+      this.deps.metrics.otherBinlogReaders.set({ source: source.name }, others);
+      if (others > 0) logger.warn({ code: 'READER_DUPLICATE', others }, `${others} other binlog connection(s) of this account read the source: a second reader of ${source.name} beside this one publishes every change twice (targets keep the newest, departments reading Kafka see repeats); run it as a standby (READER_LEASE_REDIS_URL)`);
       catalog = await TableCatalog.load(conn, source);
       await this.createTopics(catalog);
 

@@ -42,6 +42,12 @@ const statusStatement = new WeakMap<Connection, (typeof STATUS_STATEMENTS)[numbe
 const ER_PARSE_ERROR = 1064;
 
 /** The current end of the binlog: where streaming starts when there is no checkpoint. */
+/** Binlog dump connections of this connection's account (an account sees its own sessions without PROCESS). */
+export async function otherBinlogReaders(conn: Connection): Promise<number> {
+  const [rows] = await conn.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' AND USER = SUBSTRING_INDEX(CURRENT_USER(), '@', 1)");
+  return Number((rows as Array<{ n: number | string }>)[0]?.n ?? 0);
+}
+
 export async function binlogEnd(conn: Connection): Promise<{ file: string; pos: number }> {
   let rows: unknown;
   const known = statusStatement.get(conn);
