@@ -131,7 +131,7 @@ program
 
 program
   .command('status')
-  .description("how far behind each source's reader and each department is; with a control-plane token, the control plane's state too")
+  .description("how far behind each source's reader and each department is, from the pipeline file (-c) and Kafka as the control principal (KAFKA_USERNAME, KAFKA_PASSWORD_FILE); with a control-plane token, the control plane's state too; exit 1 when something needs attention")
   .option('--json', 'print as JSON')
   .action(async (o: { json?: boolean }) => {
     const { config, keyringPath } = loadPipeline(program.opts<{ config: string }>().config);
@@ -194,7 +194,7 @@ program
           const g = control.grants;
           process.stdout.write(`control plane: ${control.catalog.sources} source(s), ${control.catalog.tables} table(s), ${control.catalog.departments} department(s); grants ${g.approved ?? 0} approved, ${g.requested ?? 0} waiting for a decision, ${(g.revoked ?? 0) + (g.expired ?? 0) + (g.rejected ?? 0)} ended\n`);
           process.stdout.write(`  policy ${control.policy.sha256 ? `published (sha256 ${control.policy.sha256.slice(0, 16)}…)` : 'not published yet'} to ${control.policy.file}\n`);
-          process.stdout.write(`  audit ledger: ${control.audit.entries} entries, ${control.audit.problems === 0 ? 'verified' : `${control.audit.problems} problem(s)`} at ${control.audit.at} (${control.audit.full ? 'full' : 'incremental'}), signed head ${control.audit.head.seq}\n`);
+          process.stdout.write(`  audit ledger at its last verification (${control.audit.at}, ${control.audit.full ? 'full' : 'incremental'}; every CONTROL_VERIFY_INTERVAL_MS): ${control.audit.entries} entries, ${control.audit.problems === 0 ? 'intact' : `${control.audit.problems} problem(s)`}, signed head ${control.audit.head.seq}\n`);
         }
         process.stdout.write(attention.length === 0 ? 'nothing needs attention\n' : `needs attention:\n${attention.map((a) => `  - ${a.code}: ${a.what}`).join('\n')}\n`);
       }

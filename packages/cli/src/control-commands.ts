@@ -67,6 +67,7 @@ export function addControlCommands(program: Command): void {
   const tables = program.command('tables').description('source tables: register, classify, unregister, list (and `cdc snapshot` to snapshot them again)');
   tables
     .command('list')
+    .description('registered tables and the class of each column, names as the catalog writes them (`${CIVIL_DB:-civil}.citizens` is civil.citizens)')
     .option('--json', 'print as JSON')
     .action(async (o: { json?: boolean }) => {
       const c = await callControl<Catalog>(control(), 'GET', 'catalog');

@@ -92,7 +92,7 @@ export class CatalogChangeRequests {
   async get(id: number, conn: Pick<Pool, 'query'> = this.pool): Promise<StoredChangeRequest> {
     const [rows] = await conn.query(`SELECT ${COLUMNS} FROM catalog_changes WHERE id = ?`, [id]);
     const row = (rows as Array<Record<string, unknown>>)[0];
-    if (!row) throw new CdcError('UNKNOWN_ID', `no catalog change ${id} (cdc changes list shows them)`);
+    if (!row) throw new CdcError('UNKNOWN_ID', `no catalog change ${id}`);
     return rowOf(row);
   }
 

@@ -204,7 +204,7 @@ export class GrantWorkflow {
   async get(id: number): Promise<GrantRequest> {
     const [rows] = await this.pool.query(`SELECT ${this.columns()} FROM grant_requests WHERE id = ?`, [id]);
     const row = (rows as Array<Record<string, unknown>>)[0];
-    if (!row) throw new CdcError('UNKNOWN_ID', `no grant request ${id} (cdc grants list shows them)`);
+    if (!row) throw new CdcError('UNKNOWN_ID', `no grant request ${id}`);
     return rowOf(row);
   }
 
