@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { createConnection } from 'mysql2/promise';
 import { parse, stringify } from 'yaml';
 import { FileKeyring, POLICY_PUBLIC_KEYS_ENV, keyNames, policySigningKey } from '@cityshare/shared';
-import { PipelineRun } from '../test/support/pipeline-run.js';
+import { PipelineRun, sampleSchemaSql } from '../test/support/pipeline-run.js';
 import { stack } from '../test/support/stack.js';
 
 /** Local tokens, one per role; never use them anywhere but on this machine. */
@@ -60,8 +60,7 @@ async function ensureSampleSource(): Promise<void> {
   const source = await createConnection({ ...stack.source, multipleStatements: true });
   try {
     for (const db of ['civil', 'health', 'transport']) await source.query(`CREATE DATABASE IF NOT EXISTS \`${db}\``);
-    const ddl = readFileSync(join(stack.root, 'deploy', 'local', 'sample', 'schema.sql'), 'utf8').replaceAll('@CIVIL@', 'civil').replaceAll('@HEALTH@', 'health').replaceAll('@TRANSPORT@', 'transport');
-    await source.query(ddl);
+    await source.query(sampleSchemaSql({ civilDb: 'civil', healthDb: 'health', transportDb: 'transport' }));
   } finally {
     await source.end();
   }

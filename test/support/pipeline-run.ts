@@ -27,6 +27,14 @@ export interface RunNames {
 /** Column classes of the sample `citizens` table, as the demo pipeline registers them. */
 export const CITIZEN_CLASSES = { id: 'public', name: 'personal', id_card: 'secret', phone: 'personal', birth_date: 'personal', district: 'public', address: 'personal', registered_at: 'internal' };
 
+/** The sample tables (deploy/local/sample/schema.sql) in these source databases; every CREATE is IF NOT EXISTS. */
+export function sampleSchemaSql(dbs: { civilDb: string; healthDb: string; transportDb: string }): string {
+  return readFileSync(join(stack.root, 'deploy', 'local', 'sample', 'schema.sql'), 'utf8')
+    .replaceAll('@CIVIL@', dbs.civilDb)
+    .replaceAll('@HEALTH@', dbs.healthDb)
+    .replaceAll('@TRANSPORT@', dbs.transportDb);
+}
+
 export class PipelineRun {
   readonly id: string;
   readonly prefix: string;
@@ -89,11 +97,7 @@ export class PipelineRun {
       await this.source.query(`DROP DATABASE IF EXISTS \`${db}\``);
       await this.source.query(`CREATE DATABASE \`${db}\``);
     }
-    const ddl = readFileSync(join(stack.root, 'deploy', 'local', 'sample', 'schema.sql'), 'utf8')
-      .replaceAll('@CIVIL@', this.civilDb)
-      .replaceAll('@HEALTH@', this.healthDb)
-      .replaceAll('@TRANSPORT@', this.transportDb);
-    await this.source.query(ddl);
+    await this.source.query(sampleSchemaSql(this));
     this.pg = new pg.Client({ connectionString: stack.postgresUrl });
     await this.pg.connect();
     for (const schema of [this.pgSchema, this.haidianPgSchema]) await this.pg.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);

@@ -1,7 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
-import { CdcError } from '@cityshare/shared';
+import { CdcError, httpJson } from '@cityshare/shared';
 
 /** How to reach the control API: its URL, a bearer token, and for HTTPS with a private CA its certificate. */
 export interface ControlOptions {
@@ -70,36 +68,22 @@ export function readInputFile(file: string, what: string): string {
 }
 
 /** One call of the control API; resolves with the JSON body of a 2xx answer. */
-export function callControl<T = unknown>(o: ControlOptions, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+export async function callControl<T = unknown>(o: ControlOptions, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
   if (!o.token) throw new CdcError('CONFIG_INVALID', 'no token for the control API: pass --token or set CDC_TOKEN');
   const url = new URL(path, o.api.endsWith('/') ? o.api : `${o.api}/`);
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
-  return new Promise<T>((resolve, reject) => {
-    const req = request(url, {
-      method,
-      headers: { authorization: `Bearer ${o.token}`, accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}) },
-      ...(o.ca ? { ca: readFileSync(o.ca) } : {}),
-      timeout: 30_000,
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown;
-        try {
-          json = text ? JSON.parse(text) : {};
-        } catch {
-          json = { message: text };
-        }
-        if ((res.statusCode ?? 500) >= 300) reject(new ApiError(res.statusCode ?? 500, json as ApiError['body']));
-        else resolve(json as T);
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error('the control API did not answer within 30 s')));
-    req.on('error', (cause) => reject(new CdcError('CONTROL_UNREACHABLE', `control API at ${o.api} not reachable: ${cause.message}`, { cause })));
-    req.end(payload);
+  const res = await httpJson(url, {
+    method,
+    headers: { authorization: `Bearer ${o.token}`, accept: 'application/json', ...(payload ? { 'content-type': 'application/json' } : {}) },
+    ...(payload ? { body: payload } : {}),
+    ...(o.ca ? { ca: readFileSync(o.ca) } : {}),
+    timeoutMs: 30_000,
+  }).catch((cause: Error) => {
+    throw new CdcError('CONTROL_UNREACHABLE', `control API at ${o.api} not reachable: ${cause.message}`, { cause });
   });
+  const json = res.json ?? (res.text ? { message: res.text } : {});
+  if (res.status >= 300) throw new ApiError(res.status, json as ApiError['body']);
+  return json as T;
 }
 
 /** Prints rows as an aligned table (first row is the header). */

@@ -11,6 +11,7 @@ export * from './config/load-pipeline.js';
 export * from './config/watch-pipeline.js';
 export * from './config/service-env.js';
 export * from './config/policy-source.js';
+export * from './http-json.js';
 export * from './crypto/keyring.js';
 export * from './config/policy-signature.js';
 export * from './canonical-json.js';

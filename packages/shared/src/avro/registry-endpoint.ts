@@ -1,6 +1,6 @@
-import { request as httpRequest } from 'node:http';
-import { Agent, request as httpsRequest } from 'node:https';
+import { Agent } from 'node:https';
 import { CdcError } from '../errors.js';
+import { httpJson } from '../http-json.js';
 import { redactUrl } from '../redact.js';
 import { readPem } from '../tls.js';
 
@@ -31,32 +31,17 @@ export function registryEndpoint(settings: RegistrySettings): RegistryEndpoint {
 }
 
 /** GET `<url><path>` as JSON with the endpoint's auth and CA; failures are REGISTRY_UNREACHABLE, never quoting credentials. */
-export function getRegistryJson(endpoint: RegistryEndpoint, path: string, timeoutMs = 10_000): Promise<unknown> {
+export async function getRegistryJson(endpoint: RegistryEndpoint, path: string, timeoutMs = 10_000): Promise<unknown> {
   const target = new URL(endpoint.url + path);
   const where = redactUrl(target.toString());
   const headers: Record<string, string> = { accept: 'application/vnd.schemaregistry.v1+json, application/json' };
   if (endpoint.auth) headers.authorization = `Basic ${Buffer.from(`${endpoint.auth.username}:${endpoint.auth.password}`).toString('base64')}`;
-  const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
-  return new Promise((resolve, reject) => {
-    const req = send(target, { headers, timeout: timeoutMs, ...(endpoint.agent && target.protocol === 'https:' ? { agent: endpoint.agent } : {}) }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', (cause) => reject(new CdcError('REGISTRY_UNREACHABLE', `registry ${where}: ${cause.message}`, { cause })));
-      res.on('end', () => {
-        const status = res.statusCode ?? 0;
-        if (status < 200 || status >= 300) {
-          reject(new CdcError('REGISTRY_UNREACHABLE', `registry ${where} answered HTTP ${status}${status === 401 || status === 403 ? ' (check schemaRegistry.username and password)' : ''}`, { details: { status } }));
-          return;
-        }
-        try {
-          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-        } catch (cause) {
-          reject(new CdcError('REGISTRY_UNREACHABLE', `registry ${where} answered with invalid JSON`, { cause }));
-        }
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', (cause) => reject(new CdcError('REGISTRY_UNREACHABLE', `registry ${where} is not reachable: ${cause.message}`, { cause })));
-    req.end();
+  const res = await httpJson(target, { headers, timeoutMs, ...(endpoint.agent ? { agent: endpoint.agent } : {}) }).catch((cause: Error) => {
+    throw new CdcError('REGISTRY_UNREACHABLE', `registry ${where} is not reachable: ${cause.message}`, { cause });
   });
+  if (res.status < 200 || res.status >= 300) {
+    throw new CdcError('REGISTRY_UNREACHABLE', `registry ${where} answered HTTP ${res.status}${res.status === 401 || res.status === 403 ? ' (check schemaRegistry.username and password)' : ''}`, { details: { status: res.status } });
+  }
+  if (res.json === undefined) throw new CdcError('REGISTRY_UNREACHABLE', `registry ${where} answered with invalid JSON`);
+  return res.json;
 }

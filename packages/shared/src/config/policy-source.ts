@@ -1,8 +1,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import type { Logger } from 'pino';
 import { CdcError, isCdcError } from '../errors.js';
+import { httpJson } from '../http-json.js';
 import { POLICY_PUBLIC_KEYS_ENV, checkPolicySignature, policyIssuedAt } from './policy-signature.js';
 
 /** Where a service on a host without the control plane's files gets the policy it runs. */
@@ -20,44 +19,18 @@ export interface PolicySource {
 }
 
 /** One GET of the control API's policy: the signed text and its digest. */
-function fetchPolicy(o: PolicySource): Promise<{ text: string; sha256: string }> {
-  const url = new URL(o.url);
+async function fetchPolicy(o: PolicySource): Promise<{ text: string; sha256: string }> {
   const token = readFileSync(o.tokenFile, 'utf8').trim();
-  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
-  return new Promise((resolve, reject) => {
-    const req = request(url, { headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, timeout: 10_000, ...(o.ca ? { ca: readFileSync(o.ca) } : {}) }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const body = Buffer.concat(chunks).toString('utf8');
-        if (res.statusCode !== 200) {
-          let answer: { code?: string; message?: string } = {};
-          try {
-            answer = JSON.parse(body) as typeof answer;
-          } catch {
-            // not JSON: the status says enough
-          }
-          const code = res.statusCode === 401 || res.statusCode === 403 ? 'UNAUTHENTICATED' : 'CONTROL_UNREACHABLE';
-          reject(new CdcError(code, `the control plane at ${o.url} answered ${res.statusCode}${answer.code ? ` ${answer.code}: ${answer.message}` : ''}`));
-          return;
-        }
-        let answer: { text?: unknown; sha256?: unknown } = {};
-        try {
-          answer = JSON.parse(body) as typeof answer;
-        } catch {
-          // checked below
-        }
-        if (typeof answer.text !== 'string') {
-          reject(new CdcError('CONTROL_UNREACHABLE', `${o.url} answered 200 without a policy (is it the control API's /policy?)`));
-          return;
-        }
-        resolve({ text: answer.text, sha256: String(answer.sha256) });
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
-    req.on('error', (cause) => reject(new CdcError('CONTROL_UNREACHABLE', `the control plane at ${o.url} is not reachable: ${cause.message}`, { cause })));
-    req.end();
+  const res = await httpJson(new URL(o.url), { headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, timeoutMs: 10_000, ...(o.ca ? { ca: readFileSync(o.ca) } : {}) }).catch((cause: Error) => {
+    throw new CdcError('CONTROL_UNREACHABLE', `the control plane at ${o.url} is not reachable: ${cause.message}`, { cause });
   });
+  const answer = (res.json ?? {}) as { code?: string; message?: string; text?: unknown; sha256?: unknown };
+  if (res.status !== 200) {
+    const code = res.status === 401 || res.status === 403 ? 'UNAUTHENTICATED' : 'CONTROL_UNREACHABLE';
+    throw new CdcError(code, `the control plane at ${o.url} answered ${res.status}${answer.code ? ` ${answer.code}: ${answer.message}` : ''}`);
+  }
+  if (typeof answer.text !== 'string') throw new CdcError('CONTROL_UNREACHABLE', `${o.url} answered 200 without a policy (is it the control API's /policy?)`);
+  return { text: answer.text, sha256: String(answer.sha256) };
 }
 
 /**
