@@ -6,7 +6,7 @@ import { generatedDocs } from './gen-docs.js';
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 describe('references generated from the code', () => {
-  it('docs/settings.md, docs/errors.md and the README role matrix are up to date (npm run docs)', () => {
+  it('docs/settings.md, docs/errors.md and the role matrix in docs/control-plane.md are up to date (npm run docs)', () => {
     for (const { path, content } of generatedDocs()) expect(readFileSync(`${root}/${path}`, 'utf8'), `${path} is stale: run npm run docs`).toBe(content);
   });
 

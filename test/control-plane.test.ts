@@ -142,7 +142,7 @@ describe('control plane', () => {
       await conn.query('DELETE FROM audit_ledger WHERE seq = 8');
       await conn.query('REPLACE INTO audit_head VALUES (?, ?, ?, ?, ?, ?)', [saved!.id, saved!.seq, saved!.hash, saved!.key_id, saved!.signature, saved!.signed_at]);
       expect((await ledger.verify({ full: false })).problems).toContainEqual(expect.objectContaining({ seq: 8, kind: 'truncated' }));
-      // A fresh verifier (no memory) sees the restored head as valid: the README says to note the head down.
+      // A fresh verifier (no memory) sees the restored head as valid: docs/control-plane.md says to note the head down.
       expect((await new AuditLedger(conn, keys, 3).verify()).problems).toEqual([]);
       // An entry removed from the verified part is seen by the count, a full run names it.
       await conn.query('DELETE FROM audit_ledger WHERE seq = 2');

@@ -91,7 +91,7 @@ describe('three-broker cluster, one broker killed mid-stream', () => {
     // What the department reads itself (committed transactions only): every change. Not
     // asserted: exactly once. In one run of four the broker killed was the coordinator of the
     // transformer's consumer group, the transformer read its raw partitions again from the
-    // start and committed their records again (README "Status and limits"); the department's
+    // start and committed their records again (README, "Status and limits"); the department's
     // table is right all the same (version guard).
     const seen: ShareChange[] = [];
     const consumer = await consumeShareTopics({

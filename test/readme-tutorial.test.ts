@@ -9,11 +9,14 @@ import { stack } from './support/stack.js';
 /**
  * The README's "Share your own table" as a new user follows it: `npm run control` in a first
  * terminal, then every line of the tutorial block run as written, in order, by bash from the
- * repository root (an `export` line carries on to the next lines, as in a terminal).
+ * repository root (an `export` line carries on to the next lines, as in a terminal), then the
+ * commands to try after it (docs/control-plane.md).
  */
 const readme = readFileSync(join(stack.root, 'README.md'), 'utf8');
-// Every marked block, in the order they appear: the tutorial, then the commands to try after it.
-const blocks = [...readme.matchAll(/<!-- tutorial:begin[^>]*-->\n```bash\n([\s\S]*?)```\n<!-- tutorial:end -->/g)].map((m) => m[1]!);
+const controlPlaneDoc = readFileSync(join(stack.root, 'docs', 'control-plane.md'), 'utf8');
+/** The marked command blocks of a page, in the order they appear. */
+const tutorialBlocks = (text: string) => [...text.matchAll(/<!-- tutorial:begin[^>]*-->\n```bash\n([\s\S]*?)```\n<!-- tutorial:end -->/g)].map((m) => m[1]!);
+const blocks = [...tutorialBlocks(readme), ...tutorialBlocks(controlPlaneDoc)];
 const lines = blocks.join('').split('\n').filter((l) => l.trim() !== '' && !l.trimStart().startsWith('#'));
 
 const resetTutorialData = async () => {
@@ -31,7 +34,7 @@ describe('README: share your own table', () => {
   let output = '';
 
   beforeAll(async () => {
-    expect(blocks.length, 'the README has the tutorial and the commands to try after it').toBe(2);
+    expect(blocks.length, 'the README has the tutorial, docs/control-plane.md the commands to try after it').toBe(2);
     await resetTutorialData();
     // Terminal 1, as the README says.
     expect(readme).toContain('npm run control   # the control plane');

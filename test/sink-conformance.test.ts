@@ -259,7 +259,7 @@ function rabbitmqHarness(): StreamHarness {
   };
 }
 
-/** The state a receiver keeps when it applies each change only if its version is newer (what the README asks of stream receivers). */
+/** The state a receiver keeps when it applies each change only if its version is newer (what docs/delivery.md asks of stream receivers). */
 function fold(received: Received[]): Map<string, Received> {
   const state = new Map<string, Received>();
   for (const r of received) {

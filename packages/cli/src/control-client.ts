@@ -29,7 +29,7 @@ export class ApiError extends Error {
 }
 
 /**
- * The CLI's exit codes (README "CLI exit codes"): 0 done; 1 failed (unreachable,
+ * The CLI's exit codes (docs/control-plane.md, "CLI exit codes"): 0 done; 1 failed (unreachable,
  * unexpected); 2 the audit ledger does not verify; 3 invalid input or usage (every problem
  * listed); 4 not authenticated or not allowed; 5 not found.
  */

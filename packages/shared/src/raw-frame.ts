@@ -42,7 +42,7 @@ export interface RawFrameOptions {
   /**
    * Open the per-event seals of earlier readers (which leave the clear part of an event
    * unauthenticated). Off: such a message is RECORD_FORGED, whole. Only while draining raw
-   * topics and dead letters written before frame sealing (README, "Upgrading from per-event
+   * topics and dead letters written before frame sealing (docs/security.md, "Upgrading from per-event
    * seals").
    */
   acceptLegacySeals?: boolean;

@@ -14,7 +14,7 @@ export interface KeyVersion {
   rotatedBy: string | null;
 }
 
-/** Lists a first rotation may create: a department's own token key (the upgrade path, README "Keys"). */
+/** Lists a first rotation may create: a department's own token key (the upgrade path, docs/security.md "Keys"). */
 const CREATABLE_LIST = /^token:own:[a-z][a-z0-9_]*$/;
 
 /**

@@ -3,7 +3,7 @@ import { commonServiceEnv } from '@cityshare/shared';
 
 export const transformerEnv = z.object({
   ...commonServiceEnv('transformer'),
-  TRANSFORMER_ACCEPT_LEGACY_SEALS: z.enum(['true', 'false']).default('false').transform((v) => v === 'true').describe('migration window: also read raw records (and dead letters) of readers before frame sealing, whose per-event seals do not authenticate op, key or clear columns; off, they are RECORD_FORGED. Set it only until those are drained (README, "Upgrading from per-event seals")'),
+  TRANSFORMER_ACCEPT_LEGACY_SEALS: z.enum(['true', 'false']).default('false').transform((v) => v === 'true').describe('migration window: also read raw records (and dead letters) of readers before frame sealing, whose per-event seals do not authenticate op, key or clear columns; off, they are RECORD_FORGED. Set it only until those are drained (docs/security.md, "Upgrading from per-event seals")'),
   TRANSFORMER_REGISTRY_CHECK_MS: z.coerce.number().int().min(100).default(30_000).describe('how often the transformer asks the registry for every contract it registered, and registers again those the registry lost (readers wait on SCHEMA_UNKNOWN meanwhile)'),
 });
 
