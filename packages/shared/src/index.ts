@@ -33,6 +33,8 @@ export * from './kafka/contact-watch.js';
 export * from './loop-lag.js';
 export * from './kafka/acls.js';
 export * from './service-runner.js';
+export * from './define-service.js';
+export * from './every.js';
 export * from './avro/registry.js';
 export * from './config/json-schema.js';
 export * from './department-client.js';

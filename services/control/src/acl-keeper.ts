@@ -1,4 +1,4 @@
-import { CdcError, aclPlan, applyAclDiff, createKafka, currentAcls, diffAcls, kafkaSecurityError, type AclDiff, type AclRule, type Logger, type PipelineConfig } from '@cityshare/shared';
+import { CdcError, isCdcError, aclPlan, applyAclDiff, createKafka, currentAcls, diffAcls, kafkaSecurityError, type AclDiff, type AclRule, type Logger, type PipelineConfig } from '@cityshare/shared';
 import type { AuditLedger } from './ledger.js';
 import { authorize, type Principal } from './roles.js';
 
@@ -11,6 +11,8 @@ import { authorize, type Principal } from './roles.js';
  */
 export class AclKeeper {
   private appliedFor: string | undefined;
+  /** The problem of the last round of `keepInStep`, logged once while it lasts. */
+  private problem: string | undefined;
 
   constructor(
     private readonly ledger: AuditLedger,
@@ -63,6 +65,23 @@ export class AclKeeper {
     if (diff.add.length + diff.remove.length > 0) this.logger.info({ added: diff.add.length, removed: diff.remove.length }, 'Kafka ACLs brought in step with the policy');
     this.appliedFor = o.digest;
     return diff;
+  }
+
+  /**
+   * One round of the loop that follows each published policy (in a loop of its own, so an
+   * unreachable cluster never holds back publication): a failure is logged once while it
+   * lasts, and tried again next round.
+   */
+  async keepInStep(config: PipelineConfig | undefined, digest: string | undefined): Promise<void> {
+    try {
+      if (config) await this.sync(config, { ...(digest !== undefined ? { digest } : {}) });
+      if (this.problem) this.logger.info('Kafka ACLs in step again');
+      this.problem = undefined;
+    } catch (err) {
+      const problem = isCdcError(err) ? `${err.code}: ${err.message}` : String(err);
+      if (problem !== this.problem) this.logger.error(isCdcError(err) ? { code: err.code, action: err.action } : { err }, `Kafka ACLs not in step with the policy; will retry: ${problem}`);
+      this.problem = problem;
+    }
   }
 
   private async withAdmin<T>(config: PipelineConfig, work: (admin: ReturnType<ReturnType<typeof createKafka>['admin']>) => Promise<T>): Promise<T> {

@@ -1,5 +1,6 @@
+import { existsSync } from 'node:fs';
 import type { Consumer, Kafka } from 'kafkajs';
-import { CdcError, ensureTopics, keyNames, recordForgery, topicSpec, topics, type DeliveryRecord, type KeyProvider, type Logger, type PipelineConfig } from '@cityshare/shared';
+import { CdcError, FileKeyring, createKafka, ensureTopics, keyNames, loadPipeline, recordForgery, topicSpec, topics, watchPipeline, type DeliveryRecord, type KeyProvider, type Logger, type PipelineConfig } from '@cityshare/shared';
 import type { AuditLedger } from './ledger.js';
 
 /**
@@ -66,5 +67,40 @@ export class DeliveryRecorder {
 
   async stop(): Promise<void> {
     await this.consumer?.disconnect().catch(() => undefined);
+  }
+}
+
+/**
+ * The delivery recorder of the published policy: started once there is one (it names the
+ * Kafka the sinks report on), verifying records with that pipeline's keyring, followed as
+ * keys rotate. A start that fails is tried again at the next call.
+ */
+export class PublishedDeliveries {
+  private recorder: DeliveryRecorder | undefined;
+  private keyringWatch: { stop(): void } | undefined;
+
+  constructor(
+    private readonly pipelinePath: string,
+    private readonly ledger: AuditLedger,
+    private readonly logger: Logger,
+    private readonly onForged: () => void,
+  ) {}
+
+  async ensureStarted(): Promise<void> {
+    if (this.recorder || !existsSync(this.pipelinePath)) return;
+    const loaded = loadPipeline(this.pipelinePath);
+    let pipelineKeys = FileKeyring.load(loaded.keyringPath);
+    this.keyringWatch = watchPipeline(loaded, { logger: this.logger, onChange: ({ keys }) => void (pipelineKeys = keys) });
+    this.recorder = new DeliveryRecorder(createKafka(loaded.config.kafka, 'cityshare-control', this.logger), loaded.config.kafka, this.ledger, this.logger, () => pipelineKeys, this.onForged);
+    await this.recorder.start().catch((err: unknown) => {
+      this.recorder = undefined;
+      this.keyringWatch?.stop();
+      throw err;
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.keyringWatch?.stop();
+    await this.recorder?.stop();
   }
 }

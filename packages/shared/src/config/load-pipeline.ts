@@ -155,3 +155,15 @@ function withAbsoluteFiles(config: PipelineConfig, dir: string): PipelineConfig 
   const { sasl } = config.kafka;
   return sasl ? { ...config, kafka: { ...config.kafka, sasl: { ...sasl, passwordFile: at(sasl.passwordFile), tokenFile: at(sasl.tokenFile) } } } : config;
 }
+
+/**
+ * The source (or department) a service instance works for: the one `variable` names, or the
+ * only one of the pipeline file.
+ */
+export function namedOrOnly<T extends { name: string }>(items: T[], name: string | undefined, what: 'source' | 'department', variable: string): T {
+  const found = name ? items.find((i) => i.name === name) : items.length === 1 ? items[0] : undefined;
+  if (!found) {
+    throw new CdcError('CONFIG_INVALID', name ? `no ${what} named ${name} in the pipeline file` : `the pipeline file has several ${what === 'source' ? 'sources' : 'departments'}: set ${variable}`);
+  }
+  return found;
+}
