@@ -1,11 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { createPool } from 'mysql2/promise';
-import { Gauge } from 'prom-client';
-import { CdcError, ERROR_CODES, FileKeyring, createForgedRecordsCounter, createKafka, createLogger, createMetricsRegistry, isCdcError, keyNames, loadPipeline, policySigningKey, POLICY_PUBLIC_KEYS_ENV, loadServiceEnv, runService, watchPipeline } from '@cityshare/shared';
+import { CdcError, ERROR_CODES, FileKeyring, createKafka, createLogger, createMetricsRegistry, isCdcError, keyNames, loadPipeline, policySigningKey, POLICY_PUBLIC_KEYS_ENV, loadServiceEnv, runService, watchPipeline } from '@cityshare/shared';
 import { AclKeeper } from './acl-keeper.js';
 import { startApi, type TokenEntry } from './api.js';
 import { controlEnv } from './config.js';
+import { createControlMetrics } from './control-metrics.js';
 import { CatalogStore, type CatalogDocument } from './catalog.js';
 import { probeTables, type TableAt } from './source-probe.js';
 import { CatalogWorkflow } from './catalog-workflow.js';
@@ -104,14 +104,7 @@ await runService(logger, async (run) => {
   const published = () => (existsSync(env.CITYSHARE_PIPELINE) ? loadPipeline(env.CITYSHARE_PIPELINE).config : undefined);
   const acls = new AclKeeper(ledger, logger, published);
   const registry = createMetricsRegistry('control');
-  const metrics = {
-    forged: createForgedRecordsCounter(registry),
-    auditProblems: new Gauge({ name: 'cityshare_control_audit_problems', help: 'Problems the last verification of the audit ledger found (0 = intact)', registers: [registry] }),
-    auditEntries: new Gauge({ name: 'cityshare_control_audit_entries', help: 'Entries in the audit ledger at the last verification', registers: [registry] }),
-    grantsInForce: new Gauge({ name: 'cityshare_control_grants_in_force', help: 'Approved, unexpired grants in the published policy', registers: [registry] }),
-    grantsRefused: new Gauge({ name: 'cityshare_control_grants_refused', help: 'Grants approved in the control database that are left out of the policy because their approval in the ledger does not match (GRANT_TAMPERED)', registers: [registry] }),
-    settingsRefused: new Gauge({ name: 'cityshare_control_settings_refused', help: '1 while the settings or targets in the control database are not the ones a security officer approved last: nothing is published (SETTINGS_TAMPERED)', registers: [registry] }),
-  };
+  const metrics = createControlMetrics(registry);
   const initial = await approvedCatalog();
   if (initial) await publisher.publish(initial, await grants.inForce());
   let lastVerification = { at: '', entries: 0, problems: 0, head: { seq: 0, hash: '' }, full: true };
