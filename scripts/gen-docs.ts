@@ -63,13 +63,16 @@ ${services.map(([name, schema, what]) => `## ${name}\n\n${what}.\n\n${envTable(s
 }
 
 function errors(): string {
-  const rows = Object.entries(ERROR_CODES).map(([code, e]) => `| \`${code}\` | ${e.retriable ? 'retries by itself' : 'needs someone'} | ${cell(e.action)} |`);
+  const rows = Object.entries(ERROR_CODES).map(([code, e]) => `| \`${code}\` | ${e.retriable ? 'waits and retries' : 'needs someone'} | ${cell(e.action)} |`);
   return `${HEADER}# Error codes
 
 Every error a service logs, the CLI prints or the control API answers carries one of these
-codes and what to do. A retriable one is ridden out: the service keeps running, retries with
-backoff, and reports it once per outage (\`cityshare_dependency_up\`, \`/readyz\`). Any other
-stops what it concerns (the service, a command, one record to a dead-letter topic) and says so.
+codes and what to do. A service whose run fails with a code marked *waits and retries* loses
+nothing: it stops the run, starts it again with capped backoff for as long as it takes, and
+reports it once per outage (\`cityshare_dependency_up\`, \`/readyz\` 503 meanwhile). Any other
+stops what it concerns (the service with exit 1, a command, a request, or one record to a
+dead-letter topic) and says so; the action says which. The CLI never retries: it prints the
+code and what to do, and exits (README "CLI exit codes").
 
 | code | | what to do |
 |---|---|---|
