@@ -153,14 +153,11 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
       await cleanUp();
       continue;
     }
-    const err = fault instanceof Error ? fault : new Error(String(fault));
-    if (!isCdcError(err) || !err.retriable) {
-      if (isCdcError(err)) {
-        logger.fatal({ code: err.code, action: err.action, details: err.details }, err.message);
-        process.stderr.write(`\n${err.toString()}\n`);
-      } else {
-        logger.fatal({ err }, 'failed');
-      }
+    // Anything uncoded is a bug (INTERNAL), logged with its stack.
+    const err = asCdcError(fault);
+    if (!err.retriable) {
+      logger.fatal({ code: err.code, action: err.action, details: err.details, ...(isCdcError(fault) ? {} : { err: fault }) }, err.message);
+      process.stderr.write(`\n${err.toString()}\n`);
       await exit(1);
       return;
     }

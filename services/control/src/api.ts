@@ -217,13 +217,14 @@ function body(req: IncomingMessage, max: number): Promise<Body> {
     req.on('data', onData);
     req.on('error', reject);
     req.on('end', () => {
+      let parsed: unknown;
       try {
-        const parsed: unknown = chunks.length === 0 ? {} : JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
-        resolve(parsed as Body);
+        parsed = chunks.length === 0 ? {} : JSON.parse(Buffer.concat(chunks).toString('utf8'));
       } catch {
-        reject(new CdcError('CONFIG_INVALID', 'the request body is not a JSON object'));
+        parsed = undefined;
       }
+      if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) resolve(parsed as Body);
+      else reject(new CdcError('CONFIG_INVALID', 'the request body is not a JSON object'));
     });
   });
 }
