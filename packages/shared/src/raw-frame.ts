@@ -1,5 +1,5 @@
 import { CdcError, isCdcError } from './errors.js';
-import { sealedEventAad, type RawChangeEvent, type SealedImages } from './envelope.js';
+import { sealedEventAad, type RawChangeEvent, type SealedImages } from './change-event.js';
 import { openValue, sealJson } from './crypto/field-cipher.js';
 import { keyNames, keysOfList, type DataKey, type KeyProvider } from './crypto/keyring.js';
 
