@@ -16,9 +16,9 @@
  * Writes bench/results/latest.json (merged with other benches' fields).
  */
 import { parseArgs } from 'node:util';
-import { PipelineRun } from '../test/support/pipeline-run.js';
-import type { ServiceProcess } from '../test/support/service-process.js';
-import { stack } from '../test/support/stack.js';
+import { PipelineRun } from '../scripts/support/pipeline-run.js';
+import type { ServiceProcess } from '../scripts/support/service-process.js';
+import { stack } from '../scripts/support/stack.js';
 import { burstSummary, measureE2ePhases, steadySummary, windowed, type BurstSummary, type LatencySample, type SteadySummary } from './latency.js';
 import { LoadDriver, Workload, benchTables, loadTables, preload, preloadFor } from './workload.js';
 import { benchServerId, deleteRunTopics, isMain, metric, peakRssMiB, waitFor, writeResults } from './support.js';

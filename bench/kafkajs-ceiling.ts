@@ -4,7 +4,7 @@
  *   npm run bench:kafkajs
  */
 import { Partitioners } from 'kafkajs';
-import { adminKafka } from '../test/support/kafka-security.js';
+import { adminKafka } from '../scripts/support/kafka-security.js';
 import { isMain } from './support.js';
 
 /** Messages/s by message size in bytes. */

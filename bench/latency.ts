@@ -10,7 +10,7 @@
  * observations, which LatencyProbe keeps in a private field: they are read from it when
  * it is there (`probeSamples`), else each figure is the worst of the tables' figures.
  */
-import { stack } from '../test/support/stack.js';
+import { stack } from '../scripts/support/stack.js';
 import { LatencyProbe, type LatencyReport } from './peer/latency-probe.js';
 import { quantileOf, sleep } from './support.js';
 import type { LoadDriver, LoadTotals, Workload } from './workload.js';

@@ -17,9 +17,9 @@
  */
 import { parseArgs } from 'node:util';
 import { signalRecord } from '../services/cdc-reader/src/signal-listener.js';
-import { PipelineRun } from '../test/support/pipeline-run.js';
-import type { ServiceProcess } from '../test/support/service-process.js';
-import { adminKafka } from '../test/support/kafka-security.js';
+import { PipelineRun } from '../scripts/support/pipeline-run.js';
+import type { ServiceProcess } from '../scripts/support/service-process.js';
+import { adminKafka } from '../scripts/support/kafka-security.js';
 import { LoadDriver, Workload, benchTables, loadTables, preload, preloadFor } from './workload.js';
 import { benchServerId, deleteRunTopics, MemorySampler, isMain, median, metric, peakRssMiB, sustainedRate, waitFor, writeResults } from './support.js';
 

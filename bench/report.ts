@@ -8,7 +8,7 @@ import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createConnection } from 'mysql2/promise';
 import pg from 'pg';
-import { stack } from '../test/support/stack.js';
+import { stack } from '../scripts/support/stack.js';
 
 export interface Machine {
   cpus: number;

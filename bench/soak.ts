@@ -19,9 +19,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import pg from 'pg';
-import { PipelineRun } from '../test/support/pipeline-run.js';
-import type { ServiceProcess } from '../test/support/service-process.js';
-import { stack } from '../test/support/stack.js';
+import { PipelineRun } from '../scripts/support/pipeline-run.js';
+import type { ServiceProcess } from '../scripts/support/service-process.js';
+import { stack } from '../scripts/support/stack.js';
 import { LoadDriver, Workload, benchTables, loadTables, preload, preloadFor } from './workload.js';
 import { benchServerId, deleteRunTopics, sleep } from './support.js';
 

@@ -3,8 +3,8 @@ import { randomInt } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { adminKafka } from '../test/support/kafka-security.js';
-import type { ServiceProcess } from '../test/support/service-process.js';
+import { adminKafka } from '../scripts/support/kafka-security.js';
+import type { ServiceProcess } from '../scripts/support/service-process.js';
 
 /** Peak resident set size of a process (VmHWM), MiB. */
 export function peakRssMiB(pid: number): number {

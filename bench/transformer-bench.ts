@@ -13,8 +13,8 @@
  */
 import { parseArgs } from 'node:util';
 import { FileKeyring, keyNames } from '@cityshare/shared';
-import { PipelineRun } from '../test/support/pipeline-run.js';
-import { stack } from '../test/support/stack.js';
+import { PipelineRun } from '../scripts/support/pipeline-run.js';
+import { stack } from '../scripts/support/stack.js';
 import { LoadDriver, Workload, benchTables, loadTables, preload, preloadFor } from './workload.js';
 import { benchServerId, deleteRunTopics, MemorySampler, isMain, median, metric, peakRssMiB, sustainedRate, waitFor, writeResults } from './support.js';
 

@@ -10,8 +10,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { FileKeyring } from '@cityshare/shared';
-import { CITIZEN_CLASSES, PipelineRun } from '../test/support/pipeline-run.js';
-import { stack } from '../test/support/stack.js';
+import { CITIZEN_CLASSES, PipelineRun } from '../scripts/support/pipeline-run.js';
+import { stack } from '../scripts/support/stack.js';
 import { benchServerId, isMain, peakRssMiB, quantileOf, waitFor, writeResults } from './support.js';
 
 export interface WebhookFigures {

@@ -10,8 +10,8 @@
  * round trip returned: at most that round trip (a few ms) after the real commit.
  */
 import { createPool, type Pool, type ResultSetHeader } from 'mysql2/promise';
-import { CITIZEN_CLASSES, type PipelineRun } from '../test/support/pipeline-run.js';
-import { stack } from '../test/support/stack.js';
+import { CITIZEN_CLASSES, type PipelineRun } from '../scripts/support/pipeline-run.js';
+import { stack } from '../scripts/support/stack.js';
 import type { CommitRecorder } from './latency.js';
 import { fillCitizens, sleep } from './support.js';
 

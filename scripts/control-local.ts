@@ -11,8 +11,8 @@ import { pathToFileURL } from 'node:url';
 import { createConnection } from 'mysql2/promise';
 import { parse, stringify } from 'yaml';
 import { FileKeyring, POLICY_PUBLIC_KEYS_ENV, keyNames, policySigningKey } from '@cityshare/shared';
-import { PipelineRun, sampleSchemaSql } from '../test/support/pipeline-run.js';
-import { stack } from '../test/support/stack.js';
+import { PipelineRun, sampleSchemaSql } from './support/pipeline-run.js';
+import { stack } from './support/stack.js';
 
 /** Local tokens, one per role; never use them anywhere but on this machine. */
 export const LOCAL_TOKENS = {

@@ -8,11 +8,11 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isCdcError, openDepartmentValue } from '@cityshare/shared';
-import { eventually } from '../test/support/eventually.js';
-import { adminKafka } from '../test/support/kafka-security.js';
-import { PipelineRun } from '../test/support/pipeline-run.js';
-import { freePort } from '../test/support/service-process.js';
-import { stack } from '../test/support/stack.js';
+import { eventually } from './support/eventually.js';
+import { adminKafka } from './support/kafka-security.js';
+import { PipelineRun } from './support/pipeline-run.js';
+import { freePort } from './support/service-process.js';
+import { stack } from './support/stack.js';
 import { LOCAL_TOKENS, prepareLocalControl } from './control-local.js';
 import { busTaps, citizens, clinicVisits } from './sample-data.js';
 

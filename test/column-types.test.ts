@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from './support/eventually.js';
+import { eventually } from '../scripts/support/eventually.js';
 import { readAllMessages, readRawEvents } from './support/kafka-peek.js';
-import { PipelineRun } from './support/pipeline-run.js';
-import { stack } from './support/stack.js';
+import { PipelineRun } from '../scripts/support/pipeline-run.js';
+import { stack } from '../scripts/support/stack.js';
 
 const COLUMNS: Array<[string, string]> = [
   ['ti', 'TINYINT'], ['tiu', 'TINYINT UNSIGNED'], ['si', 'SMALLINT'], ['mi', 'MEDIUMINT'], ['i', 'INT'], ['iu', 'INT UNSIGNED'],

@@ -19,7 +19,7 @@ import { migrate } from '../services/control/src/migrations.js';
 import { PolicyPublisher } from '../services/control/src/policy-publisher.js';
 import { probeTables } from '../services/control/src/source-probe.js';
 import type { Principal, Role } from '../services/control/src/roles.js';
-import { stack } from './support/stack.js';
+import { stack } from '../scripts/support/stack.js';
 
 /** The control plane's catalog database on a real MariaDB (the machine's own, :3306): ledger and grant workflow. */
 describe('control plane', () => {

@@ -3,11 +3,11 @@ import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyring, consumeShareTopics, departmentGroupPrefix, envelopeKeyIds, openDepartmentValue, type ShareChange } from '@cityshare/shared';
-import { eventually } from './support/eventually.js';
+import { eventually } from '../scripts/support/eventually.js';
 import { readAllMessages, readRawEvents } from './support/kafka-peek.js';
-import { kafkaSettingsOf } from './support/kafka-security.js';
-import { PipelineRun } from './support/pipeline-run.js';
-import { stack } from './support/stack.js';
+import { kafkaSettingsOf } from '../scripts/support/kafka-security.js';
+import { PipelineRun } from '../scripts/support/pipeline-run.js';
+import { stack } from '../scripts/support/stack.js';
 
 /**
  * The walking skeleton end to end on the real stack: MariaDB binlog -> cdc-reader ->

@@ -9,9 +9,9 @@ import { Queue } from 'bullmq';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyring } from '@cityshare/shared';
-import { eventually } from './support/eventually.js';
-import { CITIZEN_CLASSES, PipelineRun } from './support/pipeline-run.js';
-import { stack } from './support/stack.js';
+import { eventually } from '../scripts/support/eventually.js';
+import { CITIZEN_CLASSES, PipelineRun } from '../scripts/support/pipeline-run.js';
+import { stack } from '../scripts/support/stack.js';
 
 /** A department that takes its data on a schedule: snapshot files and a signed push, from BullMQ's scheduler. */
 describe('scheduled export target', () => {

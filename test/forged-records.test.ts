@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeRawMessage, type TableSchema } from '@cityshare/shared';
-import { eventually } from './support/eventually.js';
+import { eventually } from '../scripts/support/eventually.js';
 import { readAllMessages } from './support/kafka-peek.js';
-import { adminKafka } from './support/kafka-security.js';
-import { PipelineRun } from './support/pipeline-run.js';
-import type { ServiceProcess } from './support/service-process.js';
-import { stack } from './support/stack.js';
+import { adminKafka } from '../scripts/support/kafka-security.js';
+import { PipelineRun } from '../scripts/support/pipeline-run.js';
+import type { ServiceProcess } from '../scripts/support/service-process.js';
+import { stack } from '../scripts/support/stack.js';
 
 /**
  * Integrity of the internal topics without Kafka ACLs: whoever can write to the broker

@@ -5,11 +5,11 @@ import { dirname, join } from 'node:path';
 import { createConnection, type Connection } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyring, POLICY_PUBLIC_KEYS_ENV, consumeShareTopics, departmentGroupPrefix, keyListsOf, policySigningKey, type ShareChange } from '@cityshare/shared';
-import { eventually } from './support/eventually.js';
-import { kafkaSettingsOf } from './support/kafka-security.js';
-import { CITIZEN_CLASSES, PipelineRun } from './support/pipeline-run.js';
-import { freePort, type ServiceProcess } from './support/service-process.js';
-import { stack } from './support/stack.js';
+import { eventually } from '../scripts/support/eventually.js';
+import { kafkaSettingsOf } from '../scripts/support/kafka-security.js';
+import { CITIZEN_CLASSES, PipelineRun } from '../scripts/support/pipeline-run.js';
+import { freePort, type ServiceProcess } from '../scripts/support/service-process.js';
+import { stack } from '../scripts/support/stack.js';
 import { serviceArgs } from '../scripts/build-services.js';
 
 /**

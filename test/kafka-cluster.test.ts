@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyring, consumeShareTopics, departmentGroupPrefix, topics, type ShareChange } from '@cityshare/shared';
-import { eventually } from './support/eventually.js';
-import { adminKafka, kafkaSettingsOf } from './support/kafka-security.js';
-import { PipelineRun } from './support/pipeline-run.js';
-import type { ServiceProcess } from './support/service-process.js';
-import { stack } from './support/stack.js';
+import { eventually } from '../scripts/support/eventually.js';
+import { adminKafka, kafkaSettingsOf } from '../scripts/support/kafka-security.js';
+import { PipelineRun } from '../scripts/support/pipeline-run.js';
+import type { ServiceProcess } from '../scripts/support/service-process.js';
+import { stack } from '../scripts/support/stack.js';
 
 const run$ = promisify(execFile);
 

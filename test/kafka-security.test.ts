@@ -3,10 +3,10 @@ import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { consumeShareTopics, departmentGroupPrefix, kafkaConnection, kafkaSecurityError, type CdcError, type ShareChange } from '@cityshare/shared';
-import { eventually } from './support/eventually.js';
-import { kafkaPasswordFile, kafkaSettingsOf } from './support/kafka-security.js';
-import { PipelineRun } from './support/pipeline-run.js';
-import { stack } from './support/stack.js';
+import { eventually } from '../scripts/support/eventually.js';
+import { kafkaPasswordFile, kafkaSettingsOf } from '../scripts/support/kafka-security.js';
+import { PipelineRun } from '../scripts/support/pipeline-run.js';
+import { stack } from '../scripts/support/stack.js';
 
 /**
  * The secure data plane on the real broker (SASL_SSL, StandardAuthorizer, no ACL = no

@@ -3,10 +3,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from './support/eventually.js';
-import { PipelineRun } from './support/pipeline-run.js';
-import type { ServiceProcess } from './support/service-process.js';
-import { stack } from './support/stack.js';
+import { eventually } from '../scripts/support/eventually.js';
+import { PipelineRun } from '../scripts/support/pipeline-run.js';
+import type { ServiceProcess } from '../scripts/support/service-process.js';
+import { stack } from '../scripts/support/stack.js';
 
 interface Rule {
   alert: string;
@@ -42,12 +42,15 @@ describe('observability', () => {
     }
   });
 
-  it('uses in its rules and dashboard only metrics the services export', async () => {
+  it('uses in its rules and dashboard only metrics the services export, all of them in docs/metrics.md', async () => {
     const exported = new Set<string>();
+    const documented = new Set([...readFileSync(join(stack.root, 'docs', 'metrics.md'), 'utf8').matchAll(/^\| `(cityshare_[a-z0-9_]+)` \|/gm)].map((m) => m[1]!));
+    const undocumented: string[] = [];
     for (const svc of services) {
       for (const line of (await svc.metrics()).split('\n')) {
         const m = /^# TYPE (\S+) (\S+)$/.exec(line);
         if (!m) continue;
+        if (!documented.has(m[1]!)) undocumented.push(m[1]!);
         exported.add(m[1]!);
         if (m[2] === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) exported.add(`${m[1]}${suffix}`);
       }
@@ -59,6 +62,9 @@ describe('observability', () => {
     // The control service's metrics are checked where it runs (test/governance.test.ts).
     const missing = [...new Set([...inRules, ...inDashboard])].filter((name) => !name.startsWith('cityshare_control_') && !exported.has(name));
     expect(missing).toEqual([]);
+    // docs/metrics.md is generated from the metric factories: a metric declared elsewhere would be missing there.
+    expect(documented.size).toBeGreaterThan(40);
+    expect(undocumented).toEqual([]);
   });
 
   it('shows each department\'s lag in a terminal with `cdc status`', async () => {

@@ -1,10 +1,10 @@
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from './support/eventually.js';
+import { eventually } from '../scripts/support/eventually.js';
 import { readAllMessages, readRawEvents } from './support/kafka-peek.js';
-import { PipelineRun } from './support/pipeline-run.js';
-import type { ServiceProcess } from './support/service-process.js';
-import { stack } from './support/stack.js';
+import { PipelineRun } from '../scripts/support/pipeline-run.js';
+import type { ServiceProcess } from '../scripts/support/service-process.js';
+import { stack } from '../scripts/support/stack.js';
 import { openDeadLetterKey, type ReaderDeadLetter } from '../services/cdc-reader/src/dead-letter.js';
 
 /** Over the stack broker's message.max.bytes (8 MiB, deploy/local/kafka/server.properties). */

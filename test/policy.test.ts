@@ -3,12 +3,12 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyring, decodeRawMessage, envelopeKeyIds, keyNames, openDepartmentValue, sealJson, sealValue, sealedEventAad, tokenize } from '@cityshare/shared';
-import { eventually } from './support/eventually.js';
+import { eventually } from '../scripts/support/eventually.js';
 import { readAllMessages } from './support/kafka-peek.js';
-import { adminKafka } from './support/kafka-security.js';
-import { PipelineRun } from './support/pipeline-run.js';
-import type { ServiceProcess } from './support/service-process.js';
-import { stack } from './support/stack.js';
+import { adminKafka } from '../scripts/support/kafka-security.js';
+import { PipelineRun } from '../scripts/support/pipeline-run.js';
+import type { ServiceProcess } from '../scripts/support/service-process.js';
+import { stack } from '../scripts/support/stack.js';
 
 /**
  * Per-department policy on the real stack: two departments, different grants on the same

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from './support/eventually.js';
-import { PipelineRun } from './support/pipeline-run.js';
+import { eventually } from '../scripts/support/eventually.js';
+import { PipelineRun } from '../scripts/support/pipeline-run.js';
 import { readAllMessages } from './support/kafka-peek.js';
-import { stack } from './support/stack.js';
+import { stack } from '../scripts/support/stack.js';
 
 /** The reader's safety checks against a real MariaDB: purged binlogs and bad sources. */
 describe('reader recovery', () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { createConnection } from 'mysql2/promise';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { stack } from './support/stack.js';
+import { stack } from '../scripts/support/stack.js';
 
 /**
  * The README's first command as a new user runs it: `npm run demo`, from the repository root,

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { createConnection } from 'mysql2/promise';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stack } from './support/stack.js';
+import { stack } from '../scripts/support/stack.js';
 
 /**
  * The README's "Share your own table" as a new user follows it: `npm run control` in a first

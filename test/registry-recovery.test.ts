@@ -3,10 +3,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from './support/eventually.js';
-import { PipelineRun } from './support/pipeline-run.js';
-import { freePort } from './support/service-process.js';
-import { stack } from './support/stack.js';
+import { eventually } from '../scripts/support/eventually.js';
+import { PipelineRun } from '../scripts/support/pipeline-run.js';
+import { freePort } from '../scripts/support/service-process.js';
+import { stack } from '../scripts/support/stack.js';
 
 /**
  * The registry loses every schema while rows flow (its storage wiped, the registry

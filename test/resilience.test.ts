@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from './support/eventually.js';
-import { CITIZEN_CLASSES, PipelineRun } from './support/pipeline-run.js';
-import type { ServiceProcess } from './support/service-process.js';
-import { stack } from './support/stack.js';
+import { eventually } from '../scripts/support/eventually.js';
+import { CITIZEN_CLASSES, PipelineRun } from '../scripts/support/pipeline-run.js';
+import type { ServiceProcess } from '../scripts/support/service-process.js';
+import { stack } from '../scripts/support/stack.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 
 /**

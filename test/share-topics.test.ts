@@ -3,10 +3,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { eventually } from './support/eventually.js';
+import { eventually } from '../scripts/support/eventually.js';
 import { readAllMessages } from './support/kafka-peek.js';
-import { CITIZEN_CLASSES, PipelineRun } from './support/pipeline-run.js';
-import { stack } from './support/stack.js';
+import { CITIZEN_CLASSES, PipelineRun } from '../scripts/support/pipeline-run.js';
+import { stack } from '../scripts/support/stack.js';
 
 /**
  * Two sources holding the same `db.table` (two servers with one schema; here two source

@@ -12,8 +12,8 @@ import { RabbitmqTarget } from '../services/sink/src/targets/rabbitmq.target.js'
 import { WebhookTarget } from '../services/sink/src/targets/webhook.target.js';
 import { PostgresTarget } from '../services/sink/src/targets/postgres.target.js';
 import type { RowChange, Target, TargetTable } from '../services/sink/src/targets/target.js';
-import { stack } from './support/stack.js';
-import { eventually } from './support/eventually.js';
+import { stack } from '../scripts/support/stack.js';
+import { eventually } from '../scripts/support/eventually.js';
 
 /**
  * One contract, every target type (services/sink/src/targets/target.ts): the same

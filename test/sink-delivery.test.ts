@@ -2,11 +2,11 @@ import { dirname, join } from 'node:path';
 import { createConnection, type Connection } from 'mysql2/promise';
 import { FileKeyring } from '@cityshare/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from './support/eventually.js';
+import { eventually } from '../scripts/support/eventually.js';
 import { readAllMessages } from './support/kafka-peek.js';
-import { CITIZEN_CLASSES, PipelineRun } from './support/pipeline-run.js';
-import type { ServiceProcess } from './support/service-process.js';
-import { stack } from './support/stack.js';
+import { CITIZEN_CLASSES, PipelineRun } from '../scripts/support/pipeline-run.js';
+import type { ServiceProcess } from '../scripts/support/service-process.js';
+import { stack } from '../scripts/support/stack.js';
 
 /**
  * Delivery to a department's MySQL/MariaDB database (the machine's MariaDB on 3306) next

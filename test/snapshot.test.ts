@@ -2,10 +2,10 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { masks } from '@cityshare/shared';
-import { eventually } from './support/eventually.js';
+import { eventually } from '../scripts/support/eventually.js';
 import { readAllMessages, readRawEvents } from './support/kafka-peek.js';
-import { PipelineRun } from './support/pipeline-run.js';
-import { stack } from './support/stack.js';
+import { PipelineRun } from '../scripts/support/pipeline-run.js';
+import { stack } from '../scripts/support/stack.js';
 
 const ROWS = 20_000;
 

@@ -4,10 +4,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyring } from '@cityshare/shared';
-import { eventually } from './support/eventually.js';
-import { CITIZEN_CLASSES, PipelineRun } from './support/pipeline-run.js';
-import type { ServiceProcess } from './support/service-process.js';
-import { stack } from './support/stack.js';
+import { eventually } from '../scripts/support/eventually.js';
+import { CITIZEN_CLASSES, PipelineRun } from '../scripts/support/pipeline-run.js';
+import type { ServiceProcess } from '../scripts/support/service-process.js';
+import { stack } from '../scripts/support/stack.js';
 import { TcpProxy } from './support/tcp-proxy.js';
 
 /** The same URL through a local proxy port. */

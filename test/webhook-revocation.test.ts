@@ -7,10 +7,10 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyring, queues } from '@cityshare/shared';
-import { eventually } from './support/eventually.js';
-import { CITIZEN_CLASSES, PipelineRun } from './support/pipeline-run.js';
-import type { ServiceProcess } from './support/service-process.js';
-import { stack } from './support/stack.js';
+import { eventually } from '../scripts/support/eventually.js';
+import { CITIZEN_CLASSES, PipelineRun } from '../scripts/support/pipeline-run.js';
+import type { ServiceProcess } from '../scripts/support/service-process.js';
+import { stack } from '../scripts/support/stack.js';
 
 const TAP_CLASSES = { id: 'public', card_no: 'personal', route: 'public', stop_name: 'public', tapped_at: 'internal', fare: 'internal' };
 const JOB_STATES = ['active', 'waiting', 'delayed', 'prioritized', 'failed'] as const;

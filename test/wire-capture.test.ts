@@ -3,9 +3,9 @@ import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createConnection } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from './support/eventually.js';
-import { PipelineRun } from './support/pipeline-run.js';
-import { stack } from './support/stack.js';
+import { eventually } from '../scripts/support/eventually.js';
+import { PipelineRun } from '../scripts/support/pipeline-run.js';
+import { stack } from '../scripts/support/stack.js';
 
 /** Captures loopback traffic on `ports` into `file` with tcpdump until stopped. */
 async function capture(file: string, ports: number[]): Promise<{ stop(): Promise<Buffer> }> {

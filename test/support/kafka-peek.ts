@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { decodeRawMessage, type RawChangeEvent } from '@cityshare/shared';
-import { adminKafka } from './kafka-security.js';
+import { adminKafka } from '../../scripts/support/kafka-security.js';
 
 export interface PeekedMessage {
   topic: string;

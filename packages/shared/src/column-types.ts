@@ -88,7 +88,7 @@ export function logicalTypeOf(columnType: string, charset: string | null = null)
     case 'multilinestring': case 'multipolygon': case 'geometrycollection': case 'geomcollection':
       return { kind: 'geometry' };
     default:
-      throw new Error(`unsupported column type ${columnType}`);
+      throw new CdcError('COLUMN_TYPE_UNSUPPORTED', `column type ${columnType} has no exact mapping in the pipeline`, { details: { columnType } });
   }
 }
 

@@ -37,6 +37,7 @@ export function httpJson(url: URL, o: { method?: 'GET' | 'POST'; headers?: Recor
         resolve({ status: res.statusCode ?? 0, text, json });
       });
     });
+    // A transport failure like a socket error: each caller codes it (CONTROL_UNREACHABLE, REGISTRY_UNREACHABLE).
     req.on('timeout', () => req.destroy(new Error(`no answer within ${o.timeoutMs} ms`)));
     req.on('error', reject);
     req.end(o.body);

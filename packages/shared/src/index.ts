@@ -2,7 +2,7 @@ export * from './errors.js';
 export * from './logger.js';
 export * from './position.js';
 export * from './column-types.js';
-export * from './envelope.js';
+export * from './change-event.js';
 export * from './raw-frame.js';
 export * from './topics.js';
 export * from './metrics.js';

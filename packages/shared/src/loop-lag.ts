@@ -10,14 +10,14 @@ export class LoopLag {
   private expected = 0;
   private stall: { ms: number; at: number } | undefined;
 
-  constructor(private readonly o: { limitMs: number; tickMs?: number; holdMs?: number } = { limitMs: 5_000 }) {}
+  constructor(private readonly options: { limitMs: number; tickMs?: number; holdMs?: number } = { limitMs: 5_000 }) {}
 
   start(): this {
-    const tick = this.o.tickMs ?? 500;
+    const tick = this.options.tickMs ?? 500;
     this.expected = Date.now() + tick;
     this.timer = setInterval(() => {
       const late = Date.now() - this.expected;
-      if (late > this.o.limitMs) this.stall = { ms: late, at: Date.now() };
+      if (late > this.options.limitMs) this.stall = { ms: late, at: Date.now() };
       this.expected = Date.now() + tick;
     }, tick);
     this.timer.unref();
@@ -30,7 +30,7 @@ export class LoopLag {
 
   /** true, or how long the loop was last blocked (while that is recent). */
   check(): true | string {
-    if (this.stall && Date.now() - this.stall.at < (this.o.holdMs ?? 30_000)) return `event loop blocked for ${(this.stall.ms / 1000).toFixed(1)} s`;
+    if (this.stall && Date.now() - this.stall.at < (this.options.holdMs ?? 30_000)) return `event loop blocked for ${(this.stall.ms / 1000).toFixed(1)} s`;
     return true;
   }
 }

@@ -1,7 +1,10 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { CdcError } from './errors.js';
+
+/** Prefix of the process metrics (prom-client's default metrics: RSS, CPU, event-loop lag, GC, heap). */
+export const PROCESS_METRICS_PREFIX = 'cityshare_';
 
 /**
  * One registry per service, with process metrics (RSS, event-loop lag, GC). Every series
@@ -11,8 +14,18 @@ import { CdcError } from './errors.js';
 export function createMetricsRegistry(service: string, labels: Record<string, string> = {}): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ service, ...labels });
-  collectDefaultMetrics({ register: registry, prefix: 'cityshare_' });
+  collectDefaultMetrics({ register: registry, prefix: PROCESS_METRICS_PREFIX });
   return registry;
+}
+
+/** Whether each dependency was reachable at the service's last try; the runtime (service-runner.ts) adds it to every service's registry. */
+export function createDependencyGauge(registry: Registry): Gauge<'dependency'> {
+  return new Gauge({
+    name: 'cityshare_dependency_up',
+    help: 'Whether the dependency the service needs was reachable at its last try (1) or the service waits for it (0)',
+    labelNames: ['dependency'] as const,
+    registers: [registry],
+  });
 }
 
 /** Internal topics whose records the pipeline authenticates (record-mac.ts, raw-frame.ts). */

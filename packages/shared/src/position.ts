@@ -23,6 +23,7 @@ const FILE_SEQ = /\.(\d+)$/;
  */
 export function rowVersion(p: Pick<RowPosition, 'file' | 'eventPos' | 'row'>): string {
   const seq = FILE_SEQ.exec(p.file)?.[1];
+  // Invariant of the servers: MySQL and MariaDB always end binlog file names with a sequence number.
   if (seq === undefined) throw new Error(`binlog file name without sequence number: ${p.file}`);
   return `${seq.padStart(10, '0')}.${String(p.eventPos).padStart(12, '0')}.${String(p.row).padStart(6, '0')}`;
 }

@@ -1,5 +1,5 @@
 import { CdcError, isCdcError } from './errors.js';
-import { sealedEventAad, type RawChangeEvent, type SealedImages } from './envelope.js';
+import { sealedEventAad, type RawChangeEvent, type SealedImages } from './change-event.js';
 import { openValue, sealJson } from './crypto/field-cipher.js';
 import { keyNames, keysOfList, type DataKey, type KeyProvider } from './crypto/keyring.js';
 
@@ -63,7 +63,7 @@ export class RawFrame {
   ) {}
 
   /**
-   * Reads a raw-topic message. Throws on anything that is not JSON or not events. A frame
+   * Reads a raw-topic message. Throws on anything that is not JSON (SyntaxError) or not events (RECORD_INVALID). A frame
    * laid out as the reader writes it is read from the bytes its seal authenticates: the
    * events from the events array, the ciphertext from what follows it, nothing else (a
    * second `"events"` key after the seal cannot replace the sealed events).
@@ -73,13 +73,13 @@ export class RawFrame {
       // The events array: from the `[` after the head to the `]` before the last `,"sealed":`.
       const end = value.lastIndexOf(FRAME_LAYOUT.sealed);
       const tail = end > 0 ? value.subarray(end + FRAME_LAYOUT.sealed.length) : null;
-      if (!tail || tail[tail.length - 1] !== FRAME_LAYOUT.tail.charCodeAt(0)) throw new Error(`a raw frame that starts with ${FRAME_LAYOUT.head} ends with ${FRAME_LAYOUT.sealed}<sealed columns or null>${FRAME_LAYOUT.tail}`);
+      if (!tail || tail[tail.length - 1] !== FRAME_LAYOUT.tail.charCodeAt(0)) throw new CdcError('RECORD_INVALID', `a raw frame that starts with ${FRAME_LAYOUT.head} ends with ${FRAME_LAYOUT.sealed}<sealed columns or null>${FRAME_LAYOUT.tail}`);
       const aad = value.subarray(HEAD.length - 1, end + 1);
       return RawFrame.frame(value, JSON.parse(aad.toString('utf8')), JSON.parse(tail.toString('utf8', 0, tail.length - 1)), aad);
     }
     const parsed = JSON.parse(value.toString('utf8')) as unknown;
     if (Array.isArray(parsed)) return new RawFrame(value, parsed as RawChangeEvent[], false, null, null, acceptLegacySeals);
-    if (typeof parsed !== 'object' || parsed === null) throw new Error('a raw message is a frame or a change event');
+    if (typeof parsed !== 'object' || parsed === null) throw new CdcError('RECORD_INVALID', 'a raw message is a frame or a change event');
     if (!('events' in parsed)) return new RawFrame(value, [parsed as RawChangeEvent], false, null, null, acceptLegacySeals);
     // A frame not laid out as the reader writes it: its seal cannot be checked (opening it fails).
     const { events, sealed } = parsed as { events: unknown; sealed?: unknown };
@@ -87,8 +87,8 @@ export class RawFrame {
   }
 
   private static frame(value: Buffer, events: unknown, sealed: unknown, aad: Buffer | null): RawFrame {
-    if (!Array.isArray(events)) throw new Error('the events of a raw frame are not an array');
-    if (sealed !== null && typeof sealed !== 'string') throw new Error('the sealed columns of a raw frame are not a string or null');
+    if (!Array.isArray(events)) throw new CdcError('RECORD_INVALID', 'the events of a raw frame are not an array');
+    if (sealed !== null && typeof sealed !== 'string') throw new CdcError('RECORD_INVALID', 'the sealed columns of a raw frame are not a string or null');
     return new RawFrame(value, events as RawChangeEvent[], true, sealed, aad, false);
   }
 

@@ -1,8 +1,8 @@
-import { Gauge, type Registry } from 'prom-client';
+import type { Gauge, Registry } from 'prom-client';
 import { CdcError, isCdcError, type ErrorCode } from './errors.js';
 import type { Logger } from './logger.js';
 import { LoopLag } from './loop-lag.js';
-import { startHealthServer, type HealthServer } from './metrics.js';
+import { createDependencyGauge, startHealthServer, type HealthServer } from './metrics.js';
 
 /** What a service's main gets from the runtime for one run. */
 export interface ServiceRun {
@@ -101,7 +101,7 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
       live = o.live ?? (() => true);
       if (!dependencyUp || !o.registry.getSingleMetric('cityshare_dependency_up')) {
         // Each run has a registry of its own: the new gauge starts from what the runtime knows.
-        dependencyUp = new Gauge({ name: 'cityshare_dependency_up', help: 'Whether the dependency the service needs was reachable at its last try (1) or the service waits for it (0)', labelNames: ['dependency'] as const, registers: [o.registry] });
+        dependencyUp = createDependencyGauge(o.registry);
         for (const [dependency, up] of dependencies) dependencyUp.set({ dependency }, up ? 1 : 0);
       }
       if (!health) loopLag.start();
@@ -153,14 +153,11 @@ export async function runService(logger: Logger, main: (run: ServiceRun) => Prom
       await cleanUp();
       continue;
     }
-    const err = fault instanceof Error ? fault : new Error(String(fault));
-    if (!isCdcError(err) || !err.retriable) {
-      if (isCdcError(err)) {
-        logger.fatal({ code: err.code, action: err.action, details: err.details }, err.message);
-        process.stderr.write(`\n${err.toString()}\n`);
-      } else {
-        logger.fatal({ err }, 'failed');
-      }
+    // Anything uncoded is a bug (INTERNAL), logged with its stack.
+    const err = asCdcError(fault);
+    if (!err.retriable) {
+      logger.fatal({ code: err.code, action: err.action, details: err.details, ...(isCdcError(fault) ? {} : { err: fault }) }, err.message);
+      process.stderr.write(`\n${err.toString()}\n`);
       await exit(1);
       return;
     }

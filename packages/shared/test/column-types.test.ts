@@ -14,7 +14,7 @@ describe('logicalTypeOf', () => {
   });
 
   it('refuses types it does not know', () => {
-    expect(() => logicalTypeOf('vector(3)')).toThrow(/unsupported column type/);
+    expect(() => logicalTypeOf('vector(3)')).toThrow(expect.objectContaining({ code: 'COLUMN_TYPE_UNSUPPORTED', message: expect.stringMatching(/column type vector\(3\) has no exact mapping/) }));
   });
 });
 

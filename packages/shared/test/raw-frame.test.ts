@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FileKeyring } from '../src/crypto/keyring.js';
 import { sealJson, sealValue } from '../src/crypto/field-cipher.js';
-import { sealedEventAad } from '../src/envelope.js';
+import { sealedEventAad } from '../src/change-event.js';
 import { decodeRawMessage, encodeFrame } from '../src/raw-frame.js';
 
 const keys = new FileKeyring({ version: 1, keys: { pipeline: [{ id: 'p1', material: Buffer.alloc(32, 4).toString('base64') }] } });

@@ -2,7 +2,7 @@ import avro from 'avsc';
 import { describe, expect, it } from 'vitest';
 import { avroOptions } from '../src/avro/logical-types.js';
 import { deriveShareSchema } from '../src/avro/share-schema.js';
-import type { TableSchema } from '../src/envelope.js';
+import type { TableSchema } from '../src/change-event.js';
 import type { ColumnRule } from '../src/policy/grant-policy.js';
 
 const table: TableSchema = {

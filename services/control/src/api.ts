@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
-import { CdcError, ERROR_CODES, isCdcError, type Logger } from '@cityshare/shared';
+import { CdcError, ERROR_CODES, isCdcError, type ErrorCode, type Logger } from '@cityshare/shared';
 import type { AclKeeper } from './acl-keeper.js';
 import type { CatalogWorkflow } from './catalog-workflow.js';
 import type { GrantWorkflow } from './grants.js';
@@ -126,7 +126,13 @@ function validDate(text: string): Date {
   return d;
 }
 
-const STATUS: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, SETTINGS_TAMPERED: 409, STATE_CONFLICT: 409, NOT_FOUND: 404, UNKNOWN_ID: 404, REQUEST_TOO_LARGE: 413, AUTH_THROTTLED: 429, TABLE_NOT_FOUND: 404, KEY_NOT_FOUND: 404, CONFIG_NOT_FOUND: 404, KAFKA_UNREACHABLE: 503, SOURCE_UNREACHABLE: 503, KAFKA_AUTH_FAILED: 503, KAFKA_NOT_AUTHORIZED: 503, KAFKA_TLS_FAILED: 503 };
+/** The HTTP status of the codes the API answers with something else than 400. */
+const STATUS: Partial<Record<ErrorCode, number>> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, SETTINGS_TAMPERED: 409, STATE_CONFLICT: 409, NOT_FOUND: 404, UNKNOWN_ID: 404, REQUEST_TOO_LARGE: 413, AUTH_THROTTLED: 429, TABLE_NOT_FOUND: 404, KEY_NOT_FOUND: 404, CONFIG_NOT_FOUND: 404, KAFKA_UNREACHABLE: 503, SOURCE_UNREACHABLE: 503, KAFKA_AUTH_FAILED: 503, KAFKA_NOT_AUTHORIZED: 503, KAFKA_TLS_FAILED: 503 };
+
+/** The body of an error answer: a code of the catalogue, what happened, and the catalogue's action. */
+export function errorAnswer(code: ErrorCode, message: string, extra: Record<string, unknown> = {}): { code: ErrorCode; message: string; action: string } & Record<string, unknown> {
+  return { code, message, action: ERROR_CODES[code].action, ...extra };
+}
 
 /**
  * The control plane's HTTP API (see openapi.yaml next to this file): bearer tokens, the
@@ -178,12 +184,12 @@ export function startApi(o: ApiDeps): Promise<Server> {
             // The rest of a body over the limit is not read: the connection goes with the answer.
             ...(err.code === 'REQUEST_TOO_LARGE' ? { connection: 'close' } : {}),
           };
-          return send(STATUS[err.code] ?? 400, { code: err.code, message: err.message, action: err.action, ...(err.details?.problems ? { problems: err.details.problems } : {}) }, headers);
+          return send(STATUS[err.code] ?? 400, errorAnswer(err.code, err.message, err.details?.problems ? { problems: err.details.problems } : {}), headers);
         }
         // Internal messages (SQL, paths, stacks) stay in the log; the caller gets the id to quote.
         const correlationId = randomUUID();
         o.logger.error({ err, correlationId, method: req.method, path: url.pathname, remoteAddress }, 'control API request failed');
-        return send(500, { code: 'INTERNAL', message: 'internal error', action: ERROR_CODES.INTERNAL.action, correlationId }, { 'x-correlation-id': correlationId });
+        return send(500, errorAnswer('INTERNAL', 'internal error', { correlationId }), { 'x-correlation-id': correlationId });
       }
     })();
   };
@@ -211,13 +217,14 @@ function body(req: IncomingMessage, max: number): Promise<Body> {
     req.on('data', onData);
     req.on('error', reject);
     req.on('end', () => {
+      let parsed: unknown;
       try {
-        const parsed: unknown = chunks.length === 0 ? {} : JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
-        resolve(parsed as Body);
+        parsed = chunks.length === 0 ? {} : JSON.parse(Buffer.concat(chunks).toString('utf8'));
       } catch {
-        reject(new CdcError('CONFIG_INVALID', 'the request body is not a JSON object'));
+        parsed = undefined;
       }
+      if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) resolve(parsed as Body);
+      else reject(new CdcError('CONFIG_INVALID', 'the request body is not a JSON object'));
     });
   });
 }

@@ -49,24 +49,24 @@ export class DepartmentStream {
   private faulted = false;
   readonly pauses: TablePauses;
 
-  constructor(private readonly o: DepartmentStreamOptions) {
-    this.producers = new PartitionProducers({ kafka: o.kafka, transactionalIdPrefix: `${o.prefix}.transformer.${o.department}`, logger: o.logger.child({ department: o.department }) });
-    this.pauses = new TablePauses(() => this.consumer!, o.registrar, o.viewsOf, o.metrics, o.logger.child({ department: o.department }));
+  constructor(private readonly options: DepartmentStreamOptions) {
+    this.producers = new PartitionProducers({ kafka: options.kafka, transactionalIdPrefix: `${options.prefix}.transformer.${options.department}`, logger: options.logger.child({ department: options.department }) });
+    this.pauses = new TablePauses(() => this.consumer!, options.registrar, options.viewsOf, options.metrics, options.logger.child({ department: options.department }));
   }
 
   get department(): string {
-    return this.o.department;
+    return this.options.department;
   }
 
   get rawTopics(): string[] {
-    return this.o.rawTopics;
+    return this.options.rawTopics;
   }
 
   /** true, or why the stream does no work now. */
   ready(): true | string {
     let state = this.member?.ready() ?? 'starting';
-    if (state === true && this.o.rawTopics.every((t) => this.pauses.isPaused(t))) state = 'every granted table is paused on an incompatible contract (SCHEMA_INCOMPATIBLE)';
-    return state === true ? true : `department ${this.o.department}: ${state}`;
+    if (state === true && this.options.rawTopics.every((t) => this.pauses.isPaused(t))) state = 'every granted table is paused on an incompatible contract (SCHEMA_INCOMPATIBLE)';
+    return state === true ? true : `department ${this.options.department}: ${state}`;
   }
 
   /** false once its consumer stopped for good. */
@@ -75,21 +75,21 @@ export class DepartmentStream {
   }
 
   get groupId(): string {
-    return `${this.o.prefix}.transformer.${this.o.department}`;
+    return `${this.options.prefix}.transformer.${this.options.department}`;
   }
 
   async start(): Promise<void> {
-    const { kafka, department, metrics } = this.o;
+    const { kafka, department, metrics } = this.options;
     this.consumer = kafka.consumer(groupConsumerConfig(this.groupId));
     await this.consumer.connect();
-    await this.consumer.subscribe({ topics: this.o.rawTopics, fromBeginning: true });
+    await this.consumer.subscribe({ topics: this.options.rawTopics, fromBeginning: true });
     this.member = new GroupMember(this.consumer, {
-      settings: this.o.kafkaSettings,
-      logger: this.o.logger,
+      settings: this.options.kafkaSettings,
+      logger: this.options.logger,
       what: `department ${department}`,
-      onDead: (err) => this.o.onFatal(err),
+      onDead: (err) => this.options.onFatal(err),
       onAssigned: (assignment) => void this.producers.retain(assignment),
-      onContact: this.o.onKafkaContact,
+      onContact: this.options.onKafkaContact,
     });
     await this.consumer.run({
       autoCommit: false,
@@ -103,7 +103,7 @@ export class DepartmentStream {
         }
         const out: OutMessage[] = [];
         try {
-          for (const message of batch.messages) out.push(...(await this.o.transform(batch.topic, batch.partition, message.offset, message.value)));
+          for (const message of batch.messages) out.push(...(await this.options.transform(batch.topic, batch.partition, message.offset, message.value)));
         } catch (err) {
           if (!(err instanceof IncompatibleView)) throw err;
           // Nothing of this batch was produced or committed: it is read again on resume.
@@ -120,7 +120,7 @@ export class DepartmentStream {
           });
           await tx.commit();
           metrics.commits.inc({ outcome: 'committed' });
-          metrics.lag.set({ department: this.o.department, topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
+          metrics.lag.set({ department: this.options.department, topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
         } catch (err) {
           metrics.commits.inc({ outcome: 'aborted' });
           await tx.abort().catch(() => undefined);
@@ -129,13 +129,13 @@ export class DepartmentStream {
           // This instance lost the partition while it worked on it: stop, rejoin the group with backoff.
           await this.producers.close(`${batch.topic}.${batch.partition}`);
           this.faulted = true;
-          this.o.onFatal(fenced);
+          this.options.onFatal(fenced);
           return;
         }
         await heartbeat();
       },
     });
-    this.o.logger.info({ department, groupId: this.groupId, topics: this.o.rawTopics }, 'department stream consuming');
+    this.options.logger.info({ department, groupId: this.groupId, topics: this.options.rawTopics }, 'department stream consuming');
   }
 
   async stop(): Promise<void> {

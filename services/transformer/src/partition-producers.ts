@@ -16,14 +16,14 @@ const FENCED = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'INVALID_PR
 export class PartitionProducers {
   private readonly producers = new Map<string, Promise<Producer>>();
 
-  constructor(private readonly o: { kafka: Kafka; transactionalIdPrefix: string; logger: Logger }) {}
+  constructor(private readonly options: { kafka: Kafka; transactionalIdPrefix: string; logger: Logger }) {}
 
   /** The producer of `topic`/`partition`, connected (and its transactions initialised) on first use. */
   of(topic: string, partition: number): Promise<Producer> {
     const id = `${topic}.${partition}`;
     let producer = this.producers.get(id);
     if (!producer) {
-      const p = this.o.kafka.producer(producerConfig({ transactionalId: `${this.o.transactionalIdPrefix}.${id}` }));
+      const p = this.options.kafka.producer(producerConfig({ transactionalId: `${this.options.transactionalIdPrefix}.${id}` }));
       producer = p.connect().then(() => p);
       // A producer that could not connect is made again at the next batch.
       producer.catch(() => this.producers.delete(id));
@@ -37,7 +37,7 @@ export class PartitionProducers {
     const held = new Set([...assignment].flatMap(([topic, partitions]) => partitions.map((p) => `${topic}.${p}`)));
     const gone = [...this.producers.keys()].filter((id) => !held.has(id));
     await Promise.all(gone.map((id) => this.close(id)));
-    if (gone.length > 0) this.o.logger.debug({ partitions: gone }, 'closed the producers of partitions given up');
+    if (gone.length > 0) this.options.logger.debug({ partitions: gone }, 'closed the producers of partitions given up');
   }
 
   /** Closes one partition's producer (it is made again at the next batch of that partition). */

@@ -45,7 +45,7 @@ export class SchemaRegistrar {
   /** Per view object and table schema object (both stable until a policy or DDL change): the id, without deriving again per record. */
   private known = new WeakMap<DepartmentView, WeakMap<TableSchema, number>>();
 
-  constructor(private readonly o: SchemaRegistrarOptions) {}
+  constructor(private readonly options: SchemaRegistrarOptions) {}
 
   async schemaId(topic: string, view: DepartmentView, table: TableSchema): Promise<number> {
     let byTable = this.known.get(view);
@@ -68,11 +68,11 @@ export class SchemaRegistrar {
     const cacheKey = `${topic}\u0000${JSON.stringify(schema)}`;
     let contract = this.contracts.get(cacheKey);
     if (!contract) {
-      const id = await registerValueSchema(this.o.registry, topic, schema);
+      const id = await registerValueSchema(this.options.registry, topic, schema);
       contract = { topic, schema, fingerprint: avroSchemaFingerprint(schema), id };
       this.contracts.set(cacheKey, contract);
       this.fingerprints.set(id, contract.fingerprint);
-      this.o.onRegistered(topic);
+      this.options.onRegistered(topic);
     }
     return contract.id;
   }
@@ -86,21 +86,21 @@ export class SchemaRegistrar {
     let changed = false;
     for (const contract of this.contracts.values()) {
       try {
-        const found = await new WriterSchemas(this.o.endpoint).resolve(contract.topic, contract.id, contract.fingerprint).then(() => true, (err: unknown) => {
+        const found = await new WriterSchemas(this.options.endpoint).resolve(contract.topic, contract.id, contract.fingerprint).then(() => true, (err: unknown) => {
           if (isCdcError(err, 'SCHEMA_UNKNOWN')) return false;
           throw err;
         });
         if (found) continue;
-        const id = await registerValueSchema(this.o.registry, contract.topic, contract.schema);
-        this.o.logger.warn({ code: 'SCHEMA_UNKNOWN', topic: contract.topic, oldId: contract.id, id }, 'the registry had lost a contract of this transformer; registered it again');
-        this.o.onReregistered(contract.topic);
+        const id = await registerValueSchema(this.options.registry, contract.topic, contract.schema);
+        this.options.logger.warn({ code: 'SCHEMA_UNKNOWN', topic: contract.topic, oldId: contract.id, id }, 'the registry had lost a contract of this transformer; registered it again');
+        this.options.onReregistered(contract.topic);
         if (id !== contract.id) {
           contract.id = id;
           changed = true;
         }
         this.fingerprints.set(id, contract.fingerprint);
       } catch (err) {
-        this.o.logger.warn({ code: isCdcError(err) ? err.code : 'REGISTRY_UNREACHABLE', topic: contract.topic, err: (err as Error).message }, 'could not check a contract in the registry; the next check tries again');
+        this.options.logger.warn({ code: isCdcError(err) ? err.code : 'REGISTRY_UNREACHABLE', topic: contract.topic, err: (err as Error).message }, 'could not check a contract in the registry; the next check tries again');
       }
     }
     // Records from now on carry the new ids.
@@ -113,7 +113,7 @@ export class SchemaRegistrar {
    */
   async encode(id: number, value: Record<string, unknown>, topic: string): Promise<Buffer> {
     try {
-      return await this.o.registry.encode(id, value);
+      return await this.options.registry.encode(id, value);
     } catch (err) {
       const paths = ((err as { paths?: string[][] }).paths ?? []).map((p) => p.join('.'));
       throw new CdcError('RECORD_INVALID', `record for ${topic} does not match its schema (fields: ${paths.join(', ') || 'unknown'})`, {

@@ -1,4 +1,5 @@
 import avro from 'avsc';
+import { CdcError } from '../errors.js';
 
 /**
  * Avro logical types the share topics use, so that exact values survive encoding:
@@ -48,12 +49,12 @@ export class DecimalType extends avro.types.LogicalType {
   protected override _toValue(value: unknown): Buffer {
     const text = String(value);
     const m = /^(-?)(\d*)(?:\.(\d*))?$/.exec(text);
-    if (!m) throw new Error(`not a decimal: ${text.length} characters`);
+    if (!m) throw new CdcError('RECORD_INVALID', `not a decimal: ${text.length} characters`);
     const [, sign, whole, frac = ''] = m;
-    if (frac.length > this.scale) throw new Error(`decimal has more than ${this.scale} fraction digits`);
+    if (frac.length > this.scale) throw new CdcError('RECORD_INVALID', `decimal has more than ${this.scale} fraction digits`);
     let unscaled = BigInt((whole || '0') + frac.padEnd(this.scale, '0'));
     if (sign === '-') unscaled = -unscaled;
-    if (unscaled.toString().replace('-', '').length > this.precision) throw new Error(`decimal exceeds precision ${this.precision}`);
+    if (unscaled.toString().replace('-', '').length > this.precision) throw new CdcError('RECORD_INVALID', `decimal exceeds precision ${this.precision}`);
     let hex = BigInt.asUintN(byteLength(unscaled) * 8, unscaled).toString(16);
     if (hex.length % 2) hex = '0' + hex;
     return Buffer.from(hex.padStart(byteLength(unscaled) * 2, unscaled < 0n ? 'f' : '0'), 'hex');
@@ -78,7 +79,7 @@ const ISO = /^(-?\d{4,})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?
 
 function toMicros(text: string): bigint {
   const m = ISO.exec(text);
-  if (!m) throw new Error('not an ISO date-time');
+  if (!m) throw new CdcError('RECORD_INVALID', 'not an ISO date-time');
   const d = new Date(0);
   d.setUTCFullYear(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
   d.setUTCHours(Number(m[4]), Number(m[5]), Number(m[6]), 0);

@@ -1,5 +1,5 @@
 import type { LogicalType } from '../column-types.js';
-import type { TableSchema } from '../envelope.js';
+import type { TableSchema } from '../change-event.js';
 import type { ColumnRule } from '../policy/grant-policy.js';
 import { LOGICAL } from './logical-types.js';
 

@@ -19,17 +19,17 @@ export interface PolicySource {
 }
 
 /** One GET of the control API's policy: the signed text and its digest. */
-async function fetchPolicy(o: PolicySource): Promise<{ text: string; sha256: string }> {
-  const token = readFileSync(o.tokenFile, 'utf8').trim();
-  const res = await httpJson(new URL(o.url), { headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, timeoutMs: 10_000, ...(o.ca ? { ca: readFileSync(o.ca) } : {}) }).catch((cause: Error) => {
-    throw new CdcError('CONTROL_UNREACHABLE', `the control plane at ${o.url} is not reachable: ${cause.message}`, { cause });
+async function fetchPolicy(source: PolicySource): Promise<{ text: string; sha256: string }> {
+  const token = readFileSync(source.tokenFile, 'utf8').trim();
+  const res = await httpJson(new URL(source.url), { headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, timeoutMs: 10_000, ...(source.ca ? { ca: readFileSync(source.ca) } : {}) }).catch((cause: Error) => {
+    throw new CdcError('CONTROL_UNREACHABLE', `the control plane at ${source.url} is not reachable: ${cause.message}`, { cause });
   });
   const answer = (res.json ?? {}) as { code?: string; message?: string; text?: unknown; sha256?: unknown };
   if (res.status !== 200) {
     const code = res.status === 401 || res.status === 403 ? 'UNAUTHENTICATED' : 'CONTROL_UNREACHABLE';
-    throw new CdcError(code, `the control plane at ${o.url} answered ${res.status}${answer.code ? ` ${answer.code}: ${answer.message}` : ''}`);
+    throw new CdcError(code, `the control plane at ${source.url} answered ${res.status}${answer.code ? ` ${answer.code}: ${answer.message}` : ''}`);
   }
-  if (typeof answer.text !== 'string') throw new CdcError('CONTROL_UNREACHABLE', `${o.url} answered 200 without a policy (is it the control API's /policy?)`);
+  if (typeof answer.text !== 'string') throw new CdcError('CONTROL_UNREACHABLE', `${source.url} answered 200 without a policy (is it the control API's /policy?)`);
   return { text: answer.text, sha256: String(answer.sha256) };
 }
 
@@ -47,15 +47,15 @@ export class PolicySync {
   private reachable = true;
 
   constructor(
-    private readonly o: PolicySource,
+    private readonly source: PolicySource,
     private readonly logger: Logger,
     private readonly onReachable: (up: boolean) => void = () => undefined,
   ) {
-    const url = new URL(o.url);
+    const url = new URL(source.url);
     if (url.protocol !== 'https:' && !['127.0.0.1', '::1', '[::1]', 'localhost'].includes(url.hostname)) {
-      throw new CdcError('CONFIG_INVALID', `CITYSHARE_POLICY_URL ${o.url} is not https: the service's token and the policy would cross the network in clear; use https (CITYSHARE_POLICY_CA for a private CA)`);
+      throw new CdcError('CONFIG_INVALID', `CITYSHARE_POLICY_URL ${source.url} is not https: the service's token and the policy would cross the network in clear; use https (CITYSHARE_POLICY_CA for a private CA)`);
     }
-    if (!o.publicKeys) throw new CdcError('CONFIG_INVALID', `CITYSHARE_POLICY_URL is set but ${POLICY_PUBLIC_KEYS_ENV} is not: a policy fetched over the network is run only when it verifies (\`cdc policy public-key --keyring <control keyring>\` prints the value)`);
+    if (!source.publicKeys) throw new CdcError('CONFIG_INVALID', `CITYSHARE_POLICY_URL is set but ${POLICY_PUBLIC_KEYS_ENV} is not: a policy fetched over the network is run only when it verifies (\`cdc policy public-key --keyring <control keyring>\` prints the value)`);
   }
 
   /** Fetches once; without a local copy to fall back on, a failure is thrown. Then refreshes in the background. */
@@ -63,9 +63,9 @@ export class PolicySync {
     try {
       await this.refresh();
     } catch (err) {
-      if (!existsSync(this.o.file) || !isCdcError(err, 'CONTROL_UNREACHABLE')) throw err;
+      if (!existsSync(this.source.file) || !isCdcError(err, 'CONTROL_UNREACHABLE')) throw err;
     }
-    this.timer = setInterval(() => void this.refresh().catch(() => undefined), this.o.refreshMs);
+    this.timer = setInterval(() => void this.refresh().catch(() => undefined), this.source.refreshMs);
   }
 
   stop(): void {
@@ -75,33 +75,33 @@ export class PolicySync {
   private async refresh(): Promise<void> {
     let fetched: { text: string; sha256: string };
     try {
-      fetched = await fetchPolicy(this.o);
+      fetched = await fetchPolicy(this.source);
     } catch (err) {
       if (this.reachable && isCdcError(err)) this.logger.error({ code: err.code, action: err.action }, `${err.message}; the local copy of the policy stays in force`);
       this.reachable = false;
       this.onReachable(false);
       throw err;
     }
-    if (!this.reachable) this.logger.info({ url: this.o.url }, 'the control plane answers again');
+    if (!this.reachable) this.logger.info({ url: this.source.url }, 'the control plane answers again');
     this.reachable = true;
     this.onReachable(true);
-    const current = existsSync(this.o.file) ? readFileSync(this.o.file, 'utf8') : undefined;
+    const current = existsSync(this.source.file) ? readFileSync(this.source.file, 'utf8') : undefined;
     if (current === fetched.text) return;
     try {
-      checkPolicySignature(fetched.text, this.o.url, this.o.publicKeys);
+      checkPolicySignature(fetched.text, this.source.url, this.source.publicKeys);
       // A genuinely signed but older policy (a replay, or a control plane restored from an old
       // backup) would bring back what was revoked since: only a newer one replaces the copy.
       const issued = policyIssuedAt(fetched.text) ?? '';
       const inForce = current === undefined ? undefined : policyIssuedAt(current);
       if (inForce !== undefined && !(issued > inForce)) {
-        throw new CdcError('POLICY_SIGNATURE_INVALID', `the policy from ${this.o.url} was issued ${issued || 'at no stated time'}, not after the one in force (${inForce}): an older policy replayed`, { details: { issued, inForce } });
+        throw new CdcError('POLICY_SIGNATURE_INVALID', `the policy from ${this.source.url} was issued ${issued || 'at no stated time'}, not after the one in force (${inForce}): an older policy replayed`, { details: { issued, inForce } });
       }
     } catch (err) {
       if (isCdcError(err)) this.logger.error({ code: err.code, action: err.action }, `${err.message}; not written, the local copy stays in force`);
       throw err;
     }
-    writeFileSync(`${this.o.file}.tmp`, fetched.text, { mode: 0o644 });
-    renameSync(`${this.o.file}.tmp`, this.o.file);
-    this.logger.info({ sha256: fetched.sha256, file: this.o.file }, 'policy fetched from the control plane');
+    writeFileSync(`${this.source.file}.tmp`, fetched.text, { mode: 0o644 });
+    renameSync(`${this.source.file}.tmp`, this.source.file);
+    this.logger.info({ sha256: fetched.sha256, file: this.source.file }, 'policy fetched from the control plane');
   }
 }

@@ -77,7 +77,8 @@ function sealingKeyOf(key: DataKey): { salt: Buffer; key: Buffer } {
 
 export function encryptField(key: DataKey, plaintext: Buffer, aad: Aad): Buffer {
   const keyId = Buffer.from(key.id, 'utf8');
-  if (keyId.length > 255) throw new Error('key id longer than 255 bytes');
+  // The keyring refuses such ids at load; a key made in code reaches this check.
+  if (keyId.length > 255) throw new CdcError('CONFIG_INVALID', `key id ${key.id.slice(0, 32)}… is longer than 255 bytes, the most a ciphertext can name: give the key a shorter id`);
   const { salt, key: aesKey } = sealingKeyOf(key);
   const iv = randomIv();
   const cipher = createCipheriv('aes-256-gcm', aesKey, iv);

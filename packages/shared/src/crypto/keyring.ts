@@ -50,7 +50,7 @@ const keyringFile = z.object({
   version: z.literal(1),
   keys: z.record(
     z.string(),
-    z.array(z.object({ id: z.string().min(1), material: z.string(), created: z.string().optional() })).min(1),
+    z.array(z.object({ id: z.string().min(1).refine((id) => Buffer.byteLength(id, 'utf8') <= 255, 'a key id is at most 255 bytes: every ciphertext names it'), material: z.string(), created: z.string().optional() })).min(1),
   ),
 });
 

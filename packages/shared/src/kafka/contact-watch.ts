@@ -15,37 +15,37 @@ export class ContactWatch {
   private lost: boolean | undefined;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly o: { silentMs: () => number; what: string; brokers: string[]; logger: Logger; onChange?: (up: boolean) => void; limitMs?: number }) {
+  constructor(private readonly options: { silentMs: () => number; what: string; brokers: string[]; logger: Logger; onChange?: (up: boolean) => void; limitMs?: number }) {
     this.timer = setInterval(() => this.poll(), 1_000);
     this.timer.unref();
   }
 
   private silentTooLong(silent: number): boolean {
-    return silent > (this.o.limitMs ?? KAFKA_SILENCE_LIMIT_MS);
+    return silent > (this.options.limitMs ?? KAFKA_SILENCE_LIMIT_MS);
   }
 
   private poll(): void {
-    const silent = this.o.silentMs();
+    const silent = this.options.silentMs();
     const lost = this.silentTooLong(silent);
     if (lost === this.lost) return;
     const first = this.lost === undefined;
     this.lost = lost;
     if (first && !lost) {
-      this.o.onChange?.(true);
+      this.options.onChange?.(true);
       return;
     }
     if (lost) {
-      const err = new CdcError('KAFKA_UNREACHABLE', `${this.o.what}: no answer from the Kafka brokers (${this.o.brokers.join(',')}) for ${Math.round(silent / 1000)} s`);
-      this.o.logger.error({ code: err.code, action: err.action }, `${err.message}; still retrying`);
+      const err = new CdcError('KAFKA_UNREACHABLE', `${this.options.what}: no answer from the Kafka brokers (${this.options.brokers.join(',')}) for ${Math.round(silent / 1000)} s`);
+      this.options.logger.error({ code: err.code, action: err.action }, `${err.message}; still retrying`);
     } else {
-      this.o.logger.info({ dependency: 'kafka' }, `${this.o.what}: the Kafka brokers answer again`);
+      this.options.logger.info({ dependency: 'kafka' }, `${this.options.what}: the Kafka brokers answer again`);
     }
-    this.o.onChange?.(!lost);
+    this.options.onChange?.(!lost);
   }
 
   /** true, or for how long the brokers have not answered. */
   check(): true | string {
-    const silent = this.o.silentMs();
+    const silent = this.options.silentMs();
     return this.silentTooLong(silent) ? `no answer from the Kafka brokers for ${Math.round(silent / 1000)} s (KAFKA_UNREACHABLE)` : true;
   }
 

@@ -338,6 +338,7 @@ export function applyMask(spec: MaskSpec, value: string | number | boolean): str
   if ('regex' in spec) return regexMask(text, spec.regex.pattern, spec.regex.replace, spec.regex.unmatched ?? 'full');
   if ('round' in spec) return typeof value === 'boolean' ? stars(text) : (roundTo(value, spec.round.to) ?? stars(text));
   if ('bucket' in spec) return typeof value === 'boolean' ? stars(text) : (bucketOf(value, spec.bucket.size) ?? stars(text));
+  // Exhaustiveness: the pipeline schema admits only the masks above, so no input reaches this line.
   const never: never = spec;
   throw new Error(`unknown mask ${JSON.stringify(never)}`);
 }

@@ -149,6 +149,7 @@ export function tokenize(key: DataKey, value: CanonicalValue, options: TokenOpti
     } else if (format === 'preserve') {
       return preserveToken(new ByteStream(algorithm, mac, 'cityshare/token/preserve'), text);
     } else {
+      // Exhaustiveness: the pipeline schema admits only the formats above, so no input reaches this line.
       const never: never = format;
       throw new Error(`unknown token format ${String(never)}`);
     }

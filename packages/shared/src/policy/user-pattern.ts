@@ -1,4 +1,5 @@
 import { RE2JS } from 're2js';
+import { CdcError } from '../errors.js';
 
 /** Longest pattern a DBA or an officer may write into policy (a mask, a data-quality rule). */
 export const MAX_PATTERN_LENGTH = 200;
@@ -54,7 +55,7 @@ export function userPattern(pattern: string): UserPattern {
   let re = compiled.get(pattern);
   if (!re) {
     const problem = patternProblem(pattern);
-    if (problem) throw new Error(`invalid pattern ${JSON.stringify(pattern)}: ${problem}`);
+    if (problem) throw new CdcError('CONFIG_INVALID', `invalid pattern ${JSON.stringify(pattern)}: ${problem}`);
     re = compile(pattern);
     if (compiled.size >= 256) compiled.clear();
     compiled.set(pattern, re);

@@ -5,7 +5,7 @@ import { TARGET_META, keyText, planBatch, type ApplyResult, type RowChange, type
 
 const q = (ident: string) => `\`${ident.replace(/`/g, '``')}\``;
 
-/** MySQL/MariaDB type of an Avro field of a share schema (see README, "Type mapping"). */
+/** MySQL/MariaDB type of an Avro field of a share schema (see docs/capture.md, "Type mapping"). */
 export function mysqlTypeOf(type: AvroFieldType, isKey = false): string {
   if (Array.isArray(type)) return mysqlTypeOf(type.find((t) => t !== 'null')!, isKey);
   if (typeof type === 'string') {

@@ -1,6 +1,6 @@
 import { LOGICAL, type AvroFieldType } from '@cityshare/shared';
 
-/** PostgreSQL type of an Avro field of a share schema (see README, "Type mapping"). */
+/** PostgreSQL type of an Avro field of a share schema (see docs/capture.md, "Type mapping"). */
 export function pgTypeOf(type: AvroFieldType): string {
   if (Array.isArray(type)) return pgTypeOf(type.find((t) => t !== 'null')!);
   if (typeof type === 'string') {

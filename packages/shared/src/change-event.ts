@@ -1,3 +1,8 @@
+/**
+ * The change event the reader publishes and the transformer reads: its envelope (op, before,
+ * after, source position, schema) and the table schema it refers to. Not to be confused with
+ * envelope encryption of department values (crypto/envelope.ts).
+ */
 import { createHash } from 'node:crypto';
 import type { CanonicalValue, ColumnSchema } from './column-types.js';
 

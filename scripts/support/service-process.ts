@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { ensureServicesBuilt, serviceArgs } from '../../scripts/build-services.js';
+import { ensureServicesBuilt, serviceArgs } from '../build-services.js';
 import { stack } from './stack.js';
 
 export type ServiceName = 'cdc-reader' | 'transformer' | 'sink' | 'control';
