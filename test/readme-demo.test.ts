@@ -42,7 +42,7 @@ describe('README: npm run demo', () => {
     expect(text).toContain('13911112222 -> 139****2222');
     expect(text).toMatch(/The health department received (\d+) citizens \(source holds \1\)/);
     // The negative fee breaks the quality rule and is dead-lettered.
-    expect(text).toMatch(/cityshare_transformer_dlq_total\{[^}]*reason="quality"[^}]*department="health"[^}]*\} 1/);
+    expect(text).toMatch(/cityshare_transformer_dlq_total\{[^}]*reason="QUALITY_FAILED"[^}]*department="health"[^}]*\} 1/);
 
     const source = await createConnection({ ...stack.source });
     const target = new pg.Client({ connectionString: stack.postgresUrl });
@@ -50,7 +50,7 @@ describe('README: npm run demo', () => {
     try {
       const [rows] = await source.query("SELECT id FROM civil.citizens WHERE district = '海淀' ORDER BY id");
       const haidianAtSource = (rows as Array<{ id: number }>).map((r) => String(r.id));
-      const haidian = await target.query('SELECT id::text AS id, birth_date, id_card FROM dept_haidian.citizens ORDER BY id');
+      const haidian = await target.query('SELECT id::text AS id, birth_date, id_card FROM dept_haidian.citizens ORDER BY citizens.id');
       // Only its district's rows, birth dates as years, the ID card as a token.
       expect(haidian.rows.map((r) => r.id)).toEqual(haidianAtSource);
       expect(text).toContain(`received only its district's ${haidianAtSource.length} citizens`);
