@@ -74,6 +74,10 @@ export async function startHealthServer(options: {
       res.writeHead(404).end();
     }
   });
+  // Idle connections stay open longer than scrapers and clients keep them (Node's 5 s would
+  // close a socket a client is reusing at that very moment: "other side closed").
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => reject(new CdcError('CONFIG_INVALID', `metrics port ${host}:${options.port} cannot be used (${err.code ?? err.message}): ${err.code === 'EADDRINUSE' ? 'another process listens there; give each service on this host its own METRICS_PORT' : 'set METRICS_HOST to an address of this host'}`, { cause: err })));
