@@ -19,7 +19,7 @@ export type SnapshotState = Record<string, SnapshotTableState>;
 
 export type RawRow = Record<string, unknown>;
 
-/** What the reader does for the snapshotter: it owns the stream, so it emits chunks. */
+/** What the snapshot coordinator does for the snapshotter: it sits beside the stream, so it emits chunks. */
 export interface SnapshotHost {
   /** Registers the window before its chunk is read, so stream changes are observed. */
   openWindow(window: WatermarkWindow<RawRow>, schema: TableSchema): void;
