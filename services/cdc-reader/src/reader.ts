@@ -4,13 +4,11 @@ import type { Kafka, Producer } from 'kafkajs';
 import {
   ContactWatch,
   CdcError,
-  ensureTopics,
   keyNames,
   producerConfig,
   recordMacHeaders,
   sealJson,
   sourceConnectionOptions,
-  topicSpec,
   topics,
   watchPipeline,
   withoutSecrets,
@@ -26,13 +24,14 @@ import {
 import { BinlogListener, type RowsChange, type TransactionSummary } from './binlog-listener.js';
 import { CheckpointStore } from './checkpoint-store.js';
 import { changedRegisteredTables, ddlVerb, redactDdl } from './ddl-statement.js';
-import { oversizeLetter, readerDlqTopic } from './dead-letter.js';
+import { oversizeLetter } from './dead-letter.js';
 import { schemaRef, type BuildContext } from './event-builder.js';
 import { encoderFor } from './event-encoder.js';
 import { OrderedSender } from './ordered-sender.js';
 import { RawFrameWriter, oversizeEventBytes } from './raw-frame-writer.js';
 import type { ReaderMetrics } from './reader-metrics.js';
 import { heartbeatMessage, schemaChangeMessage, transactionMessage } from './reader-records.js';
+import { ensureReaderTopics } from './reader-topics.js';
 import { SnapshotCoordinator } from './snapshot/snapshot-coordinator.js';
 import type { SnapshotState } from './snapshot/snapshotter.js';
 import { binlogEnd, binlogFiles, binlogStart, checkSource, otherBinlogReaders } from './source-check.js';
@@ -90,7 +89,8 @@ export class Reader {
   private monitor: SourceMonitor | undefined;
   private signals: SignalListener | undefined;
   private readonly publishedSchemas = new Set<string>();
-  private readonly partitions = new Map<string, number>();
+  /** Partitions per raw topic: frames are placed by partition. */
+  private partitions = new Map<string, number>();
   private watcher: { stop(): void } | undefined;
   private acked: BinlogPosition | undefined;
   private ackedSnapshot: SnapshotState | undefined;
@@ -167,7 +167,7 @@ export class Reader {
       this.deps.metrics.otherBinlogReaders.set({ source: source.name }, others);
       if (others > 0) logger.warn({ code: 'READER_DUPLICATE', others }, `${others} other binlog connection(s) of this account read the source: a second reader of ${source.name} beside this one publishes every change twice (targets keep the newest, departments reading Kafka see repeats); run it as a standby (READER_LEASE_REDIS_URL)`);
       this.catalog = await TableCatalog.load(conn, source);
-      await this.createTopics();
+      this.partitions = await ensureReaderTopics(this.deps.kafka, config, source, this.catalog.names());
 
       this.producer = this.deps.kafka.producer(producerConfig());
       await this.producer.connect();
@@ -271,37 +271,6 @@ export class Reader {
     // A connection lost between queries is reported here instead of ending the process; the next query on it fails with its code.
     conn.on('error', (err: Error) => logger.warn({ code: 'SOURCE_UNREACHABLE', source: source.name, reason: withoutSecrets(err.message, { secrets: [source.connection.password] }) }, 'source connection lost'));
     return conn;
-  }
-
-  private async createTopics(): Promise<void> {
-    const { config, source, kafka } = this.deps;
-    const admin = kafka.admin();
-    await admin.connect().catch((cause: Error) => {
-      throw new CdcError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${config.kafka.brokers.join(',')}: ${cause.message}`, { cause });
-    });
-    try {
-      const prefix = config.kafka.topicPrefix;
-      const raw = this.catalog.names().map((name) => {
-        const [db, table] = name.split('.') as [string, string];
-        return topics.raw(prefix, source.name, db, table);
-      });
-      await ensureTopics(admin, [
-        // Checkpoints stay a minute before compaction may drop older ones, for inspection.
-        topicSpec(config.kafka, topics.checkpoints(prefix), 'compacted', [{ name: 'min.compaction.lag.ms', value: '60000' }]),
-        topicSpec(config.kafka, topics.tableSchemas(prefix), 'compacted'),
-        topicSpec(config.kafka, topics.signals(prefix), 'single'),
-        topicSpec(config.kafka, topics.heartbeats(prefix), 'compacted'),
-        topicSpec(config.kafka, topics.transactions(prefix, source.name), 'single'),
-        topicSpec(config.kafka, topics.schemaChanges(prefix, source.name), 'single'),
-        topicSpec(config.kafka, readerDlqTopic(prefix, source.name), 'single'),
-        ...raw.map((topic) => topicSpec(config.kafka, topic)),
-      ]);
-      // Frames are placed by partition, so the reader uses each raw topic's actual count.
-      const { topics: meta } = await admin.fetchTopicMetadata({ topics: raw });
-      for (const t of meta) this.partitions.set(t.name, t.partitions.length);
-    } finally {
-      await admin.disconnect();
-    }
   }
 
   private createSender(): OrderedSender<SnapshotState> {
