@@ -1,16 +1,17 @@
 /**
  * CPU cost per row of the reader's event path, without a stack: writing a wide `citizens`
  * row (8 columns, 5 protected) as a raw change event; the same event written into raw
- * frames by the RawPublisher, its protected columns sealed once per frame (a producer that
- * acknowledges at once stands in for Kafka); and, for comparison, one AES-GCM seal per
- * event as readers before frame sealing did.
+ * frames by the RawFrameWriter and sent by the OrderedSender, its protected columns sealed
+ * once per frame (a producer that acknowledges at once stands in for Kafka); and, for
+ * comparison, one AES-GCM seal per event as readers before frame sealing did.
  *   node --import tsx bench/encode-cost.ts [--rows 200000]
  */
 import { parseArgs } from 'node:util';
 import type { Producer } from 'kafkajs';
 import { FileKeyring, createLogger, sealJson, type ColumnClass, type TableSchema } from '@cityshare/shared';
 import { encoderFor } from '../services/cdc-reader/src/event-encoder.js';
-import { RawPublisher } from '../services/cdc-reader/src/raw-publisher.js';
+import { OrderedSender } from '../services/cdc-reader/src/ordered-sender.js';
+import { RawFrameWriter } from '../services/cdc-reader/src/raw-frame-writer.js';
 
 const { values: args } = parseArgs({ options: { rows: { type: 'string', default: '200000' } } });
 const total = Number(args.rows);
@@ -54,11 +55,9 @@ const encode = microsPerCall(total, () => {
 const pipelineKey = keys.activeKey('pipeline');
 let frames = 0;
 const producer = { sendBatch: async (batch: { topicMessages: Array<{ messages: unknown[] }> }) => { for (const t of batch.topicMessages) frames += t.messages.length; return []; } };
-const publisher = new RawPublisher(producer as unknown as Producer, {
+const frameWriter = new RawFrameWriter({ maxFrameEvents: 1000, partitionsOf: () => 1, seal: (json, aad) => sealJson(pipelineKey, json, aad) });
+const publisher = new OrderedSender(producer as unknown as Producer, frameWriter, {
   maxBytes: 64 << 20,
-  maxFrameEvents: 1000,
-  partitionsOf: () => 1,
-  seal: (json, aad) => sealJson(pipelineKey, json, aad),
   onAcked: () => undefined,
   onPressure: () => undefined,
   onError: (err) => { throw err; },

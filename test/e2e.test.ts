@@ -8,6 +8,7 @@ import { readAllMessages, readRawEvents } from './support/kafka-peek.js';
 import { kafkaSettingsOf } from '../scripts/support/kafka-security.js';
 import { PipelineRun } from '../scripts/support/pipeline-run.js';
 import { stack } from '../scripts/support/stack.js';
+import type { TransactionRecord } from '../services/cdc-reader/src/reader-records.js';
 
 /**
  * The walking skeleton end to end on the real stack: MariaDB binlog -> cdc-reader ->
@@ -127,8 +128,8 @@ describe('pipeline end to end', () => {
   });
 
   it('marks the end of every transaction with what it changed', async () => {
-    const markers = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.transactions\\.`))).map((m) => JSON.parse(m.value!.toString()));
-    const visits = markers.find((m) => m.data_collections[`${run.healthDb}.clinic_visits`]);
+    const markers = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.transactions\\.`))).map((m) => JSON.parse(m.value!.toString()) as TransactionRecord);
+    const visits = markers.find((m) => m.data_collections[`${run.healthDb}.clinic_visits`])!;
     expect(visits).toMatchObject({ status: 'END', event_count: 2, data_collections: { [`${run.healthDb}.clinic_visits`]: 2 } });
     expect(visits.gtid).toMatch(/^\d+-\d+-\d+$/);
     const raw = await readRawEvents(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.raw\\..*clinic_visits$`));

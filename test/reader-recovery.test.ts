@@ -4,6 +4,7 @@ import { eventually } from '../scripts/support/eventually.js';
 import { PipelineRun } from '../scripts/support/pipeline-run.js';
 import { readAllMessages } from './support/kafka-peek.js';
 import { stack } from '../scripts/support/stack.js';
+import type { HeartbeatRecord } from '../services/cdc-reader/src/reader-records.js';
 
 /** The reader's safety checks against a real MariaDB: purged binlogs and bad sources. */
 describe('reader recovery', () => {
@@ -73,7 +74,7 @@ describe('reader recovery', () => {
     const end = (status as Array<{ File: string; Position: number }>)[0]!;
     const metric = async (name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(await reader.metrics())?.[1] ?? NaN);
     await eventually(async () => {
-      const beats = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.heartbeats$`))).map((m) => JSON.parse(m.value!.toString()));
+      const beats = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.heartbeats$`))).map((m) => JSON.parse(m.value!.toString()) as HeartbeatRecord);
       expect(beats.at(-1)).toMatchObject({ source: 'cityhub', file: end.File, pos: end.Position });
       const checkpoints = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.checkpoints$`))).map((m) => JSON.parse(m.value!.toString()));
       expect(checkpoints.at(-1)).toMatchObject({ file: end.File, pos: end.Position });

@@ -5,6 +5,7 @@ import { readAllMessages, readRawEvents } from './support/kafka-peek.js';
 import { PipelineRun } from '../scripts/support/pipeline-run.js';
 import type { ServiceProcess } from '../scripts/support/service-process.js';
 import { stack } from '../scripts/support/stack.js';
+import type { SchemaChangeRecord } from '../services/cdc-reader/src/reader-records.js';
 
 /**
  * ALTER TABLE mid-stream, with a kill -9 of the reader between DDL statements: rows
@@ -74,9 +75,9 @@ describe('schema changes mid-stream', () => {
     expect(insertOf('4').after).not.toHaveProperty('district_name');
     expect(insertOf('4').protected).toContain('district_name');
 
-    const changes = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.schema-changes\\.`))).map((m) => JSON.parse(m.value!.toString()));
+    const changes = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.schema-changes\\.`))).map((m) => JSON.parse(m.value!.toString()) as SchemaChangeRecord);
     expect(changes.map((c) => /^ALTER TABLE \S+ (\w+)/.exec(c.ddl)?.[1])).toEqual(['ADD', 'DROP', 'CHANGE']);
-    expect(changes[0].tables).toEqual([`${run.civilDb}.citizens`]);
+    expect(changes[0]!.tables).toEqual([`${run.civilDb}.citizens`]);
   });
 
   it('publishes only changes of registered tables, without literals; never a statement with a password', async () => {
@@ -95,7 +96,7 @@ describe('schema changes mid-stream', () => {
       expect(all.length).toBe(before + 1);
       return all.slice(before).map((m) => m.value!.toString());
     });
-    expect(JSON.parse(changes[0]!)).toMatchObject({ tables: [`${run.civilDb}.citizens`], ddl: `ALTER TABLE ${t()} ADD COLUMN nationality VARCHAR(20) DEFAULT '?' COMMENT '?'` });
+    expect(JSON.parse(changes[0]!) as SchemaChangeRecord).toMatchObject({ tables: [`${run.civilDb}.citizens`], ddl: `ALTER TABLE ${t()} ADD COLUMN nationality VARCHAR(20) DEFAULT '?' COMMENT '?'` });
     const everything = (await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.`))).map((m) => `${m.key?.toString()}${m.value?.toString('latin1')}`).join('\n');
     for (const secret of [`Pa55-${run.id}-word`, `Other-${run.id}-pw`, `unregistered-${run.id}`, run.id + '_ops', '110101199001010011']) expect(everything).not.toContain(secret);
     // Other tables' DDL is counted, not logged (a shared server's migrations would flood the log).

@@ -9,7 +9,7 @@ export const RAW_FRAME_HEADER = 'cityshare-frame';
 /**
  * A raw-topic message as the reader writes it: the change events of one partition, in
  * order, and the sealed columns of all of them as one ciphertext (see the cdc-reader's
- * RawPublisher):
+ * RawFrameWriter):
  *
  *   {"events":[<event>,<event>,...],"sealed":"enc:v1:<base64>"}
  *
@@ -190,7 +190,7 @@ export class RawFrame {
 }
 
 /**
- * A frame as the reader lays it out (the RawPublisher writes the same bytes as events
+ * A frame as the reader lays it out (the RawFrameWriter writes the same bytes as events
  * arrive): `events` and their protected columns (null: none), sealed under `key`.
  */
 export function encodeFrame(key: DataKey, events: unknown[], secrets: Array<SealedImages | null>): Buffer {

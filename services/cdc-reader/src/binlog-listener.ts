@@ -8,6 +8,7 @@ import ZongJi, {
 } from '@vlasky/zongji';
 import { CdcError, logicalTypeOf, type BinlogPosition, type Logger, type TableSchema } from '@cityshare/shared';
 import type { ConnectionOptions } from 'mysql2';
+import { isDdl } from './ddl-statement.js';
 import type { TableCatalog } from './table-catalog.js';
 
 export interface RowsChange {
@@ -52,8 +53,6 @@ export interface ListenerOptions {
   /** Asks the server for a heartbeat event after this many idle seconds; 0 for none. */
   heartbeatSeconds: number;
 }
-
-const DDL = /^\s*(ALTER|CREATE|DROP|RENAME|TRUNCATE)\s/i;
 
 /**
  * Streams row changes of the registered tables from the binlog, as a replica would,
@@ -171,7 +170,7 @@ export class BinlogListener {
         return;
       case 'query': {
         const q = evt as QueryEvent;
-        if (DDL.test(q.query)) {
+        if (isDdl(q.query)) {
           const summary = this.endTransaction(evt.gtid ?? null);
           this.handler.onSchemaChange(q.schema, q.query, this.position(), evt.timestamp);
           this.handler.onCommit(this.position(), evt.timestamp, summary);

@@ -12,7 +12,7 @@ import {
 } from '@cityshare/shared';
 import type { RowsChange } from './binlog-listener.js';
 import { canonicalKey } from './event-builder.js';
-import type { OutgoingMessage } from './raw-publisher.js';
+import type { OutgoingMessage } from './raw-frame-writer.js';
 
 /** The reader's dead-letter topic of a source: change events it could not put on a raw topic. */
 export function readerDlqTopic(prefix: string, source: string): string {

@@ -18,7 +18,7 @@ import type { RowsChange } from './binlog-listener.js';
  * `JSON.stringify` for its secrets (event-builder.ts, the reference the tests compare
  * against), at a fraction of the allocations. Per table schema and classification the
  * column order, the JSON of names and the sealed set are worked out once. The secrets are
- * sealed per frame by the RawPublisher.
+ * sealed per frame by the RawFrameWriter.
  */
 
 type Image = Record<string, unknown>;

@@ -34,6 +34,7 @@ export class LeaderLease {
   async acquire(): Promise<void> {
     await this.redis.connect();
     for (;;) {
+      // Only a shutdown gets here: the service is stopping, so nobody reads this error.
       if (this.stopped) throw new Error('stopped while waiting for the lease');
       const ok = await this.redis.set(this.key, this.owner, 'PX', this.ttlMs, 'NX').catch(() => null);
       if (ok === 'OK') {

@@ -4,13 +4,11 @@ import type { Kafka, Producer } from 'kafkajs';
 import {
   ContactWatch,
   CdcError,
-  ensureTopics,
   keyNames,
   producerConfig,
   recordMacHeaders,
   sealJson,
   sourceConnectionOptions,
-  topicSpec,
   topics,
   watchPipeline,
   withoutSecrets,
@@ -22,21 +20,23 @@ import {
   type Logger,
   type PipelineConfig,
   type SourceConfig,
-  type TableSchema,
 } from '@cityshare/shared';
-import { BinlogListener, type RowsChange } from './binlog-listener.js';
+import { BinlogListener, type RowsChange, type TransactionSummary } from './binlog-listener.js';
 import { CheckpointStore } from './checkpoint-store.js';
-import { oversizeLetter, readerDlqTopic } from './dead-letter.js';
-import { canonicalKey, schemaRef, type BuildContext } from './event-builder.js';
+import { changedRegisteredTables, ddlVerb, redactDdl } from './ddl-statement.js';
+import { oversizeLetter } from './dead-letter.js';
+import { schemaRef, type BuildContext } from './event-builder.js';
 import { encoderFor } from './event-encoder.js';
-import { RawPublisher, oversizeEventBytes } from './raw-publisher.js';
+import { OrderedSender } from './ordered-sender.js';
+import { RawFrameWriter, oversizeEventBytes } from './raw-frame-writer.js';
 import type { ReaderMetrics } from './reader-metrics.js';
-import { Snapshotter, type RawRow, type SnapshotState } from './snapshot/snapshotter.js';
-import { pointOf, type WatermarkWindow } from './snapshot/watermark-window.js';
+import { heartbeatMessage, schemaChangeMessage, transactionMessage } from './reader-records.js';
+import { ensureReaderTopics } from './reader-topics.js';
+import { SnapshotCoordinator } from './snapshot/snapshot-coordinator.js';
+import type { SnapshotState } from './snapshot/snapshotter.js';
 import { binlogEnd, binlogFiles, binlogStart, checkSource, otherBinlogReaders } from './source-check.js';
 import { SourceMonitor, assertNotPurged } from './source-monitor.js';
-import { SignalListener, type ReaderSignal } from './signal-listener.js';
-import { ddlTables, redactDdl } from './ddl-statement.js';
+import { SignalListener } from './signal-listener.js';
 import { TableCatalog } from './table-catalog.js';
 import type { ReaderEnv } from './config.js';
 
@@ -69,41 +69,38 @@ export const exactValueOptions = {
   charset: 'utf8mb4',
 } as const;
 
-interface OpenWindow {
-  window: WatermarkWindow<RawRow>;
-  schema: TableSchema;
-  state?: SnapshotState;
-  emitted?: () => void;
-}
-
 /**
  * Runs one source: checks it, resumes from the last checkpoint, streams the binlog into
- * raw topics, snapshots tables that need it alongside the stream, and checkpoints each
- * transaction once Kafka has acknowledged it.
+ * raw topics in order, and checkpoints each transaction once Kafka has acknowledged it.
+ * Snapshots run alongside (snapshot/snapshot-coordinator.ts), shown every change the
+ * stream publishes.
  */
 export class Reader {
   private producer: Producer | undefined;
   /** The replica server id of this run (replicaServerId). */
   private serverId = 0;
+  private catalog!: TableCatalog;
   private listener: BinlogListener | undefined;
-  private publisher: RawPublisher<SnapshotState> | undefined;
+  private sender: OrderedSender<SnapshotState> | undefined;
   private checkpoints: CheckpointStore | undefined;
-  private snapshotConn: Connection | undefined;
-  private snapshotter: Snapshotter | undefined;
+  /** Queries beside the binlog stream: snapshot chunks, catalog reloads after DDL, the source monitor. */
+  private queryConn: Connection | undefined;
+  private snapshots: SnapshotCoordinator | undefined;
   private monitor: SourceMonitor | undefined;
   private signals: SignalListener | undefined;
-  private snapshotRunning: Promise<void> | undefined;
   private readonly publishedSchemas = new Set<string>();
-  private readonly partitions = new Map<string, number>();
+  /** Partitions per raw topic: frames are placed by partition. */
+  private partitions = new Map<string, number>();
   private watcher: { stop(): void } | undefined;
-  private open: OpenWindow | undefined;
   private acked: BinlogPosition | undefined;
   private ackedSnapshot: SnapshotState | undefined;
   private saved: BinlogPosition | undefined;
-  private timers: NodeJS.Timeout[] = [];
+  private checkpointTimer: NodeJS.Timeout | undefined;
   private streaming = false;
   private contact: ContactWatch | undefined;
   private ctx!: BuildContext;
+  /** Column classes per registered `db.table`, as the pipeline file in force says. */
+  private classes = new Map<string, Record<string, ColumnClass>>();
   /** Host, account and TLS material of the source, read once: every connection of the reader uses them. */
   private readonly connection: ConnectionOptions;
   /** The keyring in force (rotation applies without restart). */
@@ -121,14 +118,46 @@ export class Reader {
   }
 
   async start(): Promise<void> {
-    const { config, source, logger, env } = this.deps;
+    const { source, logger, env } = this.deps;
     if (!source.connection.ssl) {
       logger.warn({ source: source.name, host: source.connection.host }, 'the source connection is in clear (no sources[].connection.ssl): the binlog stream and the password hash exchange can be read on the network');
     }
+    const { startAt, snapshotState } = await this.resume();
+    this.classes = classesOf(source);
+    this.ctx = {
+      sourceName: source.name,
+      serverId: this.serverId,
+      classes: (db, table) => this.classes.get(`${db}.${table}`) ?? {},
+      pipelineKey: this.deps.keys.activeKey(keyNames.pipeline),
+    };
+    this.watchPipelineFile();
+    this.sender = this.createSender();
+    this.contact = new ContactWatch({ silentMs: () => this.sender?.stalledMs ?? 0, what: `reader of ${source.name}`, brokers: this.deps.config.kafka.brokers, logger, onChange: this.deps.onKafkaContact });
+    this.listener = new BinlogListener(
+      { connection: this.connection, valueOptions: exactValueOptions, serverId: this.serverId, catalog: this.catalog, heartbeatSeconds: env.READER_HEARTBEAT_SECONDS },
+      {
+        onRows: (change) => this.onRows(change),
+        onCommit: (position, tsMs, summary) => this.onCommit(position, tsMs, summary),
+        onSchemaChange: (db, statement, position, tsMs) => this.onSchemaChange(db, statement, position, tsMs),
+        onHeartbeat: (position) => this.onHeartbeat(position),
+        onError: (err) => this.fail(err),
+      },
+      logger,
+    );
+    await this.listener.start(startAt);
+    this.streaming = true;
+    this.checkpointTimer = setInterval(() => void this.checkpoint(), env.READER_CHECKPOINT_INTERVAL_MS);
+    await this.startSnapshots(snapshotState);
+  }
+
+  /**
+   * Checks the source, loads the catalog, creates the topics and the producer, and returns
+   * where streaming starts: the checkpoint's position and snapshot progress, or on a first
+   * start (or a purged checkpoint with READER_ON_PURGED=resnapshot) the binlog's end or start.
+   */
+  private async resume(): Promise<{ startAt: BinlogPosition; snapshotState: SnapshotState }> {
+    const { config, source, logger, env } = this.deps;
     const conn = await this.connect();
-    let catalog: TableCatalog;
-    let startAt: BinlogPosition;
-    let snapshotState: SnapshotState;
     try {
       const server = await checkSource(conn);
       this.serverId = replicaServerId(env.READER_SERVER_ID ?? source.serverId, server.serverId);
@@ -137,8 +166,8 @@ export class Reader {
       const others = await otherBinlogReaders(conn);
       this.deps.metrics.otherBinlogReaders.set({ source: source.name }, others);
       if (others > 0) logger.warn({ code: 'READER_DUPLICATE', others }, `${others} other binlog connection(s) of this account read the source: a second reader of ${source.name} beside this one publishes every change twice (targets keep the newest, departments reading Kafka see repeats); run it as a standby (READER_LEASE_REDIS_URL)`);
-      catalog = await TableCatalog.load(conn, source);
-      await this.createTopics(catalog);
+      this.catalog = await TableCatalog.load(conn, source);
+      this.partitions = await ensureReaderTopics(this.deps.kafka, config, source, this.catalog.names());
 
       this.producer = this.deps.kafka.producer(producerConfig());
       await this.producer.connect();
@@ -157,83 +186,81 @@ export class Reader {
           checkpoint = null;
         }
       }
-      startAt = checkpoint ?? (env.READER_START_FROM === 'earliest' ? await binlogStart(conn) : await binlogEnd(conn));
-      snapshotState = checkpoint?.snapshot ?? {};
+      const startAt = checkpoint ?? (env.READER_START_FROM === 'earliest' ? await binlogStart(conn) : await binlogEnd(conn));
+      const snapshotState = checkpoint?.snapshot ?? {};
       // A table no longer registered is forgotten: registered again later, it is snapshotted again.
-      const registeredNow = new Set(catalog.names());
+      const registeredNow = new Set(this.catalog.names());
       for (const t of Object.keys(snapshotState)) if (!registeredNow.has(t)) delete snapshotState[t];
       if (env.READER_SNAPSHOT === 'never') {
-        for (const t of catalog.names()) snapshotState[t] ??= { lastKey: null, done: true, rows: 0 };
+        for (const t of this.catalog.names()) snapshotState[t] ??= { lastKey: null, done: true, rows: 0 };
       }
       // Written at every start: the first checkpoint, or an adopted unsigned one signed.
       await this.checkpoints.save(startAt, snapshotState);
       this.acked = this.saved = startAt;
       this.ackedSnapshot = snapshotState;
+      return { startAt, snapshotState };
     } finally {
       await conn.end();
     }
+  }
 
-    let classes = new Map(source.tables.map((t) => [t.name, t.columns as Record<string, ColumnClass>]));
-    if (this.deps.watch) {
-      // Reclassification seals (or stops sealing) columns from the next event on; a table
-      // registered or unregistered starts the reader again from its checkpoint (a new table is
-      // snapshotted while streaming goes on); a changed connection needs a restart.
-      const registered = JSON.stringify(source.tables.map((t) => t.name));
-      this.watcher = watchPipeline(this.deps.watch, {
-        logger,
-        onChange: ({ pipeline, keys }) => {
-          const next = pipeline.config.sources.find((s) => s.name === source.name);
-          if (!next) throw new CdcError('CONFIG_INVALID', `source ${source.name} is no longer in the pipeline file; the reader keeps its last classes until it is stopped`);
-          if (JSON.stringify(next.tables.map((t) => t.name)) !== registered) {
-            const why = 'registered tables changed in the pipeline file: the reader starts again from its checkpoint to snapshot and stream them';
-            if (this.deps.onRestart) this.deps.onRestart(why);
-            else logger.warn('registered tables changed in the pipeline file: restart the reader to snapshot and stream them');
-          }
-          classes = new Map(next.tables.map((t) => [t.name, t.columns as Record<string, ColumnClass>]));
-          // A rotated pipeline key seals and signs from now on; the transformer still opens the old one.
-          this.keys = keys;
-          this.ctx.pipelineKey = keys.activeKey(keyNames.pipeline);
-        },
-      });
-    }
-    this.ctx = {
-      sourceName: source.name,
-      serverId: this.serverId,
-      classes: (db, table) => classes.get(`${db}.${table}`) ?? {},
-      pipelineKey: this.deps.keys.activeKey(keyNames.pipeline),
-    };
-    this.publisher = this.createPublisher();
-    this.contact = new ContactWatch({ silentMs: () => this.publisher?.stalledMs ?? 0, what: `reader of ${this.deps.source.name}`, brokers: this.deps.config.kafka.brokers, logger: this.deps.logger, onChange: this.deps.onKafkaContact });
-    this.listener = new BinlogListener(
-      { connection: this.connection, valueOptions: exactValueOptions, serverId: this.serverId, catalog, heartbeatSeconds: env.READER_HEARTBEAT_SECONDS },
-      {
-        onRows: (change) => this.onRows(change),
-        onCommit: (position, tsMs, summary) => {
-          if (env.READER_TRANSACTION_MARKERS && summary.events > 0) {
-            this.publisher!.enqueueRecord({
-              topic: topics.transactions(config.kafka.topicPrefix, source.name),
-              key: source.name,
-              value: Buffer.from(JSON.stringify({ status: 'END', id: summary.gtid ?? `${position.file}:${position.pos}`, gtid: summary.gtid, file: position.file, pos: position.pos, ts_ms: tsMs, event_count: summary.events, data_collections: summary.tables })),
-            });
-          }
-          this.publisher!.markBoundary(position, tsMs);
-          this.maybeEmitWindow(pointOf(position));
-        },
-        onSchemaChange: (db, statement, position, tsMs) => this.onSchemaChange(catalog, db, statement, position, tsMs),
-        onHeartbeat: (position) => this.onHeartbeat(position),
-        onError: (err) => this.fail(err),
-      },
+  /**
+   * Reclassification seals (or stops sealing) columns from the next event on; a table
+   * registered or unregistered starts the reader again from its checkpoint (a new table is
+   * snapshotted while streaming goes on); a changed connection needs a restart.
+   */
+  private watchPipelineFile(): void {
+    const { source, logger, watch } = this.deps;
+    if (!watch) return;
+    const registered = JSON.stringify(source.tables.map((t) => t.name));
+    this.watcher = watchPipeline(watch, {
       logger,
-    );
-    await this.listener.start(startAt);
-    this.streaming = true;
-    this.timers.push(setInterval(() => void this.checkpoint(), env.READER_CHECKPOINT_INTERVAL_MS));
-    // An idle source sends no events; the stream's own resume point tells when it passed H.
-    this.timers.push(setInterval(() => {
-      const at = this.listener?.safePosition();
-      if (at) this.maybeEmitWindow(pointOf(at));
-    }, 100));
-    await this.startSnapshot(catalog, snapshotState);
+      onChange: ({ pipeline, keys }) => {
+        const next = pipeline.config.sources.find((s) => s.name === source.name);
+        if (!next) throw new CdcError('CONFIG_INVALID', `source ${source.name} is no longer in the pipeline file; the reader keeps its last classes until it is stopped`);
+        if (JSON.stringify(next.tables.map((t) => t.name)) !== registered) {
+          const why = 'registered tables changed in the pipeline file: the reader starts again from its checkpoint to snapshot and stream them';
+          if (this.deps.onRestart) this.deps.onRestart(why);
+          else logger.warn('registered tables changed in the pipeline file: restart the reader to snapshot and stream them');
+        }
+        this.classes = classesOf(next);
+        // A rotated pipeline key seals and signs from now on; the transformer still opens the old one.
+        this.keys = keys;
+        this.ctx.pipelineKey = keys.activeKey(keyNames.pipeline);
+      },
+    });
+  }
+
+  /** The query connection, the source monitor, snapshots of the tables that need one, and re-snapshot signals. */
+  private async startSnapshots(state: SnapshotState): Promise<void> {
+    const { env, logger, metrics, source, config, kafka } = this.deps;
+    this.queryConn = await this.connect();
+    await this.queryConn.query("SET time_zone = '+00:00'");
+    this.monitor = new SourceMonitor(this.queryConn, source.name, () => this.acked, metrics, logger);
+    this.monitor.start();
+    this.snapshots = new SnapshotCoordinator({
+      conn: this.queryConn,
+      catalog: this.catalog,
+      state,
+      stream: {
+        position: () => this.listener?.safePosition(),
+        emitChunk: (rows, at, snapshot) => {
+          if (rows) this.publish(rows);
+          this.sender!.markBoundary(at, Date.now(), snapshot);
+        },
+        waitForRoom: () => this.sender!.waitForRoom(),
+      },
+      options: { chunkSize: env.READER_SNAPSHOT_CHUNK_ROWS, source: source.name },
+      logger,
+      metrics,
+      onFatal: (err) => this.fail(err),
+    });
+    this.snapshots.start();
+    this.signals = new SignalListener(kafka, config.kafka.topicPrefix, source.name, (signal) => this.snapshots!.request(signal.tables), logger, {
+      keys: () => this.keys,
+      onForged: () => metrics.forged.inc({ topic_kind: 'signals' }),
+    });
+    await this.signals.start();
   }
 
   private async connect(): Promise<Connection> {
@@ -246,54 +273,26 @@ export class Reader {
     return conn;
   }
 
-  private async createTopics(catalog: TableCatalog): Promise<void> {
-    const { config, source, kafka } = this.deps;
-    const admin = kafka.admin();
-    await admin.connect().catch((cause: Error) => {
-      throw new CdcError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${config.kafka.brokers.join(',')}: ${cause.message}`, { cause });
-    });
-    try {
-      const prefix = config.kafka.topicPrefix;
-      const raw = catalog.names().map((name) => {
-        const [db, table] = name.split('.') as [string, string];
-        return topics.raw(prefix, source.name, db, table);
-      });
-      await ensureTopics(admin, [
-        // Checkpoints stay a minute before compaction may drop older ones, for inspection.
-        topicSpec(config.kafka, topics.checkpoints(prefix), 'compacted', [{ name: 'min.compaction.lag.ms', value: '60000' }]),
-        topicSpec(config.kafka, topics.tableSchemas(prefix), 'compacted'),
-        topicSpec(config.kafka, topics.signals(prefix), 'single'),
-        topicSpec(config.kafka, topics.heartbeats(prefix), 'compacted'),
-        topicSpec(config.kafka, topics.transactions(prefix, source.name), 'single'),
-        topicSpec(config.kafka, topics.schemaChanges(prefix, source.name), 'single'),
-        topicSpec(config.kafka, readerDlqTopic(prefix, source.name), 'single'),
-        ...raw.map((topic) => topicSpec(config.kafka, topic)),
-      ]);
-      // Frames are placed by partition, so the reader uses each raw topic's actual count.
-      const { topics: meta } = await admin.fetchTopicMetadata({ topics: raw });
-      for (const t of meta) this.partitions.set(t.name, t.partitions.length);
-    } finally {
-      await admin.disconnect();
-    }
-  }
-
-  private createPublisher(): RawPublisher<SnapshotState> {
+  private createSender(): OrderedSender<SnapshotState> {
     const { env, metrics, logger, source } = this.deps;
     const labels = { source: source.name };
-    return new RawPublisher<SnapshotState>(
+    const frames = new RawFrameWriter({
+      maxFrameEvents: env.READER_FRAME_MAX_EVENTS,
+      partitionsOf: (topic) => this.partitions.get(topic) ?? 1,
+      // Under the pipeline key in force when the frame closes (a rotated key seals from then on).
+      seal: (json, aad) => sealJson(this.ctx.pipelineKey, json, aad),
+    });
+    return new OrderedSender<SnapshotState>(
       this.producer!,
+      frames,
       {
         maxBytes: env.READER_QUEUE_MAX_BYTES,
-        maxFrameEvents: env.READER_FRAME_MAX_EVENTS,
-        partitionsOf: (topic) => this.partitions.get(topic) ?? 1,
-        // Under the pipeline key in force when the frame closes (a rotated key seals from then on).
-        seal: (json, aad) => sealJson(this.ctx.pipelineKey, json, aad),
         onAcked: (position, tsMs, snapshot) => {
           this.acked = position;
           metrics.binlogFile.set(labels, Number(/\.(\d+)$/.exec(position.file)?.[1] ?? 0));
           metrics.binlogPosition.set(labels, position.pos);
           if (snapshot) this.ackedSnapshot = snapshot;
-          metrics.queueBytes.set(labels, this.publisher?.queuedBytes ?? 0);
+          metrics.queueBytes.set(labels, this.sender?.queuedBytes ?? 0);
           metrics.lagSeconds.set(labels, Math.max(0, (Date.now() - tsMs) / 1000));
           metrics.lastCommitSeconds.set(labels, tsMs / 1000);
         },
@@ -308,6 +307,19 @@ export class Reader {
     );
   }
 
+  private onRows(change: RowsChange): void {
+    this.snapshots?.beforeRows(change);
+    this.publish(change);
+  }
+
+  /** A transaction ended: its marker (READER_TRANSACTION_MARKERS), and a checkpoint boundary once Kafka has all of it. */
+  private onCommit(position: BinlogPosition, tsMs: number, summary: TransactionSummary): void {
+    const { config, source, env } = this.deps;
+    if (env.READER_TRANSACTION_MARKERS && summary.events > 0) this.sender!.enqueueRecord(transactionMessage(config.kafka.topicPrefix, source.name, position, tsMs, summary));
+    this.sender!.markBoundary(position, tsMs);
+    this.snapshots?.reached(position);
+  }
+
   /**
    * DDL: rows after it decode with the table map they carry (binlog_row_metadata=FULL),
    * so nothing here is needed for correctness. The catalog is refreshed for snapshots,
@@ -315,25 +327,19 @@ export class Reader {
    * stream order, for downstream, without its literals. Other statements (another
    * database's tables, CREATE USER … IDENTIFIED BY, GRANT) are not published.
    */
-  private onSchemaChange(catalog: TableCatalog, db: string, statement: string, position: BinlogPosition, tsMs: number): void {
+  private onSchemaChange(db: string, statement: string, position: BinlogPosition, tsMs: number): void {
     const { config, source, logger } = this.deps;
-    const registered = new Set(catalog.names());
-    const changed = ddlTables(statement, db) ?? [];
-    const touched = [...registered].filter((name) => changed.some((c) => c === name || (c.endsWith('.*') && name.startsWith(c.slice(0, -1)))));
+    const touched = changedRegisteredTables(statement, db, this.catalog.names());
     this.deps.metrics.schemaChanges.inc({ source: source.name, registered: touched.length > 0 ? 'true' : 'false' });
     // Other tables' DDL (a shared server's every migration) is only counted, never logged.
     if (touched.length === 0) return;
     // The statement may hold literals (DEFAULT values), so only its verb is logged.
-    logger.info({ db, ddl: /^\s*\w+\s+\w+/.exec(statement)?.[0], tables: touched, file: position.file, pos: position.pos }, 'schema change');
-    this.publisher!.enqueueRecord({
-      topic: topics.schemaChanges(config.kafka.topicPrefix, source.name),
-      key: source.name,
-      value: Buffer.from(JSON.stringify({ source: source.name, db, ddl: redactDdl(statement), tables: touched, file: position.file, pos: position.pos, gtid: position.gtid ?? null, ts_ms: tsMs })),
-    });
+    logger.info({ db, ddl: ddlVerb(statement), tables: touched, file: position.file, pos: position.pos }, 'schema change');
+    this.sender!.enqueueRecord(schemaChangeMessage(config.kafka.topicPrefix, source.name, { db, ddl: redactDdl(statement), tables: touched }, position, tsMs));
     for (const name of touched) {
       const [tdb, table] = name.split('.') as [string, string];
-      if (!this.snapshotConn) continue;
-      void catalog.reload(this.snapshotConn, source.name, tdb, table).then(
+      if (!this.queryConn) continue;
+      void this.catalog.reload(this.queryConn, source.name, tdb, table).then(
         (problem) => problem && logger.warn({ code: problem.code, table: name }, problem.message),
         (err: Error) => logger.warn({ err: err.message, table: name }, 'catalog reload failed'),
       );
@@ -350,32 +356,17 @@ export class Reader {
     const now = Date.now();
     metrics.heartbeats.inc({ source: source.name });
     metrics.lastEventSeconds.set({ source: source.name }, now / 1000);
-    this.publisher!.enqueueRecord({
-      topic: topics.heartbeats(config.kafka.topicPrefix),
-      key: source.name,
-      value: Buffer.from(JSON.stringify({ source: source.name, file: position.file, pos: position.pos, gtid: position.gtid ?? null, ts_ms: now })),
-    });
-    this.publisher!.markBoundary(position, now);
-    this.maybeEmitWindow(pointOf(position));
+    this.sender!.enqueueRecord(heartbeatMessage(config.kafka.topicPrefix, source.name, position, now));
+    this.sender!.markBoundary(position, now);
+    this.snapshots?.reached(position);
   }
 
-  private onRows(change: RowsChange): void {
-    const point = pointOf({ file: change.file, pos: change.eventPos });
-    const open = this.open;
-    if (open) {
-      const table = `${change.schema.db}.${change.schema.table}`;
-      open.window.observe(table, point, change.rows.flatMap((r) => [r.before, r.after].filter((x) => x !== null).map((img) => canonicalKey(change.schema, img))));
-      // This event lies past H: the chunk goes first, so it precedes the event in every partition.
-      this.maybeEmitWindow(point);
-    }
-    this.publish(change);
-  }
-
+  /** Row changes (of the binlog or a snapshot chunk) as change events on their raw topic, after the table schema they reference. */
   private publish(change: RowsChange): void {
     const { metrics, source, config } = this.deps;
     const { db, table } = change.schema;
     const topic = topics.raw(config.kafka.topicPrefix, source.name, db, table);
-    const publisher = this.publisher!;
+    const sender = this.sender!;
     // A schema goes out before the first event that references it (same ordered queue).
     const { ref, json } = schemaRef(change.schema);
     if (!this.publishedSchemas.has(ref)) {
@@ -383,7 +374,7 @@ export class Reader {
       // Signed: the transformer uses only table schemas the pipeline wrote (a forged one could misalign columns).
       const schemaTopic = topics.tableSchemas(config.kafka.topicPrefix);
       const value = Buffer.from(json);
-      publisher.enqueueRecord({ topic: schemaTopic, key: ref, value, headers: recordMacHeaders(this.keys, schemaTopic, ref, value) });
+      sender.enqueueRecord({ topic: schemaTopic, key: ref, value, headers: recordMacHeaders(this.keys, schemaTopic, ref, value) });
     }
     const ctx = this.ctx;
     const counts: Record<Op, number> = { c: 0, u: 0, d: 0, r: 0 };
@@ -392,14 +383,14 @@ export class Reader {
       const bytes = oversizeEventBytes(event, secrets, limit);
       if (bytes !== null) this.deadLetterOversize({ change, op, row, bytes, limit });
       else {
-        publisher.enqueueEvent(topic, key, event, secrets);
+        sender.enqueueEvent(topic, key, event, secrets);
         counts[op]++;
       }
     });
-    publisher.enqueued();
+    sender.enqueued();
     for (const op of ['c', 'u', 'd', 'r'] as const) if (counts[op] > 0) metrics.events.inc({ source: source.name, table: `${db}.${table}`, op }, counts[op]);
     if (change.kind !== 'snapshot') metrics.lastEventSeconds.set({ source: source.name }, Date.now() / 1000);
-    metrics.queueBytes.set({ source: source.name }, this.publisher!.queuedBytes);
+    metrics.queueBytes.set({ source: source.name }, sender.queuedBytes);
   }
 
   /**
@@ -410,94 +401,9 @@ export class Reader {
   private deadLetterOversize(event: Parameters<typeof oversizeLetter>[2]): void {
     const { config, source, metrics, logger } = this.deps;
     const { message, letter } = oversizeLetter(this.keys, { prefix: config.kafka.topicPrefix, source: source.name }, event);
-    this.publisher!.enqueueRecord(message);
+    this.sender!.enqueueRecord(message);
     metrics.dlq.inc({ source: source.name, table: `${letter.db}.${letter.table}`, reason: letter.code });
     logger.warn({ code: letter.code, table: `${letter.db}.${letter.table}`, op: letter.op, version: letter.version, snapshot: letter.snapshot, bytes: letter.bytes, limit: letter.limit, topic: message.topic }, 'change event too large for Kafka: dead-lettered, not delivered');
-  }
-
-  /** Emits the open snapshot chunk once the stream has reached its high watermark. */
-  private maybeEmitWindow(streamPoint: string): void {
-    const open = this.open;
-    if (!open?.emitted || !open.window.reachedBy(streamPoint)) return;
-    this.open = undefined;
-    const rows = open.window.reconcile();
-    const at = this.listener!.safePosition()!;
-    const high = open.window.highPosition!;
-    if (rows.length > 0) {
-      this.publish({
-        kind: 'snapshot',
-        schema: open.schema,
-        rows: rows.map((after) => ({ before: null, after })),
-        file: high.file,
-        eventPos: high.pos,
-        gtid: null,
-        tsMs: Date.now(),
-        txOffset: 0,
-      });
-    }
-    this.publisher!.markBoundary(at, Date.now(), open.state);
-    open.emitted();
-  }
-
-  private async startSnapshot(catalog: TableCatalog, state: SnapshotState): Promise<void> {
-    const { env, logger, metrics, source } = this.deps;
-    this.snapshotConn = await this.connect();
-    await this.snapshotConn.query("SET time_zone = '+00:00'");
-    this.monitor = new SourceMonitor(this.snapshotConn, source.name, () => this.acked, metrics, logger);
-    this.monitor.start();
-    this.snapshotter = new Snapshotter(
-      this.snapshotConn,
-      catalog,
-      structuredClone(state),
-      {
-        openWindow: (window, schema) => {
-          this.open = { window, schema };
-        },
-        emitted: (window, snapshot) =>
-          new Promise<void>((resolve) => {
-            if (this.open?.window !== window) throw new Error('snapshot window mismatch');
-            this.open.state = snapshot;
-            this.open.emitted = resolve;
-            const at = this.listener?.safePosition();
-            if (at) this.maybeEmitWindow(pointOf(at));
-          }),
-        waitForRoom: () => this.publisher!.waitForRoom(),
-      },
-      { chunkSize: env.READER_SNAPSHOT_CHUNK_ROWS, source: source.name },
-      logger,
-      metrics,
-    );
-    this.runSnapshots();
-    this.signals = new SignalListener(this.deps.kafka, this.deps.config.kafka.topicPrefix, source.name, (signal) => this.onSignal(signal), logger, {
-      keys: () => this.keys,
-      onForged: () => metrics.forged.inc({ topic_kind: 'signals' }),
-    });
-    await this.signals.start();
-  }
-
-  private runSnapshots(): void {
-    if (this.snapshotRunning || !this.snapshotter || this.snapshotter.pending().length === 0) return;
-    const { logger } = this.deps;
-    this.snapshotRunning = this.snapshotter.run().then(
-      () => {
-        this.snapshotRunning = undefined;
-        if (this.streaming) logger.info('snapshot complete');
-        this.runSnapshots();
-      },
-      (err: Error) => this.fail(isFatal(err)),
-    );
-  }
-
-  private onSignal(signal: ReaderSignal): void {
-    for (const table of signal.tables) {
-      try {
-        this.snapshotter!.request(table);
-        this.deps.logger.info({ table }, 're-snapshot requested');
-      } catch (err) {
-        this.deps.logger.warn({ table, err: (err as Error).message }, 're-snapshot refused');
-      }
-    }
-    this.runSnapshots();
   }
 
   private async checkpoint(): Promise<void> {
@@ -520,24 +426,25 @@ export class Reader {
   async stop(): Promise<void> {
     this.streaming = false;
     this.contact?.stop();
-    for (const t of this.timers) clearInterval(t);
+    clearInterval(this.checkpointTimer);
     this.watcher?.stop();
-    this.snapshotter?.stop();
+    this.snapshots?.stop();
     this.monitor?.stop();
     await this.signals?.stop();
     this.listener?.stop();
     try {
-      await this.publisher?.drain();
+      await this.sender?.drain();
       await this.checkpoint();
     } finally {
       await this.producer?.disconnect();
-      await this.snapshotConn?.end().catch(() => undefined);
+      await this.queryConn?.end().catch(() => undefined);
     }
   }
 }
 
-function isFatal(err: Error): CdcError {
-  return err instanceof CdcError ? err : new CdcError('SOURCE_UNREACHABLE', `snapshot failed: ${err.message}`, { cause: err });
+/** Column classes per registered table, as a source of the pipeline file declares them. */
+function classesOf(source: SourceConfig): Map<string, Record<string, ColumnClass>> {
+  return new Map(source.tables.map((t) => [t.name, t.columns as Record<string, ColumnClass>]));
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { Connection } from 'mysql2/promise';
-import type { BinlogPosition, Logger, TableSchema } from '@cityshare/shared';
+import { CdcError, type BinlogPosition, type Logger, type TableSchema } from '@cityshare/shared';
 import { binlogEnd } from '../source-check.js';
 import { canonicalKey } from '../event-builder.js';
 import type { ReaderMetrics } from '../reader-metrics.js';
@@ -19,7 +19,7 @@ export type SnapshotState = Record<string, SnapshotTableState>;
 
 export type RawRow = Record<string, unknown>;
 
-/** What the reader does for the snapshotter: it owns the stream, so it emits chunks. */
+/** What the snapshot coordinator does for the snapshotter: it sits beside the stream, so it emits chunks. */
 export interface SnapshotHost {
   /** Registers the window before its chunk is read, so stream changes are observed. */
   openWindow(window: WatermarkWindow<RawRow>, schema: TableSchema): void;
@@ -57,7 +57,7 @@ export class Snapshotter {
 
   /** Snapshots a registered table again from its first key (ad-hoc re-snapshot). */
   request(table: string): void {
-    if (!this.catalog.names().includes(table)) throw new Error(`table ${table} is not registered`);
+    if (!this.catalog.names().includes(table)) throw new CdcError('TABLE_NOT_FOUND', `table ${table} is not registered with this source: register it before asking for its snapshot`);
     this.state[table] = { lastKey: null, done: false, rows: 0 };
   }
 

@@ -1,5 +1,6 @@
-import type { Producer } from 'kafkajs';
-import { FRAME_LAYOUT, RAW_FRAME_HEADER, type BinlogPosition, type Logger } from '@cityshare/shared';
+import type { TopicMessages } from 'kafkajs';
+import { FRAME_LAYOUT, RAW_FRAME_HEADER } from '@cityshare/shared';
+import { KeyPartitioner } from './kafka-partition.js';
 
 export interface OutgoingMessage {
   topic: string;
@@ -9,36 +10,13 @@ export interface OutgoingMessage {
   headers?: Record<string, string>;
 }
 
-/** A change event for a raw topic: its JSON, the JSON of its protected columns, and the key that places it. */
-export interface OutgoingEvent {
-  topic: string;
-  key: string;
-  json: string;
-  secrets: string | null;
-}
-
-export interface PublisherOptions<S> {
-  maxBytes: number;
+export interface FrameWriterOptions {
   /** Change events per raw frame at most. */
   maxFrameEvents: number;
   /** Partitions of a raw topic (frames are placed by the key of their events). */
   partitionsOf: (topic: string) => number;
   /** Seals a frame's protected columns (UTF-8 JSON) bound to `aad`: `enc:v1:` and base64, as `sealJson` writes. */
   seal: (json: Buffer, aad: Buffer) => string;
-  /** Called with the newest transaction boundary whose events Kafka has all acknowledged. */
-  onAcked: (position: BinlogPosition, commitTsMs: number, state: S | undefined) => void;
-  /** true when the queue went over its byte limit, false when it drained below half. */
-  onPressure: (full: boolean) => void;
-  onError: (err: Error) => void;
-}
-
-interface Boundary<S> {
-  /** Sequence number of the last message enqueued before this commit. */
-  seq: number;
-  position: BinlogPosition;
-  tsMs: number;
-  /** Progress that becomes durable with this boundary (e.g. snapshot state). */
-  state: S | undefined;
 }
 
 /** One Kafka message: a frame of change events of one partition, or a single keyed record. */
@@ -62,6 +40,13 @@ interface Frame {
   bytes: number;
   minSeq: number;
   maxSeq: number;
+}
+
+/** The messages of one produce request, oldest first, and the frames they came from. */
+export interface FrameRequest {
+  topicMessages: TopicMessages[];
+  /** What `acknowledged` releases. */
+  readonly frames: readonly Frame[];
 }
 
 /**
@@ -119,55 +104,44 @@ function aloneBound(jsonBytes: number, secretBytes: number): number {
 }
 
 /**
- * A byte-bounded queue between the binlog and Kafka. Change events of the same raw topic
- * partition are packed into frames (one Kafka message holding up to `maxFrameEvents`
- * events, in order, and their protected columns under one seal; layout in raw-frame.ts):
- * Kafka's per-message cost and the cipher's per-call cost are paid once per frame, not
- * per row. Frames fill while the previous produce request is in flight, so a quiet source
- * still sends each change at once and a burst sends large frames. Frames go out in order,
- * one request at a time; a transaction boundary is reported as acknowledged only once
- * every event enqueued before it is, so a checkpoint never skips an unacknowledged event.
+ * The bytes of the raw topics, without I/O. Change events of the same raw topic partition
+ * are packed into frames (one Kafka message holding up to `maxFrameEvents` events, in
+ * order, and their protected columns under one seal; layout in raw-frame.ts): Kafka's
+ * per-message cost and the cipher's per-call cost are paid once per frame, not per row.
+ * Every message gets a sequence number in the order it was written, and the queue's bytes
+ * are counted (open frames at their upper bound, closed ones exactly), so a sender can
+ * apply backpressure and tell which messages an acknowledged request covered.
  */
-export class RawPublisher<S = unknown> {
+export class RawFrameWriter {
   /** Open frames per topic, by partition, and all of them in the order they were opened. */
   private readonly open = new Map<string, Array<Frame | undefined>>();
   private openFrames: Frame[] = [];
   private closed: Frame[] = [];
   private readonly partitionCounts = new Map<string, number>();
+  private readonly partitioner = new KeyPartitioner();
   private readonly spare: Buffer[] = [];
-  private readonly keyBuffer = Buffer.allocUnsafeSlow(1024);
-  private boundaries: Boundary<S>[] = [];
   private seq = 0;
   private bytes = 0;
-  private full = false;
-  private sending: Promise<void> | null = null;
-  private failed: Error | null = null;
-  /** When the produce request in flight was sent (0: none in flight). */
-  private requestSince = 0;
 
-  constructor(
-    private readonly producer: Producer,
-    private readonly options: PublisherOptions<S>,
-    private readonly logger: Logger,
-  ) {}
+  constructor(private readonly options: FrameWriterOptions) {}
 
+  /** Bytes of every message written and not yet acknowledged. */
   get queuedBytes(): number {
     return this.bytes;
   }
 
-  /** How long the produce request in flight has waited for the brokers (0 when none is). */
-  get stalledMs(): number {
-    return this.requestSince === 0 ? 0 : Date.now() - this.requestSince;
+  /** Sequence number of the last message written (0: none yet). */
+  get lastSeq(): number {
+    return this.seq;
   }
 
-  /** Change events, framed per partition of their topic, placed by their key as kafkajs would place them. */
-  enqueueEvents(messages: OutgoingEvent[]): void {
-    for (const m of messages) this.enqueueEvent(m.topic, m.key, m.json, m.secrets);
-    this.enqueued();
+  /** True when every message written has been taken and acknowledged. */
+  get empty(): boolean {
+    return this.closed.length === 0 && this.openFrames.length === 0;
   }
 
-  /** One change event and the JSON of its protected columns (null: none); call `enqueued()` after the last of a batch. */
-  enqueueEvent(topic: string, key: string, json: string, secrets: string | null): void {
+  /** One change event and the JSON of its protected columns (null: none), into the open frame of its partition. */
+  writeEvent(topic: string, key: string, json: string, secrets: string | null): void {
     let frames = this.open.get(topic);
     if (!frames) this.open.set(topic, (frames = []));
     const partition = this.partitionOf(topic, key);
@@ -204,14 +178,9 @@ export class RawPublisher<S = unknown> {
     }
   }
 
-  /** After a batch of `enqueueEvent`s: backpressure and sending. */
-  enqueued(): void {
-    this.afterEnqueue();
-  }
-
-  /** A single keyed record (schemas, markers, schema changes): it goes out after every event enqueued before it. */
-  enqueueRecord(m: OutgoingMessage): void {
-    this.closeOpenFrames();
+  /** A single keyed record (schemas, markers, schema changes), unframed: it goes out after every event written before it. */
+  writeRecord(m: OutgoingMessage): void {
+    this.closeOpen();
     const frame = this.newFrame(m.topic, null, m.key, m.value);
     frame.headers = m.headers;
     frame.count = 1;
@@ -219,38 +188,57 @@ export class RawPublisher<S = unknown> {
     frame.maxSeq = ++this.seq;
     this.account(frame, Buffer.byteLength(m.key) + m.value.length);
     this.closed.push(frame);
-    this.afterEnqueue();
   }
 
-  markBoundary(position: BinlogPosition, tsMs: number, state?: S): void {
-    this.boundaries.push({ seq: this.seq, position, tsMs, state });
-    this.kick();
-  }
-
-  /** Resolves when everything enqueued so far is acknowledged. */
-  async drain(): Promise<void> {
-    while (this.closed.length > 0 || this.openFrames.length > 0 || this.sending) {
-      if (this.failed) throw this.failed;
-      this.kick();
-      await (this.sending ?? new Promise((r) => setImmediate(r)));
+  /** Seals every open frame: they are as full as they get before the next request. Throws when sealing fails. */
+  closeOpen(): void {
+    if (this.openFrames.length === 0) return;
+    for (const frame of this.openFrames) {
+      this.finish(frame);
+      this.closed.push(frame);
     }
-    if (this.failed) throw this.failed;
-    this.releaseBoundaries(this.seq);
+    this.openFrames = [];
+    for (const frames of this.open.values()) frames.length = 0;
   }
 
-  /** Resolves once the queue is below its byte limit. */
-  async waitForRoom(): Promise<void> {
-    while (this.bytes >= this.options.maxBytes / 2 && !this.failed) await new Promise((r) => setTimeout(r, 20));
+  /** The closed messages that fit one produce request, oldest first; null when none is closed. */
+  takeRequest(): FrameRequest | null {
+    if (this.closed.length === 0) return null;
+    const perPartition = new Map<string, number>();
+    let total = 0;
+    let n = 0;
+    for (; n < this.closed.length; n++) {
+      const f = this.closed[n]!;
+      const id = `${f.topic}\u0000${f.partition ?? 'k'}`;
+      const p = (perPartition.get(id) ?? 0) + f.bytes;
+      if (n > 0 && (p > MAX_PARTITION_REQUEST_BYTES || total + f.bytes > MAX_REQUEST_BYTES)) break;
+      perPartition.set(id, p);
+      total += f.bytes;
+    }
+    const frames = this.closed.splice(0, n);
+    return { frames, topicMessages: wireMessages(frames) };
   }
 
-  /** kafkajs's default partitioner (Java-compatible murmur2 of the key's UTF-8) for a key. */
+  /**
+   * Kafka acknowledged `request` (the only one taken and not yet acknowledged): its bytes
+   * leave the queue and its buffers are reused. Returns the sequence number up to which
+   * every message written is acknowledged: the oldest one not yet sent is next.
+   */
+  acknowledged(request: FrameRequest): number {
+    for (const f of request.frames) {
+      this.bytes -= f.bytes;
+      if (f.partition !== null) this.release(f.buf);
+    }
+    let min = this.seq + 1;
+    for (const f of this.closed) min = Math.min(min, f.minSeq);
+    for (const f of this.openFrames) min = Math.min(min, f.minSeq);
+    return min - 1;
+  }
+
   private partitionOf(topic: string, key: string): number {
     let n = this.partitionCounts.get(topic);
     if (n === undefined) this.partitionCounts.set(topic, (n = this.options.partitionsOf(topic)));
-    if (n === 1) return 0;
-    const buf = key.length * 3 <= this.keyBuffer.length ? this.keyBuffer : Buffer.allocUnsafe(key.length * 3);
-    const length = buf.write(key, 0, 'utf8');
-    return (murmur2(buf, length) & 0x7fffffff) % n;
+    return this.partitioner.partitionOf(key, n);
   }
 
   private newFrame(topic: string, partition: number | null, key: string | null, buf: Buffer): Frame {
@@ -340,108 +328,11 @@ export class RawPublisher<S = unknown> {
     frame.used = at;
     this.account(frame, at);
   }
-
-  private afterEnqueue(): void {
-    if (!this.full && this.bytes >= this.options.maxBytes) {
-      this.full = true;
-      this.options.onPressure(true);
-    }
-    this.kick();
-  }
-
-  private closeOpenFrames(): void {
-    if (this.openFrames.length === 0) return;
-    for (const frame of this.openFrames) {
-      this.finish(frame);
-      this.closed.push(frame);
-    }
-    this.openFrames = [];
-    for (const frames of this.open.values()) frames.length = 0;
-  }
-
-  private kick(): void {
-    if (this.sending || this.failed) return;
-    this.sending = this.loop().finally(() => {
-      this.sending = null;
-    });
-  }
-
-  private async loop(): Promise<void> {
-    for (;;) {
-      try {
-        // Frames still open are closed now: they are as full as waiting for the last request made them.
-        this.closeOpenFrames();
-      } catch (err) {
-        this.failed = err as Error;
-        this.logger.error({ err }, 'sealing a raw frame failed');
-        this.options.onError(err as Error);
-        return;
-      }
-      if (this.closed.length === 0) {
-        this.releaseBoundaries(this.seq);
-        return;
-      }
-      const batch = this.takeRequest();
-      this.requestSince = Date.now();
-      try {
-        await this.producer.sendBatch({ acks: -1, topicMessages: wireMessages(batch) });
-        this.requestSince = 0;
-      } catch (err) {
-        this.requestSince = 0;
-        this.failed = err as Error;
-        this.logger.error({ err }, 'publishing to Kafka failed');
-        this.options.onError(err as Error);
-        return;
-      }
-      for (const f of batch) {
-        this.bytes -= f.bytes;
-        if (f.partition !== null) this.release(f.buf);
-      }
-      this.releaseBoundaries(this.ackedSeq());
-      if (this.full && this.bytes < this.options.maxBytes / 2) {
-        this.full = false;
-        this.options.onPressure(false);
-      }
-    }
-  }
-
-  /** The closed frames that fit one produce request, oldest first. */
-  private takeRequest(): Frame[] {
-    const perPartition = new Map<string, number>();
-    let total = 0;
-    let n = 0;
-    for (; n < this.closed.length; n++) {
-      const f = this.closed[n]!;
-      const id = `${f.topic}\u0000${f.partition ?? 'k'}`;
-      const p = (perPartition.get(id) ?? 0) + f.bytes;
-      if (n > 0 && (p > MAX_PARTITION_REQUEST_BYTES || total + f.bytes > MAX_REQUEST_BYTES)) break;
-      perPartition.set(id, p);
-      total += f.bytes;
-    }
-    return this.closed.splice(0, n);
-  }
-
-  /** Every event up to this sequence number is acknowledged: the oldest unsent one is next. */
-  private ackedSeq(): number {
-    let min = this.seq + 1;
-    for (const f of this.closed) min = Math.min(min, f.minSeq);
-    for (const f of this.openFrames) min = Math.min(min, f.minSeq);
-    return min - 1;
-  }
-
-  private releaseBoundaries(ackedSeq: number): void {
-    let last: Boundary<S> | undefined;
-    let state: S | undefined;
-    while (this.boundaries.length > 0 && this.boundaries[0]!.seq <= ackedSeq) {
-      last = this.boundaries.shift();
-      state = last!.state ?? state;
-    }
-    if (last) this.options.onAcked(last.position, last.tsMs, state);
-  }
 }
 
-function wireMessages(frames: Frame[]): Array<{ topic: string; messages: Array<{ key?: string; value: Buffer; partition?: number; headers?: Record<string, string> }> }> {
-  const byTopic = new Map<string, Array<{ key?: string; value: Buffer; partition?: number; headers?: Record<string, string> }>>();
+/** The messages of `frames` as kafkajs sends them: frames to their partition with their event count, records by their key. */
+function wireMessages(frames: Frame[]): TopicMessages[] {
+  const byTopic = new Map<string, TopicMessages['messages']>();
   for (const f of frames) {
     let list = byTopic.get(f.topic);
     if (!list) byTopic.set(f.topic, (list = []));
@@ -452,29 +343,4 @@ function wireMessages(frames: Frame[]): Array<{ topic: string; messages: Array<{
     }
   }
   return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
-}
-
-/** murmur2 as Kafka's Java client (and kafkajs) compute it, over `length` bytes of `data`; a signed 32-bit result. */
-export function murmur2(data: Buffer, length: number): number {
-  const m = 0x5bd1e995;
-  let h = (0x9747b28c ^ length) | 0;
-  const length4 = length & ~3;
-  for (let i = 0; i < length4; i += 4) {
-    let k = data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24);
-    k = Math.imul(k, m);
-    k ^= k >>> 24;
-    k = Math.imul(k, m);
-    h = Math.imul(h, m) ^ k;
-  }
-  const tail = length & 3;
-  if (tail > 0) {
-    if (tail === 3) h ^= data[length4 + 2]! << 16;
-    if (tail >= 2) h ^= data[length4 + 1]! << 8;
-    h ^= data[length4]!;
-    h = Math.imul(h, m);
-  }
-  h ^= h >>> 13;
-  h = Math.imul(h, m);
-  h ^= h >>> 15;
-  return h | 0;
 }
