@@ -12,7 +12,7 @@ import {
   runService,
 } from '@cityshare/shared';
 import { sinkEnv } from './config.js';
-import { createTarget } from './targets/index.js';
+import { createTarget, definitionOf, pipelineTargets } from './targets/registry.js';
 import { ShareConsumer } from './share-consumer.js';
 import { createSinkMetrics } from './sink-metrics.js';
 
@@ -27,7 +27,7 @@ await runService(logger, async (run) => {
   const policySync = policySyncOf(env, logger, (up) => run.dependency('control', up));
   await policySync?.start();
   run.defer(() => policySync?.stop());
-  const loaded = loadPipeline(env.CITYSHARE_PIPELINE);
+  const loaded = loadPipeline(env.CITYSHARE_PIPELINE, process.env, pipelineTargets);
   const { config, keyringPath } = loaded;
   const department = env.SINK_DEPARTMENT
     ? config.departments.find((d) => d.name === env.SINK_DEPARTMENT)
@@ -39,8 +39,9 @@ await runService(logger, async (run) => {
   const registry = createMetricsRegistry('sink', { department: department.name });
   const metrics = createSinkMetrics(registry);
   // Delivery records for the audit ledger are signed with the deliveries key (record-mac.ts); a
-  // webhook or export push target signs with its department's webhook key too.
-  const keys = FileKeyring.loadFor(keyringPath, 'sink', log, department.name);
+  // target that signs what it sends (webhooks, export pushes) needs its department's webhook key too.
+  const targetSigns = definitionOf(department.target).capabilities.signs(department.target);
+  const keys = FileKeyring.loadFor(keyringPath, 'sink', log, department.name, { targetSigns });
   const sink = createTarget(department, { prefix: config.kafka.topicPrefix, keys, logger: log, metrics, outage });
   run.defer(() => sink.close());
   await sink.connect();
