@@ -9,7 +9,7 @@
  * when a source file is newer than the bundle; bundles are written to a temporary file and
  * renamed, so a process starting meanwhile never loads half a file.
  */
-import { existsSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
@@ -63,10 +63,19 @@ function sharedSources(): string[] {
   return [...readdirSync(join(root, 'packages')).map((p) => join(root, 'packages', p, 'src')), join(root, 'package-lock.json'), join(root, 'patches'), join(root, 'scripts', 'build-services.ts')];
 }
 
+/** The service's own sources and those of the services it imports (the control plane checks targets with the sink's registry). */
+function serviceSources(name: string, seen = new Set<string>()): string[] {
+  if (seen.has(name)) return [];
+  seen.add(name);
+  const { dependencies = {} } = JSON.parse(readFileSync(join(root, 'services', name, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+  const services = Object.keys(dependencies).map((d) => /^@cityshare\/(.+)$/.exec(d)?.[1]).filter((d): d is string => d !== undefined && existsSync(join(root, 'services', d)));
+  return [join(root, 'services', name, 'src'), ...services.flatMap((d) => serviceSources(d, seen))];
+}
+
 function outOfDate(name: string): boolean {
   const bundle = serviceBundle(name);
   if (!existsSync(bundle)) return true;
-  return newest([join(root, 'services', name, 'src'), ...sharedSources()]) > statSync(bundle).mtimeMs;
+  return newest([...serviceSources(name), ...sharedSources()]) > statSync(bundle).mtimeMs;
 }
 
 /** CommonJS dependencies bundled into an ES module still call `require` for Node's built-ins. */

@@ -57,6 +57,7 @@ describe('append-only table without a key', () => {
   it('appends a redelivered change only once', async () => {
     const sink = new PostgresTarget({ url: stack.postgresUrl, schema: run.pgSchema }, createLogger('test', 'silent'));
     try {
+      await sink.connect();
       const table: TargetTable = { name: 'redelivered_log', primaryKey: [], columns: [{ name: 'gate', type: 'string', nullable: true }] };
       await sink.ensureTable(table);
       const change = { op: 'c', version: '00000001.0000000100.00000', sourceTsMs: 1_700_000_000_000n, deleted: false, values: { gate: 'G1' } };

@@ -1,48 +1,59 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect as amqpConnect } from 'amqplib';
 import { Queue } from 'bullmq';
 import { createConnection } from 'mysql2/promise';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileKeyring, createLogger, isCdcError } from '@cityshare/shared';
-import { MysqlTarget } from '../services/sink/src/targets/mysql.target.js';
-import { RabbitmqTarget } from '../services/sink/src/targets/rabbitmq.target.js';
-import { WebhookTarget } from '../services/sink/src/targets/webhook.target.js';
-import { PostgresTarget } from '../services/sink/src/targets/postgres.target.js';
+import { FileKeyring, createLogger, createMetricsRegistry, isCdcError, queues, type DepartmentConfig } from '@cityshare/shared';
+import { createSinkMetrics } from '../services/sink/src/sink-metrics.js';
+import { TARGETS, type TargetKind } from '../services/sink/src/targets/registry.js';
 import type { RowChange, Target, TargetTable } from '../services/sink/src/targets/target.js';
+import type { TargetDefinition } from '../services/sink/src/targets/target-definition.js';
 import { stack } from '../scripts/support/stack.js';
 import { eventually } from '../scripts/support/eventually.js';
 
 /**
- * One contract, every target type (services/sink/src/targets/target.ts): the same
- * scenarios against a real PostgreSQL and a real MariaDB (the machine's own, port 3306);
- * the stream targets (HTTP through BullMQ and Redis, RabbitMQ) hold no table to read
- * back, so they are held to what a receiver sees: every change, in order, exact, and the
- * same state after a redelivery.
+ * One contract, every target of the registry (services/sink/src/targets/registry.ts), each
+ * built from its settings as a pipeline file has them, through its definition. A table
+ * target (capabilities.delivery 'table': PostgreSQL, MariaDB on the machine's own port
+ * 3306, the export target's PostgreSQL staging) is read back after the same scenarios; a
+ * stream target (HTTP through BullMQ and Redis, RabbitMQ) holds no table to read back, so
+ * it is held to what a receiver sees: every change, in order, exact, and the same state
+ * after a redelivery. `harnesses` is keyed by kind: a target registered without one does
+ * not compile, and the first test fails.
  */
 const MARIADB = stack.targetMariadb;
 const logger = createLogger('test', 'silent');
+/** The pipeline's topic prefix, which names the targets' queues in Redis. */
+const prefix = `conf${randomBytes(3).toString('hex')}`;
 
-interface Harness {
-  name: string;
-  target: (softDelete?: boolean) => Target;
-  /** Rows of a table, key order, values normalised to text (null stays null). */
-  rows: (table: string) => Promise<Array<Record<string, string | null>>>;
+type Row = Record<string, string | null>;
+
+interface TableHarness {
+  delivery: 'table';
+  /** The target's settings as a pipeline file has them; with soft delete, or undefined when it has no such setting. */
+  settings(o: { softDelete: boolean }): unknown;
+  /** Rows of a table (tables named soft_… from the soft-delete target), key order, values normalised to text (null stays null). */
+  rows: (table: string) => Promise<Row[]>;
   setUp: () => Promise<void>;
   tearDown: () => Promise<void>;
 }
 
+
 const text = (v: unknown): string | null => (v === null || v === undefined ? null : v instanceof Date ? v.toISOString() : Buffer.isBuffer(v) ? v.toString('hex') : typeof v === 'object' ? JSON.stringify(v) : String(v));
 const normalise = (rows: Array<Record<string, unknown>>) => rows.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => k !== '__synced_at' && k !== '__source_ts').map(([k, v]) => [k, text(v)])));
 
-function postgresHarness(): Harness {
+/** A PostgreSQL schema (and its _soft twin) read back: the postgres target's, or the export target's staging. */
+function postgresSchemas(): Pick<TableHarness, 'rows' | 'setUp' | 'tearDown'> & { schema: string } {
   const schema = `conf_${randomBytes(4).toString('hex')}`;
   const client = new pg.Client({ connectionString: stack.postgresUrl });
   return {
-    name: 'postgres',
-    target: (softDelete = false) => new PostgresTarget({ url: stack.postgresUrl, schema: softDelete ? `${schema}_soft` : schema, softDelete }, logger),
+    schema,
     rows: async (table) => {
       const s = table.startsWith('soft_') ? `${schema}_soft` : schema;
       return normalise((await client.query(`SELECT * FROM "${s}"."${table}" ORDER BY 1, "__version"`)).rows);
@@ -55,13 +66,21 @@ function postgresHarness(): Harness {
   };
 }
 
-function mysqlHarness(): Harness {
+function postgresHarness(): TableHarness {
+  const { schema, ...readBack } = postgresSchemas();
+  return {
+    delivery: 'table',
+    settings: ({ softDelete }) => ({ kind: 'postgres', url: stack.postgresUrl, schema: softDelete ? `${schema}_soft` : schema, softDelete }),
+    ...readBack,
+  };
+}
+
+function mysqlHarness(): TableHarness {
   const db = `conf_${randomBytes(4).toString('hex')}`;
   let conn: Awaited<ReturnType<typeof createConnection>>;
-  const url = (d: string) => `mysql://root@${MARIADB.host}:${MARIADB.port}/${d}`;
   return {
-    name: 'mysql (MariaDB)',
-    target: (softDelete = false) => new MysqlTarget({ url: url(softDelete ? `${db}_soft` : db), softDelete }, logger),
+    delivery: 'table',
+    settings: ({ softDelete }) => ({ kind: 'mysql', url: `mysql://root@${MARIADB.host}:${MARIADB.port}/${softDelete ? `${db}_soft` : db}`, softDelete }),
     rows: async (table) => {
       const d = table.startsWith('soft_') ? `${db}_soft` : db;
       const [rows] = await conn.query(`SELECT * FROM \`${d}\`.\`${table}\` ORDER BY 1, __version`);
@@ -78,9 +97,131 @@ function mysqlHarness(): Harness {
   };
 }
 
+/** The export target's tables are its staging schema's (its scheduled files are test/export.test.ts's); it has no soft delete. */
+function exportHarness(): TableHarness {
+  const { schema, ...readBack } = postgresSchemas();
+  const directory = mkdtempSync(join(tmpdir(), 'cityshare-conf-export-'));
+  return {
+    delivery: 'table',
+    settings: ({ softDelete }) => (softDelete ? undefined : { kind: 'export', staging: { url: stack.postgresUrl, schema }, directory, schedule: { everyMs: 3_600_000 }, redisUrl: stack.redisUrl }),
+    rows: readBack.rows,
+    setUp: readBack.setUp,
+    tearDown: async () => {
+      await obliterate(queues.export(prefix, department.name));
+      rmSync(directory, { recursive: true, force: true });
+      await readBack.tearDown();
+    },
+  };
+}
+
+async function obliterate(queueName: string): Promise<void> {
+  const queue = new Queue(queueName, { connection: { url: stack.redisUrl, maxRetriesPerRequest: null } });
+  await queue.obliterate({ force: true });
+  await queue.close();
+}
+
+interface Received {
+  table: string;
+  op: string;
+  version: string;
+  deleted: boolean;
+  values: Record<string, unknown>;
+}
+
+interface StreamHarness {
+  delivery: 'stream';
+  /** The target's settings as a pipeline file has them (after setUp: the receiver's address is known then). */
+  settings(): unknown;
+  /** Changes as the receiving department got them, in arrival order. */
+  received: Received[];
+  setUp: () => Promise<void>;
+  tearDown: () => Promise<void>;
+}
+
+function httpHarness(): StreamHarness {
+  const received: Received[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+    req.on('end', () => {
+      const batch = JSON.parse(body) as { table: string; changes: Array<Omit<Received, 'table'>> };
+      for (const c of batch.changes) received.push({ table: batch.table, ...c });
+      res.writeHead(200).end();
+    });
+  });
+  return {
+    delivery: 'stream',
+    received,
+    settings: () => ({ kind: 'http', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, redisUrl: stack.redisUrl, maxAttempts: 3, timeoutMs: 2000, backoffMs: 100 }),
+    setUp: () => new Promise<void>((r) => server.listen(0, '127.0.0.1', r)),
+    tearDown: async () => {
+      await new Promise<void>((r) => server.close(() => r()));
+      await obliterate(queues.webhook(prefix, department.name));
+    },
+  };
+}
+
+function rabbitmqHarness(): StreamHarness {
+  const received: Received[] = [];
+  const exchange = `conf-${randomBytes(4).toString('hex')}`;
+  let conn: Awaited<ReturnType<typeof amqpConnect>>;
+  return {
+    delivery: 'stream',
+    received,
+    settings: () => ({ kind: 'rabbitmq', url: stack.rabbitmqUrl, exchange }),
+    setUp: async () => {
+      conn = await amqpConnect(stack.rabbitmqUrl);
+      const ch = await conn.createChannel();
+      await ch.assertExchange(exchange, 'topic', { durable: true });
+      const { queue } = await ch.assertQueue('', { exclusive: true });
+      await ch.bindQueue(queue, exchange, '#');
+      await ch.consume(queue, (m) => {
+        if (!m) return;
+        received.push(JSON.parse(m.content.toString()) as Received);
+        ch.ack(m);
+      });
+    },
+    tearDown: async () => {
+      const ch = await conn.createChannel();
+      await ch.deleteExchange(exchange).catch(() => undefined);
+      await conn.close();
+    },
+  };
+}
+
+/** How the suite sets up and reads back each kind: keyed by kind, so a registered target without a harness does not compile. */
+const harnesses: Record<TargetKind, TableHarness | StreamHarness> = {
+  postgres: postgresHarness(),
+  mysql: mysqlHarness(),
+  export: exportHarness(),
+  http: httpHarness(),
+  rabbitmq: rabbitmqHarness(),
+};
+
+/** The department the targets deliver for: its grants in force, and its webhook key (http signs with it). */
+const department: DepartmentConfig = { name: 'conf', target: { kind: 'conformance' }, grants: [{ table: 'conf.db.citizens', columns: {} }, { table: 'conf.db.taps', columns: {} }] };
+const keys = new FileKeyring({ version: 1, keys: { 'webhook:conf': [{ id: 'webhook-conf-1', material: randomBytes(32).toString('base64') }] } });
+const metrics = createSinkMetrics(createMetricsRegistry('sink', { department: department.name }));
+
+/** A target built as the sink builds it: settings checked by its definition's schema, then its constructor. */
+function build(definition: TargetDefinition, settings: unknown): Target {
+  const config = definition.config.parse(settings);
+  return definition.create(config, { department, prefix, keys, logger, metrics, labels: { department: department.name, target: definition.kind } });
+}
+
+const ofDelivery = <H extends TableHarness | StreamHarness>(delivery: H['delivery']) =>
+  TARGETS.filter((t) => t.capabilities.delivery === delivery).map((definition) => ({ name: definition.kind, definition: definition as TargetDefinition, h: harnesses[definition.kind] as H }));
+
+describe('conformance coverage', () => {
+  it('has a harness for every registered target, of the delivery it declares', () => {
+    expect(Object.keys(harnesses).sort()).toEqual(TARGETS.map((t) => t.kind).sort());
+    for (const t of TARGETS) expect(harnesses[t.kind].delivery, t.kind).toBe(t.capabilities.delivery);
+  });
+});
+
 const citizens = (name: string): TargetTable => ({
   name,
-  // Granted as the test department's webhook target takes it (databases ignore it).
+  // Granted to the test department (the http target queues only changes of grants in force; others ignore it).
   grant: 'conf.db.citizens',
   primaryKey: ['id'],
   columns: [
@@ -95,21 +236,22 @@ const change = (id: number, name: string | null, op = 'u', version = `00000001.$
   op, version, sourceTsMs: 1_700_000_000_000n, deleted: op === 'd', values: { id: BigInt(id), name, fee: '12345678.90' },
 });
 
-describe.each([postgresHarness(), mysqlHarness()])('target conformance: $name', (h) => {
+describe.each(ofDelivery<TableHarness>('table'))('table target conformance: $name', ({ definition, h }) => {
   let target: Target;
-  let soft: Target;
+  let soft: Target | undefined;
+  const softSettings = h.settings({ softDelete: true });
 
   beforeAll(async () => {
     await h.setUp();
-    target = h.target();
-    soft = h.target(true);
+    target = build(definition, h.settings({ softDelete: false }));
+    soft = softSettings === undefined ? undefined : build(definition, softSettings);
     await target.connect();
-    await soft.connect();
+    await soft?.connect();
   });
 
   afterAll(async () => {
-    await target.close();
-    await soft.close();
+    await target?.close();
+    await soft?.close();
     await h.tearDown();
   });
 
@@ -164,13 +306,14 @@ describe.each([postgresHarness(), mysqlHarness()])('target conformance: $name', 
     expect((await h.rows('taps')).map((r) => [r.card, r.__op])).toEqual([['x', 'c'], ['x', 'd']]);
   });
 
-  it('soft delete: keeps a deleted row flagged, and an older change does not bring it back', async () => {
+  it.skipIf(softSettings === undefined)('soft delete: keeps a deleted row flagged, and an older change does not bring it back', async () => {
+    const soft_ = soft!;
     const t = citizens('soft_citizens');
-    await soft.ensureTable(t);
+    await soft_.ensureTable(t);
     const insert = change(1, 'a', 'c');
     const del = change(1, 'a', 'd');
-    await soft.apply(t, [insert, del]);
-    await soft.apply(t, [insert]);
+    await soft_.apply(t, [insert, del]);
+    await soft_.apply(t, [insert]);
     const rows = await h.rows('soft_citizens');
     expect(rows).toHaveLength(1);
     expect(['true', '1']).toContain(rows[0]!.__deleted);
@@ -187,78 +330,6 @@ describe.each([postgresHarness(), mysqlHarness()])('target conformance: $name', 
   });
 });
 
-interface Received {
-  table: string;
-  op: string;
-  version: string;
-  deleted: boolean;
-  values: Record<string, unknown>;
-}
-
-interface StreamHarness {
-  name: string;
-  target: () => Target;
-  /** Changes as the receiving department got them, in arrival order. */
-  received: Received[];
-  setUp: () => Promise<void>;
-  tearDown: () => Promise<void>;
-}
-
-function webhookHarness(): StreamHarness {
-  const received: Received[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => (body += c.toString('utf8')));
-    req.on('end', () => {
-      const batch = JSON.parse(body) as { table: string; changes: Array<Omit<Received, 'table'>> };
-      for (const c of batch.changes) received.push({ table: batch.table, ...c });
-      res.writeHead(200).end();
-    });
-  });
-  const queueName = `conf-${randomBytes(4).toString('hex')}`;
-  const keys = new FileKeyring({ version: 1, keys: { 'webhook:conf': [{ id: 'webhook-conf-1', material: randomBytes(32).toString('base64') }] } });
-  return {
-    name: 'http (webhook through BullMQ)',
-    received,
-    target: () => new WebhookTarget({ department: 'conf', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, secret: randomBytes(32), redisUrl: stack.redisUrl, queueName, maxAttempts: 3, timeoutMs: 2000, backoffMs: 100, keys, grants: new Set(['conf.db.citizens', 'conf.db.taps']), retention: { completed: { ageSeconds: 3600, count: 1000 }, failed: { ageSeconds: 3600, count: 1000 } } }, logger),
-    setUp: () => new Promise<void>((r) => server.listen(0, '127.0.0.1', r)),
-    tearDown: async () => {
-      await new Promise<void>((r) => server.close(() => r()));
-      const queue = new Queue(queueName, { connection: { url: stack.redisUrl, maxRetriesPerRequest: null } });
-      await queue.obliterate({ force: true });
-      await queue.close();
-    },
-  };
-}
-
-function rabbitmqHarness(): StreamHarness {
-  const received: Received[] = [];
-  const exchange = `conf-${randomBytes(4).toString('hex')}`;
-  let conn: Awaited<ReturnType<typeof amqpConnect>>;
-  return {
-    name: 'rabbitmq',
-    received,
-    target: () => new RabbitmqTarget({ department: 'conf', url: stack.rabbitmqUrl, exchange, exchangeType: 'topic' }, logger),
-    setUp: async () => {
-      conn = await amqpConnect(stack.rabbitmqUrl);
-      const ch = await conn.createChannel();
-      await ch.assertExchange(exchange, 'topic', { durable: true });
-      const { queue } = await ch.assertQueue('', { exclusive: true });
-      await ch.bindQueue(queue, exchange, '#');
-      await ch.consume(queue, (m) => {
-        if (!m) return;
-        received.push(JSON.parse(m.content.toString()) as Received);
-        ch.ack(m);
-      });
-    },
-    tearDown: async () => {
-      const ch = await conn.createChannel();
-      await ch.deleteExchange(exchange).catch(() => undefined);
-      await conn.close();
-    },
-  };
-}
-
 /** The state a receiver keeps when it applies each change only if its version is newer (what docs/delivery.md asks of stream receivers). */
 function fold(received: Received[]): Map<string, Received> {
   const state = new Map<string, Received>();
@@ -270,17 +341,17 @@ function fold(received: Received[]): Map<string, Received> {
   return state;
 }
 
-describe.each([webhookHarness(), rabbitmqHarness()])('stream target conformance: $name', (h) => {
+describe.each(ofDelivery<StreamHarness>('stream'))('stream target conformance: $name', ({ definition, h }) => {
   let target: Target;
 
   beforeAll(async () => {
     await h.setUp();
-    target = h.target();
+    target = build(definition, h.settings());
     await target.connect();
   });
 
   afterAll(async () => {
-    await target.close();
+    await target?.close();
     await h.tearDown();
   });
 

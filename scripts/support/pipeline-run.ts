@@ -5,6 +5,7 @@ import { stringify } from 'yaml';
 import { createConnection, type Connection } from 'mysql2/promise';
 import pg from 'pg';
 import { FileKeyring, aclPlan, applyAclDiff, currentAcls, diffAcls, kafkaPrincipals, keyListsOf, loadPipeline, type PipelineConfig } from '@cityshare/shared';
+import { definitionOf, pipelineTargets } from '../../services/sink/src/targets/registry.js';
 import { adminKafka, kafkaUserEnv } from './kafka-security.js';
 import { ServiceProcess, type ServiceName } from './service-process.js';
 import { stack } from './stack.js';
@@ -145,8 +146,11 @@ export class PipelineRun {
     const ownKeyring = (name === 'sink' || name === 'cdc-reader') && !merged.CITYSHARE_KEYRING ? join(dirname(this.keyringFile), `keyring.${name}${department}.json`) : undefined;
     const beforeStart = async () => {
       if (ownKeyring) {
-        const full = FileKeyring.load(loadPipeline(merged.CITYSHARE_PIPELINE!, { ...merged, KAFKA_USERNAME: 'nobody', KAFKA_PASSWORD_FILE: '/dev/null', CITYSHARE_POLICY_PUBLIC_KEYS: '' }).keyringPath);
-        writeFileSync(ownKeyring, JSON.stringify(full.subset(keyListsOf(name === 'sink' ? 'sink' : 'cdc-reader', full.listNames(), merged.SINK_DEPARTMENT))), { mode: 0o600 });
+        const { config, keyringPath } = loadPipeline(merged.CITYSHARE_PIPELINE!, { ...merged, KAFKA_USERNAME: 'nobody', KAFKA_PASSWORD_FILE: '/dev/null', CITYSHARE_POLICY_PUBLIC_KEYS: '' }, pipelineTargets);
+        const full = FileKeyring.load(keyringPath);
+        const target = config.departments.find((d) => d.name === merged.SINK_DEPARTMENT)?.target;
+        const targetSigns = target ? definitionOf(target).capabilities.signs(target) : undefined;
+        writeFileSync(ownKeyring, JSON.stringify(full.subset(keyListsOf(name === 'sink' ? 'sink' : 'cdc-reader', full.listNames(), merged.SINK_DEPARTMENT, { targetSigns }))), { mode: 0o600 });
       }
       await this.grantAcls(merged);
     };

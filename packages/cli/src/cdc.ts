@@ -17,6 +17,7 @@ import { CheckpointStore } from '@cityshare/cdc-reader/checkpoint-store';
 import { binlogEnd } from '@cityshare/cdc-reader/source-check';
 import { signalRecord } from '@cityshare/cdc-reader/signal-listener';
 import { AuditLedger, describeVerification } from '@cityshare/control/ledger';
+import { pipelineTargets } from '@cityshare/sink/targets';
 import { grantsInForce, isInForce, purgeRevoked, type QueuedBatch } from '@cityshare/sink/webhook-queue';
 import { CdcError, FileKeyring, POLICY_PUBLIC_KEYS_ENV, POLICY_SIGNATURE_PREFIX, createKafka, createLogger, isCdcError, kafkaSecurityError, keyNames, loadPipeline, openDepartmentValue, pipelineTopics, policySigningKey, producerConfig, queues, redisTlsOptions, signPolicy, sourceConnectionOptions, topics } from '@cityshare/shared';
 
@@ -37,7 +38,7 @@ program
   .option('-s, --source <name>', 'source the tables belong to (may be omitted when there is one)')
   .option('--progress <reader-metrics-url>', "follow the snapshot with a progress bar per table from the active reader's metrics, e.g. http://reader:9464/metrics")
   .action(async (tables: string[], options: { source?: string; progress?: string }) => {
-    const { config, keyringPath } = loadPipeline(program.opts<{ config: string }>().config);
+    const { config, keyringPath } = loadPipeline(program.opts<{ config: string }>().config, process.env, pipelineTargets);
     const source = options.source ? config.sources.find((s) => s.name === options.source) : config.sources.length === 1 ? config.sources[0] : undefined;
     if (!source) throw new CdcError('CONFIG_INVALID', options.source ? `no source named ${options.source}` : 'the pipeline has several sources: pass --source');
     const registered = new Set<string>(source.tables.map((t) => t.name));
@@ -106,9 +107,10 @@ program
   .description("send a department's dead-lettered webhook batches again, oldest first (after its endpoint is fixed); batches of grants no longer in force are removed instead, and the command ends with GRANT_REVOKED")
   .argument('<department>', 'department whose target is http')
   .action(async (name: string) => {
-    const { config } = loadPipeline(program.opts<{ config: string }>().config);
+    const { config } = loadPipeline(program.opts<{ config: string }>().config, process.env, pipelineTargets);
     const department = config.departments.find((d) => d.name === name);
     if (!department) throw new CdcError('CONFIG_INVALID', `no department named ${name} in the pipeline file`);
+    // The queue replayed is the http target's own (BullMQ, in its Redis), so this is about which target, not what it can do.
     if (department.target.kind !== 'http') throw new CdcError('CONFIG_INVALID', `department ${name} has a ${department.target.kind} target; only http targets have a webhook dead-letter queue`);
     const queue = new Queue(queues.webhook(config.kafka.topicPrefix, name), { connection: { url: department.target.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(department.target.redisTls, 'redisTls') } });
     // A lost Redis rejects the calls below too; the command fails with them, not with an unhandled event.
@@ -134,7 +136,7 @@ program
   .description("how far behind each source's reader and each department is, from the pipeline file (-c) and Kafka as the control principal (KAFKA_USERNAME, KAFKA_PASSWORD_FILE); with a control-plane token, the control plane's state too; exit 1 when something needs attention")
   .option('--json', 'print as JSON')
   .action(async (o: { json?: boolean }) => {
-    const { config, keyringPath } = loadPipeline(program.opts<{ config: string }>().config);
+    const { config, keyringPath } = loadPipeline(program.opts<{ config: string }>().config, process.env, pipelineTargets);
     // Checkpoints count only when the pipeline key authenticates them.
     const keys = FileKeyring.load(keyringPath);
     const prefix = config.kafka.topicPrefix;

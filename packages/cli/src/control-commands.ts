@@ -7,6 +7,7 @@ import type { CatalogChangeRequest } from '@cityshare/control/catalog-changes';
 import type { CatalogView as Catalog } from '@cityshare/control/catalog-workflow';
 import { describeVerification, type LedgerVerification } from '@cityshare/control/ledger';
 import { CdcError, FileKeyring, aclPlan, formatAclRule, keyListsOf, loadPipeline, parsePipeline, type AclRule, type KeyringHolder } from '@cityshare/shared';
+import { definitionOf, pipelineTargets } from '@cityshare/sink/targets';
 import { callControl, printTable, readInputFile, type ControlOptions } from './control-client.js';
 
 interface CatalogResult { changes: CatalogChange[]; applied: boolean; pending?: { id: number }; needsApproval?: boolean }
@@ -219,13 +220,14 @@ export function addControlCommands(program: Command): void {
     .requiredOption('-k, --keyring <file>', 'the full keyring (the pipeline file\'s keyring.file, kept by the control plane)')
     .requiredOption('--out <dir>', 'folder to write reader.json, transformer.json, sink-<department>.json, department-<department>.json into')
     .action((o: { keyring: string; out: string }) => {
-      const { config } = loadPipeline(program.opts<{ config: string }>().config);
+      const { config } = loadPipeline(program.opts<{ config: string }>().config, process.env, pipelineTargets);
       const full = FileKeyring.load(o.keyring);
       const names = full.listNames();
-      const files: Array<[string, KeyringHolder, string?]> = [['reader', 'cdc-reader'], ['transformer', 'transformer'], ...config.departments.flatMap((d): Array<[string, KeyringHolder, string]> => [[`sink-${d.name}`, 'sink', d.name], [`department-${d.name}`, 'department', d.name]])];
+      // A sink gets its department's webhook key only if its target signs with it.
+      const files: Array<[string, KeyringHolder, string?, boolean?]> = [['reader', 'cdc-reader'], ['transformer', 'transformer'], ...config.departments.flatMap((d): Array<[string, KeyringHolder, string, boolean?]> => [[`sink-${d.name}`, 'sink', d.name, definitionOf(d.target).capabilities.signs(d.target)], [`department-${d.name}`, 'department', d.name]])];
       mkdirSync(o.out, { recursive: true, mode: 0o700 });
-      for (const [file, holder, department] of files) {
-        const lists = keyListsOf(holder, names, department);
+      for (const [file, holder, department, targetSigns] of files) {
+        const lists = keyListsOf(holder, names, department, { targetSigns });
         writeFileSync(join(o.out, `${file}.json`), `${JSON.stringify(full.subset(lists), null, 2)}\n`, { mode: 0o600 });
         process.stdout.write(`${join(o.out, `${file}.json`)}: ${lists.join(', ') || '(no keys)'}\n`);
       }
@@ -242,7 +244,7 @@ export function addControlCommands(program: Command): void {
     .action((o: { json?: boolean }) => {
       // Only names matter here: no file it names is read, and a principal left to the environment still plans.
       const file = program.opts<{ config: string }>().config;
-      const config = parsePipeline(readInputFile(file, 'pipeline file'), { KAFKA_USERNAME: '-', KAFKA_PASSWORD_FILE: '-', ...process.env });
+      const config = parsePipeline(readInputFile(file, 'pipeline file'), { KAFKA_USERNAME: '-', KAFKA_PASSWORD_FILE: '-', ...process.env }, pipelineTargets);
       const plan = aclPlan(config);
       out(o.json, plan, () => printRules(plan));
     });

@@ -2,6 +2,7 @@ import type { Registry } from 'prom-client';
 import type { z } from 'zod';
 import type { CdcError } from './errors.js';
 import { loadPipeline, type LoadedPipeline } from './config/load-pipeline.js';
+import type { AnyTarget, PipelineTargets, TargetSettings } from './config/pipeline-targets.js';
 import { loadServiceEnv, policySyncOf, type commonServiceEnv, type ServiceKind } from './config/service-env.js';
 import { kafkaSecurityError } from './kafka/security.js';
 import { createLogger, type Logger } from './logger.js';
@@ -30,9 +31,10 @@ export interface ServiceContext<Env> {
    * This run's policy: fetched from the control plane (CITYSHARE_POLICY_URL) into the local
    * copy CITYSHARE_PIPELINE first when the environment says so, kept in step for the run,
    * then loaded and verified. Kafka errors at start are then reported against its `kafka`
-   * settings (a refused principal or certificate named as such).
+   * settings (a refused principal or certificate named as such). Targets are checked as
+   * `targets` knows them (the sink's registry); without it, only their kind.
    */
-  loadPolicy(): Promise<LoadedPipeline>;
+  loadPolicy<T extends TargetSettings = AnyTarget>(targets?: PipelineTargets<T>): Promise<LoadedPipeline<T>>;
 }
 
 /** What `setup` built for the run; the runtime serves its health and metrics, then starts it. */
@@ -66,7 +68,7 @@ export function defineService<S extends z.ZodType<CommonEnv>>(spec: ServiceSpec<
   return runService(logger, async (run) => {
     const env = loadServiceEnv(spec.env);
     logger.level = env.LOG_LEVEL;
-    let loaded: LoadedPipeline | undefined;
+    let kafkaSettings: LoadedPipeline['config']['kafka'] | undefined;
     const parts = await spec.setup({
       env,
       logger,
@@ -76,18 +78,19 @@ export function defineService<S extends z.ZodType<CommonEnv>>(spec: ServiceSpec<
         onKafkaContact: (up) => run.dependency('kafka', up),
         onRestart: (why) => run.restart(why),
       },
-      async loadPolicy() {
+      async loadPolicy<T extends TargetSettings = AnyTarget>(targets?: PipelineTargets<T>) {
         const policySync = policySyncOf(env, logger, (up) => run.dependency('control', up));
         await policySync?.start();
         run.defer(() => policySync?.stop());
-        loaded = loadPipeline(env.CITYSHARE_PIPELINE);
+        const loaded = targets ? loadPipeline(env.CITYSHARE_PIPELINE, process.env, targets) : (loadPipeline(env.CITYSHARE_PIPELINE) as LoadedPipeline<T>);
+        kafkaSettings = loaded.config.kafka;
         return loaded;
       },
     });
     const health = await run.serve({ port: env.METRICS_PORT, host: env.METRICS_HOST, registry: parts.metrics, ready: () => parts.ready(), ...(parts.live ? { live: () => parts.live!() } : {}) });
     logger.info({ port: health.port }, 'health and metrics listening');
     await parts.start?.().catch((err: unknown) => {
-      throw loaded ? kafkaSecurityError(err, loaded.config.kafka) : err;
+      throw kafkaSettings ? kafkaSecurityError(err, kafkaSettings) : err;
     });
     if (parts.serving) logger.info(parts.serving(), 'serving');
   }, spec);

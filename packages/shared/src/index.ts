@@ -7,6 +7,7 @@ export * from './raw-frame.js';
 export * from './topics.js';
 export * from './metrics.js';
 export * from './config/pipeline-schema.js';
+export * from './config/pipeline-targets.js';
 export * from './config/load-pipeline.js';
 export * from './config/watch-pipeline.js';
 export * from './config/service-env.js';

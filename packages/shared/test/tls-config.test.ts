@@ -54,7 +54,7 @@ describe('TLS settings of the pipeline file', () => {
   });
 
   it('lists every TLS file that cannot be read, naming the setting', () => {
-    const path = pipelineDir(pipeline({ ssl: { ca: 'tls/missing.crt', cert: 'tls/client.crt', key: 'tls/client.key' }, target: { kind: 'postgres', url: 'postgres://u:pw@h/db', schema: 's', ssl: { ca: 'tls/pg.crt' } } }), ['tls/client.crt', 'tls/client.key']);
+    const path = pipelineDir(pipeline({ ssl: { ca: 'tls/missing.crt', cert: 'tls/client.crt', key: 'tls/client.key' }, registry: { url: 'https://registry:8081', ca: 'tls/registry.crt' } }), ['tls/client.crt', 'tls/client.key']);
     let caught: unknown;
     try {
       loadPipeline(path);
@@ -63,22 +63,19 @@ describe('TLS settings of the pipeline file', () => {
     }
     expect(isCdcError(caught, 'CONFIG_INVALID')).toBe(true);
     expect((caught as { details: { problems: string[] } }).details.problems).toEqual([
+      expect.stringMatching(/^schemaRegistry\.ca: .*tls\/registry\.crt does not exist/),
       expect.stringMatching(/^sources\.cityhub\.connection\.ssl\.ca: .*tls\/missing\.crt does not exist/),
-      expect.stringMatching(/^departments\.health\.target\.ssl\.ca: .*tls\/pg\.crt does not exist/),
     ]);
   });
 
-  it('refuses half a client certificate, TLS set twice for PostgreSQL, and CA settings a plain URL cannot use', () => {
+  it('refuses half a client certificate, and a CA a plain URL cannot use (targets: services/sink/test/target-registry.test.ts)', () => {
     expect(problems(pipeline({ ssl: { ca: 'ca.crt', cert: 'c.crt' } }))).toEqual([expect.stringMatching(/cert and key go together/)]);
-    expect(problems(pipeline({ target: { kind: 'postgres', url: 'postgres://u@h/db?sslmode=require', schema: 's', ssl: { mode: 'verify-full' } } }))).toEqual([
-      expect.stringMatching(/ssl: the URL sets sslmode as well/),
-    ]);
-    expect(problems(pipeline({ target: { kind: 'http', url: 'https://x.example/hook', redisUrl: 'redis://h:6379', redisTls: { ca: 'ca.crt' } } }))).toEqual([
-      expect.stringMatching(/redisTls needs a rediss:\/\/ redisUrl/),
-    ]);
-    expect(problems(pipeline({ target: { kind: 'rabbitmq', url: 'amqp://h', exchange: 'x', ca: 'ca.crt' } }))).toEqual([expect.stringMatching(/ca needs an amqps:\/\/ url/)]);
     expect(problems(pipeline({ registry: { ca: 'ca.crt' } }))).toEqual([expect.stringMatching(/ca needs an https:\/\/ url/)]);
-    expect(problems(pipeline({ target: { kind: 'mysql', url: 'mysql://u:p@h/db', ssl: { ca: 'ca.crt', verifyIdentity: false, minVersion: 'TLSv1.3' } } }))).toEqual([]);
+  });
+
+  it('without the sink\'s target registry, requires a target to name its kind and leaves its settings alone', () => {
+    expect(problems(pipeline({ target: { kind: 'postgres', schema: 'Not A Name', ssl: { ca: 'tls/nowhere.crt' }, anything: 1 } }))).toEqual([]);
+    expect(problems(pipeline({ target: { url: 'postgres://h/db' } }))).toEqual([expect.stringMatching(/^departments\.0\.target\.kind: /)]);
   });
 
   it('maps PostgreSQL modes to pg options, MySQL identity checks and Redis CAs', () => {

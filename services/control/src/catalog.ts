@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Pool, PoolConnection } from 'mysql2/promise';
 import { parse, stringify } from 'yaml';
 import { CdcError, isCdcError, parsePipeline } from '@cityshare/shared';
+import { pipelineTargets } from '@cityshare/sink/targets';
 
 /**
  * The catalog as the control plane keeps it: what a pipeline file declares except grants
@@ -63,7 +64,8 @@ export function catalogFromPipelineText(text: string, env: NodeJS.ProcessEnv = p
     throw new CdcError('CONFIG_INVALID', `pipeline file is not valid YAML: ${(cause as Error).message}`, { cause });
   }
   try {
-    parsePipeline(text, env);
+    // Every target setting checked, as the sink will (the registry of target kinds is the sink's).
+    parsePipeline(text, env, pipelineTargets);
   } catch (err) {
     if (!isCdcError(err)) throw err;
     problems.push(...((err.details?.problems as string[] | undefined) ?? [err.message]));

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { CdcError, ERROR_CODES, FileKeyring, parsePipeline, checkPolicySignature, policyKeyNames, policySigningKey, signPolicy, POLICY_ISSUED_PREFIX, policyBody, policyIssuedAt, type DataKey, type Logger, type PipelineConfig } from '@cityshare/shared';
+import { pipelineTargets } from '@cityshare/sink/targets';
 import { pipelineText, type CatalogDocument } from './catalog.js';
 import type { GrantRequest } from './grants.js';
 import type { AuditLedger } from './ledger.js';
@@ -66,7 +67,7 @@ export class PolicyPublisher {
         .map((g) => ({ table: g.table, columns: g.spec.columns, ...(g.spec.filter ? { filter: g.spec.filter } : {}), ...(g.spec.filterReads?.length ? { filterReads: g.spec.filterReads } : {}) })),
     );
     const text = `# Written by the cityshare control plane from its catalog and the grants in force; do not edit (cdc apply, cdc grants).\n${body}`;
-    this.checkKeys(parsePipeline(text));
+    this.checkKeys(parsePipeline(text, process.env, pipelineTargets));
     return text;
   }
 

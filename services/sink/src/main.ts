@@ -1,6 +1,6 @@
 import { FileKeyring, createKafka, createMetricsRegistry, defineService, namedOrOnly, registryEndpoint } from '@cityshare/shared';
 import { sinkEnv } from './config.js';
-import { createTarget } from './targets/index.js';
+import { createTarget, definitionOf, pipelineTargets } from './targets/registry.js';
 import { ShareConsumer } from './share-consumer.js';
 import { createSinkMetrics } from './sink-metrics.js';
 
@@ -12,15 +12,17 @@ await defineService({
   name: 'sink',
   env: sinkEnv,
   async setup({ env, logger, run, hooks, loadPolicy }) {
-    const loaded = await loadPolicy();
+    // Targets checked in full, as the registry declares them (the reader and transformer only need their kind).
+    const loaded = await loadPolicy(pipelineTargets);
     const { config, keyringPath } = loaded;
     const department = namedOrOnly(config.departments, env.SINK_DEPARTMENT, 'department', 'SINK_DEPARTMENT');
     const log = logger.child({ department: department.name });
     const registry = createMetricsRegistry('sink', { department: department.name });
     const metrics = createSinkMetrics(registry);
     // Delivery records for the audit ledger are signed with the deliveries key (record-mac.ts); a
-    // webhook or export push target signs with its department's webhook key too.
-    const keys = FileKeyring.loadFor(keyringPath, 'sink', log, department.name);
+    // target that signs what it sends (webhooks, export pushes) needs its department's webhook key too.
+    const targetSigns = definitionOf(department.target).capabilities.signs(department.target);
+    const keys = FileKeyring.loadFor(keyringPath, 'sink', log, department.name, { targetSigns });
     const sink = createTarget(department, { prefix: config.kafka.topicPrefix, keys, logger: log, metrics, outage });
     run.defer(() => sink.close());
     await sink.connect();

@@ -3,17 +3,23 @@ import { dirname, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { CdcError } from '../errors.js';
 import { compileRowFilter } from '../policy/row-filter.js';
-import { pipelineSchema, type GrantAction, type PipelineConfig } from './pipeline-schema.js';
+import { pipelineSchemaOf, type GrantAction, type PipelineConfig } from './pipeline-schema.js';
+import { anyTarget, type AnyTarget, type PipelineTargets, type TargetSettings } from './pipeline-targets.js';
 import { resolveTlsFiles } from './tls-files.js';
 import { POLICY_PUBLIC_KEYS_ENV, checkPolicySignature } from './policy-signature.js';
 
-export interface LoadedPipeline {
+export interface LoadedPipeline<T extends TargetSettings = AnyTarget> {
   /** TLS file paths (CA, certificate, key) made absolute, relative to the pipeline file. */
-  config: PipelineConfig;
+  config: PipelineConfig<T>;
   /** Absolute path of the keyring file. */
   keyringPath: string;
   path: string;
+  /** The targets it was checked with, so that a reload (watchPipeline) checks the same. */
+  targets: PipelineTargets<T>;
 }
+
+/** Without the sink's target registry, a target is only required to name its kind (pipeline-targets.ts). */
+const someTargets = anyTarget as PipelineTargets<never>;
 
 const ENV_REF = /\$\{([A-Z0-9_]+)(?::-([^}]*))?\}/g;
 
@@ -51,7 +57,7 @@ function revealsValue(action: GrantAction): boolean {
 }
 
 /** Checks that cross references hold: every grant names a registered, classified column. */
-export function crossCheck(config: PipelineConfig): string[] {
+export function crossCheck(config: PipelineConfig<TargetSettings>): string[] {
   const problems: string[] = [];
   const tables = new Map<string, Record<string, string>>();
   const seenSources = new Set<string>();
@@ -108,7 +114,8 @@ export function crossCheck(config: PipelineConfig): string[] {
   return problems;
 }
 
-export function parsePipeline(text: string, env: NodeJS.ProcessEnv = process.env): PipelineConfig {
+/** The pipeline file's text checked in full (its targets as `targets` knows them); CONFIG_INVALID lists every problem. */
+export function parsePipeline<T extends TargetSettings = AnyTarget>(text: string, env: NodeJS.ProcessEnv = process.env, targets: PipelineTargets<T> = someTargets): PipelineConfig<T> {
   let raw: unknown;
   try {
     raw = parse(text);
@@ -118,7 +125,7 @@ export function parsePipeline(text: string, env: NodeJS.ProcessEnv = process.env
   const missing = new Set<string>();
   const substituted = substituteEnv(raw, env, missing);
   const problems = [...missing].map((n) => `environment variable ${n} is not set and has no default`);
-  const parsed = pipelineSchema.safeParse(substituted);
+  const parsed = pipelineSchemaOf(targets.schema).safeParse(substituted);
   if (!parsed.success) {
     problems.push(...parsed.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`));
   } else {
@@ -132,25 +139,25 @@ export function parsePipeline(text: string, env: NodeJS.ProcessEnv = process.env
   return parsed.data;
 }
 
-export function loadPipeline(path: string, env: NodeJS.ProcessEnv = process.env): LoadedPipeline {
+export function loadPipeline<T extends TargetSettings = AnyTarget>(path: string, env: NodeJS.ProcessEnv = process.env, targets: PipelineTargets<T> = someTargets): LoadedPipeline<T> {
   const absolute = resolve(path);
   if (!existsSync(absolute)) {
     throw new CdcError('CONFIG_NOT_FOUND', `pipeline file ${absolute} does not exist`, { details: { path: absolute } });
   }
   const text = readFileSync(absolute, 'utf8');
   checkPolicySignature(text, absolute, env[POLICY_PUBLIC_KEYS_ENV]);
-  const config = withAbsoluteFiles(parsePipeline(text, env), dirname(absolute));
-  const problems = resolveTlsFiles(config, dirname(absolute));
+  const config = withAbsoluteFiles(parsePipeline(text, env, targets), dirname(absolute));
+  const problems = resolveTlsFiles(config, dirname(absolute), targets);
   if (problems.length > 0) {
     throw new CdcError('CONFIG_INVALID', `pipeline file ${absolute} names TLS files that cannot be read:\n  - ${problems.join('\n  - ')}`, { details: { problems } });
   }
   // A service's own keyring (CITYSHARE_KEYRING, `cdc keys split`) replaces the file's keyring for that service.
   const keyringPath = env.CITYSHARE_KEYRING ? resolve(env.CITYSHARE_KEYRING) : resolve(dirname(absolute), config.keyring.file);
-  return { config, path: absolute, keyringPath };
+  return { config, path: absolute, keyringPath, targets };
 }
 
 /** The Kafka credential files resolved against the pipeline file's folder, as keyring.file is (TLS files: resolveTlsFiles). */
-function withAbsoluteFiles(config: PipelineConfig, dir: string): PipelineConfig {
+function withAbsoluteFiles<T extends TargetSettings>(config: PipelineConfig<T>, dir: string): PipelineConfig<T> {
   const at = (file: string | undefined) => (file === undefined ? undefined : resolve(dir, file));
   const { sasl } = config.kafka;
   return sasl ? { ...config, kafka: { ...config.kafka, sasl: { ...sasl, passwordFile: at(sasl.passwordFile), tokenFile: at(sasl.tokenFile) } } } : config;

@@ -2,14 +2,19 @@ import { z } from 'zod';
 import { MAX_MASK_INPUT } from '../policy/mask.js';
 import { MAX_PATTERN_LENGTH, patternProblem } from '../policy/user-pattern.js';
 import { compileRowFilter } from '../policy/row-filter.js';
+import { anyTarget, type AnyTarget, type TargetSettings } from './pipeline-targets.js';
 
 /**
  * The declarative pipeline file (pipeline.yaml): sources and their tables with column
  * classes, departments with their targets and grants, and the shared infrastructure.
  * This schema is the reference documentation: `npm run config:docs` renders it.
  */
-const secret = { secret: true } as const;
-const name = z.string().regex(/^[a-z][a-z0-9_]*$/, 'lower-case letters, digits and _; starts with a letter');
+/** Metadata of a setting that holds a secret: the JSON schema flags it, so tools can redact it. */
+export const secretSetting = { secret: true } as const;
+const secret = secretSetting;
+/** A name in the pipeline file (source, department, schema): lower-case letters, digits and _. */
+export const configName = z.string().regex(/^[a-z][a-z0-9_]*$/, 'lower-case letters, digits and _; starts with a letter');
+const name = configName;
 const identifier = z.string().regex(/^[A-Za-z0-9_$]+$/, 'a MySQL identifier (letters, digits, _ and $)');
 
 export const columnClass = z
@@ -137,7 +142,7 @@ export const tableSpec = z.strictObject({
   quality: z.record(identifier, qualityRule).optional().describe('data-quality rules per column, checked on every new row image before any department receives it'),
 });
 
-const pemFile = (what: string) => z.string().min(1).describe(`${what}: PEM file, relative to the pipeline file`);
+export const pemFile = (what: string) => z.string().min(1).describe(`${what}: PEM file, relative to the pipeline file`);
 const clientCertificate = {
   cert: pemFile('client certificate, for accounts that require one (X509)').optional(),
   key: pemFile('private key of cert (read once at start, never logged)').optional(),
@@ -169,23 +174,6 @@ export const postgresTls = z
   .refine(certWithKey, certWithKeyMessage)
   .describe('TLS to PostgreSQL; absent = as the URL says (in clear unless it sets sslmode)');
 
-/** A URL with TLS settings of its own conflicts with a TLS object: one place decides. */
-const PG_URL_TLS_PARAMS = ['ssl', 'sslmode', 'sslrootcert', 'sslcert', 'sslkey'];
-const withPostgresTls = <T extends { url: string; ssl?: unknown }>(o: T, ctx: z.RefinementCtx) => {
-  if (o.ssl === undefined) return;
-  const params = PG_URL_TLS_PARAMS.filter((p) => new RegExp(`[?&]${p}=`).test(o.url));
-  if (params.length > 0) ctx.addIssue({ code: 'custom', path: ['ssl'], message: `the URL sets ${params.join(', ')} as well: set TLS either in ssl or in the URL, not both` });
-};
-
-/** TLS to Redis beyond the system CAs: the URL must be rediss://. */
-const redisTls = z
-  .strictObject({ ca: pemFile('CA certificate(s) of the Redis server') })
-  .optional()
-  .describe('CA for a rediss:// Redis whose certificate is not signed by a system CA (rediss:// alone uses the system CAs; a password goes in the URL: rediss://:password@host:6380)');
-const redisTlsNeedsRediss = (o: { redisUrl: string; redisTls?: unknown }, ctx: z.RefinementCtx) => {
-  if (o.redisTls !== undefined && !/^rediss:\/\//.test(o.redisUrl)) ctx.addIssue({ code: 'custom', path: ['redisTls'], message: 'redisTls needs a rediss:// redisUrl' });
-};
-
 export const sourceSpec = z.strictObject({
   name,
   connection: z.strictObject({
@@ -198,69 +186,6 @@ export const sourceSpec = z.strictObject({
   serverId: z.number().int().min(1).max(4294967295).optional().describe("replica server id the reader uses, unique among the source's replicas. Leave it out (the default): every reader start picks a random one of its own, so no two readers, standbys or restarts collide; READER_SERVER_ID sets it per instance. A collision is SERVER_ID_CONFLICT: the reader keeps its checkpoint and retries"),
   tables: z.array(tableSpec).min(1),
 });
-
-const softDelete = z.boolean().default(false).describe('keep deleted rows with __deleted = true instead of deleting them');
-
-export const postgresTarget = z
-  .strictObject({
-    kind: z.literal('postgres'),
-    url: z.string().min(1).describe('postgres:// connection string').meta(secret),
-    schema: name.describe('schema the department tables live in; created when missing'),
-    softDelete,
-    ssl: postgresTls.optional(),
-  })
-  .superRefine(withPostgresTls);
-
-export const mysqlTarget = z.strictObject({
-  kind: z.literal('mysql'),
-  url: z.string().regex(/^mysql:\/\//, 'mysql://user:password@host:port/database').describe('mysql://user:password@host:port/database (MySQL or MariaDB); the database must exist').meta(secret),
-  softDelete,
-  ssl: mysqlTls.optional(),
-});
-
-/** How many finished webhook batches Redis keeps, and for how long: whichever limit is reached first. */
-const kept = (what: string, ageSeconds: number, count: number) => z.strictObject({
-  ageSeconds: z.number().int().min(1).default(ageSeconds).describe(`${what}: kept at most this many seconds`),
-  count: z.number().int().min(0).default(count).describe(`${what}: at most this many kept`),
-}).prefault({});
-
-export const httpTarget = z.strictObject({
-  kind: z.literal('http'),
-  url: z.string().url().describe("the department's endpoint: POSTs of JSON batches, signed in x-cityshare-signature with the keyring key webhook:<department>").meta(secret),
-  redisUrl: z.string().default('redis://127.0.0.1:6379').describe('Redis holding the BullMQ queue of batches not yet taken by the endpoint: redis:// or rediss:// (TLS), with a password as rediss://:password@host:6380').meta(secret),
-  redisTls,
-  maxAttempts: z.number().int().min(1).default(8).describe('tries per batch before it goes to the dead-letter queue'),
-  timeoutMs: z.number().int().min(100).default(10_000).describe('time the endpoint has to answer'),
-  backoffMs: z.number().int().min(10).default(1_000).describe('first retry delay; doubles per try with jitter, at most 60 s; a 429 waits its Retry-After'),
-  retention: z.strictObject({
-    completed: kept('batches the endpoint took', 3_600, 1_000),
-    failed: kept('dead-lettered batches (what `cdc webhook-replay` can send again)', 7 * 86_400, 10_000),
-  }).prefault({}).describe('how long Redis keeps finished batches (sealed); BullMQ trims them when a batch of the queue finishes'),
-}).superRefine(redisTlsNeedsRediss);
-
-export const rabbitmqTarget = z.strictObject({
-  kind: z.literal('rabbitmq'),
-  url: z.string().regex(/^amqps?:\/\//, 'amqp://user:password@host:5672/vhost').describe('amqp:// or amqps:// URL of the broker').meta(secret),
-  exchange: z.string().min(1).describe("the department's exchange; declared durable when missing"),
-  exchangeType: z.enum(['topic', 'direct', 'fanout', 'headers']).default('topic').describe('exchange type; messages are routed with <table>.<op>'),
-  ca: pemFile('CA certificate(s) of an amqps:// broker not signed by a system CA').optional(),
-}).refine((t) => t.ca === undefined || t.url.startsWith('amqps://'), { path: ['ca'], message: 'ca needs an amqps:// url' });
-
-export const exportTarget = z.strictObject({
-  kind: z.literal('export'),
-  staging: z.strictObject({
-    url: z.string().min(1).describe('postgres:// connection string').meta(secret),
-    schema: name.describe('schema holding the current state between exports'),
-    ssl: postgresTls.optional(),
-  }).superRefine(withPostgresTls).describe("PostgreSQL where the department's current state is kept between exports"),
-  directory: z.string().min(1).describe('snapshot files go to <directory>/<table>/<table>-<time>.jsonl'),
-  pushUrl: z.string().url().optional().describe('endpoint each file is POSTed to, signed like webhooks (keyring key webhook:<department>)').meta(secret),
-  schedule: z
-    .union([z.strictObject({ cron: z.string().min(1) }), z.strictObject({ everyMs: z.number().int().min(1000) })])
-    .describe('when to export: a cron pattern (e.g. "0 2 * * *" for 02:00 daily) or a period in milliseconds'),
-  redisUrl: z.string().default('redis://127.0.0.1:6379').describe('Redis of the BullMQ job scheduler: redis:// or rediss:// (TLS), with a password as rediss://:password@host:6380').meta(secret),
-  redisTls,
-}).superRefine(redisTlsNeedsRediss);
 
 export const grantSpec = z.strictObject({
   table: z.string().regex(/^[a-z][a-z0-9_]*\.[A-Za-z0-9_$]+\.[A-Za-z0-9_$]+$/, 'source.db.table'),
@@ -288,12 +213,6 @@ export const grantSpec = z.strictObject({
     .describe(
       'columns the filter reads that the department does not receive and that are not public: which rows arrive tells something of their values (`diagnosis contains "HIV"`), so the grant names them and the security officer approves them by name',
     ),
-});
-
-export const departmentSpec = z.strictObject({
-  name,
-  target: z.discriminatedUnion('kind', [postgresTarget, mysqlTarget, httpTarget, rabbitmqTarget, exportTarget]).describe("the department's database, endpoint, message broker or scheduled export"),
-  grants: z.array(grantSpec).default([]),
 });
 
 /** A file path in the pipeline file: relative to the pipeline file, like keyring.file. */
@@ -338,41 +257,49 @@ export const kafkaPrincipalNames = z
   })
   .describe('Kafka principals per role, for the ACLs the catalog implies (`cdc acls plan`); SCRAM users are User:<username>');
 
-export const pipelineSchema = z.strictObject({
-  kafka: z.strictObject({
-    brokers: z
-      .array(z.string().min(1))
-      .min(1)
-      // One entry may list several, so one environment variable can name a whole cluster.
-      .transform((list) => list.flatMap((entry) => entry.split(',')).map((b) => b.trim()).filter((b) => b !== ''))
-      .pipe(z.array(z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'a broker is host:port (an IPv6 host in brackets)')).min(1))
-      .describe('bootstrap brokers as host:port; an entry may be a comma-separated list, e.g. "${KAFKA_BROKERS}"'),
-    topicPrefix: name.default('cityshare'),
-    partitions: z.number().int().min(1).default(3),
-    replicationFactor: z.number().int().min(1).default(1),
-    ssl: kafkaSsl.optional(),
-    sasl: kafkaSasl.optional(),
-    principals: kafkaPrincipalNames.prefault({}),
-  }),
-  schemaRegistry: z.strictObject({
-    url: z.string().url().describe('Confluent-compatible API, e.g. http://host:8081/apis/ccompat/v7 for Apicurio'),
-    username: z.string().optional().describe('basic-auth user, sent on every registry call'),
-    password: z.string().optional().meta(secret),
-    ca: pemFile('CA certificate(s) of an https:// registry not signed by a system CA').optional(),
-  }).refine((r) => r.ca === undefined || r.url.startsWith('https://'), { path: ['ca'], message: 'ca needs an https:// url' }),
-  keyring: z.strictObject({
-    file: z.string().min(1).describe('keyring JSON file, relative to the pipeline file'),
-  }),
-  sources: z.array(sourceSpec).min(1),
-  departments: z.array(departmentSpec).default([]),
-});
+/**
+ * The pipeline file's schema with these department targets (see pipeline-targets.ts): the
+ * sink's registry passes every kind it delivers to; `pipelineSchema` knows none.
+ */
+export function pipelineSchemaOf<T extends z.ZodType<TargetSettings>>(target: T) {
+  return z.strictObject({
+    kafka: z.strictObject({
+      brokers: z
+        .array(z.string().min(1))
+        .min(1)
+        // One entry may list several, so one environment variable can name a whole cluster.
+        .transform((list) => list.flatMap((entry) => entry.split(',')).map((b) => b.trim()).filter((b) => b !== ''))
+        .pipe(z.array(z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'a broker is host:port (an IPv6 host in brackets)')).min(1))
+        .describe('bootstrap brokers as host:port; an entry may be a comma-separated list, e.g. "${KAFKA_BROKERS}"'),
+      topicPrefix: name.default('cityshare'),
+      partitions: z.number().int().min(1).default(3),
+      replicationFactor: z.number().int().min(1).default(1),
+      ssl: kafkaSsl.optional(),
+      sasl: kafkaSasl.optional(),
+      principals: kafkaPrincipalNames.prefault({}),
+    }),
+    schemaRegistry: z.strictObject({
+      url: z.string().url().describe('Confluent-compatible API, e.g. http://host:8081/apis/ccompat/v7 for Apicurio'),
+      username: z.string().optional().describe('basic-auth user, sent on every registry call'),
+      password: z.string().optional().meta(secret),
+      ca: pemFile('CA certificate(s) of an https:// registry not signed by a system CA').optional(),
+    }).refine((r) => r.ca === undefined || r.url.startsWith('https://'), { path: ['ca'], message: 'ca needs an https:// url' }),
+    keyring: z.strictObject({
+      file: z.string().min(1).describe('keyring JSON file, relative to the pipeline file'),
+    }),
+    sources: z.array(sourceSpec).min(1),
+    departments: z.array(z.strictObject({ name, target, grants: z.array(grantSpec).default([]) })).default([]),
+  });
+}
 
-export type PipelineConfig = z.infer<typeof pipelineSchema>;
+export const pipelineSchema = pipelineSchemaOf(anyTarget.schema);
+
+/** The pipeline file as loaded; `T`: its department targets, as the targets it was loaded with know them. */
+export type PipelineConfig<T extends TargetSettings = AnyTarget> = z.output<ReturnType<typeof pipelineSchemaOf<z.ZodType<T>>>>;
 export type SourceConfig = PipelineConfig['sources'][number];
 export type TableConfig = SourceConfig['tables'][number];
-export type DepartmentConfig = PipelineConfig['departments'][number];
+export type DepartmentConfig<T extends TargetSettings = AnyTarget> = PipelineConfig<T>['departments'][number];
 export type GrantConfig = DepartmentConfig['grants'][number];
-export type HttpTargetConfig = z.infer<typeof httpTarget>;
 export type GrantAction = z.infer<typeof grantAction>;
 export type MaskSpec = z.infer<typeof maskSpec>;
 export type ColumnClass = z.infer<typeof columnClass>;

@@ -1,6 +1,7 @@
 import { accessSync, constants } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import type { PipelineConfig } from './pipeline-schema.js';
+import { anyTarget, type PipelineTargets, type TargetSettings, type TlsFileSetting } from './pipeline-targets.js';
 
 /** A TLS file setting of the pipeline file: where it is (for messages) and how to set it. */
 interface TlsFileRef {
@@ -9,9 +10,7 @@ interface TlsFileRef {
   set(absolute: string): void;
 }
 
-type Files = { ca?: string | undefined; cert?: string | undefined; key?: string | undefined };
-
-function refsOf(where: string, files: Files | undefined): TlsFileRef[] {
+function refsOf(where: string, files: TlsFileSetting['files']): TlsFileRef[] {
   if (!files) return [];
   return (['ca', 'cert', 'key'] as const).flatMap((field) => {
     const path = files[field];
@@ -19,17 +18,12 @@ function refsOf(where: string, files: Files | undefined): TlsFileRef[] {
   });
 }
 
-/** Every CA, certificate and key file the pipeline file names. */
-function tlsFileRefs(config: PipelineConfig): TlsFileRef[] {
+/** Every CA, certificate and key file the pipeline file names (those of its targets as `targets` declares them). */
+function tlsFileRefs<T extends TargetSettings>(config: PipelineConfig<T>, targets: PipelineTargets<T>): TlsFileRef[] {
   const refs = [...refsOf('kafka.ssl', config.kafka.ssl), ...refsOf('schemaRegistry', config.schemaRegistry)];
   for (const source of config.sources) refs.push(...refsOf(`sources.${source.name}.connection.ssl`, source.connection.ssl));
   for (const dept of config.departments) {
-    const t = dept.target;
-    const where = `departments.${dept.name}.target`;
-    if (t.kind === 'postgres' || t.kind === 'mysql') refs.push(...refsOf(`${where}.ssl`, t.ssl));
-    if (t.kind === 'export') refs.push(...refsOf(`${where}.staging.ssl`, t.staging.ssl));
-    if (t.kind === 'http' || t.kind === 'export') refs.push(...refsOf(`${where}.redisTls`, t.redisTls));
-    if (t.kind === 'rabbitmq') refs.push(...refsOf(where, t));
+    for (const { at, files } of targets.tlsFiles(dept.target)) refs.push(...refsOf(`departments.${dept.name}.target${at ? `.${at}` : ''}`, files));
   }
   return refs;
 }
@@ -39,9 +33,9 @@ function tlsFileRefs(config: PipelineConfig): TlsFileRef[] {
  * keyring.file is), and lists those that cannot be read. The files are read once, when the
  * service builds its clients (see tls.ts).
  */
-export function resolveTlsFiles(config: PipelineConfig, baseDir: string): string[] {
+export function resolveTlsFiles<T extends TargetSettings>(config: PipelineConfig<T>, baseDir: string, targets: PipelineTargets<T> = anyTarget as PipelineTargets<never>): string[] {
   const problems: string[] = [];
-  for (const ref of tlsFileRefs(config)) {
+  for (const ref of tlsFileRefs(config, targets)) {
     const absolute = isAbsolute(ref.path) ? ref.path : resolve(baseDir, ref.path);
     ref.set(absolute);
     try {

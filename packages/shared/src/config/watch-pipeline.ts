@@ -47,7 +47,7 @@ export function watchPipeline(loaded: LoadedPipeline, options: WatchOptions): { 
     void (async () => {
       try {
         const text = readText(current.path);
-        const pipeline = loadPipeline(current.path);
+        const pipeline = loadPipeline(current.path, process.env, current.targets);
         const keys = FileKeyring.load(pipeline.keyringPath);
         await options.onChange({ pipeline, keys });
         current = pipeline;

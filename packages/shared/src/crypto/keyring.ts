@@ -82,11 +82,12 @@ export type KeyringHolder = 'cdc-reader' | 'transformer' | 'sink' | 'department'
  * The key lists a service (or a department) needs, of the lists `names` a full keyring
  * holds: a reader seals with the pipeline key; the transformer opens seals and applies every
  * department's grants (KEKs, token domains; new grants need no new keyring); a sink signs
- * delivery records and its department's webhook or export pushes; a department opens its
+ * delivery records, and its department's webhooks or export pushes unless its target is known
+ * to sign nothing (`targetSigns` false: the sink's target registry says); a department opens its
  * ciphertexts with its KEK. The audit and policy keys stay with the control plane, and no
  * one but the transformer holds a department's KEK or a token key.
  */
-export function keyListsOf(holder: KeyringHolder, names: string[], department?: string): string[] {
+export function keyListsOf(holder: KeyringHolder, names: string[], department?: string, { targetSigns = true }: { targetSigns?: boolean } = {}): string[] {
   const wanted = (name: string): boolean => {
     switch (holder) {
       case 'cdc-reader':
@@ -94,7 +95,7 @@ export function keyListsOf(holder: KeyringHolder, names: string[], department?: 
       case 'transformer':
         return name === keyNames.pipeline || name.startsWith('department:') || name.startsWith('token:');
       case 'sink':
-        return name === keyNames.deliveries || (department !== undefined && name === keyNames.webhook(department));
+        return name === keyNames.deliveries || (department !== undefined && targetSigns && name === keyNames.webhook(department));
       case 'department':
         return department !== undefined && name === keyNames.department(department);
     }
@@ -120,10 +121,10 @@ export class FileKeyring implements KeyProvider {
    * The keyring of a service, from its file; logs (without refusing) every list it holds that
    * its work does not need, so an operator sees a keyring copied whole to a service.
    */
-  static loadFor(path: string, holder: KeyringHolder, logger: { warn(o: object, msg: string): void }, department?: string): FileKeyring {
+  static loadFor(path: string, holder: KeyringHolder, logger: { warn(o: object, msg: string): void }, department?: string, sink: { targetSigns?: boolean } = {}): FileKeyring {
     const keys = FileKeyring.load(path);
     const names = keys.listNames();
-    const needed = keyListsOf(holder, names, department);
+    const needed = keyListsOf(holder, names, department, sink);
     const extra = names.filter((n) => !needed.includes(n));
     if (extra.length > 0) {
       logger.warn({ code: 'KEYRING_TOO_BROAD', keyring: path, extra }, `the keyring holds ${extra.length} key list(s) this ${holder} does not need (${extra.join(', ')}): give it its own keyring with \`cdc keys split\` and CITYSHARE_KEYRING, so a compromised host holds only what it uses`);

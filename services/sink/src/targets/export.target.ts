@@ -3,13 +3,53 @@ import { createReadStream, createWriteStream, mkdirSync, renameSync, rmSync, sta
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { Queue, Worker } from 'bullmq';
-import pg from 'pg';
-import { CdcError, redactUrl, redisTlsOptions, withoutSecrets, type Logger, type PostgresTlsConfig } from '@cityshare/shared';
+import type { Queue, Worker } from 'bullmq';
+import type pg from 'pg';
+import { z } from 'zod';
+import { CdcError, configName, keyNames, postgresTls, queues, redactUrl, redisTlsOptions, secretSetting, withoutSecrets, type Logger, type PostgresTlsConfig } from '@cityshare/shared';
 import { ConnectionFaults, hearPoolErrors, type TargetOutage } from './connection-faults.js';
-import { PostgresTarget, postgresPoolConfig } from './postgres.target.js';
+import { PostgresTarget, loadPg, postgresPoolConfig } from './postgres.target.js';
 import { TARGET_META, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
-import { webhookSigner } from './webhook.target.js';
+import { defineTarget } from './target-definition.js';
+import { redisTls, redisTlsNeedsRediss, withPostgresTls } from './target-settings.js';
+import { webhookSigner } from './webhook-signature.js';
+
+/**
+ * kind `export`: files of the department's tables on a schedule, the current state kept in a
+ * PostgreSQL staging schema between two exports (a table target: its rows are there).
+ */
+export const exportDefinition = defineTarget({
+  config: z.strictObject({
+    kind: z.literal('export'),
+    staging: z.strictObject({
+      url: z.string().min(1).describe('postgres:// connection string').meta(secretSetting),
+      schema: configName.describe('schema holding the current state between exports'),
+      ssl: postgresTls.optional(),
+    }).superRefine(withPostgresTls).describe("PostgreSQL where the department's current state is kept between exports"),
+    directory: z.string().min(1).describe('snapshot files go to <directory>/<table>/<table>-<time>.jsonl'),
+    pushUrl: z.string().url().optional().describe('endpoint each file is POSTed to, signed like webhooks (keyring key webhook:<department>)').meta(secretSetting),
+    schedule: z
+      .union([z.strictObject({ cron: z.string().min(1) }), z.strictObject({ everyMs: z.number().int().min(1000) })])
+      .describe('when to export: a cron pattern (e.g. "0 2 * * *" for 02:00 daily) or a period in milliseconds'),
+    redisUrl: z.string().default('redis://127.0.0.1:6379').describe('Redis of the BullMQ job scheduler: redis:// or rediss:// (TLS), with a password as rediss://:password@host:6380').meta(secretSetting),
+    redisTls,
+  }).superRefine(redisTlsNeedsRediss),
+  capabilities: { delivery: 'table', signs: (t) => t.pushUrl !== undefined },
+  tlsFiles: (t) => [{ at: 'staging.ssl', files: t.staging.ssl }, { at: 'redisTls', files: t.redisTls }],
+  create: (t, ctx) => new ExportTarget({
+    department: ctx.department.name,
+    stagingUrl: t.staging.url,
+    stagingSchema: t.staging.schema,
+    stagingSsl: t.staging.ssl,
+    directory: t.directory,
+    ...(t.pushUrl ? { pushUrl: t.pushUrl, secret: ctx.keys.activeKey(keyNames.webhook(ctx.department.name)).material } : {}),
+    schedule: t.schedule,
+    redisUrl: t.redisUrl,
+    redisTls: t.redisTls,
+    queueName: queues.export(ctx.prefix, ctx.department.name),
+    onExport: (_table, rows) => ctx.metrics.exported.inc(ctx.labels, rows),
+  }, ctx.logger, ctx.outage),
+});
 
 export interface ExportTargetOptions {
   department: string;
@@ -48,9 +88,8 @@ const PAGE_ROWS = 1000;
  * (0600, directories 0700): they hold the department's data.
  */
 export class ExportTarget implements Target {
-  readonly kind = 'export';
   private readonly staging: PostgresTarget;
-  private readonly pool: pg.Pool;
+  private pool: pg.Pool | undefined;
   private queue: Queue | undefined;
   private worker: Worker | undefined;
   private readonly faults: ConnectionFaults;
@@ -58,14 +97,19 @@ export class ExportTarget implements Target {
   constructor(private readonly o: ExportTargetOptions, private readonly logger: Logger, outage?: TargetOutage) {
     this.faults = new ConnectionFaults(logger, `the export staging ${redactUrl(o.stagingUrl)} or its Redis ${redactUrl(o.redisUrl)}`, (m) => withoutSecrets(m, { urls: [o.stagingUrl, o.redisUrl] }), outage);
     this.staging = new PostgresTarget({ url: o.stagingUrl, schema: o.stagingSchema, ssl: o.stagingSsl }, logger, outage);
-    // DATE and TIMESTAMP (without zone) as the text PostgreSQL holds, not shifted through a local Date.
-    const raw = (oid: number) => (oid === 1082 || oid === 1114 ? (v: string) => v : pg.types.getTypeParser(oid));
-    this.pool = new pg.Pool({ ...postgresPoolConfig(o.stagingUrl, o.stagingSsl, 2), types: { getTypeParser: raw as typeof pg.types.getTypeParser } });
-    hearPoolErrors(this.pool, this.faults);
   }
 
   async connect(): Promise<void> {
     await this.staging.connect();
+    // pg and BullMQ loaded here, not at import (see target-definition.ts).
+    const [pg, { Queue, Worker }] = await Promise.all([loadPg(), import('bullmq')]);
+    if (!this.pool) {
+      // DATE and TIMESTAMP (without zone) as the text PostgreSQL holds, not shifted through a local Date.
+      const raw = (oid: number) => (oid === 1082 || oid === 1114 ? (v: string) => v : pg.types.getTypeParser(oid));
+      const pool = new pg.Pool({ ...postgresPoolConfig(this.o.stagingUrl, this.o.stagingSsl, 2), types: { getTypeParser: raw as typeof pg.types.getTypeParser } });
+      hearPoolErrors(pool, this.faults);
+      this.pool = pool;
+    }
     const connection = { url: this.o.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(this.o.redisTls, 'redisTls') };
     this.queue = new Queue(this.o.queueName, { connection });
     this.queue.on('error', this.faults.listener);
@@ -89,7 +133,7 @@ export class ExportTarget implements Target {
 
   /** One snapshot file per staging table, then pushed if an endpoint is set. */
   private async exportAll(): Promise<void> {
-    const { rows: tables } = await this.pool.query<{ name: string }>(
+    const { rows: tables } = await this.pool!.query<{ name: string }>(
       "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE' ORDER BY 1",
       [this.o.stagingSchema],
     );
@@ -122,7 +166,7 @@ export class ExportTarget implements Target {
     // A temporary file left by a crash keeps its mode if reused: start from a new one.
     rmSync(path, { force: true });
     const out = createWriteStream(path, { flags: 'wx', mode: 0o600 });
-    const client = await this.pool.connect();
+    const client = await this.pool!.connect();
     let rows = 0;
     try {
       await client.query('BEGIN READ ONLY');
@@ -152,7 +196,7 @@ export class ExportTarget implements Target {
   async close(): Promise<void> {
     await this.worker?.close();
     await this.queue?.close();
-    await this.pool.end();
+    await this.pool?.end();
     await this.staging.close();
   }
 }

@@ -1,7 +1,27 @@
 import type { PoolConnection as CorePoolConnection } from 'mysql2';
 import { createPool, type Pool, type PoolConnection, type ResultSetHeader } from 'mysql2/promise';
-import { CdcError, LOGICAL, mysqlSslOptions, redactUrl, withoutSecrets, type AvroFieldType, type Logger, type MysqlTlsConfig } from '@cityshare/shared';
-import { TARGET_META, keyText, planBatch, type ApplyResult, type RowChange, type Target, type TargetColumn, type TargetTable } from './target.js';
+import { z } from 'zod';
+import { CdcError, LOGICAL, mysqlSslOptions, mysqlTls, redactUrl, secretSetting, withoutSecrets, type AvroFieldType, type Logger, type MysqlTlsConfig } from '@cityshare/shared';
+import { keyText, planBatch } from './batch-plan.js';
+import { TARGET_META, type ApplyResult, type RowChange, type Target, type TargetColumn, type TargetTable } from './target.js';
+import { defineTarget } from './target-definition.js';
+import { softDelete } from './target-settings.js';
+
+/**
+ * kind `mysql`: the department's MySQL or MariaDB database. (mysql2 is loaded at import: every
+ * process that checks target settings loads it anyway, for the sources.)
+ */
+export const mysqlDefinition = defineTarget({
+  config: z.strictObject({
+    kind: z.literal('mysql'),
+    url: z.string().regex(/^mysql:\/\//, 'mysql://user:password@host:port/database').describe('mysql://user:password@host:port/database (MySQL or MariaDB); the database must exist').meta(secretSetting),
+    softDelete,
+    ssl: mysqlTls.optional(),
+  }),
+  capabilities: { delivery: 'table', signs: () => false },
+  tlsFiles: (t) => [{ at: 'ssl', files: t.ssl }],
+  create: (t, ctx) => new MysqlTarget({ url: t.url, softDelete: t.softDelete, ssl: t.ssl }, ctx.logger),
+});
 
 const q = (ident: string) => `\`${ident.replace(/`/g, '``')}\``;
 
@@ -50,7 +70,6 @@ export interface MysqlTargetOptions {
  * value only if the incoming version is newer, `__version` last.
  */
 export class MysqlTarget implements Target {
-  readonly kind = 'mysql';
   private readonly pool: Pool;
   private readonly ensured = new Map<string, Set<string>>();
 

@@ -1,8 +1,31 @@
-import pg from 'pg';
-import { CdcError, postgresSslOptions, redactUrl, withoutSecrets, type Logger, type PostgresTlsConfig } from '@cityshare/shared';
+import type pg from 'pg';
+import { z } from 'zod';
+import { CdcError, configName, postgresSslOptions, postgresTls, redactUrl, secretSetting, withoutSecrets, type Logger, type PostgresTlsConfig } from '@cityshare/shared';
+import { planBatch } from './batch-plan.js';
 import { ConnectionFaults, hearPoolErrors, type TargetOutage } from './connection-faults.js';
 import { pgTypeOf } from './pg-types.js';
-import { TARGET_META, planBatch, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
+import { TARGET_META, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
+import { defineTarget } from './target-definition.js';
+import { softDelete, withPostgresTls } from './target-settings.js';
+
+/** kind `postgres`: a schema of the department's PostgreSQL database. */
+export const postgresDefinition = defineTarget({
+  config: z
+    .strictObject({
+      kind: z.literal('postgres'),
+      url: z.string().min(1).describe('postgres:// connection string').meta(secretSetting),
+      schema: configName.describe('schema the department tables live in; created when missing'),
+      softDelete,
+      ssl: postgresTls.optional(),
+    })
+    .superRefine(withPostgresTls),
+  capabilities: { delivery: 'table', signs: () => false },
+  tlsFiles: (t) => [{ at: 'ssl', files: t.ssl }],
+  create: (t, ctx) => new PostgresTarget({ url: t.url, schema: t.schema, softDelete: t.softDelete, ssl: t.ssl }, ctx.logger, ctx.outage),
+});
+
+/** pg, loaded when a target connects (see target-definition.ts). */
+export const loadPg = async (): Promise<typeof pg> => (await import('pg')).default;
 
 const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
 
@@ -16,8 +39,7 @@ export interface PostgresTargetOptions {
 
 /** A department's PostgreSQL schema (see target.ts for the contract). */
 export class PostgresTarget implements Target {
-  readonly kind = 'postgres';
-  private readonly pool: pg.Pool;
+  private pool: pg.Pool | undefined;
   private readonly ensured = new Map<string, Set<string>>();
   /** The target as messages name it: the URL without its password. */
   private readonly where: string;
@@ -25,9 +47,7 @@ export class PostgresTarget implements Target {
 
   constructor(private readonly options: PostgresTargetOptions, logger: Logger, outage?: TargetOutage) {
     this.where = redactUrl(options.url);
-    this.pool = new pg.Pool(postgresPoolConfig(options.url, options.ssl, 4));
     this.faults = new ConnectionFaults(logger, `PostgreSQL target ${this.where}`, (m) => this.clean(m), outage);
-    hearPoolErrors(this.pool, this.faults);
   }
 
   /** A driver message without anything of the URL's credentials. */
@@ -40,6 +60,12 @@ export class PostgresTarget implements Target {
   }
 
   async connect(): Promise<void> {
+    if (!this.pool) {
+      const pg = await loadPg();
+      const pool = new pg.Pool(postgresPoolConfig(this.options.url, this.options.ssl, 4));
+      hearPoolErrors(pool, this.faults);
+      this.pool = pool;
+    }
     try {
       await this.pool.query(`CREATE SCHEMA IF NOT EXISTS ${q(this.options.schema)}`);
     } catch (cause) {
@@ -106,6 +132,7 @@ export class PostgresTarget implements Target {
 
   /** Runs `work` in one transaction; failures become TARGET_UNREACHABLE or TARGET_REJECTED. */
   private async transaction(fqn: string, work: (client: pg.PoolClient) => Promise<void>): Promise<void> {
+    if (!this.pool) throw new CdcError('INTERNAL', `PostgreSQL target ${this.where} used before connect()`);
     const client = await this.pool.connect().catch((cause: Error) => {
       throw new CdcError('TARGET_UNREACHABLE', `PostgreSQL target ${this.where} is not reachable: ${this.clean(cause.message)}`, { cause });
     });
@@ -132,7 +159,7 @@ export class PostgresTarget implements Target {
   }
 
   async close(): Promise<void> {
-    await this.pool.end();
+    await this.pool?.end();
   }
 }
 

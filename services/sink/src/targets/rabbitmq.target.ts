@@ -1,7 +1,25 @@
-import { connect, type ChannelModel, type ConfirmChannel } from 'amqplib';
-import { CdcError, amqpSocketOptions, redactUrl, withoutSecrets, type Logger } from '@cityshare/shared';
+import type { ChannelModel, ConfirmChannel } from 'amqplib';
+import { z } from 'zod';
+import { CdcError, amqpSocketOptions, pemFile, redactUrl, secretSetting, withoutSecrets, type Logger } from '@cityshare/shared';
+import { changeJson } from './change-json.js';
 import { ConnectionFaults, type TargetOutage } from './connection-faults.js';
-import { changeJson, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
+import type { ApplyResult, RowChange, Target, TargetTable } from './target.js';
+import { defineTarget } from './target-definition.js';
+
+/** kind `rabbitmq`: the department's exchange on a RabbitMQ broker. */
+export const rabbitmqDefinition = defineTarget({
+  config: z.strictObject({
+    kind: z.literal('rabbitmq'),
+    url: z.string().regex(/^amqps?:\/\//, 'amqp://user:password@host:5672/vhost').describe('amqp:// or amqps:// URL of the broker').meta(secretSetting),
+    exchange: z.string().min(1).describe("the department's exchange; declared durable when missing"),
+    exchangeType: z.enum(['topic', 'direct', 'fanout', 'headers']).default('topic').describe('exchange type; messages are routed with <table>.<op>'),
+    ca: pemFile('CA certificate(s) of an amqps:// broker not signed by a system CA').optional(),
+  }).refine((t) => t.ca === undefined || t.url.startsWith('amqps://'), { path: ['ca'], message: 'ca needs an amqps:// url' }),
+  capabilities: { delivery: 'stream', signs: () => false },
+  // Its CA is a setting of the target itself.
+  tlsFiles: (t) => [{ at: '', files: t }],
+  create: (t, ctx) => new RabbitmqTarget({ department: ctx.department.name, url: t.url, exchange: t.exchange, exchangeType: t.exchangeType, ca: t.ca }, ctx.logger, ctx.outage),
+});
 
 export interface RabbitmqTargetOptions {
   department: string;
@@ -23,7 +41,6 @@ export interface RabbitmqTargetOptions {
  * seen, or keeps the newest `version` per key.
  */
 export class RabbitmqTarget implements Target {
-  readonly kind = 'rabbitmq';
   private connection: ChannelModel | undefined;
   private channel: ConfirmChannel | undefined;
   private readonly faults: ConnectionFaults;
@@ -34,6 +51,8 @@ export class RabbitmqTarget implements Target {
 
   async connect(): Promise<void> {
     try {
+      // amqplib loaded here, not at import (see target-definition.ts).
+      const { connect } = await import('amqplib');
       this.connection = await connect(this.o.url, amqpSocketOptions(this.o.ca, 'target.ca'));
       // A lost connection or a channel the broker closed is dropped here and opened again by the next batch.
       this.connection.on('error', this.faults.listener);

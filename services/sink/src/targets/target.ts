@@ -34,8 +34,10 @@ export interface ApplyResult {
 }
 
 /**
- * A department's database. Every implementation keeps the same contract, checked by one
- * conformance suite (test/sink-conformance.test.ts) against each:
+ * A department's target at run time (its kind, settings and capabilities: target-definition.ts).
+ * Every implementation keeps the same contract, checked by one conformance suite
+ * (test/sink-conformance.test.ts) against each — a table target as written below, a stream
+ * target (endpoint, broker) by what its receiver gets:
  * - upsert and delete by primary key, guarded by the source version: a change is written
  *   only if its version is newer than the stored one, so a redelivered or older change
  *   leaves the row as it is;
@@ -48,7 +50,7 @@ export interface ApplyResult {
  *   TARGET_UNREACHABLE (retry) or TARGET_REJECTED (the data: the caller isolates the row).
  */
 export interface Target {
-  readonly kind: string;
+  /** Opens its connections (and loads its client library: see target-definition.ts); the sink calls it before anything else. */
   connect(): Promise<void>;
   ensureTable(table: TargetTable): Promise<void>;
   apply(table: TargetTable, changes: RowChange[]): Promise<ApplyResult>;
@@ -77,62 +79,3 @@ export function targetColumns(schema: AvroRecordSchema): TargetColumn[] {
       return { name: f.name, type, nullable };
     });
 }
-
-/** How a database target writes one batch: which changes are upserted, which deleted, and the extra bookkeeping column. */
-export interface BatchPlan {
-  /** A table without a key: a change log, every change appended. */
-  log: boolean;
-  /** The changes that count: all of a change log, the last per key otherwise. */
-  batch: RowChange[];
-  upserts: RowChange[];
-  deletes: RowChange[];
-  /** `__op` for a change log, `__deleted` with soft delete, nothing otherwise; `extraValue` fills it. */
-  extra: string[];
-  extraValue: (c: RowChange) => unknown;
-}
-
-/** The batch plan every database target follows (soft delete: a delete is an upsert of the before image with `__deleted`). */
-export function planBatch(table: TargetTable, changes: RowChange[], softDelete = false): BatchPlan {
-  const log = table.primaryKey.length === 0;
-  const batch = log ? changes : latestPerKey(table, changes);
-  return {
-    log,
-    batch,
-    upserts: batch.filter((c) => log || softDelete || !c.deleted),
-    deletes: log || softDelete ? [] : batch.filter((c) => c.deleted),
-    extra: log ? [TARGET_META.op] : softDelete ? [TARGET_META.deleted] : [],
-    extraValue: (c) => (log ? c.op : c.deleted),
-  };
-}
-
-/** Only the last change per key matters within a batch (changes are in source order). */
-export function latestPerKey(table: TargetTable, changes: RowChange[]): RowChange[] {
-  const latest = new Map<string, RowChange>();
-  for (const c of changes) latest.set(keyText(table.primaryKey, c.values), c);
-  return [...latest.values()];
-}
-
-/** A change as JSON carries it to endpoints and queues: metadata beside the data values. */
-export interface ChangeJson {
-  op: string;
-  version: string;
-  source_ts_ms: string;
-  deleted: boolean;
-  values: Record<string, unknown>;
-}
-
-/** 64-bit integers as text, bytes (encrypted values) as base64; share metadata fields left out of `values`. */
-export function changeJson(c: RowChange): ChangeJson {
-  const values: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(c.values)) if (!k.startsWith('__')) values[k] = typeof v === 'bigint' ? v.toString() : Buffer.isBuffer(v) ? v.toString('base64') : v;
-  return { op: c.op, version: c.version, source_ts_ms: String(c.sourceTsMs), deleted: c.deleted, values };
-}
-
-/** A row's key as text, for grouping: binary key columns by their bytes, not decoded as UTF-8. */
-export function keyText(primaryKey: string[], values: Record<string, unknown>): string {
-  return JSON.stringify(primaryKey.map((k) => {
-    const v = values[k];
-    return Buffer.isBuffer(v) ? `b64:${v.toString('base64')}` : String(v);
-  }));
-}
-

@@ -1,7 +1,8 @@
 import { hkdfSync } from 'node:crypto';
 import type { Job, JobType, Queue } from 'bullmq';
-import { keyNames, openValue, sealJson, type DataKey, type HttpTargetConfig, type KeyProvider } from '@cityshare/shared';
-import type { ChangeJson } from './target.js';
+import { keyNames, openValue, sealJson, type DataKey, type KeyProvider } from '@cityshare/shared';
+import type { ChangeJson } from './change-json.js';
+import type { HttpTargetConfig } from './http.target.js';
 
 /**
  * What a department's webhook queue in Redis holds, shared by the sink and `cdc

@@ -1,15 +1,70 @@
-import { createHmac } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
-import { CdcError, redactUrl, redisTlsOptions, withoutSecrets, type DepartmentConfig, type HttpTargetConfig, type KeyProvider, type Logger } from '@cityshare/shared';
+import type { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { CdcError, keyNames, keysOfList, queues, redactUrl, redisTlsOptions, secretSetting, withoutSecrets, type DepartmentConfig, type KeyProvider, type Logger } from '@cityshare/shared';
+import { changeJson } from './change-json.js';
 import { ConnectionFaults, type TargetOutage } from './connection-faults.js';
-import { changeJson, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
+import type { ApplyResult, RowChange, Target, TargetTable } from './target.js';
+import { defineTarget } from './target-definition.js';
+import { redisTls, redisTlsNeedsRediss } from './target-settings.js';
+import { signWebhook } from './webhook-signature.js';
 import { grantsInForce, isInForce, openBatch, purgeRevoked, retentionOptions, sealBatch, type QueuedBatch, type WebhookBatch } from './webhook-queue.js';
 
-export type { WebhookBatch } from './webhook-queue.js';
+/** How many finished webhook batches Redis keeps, and for how long: whichever limit is reached first. */
+const kept = (what: string, ageSeconds: number, count: number) => z.strictObject({
+  ageSeconds: z.number().int().min(1).default(ageSeconds).describe(`${what}: kept at most this many seconds`),
+  count: z.number().int().min(0).default(count).describe(`${what}: at most this many kept`),
+}).prefault({});
 
-export interface WebhookTargetOptions {
+/** The settings of kind `http`. */
+const config = z.strictObject({
+  kind: z.literal('http'),
+  url: z.string().url().describe("the department's endpoint: POSTs of JSON batches, signed in x-cityshare-signature with the keyring key webhook:<department>").meta(secretSetting),
+  redisUrl: z.string().default('redis://127.0.0.1:6379').describe('Redis holding the BullMQ queue of batches not yet taken by the endpoint: redis:// or rediss:// (TLS), with a password as rediss://:password@host:6380').meta(secretSetting),
+  redisTls,
+  maxAttempts: z.number().int().min(1).default(8).describe('tries per batch before it goes to the dead-letter queue'),
+  timeoutMs: z.number().int().min(100).default(10_000).describe('time the endpoint has to answer'),
+  backoffMs: z.number().int().min(10).default(1_000).describe('first retry delay; doubles per try with jitter, at most 60 s; a 429 waits its Retry-After'),
+  retention: z.strictObject({
+    completed: kept('batches the endpoint took', 3_600, 1_000),
+    failed: kept('dead-lettered batches (what `cdc webhook-replay` can send again)', 7 * 86_400, 10_000),
+  }).prefault({}).describe('how long Redis keeps finished batches (sealed); BullMQ trims them when a batch of the queue finishes'),
+}).superRefine(redisTlsNeedsRediss);
+
+export type HttpTargetConfig = z.output<typeof config>;
+
+/**
+ * kind `http`: the department's HTTP endpoint, which receives the changes as signed webhooks
+ * (POSTs of JSON batches) through a BullMQ queue in Redis.
+ */
+export const httpDefinition = defineTarget({
+  config,
+  capabilities: { delivery: 'stream', signs: () => true },
+  tlsFiles: (t) => [{ at: 'redisTls', files: t.redisTls }],
+  create: (t, ctx) => {
+    const { name } = ctx.department;
+    return new HttpTarget({
+      department: name,
+      url: t.url,
+      secret: ctx.keys.activeKey(keyNames.webhook(name)).material,
+      redisUrl: t.redisUrl,
+      redisTls: t.redisTls,
+      queueName: queues.webhook(ctx.prefix, name),
+      maxAttempts: t.maxAttempts,
+      timeoutMs: t.timeoutMs,
+      backoffMs: t.backoffMs,
+      keys: keysOfList(ctx.keys, keyNames.webhook(name)),
+      grants: grantsInForce(ctx.department),
+      retention: t.retention,
+      onRetry: () => ctx.metrics.retries.inc(ctx.labels),
+      onDeadLetter: () => ctx.metrics.dlq.inc(ctx.labels),
+      onPurged: (batches) => ctx.metrics.webhookPurged.inc(ctx.labels, batches),
+    }, ctx.logger, ctx.outage);
+  },
+});
+
+export interface HttpTargetOptions {
   department: string;
   /** The department's endpoint; receives POSTs of JSON batches. */
   url: string;
@@ -38,19 +93,6 @@ export interface WebhookTargetOptions {
   onPurged?: (batches: number) => void;
 }
 
-/** Signature header: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, as Stripe-style receivers check it. */
-export function signWebhook(secret: Buffer, body: string, t = Math.floor(Date.now() / 1000)): string {
-  const signer = webhookSigner(secret, t);
-  signer.update(body);
-  return signer.header();
-}
-
-/** The same signature over a body fed in pieces (a streamed export file). */
-export function webhookSigner(secret: Buffer, t = Math.floor(Date.now() / 1000)) {
-  const mac = createHmac('sha256', secret).update(`${t}.`);
-  return { update: (piece: string | Buffer) => void mac.update(piece), header: () => `t=${t},v1=${mac.digest('hex')}` };
-}
-
 /**
  * A department's HTTP endpoint. Batches go first into a BullMQ queue in Redis (the sink
  * commits its offsets once a batch is queued there); one worker per department posts
@@ -67,12 +109,13 @@ export function webhookSigner(secret: Buffer, t = Math.floor(Date.now() / 1000))
  * revokes it — its waiting, delayed and dead-lettered batches are removed, the one being
  * retried is given up and removed, and none of them is sent (GRANT_REVOKED).
  */
-export class WebhookTarget implements Target {
-  readonly kind = 'http';
+export class HttpTarget implements Target {
   private queue: Queue | undefined;
   /** The queue's own Redis client: ours, so its listener outlives a queue closed while Redis is away. */
   private redis: Redis | undefined;
   private worker: Worker | undefined;
+  /** BullMQ's error that ends a batch's tries at once (BullMQ is loaded by connect(): see target-definition.ts). */
+  private giveUp: typeof UnrecoverableError | undefined;
   private inForce: ReadonlySet<string>;
   /** Aborted when grants change, so a batch waiting for its next try is looked at again at once. */
   private grantsChange = new AbortController();
@@ -80,12 +123,14 @@ export class WebhookTarget implements Target {
   private readonly refused = new Set<string>();
   private readonly faults: ConnectionFaults;
 
-  constructor(private readonly o: WebhookTargetOptions, private readonly logger: Logger, outage?: TargetOutage) {
+  constructor(private readonly o: HttpTargetOptions, private readonly logger: Logger, outage?: TargetOutage) {
     this.inForce = o.grants;
     this.faults = new ConnectionFaults(logger, `Redis of the webhook queue at ${redactUrl(o.redisUrl)}`, (m) => withoutSecrets(m, { urls: [o.redisUrl] }), outage);
   }
 
   async connect(): Promise<void> {
+    const [{ Queue, Worker, UnrecoverableError }, { Redis }] = await Promise.all([import('bullmq'), import('ioredis')]);
+    this.giveUp = UnrecoverableError;
     const connection = { url: this.o.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(this.o.redisTls, 'redisTls') };
     // Queueing fails at once while Redis is away (no offline queue), so the batch is retried, not held.
     this.redis = new Redis(this.o.redisUrl, { maxRetriesPerRequest: null, enableOfflineQueue: false, ...redisTlsOptions(this.o.redisTls, 'redisTls') });
@@ -157,6 +202,7 @@ export class WebhookTarget implements Target {
 
   /** Posts one batch until the endpoint takes it, or gives up (the job fails: dead-letter queue). */
   private async post(job: Job<QueuedBatch>): Promise<void> {
+    const GiveUp = this.giveUp!;
     this.refuseUnlessInForce(job);
     const body = JSON.stringify(openBatch(this.o.keys, this.o.department, job.data));
     for (let attempt = 1; ; attempt++) {
@@ -173,12 +219,12 @@ export class WebhookTarget implements Target {
         if (res.ok) return;
         problem = `HTTP ${res.status}`;
         if (res.status === 429) retryAfterMs = retryAfter(res.headers.get('retry-after'));
-        else if (res.status >= 400 && res.status < 500 && res.status !== 408) throw new UnrecoverableError(`${problem}: the endpoint refused the batch`);
+        else if (res.status >= 400 && res.status < 500 && res.status !== 408) throw new GiveUp(`${problem}: the endpoint refused the batch`);
       } catch (err) {
-        if (err instanceof UnrecoverableError) throw err;
+        if (err instanceof GiveUp) throw err;
         problem = (err as Error).name === 'TimeoutError' ? `no answer within ${this.o.timeoutMs} ms` : (err as Error).message;
       }
-      if (attempt >= this.o.maxAttempts) throw new UnrecoverableError(`gave up after ${attempt} tries: ${problem}`);
+      if (attempt >= this.o.maxAttempts) throw new GiveUp(`gave up after ${attempt} tries: ${problem}`);
       const backoff = Math.min(60_000, this.o.backoffMs * 2 ** (attempt - 1));
       const wait = retryAfterMs ?? Math.round(backoff / 2 + Math.random() * (backoff / 2));
       this.o.onRetry?.();
@@ -195,7 +241,7 @@ export class WebhookTarget implements Target {
   private refuseUnlessInForce(job: Job<QueuedBatch>): void {
     if (isInForce(job.data, this.inForce)) return;
     this.refused.add(job.id!);
-    throw new UnrecoverableError(`the grant ${job.data.grant ?? '(none)'} is no longer in force`);
+    throw new this.giveUp!(`the grant ${job.data.grant ?? '(none)'} is no longer in force`);
   }
 
   async close(): Promise<void> {
