@@ -94,9 +94,9 @@ export class ExportTarget implements Target {
   private worker: Worker | undefined;
   private readonly faults: ConnectionFaults;
 
-  constructor(private readonly o: ExportTargetOptions, private readonly logger: Logger, outage?: TargetOutage) {
-    this.faults = new ConnectionFaults(logger, `the export staging ${redactUrl(o.stagingUrl)} or its Redis ${redactUrl(o.redisUrl)}`, (m) => withoutSecrets(m, { urls: [o.stagingUrl, o.redisUrl] }), outage);
-    this.staging = new PostgresTarget({ url: o.stagingUrl, schema: o.stagingSchema, ssl: o.stagingSsl }, logger, outage);
+  constructor(private readonly options: ExportTargetOptions, private readonly logger: Logger, outage?: TargetOutage) {
+    this.faults = new ConnectionFaults(logger, `the export staging ${redactUrl(options.stagingUrl)} or its Redis ${redactUrl(options.redisUrl)}`, (m) => withoutSecrets(m, { urls: [options.stagingUrl, options.redisUrl] }), outage);
+    this.staging = new PostgresTarget({ url: options.stagingUrl, schema: options.stagingSchema, ssl: options.stagingSsl }, logger, outage);
   }
 
   async connect(): Promise<void> {
@@ -106,19 +106,19 @@ export class ExportTarget implements Target {
     if (!this.pool) {
       // DATE and TIMESTAMP (without zone) as the text PostgreSQL holds, not shifted through a local Date.
       const raw = (oid: number) => (oid === 1082 || oid === 1114 ? (v: string) => v : pg.types.getTypeParser(oid));
-      const pool = new pg.Pool({ ...postgresPoolConfig(this.o.stagingUrl, this.o.stagingSsl, 2), types: { getTypeParser: raw as typeof pg.types.getTypeParser } });
+      const pool = new pg.Pool({ ...postgresPoolConfig(this.options.stagingUrl, this.options.stagingSsl, 2), types: { getTypeParser: raw as typeof pg.types.getTypeParser } });
       hearPoolErrors(pool, this.faults);
       this.pool = pool;
     }
-    const connection = { url: this.o.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(this.o.redisTls, 'redisTls') };
-    this.queue = new Queue(this.o.queueName, { connection });
+    const connection = { url: this.options.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(this.options.redisTls, 'redisTls') };
+    this.queue = new Queue(this.options.queueName, { connection });
     this.queue.on('error', this.faults.listener);
     await this.queue.waitUntilReady().catch((cause: Error) => {
-      throw new CdcError('TARGET_UNREACHABLE', `Redis for the export schedule is not reachable at ${redactUrl(this.o.redisUrl)}: ${withoutSecrets(cause.message, { urls: [this.o.redisUrl] })}`, { cause });
+      throw new CdcError('TARGET_UNREACHABLE', `Redis for the export schedule is not reachable at ${redactUrl(this.options.redisUrl)}: ${withoutSecrets(cause.message, { urls: [this.options.redisUrl] })}`, { cause });
     });
-    const repeat = this.o.schedule.cron ? { pattern: this.o.schedule.cron } : { every: this.o.schedule.everyMs ?? 86_400_000 };
+    const repeat = this.options.schedule.cron ? { pattern: this.options.schedule.cron } : { every: this.options.schedule.everyMs ?? 86_400_000 };
     await this.queue.upsertJobScheduler('export', repeat, { name: 'export', opts: { attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: 100, removeOnFail: 100 } });
-    this.worker = new Worker(this.o.queueName, () => this.exportAll(), { connection, concurrency: 1 });
+    this.worker = new Worker(this.options.queueName, () => this.exportAll(), { connection, concurrency: 1 });
     this.worker.on('error', this.faults.listener);
     this.worker.on('failed', (_job, err) => this.logger.error({ reason: err.message }, 'scheduled export failed'));
   }
@@ -135,18 +135,18 @@ export class ExportTarget implements Target {
   private async exportAll(): Promise<void> {
     const { rows: tables } = await this.pool!.query<{ name: string }>(
       "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = $1 AND table_type = 'BASE TABLE' ORDER BY 1",
-      [this.o.stagingSchema],
+      [this.options.stagingSchema],
     );
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     for (const { name } of tables) {
-      const dir = join(this.o.directory, name);
+      const dir = join(this.options.directory, name);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const file = join(dir, `${name}-${stamp}.jsonl`);
-      const signer = this.o.pushUrl ? webhookSigner(this.o.secret!) : undefined;
+      const signer = this.options.pushUrl ? webhookSigner(this.options.secret!) : undefined;
       const rows = await this.writeSnapshot(name, `${file}.tmp`, (piece) => signer?.update(piece));
       renameSync(`${file}.tmp`, file);
-      if (this.o.pushUrl) {
-        const res = await fetch(this.o.pushUrl, {
+      if (this.options.pushUrl) {
+        const res = await fetch(this.options.pushUrl, {
           method: 'POST',
           headers: { 'content-type': 'application/x-ndjson', 'content-length': String(statSync(file).size), 'x-cityshare-signature': signer!.header(), 'x-cityshare-table': name, 'x-cityshare-export': stamp },
           body: Readable.toWeb(createReadStream(file)) as ReadableStream<Uint8Array>,
@@ -154,9 +154,10 @@ export class ExportTarget implements Target {
           signal: AbortSignal.timeout(60_000),
         } as RequestInit);
         await res.arrayBuffer().catch(() => undefined);
-        if (!res.ok) throw new Error(`export push of ${name} got HTTP ${res.status}`);
+        // The job fails and BullMQ runs it again at the next schedule; the file stays on disk meanwhile.
+        if (!res.ok) throw new CdcError(res.status >= 500 ? 'TARGET_UNREACHABLE' : 'TARGET_REJECTED', `export push of ${name} to ${redactUrl(this.options.pushUrl)} got HTTP ${res.status}; the file stays in ${dir}`);
       }
-      this.o.onExport?.(name, rows);
+      this.options.onExport?.(name, rows);
       this.logger.info({ table: name, rows, file }, 'scheduled export written');
     }
   }
@@ -170,7 +171,7 @@ export class ExportTarget implements Target {
     let rows = 0;
     try {
       await client.query('BEGIN READ ONLY');
-      await client.query(`DECLARE snapshot NO SCROLL CURSOR FOR SELECT * FROM ${q(this.o.stagingSchema)}.${q(table)} ORDER BY 1`);
+      await client.query(`DECLARE snapshot NO SCROLL CURSOR FOR SELECT * FROM ${q(this.options.stagingSchema)}.${q(table)} ORDER BY 1`);
       for (;;) {
         const page = await client.query<Record<string, unknown>>(`FETCH ${PAGE_ROWS} FROM snapshot`);
         if (page.rows.length === 0) break;

@@ -123,26 +123,26 @@ export class HttpTarget implements Target {
   private readonly refused = new Set<string>();
   private readonly faults: ConnectionFaults;
 
-  constructor(private readonly o: HttpTargetOptions, private readonly logger: Logger, outage?: TargetOutage) {
-    this.inForce = o.grants;
-    this.faults = new ConnectionFaults(logger, `Redis of the webhook queue at ${redactUrl(o.redisUrl)}`, (m) => withoutSecrets(m, { urls: [o.redisUrl] }), outage);
+  constructor(private readonly options: HttpTargetOptions, private readonly logger: Logger, outage?: TargetOutage) {
+    this.inForce = options.grants;
+    this.faults = new ConnectionFaults(logger, `Redis of the webhook queue at ${redactUrl(options.redisUrl)}`, (m) => withoutSecrets(m, { urls: [options.redisUrl] }), outage);
   }
 
   async connect(): Promise<void> {
     const [{ Queue, Worker, UnrecoverableError }, { Redis }] = await Promise.all([import('bullmq'), import('ioredis')]);
     this.giveUp = UnrecoverableError;
-    const connection = { url: this.o.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(this.o.redisTls, 'redisTls') };
+    const connection = { url: this.options.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(this.options.redisTls, 'redisTls') };
     // Queueing fails at once while Redis is away (no offline queue), so the batch is retried, not held.
-    this.redis = new Redis(this.o.redisUrl, { maxRetriesPerRequest: null, enableOfflineQueue: false, ...redisTlsOptions(this.o.redisTls, 'redisTls') });
+    this.redis = new Redis(this.options.redisUrl, { maxRetriesPerRequest: null, enableOfflineQueue: false, ...redisTlsOptions(this.options.redisTls, 'redisTls') });
     this.redis.on('error', this.faults.listener);
-    this.queue = new Queue(this.o.queueName, { connection: this.redis });
+    this.queue = new Queue(this.options.queueName, { connection: this.redis });
     this.queue.on('error', this.faults.listener);
     await this.queue.waitUntilReady().catch((cause: Error) => {
-      throw new CdcError('TARGET_UNREACHABLE', `Redis for the webhook queue is not reachable at ${redactUrl(this.o.redisUrl)}: ${withoutSecrets(cause.message, { urls: [this.o.redisUrl] })}`, { cause });
+      throw new CdcError('TARGET_UNREACHABLE', `Redis for the webhook queue is not reachable at ${redactUrl(this.options.redisUrl)}: ${withoutSecrets(cause.message, { urls: [this.options.redisUrl] })}`, { cause });
     });
     // Batches of a grant revoked while the sink was down go before the worker could send them.
     await this.purge();
-    this.worker = new Worker(this.o.queueName, (job: Job<QueuedBatch>) => this.post(job), { connection, concurrency: 1 });
+    this.worker = new Worker(this.options.queueName, (job: Job<QueuedBatch>) => this.post(job), { connection, concurrency: 1 });
     // The worker reconnects by itself; batches wait in Redis meanwhile.
     this.worker.on('error', this.faults.listener);
     this.worker.on('failed', (job, err) => {
@@ -150,7 +150,7 @@ export class HttpTarget implements Target {
         void job.remove().then(() => this.revoked(job.data.grant, 1, 'a batch given up while it was retried; removed'), (cause: Error) => this.logger.warn({ job: job.id, err: cause.message }, 'removing a webhook batch of a revoked grant failed; the next start removes it'));
         return;
       }
-      this.o.onDeadLetter?.();
+      this.options.onDeadLetter?.();
       this.logger.error({ job: job?.id, table: job?.data.table, grant: job?.data.grant, reason: err.message }, 'webhook batch moved to the dead-letter queue');
     });
   }
@@ -174,7 +174,7 @@ export class HttpTarget implements Target {
   /** Logs and counts batches of a grant no longer in force that are not sent. */
   private revoked(grant: string | undefined, batches: number, what: string): void {
     const err = new CdcError('GRANT_REVOKED', `webhook batches of ${grant ?? 'a batch without a grant'} are not sent: ${what}`);
-    this.o.onPurged?.(batches);
+    this.options.onPurged?.(batches);
     this.logger.error({ code: err.code, action: err.action, grant, batches }, err.message);
   }
 
@@ -187,12 +187,12 @@ export class HttpTarget implements Target {
       return { applied: 0, stale: 0 };
     }
     const batch: WebhookBatch = {
-      department: this.o.department,
+      department: this.options.department,
       table: table.name,
       changes: changes.map(changeJson),
     };
     try {
-      await this.queue!.add('batch', sealBatch(this.o.keys, table.grant, batch), retentionOptions(this.o.retention));
+      await this.queue!.add('batch', sealBatch(this.options.keys, table.grant, batch), retentionOptions(this.options.retention));
       this.faults.recovered();
     } catch (cause) {
       throw new CdcError('TARGET_UNREACHABLE', `queueing a webhook batch failed: ${(cause as Error).message}`, { cause });
@@ -204,16 +204,16 @@ export class HttpTarget implements Target {
   private async post(job: Job<QueuedBatch>): Promise<void> {
     const GiveUp = this.giveUp!;
     this.refuseUnlessInForce(job);
-    const body = JSON.stringify(openBatch(this.o.keys, this.o.department, job.data));
+    const body = JSON.stringify(openBatch(this.options.keys, this.options.department, job.data));
     for (let attempt = 1; ; attempt++) {
       let retryAfterMs: number | undefined;
       let problem: string;
       try {
-        const res = await fetch(this.o.url, {
+        const res = await fetch(this.options.url, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-cityshare-signature': signWebhook(this.o.secret, body), 'x-cityshare-delivery': String(job.id) },
+          headers: { 'content-type': 'application/json', 'x-cityshare-signature': signWebhook(this.options.secret, body), 'x-cityshare-delivery': String(job.id) },
           body,
-          signal: AbortSignal.timeout(this.o.timeoutMs),
+          signal: AbortSignal.timeout(this.options.timeoutMs),
         });
         await res.arrayBuffer().catch(() => undefined);
         if (res.ok) return;
@@ -222,12 +222,12 @@ export class HttpTarget implements Target {
         else if (res.status >= 400 && res.status < 500 && res.status !== 408) throw new GiveUp(`${problem}: the endpoint refused the batch`);
       } catch (err) {
         if (err instanceof GiveUp) throw err;
-        problem = (err as Error).name === 'TimeoutError' ? `no answer within ${this.o.timeoutMs} ms` : (err as Error).message;
+        problem = (err as Error).name === 'TimeoutError' ? `no answer within ${this.options.timeoutMs} ms` : (err as Error).message;
       }
-      if (attempt >= this.o.maxAttempts) throw new GiveUp(`gave up after ${attempt} tries: ${problem}`);
-      const backoff = Math.min(60_000, this.o.backoffMs * 2 ** (attempt - 1));
+      if (attempt >= this.options.maxAttempts) throw new GiveUp(`gave up after ${attempt} tries: ${problem}`);
+      const backoff = Math.min(60_000, this.options.backoffMs * 2 ** (attempt - 1));
       const wait = retryAfterMs ?? Math.round(backoff / 2 + Math.random() * (backoff / 2));
-      this.o.onRetry?.();
+      this.options.onRetry?.();
       this.logger.warn({ job: job.id, table: job.data.table, attempt, problem, waitMs: wait }, 'webhook delivery failed; retrying');
       // Woken early by a change of grants: given up if it revoked this batch's, else the wait goes on.
       for (const until = Date.now() + wait; Date.now() < until; ) {

@@ -45,15 +45,15 @@ export class RabbitmqTarget implements Target {
   private channel: ConfirmChannel | undefined;
   private readonly faults: ConnectionFaults;
 
-  constructor(private readonly o: RabbitmqTargetOptions, logger: Logger, outage?: TargetOutage) {
-    this.faults = new ConnectionFaults(logger, `RabbitMQ exchange ${o.exchange} at ${redactUrl(o.url)}`, (m) => withoutSecrets(m, { urls: [o.url] }), outage);
+  constructor(private readonly options: RabbitmqTargetOptions, logger: Logger, outage?: TargetOutage) {
+    this.faults = new ConnectionFaults(logger, `RabbitMQ exchange ${options.exchange} at ${redactUrl(options.url)}`, (m) => withoutSecrets(m, { urls: [options.url] }), outage);
   }
 
   async connect(): Promise<void> {
     try {
       // amqplib loaded here, not at import (see target-definition.ts).
       const { connect } = await import('amqplib');
-      this.connection = await connect(this.o.url, amqpSocketOptions(this.o.ca, 'target.ca'));
+      this.connection = await connect(this.options.url, amqpSocketOptions(this.options.ca, 'target.ca'));
       // A lost connection or a channel the broker closed is dropped here and opened again by the next batch.
       this.connection.on('error', this.faults.listener);
       this.connection.on('close', () => {
@@ -65,10 +65,10 @@ export class RabbitmqTarget implements Target {
       channel.on('close', () => {
         if (this.channel === channel) this.channel = undefined;
       });
-      await channel.assertExchange(this.o.exchange, this.o.exchangeType, { durable: true });
+      await channel.assertExchange(this.options.exchange, this.options.exchangeType, { durable: true });
       this.channel = channel;
     } catch (cause) {
-      throw new CdcError('TARGET_UNREACHABLE', `RabbitMQ exchange ${this.o.exchange} at ${redactUrl(this.o.url)} is not usable: ${withoutSecrets((cause as Error).message, { urls: [this.o.url] })}`, { cause });
+      throw new CdcError('TARGET_UNREACHABLE', `RabbitMQ exchange ${this.options.exchange} at ${redactUrl(this.options.url)} is not usable: ${withoutSecrets((cause as Error).message, { urls: [this.options.url] })}`, { cause });
     }
   }
 
@@ -82,8 +82,8 @@ export class RabbitmqTarget implements Target {
     const channel = this.channel!;
     try {
       for (const c of changes) {
-        const body = Buffer.from(JSON.stringify({ department: this.o.department, table: table.name, ...changeJson(c) }));
-        channel.publish(this.o.exchange, `${table.name}.${c.op}`, body, {
+        const body = Buffer.from(JSON.stringify({ department: this.options.department, table: table.name, ...changeJson(c) }));
+        channel.publish(this.options.exchange, `${table.name}.${c.op}`, body, {
           persistent: true,
           contentType: 'application/json',
           messageId: `${table.name}/${c.version}`,
@@ -94,7 +94,7 @@ export class RabbitmqTarget implements Target {
       await channel.waitForConfirms();
       this.faults.recovered();
     } catch (cause) {
-      throw new CdcError('TARGET_UNREACHABLE', `RabbitMQ did not confirm a batch for ${this.o.exchange}: ${withoutSecrets((cause as Error).message, { urls: [this.o.url] })}`, { cause });
+      throw new CdcError('TARGET_UNREACHABLE', `RabbitMQ did not confirm a batch for ${this.options.exchange}: ${withoutSecrets((cause as Error).message, { urls: [this.options.url] })}`, { cause });
     }
     return { applied: changes.length, stale: 0 };
   }
