@@ -3,6 +3,7 @@ export * from './logger.js';
 export * from './position.js';
 export * from './column-types.js';
 export * from './change-event.js';
+export * from './dead-letter.js';
 export * from './raw-frame.js';
 export * from './topics.js';
 export * from './metrics.js';

@@ -14,6 +14,28 @@ export const topics = {
   deliveries: (prefix: string) => `${prefix}.audit.deliveries`,
 };
 
+/** What a topic of the pipeline is for: one of the names above. */
+export type TopicRole = keyof typeof topics;
+
+/**
+ * How each topic is laid out when the pipeline creates it: data topics `partitioned` (the
+ * configured partitions, placed by key), ordered logs `single` (one total order), state
+ * `compacted` (the newest record per key). Checkpoints stay a minute before compaction may
+ * drop older ones, for inspection.
+ */
+export const TOPIC_LAYOUT: Record<TopicRole, { kind: 'partitioned' | 'single' | 'compacted'; config?: Array<{ name: string; value: string }> }> = {
+  raw: { kind: 'partitioned' },
+  share: { kind: 'partitioned' },
+  dlq: { kind: 'single' },
+  checkpoints: { kind: 'compacted', config: [{ name: 'min.compaction.lag.ms', value: '60000' }] },
+  signals: { kind: 'single' },
+  heartbeats: { kind: 'compacted' },
+  tableSchemas: { kind: 'compacted' },
+  transactions: { kind: 'single' },
+  schemaChanges: { kind: 'single' },
+  deliveries: { kind: 'single' },
+};
+
 /**
  * Department, source, db and table of a share topic, read from its end (the prefix may hold
  * dots; department and source names and MySQL identifiers as the pipeline file allows them do not).

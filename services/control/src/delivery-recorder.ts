@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import type { Consumer, Kafka } from 'kafkajs';
-import { CdcError, FileKeyring, createKafka, ensureTopics, keyNames, loadPipeline, recordForgery, topicSpec, topics, watchPipeline, type DeliveryRecord, type KeyProvider, type Logger, type PipelineConfig } from '@cityshare/shared';
+import { FileKeyring, createKafka, ensurePipelineTopics, keyNames, loadPipeline, recordForgery, topics, watchPipeline, type DeliveryRecord, type KeyProvider, type Logger, type PipelineConfig } from '@cityshare/shared';
 import type { AuditLedger } from './ledger.js';
 
 /**
@@ -27,15 +27,7 @@ export class DeliveryRecorder {
 
   async start(): Promise<void> {
     const topic = topics.deliveries(this.kafkaConfig.topicPrefix);
-    const admin = this.kafka.admin();
-    await admin.connect().catch((cause: Error) => {
-      throw new CdcError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${this.kafkaConfig.brokers.join(',')}: ${cause.message}`, { cause });
-    });
-    try {
-      await ensureTopics(admin, [topicSpec(this.kafkaConfig, topic, 'single')]);
-    } finally {
-      await admin.disconnect();
-    }
+    await ensurePipelineTopics(this.kafka, this.kafkaConfig, [['deliveries', topic]]);
     this.consumer = this.kafka.consumer({ groupId: `${this.kafkaConfig.topicPrefix}.control.deliveries` });
     await this.consumer.connect();
     await this.consumer.subscribe({ topics: [topic], fromBeginning: true });

@@ -4,7 +4,8 @@ import {
   CdcError,
   META_FIELDS,
   WriterSchemas,
-  ensureTopics,
+  deadLetterMessage,
+  ensurePipelineTopics,
   fingerprintHeader,
   isCdcError,
   GroupMember,
@@ -14,7 +15,6 @@ import {
   producerConfig,
   keyNames,
   recordMacHeaders,
-  topicSpec,
   topics,
   watchPipeline,
   wireSchemaId,
@@ -155,13 +155,7 @@ export class ShareConsumer {
     // By name: kafkajs resolves a pattern only once, so topics created later would be missed.
     const shareTopics = pipelineTopics(config).share.get(department.name) ?? [];
     this.subscribed = shareTopics;
-    const admin = kafka.admin();
-    await admin.connect();
-    try {
-      await ensureTopics(admin, [...shareTopics.map((topic) => topicSpec(config.kafka, topic)), topicSpec(config.kafka, this.dlqTopic, 'single'), topicSpec(config.kafka, this.deliveriesTopic, 'single')]);
-    } finally {
-      await admin.disconnect();
-    }
+    await ensurePipelineTopics(kafka, config.kafka, [...shareTopics.map((topic) => ['share', topic] as const), ['dlq', this.dlqTopic], ['deliveries', this.deliveriesTopic]]);
     await this.consumer.subscribe({ topics: shareTopics, fromBeginning: true });
     this.member?.stop();
     this.member = new GroupMember(this.consumer, { settings: config.kafka, logger, what: `sink of ${department.name}`, onDead: (err) => this.deps.onFatal?.(err), onContact: this.deps.onKafkaContact });
@@ -285,11 +279,8 @@ export class ShareConsumer {
         if (!isCdcError(err, 'TARGET_REJECTED')) throw err;
         // The reason names the column and constraint; values stay out of logs.
         logger.warn({ code: err.code, table: table.name, topic, partition, offset: d.offset, version: d.change.version, sqlState: err.details?.sqlState }, 'target refused a change; it goes to the dead-letter topic');
-        await this.producer!.send({
-          topic: this.dlqTopic,
-          acks: -1,
-          messages: [{ key: `${topic}/${partition}/${d.offset}`, value: JSON.stringify({ code: err.code, reason: err.message, department: department.name, table: table.name, topic, partition, offset: d.offset, version: d.change.version, payload: d.value.toString('base64') }) }],
-        });
+        const { topic: dlq, key, value } = deadLetterMessage(this.dlqTopic, { code: err.code, reason: err.message, department: department.name, table: table.name, topic, partition, offset: d.offset, version: d.change.version, payload: d.value.toString('base64') });
+        await this.producer!.send({ topic: dlq, acks: -1, messages: [{ key, value }] });
         metrics.dlq.inc({ department: department.name, target: department.target.kind });
       }
     }

@@ -4,15 +4,15 @@ import {
   EnvelopeEncryptor,
   KeyringKekProvider,
   compileQuality,
+  deadLetterMessage,
   decodeRawMessage,
-  ensureTopics,
+  ensurePipelineTopics,
   isCdcError,
   keyNames,
   pipelineTopics,
   qualityError,
   policyKeyNames,
   tokenKeyName,
-  topicSpec,
   topics,
   watchPipeline,
   type Admin,
@@ -114,18 +114,14 @@ export class Transformer {
   async start(): Promise<void> {
     const { config, kafka, logger } = this.deps;
     const prefix = config.kafka.topicPrefix;
-    this.admin = kafka.admin();
-    await this.admin.connect().catch((cause: Error) => {
-      throw new CdcError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${config.kafka.brokers.join(',')}: ${cause.message}`, { cause });
-    });
     // Subscriptions are by name (kafkajs resolves patterns only once); the pipeline
     // file says which raw topics exist and which share topics they feed.
     const planned = pipelineTopics(config);
-    await ensureTopics(this.admin, [
-      topicSpec(config.kafka, topics.dlq(prefix, 'transformer'), 'single'),
-      topicSpec(config.kafka, topics.tableSchemas(prefix), 'compacted'),
-      ...planned.raw.map((t) => topicSpec(config.kafka, t)),
-      ...[...planned.share.values()].flat().map((t) => topicSpec(config.kafka, t)),
+    await ensurePipelineTopics(kafka, config.kafka, [
+      ['dlq', topics.dlq(prefix, 'transformer')],
+      ['tableSchemas', topics.tableSchemas(prefix)],
+      ...planned.raw.map((t) => ['raw', t] as const),
+      ...[...planned.share.values()].flat().map((t) => ['share', t] as const),
     ]);
     this.schemas = new TableSchemas(kafka, prefix, logger, () => this.policy.keys, () => this.deps.metrics.forged.inc({ topic_kind: 'table-schemas' }));
     await this.schemas.start();
@@ -204,7 +200,7 @@ export class Transformer {
       }
       this.deps.logger.warn({ topics: unknown }, 'new source tables in the pipeline file are read after a restart of the transformer');
     }
-    await ensureTopics(this.admin!, [...planned.share.values()].flat().map((t) => topicSpec(config.kafka, t)));
+    await ensurePipelineTopics(this.deps.kafka, config.kafka, [...planned.share.values()].flat().map((t) => ['share', t] as const));
     const next = policyOf(config, change.keys);
     const before = grantsOf(this.policy.views);
     this.policy = next;
@@ -336,11 +332,7 @@ export class Transformer {
     const { topic, partition, offset, index } = at;
     // The source position is the change's correlation id across services' logs; the reason stays in the (protected) topic.
     this.deps.logger.warn({ department, code, topic, partition, offset, index, version }, 'change dead-lettered');
-    return {
-      topic: topics.dlq(this.deps.config.kafka.topicPrefix, 'transformer'),
-      key: `${department}/${topic}/${partition}/${offset}${index === null ? '' : `#${index}`}`,
-      value: Buffer.from(JSON.stringify({ code, reason, department, topic, partition, offset, index, payload: raw.toString('base64') })),
-    };
+    return deadLetterMessage(topics.dlq(this.deps.config.kafka.topicPrefix, 'transformer'), { code, reason, department, topic, partition, offset, index, version, payload: raw.toString('base64') });
   }
 
   async stop(): Promise<void> {
@@ -349,7 +341,6 @@ export class Transformer {
     this.watcher?.stop();
     await Promise.all([...this.streams.values()].map((s) => s.stop()));
     await this.schemas?.stop();
-    await this.admin?.disconnect().catch(() => undefined);
   }
 }
 

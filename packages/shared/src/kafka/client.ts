@@ -1,4 +1,6 @@
-import { Kafka, Partitioners, logLevel, type Admin, type ITopicConfig, type LogEntry, type ProducerConfig } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type ITopicConfig, type LogEntry, type ProducerConfig } from 'kafkajs';
+import { CdcError } from '../errors.js';
+import { TOPIC_LAYOUT, type TopicRole } from '../topics.js';
 import type { Logger } from '../logger.js';
 import type { PipelineConfig } from '../config/pipeline-schema.js';
 import { kafkaConnection } from './security.js';
@@ -51,38 +53,47 @@ export function createKafka(config: PipelineConfig['kafka'], clientId: string, l
 }
 
 /**
- * How a pipeline topic is created: `partitioned` data topics use the configured
- * partitions; `single` topics keep one total order; `compacted` ones keep the newest
- * record per key (checkpoints, schemas).
+ * Creates the pipeline topics of `wanted` that are missing, each laid out as its role says
+ * (TOPIC_LAYOUT in topics.ts), and returns the partition count of every wanted topic. The
+ * one place topics are created: by the reader, the transformer, the sinks and the control
+ * service, each for the topics it writes or reads first.
  */
-export function topicSpec(
-  kafka: PipelineConfig['kafka'],
-  topic: string,
-  kind: 'partitioned' | 'single' | 'compacted' = 'partitioned',
-  extraConfig: Array<{ name: string; value: string }> = [],
-): ITopicConfig {
-  const configEntries = [...(kind === 'compacted' ? [{ name: 'cleanup.policy', value: 'compact' }] : []), ...extraConfig];
+export async function ensurePipelineTopics(kafka: Kafka, settings: PipelineConfig['kafka'], wanted: ReadonlyArray<readonly [TopicRole, string]>): Promise<Map<string, number>> {
+  const admin = kafka.admin();
+  await admin.connect().catch((cause: Error) => {
+    throw new CdcError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${settings.brokers.join(',')}: ${cause.message}`, { cause });
+  });
+  try {
+    const specs = [...new Map(wanted.map(([role, topic]) => [topic, topicConfig(settings, role, topic)])).values()];
+    const existing = new Set(await admin.listTopics());
+    const missing = specs.filter((t) => !existing.has(t.topic));
+    if (missing.length > 0) {
+      try {
+        await admin.createTopics({ topics: missing, waitForLeaders: true });
+      } catch (err) {
+        // Another instance may have created them in between; re-check before failing.
+        const now = new Set(await admin.listTopics());
+        if (missing.some((t) => !now.has(t.topic))) throw err;
+      }
+    }
+    const { topics: meta } = await admin.fetchTopicMetadata({ topics: specs.map((s) => s.topic) });
+    return new Map(meta.map((t) => [t.name, t.partitions.length]));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+function topicConfig(settings: PipelineConfig['kafka'], role: TopicRole, topic: string): ITopicConfig {
+  const { kind, config = [] } = TOPIC_LAYOUT[role];
+  const configEntries = [...(kind === 'compacted' ? [{ name: 'cleanup.policy', value: 'compact' }] : []), ...config];
   return {
     topic,
-    numPartitions: kind === 'partitioned' ? kafka.partitions : 1,
-    replicationFactor: kafka.replicationFactor,
+    numPartitions: kind === 'partitioned' ? settings.partitions : 1,
+    replicationFactor: settings.replicationFactor,
     ...(configEntries.length > 0 ? { configEntries } : {}),
   };
 }
 
-/** Creates the topics that are missing; existing topics are left as they are. */
-export async function ensureTopics(admin: Admin, wanted: ITopicConfig[]): Promise<void> {
-  const existing = new Set(await admin.listTopics());
-  const missing = wanted.filter((t) => !existing.has(t.topic));
-  if (missing.length === 0) return;
-  try {
-    await admin.createTopics({ topics: missing, waitForLeaders: true });
-  } catch (err) {
-    // Another instance may have created them in between; re-check before failing.
-    const now = new Set(await admin.listTopics());
-    if (missing.some((t) => !now.has(t.topic))) throw err;
-  }
-}
 export type { Admin } from 'kafkajs';
 
 /**
