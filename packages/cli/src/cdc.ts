@@ -172,7 +172,7 @@ program
       // Each source: where its reader's last checkpoint is, against the end of the source's binlog.
       const sources = [];
       for (const source of config.sources) {
-        const checkpoint = await new CheckpointStore(kafka, kafka.producer(producerConfig()), prefix, source.name, createLogger('cdc', 'warn'), { keys: () => keys }).load();
+        const checkpoint = await new CheckpointStore(kafka, kafka.producer(producerConfig()), prefix, source.name, createLogger('cdc', 'warn'), { keys: () => keys, settings: config.kafka }).load();
         // error events: one query and end, the connection lost in between rejects the query and the status shows no binlog end.
         const end = await createConnection(sourceConnectionOptions(source)).then(
           async (conn) => binlogEnd(conn).finally(() => void conn.end()),

@@ -1,5 +1,6 @@
-import { Kafka, logLevel, type Consumer } from 'kafkajs';
+import { Kafka, logLevel, type KafkaMessage } from 'kafkajs';
 import type { PipelineConfig } from './config/pipeline-schema.js';
+import { ConsumerLoop } from './kafka/consumer-loop.js';
 import { kafkaConnection, kafkaSecurityError } from './kafka/security.js';
 import { META_FIELDS, type AvroFieldType, type AvroRecordSchema } from './avro/share-schema.js';
 import { LOGICAL } from './avro/logical-types.js';
@@ -82,65 +83,65 @@ export async function consumeShareTopics(options: ShareConsumerOptions): Promise
   };
   // Partitions waiting for a writer schema the registry does not know (SCHEMA_UNKNOWN): attempts in a row.
   const waiting = new Map<string, number>();
-  const consumer: Consumer = new Kafka({ clientId: `cityshare-department-${options.groupId}`, ...kafkaConnection(options.kafka), logLevel: logLevel.WARN }).consumer({
+  const kafka = new Kafka({ clientId: `cityshare-department-${options.groupId}`, ...kafkaConnection(options.kafka), logLevel: logLevel.WARN });
+  /** One record: decoded with its writer schema, encrypted columns opened, handed to onChange. */
+  const deliver = async (topic: string, message: KafkaMessage & { value: Buffer }) => {
+    const where = parseShareTopic(topic);
+    if (!where) throw new CdcError('CONFIG_INVALID', `${topic} is not a share topic (<prefix>.share.<department>.<source>.<db>.<table>)`);
+    const { department, source, db, table } = where;
+    const writer = await writerSchemas.resolve(topic, wireSchemaId(message.value), fingerprintHeader(message.headers));
+    const record = writerSchemas.decode(writer, message.value);
+    const sealed = sealedOf(writer.key, writer.schema);
+    const key = message.key ? (JSON.parse(message.key.toString('utf8')) as Record<string, unknown>) : {};
+    const rowKey = rowKeyOf(key, record[META_FIELDS.version] as string);
+    const values: Record<string, unknown> = {};
+    for (const [name, value] of Object.entries(record)) {
+      if ((Object.values(META_FIELDS) as string[]).includes(name)) continue;
+      const binding = { source, department, db, table, column: name, key: rowKey };
+      values[name] = options.keys && sealed.has(name) && Buffer.isBuffer(value) ? openDepartmentValue(options.keys, value, binding, options.open) : value;
+    }
+    await options.onChange({
+      source,
+      db,
+      table,
+      op: record[META_FIELDS.op] as ShareChange['op'],
+      version: record[META_FIELDS.version] as string,
+      sourceTsMs: record[META_FIELDS.sourceTsMs] as bigint,
+      deleted: record[META_FIELDS.deleted] as boolean,
+      key,
+      values,
+    });
+  };
+  const loop = await ConsumerLoop.start(kafka, {
     groupId: options.groupId,
-    readUncommitted: false,
-  });
-  try {
-    await consumer.connect();
-    await consumer.subscribe({ topics: options.topics, fromBeginning: true });
-  } catch (err) {
-    await consumer.disconnect().catch(() => undefined);
-    throw kafkaSecurityError(err, options.kafka, options.topics.join(', '));
-  }
-  consumer.on(consumer.events.CRASH, ({ payload }) => {
-    if (!payload.restart) options.onError?.(kafkaSecurityError(payload.error, options.kafka, options.topics.join(', ')));
-  });
-  await consumer.run({
-    autoCommit: true,
-    eachMessage: async ({ topic, partition, message }) => {
-      if (!message.value) return;
-      const where = parseShareTopic(topic);
-      if (!where) throw new CdcError('CONFIG_INVALID', `${topic} is not a share topic (<prefix>.share.<department>.<source>.<db>.<table>)`);
-      const { department, source, db, table } = where;
-      let writer;
-      try {
-        writer = await writerSchemas.resolve(topic, wireSchemaId(message.value), fingerprintHeader(message.headers));
-        waiting.delete(`${topic}/${partition}`);
-      } catch (err) {
-        if (!isCdcError(err, 'SCHEMA_UNKNOWN')) throw err;
-        // Paused, not skipped: thrown, the message is not committed and is read again after the resume.
-        const attempts = (waiting.get(`${topic}/${partition}`) ?? 0) + 1;
-        waiting.set(`${topic}/${partition}`, attempts);
-        consumer.pause([{ topic, partitions: [partition] }]);
-        setTimeout(() => consumer.resume([{ topic, partitions: [partition] }]), Math.min(30_000, 1_000 * 2 ** (attempts - 1))).unref();
-        options.onPaused?.(err, { topic, partition, offset: message.offset });
-        throw err;
+    topics: options.topics,
+    settings: options.kafka,
+    consumer: { groupId: options.groupId, readUncommitted: false },
+    eachBatch: async ({ topic, partition, messages }) => {
+      let through: string | undefined;
+      for (const message of messages) {
+        try {
+          if (message.value) await deliver(topic, message as KafkaMessage & { value: Buffer });
+          waiting.delete(`${topic}/${partition}`);
+        } catch (err) {
+          if (!isCdcError(err, 'SCHEMA_UNKNOWN')) throw err;
+          // Paused, not skipped: the record is read again after the resume.
+          const attempts = (waiting.get(`${topic}/${partition}`) ?? 0) + 1;
+          waiting.set(`${topic}/${partition}`, attempts);
+          loop.consumer.pause([{ topic, partitions: [partition] }]);
+          setTimeout(() => loop.consumer.resume([{ topic, partitions: [partition] }]), Math.min(30_000, 1_000 * 2 ** (attempts - 1))).unref();
+          options.onPaused?.(err, { topic, partition, offset: message.offset });
+          return through === undefined ? 'again' : { through };
+        }
+        through = message.offset;
       }
-      const record = writerSchemas.decode(writer, message.value);
-      const sealed = sealedOf(writer.key, writer.schema);
-      const key = message.key ? (JSON.parse(message.key.toString('utf8')) as Record<string, unknown>) : {};
-      const rowKey = rowKeyOf(key, record[META_FIELDS.version] as string);
-      const values: Record<string, unknown> = {};
-      for (const [name, value] of Object.entries(record)) {
-        if ((Object.values(META_FIELDS) as string[]).includes(name)) continue;
-        const binding = { source, department, db, table, column: name, key: rowKey };
-        values[name] = options.keys && sealed.has(name) && Buffer.isBuffer(value) ? openDepartmentValue(options.keys, value, binding, options.open) : value;
-      }
-      await options.onChange({
-        source,
-        db,
-        table,
-        op: record[META_FIELDS.op] as ShareChange['op'],
-        version: record[META_FIELDS.version] as string,
-        sourceTsMs: record[META_FIELDS.sourceTsMs] as bigint,
-        deleted: record[META_FIELDS.deleted] as boolean,
-        key,
-        values,
-      });
+      return 'all';
     },
   });
-  return { stop: () => consumer.disconnect() };
+  loop.consumer.on(loop.consumer.events.CRASH, ({ payload }) => {
+    if (!payload.restart) options.onError?.(kafkaSecurityError(payload.error, options.kafka, options.topics.join(', ')));
+  });
+  return { stop: () => loop.stop() };
 }
 
 function isSealed(type: AvroFieldType): boolean {

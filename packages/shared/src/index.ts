@@ -31,6 +31,7 @@ export * from './avro/share-schema.js';
 export * from './kafka/client.js';
 export * from './kafka/security.js';
 export * from './kafka/group-member.js';
+export * from './kafka/consumer-loop.js';
 export * from './kafka/contact-watch.js';
 export * from './loop-lag.js';
 export * from './kafka/acls.js';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Kafka, Producer } from 'kafkajs';
-import { CdcError, RECORD_MAC_HEADER, keyNames, keysOfList, openValue, recordForgery, recordMacHeaders, sealValue, topics, type BinlogPosition, type KeyProvider, type Logger } from '@cityshare/shared';
+import { CdcError, ConsumerLoop, RECORD_MAC_HEADER, eachMessage, keyNames, keysOfList, openValue, recordForgery, recordMacHeaders, sealValue, topics, type BinlogPosition, type KeyProvider, type Logger, type PipelineConfig } from '@cityshare/shared';
 import type { SnapshotState } from './snapshot/snapshotter.js';
 
 export interface Checkpoint extends BinlogPosition {
@@ -11,6 +11,8 @@ export interface Checkpoint extends BinlogPosition {
 }
 
 export interface CheckpointStoreOptions {
+  /** Kafka settings, to name a refused principal or unreachable brokers. */
+  settings: PipelineConfig['kafka'];
   /** The keyring in force: checkpoints are signed with the active pipeline key and verified with any (record-mac.ts). */
   keys: () => KeyProvider;
   /** A checkpoint that is not authenticated was skipped (cityshare_forged_records_total). */
@@ -64,43 +66,43 @@ export class CheckpointStore {
       if (!offsets || offsets.high === offsets.low) return null;
       const end = BigInt(offsets.high);
       const groupId = `${this.topic}.loader.${randomUUID()}`;
-      const consumer = this.kafka.consumer({ groupId, sessionTimeout: 10_000 });
       let latest: Checkpoint | null = null;
       let unsigned: string | null = null;
       let forged = 0;
-      await consumer.connect();
+      let started: Promise<ConsumerLoop> | undefined;
       try {
-        await consumer.subscribe({ topic: this.topic, fromBeginning: true });
         await new Promise<void>((resolve, reject) => {
-          consumer
-            .run({
-              autoCommit: false,
-              eachMessage: async ({ message, partition }) => {
-                if (message.key?.toString() === this.source && message.value) {
-                  const refused = recordForgery(this.options.keys(), this.topic, message);
-                  if (!refused) {
-                    try {
-                      latest = openLastKeys(this.options.keys(), this.source, JSON.parse(message.value.toString()) as Checkpoint);
-                    } catch (err) {
-                      // An authentic checkpoint whose snapshot key does not open (its pipeline key removed): say so, do not hang.
-                      reject(err);
-                      return;
-                    }
-                  } else {
-                    // Kept as bytes: read only if adopted, so a forged record cannot break the load.
-                    if (!message.headers?.[RECORD_MAC_HEADER]) unsigned = message.value.toString();
-                    forged++;
-                    this.options.onForged?.();
-                    this.logger.error({ code: refused.code, topic: this.topic, partition, offset: message.offset }, `checkpoint skipped: ${refused.message}`);
+          started = ConsumerLoop.start(this.kafka, {
+            groupId,
+            topics: [this.topic],
+            settings: this.options.settings,
+            commit: false,
+            eachBatch: eachMessage(async (message, { partition }) => {
+              if (message.key?.toString() === this.source && message.value) {
+                const refused = recordForgery(this.options.keys(), this.topic, message);
+                if (!refused) {
+                  try {
+                    latest = openLastKeys(this.options.keys(), this.source, JSON.parse(message.value.toString()) as Checkpoint);
+                  } catch (err) {
+                    // An authentic checkpoint whose snapshot key does not open (its pipeline key removed): say so, do not hang.
+                    reject(err);
+                    return;
                   }
+                } else {
+                  // Kept as bytes: read only if adopted, so a forged record cannot break the load.
+                  if (!message.headers?.[RECORD_MAC_HEADER]) unsigned = message.value.toString();
+                  forged++;
+                  this.options.onForged?.();
+                  this.logger.error({ code: refused.code, topic: this.topic, partition, offset: message.offset }, `checkpoint skipped: ${refused.message}`);
                 }
-                if (BigInt(message.offset) + 1n >= end) resolve();
-              },
-            })
-            .catch(reject);
+              }
+              if (BigInt(message.offset) + 1n >= end) resolve();
+            }),
+          });
+          started.catch(reject);
         });
       } finally {
-        await consumer.disconnect();
+        await (await started?.catch(() => undefined))?.stop();
         await admin.deleteGroups([groupId]).catch(() => undefined);
       }
       if (!latest && unsigned && this.options.adoptUnsigned) {

@@ -172,6 +172,7 @@ export class Reader {
       this.producer = this.deps.kafka.producer(producerConfig());
       await this.producer.connect();
       this.checkpoints = new CheckpointStore(this.deps.kafka, this.producer, config.kafka.topicPrefix, source.name, logger, {
+        settings: config.kafka,
         keys: () => this.keys,
         onForged: () => this.deps.metrics.forged.inc({ topic_kind: 'checkpoints' }),
         adoptUnsigned: env.READER_ADOPT_UNSIGNED_CHECKPOINT,
@@ -259,7 +260,7 @@ export class Reader {
     this.signals = new SignalListener(kafka, config.kafka.topicPrefix, source.name, (signal) => this.snapshots!.request(signal.tables), logger, {
       keys: () => this.keys,
       onForged: () => metrics.forged.inc({ topic_kind: 'signals' }),
-    });
+    }, config.kafka);
     await this.signals.start();
   }
 

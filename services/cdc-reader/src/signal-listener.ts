@@ -1,6 +1,6 @@
-import type { Consumer, Kafka } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
 import { z } from 'zod';
-import { GROUP_TIMING, recordForgery, recordMacHeaders, topics, type KeyProvider, type Logger } from '@cityshare/shared';
+import { ConsumerLoop, eachMessage, recordForgery, recordMacHeaders, topics, type KeyProvider, type Logger, type PipelineConfig } from '@cityshare/shared';
 
 /** A request to the reader of one source, sent on `<prefix>.signals` (keyed by source). */
 export const readerSignal = z.object({
@@ -33,7 +33,7 @@ export interface SignalAuthentication {
  * key does not authenticate are logged, counted and ignored.
  */
 export class SignalListener {
-  private consumer: Consumer | undefined;
+  private loop: ConsumerLoop | undefined;
 
   constructor(
     private readonly kafka: Kafka,
@@ -42,15 +42,18 @@ export class SignalListener {
     private readonly onSignal: (signal: ReaderSignal) => void,
     private readonly logger: Logger,
     private readonly auth: SignalAuthentication,
+    /** Kafka settings, to name a refused principal or unreachable brokers. */
+    private readonly settings: PipelineConfig['kafka'],
   ) {}
 
   async start(): Promise<void> {
     // A reader killed without leaving holds the group for its session: 8 s, so a standby taking over reads signals soon.
-    this.consumer = this.kafka.consumer({ groupId: `${this.prefix}.reader.${this.source}.signals`, ...GROUP_TIMING });
-    await this.consumer.connect();
-    await this.consumer.subscribe({ topic: topics.signals(this.prefix), fromBeginning: false });
-    await this.consumer.run({
-      eachMessage: async ({ message, topic, partition }) => {
+    this.loop = await ConsumerLoop.start(this.kafka, {
+      groupId: `${this.prefix}.reader.${this.source}.signals`,
+      topics: [topics.signals(this.prefix)],
+      fromBeginning: false,
+      settings: this.settings,
+      eachBatch: eachMessage(async (message, { topic, partition }) => {
         if (message.key?.toString() !== this.source || !message.value) return;
         const forged = recordForgery(this.auth.keys(), topic, message);
         if (forged) {
@@ -71,11 +74,11 @@ export class SignalListener {
         }
         this.logger.info({ action: signal.data.action, tables: signal.data.tables, requestedBy: signal.data.requestedBy }, 'signal received');
         this.onSignal(signal.data);
-      },
+      }),
     });
   }
 
   async stop(): Promise<void> {
-    await this.consumer?.disconnect().catch(() => undefined);
+    await this.loop?.stop();
   }
 }

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
-import type { Consumer, Kafka } from 'kafkajs';
-import { FileKeyring, createKafka, ensurePipelineTopics, keyNames, loadPipeline, recordForgery, topics, watchPipeline, type DeliveryRecord, type KeyProvider, type Logger, type PipelineConfig } from '@cityshare/shared';
+import type { Kafka } from 'kafkajs';
+import { ConsumerLoop, FileKeyring, createKafka, eachMessage, ensurePipelineTopics, keyNames, loadPipeline, recordForgery, topics, watchPipeline, type DeliveryRecord, type KeyProvider, type Logger, type PipelineConfig } from '@cityshare/shared';
 import type { AuditLedger } from './ledger.js';
 
 /**
@@ -12,7 +12,7 @@ import type { AuditLedger } from './ledger.js';
  * never happened, to cover one that did) is logged, counted and never reaches the ledger.
  */
 export class DeliveryRecorder {
-  private consumer: Consumer | undefined;
+  private loop: ConsumerLoop | undefined;
 
   constructor(
     private readonly kafka: Kafka,
@@ -28,11 +28,11 @@ export class DeliveryRecorder {
   async start(): Promise<void> {
     const topic = topics.deliveries(this.kafkaConfig.topicPrefix);
     await ensurePipelineTopics(this.kafka, this.kafkaConfig, [['deliveries', topic]]);
-    this.consumer = this.kafka.consumer({ groupId: `${this.kafkaConfig.topicPrefix}.control.deliveries` });
-    await this.consumer.connect();
-    await this.consumer.subscribe({ topics: [topic], fromBeginning: true });
-    await this.consumer.run({
-      eachMessage: async ({ topic, partition, message }) => {
+    this.loop = await ConsumerLoop.start(this.kafka, {
+      groupId: `${this.kafkaConfig.topicPrefix}.control.deliveries`,
+      topics: [topic],
+      settings: this.kafkaConfig,
+      eachBatch: eachMessage(async (message, { topic, partition }) => {
         if (!message.value) return;
         const forged = recordForgery(this.keys(), topic, message, keyNames.deliveries);
         if (forged) {
@@ -52,13 +52,13 @@ export class DeliveryRecorder {
           actor: `sink:${r.department}`, role: 'system', action: 'delivery.batch', subject,
           details: { department: r.department, table: r.table, rows: r.rows, applied: r.applied, fromVersion: r.fromVersion, toVersion: r.toVersion, sha256: r.sha256, deliveredAt: r.deliveredAt },
         });
-      },
+      }),
     });
     this.logger.info({ topic }, 'recording deliveries in the audit ledger');
   }
 
   async stop(): Promise<void> {
-    await this.consumer?.disconnect().catch(() => undefined);
+    await this.loop?.stop();
   }
 }
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
+import type { Batch, Kafka, Producer } from 'kafkajs';
 import {
   CdcError,
   META_FIELDS,
@@ -8,8 +8,7 @@ import {
   ensurePipelineTopics,
   fingerprintHeader,
   isCdcError,
-  GroupMember,
-  groupConsumerConfig,
+  ConsumerLoop,
   parseShareTopic,
   pipelineTopics,
   producerConfig,
@@ -18,6 +17,7 @@ import {
   topics,
   watchPipeline,
   wireSchemaId,
+  type BatchDone,
   type DepartmentConfig,
   type KeyProvider,
   type LoadedPipeline,
@@ -69,14 +69,13 @@ interface Delivery {
  * a backoff (1 s doubling to 30 s) and reads from that record again, until the schema is back.
  */
 export class ShareConsumer {
-  private consumer: Consumer | undefined;
+  private loop: ConsumerLoop | undefined;
   private producer: Producer | undefined;
   /** Target tables by writer schema (its fingerprint, or its id for records without one). */
   private readonly tables = new Map<string, TargetTable>();
   private readonly writerSchemas: WriterSchemas;
   /** Partitions paused on an unknown schema: how often in a row, and the timer that resumes them. */
   private readonly paused = new Map<string, { attempts: number; timer: NodeJS.Timeout }>();
-  private member: GroupMember | undefined;
   /** Between leaving the group for new topics and joining it again. */
   private resubscribing = false;
   /** The target became unreachable: delivery stopped until the runtime starts the run again. */
@@ -94,16 +93,16 @@ export class ShareConsumer {
   ready(): true | string {
     if (this.faulted) return `target unreachable (${this.faulted.code})`;
     if (this.resubscribing) return 'joining its consumer group with the new grants';
-    const state = this.member?.ready() ?? 'starting';
+    const state = this.loop?.ready() ?? 'starting';
     if (state !== true) return state;
-    const held = [...this.member!.assignment.values()].reduce((n, partitions) => n + partitions.length, 0);
+    const held = [...this.loop!.assignment.values()].reduce((n, partitions) => n + partitions.length, 0);
     if (held > 0 && this.pausedPartitions() >= held) return 'every partition it holds waits for a writer schema the registry does not know (SCHEMA_UNKNOWN)';
     return true;
   }
 
   /** false once its consumer stopped for good. */
   get alive(): boolean {
-    return this.member?.alive ?? true;
+    return this.loop?.alive ?? true;
   }
 
   get groupId(): string {
@@ -128,7 +127,7 @@ export class ShareConsumer {
           // kafkajs cannot change a running subscription: the group is rejoined with the new topics.
           this.deps.logger.info({ topics: wanted }, 'share topics of the department changed; resubscribing');
           this.resubscribing = true;
-          await this.consumer?.disconnect();
+          await this.loop?.stop();
           // Until the group is joined again (Kafka may be down just now), keep trying.
           for (let attempt = 1; ; attempt++) {
             try {
@@ -148,22 +147,16 @@ export class ShareConsumer {
   /** Joins the department's group on its share topics (from the pipeline file in force) and delivers. */
   private async consume(): Promise<void> {
     const { config, department, kafka, logger } = this.deps;
-    this.consumer = kafka.consumer(groupConsumerConfig(this.groupId));
-    await this.consumer.connect().catch((cause: Error) => {
-      throw new CdcError('KAFKA_UNREACHABLE', `cannot reach Kafka at ${config.kafka.brokers.join(',')}: ${cause.message}`, { cause });
-    });
     // By name: kafkajs resolves a pattern only once, so topics created later would be missed.
     const shareTopics = pipelineTopics(config).share.get(department.name) ?? [];
     this.subscribed = shareTopics;
     await ensurePipelineTopics(kafka, config.kafka, [...shareTopics.map((topic) => ['share', topic] as const), ['dlq', this.dlqTopic], ['deliveries', this.deliveriesTopic]]);
-    await this.consumer.subscribe({ topics: shareTopics, fromBeginning: true });
-    this.member?.stop();
-    this.member = new GroupMember(this.consumer, { settings: config.kafka, logger, what: `sink of ${department.name}`, onDead: (err) => this.deps.onFatal?.(err), onContact: this.deps.onKafkaContact });
-    await this.consumer.run({
-      autoCommit: false,
-      // Offsets are resolved here: up to the last record delivered, never past one waiting for its schema.
-      eachBatchAutoResolve: false,
-      eachBatch: (payload) => this.deliverBatch(payload),
+    this.loop = await ConsumerLoop.start(kafka, {
+      groupId: this.groupId,
+      topics: shareTopics,
+      settings: config.kafka,
+      member: { logger, what: `sink of ${department.name}`, onDead: (err) => this.deps.onFatal?.(err), onContact: this.deps.onKafkaContact },
+      eachBatch: (batch) => this.deliverBatch(batch),
     });
     logger.info({ groupId: this.groupId }, 'delivering share topics');
   }
@@ -174,24 +167,24 @@ export class ShareConsumer {
    * uncommitted and the service runtime restarts the run with backoff (onFatal), which reads
    * again from the committed offsets. Without onFatal the error goes to kafkajs, which retries.
    */
-  private async deliverBatch(payload: EachBatchPayload): Promise<void> {
+  private async deliverBatch(batch: Batch): Promise<BatchDone> {
     // After a fault nothing more is delivered or committed: the run is being stopped.
-    if (this.faulted) return;
+    if (this.faulted) return 'again';
     try {
-      await this.deliverBatchOnce(payload);
+      return await this.deliverBatchOnce(batch);
     } catch (err) {
       if (!isCdcError(err, 'TARGET_UNREACHABLE') || !this.deps.onFatal) throw err;
       this.faulted = err;
       this.deps.onFatal(err);
+      return 'again';
     }
   }
 
-  private async deliverBatchOnce({ batch, heartbeat, isRunning, isStale, resolveOffset }: EachBatchPayload): Promise<void> {
+  private async deliverBatchOnce(batch: Batch): Promise<BatchDone> {
     const { department, metrics } = this.deps;
     const labels = { department: department.name, target: department.target.kind };
-    if (!isRunning() || isStale() || batch.messages.length === 0) return;
     // Fetched before its partition was paused: read again after the resume.
-    if (this.isPaused(batch.topic, batch.partition)) return;
+    if (this.isPaused(batch.topic, batch.partition)) return 'again';
     const byTable = new Map<TargetTable, Delivery[]>();
     let waiting: { offset: string; error: CdcError } | undefined;
     let lastOffset: string | undefined;
@@ -240,16 +233,15 @@ export class ShareConsumer {
         return { key, value, headers: recordMacHeaders(this.deps.keys, this.deliveriesTopic, key, value, keyNames.deliveries) };
       }),
     });
-    // The whole batch delivered: past its last offset, transaction markers included (else the group would lag by one marker).
-    const upTo = waiting ? lastOffset : batch.lastOffset();
-    if (upTo !== undefined) {
-      await this.consumer!.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(upTo) + 1n).toString() }]);
-      resolveOffset(upTo);
-    }
     metrics.lag.set({ department: department.name, topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
-    if (waiting) this.pauseOnUnknownSchema(batch.topic, batch.partition, waiting.offset, waiting.error);
-    else this.paused.delete(`${batch.topic}/${batch.partition}`);
-    await heartbeat();
+    if (!waiting) {
+      this.paused.delete(`${batch.topic}/${batch.partition}`);
+      // The whole batch delivered: past its last offset, transaction markers included (else the group would lag by one marker).
+      return 'all';
+    }
+    // Up to the record before the one waiting for its writer schema, never past it.
+    this.pauseOnUnknownSchema(batch.topic, batch.partition, waiting.offset, waiting.error);
+    return lastOffset === undefined ? 'again' : { through: lastOffset };
   }
 
   get deliveriesTopic(): string {
@@ -303,11 +295,11 @@ export class ShareConsumer {
     const key = `${topic}/${partition}`;
     const attempts = (this.paused.get(key)?.attempts ?? 0) + 1;
     const delayMs = Math.min(30_000, 1_000 * 2 ** (attempts - 1));
-    this.consumer!.pause([{ topic, partitions: [partition] }]);
+    this.loop!.consumer.pause([{ topic, partitions: [partition] }]);
     metrics.schemaUnknown.inc({ department: department.name, topic });
     logger.error({ code: error.code, action: error.action, topic, partition, offset, attempts, retryInMs: delayMs, ...error.details }, `partition paused: ${error.message}`);
     const timer = setTimeout(() => {
-      this.consumer?.resume([{ topic, partitions: [partition] }]);
+      this.loop?.consumer.resume([{ topic, partitions: [partition] }]);
       this.updatePausedGauge();
     }, delayMs);
     timer.unref();
@@ -316,11 +308,11 @@ export class ShareConsumer {
   }
 
   private isPaused(topic: string, partition: number): boolean {
-    return this.consumer?.paused().some((t) => t.topic === topic && t.partitions.includes(partition)) ?? false;
+    return this.loop?.consumer.paused().some((t) => t.topic === topic && t.partitions.includes(partition)) ?? false;
   }
 
   private pausedPartitions(): number {
-    return this.consumer?.paused().reduce((n, t) => n + t.partitions.length, 0) ?? 0;
+    return this.loop?.consumer.paused().reduce((n, t) => n + t.partitions.length, 0) ?? 0;
   }
 
   private updatePausedGauge(): void {
@@ -341,10 +333,9 @@ export class ShareConsumer {
   }
 
   async stop(): Promise<void> {
-    this.member?.stop();
     for (const { timer } of this.paused.values()) clearTimeout(timer);
     this.watcher?.stop();
-    await this.consumer?.disconnect().catch(() => undefined);
+    await this.loop?.stop();
     await this.producer?.disconnect().catch(() => undefined);
   }
 }

@@ -1,5 +1,5 @@
-import type { Consumer, Kafka } from 'kafkajs';
-import { GroupMember, groupConsumerConfig, isCdcError, topicMessages, type CdcError, type Logger, type PipelineConfig } from '@cityshare/shared';
+import type { Kafka } from 'kafkajs';
+import { ConsumerLoop, isCdcError, topicMessages, type CdcError, type Logger, type PipelineConfig } from '@cityshare/shared';
 import { PartitionProducers } from './partition-producers.js';
 import type { DepartmentView } from './department-views.js';
 import type { SchemaRegistrar } from './schema-registrar.js';
@@ -43,15 +43,14 @@ export interface DepartmentStreamOptions {
  * the others read on.
  */
 export class DepartmentStream {
-  private consumer: Consumer | undefined;
-  private member: GroupMember | undefined;
+  private loop: ConsumerLoop | undefined;
   private readonly producers: PartitionProducers;
   private faulted = false;
   readonly pauses: TablePauses;
 
   constructor(private readonly options: DepartmentStreamOptions) {
     this.producers = new PartitionProducers({ kafka: options.kafka, transactionalIdPrefix: `${options.prefix}.transformer.${options.department}`, logger: options.logger.child({ department: options.department }) });
-    this.pauses = new TablePauses(() => this.consumer!, options.registrar, options.viewsOf, options.metrics, options.logger.child({ department: options.department }));
+    this.pauses = new TablePauses(() => this.loop!.consumer, options.registrar, options.viewsOf, options.metrics, options.logger.child({ department: options.department }));
   }
 
   get department(): string {
@@ -64,14 +63,14 @@ export class DepartmentStream {
 
   /** true, or why the stream does no work now. */
   ready(): true | string {
-    let state = this.member?.ready() ?? 'starting';
+    let state = this.loop?.ready() ?? 'starting';
     if (state === true && this.options.rawTopics.every((t) => this.pauses.isPaused(t))) state = 'every granted table is paused on an incompatible contract (SCHEMA_INCOMPATIBLE)';
     return state === true ? true : `department ${this.options.department}: ${state}`;
   }
 
   /** false once its consumer stopped for good. */
   get alive(): boolean {
-    return this.member?.alive ?? true;
+    return this.loop?.alive ?? true;
   }
 
   get groupId(): string {
@@ -80,27 +79,21 @@ export class DepartmentStream {
 
   async start(): Promise<void> {
     const { kafka, department, metrics } = this.options;
-    this.consumer = kafka.consumer(groupConsumerConfig(this.groupId));
-    await this.consumer.connect();
-    await this.consumer.subscribe({ topics: this.options.rawTopics, fromBeginning: true });
-    this.member = new GroupMember(this.consumer, {
+    this.loop = await ConsumerLoop.start(kafka, {
+      groupId: this.groupId,
+      topics: this.options.rawTopics,
       settings: this.options.kafkaSettings,
-      logger: this.options.logger,
-      what: `department ${department}`,
-      onDead: (err) => this.options.onFatal(err),
-      onAssigned: (assignment) => void this.producers.retain(assignment),
-      onContact: this.options.onKafkaContact,
-    });
-    await this.consumer.run({
-      autoCommit: false,
-      eachBatch: async ({ batch, heartbeat, isRunning, isStale }) => {
+      member: {
+        logger: this.options.logger,
+        what: `department ${department}`,
+        onDead: (err) => this.options.onFatal(err),
+        onAssigned: (assignment) => void this.producers.retain(assignment),
+        onContact: this.options.onKafkaContact,
+      },
+      eachBatch: async (batch) => {
         // After a fault nothing more is produced or committed: the run is being stopped.
-        if (this.faulted || !isRunning() || isStale() || batch.messages.length === 0) return;
-        if (this.pauses.isPaused(batch.topic)) {
-          // Fetched before the pause: not transformed, so read again from its start on resume.
-          this.consumer!.seek({ topic: batch.topic, partition: batch.partition, offset: batch.firstOffset()! });
-          return;
-        }
+        // Fetched before a pause: not transformed, so read again from its start on resume.
+        if (this.faulted || this.pauses.isPaused(batch.topic)) return 'again';
         const out: OutMessage[] = [];
         try {
           for (const message of batch.messages) out.push(...(await this.options.transform(batch.topic, batch.partition, message.offset, message.value)));
@@ -108,7 +101,7 @@ export class DepartmentStream {
           if (!(err instanceof IncompatibleView)) throw err;
           // Nothing of this batch was produced or committed: it is read again on resume.
           this.pauses.pause(batch.topic, batch.partition, batch.firstOffset()!, err);
-          return;
+          return 'again';
         }
         const producer = await this.producers.of(batch.topic, batch.partition);
         const tx = await producer.transaction();
@@ -121,6 +114,7 @@ export class DepartmentStream {
           await tx.commit();
           metrics.commits.inc({ outcome: 'committed' });
           metrics.lag.set({ department: this.options.department, topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
+          return 'committed';
         } catch (err) {
           metrics.commits.inc({ outcome: 'aborted' });
           await tx.abort().catch(() => undefined);
@@ -130,9 +124,8 @@ export class DepartmentStream {
           await this.producers.close(`${batch.topic}.${batch.partition}`);
           this.faulted = true;
           this.options.onFatal(fenced);
-          return;
+          return 'again';
         }
-        await heartbeat();
       },
     });
     this.options.logger.info({ department, groupId: this.groupId, topics: this.options.rawTopics }, 'department stream consuming');
@@ -140,9 +133,7 @@ export class DepartmentStream {
 
   async stop(): Promise<void> {
     this.pauses.stop();
-    this.member?.stop();
-    // Disconnecting leaves the group: its partitions go to the other instances at once.
-    await this.consumer?.disconnect().catch(() => undefined);
+    await this.loop?.stop();
     await this.producers.closeAll();
   }
 }

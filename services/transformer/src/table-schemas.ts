@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { Consumer, Kafka } from 'kafkajs';
-import { CdcError, recordForgery, topics, type KeyProvider, type Logger, type RawChangeEvent, type TableSchema } from '@cityshare/shared';
+import type { Kafka } from 'kafkajs';
+import { CdcError, ConsumerLoop, eachMessage, recordForgery, topics, type KeyProvider, type Logger, type PipelineConfig, type RawChangeEvent, type TableSchema } from '@cityshare/shared';
 
 /**
  * The table schemas raw events reference, read from `<prefix>.table-schemas`. The reader
@@ -11,7 +11,7 @@ import { CdcError, recordForgery, topics, type KeyProvider, type Logger, type Ra
  */
 export class TableSchemas {
   private readonly byRef = new Map<string, TableSchema>();
-  private consumer: Consumer | undefined;
+  private loop: ConsumerLoop | undefined;
 
   constructor(
     private readonly kafka: Kafka,
@@ -21,16 +21,18 @@ export class TableSchemas {
     private readonly keys: () => KeyProvider,
     /** A schema record that is not authenticated was ignored (cityshare_forged_records_total). */
     private readonly onForged: () => void,
+    /** Kafka settings, to name a refused principal or unreachable brokers. */
+    private readonly settings: PipelineConfig['kafka'],
   ) {}
 
   async start(): Promise<void> {
     // Every instance keeps the whole (compacted) topic; no offsets are committed.
-    this.consumer = this.kafka.consumer({ groupId: `${this.prefix}.transformer.table-schemas.${randomUUID()}` });
-    await this.consumer.connect();
-    await this.consumer.subscribe({ topic: topics.tableSchemas(this.prefix), fromBeginning: true });
-    await this.consumer.run({
-      autoCommit: false,
-      eachMessage: async ({ topic, partition, message }) => {
+    this.loop = await ConsumerLoop.start(this.kafka, {
+      groupId: `${this.prefix}.transformer.table-schemas.${randomUUID()}`,
+      topics: [topics.tableSchemas(this.prefix)],
+      settings: this.settings,
+      commit: false,
+      eachBatch: eachMessage(async (message, { topic, partition }) => {
         if (!message.key || !message.value) return;
         const forged = recordForgery(this.keys(), topic, message);
         if (forged) {
@@ -39,7 +41,7 @@ export class TableSchemas {
           return;
         }
         this.byRef.set(message.key.toString(), JSON.parse(message.value.toString()) as TableSchema);
-      },
+      }),
     });
   }
 
@@ -58,7 +60,7 @@ export class TableSchemas {
   }
 
   async stop(): Promise<void> {
-    await this.consumer?.disconnect().catch(() => undefined);
+    await this.loop?.stop();
     this.logger.debug({ schemas: this.byRef.size }, 'table schemas consumer stopped');
   }
 }

@@ -123,7 +123,7 @@ export class Transformer {
       ...planned.raw.map((t) => ['raw', t] as const),
       ...[...planned.share.values()].flat().map((t) => ['share', t] as const),
     ]);
-    this.schemas = new TableSchemas(kafka, prefix, logger, () => this.policy.keys, () => this.deps.metrics.forged.inc({ topic_kind: 'table-schemas' }));
+    this.schemas = new TableSchemas(kafka, prefix, logger, () => this.policy.keys, () => this.deps.metrics.forged.inc({ topic_kind: 'table-schemas' }), config.kafka);
     await this.schemas.start();
     if (this.deps.env.TRANSFORMER_ACCEPT_LEGACY_SEALS) {
       logger.warn('TRANSFORMER_ACCEPT_LEGACY_SEALS is set: raw events of readers before frame sealing are read, and their op, key and clear columns are not authenticated; unset it once they are drained');

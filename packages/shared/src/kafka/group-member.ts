@@ -33,7 +33,7 @@ export class GroupMember {
   private readonly contact: ContactWatch;
 
   constructor(consumer: Consumer, o: {
-    settings: PipelineConfig['kafka'];
+    settings: Pick<PipelineConfig['kafka'], 'ssl' | 'sasl' | 'brokers'>;
     logger: Logger;
     /** Who is speaking, for the log: "department health", "sink". */
     what: string;
