@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { CdcError, configName, keyNames, postgresTls, queues, redactUrl, redisTlsOptions, secretSetting, withoutSecrets, type Logger, type PostgresTlsConfig } from '@cityshare/shared';
 import { ConnectionFaults, hearPoolErrors, type TargetOutage } from './connection-faults.js';
 import { PostgresTarget, loadPg, postgresPoolConfig } from './postgres.target.js';
-import { TARGET_META, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
+import { TARGET_META, type ApplyResult, type RowChange, type TableReadBack, type Target, type TargetTable } from './target.js';
 import { defineTarget } from './target-definition.js';
 import { redisTls, redisTlsNeedsRediss, withPostgresTls } from './target-settings.js';
 import { webhookSigner } from './webhook-signature.js';
@@ -192,6 +192,11 @@ export class ExportTarget implements Target {
     } finally {
       client.release();
     }
+  }
+
+  /** What the department is exported is its staging tables: read back from there. */
+  get readBack(): TableReadBack {
+    return this.staging.readBack;
   }
 
   async close(): Promise<void> {

@@ -3,7 +3,7 @@ import { createPool, type Pool, type PoolConnection, type ResultSetHeader } from
 import { z } from 'zod';
 import { CdcError, LOGICAL, mysqlSslOptions, mysqlTls, redactUrl, secretSetting, withoutSecrets, type AvroFieldType, type Logger, type MysqlTlsConfig } from '@cityshare/shared';
 import { keyText, planBatch } from './batch-plan.js';
-import { TARGET_META, type ApplyResult, type RowChange, type Target, type TargetColumn, type TargetTable } from './target.js';
+import { TARGET_META, type ApplyResult, type ReadRow, type ReadSpec, type RowChange, type TableReadBack, type Target, type TargetColumn, type TargetTable } from './target.js';
 import { defineTarget } from './target-definition.js';
 import { softDelete } from './target-settings.js';
 
@@ -172,9 +172,73 @@ export class MysqlTarget implements Target {
     }
   }
 
+  /** The department's tables read back (for `cdc verify`), by key order a page at a time, reading only. */
+  readonly readBack: TableReadBack = {
+    exists: async (table) => {
+      let found = false;
+      await this.run(table, async (c) => {
+        const [rows] = await c.query('SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?', [table]);
+        found = (rows as unknown[]).length > 0;
+      });
+      return found;
+    },
+    scan: async (spec, onPage, pageRows = 10_000) => {
+      const softDeleted = await this.hasSoftDelete(spec.table);
+      const pk = spec.primaryKey.map(q).join(', ');
+      let after: unknown[] | undefined;
+      for (;;) {
+        let rows: Array<Record<string, unknown>> = [];
+        await this.run(spec.table, async (c) => {
+          const where = after ? `WHERE (${pk}) > (${after.map(() => '?').join(', ')})` : '';
+          const [found] = await c.query(`SELECT ${this.readColumns(spec, softDeleted)} FROM ${q(spec.table)} ${where} ORDER BY ${pk} LIMIT ${Number(pageRows)}`, after ?? []);
+          rows = found as Array<Record<string, unknown>>;
+        });
+        if (rows.length === 0) return;
+        await onPage(rows.map((r) => mysqlReadRow(spec, r)));
+        const last = rows[rows.length - 1]!;
+        after = spec.primaryKey.map((k) => last[k]);
+        if (rows.length < pageRows) return;
+      }
+    },
+    byKeys: async (spec, keys) => {
+      if (keys.length === 0) return [];
+      const softDeleted = await this.hasSoftDelete(spec.table);
+      const out: ReadRow[] = [];
+      const tuple = `(${spec.primaryKey.map(() => '?').join(', ')})`;
+      for (let i = 0; i < keys.length; i += 500) {
+        const chunk = keys.slice(i, i + 500);
+        await this.run(spec.table, async (c) => {
+          const [rows] = await c.query(`SELECT ${this.readColumns(spec, softDeleted)} FROM ${q(spec.table)} WHERE (${spec.primaryKey.map(q).join(', ')}) IN (${chunk.map(() => tuple).join(', ')})`, chunk.flat());
+          out.push(...(rows as Array<Record<string, unknown>>).map((r) => mysqlReadRow(spec, r)));
+        });
+      }
+      return out;
+    },
+  };
+
+  private async hasSoftDelete(table: string): Promise<boolean> {
+    let found = false;
+    await this.run(table, async (c) => {
+      const [rows] = await c.query('SELECT 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?', [table, TARGET_META.deleted]);
+      found = (rows as unknown[]).length > 0;
+    });
+    return found;
+  }
+
+  private readColumns(spec: ReadSpec, softDeleted: boolean): string {
+    return [...spec.columns.map(q), q(TARGET_META.version), softDeleted ? q(TARGET_META.deleted) : `FALSE AS ${q(TARGET_META.deleted)}`].join(', ');
+  }
+
   async close(): Promise<void> {
     await this.pool.end();
   }
+}
+
+/** A row as mysql2 returns it (date, time and big numbers as text, JSON parsed, blobs as bytes). */
+function mysqlReadRow(spec: ReadSpec, r: Record<string, unknown>): ReadRow {
+  const values: Record<string, unknown> = {};
+  for (const c of spec.columns) values[c] = r[c] ?? null;
+  return { values, version: String(r[TARGET_META.version]), deleted: Boolean(Number(r[TARGET_META.deleted])) };
 }
 
 /** The changes whose version is newer than the stored row's (or whose row is not there), rows locked. */

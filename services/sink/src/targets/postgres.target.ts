@@ -4,7 +4,7 @@ import { CdcError, configName, postgresSslOptions, postgresTls, redactUrl, secre
 import { planBatch } from './batch-plan.js';
 import { ConnectionFaults, hearPoolErrors, type TargetOutage } from './connection-faults.js';
 import { pgTypeOf } from './pg-types.js';
-import { TARGET_META, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
+import { TARGET_META, type ApplyResult, type ReadRow, type ReadSpec, type RowChange, type TableReadBack, type Target, type TargetTable } from './target.js';
 import { defineTarget } from './target-definition.js';
 import { softDelete, withPostgresTls } from './target-settings.js';
 
@@ -158,9 +158,93 @@ export class PostgresTarget implements Target {
     }
   }
 
+  /** The department's tables read back (for `cdc verify`): a pool of its own, reading only, instants in UTC. */
+  readonly readBack: TableReadBack = {
+    exists: async (table) => {
+      const { rows } = await this.reading((c) => c.query('SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2', [this.options.schema, table]));
+      return rows.length > 0;
+    },
+    scan: async (spec, onPage, pageRows = 10_000) => {
+      const softDeleted = await this.hasSoftDelete(spec.table);
+      await this.readingTransaction(async (c) => {
+        await c.query(`DECLARE verify_scan NO SCROLL CURSOR FOR SELECT ${this.readColumns(spec, softDeleted)} FROM ${this.fqn(spec.table)}`);
+        for (;;) {
+          const { rows } = await c.query(`FETCH ${pageRows} FROM verify_scan`);
+          if (rows.length === 0) break;
+          await onPage(rows.map((r: Record<string, unknown>) => readRow(spec, r)));
+        }
+      });
+    },
+    byKeys: async (spec, keys) => {
+      if (keys.length === 0) return [];
+      const softDeleted = await this.hasSoftDelete(spec.table);
+      const out: ReadRow[] = [];
+      for (let i = 0; i < keys.length; i += 500) {
+        const params: unknown[] = [];
+        const tuples = keys.slice(i, i + 500).map((k) => `(${k.map((v) => `$${params.push(v)}`).join(', ')})`);
+        const { rows } = await this.reading((c) => c.query(`SELECT ${this.readColumns(spec, softDeleted)} FROM ${this.fqn(spec.table)} WHERE (${spec.primaryKey.map(q).join(', ')}) IN (${tuples.join(', ')})`, params));
+        out.push(...rows.map((r: Record<string, unknown>) => readRow(spec, r)));
+      }
+      return out;
+    },
+  };
+
+  private readPool: pg.Pool | undefined;
+
+  private async reading<T>(work: (client: pg.Pool) => Promise<T>): Promise<T> {
+    if (!this.readPool) {
+      const pg = await loadPg();
+      this.readPool = new pg.Pool({ ...postgresPoolConfig(this.options.url, this.options.ssl, 2), options: '-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres' });
+      hearPoolErrors(this.readPool, this.faults);
+    }
+    try {
+      return await work(this.readPool);
+    } catch (cause) {
+      throw new CdcError('TARGET_UNREACHABLE', `PostgreSQL target ${this.where} could not be read: ${this.clean((cause as Error).message)}`, { cause });
+    }
+  }
+
+  private async readingTransaction(work: (client: pg.PoolClient) => Promise<void>): Promise<void> {
+    await this.reading(async (pool) => {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        await work(client);
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        client.release();
+      }
+    });
+  }
+
+  private async hasSoftDelete(table: string): Promise<boolean> {
+    const { rows } = await this.reading((c) => c.query('SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 AND column_name = $3', [this.options.schema, table, TARGET_META.deleted]));
+    return rows.length > 0;
+  }
+
+  /** Every column as text (sealed ones as bytes), with the version and the soft-delete flag. */
+  private readColumns(spec: ReadSpec, softDeleted: boolean): string {
+    return [
+      ...spec.columns.map((c) => (spec.sealed.includes(c) ? q(c) : `${q(c)}::text AS ${q(c)}`)),
+      q(TARGET_META.version),
+      softDeleted ? q(TARGET_META.deleted) : `false AS ${q(TARGET_META.deleted)}`,
+    ].join(', ');
+  }
+
   async close(): Promise<void> {
     await this.pool?.end();
+    await this.readPool?.end();
   }
+}
+
+/** A row as the read pool returns it (text columns, bytea as Buffer). */
+function readRow(spec: ReadSpec, r: Record<string, unknown>): ReadRow {
+  const values: Record<string, unknown> = {};
+  for (const c of spec.columns) values[c] = r[c] ?? null;
+  return { values, version: r[TARGET_META.version] as string, deleted: r[TARGET_META.deleted] === true };
 }
 
 /** pg pool settings for a target URL and its TLS (the URL's own sslmode applies when ssl is unset). */

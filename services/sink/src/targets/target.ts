@@ -56,7 +56,39 @@ export interface Target {
   apply(table: TargetTable, changes: RowChange[]): Promise<ApplyResult>;
   /** The department's grants changed (granted, revoked): a target holding changes of its own (a queue) drops those of revoked grants. */
   grantsChanged?(department: DepartmentConfig): Promise<void>;
+  /** A table target's rows, read back for `cdc verify` (every target of `delivery: table` has it). */
+  readBack?: TableReadBack;
   close(): Promise<void>;
+}
+
+/** A row of a target table as `cdc verify` reads it: each column as its driver reads it (compared through comparable.ts), sealed ones as bytes. */
+export interface ReadRow {
+  values: Record<string, unknown>;
+  version: string;
+  /** A soft-deleted row: at the department, it is not there. */
+  deleted: boolean;
+}
+
+/** What a table target reads back of a department's table (named as the target names it). */
+export interface ReadSpec {
+  table: string;
+  columns: string[];
+  primaryKey: string[];
+  /** Columns holding department ciphertext: read as bytes. */
+  sealed: string[];
+}
+
+/**
+ * Reading a table target's rows back, as the department holds them: the verifier compares
+ * them with policy(source). Reads only, in pages, without locks.
+ */
+export interface TableReadBack {
+  /** false when the department has no such table (nothing delivered yet). */
+  exists(table: string): Promise<boolean>;
+  /** Every row, soft-deleted ones included, `pageRows` at a time. */
+  scan(spec: ReadSpec, onPage: (rows: ReadRow[]) => Promise<void> | void, pageRows?: number): Promise<void>;
+  /** The rows of these keys (each key its columns' texts, in key order). */
+  byKeys(spec: ReadSpec, keys: string[][]): Promise<ReadRow[]>;
 }
 
 /** Bookkeeping columns every target table has besides the granted ones. */

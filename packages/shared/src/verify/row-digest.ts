@@ -1,0 +1,61 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * The canonical form of a delivered row, the same on both sides of a comparison (and for a
+ * department that computes it on its own side, docs/verify.md):
+ *
+ * - the row's key text: JSON array of the comparable texts of its key columns, in the
+ *   table's key order (`["42"]`, `["tok_9f…","2024-05-01"]`);
+ * - its digest: the first 16 bytes of SHA-256 over the key text, a line feed, and the
+ *   comparable text of every granted column in source column order, each followed by a unit
+ *   separator (U+001F), a null as a single NUL (U+0000);
+ * - its bucket: the first four bytes of SHA-256 over the key text, big-endian, modulo the
+ *   bucket count; a bucket's digest is the XOR of its rows' digests, with their count.
+ */
+export function keyText(keyValues: Array<string | null>): string {
+  return JSON.stringify(keyValues);
+}
+
+export function rowDigest(key: string, values: Array<string | null>): Buffer {
+  const hash = createHash('sha256').update(key).update('\n');
+  for (const v of values) hash.update(v === null ? '\u0000\u001f' : `${v}\u001f`);
+  return hash.digest().subarray(0, 16);
+}
+
+export function bucketOf(key: string, buckets: number): number {
+  return createHash('sha256').update(key).digest().readUInt32BE(0) % buckets;
+}
+
+/** Order-independent digests of a table's rows per bucket: XOR of the rows' digests, and their count. */
+export class BucketDigests {
+  readonly xor: Buffer;
+  readonly counts: Uint32Array;
+
+  constructor(readonly buckets: number) {
+    this.xor = Buffer.alloc(buckets * 16);
+    this.counts = new Uint32Array(buckets);
+  }
+
+  add(key: string, digest: Buffer): void {
+    const b = bucketOf(key, this.buckets);
+    const at = b * 16;
+    for (let i = 0; i < 16; i++) this.xor[at + i]! ^= digest[i]!;
+    this.counts[b]!++;
+  }
+
+  /** The buckets whose rows differ from `other`'s (same bucket count). */
+  differing(other: BucketDigests): number[] {
+    const out: number[] = [];
+    for (let b = 0; b < this.buckets; b++) {
+      if (this.counts[b] !== other.counts[b] || !this.xor.subarray(b * 16, b * 16 + 16).equals(other.xor.subarray(b * 16, b * 16 + 16))) out.push(b);
+    }
+    return out;
+  }
+
+  /** As JSON: `[{ bucket, rows, xor }]` of the buckets that hold rows, for a digest file. */
+  toJSON(): Array<{ bucket: number; rows: number; xor: string }> {
+    const out: Array<{ bucket: number; rows: number; xor: string }> = [];
+    for (let b = 0; b < this.buckets; b++) if (this.counts[b]! > 0) out.push({ bucket: b, rows: this.counts[b]!, xor: this.xor.subarray(b * 16, b * 16 + 16).toString('hex') });
+    return out;
+  }
+}
