@@ -3,7 +3,7 @@ import { createConnection, type Connection } from 'mysql2/promise';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger, sourceConnectionOptions, type CdcError, type BinlogPosition, type SourceConfig } from '@cityshare/shared';
 import { BinlogListener, type BinlogHandler, type RowsChange, type TransactionSummary } from '../services/cdc-reader/src/binlog-listener.js';
-import { exactValueOptions } from '../services/cdc-reader/src/reader.js';
+import { exactValueOptions } from '../services/cdc-reader/src/source-values.js';
 import { binlogEnd } from '../services/cdc-reader/src/source-check.js';
 import { pointOf } from '../services/cdc-reader/src/snapshot/watermark-window.js';
 import { TableCatalog } from '../services/cdc-reader/src/table-catalog.js';

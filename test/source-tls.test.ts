@@ -2,7 +2,7 @@ import ZongJi from '@vlasky/zongji';
 import { createConnection } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sourceConnectionOptions, type SourceConfig } from '@cityshare/shared';
-import { exactValueOptions } from '../services/cdc-reader/src/reader.js';
+import { exactValueOptions } from '../services/cdc-reader/src/source-values.js';
 import { makeTestCerts, type TestCerts } from './support/test-certs.js';
 import { hasMariadb, startTlsMariadb, type TlsMariadb } from './support/tls-mariadb.js';
 

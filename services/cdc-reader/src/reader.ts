@@ -38,6 +38,7 @@ import { binlogEnd, binlogFiles, binlogStart, checkSource, otherBinlogReaders } 
 import { SourceMonitor, assertNotPurged } from './source-monitor.js';
 import { SignalListener } from './signal-listener.js';
 import { TableCatalog } from './table-catalog.js';
+import { exactValueOptions } from './source-values.js';
 import type { ReaderEnv } from './config.js';
 
 export interface ReaderDeps {
@@ -58,16 +59,6 @@ export interface ReaderDeps {
   onRestart?: (why: string) => void;
 }
 
-/** Value options shared by the binlog decoder and snapshot reads, so both yield the same values. */
-export const exactValueOptions = {
-  dateStrings: true,
-  timezone: 'Z',
-  supportBigNumbers: true,
-  bigNumberStrings: true,
-  // JSON as the exact text stored (big integers intact), never parsed.
-  jsonStrings: true,
-  charset: 'utf8mb4',
-} as const;
 
 /**
  * Runs one source: checks it, resumes from the last checkpoint, streams the binlog into

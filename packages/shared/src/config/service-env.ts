@@ -23,7 +23,7 @@ export function loadServiceEnv<T extends z.ZodType>(schema: T, env: NodeJS.Proce
  * them where `deploy/prometheus/prometheus.yml` scrapes. Several instances of one service on
  * one host (a sink per department) each set METRICS_PORT.
  */
-export const METRICS_PORTS = { 'cdc-reader': 9464, transformer: 9465, sink: 9466, control: 9467 } as const;
+export const METRICS_PORTS = { 'cdc-reader': 9464, transformer: 9465, sink: 9466, control: 9467, verifier: 9468 } as const;
 export type ServiceKind = keyof typeof METRICS_PORTS;
 
 /** Variables every service reads; `service` picks the default metrics port. */

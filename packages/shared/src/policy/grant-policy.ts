@@ -2,7 +2,10 @@ import type { ColumnClass, GrantAction, GrantConfig, MaskSpec, PipelineConfig, T
 import { keyNames } from '../crypto/keyring.js';
 import type { CipherSuiteName } from '../crypto/suites.js';
 import { compileRowFilter, type RowFilter } from './row-filter.js';
-import { tokenKeyName, type TokenOptions } from './tokenize.js';
+import type { CanonicalValue } from '../column-types.js';
+import type { DataKey } from '../crypto/keyring.js';
+import { applyMask } from './mask.js';
+import { tokenKeyName, tokenize, type TokenOptions } from './tokenize.js';
 
 /** Column classes whose values the reader seals under the pipeline key. */
 export function isProtectedClass(cls: ColumnClass | undefined): boolean {
@@ -68,4 +71,15 @@ export function policyKeyNames(config: Pick<PipelineConfig, 'departments'>): str
     }
   }
   return [...names];
+}
+
+/**
+ * What a rule makes of one non-null value: the value itself (`pass`; `encrypt`, which the
+ * caller then seals for the department) or the text the department receives (`mask`,
+ * `tokenize`). The transformer and the verifier both apply grants through it.
+ */
+export function applyRule(rule: ColumnRule, plain: Exclude<CanonicalValue, null>, tokenKey: (domain: string | undefined) => DataKey): { as: 'value' } | { as: 'text'; text: string } {
+  if (rule.action === 'mask') return { as: 'text', text: applyMask(rule.mask, plain) };
+  if (rule.action === 'tokenize') return { as: 'text', text: tokenize(tokenKey(rule.domain), plain, rule.options) };
+  return { as: 'value' };
 }

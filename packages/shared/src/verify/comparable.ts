@@ -1,5 +1,5 @@
 import { canonicalJson } from '../canonical-json.js';
-import type { LogicalType } from '../column-types.js';
+import { toCanonical, type CanonicalValue, type LogicalType } from '../column-types.js';
 
 /**
  * What a delivered value is compared as: the source column's logical type when the grant
@@ -70,5 +70,24 @@ export function comparable(as: ComparedAs, value: unknown): string | null {
       return String(value).startsWith('\\x') ? Buffer.from(String(value).slice(2), 'hex').toString('base64') : String(value);
     default:
       return Buffer.isBuffer(value) ? value.toString('utf8') : String(value);
+  }
+}
+
+/**
+ * The source's canonical value of a key column from its text as a department's table holds
+ * it (its key as the share record had it): what binds an encrypted value to its row, and
+ * what places a repaired row in the same partition as its other changes.
+ */
+export function canonicalOfText(type: LogicalType, text: string): CanonicalValue {
+  switch (type.kind) {
+    case 'bool':
+      return comparable(type, text) === 'true';
+    case 'timestamp': case 'datetime':
+      // A department's database may print the instant with its zone (PostgreSQL +00).
+      return toCanonical(type, text.trim().replace('T', ' ').replace(/(Z|[+-]\d\d(:?\d\d)?)$/, ''));
+    case 'bytes':
+      return comparable(type, text);
+    default:
+      return toCanonical(type, text);
   }
 }

@@ -22,7 +22,7 @@ export function rowDigest(key: string, values: Array<string | null>): Buffer {
   return hash.digest().subarray(0, 16);
 }
 
-export function bucketOf(key: string, buckets: number): number {
+export function keyBucket(key: string, buckets: number): number {
   return createHash('sha256').update(key).digest().readUInt32BE(0) % buckets;
 }
 
@@ -37,7 +37,7 @@ export class BucketDigests {
   }
 
   add(key: string, digest: Buffer): void {
-    const b = bucketOf(key, this.buckets);
+    const b = keyBucket(key, this.buckets);
     const at = b * 16;
     for (let i = 0; i < 16; i++) this.xor[at + i]! ^= digest[i]!;
     this.counts[b]!++;

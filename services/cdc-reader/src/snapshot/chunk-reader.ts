@@ -12,13 +12,7 @@ export class ChunkReader {
   constructor(private readonly conn: Connection) {}
 
   async readChunk(schema: TableSchema, after: unknown[] | null, limit: number): Promise<Array<Record<string, unknown>>> {
-    const cols = schema.columns.map((c) => {
-      // A SELECT prints FLOAT with 6 significant digits; as DOUBLE it is the stored float32 exactly, as in the binlog.
-      if (c.type.kind === 'float') return `CAST(${q(c.name)} AS DOUBLE) AS ${q(c.name)}`;
-      // GEOMETRY as stored (SRID + WKB), as the binlog carries it, not parsed by the driver.
-      if (c.type.kind === 'geometry') return `CAST(${q(c.name)} AS BINARY) AS ${q(c.name)}`;
-      return q(c.name);
-    }).join(', ');
+    const cols = selectList(schema);
     const pk = schema.primaryKey.map(q);
     const keyTuple = pk.length === 1 ? pk[0]! : `(${pk.join(', ')})`;
     const where = after ? `WHERE ${keyTuple} > ${pk.length === 1 ? '?' : `(${pk.map(() => '?').join(', ')})`}` : '';
@@ -29,8 +23,28 @@ export class ChunkReader {
     return rows as Array<Record<string, unknown>>;
   }
 
+  /** The rows of these primary keys (each its key columns' values in key order) that exist now. */
+  async readKeys(schema: TableSchema, keys: unknown[][]): Promise<Array<Record<string, unknown>>> {
+    if (keys.length === 0) return [];
+    const pk = schema.primaryKey.map(q);
+    const tuple = `(${pk.map(() => '?').join(', ')})`;
+    const [rows] = await this.conn.query(`SELECT ${selectList(schema)} FROM ${q(schema.db)}.${q(schema.table)} WHERE (${pk.join(', ')}) IN (${keys.map(() => tuple).join(', ')})`, keys.flat());
+    return rows as Array<Record<string, unknown>>;
+  }
+
   async estimateRows(schema: TableSchema): Promise<number> {
     const [rows] = await this.conn.query('SELECT TABLE_ROWS AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?', [schema.db, schema.table]);
     return Number((rows as Array<{ n: number | null }>)[0]?.n ?? 0);
   }
+}
+
+/** Every column as the binlog carries it. */
+function selectList(schema: TableSchema): string {
+  return schema.columns.map((c) => {
+    // A SELECT prints FLOAT with 6 significant digits; as DOUBLE it is the stored float32 exactly, as in the binlog.
+    if (c.type.kind === 'float') return `CAST(${q(c.name)} AS DOUBLE) AS ${q(c.name)}`;
+    // GEOMETRY as stored (SRID + WKB), as the binlog carries it, not parsed by the driver.
+    if (c.type.kind === 'geometry') return `CAST(${q(c.name)} AS BINARY) AS ${q(c.name)}`;
+    return q(c.name);
+  }).join(', ');
 }

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { CdcError, configName, keyNames, postgresTls, queues, redactUrl, redisTlsOptions, secretSetting, withoutSecrets, type Logger, type PostgresTlsConfig } from '@cityshare/shared';
 import { ConnectionFaults, hearPoolErrors, type TargetOutage } from './connection-faults.js';
 import { PostgresTarget, loadPg, postgresPoolConfig } from './postgres.target.js';
-import { TARGET_META, type ApplyResult, type RowChange, type TableReadBack, type Target, type TargetTable } from './target.js';
+import { TARGET_META, type ApplyResult, type RowChange, type Target, type TargetTable } from './target.js';
 import { defineTarget } from './target-definition.js';
 import { redisTls, redisTlsNeedsRediss, withPostgresTls } from './target-settings.js';
 import { webhookSigner } from './webhook-signature.js';
@@ -49,6 +49,8 @@ export const exportDefinition = defineTarget({
     queueName: queues.export(ctx.prefix, ctx.department.name),
     onExport: (_table, rows) => ctx.metrics.exported.inc(ctx.labels, rows),
   }, ctx.logger, ctx.outage),
+  // What the department is exported is its staging tables: read back from there.
+  readBack: (t, ctx) => new PostgresTarget({ url: t.staging.url, schema: t.staging.schema, ssl: t.staging.ssl }, ctx.logger).readBack,
 });
 
 export interface ExportTargetOptions {
@@ -192,11 +194,6 @@ export class ExportTarget implements Target {
     } finally {
       client.release();
     }
-  }
-
-  /** What the department is exported is its staging tables: read back from there. */
-  get readBack(): TableReadBack {
-    return this.staging.readBack;
   }
 
   async close(): Promise<void> {

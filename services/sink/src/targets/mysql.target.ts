@@ -21,6 +21,7 @@ export const mysqlDefinition = defineTarget({
   capabilities: { delivery: 'table', signs: () => false },
   tlsFiles: (t) => [{ at: 'ssl', files: t.ssl }],
   create: (t, ctx) => new MysqlTarget({ url: t.url, softDelete: t.softDelete, ssl: t.ssl }, ctx.logger),
+  readBack: (t, ctx) => new MysqlTarget({ url: t.url, softDelete: t.softDelete, ssl: t.ssl }, ctx.logger).readBack,
 });
 
 const q = (ident: string) => `\`${ident.replace(/`/g, '``')}\``;
@@ -214,6 +215,7 @@ export class MysqlTarget implements Target {
       }
       return out;
     },
+    close: () => this.close(),
   };
 
   private async hasSoftDelete(table: string): Promise<boolean> {

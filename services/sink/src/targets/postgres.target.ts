@@ -22,6 +22,7 @@ export const postgresDefinition = defineTarget({
   capabilities: { delivery: 'table', signs: () => false },
   tlsFiles: (t) => [{ at: 'ssl', files: t.ssl }],
   create: (t, ctx) => new PostgresTarget({ url: t.url, schema: t.schema, softDelete: t.softDelete, ssl: t.ssl }, ctx.logger, ctx.outage),
+  readBack: (t, ctx) => new PostgresTarget({ url: t.url, schema: t.schema, softDelete: t.softDelete, ssl: t.ssl }, ctx.logger).readBack,
 });
 
 /** pg, loaded when a target connects (see target-definition.ts). */
@@ -187,6 +188,7 @@ export class PostgresTarget implements Target {
       }
       return out;
     },
+    close: () => this.close(),
   };
 
   private readPool: pg.Pool | undefined;

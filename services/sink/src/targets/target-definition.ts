@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import type { DepartmentConfig, KeyProvider, Logger, TargetSettings, TlsFileSetting } from '@cityshare/shared';
 import type { SinkMetrics } from '../sink-metrics.js';
 import type { TargetOutage } from './connection-faults.js';
-import type { Target } from './target.js';
+import type { TableReadBack, Target } from './target.js';
 
 /** What a target is built with besides its settings. */
 export interface TargetContext {
@@ -49,6 +49,8 @@ export interface TargetDefinition<S extends z.ZodType<TargetSettings> = z.ZodTyp
   /** The settings naming CA, certificate or key files (resolved against the pipeline file and checked by loadPipeline). */
   tlsFiles(config: z.output<S>): TlsFileSetting[];
   create(config: z.output<S>, ctx: TargetContext): Target;
+  /** A table target's department tables read back, reading only (`cdc verify`); every target of `delivery: table` has it. */
+  readBack?(config: z.output<S>, ctx: { logger: Logger }): TableReadBack;
 }
 
 /** A target's settings: a zod object whose `kind` is a literal. */

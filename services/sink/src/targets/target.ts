@@ -56,8 +56,6 @@ export interface Target {
   apply(table: TargetTable, changes: RowChange[]): Promise<ApplyResult>;
   /** The department's grants changed (granted, revoked): a target holding changes of its own (a queue) drops those of revoked grants. */
   grantsChanged?(department: DepartmentConfig): Promise<void>;
-  /** A table target's rows, read back for `cdc verify` (every target of `delivery: table` has it). */
-  readBack?: TableReadBack;
   close(): Promise<void>;
 }
 
@@ -89,6 +87,7 @@ export interface TableReadBack {
   scan(spec: ReadSpec, onPage: (rows: ReadRow[]) => Promise<void> | void, pageRows?: number): Promise<void>;
   /** The rows of these keys (each key its columns' texts, in key order). */
   byKeys(spec: ReadSpec, keys: string[][]): Promise<ReadRow[]>;
+  close(): Promise<void>;
 }
 
 /** Bookkeeping columns every target table has besides the granted ones. */
