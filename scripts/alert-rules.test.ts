@@ -29,7 +29,7 @@ describe('alert rules (promtool)', () => {
 
   it("prometheus.yml scrapes each service on its default metrics port", () => {
     const config = parse(readFileSync(join(dir, 'prometheus.yml'), 'utf8')) as { scrape_configs: Array<{ job_name: string; static_configs: Array<{ targets: string[] }> }> };
-    const jobs = { 'cityshare-reader': 'cdc-reader', 'cityshare-transformer': 'transformer', 'cityshare-sink': 'sink', 'cityshare-control': 'control' } as const;
+    const jobs = { 'cityshare-reader': 'cdc-reader', 'cityshare-transformer': 'transformer', 'cityshare-sink': 'sink', 'cityshare-control': 'control', 'cityshare-verifier': 'verifier' } as const;
     expect(config.scrape_configs.map((c) => c.job_name).sort()).toEqual(Object.keys(jobs).sort());
     for (const job of config.scrape_configs) {
       const ports = new Set(job.static_configs.flatMap((c) => c.targets.map((t) => Number(t.split(':').pop()))));

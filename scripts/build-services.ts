@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
 
-export const SERVICES = ['cdc-reader', 'transformer', 'sink', 'control'] as const;
+export const SERVICES = ['cdc-reader', 'transformer', 'sink', 'control', 'verifier'] as const;
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 

@@ -7,13 +7,14 @@ import { readerEnv } from '../services/cdc-reader/src/config.js';
 import { controlEnv } from '../services/control/src/config.js';
 import { sinkEnv } from '../services/sink/src/config.js';
 import { transformerEnv } from '../services/transformer/src/config.js';
+import { verifierEnv } from '../services/verifier/src/config.js';
 import { SERVICES, SERVICE_NODE_FLAGS, serviceBundle } from './build-services.js';
 
 /** The systemd unit and the example environments in deploy/systemd against what the services really read. */
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dir = join(root, 'deploy', 'systemd');
 const declared: Record<string, Set<string>> = Object.fromEntries(
-  ([['cdc-reader', readerEnv], ['transformer', transformerEnv], ['sink', sinkEnv], ['control', controlEnv]] as const).map(([name, schema]) => [name, new Set(Object.keys((schema as z.ZodObject).shape))]),
+  ([['cdc-reader', readerEnv], ['transformer', transformerEnv], ['sink', sinkEnv], ['control', controlEnv], ['verifier', verifierEnv]] as const).map(([name, schema]) => [name, new Set(Object.keys((schema as z.ZodObject).shape))]),
 );
 // Variables a pipeline file refers to (`${NAME}` / `${NAME:-default}`), as the demo's does.
 const referenced = new Set([...readFileSync(join(root, 'deploy', 'local', 'pipeline.yaml'), 'utf8').matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]!));
@@ -28,7 +29,7 @@ describe('deploy/systemd', () => {
 
   it('every example environment names a service and only variables that service or its pipeline file reads', () => {
     const examples = readdirSync(dir).filter((f) => f.endsWith('.env.example'));
-    expect(examples.length).toBe(4);
+    expect(examples.length).toBe(SERVICES.length);
     for (const file of examples) {
       const vars = readFileSync(join(dir, file), 'utf8').split('\n').filter((l) => /^[A-Z]/.test(l)).map((l) => l.slice(0, l.indexOf('=')));
       const service = readFileSync(join(dir, file), 'utf8').match(/^CITYSHARE_SERVICE=(.+)$/m)?.[1];

@@ -22,7 +22,7 @@ describe('references generated from the code', () => {
     const exporters = new Map(services.map((m) => [m.name, m.services]));
     expect(exporters.get('cityshare_reader_lag_seconds')).toEqual(['cdc-reader']);
     expect(exporters.get('cityshare_control_grants_in_force')).toEqual(['control']);
-    expect(exporters.get('cityshare_dependency_up')).toEqual(['cdc-reader', 'transformer', 'sink', 'control']);
+    expect(exporters.get('cityshare_dependency_up')).toEqual(['cdc-reader', 'transformer', 'sink', 'control', 'verifier']);
     expect(exporters.get('cityshare_forged_records_total')).toEqual(['cdc-reader', 'transformer', 'control']);
     expect(process.map((m) => m.name)).toContain('cityshare_process_resident_memory_bytes');
     expect(services.filter((m) => !m.help.trim())).toEqual([]);

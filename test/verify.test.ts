@@ -64,7 +64,7 @@ describe('verify: a department against policy(source)', () => {
       ],
     });
     const env = { CITYSHARE_PIPELINE: file };
-    config = loadPipeline(file, { ...run.env, ...kafkaUserEnv('control') }, pipelineTargets).config;
+    config = loadPipeline(file, { ...run.env, ...kafkaUserEnv('verifier') }, pipelineTargets).config;
     const people = citizens(CITIZENS);
     await run.source.query(`INSERT INTO \`${run.civilDb}\`.citizens (id, name, id_card, phone, birth_date, district, address, registered_at) VALUES ?`, [people.map((c) => [c.id, c.name, c.id_card, c.phone, c.birth_date, c.district, c.address, new Date()])]);
     const visits = clinicVisits(100, CITIZENS);
@@ -106,8 +106,8 @@ describe('verify: a department against policy(source)', () => {
     const citizensResult = table(report, 'citizens');
     expect(citizensResult).toMatchObject({ status: 'different', missing: ['["5"]'], extra: ['["100000"]'], different: ['["3"]', '["7"]'], unsettled: [] });
     // Source keys as the source's canonical values (id is a BIGINT: exact text).
-    expect(citizensResult.repair.keys.map((k) => k[0]).sort()).toEqual(['3', '5', '7']);
-    expect(citizensResult.repair.deletes).toEqual([['100000']]);
+    expect(citizensResult.repair.keys.map((k) => k.id).sort()).toEqual(['3', '5', '7']);
+    expect(citizensResult.repair.deletes).toEqual([{ id: '100000' }]);
   }, 120_000);
 
   it('keeps a row that left the filter and was deleted there equal, and reports one still present as extra', async () => {

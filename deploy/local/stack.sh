@@ -57,7 +57,7 @@ PG_PORT="${PG_PORT:-5432}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 RABBIT_PORT="${RABBIT_PORT:-5672}"
 # The Kafka users the demo pipeline needs (created by `up`).
-KAFKA_DEMO_USERS=(control reader-cityhub transformer sink-health sink-haidian department-health department-haidian)
+KAFKA_DEMO_USERS=(control verifier reader-cityhub transformer sink-health sink-haidian department-health department-haidian)
 
 mkdir -p "$LOGS"
 

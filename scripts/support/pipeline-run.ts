@@ -172,7 +172,7 @@ export class PipelineRun {
   }
 
   private principalOf(name: ServiceName, env: NodeJS.ProcessEnv): string {
-    if (name === 'control') return 'control';
+    if (name === 'control' || name === 'verifier') return name;
     const config = this.pipelineOf(env);
     const who = kafkaPrincipals(config);
     const user = (principal: string | undefined) => principal?.replace(/^User:/, '') ?? 'nobody';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ensureServicesBuilt, serviceArgs } from '../build-services.js';
 import { stack } from './stack.js';
 
-export type ServiceName = 'cdc-reader' | 'transformer' | 'sink' | 'control';
+export type ServiceName = 'cdc-reader' | 'transformer' | 'sink' | 'control' | 'verifier';
 
 /** A TCP port free on 127.0.0.1 right now. */
 export async function freePort(): Promise<number> {

@@ -11,6 +11,7 @@ import { MultiBar, Presets } from 'cli-progress';
 import { Command, CommanderError } from 'commander';
 import { ApiError, callControl, exitCodeOf, printTable, readInputFile, type ControlOptions } from './control-client.js';
 import { addControlCommands } from './control-commands.js';
+import { addVerifyCommands } from './verify-commands.js';
 import { Queue } from 'bullmq';
 import { createConnection, createPool } from 'mysql2/promise';
 import { CheckpointStore } from '@cityshare/cdc-reader/checkpoint-store';
@@ -30,6 +31,7 @@ const program = new Command('cdc')
   .option('--token <token>', 'bearer token for the control API', process.env.CDC_TOKEN)
   .option('--ca <file>', 'CA certificate (PEM) of an HTTPS control API with a private CA', process.env.CDC_CA_FILE);
 addControlCommands(program);
+addVerifyCommands(program);
 
 program
   .command('snapshot')
@@ -324,7 +326,7 @@ async function readStdin(): Promise<string> {
 /**
  * Exit codes (exitCodeOf): 0 done; 1 failed (unreachable, unexpected); 2 the audit ledger
  * does not verify; 3 invalid input or usage (every problem listed); 4 not authenticated or
- * not allowed; 5 not found. `webhook-replay` ends with 4 when it removed batches of a
+ * not allowed; 5 not found; 6 `verify` found differences. `webhook-replay` ends with 4 when it removed batches of a
  * revoked grant instead; `status` with 1 when something needs attention, 2 when the ledger
  * does not verify.
  */

@@ -216,15 +216,15 @@ export function addControlCommands(program: Command): void {
     });
   keys
     .command('split')
-    .description("write each service's own keyring from the full one: reader, transformer, one per sink and one per department (a department's holds only its KEK); each file 0600")
+    .description("write each service's own keyring from the full one: reader, transformer, verifier, one per sink and one per department (a department's holds only its KEK); each file 0600")
     .requiredOption('-k, --keyring <file>', 'the full keyring (the pipeline file\'s keyring.file, kept by the control plane)')
-    .requiredOption('--out <dir>', 'folder to write reader.json, transformer.json, sink-<department>.json, department-<department>.json into')
+    .requiredOption('--out <dir>', 'folder to write reader.json, transformer.json, verifier.json, sink-<department>.json, department-<department>.json into')
     .action((o: { keyring: string; out: string }) => {
       const { config } = loadPipeline(program.opts<{ config: string }>().config, process.env, pipelineTargets);
       const full = FileKeyring.load(o.keyring);
       const names = full.listNames();
       // A sink gets its department's webhook key only if its target signs with it.
-      const files: Array<[string, KeyringHolder, string?, boolean?]> = [['reader', 'cdc-reader'], ['transformer', 'transformer'], ...config.departments.flatMap((d): Array<[string, KeyringHolder, string, boolean?]> => [[`sink-${d.name}`, 'sink', d.name, definitionOf(d.target).capabilities.signs(d.target)], [`department-${d.name}`, 'department', d.name]])];
+      const files: Array<[string, KeyringHolder, string?, boolean?]> = [['reader', 'cdc-reader'], ['transformer', 'transformer'], ['verifier', 'verifier'], ...config.departments.flatMap((d): Array<[string, KeyringHolder, string, boolean?]> => [[`sink-${d.name}`, 'sink', d.name, definitionOf(d.target).capabilities.signs(d.target)], [`department-${d.name}`, 'department', d.name]])];
       mkdirSync(o.out, { recursive: true, mode: 0o700 });
       for (const [file, holder, department, targetSigns] of files) {
         const lists = keyListsOf(holder, names, department, { targetSigns });

@@ -22,7 +22,7 @@ export interface TableResult {
   /** Why a table could not be settled at all (the department lags or its table is paused), if so. */
   reason?: string;
   /** What `cdc repair` asks the reader for: source keys to deliver again, source keys to delete, department keys to delete. */
-  repair: { keys: CanonicalValue[][]; deletes: CanonicalValue[][]; shareKeys: string[] };
+  repair: { keys: Array<Record<string, CanonicalValue>>; deletes: Array<Record<string, CanonicalValue>>; shareKeys: string[] };
   /** The load on the source: queries and rows read. */
   source: { queries: number; rowsRead: number };
   seconds: number;
@@ -158,10 +158,12 @@ export async function verifyTable(o: TableVerifyOptions): Promise<TableResult> {
     if (last.verdict === 'missing') result.missing.push(key);
     else if (last.verdict === 'extra') result.extra.push(key);
     else result.different.push(key);
-    if (last.expected) result.repair.keys.push(last.expected.sourceKey);
+    const primaryKey = o.source.schema.primaryKey;
+    const named = (values: CanonicalValue[]) => Object.fromEntries(primaryKey.map((k, i) => [k, values[i] ?? null]));
+    if (last.expected) result.repair.keys.push(named(last.expected.sourceKey));
     else if (last.held) {
       const sourceKey = o.sourceKeyOf(last.held);
-      if (sourceKey) result.repair.deletes.push(sourceKey);
+      if (sourceKey) result.repair.deletes.push(named(sourceKey));
       else result.repair.shareKeys.push(last.held.shareKey);
     }
   }

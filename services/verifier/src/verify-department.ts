@@ -3,6 +3,7 @@ import { TableCatalog } from '@cityshare/cdc-reader/table-catalog';
 import { exactValueOptions } from '@cityshare/cdc-reader/source-values';
 import type { TargetConfig } from '@cityshare/sink/targets';
 import {
+  BucketDigests,
   CdcError,
   canonicalJson,
   canonicalOfText,
@@ -22,7 +23,7 @@ import { createHash } from 'node:crypto';
 import { DepartmentSide, type HeldRow } from './department-side.js';
 import { PipelineProgress } from './pipeline-progress.js';
 import { SourceSide } from './source-side.js';
-import { verifyTable, type TableResult } from './table-verifier.js';
+import { DEFAULT_BUCKETS, verifyTable, type TableResult } from './table-verifier.js';
 
 /** One run of `cdc verify` (or of the verifier service) for one department. */
 export interface VerifyReport {
@@ -98,11 +99,53 @@ export async function verifyDepartment(o: VerifyOptions): Promise<VerifyReport> 
   return { ...report, sha256: createHash('sha256').update(canonicalJson(report)).digest('hex') };
 }
 
+/** policy(source) per bucket of a department's key, for a department that compares on its own side (docs/verify.md). */
+export interface DigestFile {
+  form: 'cityshare-row-digest/1';
+  department: string;
+  createdAt: string;
+  buckets: number;
+  tables: Array<{ table: string; columns: string[]; key: string[]; position: { file: string; pos: number }; rows: number; digests: Array<{ bucket: number; rows: number; xor: string }> }>;
+}
+
+/**
+ * The digests of policy(source) for each of a department's grants (or those named), from one
+ * consistent snapshot each, for departments whose target keeps no table the verifier can read
+ * (an HTTP endpoint, RabbitMQ, Kafka read directly): they compute the same digests over what
+ * they hold (row-digest.ts, docs/verify.md) and compare bucket by bucket.
+ */
+export async function sourceDigests(o: Omit<VerifyOptions, 'settleMs'>): Promise<DigestFile> {
+  const department = o.config.departments.find((d) => d.name === o.department);
+  if (!department) throw new CdcError('UNKNOWN_ID', `no department named ${o.department} in the pipeline file`);
+  const buckets = o.buckets ?? DEFAULT_BUCKETS;
+  const tables: DigestFile['tables'] = [];
+  for (const grant of department.grants.filter((g) => !o.tables?.length || o.tables.some((t) => g.table === t || g.table.endsWith(`.${t}`)))) {
+    const [sourceName, db, table] = grant.table.split('.') as [string, string, string];
+    const source = o.config.sources.find((s) => s.name === sourceName)!;
+    const schema = await tableSchema(source, `${db}.${table}`);
+    const view = { department: department.name, ...compileGrant(grant, source.tables.find((t) => t.name === `${db}.${table}`)!) };
+    const side = await SourceSide.open(source, schema, view, (domain) => o.keys.activeKey(tokenKeyName(department.name, domain)));
+    try {
+      const digests = new BucketDigests(buckets);
+      const at = await side.begin();
+      let rows = 0;
+      await side.scan((page) => page.forEach((r) => (rows++, digests.add(r.key, r.digest))));
+      await side.end();
+      tables.push({ table: grant.table, columns: side.columns, key: schema.primaryKey, position: at.high, rows, digests: digests.toJSON() });
+    } finally {
+      await side.close();
+    }
+  }
+  return { form: 'cityshare-row-digest/1', department: department.name, createdAt: new Date().toISOString(), buckets, tables };
+}
+
 /** The table as the source describes it now (the reader's own description). */
 async function tableSchema(source: SourceConfig, name: string): Promise<TableSchema> {
   const conn = await createConnection({ ...sourceConnectionOptions(source), ...exactValueOptions }).catch((cause: Error) => {
     throw new CdcError('SOURCE_UNREACHABLE', `source ${source.name} is not reachable: ${(cause as { code?: string }).code ?? 'connection failed'}`, { cause });
   });
+  // A connection lost meanwhile fails the query it was serving; the event itself needs no more.
+  conn.on('error', () => undefined);
   try {
     const catalog = await TableCatalog.load(conn, { ...source, tables: source.tables.filter((t) => t.name === name) });
     const [db, table] = name.split('.') as [string, string];

@@ -254,6 +254,7 @@ export const kafkaPrincipalNames = z
     sink: z.string().default('User:sink-{department}').describe('principal of the sink of each department'),
     department: z.string().default('User:department-{department}').describe("a department's own principal, for reading its share topics directly"),
     control: z.string().default('User:control').describe('the control plane: reads delivery records, sends reader signals, keeps the ACLs in step'),
+    verifier: z.string().default('User:verifier').describe('the verifier (`cdc verify`, `cdc repair`): reads checkpoints and the stages\' offsets, sends repair signals'),
   })
   .describe('Kafka principals per role, for the ACLs the catalog implies (`cdc acls plan`); SCRAM users are User:<username>');
 

@@ -76,7 +76,7 @@ export const keyNames = {
 };
 
 /** Who holds a keyring of its own, with only the lists its work needs (`keyListsOf`). */
-export type KeyringHolder = 'cdc-reader' | 'transformer' | 'sink' | 'department';
+export type KeyringHolder = 'cdc-reader' | 'transformer' | 'verifier' | 'sink' | 'department';
 
 /**
  * The key lists a service (or a department) needs, of the lists `names` a full keyring
@@ -84,15 +84,17 @@ export type KeyringHolder = 'cdc-reader' | 'transformer' | 'sink' | 'department'
  * department's grants (KEKs, token domains; new grants need no new keyring); a sink signs
  * delivery records, and its department's webhooks or export pushes unless its target is known
  * to sign nothing (`targetSigns` false: the sink's target registry says); a department opens its
- * ciphertexts with its KEK. The audit and policy keys stay with the control plane, and no
- * one but the transformer holds a department's KEK or a token key.
+ * ciphertexts with its KEK. The verifier applies the same grants to the source and opens what
+ * departments hold encrypted, on its own side: the transformer's lists (it trusts checkpoints
+ * with the pipeline key). The audit and policy keys stay with the control plane, and no one
+ * but the transformer and the verifier holds a department's KEK or a token key.
  */
 export function keyListsOf(holder: KeyringHolder, names: string[], department?: string, { targetSigns = true }: { targetSigns?: boolean } = {}): string[] {
   const wanted = (name: string): boolean => {
     switch (holder) {
       case 'cdc-reader':
         return name === keyNames.pipeline;
-      case 'transformer':
+      case 'transformer': case 'verifier':
         return name === keyNames.pipeline || name.startsWith('department:') || name.startsWith('token:');
       case 'sink':
         return name === keyNames.deliveries || (department !== undefined && targetSigns && name === keyNames.webhook(department));

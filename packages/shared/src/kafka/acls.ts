@@ -33,6 +33,7 @@ export function kafkaPrincipals(config: Pick<PipelineConfig, 'kafka' | 'sources'
   sinks: Map<string, string>;
   departments: Map<string, string>;
   control: string;
+  verifier: string;
 } {
   const p = config.kafka.principals;
   return {
@@ -41,6 +42,7 @@ export function kafkaPrincipals(config: Pick<PipelineConfig, 'kafka' | 'sources'
     sinks: new Map(config.departments.map((d) => [d.name, p.sink.replaceAll('{department}', d.name)])),
     departments: new Map(config.departments.map((d) => [d.name, p.department.replaceAll('{department}', d.name)])),
     control: p.control,
+    verifier: p.verifier,
   };
 }
 
@@ -109,6 +111,14 @@ export function aclPlan(config: Pick<PipelineConfig, 'kafka' | 'sources' | 'depa
   allow(control, 'group', `${prefix}.`, 'prefixed', 'describe');
   // Keeping the ACLs in step is an administrative right; the cluster's administrator grants it once.
   allow(control, 'cluster', 'kafka-cluster', 'literal', 'alter', 'describe');
+
+  // The verifier: where each stage stands (checkpoints, end and committed offsets), and repair signals to the readers.
+  const verifier = who.verifier;
+  topic(verifier, topics.checkpoints(prefix), 'read', 'describe');
+  allow(verifier, 'group', loaderGroups, 'prefixed', 'read', 'delete');
+  allow(verifier, 'topic', `${prefix}.`, 'prefixed', 'describe');
+  allow(verifier, 'group', `${prefix}.`, 'prefixed', 'describe');
+  topic(verifier, topics.signals(prefix), 'write', 'describe', 'create');
   return dedupe(rules);
 }
 
