@@ -159,7 +159,7 @@ describe('verify: a department against policy(source)', () => {
       await load;
     }
     const rate = changes / ((Date.now() - started) / 1000);
-    console.log(`verify under load: ${Math.round(rate)} row changes/s; runs: ${reports.map((r) => { const c = table(r, 'citizens'); return `${c.compared} compared, ${c.unsettled.length} unsettled, ${c.seconds.toFixed(1)} s`; }).join('; ')}`);
+    process.stdout.write(`verify under load: ${Math.round(rate)} row changes/s; runs: ${reports.map((r) => { const c = table(r, 'citizens'); return `${c.compared} compared, ${c.unsettled.length} unsettled, ${c.seconds.toFixed(1)} s`; }).join('; ')}\n`);
     // 2,000 a second and more on a quiet machine (docs/verify.md); a busy CI host offers less, which changes nothing here.
     expect(rate).toBeGreaterThanOrEqual(1_000);
     for (const r of reports) expect(table(r, 'citizens')).toMatchObject({ missing: [], extra: [], different: [] });
