@@ -49,7 +49,7 @@ export const DEFAULT_BUCKETS = 16_384;
 
 type Verdict = 'equal' | 'different' | 'extra' | 'missing' | 'moving';
 
-interface Look {
+export interface Look {
   expected: ExpectedRow | undefined;
   held: HeldRow | undefined;
   verdict: Verdict;
@@ -185,7 +185,7 @@ async function readSource(source: SourceSide, onRows: (rows: ExpectedRow[]) => v
  * carrying a version the source never reached: written by hand) is compared; one written
  * after was changing.
  */
-function judge(expected: ExpectedRow | undefined, held: HeldRow | undefined, at: SnapshotPosition, sourceEnd: BinlogPosition): Look {
+export function judge(expected: ExpectedRow | undefined, held: HeldRow | undefined, at: SnapshotPosition, sourceEnd: BinlogPosition): Look {
   // A version at or past the source's end is none the source wrote: the row was written at the department by hand.
   const before = (h: HeldRow) => h.version < versionAt(at.low) || h.version >= versionAt(sourceEnd);
   if (expected && held) return { expected, held, verdict: expected.digest.equals(held.digest) ? 'equal' : before(held) ? 'different' : 'moving' };
@@ -195,7 +195,7 @@ function judge(expected: ExpectedRow | undefined, held: HeldRow | undefined, at:
 }
 
 /** A key is settled when its last look is a finding (missing needs two looks alike) or equal. */
-function settled(looks: Look[]): boolean {
+export function settled(looks: Look[]): boolean {
   const last = looks[looks.length - 1]!;
   if (last.verdict === 'moving') return false;
   if (last.verdict !== 'missing') return true;
