@@ -1,19 +1,17 @@
 /**
- * `cdc verify` benchmark on the local stack: a department holding a clean copy of policy(source)
- * of a `citizens` table of N rows (delivered by the pipeline: masks, tokens, an encrypted
- * column), then `cdc verify` run as an operator runs it, in a process of its own: rows compared
- * per second, its peak RSS (VmHWM), and the load it put on the source (queries, rows read).
+ * Verify benchmark on the local stack: a department holding a clean copy of policy(source) of
+ * a `citizens` table of N rows (delivered by the pipeline: masks, tokens, an encrypted column),
+ * then the verifier service's first round (what `cdc verify` does, in the service's bundle):
+ * rows compared per second, its peak RSS (VmHWM), and the load it put on the source (queries,
+ * rows read), from its metrics.
  *   npm run bench:verify -- [--rows 1000000] [--runs 2]
  * Writes bench/results/latest.json (merged with other benches' fields).
  */
-import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import type { VerifyReport } from '../services/verifier/src/verify-department.js';
-import { kafkaUserEnv } from '../scripts/support/kafka-security.js';
 import { CITIZEN_CLASSES, PipelineRun } from '../scripts/support/pipeline-run.js';
 import { stack } from '../scripts/support/stack.js';
 import { preload } from './workload.js';
-import { benchServerId, isMain, median, peakRssMiB, waitFor, writeResults } from './support.js';
+import { benchServerId, isMain, median, metric, peakRssMiB, waitFor, writeResults } from './support.js';
 
 export interface VerifyFigures {
   verify_rows: number;
@@ -53,37 +51,25 @@ export async function measureVerify(o: { rows: number; runs: number }, log: (lin
     let rss = 0;
     let load = { queries: 0, rowsRead: 0 };
     for (let i = 0; i < o.runs; i++) {
-      const { report, peak } = await cdcVerify(file, { ...run.env, ...kafkaUserEnv('verifier') });
-      const t = report.tables[0]!;
-      if (t.status !== 'equal') throw new Error(`verify found the clean copy ${t.status}: ${JSON.stringify({ missing: t.missing.length, extra: t.extra.length, different: t.different.length, unsettled: t.unsettled.length })}`);
-      rates.push(Math.round(t.compared / t.seconds));
+      // The verifier service runs its first round at start; one process per run, so its peak RSS is this run's.
+      const verifier = await run.start('verifier', { ...env, VERIFY_INTERVAL_MS: '3600000' });
+      await waitFor(async () => (await metric(verifier, 'cityshare_verify_last_run_timestamp_seconds')) > 0, 3_600_000);
+      const seconds = await metric(verifier, 'cityshare_verify_run_seconds');
+      const compared = await metric(verifier, 'cityshare_verify_rows_compared_total');
+      const divergent = await metric(verifier, 'cityshare_verify_divergent_rows');
+      const unsettled = await metric(verifier, 'cityshare_verify_unsettled_rows');
+      if (divergent + unsettled > 0 || compared !== o.rows) throw new Error(`the verifier found the clean copy not equal: ${compared} compared, ${divergent} divergent, ${unsettled} unsettled`);
+      const peak = peakRssMiB(verifier.pid!);
+      load = { queries: await metric(verifier, 'cityshare_verify_source_queries_total'), rowsRead: await metric(verifier, 'cityshare_verify_source_rows_read_total') };
+      await verifier.stop();
+      rates.push(Math.round(compared / seconds));
       rss = Math.max(rss, peak);
-      load = t.source;
-      log(`verify run ${i + 1}: ${t.compared.toLocaleString('en')} rows compared in ${t.seconds.toFixed(1)} s = ${rates.at(-1)!.toLocaleString('en')} rows/s, peak RSS ${peak} MiB, source: ${t.source.queries} queries, ${t.source.rowsRead.toLocaleString('en')} rows read`);
+      log(`verify run ${i + 1}: ${compared.toLocaleString('en')} rows compared in ${seconds.toFixed(1)} s = ${rates.at(-1)!.toLocaleString('en')} rows/s, peak RSS ${peak} MiB, source: ${load.queries} queries, ${load.rowsRead.toLocaleString('en')} rows read`);
     }
     return { verify_rows: o.rows, verify_rows_per_s: median(rates), verify_runs_rows_per_s: rates, verify_rss_mib: rss, verify_source_queries: load.queries, verify_source_rows_read: load.rowsRead };
   } finally {
     await run.tearDown();
   }
-}
-
-/** `cdc verify health --json` as an operator runs it; its report and its peak RSS. */
-async function cdcVerify(file: string, env: NodeJS.ProcessEnv): Promise<{ report: VerifyReport; peak: number }> {
-  const child = spawn(process.execPath, ['packages/cli/bin/cdc.js', '-c', file, 'verify', 'health', '--json'], { cwd: stack.root, env: { ...env, CDC_TOKEN: '' }, stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  let peak = 0;
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const sampler = setInterval(() => {
-    try {
-      peak = Math.max(peak, peakRssMiB(child.pid!));
-    } catch {
-      // exited between two samples
-    }
-  }, 100);
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  clearInterval(sampler);
-  if (code !== 0) throw new Error(`cdc verify exited with ${code}`);
-  return { report: JSON.parse(out) as VerifyReport, peak };
 }
 
 if (isMain(import.meta.url)) {

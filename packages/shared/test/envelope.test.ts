@@ -15,6 +15,7 @@ import {
 } from '../src/crypto/envelope.js';
 import { aesGcmOpen, aesGcmSeal, hmacSm3, sm4Ctr, type CipherSuiteName } from '../src/crypto/suites.js';
 import { isCdcError, type ErrorCode } from '../src/errors.js';
+import { canonicalJson } from '../src/canonical-json.js';
 
 const hex = (s: string) => Buffer.from(s, 'hex');
 const material = (byte: number) => Buffer.alloc(32, byte).toString('base64');
@@ -331,5 +332,19 @@ describe('department side', () => {
     // Someone able to write the department's table wraps a data key under the pipeline key, which the keyring also holds.
     const underPipeline = new EnvelopeEncryptor(new KeyringKekProvider(keyring), 'pipeline').encrypt(Buffer.from('"x"'), aad);
     expectCode(() => openDepartmentValue(keyring, underPipeline, aad), 'KEY_NOT_FOUND', /pipeline-1/);
+  });
+});
+
+describe('bindingAad', () => {
+  it('is the canonical JSON of the binding, spelled out', () => {
+    const bindings = [
+      { source: 'cityhub', department: 'health', db: 'civil', table: 'citizens', column: 'id_card', key: { id: '42' } },
+      { source: 's"1', department: '卫生', db: 'd\\b', table: 't\u0001', column: 'c', key: { b: 7, a: 'x"y' } },
+      { source: 's', department: 'd', db: 'd', table: 't', column: 'c', key: { __version: '0000000003.000000001234.000001' } },
+    ];
+    for (const b of bindings) {
+      const key = Object.fromEntries(Object.entries(b.key).map(([k, v]) => [k, String(v)]));
+      expect(bindingAad(b)).toBe(canonicalJson({ layout: 3, source: b.source, department: b.department, db: b.db, table: b.table, column: b.column, key }));
+    }
   });
 });

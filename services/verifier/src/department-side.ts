@@ -62,7 +62,7 @@ export class DepartmentSide {
   }
 
   /** Every row the department holds (soft-deleted ones are not held). */
-  async scan(onPage: (rows: HeldRow[]) => void | Promise<void>, pageRows = 10_000): Promise<void> {
+  async scan(onPage: (rows: HeldRow[]) => void | Promise<void>, pageRows = 5_000): Promise<void> {
     await this.reader.scan(this.spec, async (rows) => {
       this.rowsRead += rows.length;
       await onPage(rows.filter((r) => !r.deleted).map((r) => this.held(r)));
@@ -77,17 +77,23 @@ export class DepartmentSide {
   }
 
   private held(r: ReadRow): HeldRow {
-    const keyValues = this.keyColumns.map((g) => this.text(g, r.values[g.column.name]));
-    const key = keyText(keyValues);
-    // The share record's key: passed columns as their canonical values' text, tokens as they are.
+    const key = keyText(this.keyColumns.map((g) => this.text(g, r.values[g.column.name])));
+    // The share record's key, only where a value is bound to it (encrypted columns) or a repair names it.
+    const shareKey = () => this.shareKeyOf(r);
+    let bound: Record<string, string> | undefined;
+    const values = this.granted.map((g) => (g.rule.action === 'encrypt' ? this.opened(g, r.values[g.column.name], (bound ??= shareKey()), r.version) : this.text(g, r.values[g.column.name])));
+    return { key, digest: rowDigest(key, values), version: r.version, get shareKey() { return JSON.stringify(bound ?? shareKey()); } };
+  }
+
+  /** The key as the share record had it: passed columns as their canonical values' text, tokens as they are, in the grant's order. */
+  private shareKeyOf(r: ReadRow): Record<string, string> {
     const shareKey: Record<string, string> = {};
     for (const name of this.shareKeyOrder) {
       const g = this.keyColumns.find((k) => k.column.name === name)!;
       const v = r.values[name];
       shareKey[name] = g.rule.action === 'pass' ? String(canonicalOfText(g.column.type, String(v))) : String(v);
     }
-    const values = this.granted.map((g) => (g.rule.action === 'encrypt' ? this.opened(g, r.values[g.column.name], shareKey, r.version) : this.text(g, r.values[g.column.name])));
-    return { key, digest: rowDigest(key, values), version: r.version, shareKey: JSON.stringify(shareKey) };
+    return shareKey;
   }
 
   private text(g: { column: TableSchema['columns'][number]; rule: ColumnRule }, value: unknown): string | null {

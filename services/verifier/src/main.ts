@@ -49,6 +49,8 @@ await defineService({
             metrics.unsettled.set(labels, t.unsettled.length);
             metrics.lastRun.set(labels, Date.now() / 1000);
             metrics.seconds.set(labels, t.seconds);
+            metrics.sourceQueries.inc(labels, t.source.queries);
+            metrics.sourceRows.inc(labels, t.source.rowsRead);
             if (t.status === 'different') logger.error({ code: 'DEPARTMENT_DIVERGED', department, table: t.table, missing: t.missing.length, extra: t.extra.length, different: t.different.length, report: report.sha256 }, 'the department does not hold policy(source): `cdc verify` lists the keys, `cdc repair` delivers them again');
           }
           await record(report).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'the verification was not recorded in the audit ledger'));

@@ -99,24 +99,25 @@ export class SourceSide {
   }
 
   /** Every row of the table in key order, a chunk at a time; rows outside the department's filter are left out. */
-  async scan(onPage: (rows: ExpectedRow[]) => void | Promise<void>, chunkRows = 10_000): Promise<number> {
-    let after: unknown[] | null = null;
+  async scan(onPage: (rows: ExpectedRow[]) => void | Promise<void>, chunkRows = 5_000): Promise<number> {
     let read = 0;
-    for (;;) {
-      const rows = await this.chunks.readChunk(this.schema, after, chunkRows);
+    let next: Promise<Array<Record<string, unknown>>> | undefined = this.chunks.readChunk(this.schema, null, chunkRows);
+    while (next) {
+      const rows: Array<Record<string, unknown>> = await next;
       this.queries++;
       read += rows.length;
       this.rowsRead += rows.length;
+      // The next chunk is asked for before this one is worked on: the source reads while the verifier hashes.
+      const last = rows[rows.length - 1];
+      next = rows.length < chunkRows || !last ? undefined : this.chunks.readChunk(this.schema, this.schema.primaryKey.map((k) => last[k]), chunkRows);
       const page: ExpectedRow[] = [];
       for (const raw of rows) {
         const expected = this.project(raw);
         if (expected) page.push(expected);
       }
       await onPage(page);
-      if (rows.length < chunkRows) return read;
-      const last = rows[rows.length - 1]!;
-      after = this.schema.primaryKey.map((k) => last[k]);
     }
+    return read;
   }
 
   /** The rows of these source keys, each null when the source has no such row (or the filter leaves it out). */

@@ -91,21 +91,19 @@ export async function verifyTable(o: TableVerifyOptions): Promise<TableResult> {
     return result;
   };
 
-  // 1. Digests per bucket, each side once.
+  const lagging = () => `department ${view.department} did not catch up with the source within ${o.settleMs / 1000} s (lagging, or its table paused): compare again later`;
+
+  // 1. Digests per bucket, each side once, both read at once.
   const sourceDigests = new BucketDigests(buckets);
   const heldDigests = new BucketDigests(buckets);
-  const first = await o.source.begin();
-  await readSource(o.source, (rows) => rows.forEach((r) => sourceDigests.add(r.key, r.digest)));
-  if (!(await o.progress.waitFor(o.lane, first.high, o.settleMs))) {
-    result.reason = `department ${view.department} did not catch up with the source within ${o.settleMs / 1000} s (lagging, or its table paused): compare again later`;
-    return finish();
-  }
   let heldRows = 0;
-  if (await o.department.exists()) {
-    await o.department.scan((rows) => {
-      heldRows += rows.length;
-      rows.forEach((r) => heldDigests.add(r.key, r.digest));
-    });
+  const first = await readBoth(o, (rows) => rows.forEach((r) => sourceDigests.add(r.key, r.digest)), (rows) => {
+    heldRows += rows.length;
+    rows.forEach((r) => heldDigests.add(r.key, r.digest));
+  });
+  if (!first) {
+    result.reason = lagging();
+    return finish();
   }
   const sourceCount = sourceDigests.counts.reduce((n, c) => n + c, 0);
   result.compared = Math.max(sourceCount, heldRows);
@@ -116,16 +114,17 @@ export async function verifyTable(o: TableVerifyOptions): Promise<TableResult> {
   const looks = new Map<string, Look[]>();
   for (const group of groups(differing, (b) => sourceDigests.counts[b]! + heldDigests.counts[b]!, maxHeld)) {
     const inGroup = new Set(group);
-    const at = await o.source.begin();
     const expected = new Map<string, ExpectedRow>();
-    await readSource(o.source, (rows) => rows.forEach((r) => inGroup.has(keyBucket(r.key, buckets)) && expected.set(r.key, r)));
-    if (!(await o.progress.waitFor(o.lane, at.high, o.settleMs))) {
-      result.reason = `department ${view.department} did not catch up with the source within ${o.settleMs / 1000} s: compare again later`;
-      for (const key of expected.keys()) result.unsettled.push(key);
-      continue;
-    }
     const held = new Map<string, HeldRow>();
-    await o.department.scan((rows) => rows.forEach((r) => inGroup.has(keyBucket(r.key, buckets)) && held.set(r.key, r)));
+    const at = await readBoth(
+      o,
+      (rows) => rows.forEach((r) => inGroup.has(keyBucket(r.key, buckets)) && expected.set(r.key, r)),
+      (rows) => rows.forEach((r) => inGroup.has(keyBucket(r.key, buckets)) && held.set(r.key, r)),
+    );
+    if (!at) {
+      result.reason = lagging();
+      break;
+    }
     const end = await o.source.binlogEnd();
     for (const key of new Set([...expected.keys(), ...held.keys()])) {
       const look = judge(expected.get(key), held.get(key), at, end);
@@ -170,12 +169,20 @@ export async function verifyTable(o: TableVerifyOptions): Promise<TableResult> {
   return finish();
 }
 
-/** The source's rows, inside the snapshot `begin` opened (closed after). */
-async function readSource(source: SourceSide, onRows: (rows: ExpectedRow[]) => void): Promise<void> {
+/**
+ * Both sides at one source position: a consistent snapshot of the source opens at P, the
+ * department is read once it applied every change up to P, and both are read at the same
+ * time (the source's snapshot stays at P however long the department takes). Undefined when
+ * the department did not catch up with P within the settle time.
+ */
+async function readBoth(o: TableVerifyOptions, onSource: (rows: ExpectedRow[]) => void, onHeld: (rows: HeldRow[]) => void): Promise<SnapshotPosition | undefined> {
+  const at = await o.source.begin();
   try {
-    await source.scan(onRows);
+    if (!(await o.progress.waitFor(o.lane, at.high, o.settleMs))) return undefined;
+    await Promise.all([o.source.scan(onSource), o.department.exists().then((exists) => (exists ? o.department.scan(onHeld) : undefined))]);
+    return at;
   } finally {
-    await source.end().catch(() => undefined);
+    await o.source.end().catch(() => undefined);
   }
 }
 

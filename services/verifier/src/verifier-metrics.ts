@@ -9,6 +9,8 @@ export function createVerifierMetrics(registry: Registry) {
     unsettled: new Gauge({ name: 'cityshare_verify_unsettled_rows', help: 'Rows that kept changing under every look of the last verification (not a difference; compared again next run)', labelNames, registers: [registry] }),
     lastRun: new Gauge({ name: 'cityshare_verify_last_run_timestamp_seconds', help: 'When the last verification of the table finished (settled or not)', labelNames, registers: [registry] }),
     seconds: new Gauge({ name: 'cityshare_verify_run_seconds', help: 'How long the last verification of the table took', labelNames, registers: [registry] }),
+    sourceQueries: new Counter({ name: 'cityshare_verify_source_queries_total', help: 'Queries the verifications sent to the source (the load they put on it)', labelNames, registers: [registry] }),
+    sourceRows: new Counter({ name: 'cityshare_verify_source_rows_read_total', help: 'Source rows the verifications read', labelNames, registers: [registry] }),
     failures: new Counter({ name: 'cityshare_verify_failures_total', help: 'Verifications that could not run (source, target or Kafka unreachable, a grant it cannot read), by error code', labelNames: ['department', 'code'] as const, registers: [registry] }),
   };
 }

@@ -1,6 +1,5 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, type KeyObject, createSecretKey } from 'node:crypto';
 import { META_FIELDS } from '../avro/share-schema.js';
-import { canonicalJson } from '../canonical-json.js';
 import { CdcError, isCdcError } from '../errors.js';
 import { columnAad, randomIv } from './field-cipher.js';
 import { keyNames, keysOfList, type DataKey, type KeyProvider } from './keyring.js';
@@ -86,8 +85,10 @@ export function bindingAad(b: ValueBinding): string {
   if (keys.length === 0) {
     throw new CdcError('CONFIG_INVALID', `the row key of ${columnAad(b.db, b.table, b.column)} is empty: pass the share record's key, or for a table without a primary key {"${KEYLESS_KEY}": version}`);
   }
-  const key = Object.fromEntries(keys.map((k) => [k, keyText(k, b.key[k])]));
-  return canonicalJson({ layout: VERSION, source: b.source, department: b.department, db: b.db, table: b.table, column: b.column, key });
+  // canonicalJson of { layout, source, department, db, table, column, key } spelled out (its keys
+  // sorted), as every encrypted and every opened value needs it: the same text, without the generic walk.
+  const key = keys.sort().map((k) => `${JSON.stringify(k)}:${JSON.stringify(keyText(k, b.key[k]))}`).join(',');
+  return `{"column":${JSON.stringify(b.column)},"db":${JSON.stringify(b.db)},"department":${JSON.stringify(b.department)},"key":{${key}},"layout":${VERSION},"source":${JSON.stringify(b.source)},"table":${JSON.stringify(b.table)}}`;
 }
 
 /** A binding for messages, naming key columns but not their values. */

@@ -9,8 +9,8 @@ import { createHash } from 'node:crypto';
  * - its digest: the first 16 bytes of SHA-256 over the key text, a line feed, and the
  *   comparable text of every granted column in source column order, each followed by a unit
  *   separator (U+001F), a null as a single NUL (U+0000);
- * - its bucket: the first four bytes of SHA-256 over the key text, big-endian, modulo the
- *   bucket count; a bucket's digest is the XOR of its rows' digests, with their count.
+ * - its bucket: the 32-bit FNV-1a hash of the key text's UTF-8 bytes, modulo the bucket
+ *   count; a bucket's digest is the XOR of its rows' digests, with their count.
  */
 export function keyText(keyValues: Array<string | null>): string {
   return JSON.stringify(keyValues);
@@ -23,7 +23,18 @@ export function rowDigest(key: string, values: Array<string | null>): Buffer {
 }
 
 export function keyBucket(key: string, buckets: number): number {
-  return createHash('sha256').update(key).digest().readUInt32BE(0) % buckets;
+  let hash = 0x811c9dc5;
+  const step = (byte: number) => (hash = Math.imul(hash ^ byte, 0x01000193));
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c < 0x80) step(c);
+    else {
+      // Past ASCII: the UTF-8 bytes of the rest.
+      for (const byte of Buffer.from(key.slice(i), 'utf8')) step(byte);
+      break;
+    }
+  }
+  return (hash >>> 0) % buckets;
 }
 
 /** Order-independent digests of a table's rows per bucket: XOR of the rows' digests, and their count. */

@@ -169,9 +169,13 @@ export class PostgresTarget implements Target {
       const softDeleted = await this.hasSoftDelete(spec.table);
       await this.readingTransaction(async (c) => {
         await c.query(`DECLARE verify_scan NO SCROLL CURSOR FOR SELECT ${this.readColumns(spec, softDeleted)} FROM ${this.fqn(spec.table)}`);
+        // The next page is asked for before this one is handed on: PostgreSQL reads while the caller works.
+        const fetch = () => c.query(`FETCH ${pageRows} FROM verify_scan`);
+        let next = fetch();
         for (;;) {
-          const { rows } = await c.query(`FETCH ${pageRows} FROM verify_scan`);
+          const { rows } = await next;
           if (rows.length === 0) break;
+          next = fetch();
           await onPage(rows.map((r: Record<string, unknown>) => readRow(spec, r)));
         }
       });
