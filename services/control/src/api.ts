@@ -158,12 +158,7 @@ export async function buildApi(o: ApiDeps): Promise<FastifyInstance> {
    * the CSRF token). Addresses with too many failed logins are refused whatever they send.
    */
   const authenticate = async (req: FastifyRequest): Promise<void> => {
-    const remoteAddress = req.socket.remoteAddress ?? 'unknown';
-    const blockedMs = throttle.blockedFor(remoteAddress);
-    if (blockedMs !== undefined) {
-      const retryAfterS = Math.max(1, Math.ceil(blockedMs / 1000));
-      throw new CdcError('AUTH_THROTTLED', `too many failed logins from ${remoteAddress}; try again in ${retryAfterS} s`, { details: { retryAfterS } });
-    }
+    refuseThrottled(req);
     if (req.headers.authorization !== undefined) {
       req.principal = principalOfToken(/^Bearer (.+)$/.exec(req.headers.authorization)?.[1], req);
       return;
@@ -174,8 +169,18 @@ export async function buildApi(o: ApiDeps): Promise<FastifyInstance> {
     req.viaSession = true;
   };
 
-  /** The principal a token authenticates; an unknown one counts as a failed login of the address. */
+  /** Refuses an address with too many failed logins, whatever it sends, until its window ends. */
+  const refuseThrottled = (req: FastifyRequest): void => {
+    const remoteAddress = req.socket.remoteAddress ?? 'unknown';
+    const blockedMs = throttle.blockedFor(remoteAddress);
+    if (blockedMs === undefined) return;
+    const retryAfterS = Math.max(1, Math.ceil(blockedMs / 1000));
+    throw new CdcError('AUTH_THROTTLED', `too many failed logins from ${remoteAddress}; try again in ${retryAfterS} s`, { details: { retryAfterS } });
+  };
+
+  /** The principal a token authenticates (a bearer token, or one signing in to the console); an unknown one counts as a failed login of the address. */
   const principalOfToken = (token: string | undefined, req: FastifyRequest): Principal => {
+    refuseThrottled(req);
     const who = token ? byHash.get(createHash('sha256').update(token).digest('hex')) : undefined;
     if (!who) {
       const remoteAddress = req.socket.remoteAddress ?? 'unknown';

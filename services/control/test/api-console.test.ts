@@ -20,7 +20,7 @@ describe('control API: console session, CSRF, security headers', () => {
   const rotated: string[] = [];
   let app: FastifyInstance;
 
-  const build = (tls?: { cert: Buffer; key: Buffer }) => buildApi({
+  const build = (tls?: { cert: Buffer; key: Buffer }, limits?: { loginFailures: { max: number; windowMs: number } }) => buildApi({
     port: 0,
     tokens: [{ tokenSha256: sha('officer-secret-token'), name: 'zhang.officer', role: 'security-officer' }],
     grants: { list: async () => [] } as never,
@@ -31,6 +31,7 @@ describe('control API: console session, CSRF, security headers', () => {
     status: async () => ({}),
     logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(line) }),
     ...(tls ? { tls } : {}),
+    ...(limits ? { limits } : {}),
   });
 
   beforeAll(async () => {
@@ -114,6 +115,24 @@ describe('control API: console session, CSRF, security headers', () => {
     }
     const { cookies } = await signIn();
     expect((await app.inject({ method: 'GET', url: '/grants', cookies })).headers['cache-control']).toBe('no-store');
+  });
+
+  it('throttles sign-in attempts like bearer logins: after too many failures even the right token answers 429', async () => {
+    const strict = await build(undefined, { loginFailures: { max: 2, windowMs: 60_000 } });
+    try {
+      const attempt = async (token: string) => {
+        const start = await strict.inject({ method: 'GET', url: '/console/session' });
+        return strict.inject({ method: 'POST', url: '/console/session', cookies: jar(start), headers: { 'x-csrf-token': (start.json() as { csrfToken: string }).csrfToken }, payload: { token } });
+      };
+      expect((await attempt('guess-1')).statusCode).toBe(401);
+      expect((await attempt('guess-2')).statusCode).toBe(401);
+      const throttled = await attempt('officer-secret-token');
+      expect(throttled.statusCode).toBe(429);
+      expect(throttled.json()).toMatchObject({ code: 'AUTH_THROTTLED' });
+      expect(Number(throttled.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    } finally {
+      await strict.close();
+    }
   });
 
   it('counts a wrong sign-in token as a failed login and never logs a token', async () => {
