@@ -116,13 +116,13 @@ describe('web console', () => {
     const page = await person('dba');
     const row = page.locator(`tr[data-table="${run.civilDb}.citizens"]`);
     await expect.poll(() => row.innerText()).toContain('id_card: 机密');
-    await shot(page, 'catalog');
     await row.getByRole('button').click();
     const editor = page.locator('[data-testid=table-editor]');
     const registeredAt = editor.locator('tr[data-column=registered_at] select');
     await registeredAt.selectOption('personal');
     await editor.getByRole('button', { name: '预览变更' }).click();
     await expect.poll(() => editor.locator('[data-testid=catalog-diff]').innerText()).toMatch(/~ column cityhub\..*citizens\.registered_at: internal → personal[\s\S]*尚未应用/);
+    await shot(page, 'catalog');
     await registeredAt.selectOption('internal');
     await page.locator('button', { hasText: '登记新表' }).click();
     const register = page.locator('[data-testid=table-editor]');

@@ -75,7 +75,7 @@ export function AuditPage({ api }: { api: Api }) {
           <table data-testid="ledger">
             <thead><tr><th>{t('audit.seq')}</th><th>{t('audit.at')}</th><th>{t('audit.actor')}</th><th>{t('audit.role')}</th><th>{t('audit.action')}</th><th>{t('audit.subject')}</th><th>{t('audit.details')}</th></tr></thead>
             <tbody>{list.map((e) => (
-              <tr key={e.seq} class={e.action.startsWith('denied:') ? 'denied' : ''}><td>{e.seq}</td><td>{date(e.at)}</td><td>{e.actor}</td><td>{e.role}</td><td>{e.action}</td><td>{e.subject}</td><td><Details value={e.details} /></td></tr>
+              <tr key={e.seq} class={e.action.startsWith('denied:') ? 'denied' : ''}><td>{e.seq}</td><td class="when">{date(e.at)}</td><td>{e.actor}</td><td>{e.role}</td><td>{e.action}</td><td>{e.subject}</td><td><Details value={e.details} /></td></tr>
             ))}</tbody>
           </table>
           <div class="buttons">
