@@ -7,12 +7,15 @@
  *   npm run build -- --force builds everything
  * Launchers (tests, benchmarks, demo) call `ensureServicesBuilt()`, which rebuilds only
  * when a source file is newer than the bundle; bundles are written to a temporary file and
- * renamed, so a process starting meanwhile never loads half a file.
+ * renamed, so a process starting meanwhile never loads half a file. The control service's
+ * web console (services/control/console, Vite) is built the same way, into
+ * services/control/dist/console, which the control service serves at /console/.
  */
 import { existsSync, readFileSync, readdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
+import { build as viteBuild } from 'vite';
 
 export const SERVICES = ['cdc-reader', 'transformer', 'sink', 'control', 'verifier'] as const;
 
@@ -105,14 +108,24 @@ export async function buildService(name: string): Promise<void> {
   renameSync(tmp, out);
 }
 
+/** The web console's sources and where its production build goes. */
+const CONSOLE = { sources: join(root, 'services', 'control', 'console'), index: join(root, 'services', 'control', 'dist', 'console', 'index.html') };
+
+/** Builds the web console (Vite: every script and style a hashed file of its own, nothing inline, nothing from elsewhere). */
+export async function buildConsole(): Promise<void> {
+  await viteBuild({ configFile: join(CONSOLE.sources, 'vite.config.ts') });
+}
+
 let built: Promise<string[]> | undefined;
 
-/** Builds the services whose bundle is missing or older than their sources (once per process); returns those built. */
+/** Builds the services whose bundle is missing or older than their sources, and the console likewise (once per process); returns those built. */
 export function ensureServicesBuilt(force = false): Promise<string[]> {
   built ??= (async () => {
     const names = SERVICES.filter((name) => force || outOfDate(name));
     for (const name of names) await buildService(name);
-    return names;
+    const consoleStale = force || !existsSync(CONSOLE.index) || newest([CONSOLE.sources, join(root, 'package-lock.json')]) > statSync(CONSOLE.index).mtimeMs;
+    if (consoleStale) await buildConsole();
+    return [...names, ...(consoleStale ? ['console'] : [])];
   })();
   return built;
 }
@@ -120,5 +133,5 @@ export function ensureServicesBuilt(force = false): Promise<string[]> {
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const started = Date.now();
   const names = await ensureServicesBuilt(process.argv.includes('--force'));
-  console.log(names.length > 0 ? `[build] bundled in ${Date.now() - started} ms: ${names.map((s) => `services/${s}/dist/main.mjs`).join(', ')}` : '[build] service bundles up to date');
+  console.log(names.length > 0 ? `[build] bundled in ${Date.now() - started} ms: ${names.map((s) => (s === 'console' ? 'services/control/dist/console' : `services/${s}/dist/main.mjs`)).join(', ')}` : '[build] service bundles and console up to date');
 }

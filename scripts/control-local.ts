@@ -39,6 +39,9 @@ export async function prepareLocalControl(o: { database: string; dir: string; ke
   for (const d of pipeline.departments) delete d.grants;
   const base = join(o.dir, 'catalog.yaml');
   writeFileSync(base, stringify(pipeline));
+  // The services' metrics endpoints, for the pipeline status (written once they run: PipelineRun.writeMetricsTargets).
+  const metricsTargets = join(o.dir, 'metrics-targets.json');
+  writeFileSync(metricsTargets, '[]\n');
   const tokens = join(o.dir, 'tokens.json');
   const sha = (t: string) => createHash('sha256').update(t).digest('hex');
   writeFileSync(tokens, JSON.stringify(Object.values(LOCAL_TOKENS).map(({ token, ...who }) => ({ tokenSha256: sha(token), ...who })), null, 2));
@@ -48,6 +51,7 @@ export async function prepareLocalControl(o: { database: string; dir: string; ke
     CONTROL_KEYRING: o.keyringFile,
     CONTROL_TOKENS: tokens,
     CONTROL_PORT: String(o.port),
+    CONTROL_METRICS_TARGETS: metricsTargets,
     CITYSHARE_PIPELINE: join(o.dir, 'pipeline.yaml'),
     KEYRING_FILE: o.keyringFile,
     // Services started on the published file trust only what the control plane signed.
@@ -107,7 +111,10 @@ async function startAll(run: PipelineRun, env: NodeJS.ProcessEnv): Promise<void>
     const svc = await run.start(name, { ...services, ...own });
     console.log(`  ${`${name}${department ? ` (${department})` : ''}`.padEnd(18)} ready   metrics http://127.0.0.1:${svc.port}/metrics   log ${svc.logFile}`);
   }
+  run.writeMetricsTargets(env.CONTROL_METRICS_TARGETS!);
   console.log(`the services run on the policy the control plane publishes: ${env.CITYSHARE_PIPELINE}`);
+  console.log('web console: http://127.0.0.1:8090/console/ — sign in with the token of a role:');
+  for (const t of Object.values(LOCAL_TOKENS)) console.log(`  ${t.token.padEnd(14)} ${t.name} (${t.role}${'department' in t ? `, ${t.department}` : ''})`);
   console.log('in another terminal (README "Share your own table"):');
   console.log(`  export CDC_CONTROL_API=http://127.0.0.1:8090 CDC_TOKEN=${LOCAL_TOKENS.dba.token}   # tokens: ${Object.values(LOCAL_TOKENS).map((t) => `${t.token} (${t.role})`).join(', ')}`);
   console.log('  npx cdc tables list');

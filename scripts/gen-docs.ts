@@ -3,7 +3,7 @@
  * docs/settings.md (every service's environment, from its zod schema), docs/errors.md (the
  * error catalogue), docs/metrics.md (the Prometheus registries the services build), and the
  * role matrix in docs/control-plane.md (from services/control/src/roles.ts, between its
- * markers). `npm run docs` writes them; a unit test fails when one is stale.
+ * markers), and the control API's services/control/openapi.yaml (from its routes and zod schemas). `npm run docs` writes them; a unit test fails when one is stale.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -14,6 +14,7 @@ import { readerEnv } from '../services/cdc-reader/src/config.js';
 import { createReaderMetrics } from '../services/cdc-reader/src/reader-metrics.js';
 import { controlEnv } from '../services/control/src/config.js';
 import { createControlMetrics } from '../services/control/src/control-metrics.js';
+import { openApiDocument } from '../services/control/src/openapi.js';
 import { ROLES, ROLE_MATRIX, type Operation } from '../services/control/src/roles.js';
 import { sinkEnv } from '../services/sink/src/config.js';
 import { createSinkMetrics } from '../services/sink/src/sink-metrics.js';
@@ -193,9 +194,10 @@ function between(path: string, text: string, name: string, content: string): str
 }
 
 /** Every generated file with the content it should have. */
-export function generatedDocs(): Array<{ path: string; content: string }> {
+export async function generatedDocs(): Promise<Array<{ path: string; content: string }>> {
   const controlPlane = readFileSync(`${root}/docs/control-plane.md`, 'utf8');
   return [
+    { path: 'services/control/openapi.yaml', content: await openApiDocument() },
     { path: 'docs/settings.md', content: settings() },
     { path: 'docs/errors.md', content: errors() },
     { path: 'docs/metrics.md', content: metrics() },
@@ -204,7 +206,7 @@ export function generatedDocs(): Array<{ path: string; content: string }> {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  for (const { path, content } of generatedDocs()) {
+  for (const { path, content } of await generatedDocs()) {
     writeFileSync(`${root}/${path}`, content);
     console.log(`wrote ${path}`);
   }

@@ -14,6 +14,7 @@ fi
 bash scripts/ensure-promtool.sh >/dev/null
 npx tsc -p tsconfig.json
 npx tsc -p bench/tsconfig.json --noEmit
+npx tsc -p services/control/console/tsconfig.json
 npx eslint .
 bash deploy/local/stack.sh up
 npx vitest run "$@"

@@ -195,6 +195,16 @@ export class PipelineRun {
     await setAcls(config.kafka.topicPrefix, aclPlan(config), config.kafka.brokers);
   }
 
+  /**
+   * Lists the metrics endpoints of this run's running services in a Prometheus file_sd file
+   * (the control service's CONTROL_METRICS_TARGETS, read at each pipeline status).
+   */
+  writeMetricsTargets(file: string): void {
+    const targets = this.services.filter((s) => s.running).map((s) => `127.0.0.1:${s.port}`);
+    writeFileSync(`${file}.tmp`, JSON.stringify([{ targets, labels: { job: 'cityshare' } }], null, 2));
+    renameSync(`${file}.tmp`, file);
+  }
+
   /** Starts the transformer and the sink: the delivery half of the pipeline. */
   async startDelivery(): Promise<void> {
     await this.start('transformer');

@@ -18,9 +18,10 @@ import { CheckpointStore } from '@cityshare/cdc-reader/checkpoint-store';
 import { binlogEnd } from '@cityshare/cdc-reader/source-check';
 import { signalRecord } from '@cityshare/cdc-reader/signal-listener';
 import { AuditLedger, describeVerification } from '@cityshare/control/ledger';
+import { controlAttention, departmentLags, type ControlStatusView } from '@cityshare/control/pipeline-status';
 import { pipelineTargets } from '@cityshare/sink/targets';
 import { grantsInForce, isInForce, purgeRevoked, type QueuedBatch } from '@cityshare/sink/webhook-queue';
-import { CdcError, FileKeyring, POLICY_PUBLIC_KEYS_ENV, POLICY_SIGNATURE_PREFIX, createKafka, createLogger, isCdcError, kafkaSecurityError, keyNames, loadPipeline, openDepartmentValue, pipelineTopics, policySigningKey, producerConfig, queues, redisTlsOptions, signPolicy, sourceConnectionOptions, topics } from '@cityshare/shared';
+import { CdcError, FileKeyring, POLICY_PUBLIC_KEYS_ENV, POLICY_SIGNATURE_PREFIX, createKafka, createLogger, isCdcError, kafkaSecurityError, keyNames, loadPipeline, openDepartmentValue, pipelineTopics, policySigningKey, producerConfig, queues, redisTlsOptions, signPolicy, sourceConnectionOptions } from '@cityshare/shared';
 
 const program = new Command('cdc')
   .description('cityshare operations')
@@ -148,29 +149,8 @@ program
       throw kafkaSecurityError(err, config.kafka);
     });
     try {
-      const existing = new Set(await admin.listTopics());
-      /** Messages in `topicNames` after the group's committed offsets (all of them when it never committed). */
-      const lag = async (groupId: string, topicNames: string[]) => {
-        const present = topicNames.filter((t) => existing.has(t));
-        if (present.length === 0) return 0;
-        const committed = await admin.fetchOffsets({ groupId, topics: present });
-        let total = 0;
-        for (const t of present) {
-          const high = await admin.fetchTopicOffsets(t);
-          for (const p of high) {
-            const done = committed.find((c) => c.topic === t)?.partitions.find((x) => x.partition === p.partition)?.offset ?? '-1';
-            total += Number(BigInt(p.high) - (BigInt(done) < 0n ? BigInt(p.low) : BigInt(done)));
-          }
-        }
-        return total;
-      };
       const planned = pipelineTopics(config);
-      // Offsets, not records: transactional topics hold a commit marker per transaction too.
-      const departments = [];
-      for (const d of config.departments) {
-        const raw = [...new Set(d.grants.map((g) => { const [s, db, t] = g.table.split('.') as [string, string, string]; return topics.raw(prefix, s, db, t); }))];
-        departments.push({ department: d.name, target: d.target.kind, transformerLag: await lag(`${prefix}.transformer.${d.name}`, raw), sinkLag: await lag(`${prefix}.sink.${d.name}`, planned.share.get(d.name) ?? []) });
-      }
+      const departments = await departmentLags(admin, config);
       // Each source: where its reader's last checkpoint is, against the end of the source's binlog.
       const sources = [];
       for (const source of config.sources) {
@@ -210,13 +190,7 @@ program
   });
 
 /** What the control service's GET /status answers. */
-interface ControlStatus {
-  catalog: { sources: number; tables: number; departments: number };
-  grants: Partial<Record<'requested' | 'approved' | 'rejected' | 'revoked' | 'expired', number>>;
-  policy: { file: string; sha256: string | null };
-  audit: { at: string; entries: number; problems: number; head: { seq: number; hash: string }; full: boolean };
-  refused?: { grants: number; settings: string | null };
-}
+type ControlStatus = Required<ControlStatusView>;
 
 /** What in a status needs someone to act, each with its error code. */
 function needsAttention(sources: Array<{ source: string; checkpoint: unknown; binlogEnd: unknown }>, control: ControlStatus | undefined): Array<{ code: string; what: string }> {
@@ -225,13 +199,7 @@ function needsAttention(sources: Array<{ source: string; checkpoint: unknown; bi
     if (!s.binlogEnd) out.push({ code: 'SOURCE_UNREACHABLE', what: `source ${s.source} does not answer` });
     if (!s.checkpoint) out.push({ code: 'SOURCE_UNREACHABLE', what: `no reader of ${s.source} has saved a checkpoint yet: is it running?` });
   }
-  if (control) {
-    if (control.audit.problems > 0) out.push({ code: 'AUDIT_LEDGER_TAMPERED', what: `the audit ledger has ${control.audit.problems} problem(s): cdc audit verify says where` });
-    if ((control.refused?.grants ?? 0) > 0) out.push({ code: 'GRANT_TAMPERED', what: `${control.refused!.grants} approved grant(s) left out of the policy (changed in the database)` });
-    if (control.refused?.settings) out.push({ code: 'SETTINGS_TAMPERED', what: control.refused.settings });
-    if (!control.policy.sha256 && control.catalog.sources > 0) out.push({ code: 'CONFIG_INVALID', what: 'the control plane has not published a policy: see its log' });
-  }
-  return out;
+  return [...out, ...controlAttention(control)];
 }
 
 const policy = program.command('policy').description("the published policy's signature: the public key services trust, signing a hand-written file");

@@ -29,7 +29,7 @@ class Restart {
 }
 
 /** What each retriable code says is down, for `cityshare_dependency_up{dependency}`. */
-const DEPENDENCY_OF: Partial<Record<ErrorCode, string>> = {
+export const DEPENDENCY_OF: Partial<Record<ErrorCode, string>> = {
   SOURCE_UNREACHABLE: 'source',
   KAFKA_UNREACHABLE: 'kafka',
   REGISTRY_UNREACHABLE: 'registry',

@@ -82,6 +82,17 @@ export class GrantWorkflow {
     return this.get(id);
   }
 
+  /**
+   * Whether a request would make a valid policy with the grants in force, as its approval
+   * will check: nothing is recorded (the console's live check). Throws CONFIG_INVALID with
+   * every problem.
+   */
+  async check(who: Principal, r: { department: string; table: string; spec: GrantSpec; purpose: string; expiresAt?: Date }): Promise<void> {
+    await this.authorize(who, 'grant.request', r.table, r.department);
+    const candidate: GrantRequest = { id: 0, department: r.department, table: r.table, spec: r.spec, purpose: r.purpose, expiresAt: r.expiresAt?.toISOString() ?? null, status: 'approved', requestedBy: who.name, decidedBy: null, reason: null };
+    await this.validate([...(await this.inForce()), candidate]);
+  }
+
   async approve(who: Principal, id: number, reason: string): Promise<GrantRequest> {
     await this.authorize(who, 'grant.approve', `grant/${id}`);
     const request = await this.get(id);

@@ -20,6 +20,19 @@ export interface LedgerEntry extends LedgerEntryInput {
   hash: string;
 }
 
+/** Which entries to read (AuditLedger.page). */
+export interface LedgerQuery {
+  after?: number;
+  before?: number;
+  limit?: number;
+  actor?: string;
+  action?: string;
+  /** Subjects starting with this text. */
+  subject?: string;
+  since?: Date;
+  until?: Date;
+}
+
 export interface LedgerProblem {
   seq: number;
   kind: 'modified' | 'missing' | 'reordered' | 'truncated' | 'checkpoint-forged' | 'checkpoint-missing' | 'head-forged';
@@ -156,8 +169,32 @@ export class AuditLedger {
   }
 
   /** Entries in order, after `after` (a seq), at most `limit` (for `audit show` and export; all by default). */
-  async entries(after = 0, limit = Number.MAX_SAFE_INTEGER): Promise<LedgerEntry[]> {
-    const [rows] = await this.pool.query("SELECT seq, DATE_FORMAT(at, '%Y-%m-%dT%H:%i:%s.%fZ') AS at, actor, role, action, subject, details, prev_hash AS prevHash, hash FROM audit_ledger WHERE seq > ? ORDER BY seq LIMIT ?", [after, limit]);
+  entries(after = 0, limit = Number.MAX_SAFE_INTEGER): Promise<LedgerEntry[]> {
+    return this.page({ after, limit });
+  }
+
+  /**
+   * A page of entries for reading (the API, the console): oldest first after `after`, or
+   * newest first before `before`; only those of `actor`, of `action`, whose subject starts
+   * with `subject`, at or after `since` and before `until`.
+   */
+  async page(q: LedgerQuery): Promise<LedgerEntry[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    const add = (condition: string, value: unknown) => {
+      where.push(condition);
+      args.push(value);
+    };
+    add('seq > ?', q.after ?? 0);
+    if (q.before !== undefined) add('seq < ?', q.before);
+    if (q.actor !== undefined) add('actor = ?', q.actor);
+    if (q.action !== undefined) add('action = ?', q.action);
+    // A prefix: LIKE's own characters in it stand for themselves.
+    if (q.subject !== undefined) add('subject LIKE ?', `${q.subject.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+    if (q.since !== undefined) add('at >= ?', sqlTime(q.since.toISOString()));
+    if (q.until !== undefined) add('at < ?', sqlTime(q.until.toISOString()));
+    const order = q.before !== undefined ? 'DESC' : 'ASC';
+    const [rows] = await this.pool.query(`SELECT seq, DATE_FORMAT(at, '%Y-%m-%dT%H:%i:%s.%fZ') AS at, actor, role, action, subject, details, prev_hash AS prevHash, hash FROM audit_ledger WHERE ${where.join(' AND ')} ORDER BY seq ${order} LIMIT ?`, [...args, q.limit ?? Number.MAX_SAFE_INTEGER]);
     return (rows as Array<Record<string, unknown>>).map((r) => ({ ...(r as unknown as LedgerEntry), seq: Number(r.seq), details: JSON.parse(r.details as string) as Record<string, unknown> }));
   }
 

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createPool } from 'mysql2/promise';
 import { CdcError, ERROR_CODES, FileKeyring, createMetricsRegistry, defineService, every, keyNames, loadPipeline, policySigningKey, POLICY_PUBLIC_KEYS_ENV } from '@cityshare/shared';
 import { AclKeeper } from './acl-keeper.js';
@@ -15,6 +16,7 @@ import { AuditLedger } from './ledger.js';
 import { LedgerVerification } from './ledger-verification.js';
 import { assertSafeListen } from './listen-guard.js';
 import { CATALOG_CHANGES_MIGRATION, SIGNED_HEAD_MIGRATION, migrate } from './migrations.js';
+import { PipelineStatusReader } from './pipeline-status.js';
 import { PolicyPublisher } from './policy-publisher.js';
 import { Publication } from './publication.js';
 import { probeTables, type TableAt } from './source-probe.js';
@@ -83,7 +85,10 @@ await defineService({
 
     const api = await startApi({
       port: env.CONTROL_PORT, host: env.CONTROL_HOST, tokens: JSON.parse(readFileSync(env.CONTROL_TOKENS, 'utf8')) as TokenEntry[], grants, catalog, keys, ledger, acls, logger,
-      limits: { maxBodyBytes: env.CONTROL_MAX_BODY_BYTES, loginFailures: { max: env.CONTROL_LOGIN_FAILURES, windowMs: env.CONTROL_LOGIN_WINDOW_MS } },
+      limits: { maxBodyBytes: env.CONTROL_MAX_BODY_BYTES, loginFailures: { max: env.CONTROL_LOGIN_FAILURES, windowMs: env.CONTROL_LOGIN_WINDOW_MS }, session: { idleMs: env.CONTROL_SESSION_IDLE_MS, maxMs: env.CONTROL_SESSION_MAX_MS } },
+      // From the bundle (dist/main.mjs) and from the sources (src/main.ts) alike: services/control/dist/console.
+      consoleDir: env.CONTROL_CONSOLE_DIR ?? fileURLToPath(new URL('../dist/console', import.meta.url)),
+      pipelineStatus: new PipelineStatusReader({ published, logger, ...(env.CONTROL_METRICS_TARGETS ? { metricsTargets: env.CONTROL_METRICS_TARGETS } : {}) }),
       status: async () => {
         const doc = await store.load();
         return {
