@@ -175,6 +175,8 @@ const COMMANDS: Record<Operation, string> = {
   'change.approve': 'cdc changes approve',
   'change.reject': 'cdc changes reject',
   'policy.fetch': 'GET /policy (services with CITYSHARE_POLICY_URL)',
+  'verify.record': 'cdc verify (and the verifier service)',
+  'repair.request': 'cdc repair --apply',
 };
 
 function roleMatrix(): string {

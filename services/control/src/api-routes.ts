@@ -233,6 +233,28 @@ export function registerOperations(api: FastifyInstance, o: OperationDeps): void
     refusals: forbidden('apply ACLs'),
     handle: (who) => o.acls.apply(who),
   });
+  // ------------------------------------------------------------------ consistency
+  operation({
+    method: 'POST', url: '/verify/runs', tags: ['consistency'], status: 201, body: S.VerifyRun, response: S.Recorded,
+    summary: "Record a verification of a department against policy(source) in the audit ledger: counts per table and the report's digest (roles sre, auditor, security-officer, service)",
+    refusals: forbidden('record a verification'),
+    handle: async (who, { body }) => {
+      await authorize(o.ledger, who, 'verify.record', `verify/${body.department}`);
+      const entry = await o.ledger.append({ actor: who.name, role: who.role, action: 'verify.run', subject: `verify/${body.department}`, details: { ...body } });
+      return { seq: entry.seq, hash: entry.hash };
+    },
+  });
+  operation({
+    method: 'POST', url: '/repairs', tags: ['consistency'], status: 201, body: S.RepairRequest, response: S.Recorded,
+    summary: "Record a repair sent to the readers (rows delivered again to one department, or deleted there) in the audit ledger (roles sre, security-officer)",
+    refusals: forbidden('request a repair'),
+    handle: async (who, { body }) => {
+      await authorize(o.ledger, who, 'repair.request', `repair/${body.department}`);
+      const entry = await o.ledger.append({ actor: who.name, role: who.role, action: 'repair.request', subject: `repair/${body.department}/${body.request}`, details: { ...body } });
+      return { seq: entry.seq, hash: entry.hash };
+    },
+  });
+
   operation({
     method: 'GET', url: '/policy', tags: ['policy'], response: S.Policy,
     summary: "The signed policy last published, for the pipeline's services on hosts without the control plane's files (role service; CITYSHARE_POLICY_URL). `${…}` references as written; services refuse it unless it verifies under CITYSHARE_POLICY_PUBLIC_KEYS.",

@@ -226,3 +226,31 @@ export const SessionState = z.object({
 }).meta({ id: 'SessionState' });
 
 export const LoginBody = z.object({ token: z.string().min(1).max(4096).describe('a token of CONTROL_TOKENS; sent in the body, never in a URL') });
+
+/** A run of `cdc verify` or of the verifier service, as the audit ledger keeps it: counts and the report's digest, never a key. */
+export const VerifyRun = z.object({
+  department: z.string().min(1),
+  startedAt: z.string(),
+  finishedAt: z.string(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/).describe('SHA-256 of the full report (its keys included): who holds the report can show it is the one recorded'),
+  tables: z.array(z.object({
+    table: z.string(),
+    status: z.enum(['equal', 'different', 'unsettled']),
+    compared: z.number().int().min(0),
+    missing: z.number().int().min(0),
+    extra: z.number().int().min(0),
+    different: z.number().int().min(0),
+    unsettled: z.number().int().min(0),
+  })),
+}).meta({ id: 'VerifyRun' });
+
+/** A repair sent to the readers (`cdc repair --apply`), as the audit ledger keeps it. */
+export const RepairRequest = z.object({
+  department: z.string().min(1),
+  request: z.string().min(1),
+  fromVerify: z.string().regex(/^[0-9a-f]{64}$/).describe('sha256 of the verification report the repair acts on'),
+  tables: z.array(z.object({ table: z.string(), deliver: z.number().int().min(0), delete: z.number().int().min(0) })),
+}).meta({ id: 'RepairRequest' });
+
+export const Recorded = z.object({ seq: z.number().int(), hash: z.string() });
+

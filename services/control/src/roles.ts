@@ -9,7 +9,8 @@ export type Operation =
   | 'key.rotate' | 'key.list' | 'audit.show' | 'audit.verify' | 'status.show'
   | 'acl.show' | 'acl.apply'
   | 'change.list' | 'change.approve' | 'change.reject'
-  | 'policy.fetch';
+  | 'policy.fetch'
+  | 'verify.record' | 'repair.request';
 
 export const ROLES: readonly Role[] = ['dba', 'security-officer', 'department', 'sre', 'auditor', 'service'];
 
@@ -40,6 +41,10 @@ export const ROLE_MATRIX: Readonly<Record<Operation, readonly Role[]>> = {
   'change.reject': ['security-officer'],
   // The pipeline's services on other hosts fetch the signed policy they run (no secrets: `${…}` as written).
   'policy.fetch': ['service'],
+  // A verification proves what a department holds; its result is recorded by whoever ran it (the verifier service included).
+  'verify.record': ['sre', 'auditor', 'security-officer', 'service'],
+  // A repair delivers again what a department is granted already: operations, not an access decision.
+  'repair.request': ['sre', 'security-officer'],
 };
 
 export interface Principal {
