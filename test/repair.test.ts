@@ -199,6 +199,25 @@ describe('repair of one department', () => {
     expect(await endOffsets(shareTopic('health'))).toEqual(healthBefore);
   });
 
+  it('ignores and counts a repair signal the pipeline key does not authenticate', async () => {
+    const forged = async () => Number(/^cityshare_forged_records_total\{[^}]*topic_kind="signals"[^}]*\} (\d+)/m.exec(await reader.metrics())?.[1] ?? 0);
+    const before = await forged();
+    const expected = await healthView();
+    await run.pg.query(`UPDATE "${health}".citizens SET name = '赵**' WHERE id = 4`);
+    const { topic, message } = signalRecord(run.keys, run.prefix, { action: 'repair', source: 'cityhub', table: `${run.civilDb}.citizens`, department: 'health', request: 'forged-1', keys: [{ id: 4 }] });
+    const producer = adminKafka('test-repair-forger').producer();
+    await producer.connect();
+    // Signed, then retargeted: the MAC covers the value, so it no longer verifies.
+    await producer.send({ topic, messages: [{ ...message, value: message.value.replace('forged-1', 'forged-2') }] });
+    await producer.disconnect();
+    await eventually(async () => expect(await forged()).toBe(before + 1), 30_000);
+    expect(readFileSync(reader.logFile, 'utf8')).not.toMatch(/"request":"forged-[12]"/);
+    expect((await healthView()).find((r) => r.id === '4')!.name).toBe('赵**');
+    // A genuine repair of the row afterwards is acted on.
+    await repair({ department: 'health', request: 'repair-6', keys: [{ id: 4 }] });
+    await eventually(async () => expect(await healthView()).toEqual(expected), 60_000, 500);
+  });
+
   it('refuses a repair for a department without a grant on the table, and one of keys that are not its primary key', async () => {
     await repair({ department: 'police', request: 'repair-4', keys: [{ id: 1 }] });
     await repair({ department: 'health', request: 'repair-5', keys: [{ name: '王1号' }] });
@@ -208,5 +227,9 @@ describe('repair of one department', () => {
       expect(log).toMatch(/"code":"SIGNAL_REFUSED".*"request":"repair-5".*keys\[0\] names columns name; the primary key is id/);
       expect(log).not.toContain('王1号');
     }, 30_000);
+    // The keys travelled sealed: the signals topic holds none of them in clear.
+    const signals = await readAllMessages(stack.kafkaBrokers, new RegExp(`^${topics.signals(run.prefix).replaceAll('.', '\\.')}$`));
+    expect(signals.length).toBe(7);
+    for (const m of signals) expect(m.value!.toString()).not.toMatch(/王1号|tok:forged|"keys"/);
   });
 });

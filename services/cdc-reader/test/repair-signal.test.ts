@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FileKeyring, recordForgery, type TableSchema } from '@cityshare/shared';
-import { MAX_REPAIR_KEYS, readerSignal, signalRecord, signalSummary, type RepairSignal } from '../src/signal-listener.js';
+import { MAX_REPAIR_KEYS, openSignal, readerSignal, signalRecord, signalSummary, type RepairSignal } from '../src/reader-signal.js';
 import { keyImage, planRepair } from '../src/snapshot/repair-plan.js';
 import { canonicalKey } from '../src/event-builder.js';
 
@@ -36,6 +36,23 @@ describe('reader signals', () => {
     expect(recordForgery(keys, topic, message)).toBeNull();
     const altered = { ...message, value: message.value.replace('"health"', '"police"') };
     expect(recordForgery(keys, topic, altered)).toMatchObject({ code: 'RECORD_FORGED' });
+  });
+
+  it('seals a repair\'s keys on the topic, bound to its source, table, department and request', () => {
+    const signal = repair({ keys: [{ id_card: '110101199001011234' }], deletes: [{ id_card: '110101199001010000' }], shareKeys: ['{"id_card":"tok:abc"}'] });
+    const { value } = signalRecord(keys, 'demo', signal).message;
+    expect(value).not.toMatch(/110101|tok:abc|"keys"|"deletes"|"shareKeys"/);
+    expect(JSON.parse(value)).toMatchObject({ action: 'repair', source: 'cityhub', table: 'civil.citizens', department: 'health', request: 'r-1', sealed: expect.stringMatching(/^enc:v1:/) });
+    expect(openSignal(keys, value)).toEqual(readerSignal.parse(signal));
+    // Moved to another department or request (past the MAC, by someone holding it), the keys do not open.
+    expect(openSignal(keys, value.replace('"health"', '"police"'))).toMatchObject({ code: 'DECRYPT_FAILED' });
+    // Keys in clear are not taken: whatever wrote them did not seal them.
+    expect(openSignal(keys, JSON.stringify({ ...JSON.parse(value), keys: [{ id_card: '1' }] }))).toEqual({ code: 'SIGNAL_REFUSED', problems: ['a repair names its keys sealed, never in clear'] });
+    expect(openSignal(keys, JSON.stringify({ ...JSON.parse(value), sealed: undefined }))).toEqual({ code: 'SIGNAL_REFUSED', problems: ['a repair without its sealed keys'] });
+    // A snapshot signal is as it was.
+    const snapshot = signalRecord(keys, 'demo', { action: 'snapshot', source: 'cityhub', tables: ['civil.citizens'] }).message.value;
+    expect(JSON.parse(snapshot)).toEqual({ action: 'snapshot', source: 'cityhub', tables: ['civil.citizens'] });
+    expect(openSignal(keys, snapshot)).toEqual(JSON.parse(snapshot));
   });
 
   it('summarizes a repair for the log by counts, never by its keys', () => {

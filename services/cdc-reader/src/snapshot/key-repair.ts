@@ -2,7 +2,7 @@ import type { Connection } from 'mysql2/promise';
 import { CdcError, isCdcError, type BinlogPosition, type Logger, type TableSchema } from '@cityshare/shared';
 import type { RowsChange } from '../binlog-listener.js';
 import { canonicalKey } from '../event-builder.js';
-import type { RepairSignal } from '../signal-listener.js';
+import type { RepairSignal } from '../reader-signal.js';
 import { binlogEnd } from '../source-check.js';
 import type { TableCatalog } from '../table-catalog.js';
 import { ChunkReader } from './chunk-reader.js';

@@ -1,6 +1,6 @@
 import { CdcError, isCdcError, sourceKeyValue, type TableSchema } from '@cityshare/shared';
 import { canonicalKey } from '../event-builder.js';
-import type { RepairSignal } from '../signal-listener.js';
+import type { RepairSignal } from '../reader-signal.js';
 import type { RawRow } from './snapshotter.js';
 
 /** One source key a repair reads: its key columns as the source returns them, and its canonical JSON (the row's identity in the reader). */

@@ -3,7 +3,7 @@ import { CdcError, type BinlogPosition, type Logger } from '@cityshare/shared';
 import type { RowsChange } from '../binlog-listener.js';
 import { canonicalKey } from '../event-builder.js';
 import type { ReaderMetrics } from '../reader-metrics.js';
-import type { RepairSignal } from '../signal-listener.js';
+import type { RepairSignal } from '../reader-signal.js';
 import type { TableCatalog } from '../table-catalog.js';
 import { KeyRepairs } from './key-repair.js';
 import { Snapshotter, type SnapshotState } from './snapshotter.js';
