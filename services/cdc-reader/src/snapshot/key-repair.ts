@@ -116,7 +116,7 @@ export class KeyRepairs {
       const problem = await catalog.reload(conn, options.source, db, name);
       if (problem) return problem;
       const schema = catalog.get(db, name)!;
-      if (keys.length > 0 && Object.keys(keys[0]!.values).join() !== schema.primaryKey.join()) {
+      if (plan.primaryKey.join() !== schema.primaryKey.join()) {
         return new CdcError('SIGNAL_REFUSED', `the primary key of ${plan.table} changed since the repair was asked for`);
       }
       const window = new WatermarkWindow<RepairItem>(plan.table, pointOf(await binlogEnd(conn)));

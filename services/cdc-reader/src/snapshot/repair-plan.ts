@@ -15,6 +15,8 @@ export interface RepairPlan {
   table: string;
   department: string;
   request: string;
+  /** The table's primary key the keys name (a key changed by DDL since stops the repair). */
+  primaryKey: string[];
   /** Keys to read, each once (the signal's keys and deletes): a row found is delivered as it is. */
   keys: RepairKey[];
   /** Canonical keys (of `keys`) delivered as deletes when the source has no such row. */
@@ -74,7 +76,7 @@ export function planRepair(signal: RepairSignal, schema: TableSchema | undefined
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw refuse(`shareKeys[${i}] is not the JSON object of a share record's key`);
   });
-  return { table: signal.table, department: signal.department, request: signal.request, keys: [...byKey.values()], deletes, shareKeys: [...new Set(signal.shareKeys)] };
+  return { table: signal.table, department: signal.department, request: signal.request, primaryKey: schema.primaryKey, keys: [...byKey.values()], deletes, shareKeys: [...new Set(signal.shareKeys)] };
 }
 
 /** A before image of nulls but for the key columns given: every column of the schema is in it, as the transformer requires. */
