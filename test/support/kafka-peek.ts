@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { IHeaders } from 'kafkajs';
 import { decodeRawMessage, type RawChangeEvent } from '@cityshare/shared';
 import { adminKafka } from '../../scripts/support/kafka-security.js';
 
@@ -8,6 +9,7 @@ export interface PeekedMessage {
   offset: string;
   key: Buffer | null;
   value: Buffer | null;
+  headers?: IHeaders;
 }
 
 /**
@@ -59,7 +61,7 @@ export async function readAllMessages(brokers: string[], pattern: RegExp): Promi
             autoCommit: false,
             eachBatch: async ({ batch }) => {
               for (const m of batch.messages) {
-                out.push({ topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value });
+                out.push({ topic: batch.topic, partition: batch.partition, offset: m.offset, key: m.key, value: m.value, headers: m.headers });
               }
               const id = `${batch.topic}/${batch.partition}`;
               next.set(id, BigInt(batch.lastOffset()) + 1n);

@@ -36,6 +36,14 @@ export interface SourceInfo {
   snapshot: boolean;
   /** Sortable position of this row change; see position.ts. */
   version: string;
+  /** Set on the events of a repair (`cdc repair`): delivered to this department only. */
+  repair?: RepairTag;
+}
+
+/** Whom a repair's events are for, and the request they answer (for logs and the ledger). */
+export interface RepairTag {
+  department: string;
+  request: string;
 }
 
 /**
@@ -64,6 +72,11 @@ export interface ChangeEvent {
 export interface SealedImages {
   before?: Row;
   after?: Row;
+  /**
+   * A repair's delete of a department row by its key as the department holds it (the share
+   * topic's message key JSON, tokens included): sealed, since a key column may be passed in clear to that department.
+   */
+  shareKey?: string;
 }
 
 /** Associated data of an event's sealed images: binds them to their table and event. */

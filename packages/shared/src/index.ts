@@ -2,6 +2,7 @@ export * from './errors.js';
 export * from './logger.js';
 export * from './position.js';
 export * from './column-types.js';
+export * from './source-key.js';
 export * from './change-event.js';
 export * from './dead-letter.js';
 export * from './raw-frame.js';

@@ -6,23 +6,31 @@ import ZongJi, {
   type UpdateRowsEvent,
   type WriteRowsEvent,
 } from '@vlasky/zongji';
-import { CdcError, logicalTypeOf, type BinlogPosition, type Logger, type TableSchema } from '@cityshare/shared';
+import { CdcError, logicalTypeOf, type BinlogPosition, type Logger, type RepairTag, type TableSchema } from '@cityshare/shared';
 import type { ConnectionOptions } from 'mysql2';
 import { isDdl } from './ddl-statement.js';
 import type { TableCatalog } from './table-catalog.js';
 
 export interface RowsChange {
-  /** `snapshot` rows come from a chunk read, not from the binlog. */
-  kind: 'insert' | 'update' | 'delete' | 'snapshot';
+  /**
+   * `snapshot` rows come from a chunk read, not from the binlog; `repair` rows from a repair's
+   * read of named keys (snapshot/key-repair.ts): a row found (after) or a delete (before).
+   */
+  kind: 'insert' | 'update' | 'delete' | 'snapshot' | 'repair';
   schema: TableSchema;
-  /** insert/delete: one image per row; update: before and after. */
-  rows: Array<{ before: Record<string, unknown> | null; after: Record<string, unknown> | null }>;
+  /**
+   * insert/delete: one image per row; update: before and after. A repair's delete of a
+   * department row by its share key has `shareKey` and a before image of nulls.
+   */
+  rows: Array<{ before: Record<string, unknown> | null; after: Record<string, unknown> | null; shareKey?: string }>;
   file: string;
   eventPos: number;
   gtid: string | null;
   tsMs: number;
   /** Row changes of the same transaction before this event's first row. */
   txOffset: number;
+  /** A repair's department and request, and the stamp that orders its versions (position.ts repairVersion). */
+  repair?: RepairTag & { stamp: number };
 }
 
 /** What a committed transaction changed in the registered tables. */

@@ -4,13 +4,13 @@ import {
   keysOfList,
   openValue,
   recordMacHeaders,
-  rowVersion,
   sealJson,
   topics,
   type KeyProvider,
   type Op,
 } from '@cityshare/shared';
 import type { RowsChange } from './binlog-listener.js';
+import { changeVersion } from './change-rows.js';
 import { canonicalKey } from './event-builder.js';
 import type { OutgoingMessage } from './raw-frame-writer.js';
 
@@ -60,7 +60,7 @@ export function oversizeLetter(
 ): { message: OutgoingMessage; letter: ReaderDeadLetter } {
   const { change, op, row, bytes, limit } = event;
   const { schema } = change;
-  const version = rowVersion({ file: change.file, eventPos: change.eventPos, row });
+  const version = changeVersion(change, row);
   const r = change.rows[row]!;
   // A key change is a delete of the old key and a create of the new one.
   const image = op === 'd' ? r.before : (r.after ?? r.before);
@@ -80,7 +80,7 @@ export function oversizeLetter(
     row,
     gtid: change.gtid,
     version,
-    snapshot: change.kind === 'snapshot',
+    snapshot: change.kind === 'snapshot' || change.kind === 'repair',
     bytes,
     limit,
     key,

@@ -1,7 +1,6 @@
 import {
   isProtectedClass,
   schemaFingerprint,
-  rowVersion,
   toCanonical,
   type ChangeEvent,
   type ColumnClass,
@@ -13,7 +12,8 @@ import {
 } from '@cityshare/shared';
 import { createHmac } from 'node:crypto';
 import type { RowsChange } from './binlog-listener.js';
-import { keyWriterFor } from './event-encoder.js';
+import { changeVersion, rowOp } from './change-rows.js';
+import { keyWriterFor, shareKeyMessageKey } from './event-encoder.js';
 
 export interface BuiltEvent {
   /** The event with its public and internal columns. */
@@ -71,8 +71,9 @@ export function buildEvents(change: RowsChange, ctx: BuildContext, now = Date.no
         { ...envelope('c', null, after, base), key: keyFor(r.after!) },
       );
     } else {
-      const op: Op = change.kind === 'insert' ? 'c' : change.kind === 'delete' ? 'd' : change.kind === 'snapshot' ? 'r' : 'u';
-      events.push({ ...envelope(op, before, after, base), key: keyFor((r.after ?? r.before)!) });
+      const op = rowOp(change.kind, r.after !== null);
+      const key = r.shareKey === undefined ? keyFor((r.after ?? r.before)!) : shareKeyMessageKey(ctx.pipelineKey, r.shareKey);
+      events.push({ ...envelope(op, before, after, base, r.shareKey), key });
     }
   });
   return events;
@@ -126,12 +127,14 @@ function envelope(
   before: SplitImage | null,
   after: SplitImage | null,
   b: { sourceName: string; serverId: number; change: RowsChange; row: number; now: number; sealed: string[] },
+  shareKey?: string,
 ): { event: ChangeEvent; secrets: SealedImages | null } {
   const { change } = b;
-  const version = rowVersion({ file: change.file, eventPos: change.eventPos, row: b.row });
+  const version = changeVersion(change, b.row);
   const secrets: SealedImages = {};
   if (before?.secret) secrets.before = before.secret;
   if (after?.secret) secrets.after = after.secret;
+  if (shareKey !== undefined) secrets.shareKey = shareKey;
   const event: ChangeEvent = {
     op,
     before: before?.clear ?? null,
@@ -147,12 +150,13 @@ function envelope(
       db: change.schema.db,
       table: change.schema.table,
       ts_ms: change.tsMs,
-      snapshot: change.kind === 'snapshot',
+      snapshot: change.kind === 'snapshot' || change.kind === 'repair',
       version,
+      ...(change.repair ? { repair: { department: change.repair.department, request: change.repair.request } } : {}),
     },
     ts_ms: b.now,
     schema: change.schema,
     protected: b.sealed,
   };
-  return { event, secrets: secrets.before || secrets.after ? secrets : null };
+  return { event, secrets: secrets.before || secrets.after || secrets.shareKey !== undefined ? secrets : null };
 }

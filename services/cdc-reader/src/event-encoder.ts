@@ -1,7 +1,6 @@
 import { createHmac } from 'node:crypto';
 import {
   isProtectedClass,
-  rowVersion,
   toCanonical,
   type CanonicalValue,
   type ColumnClass,
@@ -11,6 +10,7 @@ import {
   type TableSchema,
 } from '@cityshare/shared';
 import type { RowsChange } from './binlog-listener.js';
+import { changeVersion, rowOp } from './change-rows.js';
 
 /**
  * The raw-topic JSON of change events written directly, without building event objects:
@@ -93,6 +93,15 @@ export class KeyWriter {
   }
 }
 
+/**
+ * The Kafka key of a repair's delete by a department's share key: keyed by the pipeline key,
+ * as a protected primary key is, since the share key may hold a value passed in clear to
+ * that department. Its partition is unrelated to the row's; the version guard orders it.
+ */
+export function shareKeyMessageKey(key: DataKey, shareKey: string): string {
+  return createHmac('sha256', key.material).update(`shareKey\0${shareKey}`).digest('base64url');
+}
+
 const keyWriters = new WeakMap<TableSchema, KeyWriter>();
 
 export function keyWriterFor(schema: TableSchema): KeyWriter {
@@ -151,11 +160,12 @@ export class TableEncoder {
    */
   encode(change: RowsChange, sourceName: string, serverId: number, schemaRef: string, now: number, emit: (key: string, json: string, secrets: string | null, op: Op, row: number) => void): void {
     const { schema } = change;
-    const versionHead = rowVersion({ file: change.file, eventPos: change.eventPos, row: 0 }).slice(0, -6);
+    const versionHead = changeVersion(change, 0).slice(0, -6);
     const sourceHead =
       `,"source":{"name":${JSON.stringify(sourceName)},"serverId":${jsonValue(serverId)},"gtid":${jsonValue(change.gtid)},"file":${JSON.stringify(change.file)},"pos":${jsonValue(change.eventPos)},"row":`;
-    const sourceMid = `,"db":${JSON.stringify(schema.db)},"table":${JSON.stringify(schema.table)},"ts_ms":${jsonValue(change.tsMs)},"snapshot":${change.kind === 'snapshot'},"version":"${versionHead}`;
-    const tail = `"},"ts_ms":${jsonValue(now)},"protected":${this.protectedJson},"schemaRef":${JSON.stringify(schemaRef)}}`;
+    const sourceMid = `,"db":${JSON.stringify(schema.db)},"table":${JSON.stringify(schema.table)},"ts_ms":${jsonValue(change.tsMs)},"snapshot":${change.kind === 'snapshot' || change.kind === 'repair'},"version":"${versionHead}`;
+    const repair = change.repair ? `,"repair":${JSON.stringify({ department: change.repair.department, request: change.repair.request })}` : '';
+    const tail = `"${repair}},"ts_ms":${jsonValue(now)},"protected":${this.protectedJson},"schemaRef":${JSON.stringify(schemaRef)}}`;
     const rows = change.rows;
     const one = (op: Op, before: SplitJson | null, after: SplitJson | null, row: number): string =>
       `{"op":"${op}","before":${before ? before.clear : 'null'},"after":${after ? after.clear : 'null'}${sourceHead}${row},"txIndex":${change.txOffset + row}${sourceMid}${String(row).padStart(6, '0')}${tail}`;
@@ -165,6 +175,11 @@ export class TableEncoder {
       if (sb === null && sa === null) return null;
       return sb !== null ? (sa !== null ? `{"before":${sb},"after":${sa}}` : `{"before":${sb}}`) : `{"after":${sa}}`;
     };
+    // A repair's delete by share key: the share key sealed beside the before image's protected nulls.
+    const shareKeySecrets = (before: SplitJson | null, shareKey: string): string => {
+      const sb = before?.secret ?? null;
+      return `{${sb !== null ? `"before":${sb},` : ''}"shareKey":${JSON.stringify(shareKey)}}`;
+    };
     for (let row = 0; row < rows.length; row++) {
       const r = rows[row]!;
       const before = r.before ? this.image(r.before) : null;
@@ -172,9 +187,11 @@ export class TableEncoder {
       if (change.kind === 'update' && before && after && this.keyChanged(r.before!, r.after!)) {
         emit(this.messageKey(r.before!), one('d', before, null, row), secrets(before, null), 'd', row);
         emit(this.messageKey(r.after!), one('c', null, after, row), secrets(null, after), 'c', row);
-      } else {
-        const op: Op = change.kind === 'insert' ? 'c' : change.kind === 'delete' ? 'd' : change.kind === 'snapshot' ? 'r' : 'u';
+      } else if (r.shareKey === undefined) {
+        const op = rowOp(change.kind, r.after !== null);
         emit(this.messageKey((r.after ?? r.before)!), one(op, before, after, row), secrets(before, after), op, row);
+      } else {
+        emit(shareKeyMessageKey(this.key, r.shareKey), one('d', before, null, row), shareKeySecrets(before, r.shareKey), 'd', row);
       }
     }
   }

@@ -19,6 +19,7 @@ export function createReaderMetrics(registry: Registry) {
     snapshotChunks: counter('cityshare_reader_snapshot_chunks_total', 'Snapshot chunks emitted', ['source', 'table'] as const),
     snapshotRemaining: gauge('cityshare_reader_snapshot_remaining_rows', 'Estimated rows left to snapshot (from table statistics)', ['source', 'table'] as const),
     snapshotRunning: gauge('cityshare_reader_snapshot_running', '1 while a snapshot of the table is being read, 0 once it is done', ['source', 'table'] as const),
+    repairRows: counter('cityshare_reader_repair_rows_total', 'Rows a repair (`cdc repair`) delivered again to one department: read at the source (op r) or deleted there (op d)', ['source', 'table', 'op'] as const),
     snapshotEta: gauge('cityshare_reader_snapshot_eta_seconds', 'Estimated seconds until the running snapshot of a table is done, at its rate so far', ['source', 'table'] as const),
     retentionMargin: gauge('cityshare_reader_binlog_retention_margin_files', 'Binlog files retained on the source older than the one the checkpoint needs; 0 means it is next to be purged', ['source'] as const),
     otherBinlogReaders: gauge('cityshare_reader_other_binlog_readers', 'Binlog connections of the reader account other than this reader, seen when it started streaming: above 0, a second reader of the source without a lease (every change published twice) or one still shutting down', ['source'] as const),

@@ -92,6 +92,8 @@ export class Reader {
   private ctx!: BuildContext;
   /** Column classes per registered `db.table`, as the pipeline file in force says. */
   private classes = new Map<string, Record<string, ColumnClass>>();
+  /** Departments and their grants, as the pipeline file in force says. */
+  private departments: PipelineConfig['departments'];
   /** Host, account and TLS material of the source, read once: every connection of the reader uses them. */
   private readonly connection: ConnectionOptions;
   /** The keyring in force (rotation applies without restart). */
@@ -100,6 +102,7 @@ export class Reader {
   constructor(private readonly deps: ReaderDeps) {
     this.connection = sourceConnectionOptions(deps.source);
     this.keys = deps.keys;
+    this.departments = deps.config.departments;
   }
 
   /** true while streaming with the brokers acknowledging; else why not. */
@@ -216,6 +219,7 @@ export class Reader {
           else logger.warn('registered tables changed in the pipeline file: restart the reader to snapshot and stream them');
         }
         this.classes = classesOf(next);
+        this.departments = pipeline.config.departments;
         // A rotated pipeline key seals and signs from now on; the transformer still opens the old one.
         this.keys = keys;
         this.ctx.pipelineKey = keys.activeKey(keyNames.pipeline);
@@ -248,11 +252,17 @@ export class Reader {
       onFatal: (err) => this.fail(err),
     });
     this.snapshots.start();
-    this.signals = new SignalListener(kafka, config.kafka.topicPrefix, source.name, (signal) => this.snapshots!.request(signal.tables), logger, {
+    this.signals = new SignalListener(kafka, config.kafka.topicPrefix, source.name, (signal) => signal.action === 'snapshot' ? this.snapshots!.request(signal.tables) : this.snapshots!.repair(signal, (department) => this.granted(department, signal.table)), logger, {
       keys: () => this.keys,
       onForged: () => metrics.forged.inc({ topic_kind: 'signals' }),
     }, config.kafka);
     await this.signals.start();
+  }
+
+  /** Whether the pipeline file in force grants `db.table` of this source to the department (a repair is for such a department only). */
+  private granted(department: string, table: string): boolean {
+    const grant = `${this.deps.source.name}.${table}`;
+    return this.departments.find((d) => d.name === department)?.grants.some((g) => g.table === grant) ?? false;
   }
 
   private async connect(): Promise<Connection> {
@@ -381,7 +391,9 @@ export class Reader {
     });
     sender.enqueued();
     for (const op of ['c', 'u', 'd', 'r'] as const) if (counts[op] > 0) metrics.events.inc({ source: source.name, table: `${db}.${table}`, op }, counts[op]);
-    if (change.kind !== 'snapshot') metrics.lastEventSeconds.set({ source: source.name }, Date.now() / 1000);
+    if (change.kind === 'repair') {
+      for (const op of ['d', 'r'] as const) if (counts[op] > 0) metrics.repairRows.inc({ source: source.name, table: `${db}.${table}`, op }, counts[op]);
+    } else if (change.kind !== 'snapshot') metrics.lastEventSeconds.set({ source: source.name }, Date.now() / 1000);
     metrics.queueBytes.set({ source: source.name }, sender.queuedBytes);
   }
 

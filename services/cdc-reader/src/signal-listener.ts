@@ -1,23 +1,9 @@
-import type { Kafka } from 'kafkajs';
-import { z } from 'zod';
-import { ConsumerLoop, eachMessage, recordForgery, recordMacHeaders, topics, type KeyProvider, type Logger, type PipelineConfig } from '@cityshare/shared';
+import type { Kafka, KafkaMessage } from 'kafkajs';
+import { ConsumerLoop, recordForgery, topics, type KeyProvider, type Logger, type PipelineConfig } from '@cityshare/shared';
+import { openSignal, signalSummary, type ReaderSignalOf } from './reader-signal.js';
 
-/** A request to the reader of one source, sent on `<prefix>.signals` (keyed by source). */
-export const readerSignal = z.object({
-  action: z.literal('snapshot'),
-  source: z.string(),
-  tables: z.array(z.string().regex(/^[^.]+\.[^.]+$/)).min(1),
-  requestedBy: z.string().optional(),
-});
-
-export type ReaderSignal = z.infer<typeof readerSignal>;
-
-/** The record that asks a source's reader to act, signed with the pipeline key (the reader ignores any other). */
-export function signalRecord(keys: KeyProvider, prefix: string, signal: ReaderSignal): { topic: string; message: { key: string; value: string; headers: Record<string, string> } } {
-  const topic = topics.signals(prefix);
-  const value = JSON.stringify(readerSignal.parse(signal));
-  return { topic, message: { key: signal.source, value, headers: recordMacHeaders(keys, topic, signal.source, value) } };
-}
+// `cdc snapshot` (packages/cli) signs its signals with these.
+export { MAX_REPAIR_KEYS, readerSignal, signalRecord, type ReaderSignal, type RepairSignal } from './reader-signal.js';
 
 export interface SignalAuthentication {
   /** The keyring in force: a signal is acted on only with a MAC under a pipeline key (`cdc snapshot` signs it). */
@@ -39,7 +25,8 @@ export class SignalListener {
     private readonly kafka: Kafka,
     private readonly prefix: string,
     private readonly source: string,
-    private readonly onSignal: (signal: ReaderSignal) => void,
+    /** Acts on a signal; a promise (a repair) holds the next signal and the commit until it settles. */
+    private readonly onSignal: (signal: ReaderSignalOf) => Promise<void> | void,
     private readonly logger: Logger,
     private readonly auth: SignalAuthentication,
     /** Kafka settings, to name a refused principal or unreachable brokers. */
@@ -53,29 +40,38 @@ export class SignalListener {
       topics: [topics.signals(this.prefix)],
       fromBeginning: false,
       settings: this.settings,
-      eachBatch: eachMessage(async (message, { topic, partition }) => {
-        if (message.key?.toString() !== this.source || !message.value) return;
-        const forged = recordForgery(this.auth.keys(), topic, message);
-        if (forged) {
-          this.auth.onForged();
-          this.logger.error({ code: forged.code, topic, partition, offset: message.offset }, `signal ignored: ${forged.message}`);
-          return;
-        }
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(message.value.toString());
-        } catch {
-          parsed = undefined;
-        }
-        const signal = readerSignal.safeParse(parsed);
-        if (!signal.success || signal.data.source !== this.source) {
-          this.logger.warn({ offset: message.offset }, 'ignoring a malformed signal');
-          return;
-        }
-        this.logger.info({ action: signal.data.action, tables: signal.data.tables, requestedBy: signal.data.requestedBy }, 'signal received');
-        this.onSignal(signal.data);
-      }),
+      eachBatch: async (batch, { heartbeat }) => {
+        for (const message of batch.messages) await this.handle(message, batch.topic, batch.partition, heartbeat);
+        // Committed once every signal of the batch is acted on: a reader stopped meanwhile acts on them again (a repair twice is harmless).
+        return 'all';
+      },
     });
+  }
+
+  private async handle(message: KafkaMessage, topic: string, partition: number, heartbeat: () => Promise<void>): Promise<void> {
+    if (message.key?.toString() !== this.source || !message.value) return;
+    const forged = recordForgery(this.auth.keys(), topic, message);
+    if (forged) {
+      this.auth.onForged();
+      this.logger.error({ code: forged.code, topic, partition, offset: message.offset }, `signal ignored: ${forged.message}`);
+      return;
+    }
+    const signal = openSignal(this.auth.keys(), message.value.toString());
+    if ('problems' in signal || signal.source !== this.source) {
+      const problems = 'problems' in signal ? signal.problems : ['addressed to another source'];
+      this.logger.warn({ code: 'code' in signal ? signal.code : 'SIGNAL_REFUSED', offset: message.offset, problems }, 'signal refused');
+      return;
+    }
+    this.logger.info(signalSummary(signal), 'signal received');
+    const acting = this.onSignal(signal);
+    if (!acting) return;
+    // A repair waits for the stream to pass its watermarks: the group keeps this member meanwhile.
+    const beat = setInterval(() => void heartbeat().catch(() => undefined), 2000);
+    try {
+      await acting;
+    } finally {
+      clearInterval(beat);
+    }
   }
 
   async stop(): Promise<void> {

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { FileKeyring, type ColumnClass, type TableSchema } from '@cityshare/shared';
+import { FileKeyring, repairVersion, type ColumnClass, type TableSchema } from '@cityshare/shared';
 import { encoderFor } from '../src/event-encoder.js';
 import { schemaRef, serializeEvent } from '../src/event-builder.js';
 import { buildEvents, type BuildContext } from '../src/event-builder.js';
 import type { RowsChange } from '../src/binlog-listener.js';
+import { keyImage } from '../src/snapshot/repair-plan.js';
 
 const keys = new FileKeyring({ version: 1, keys: { pipeline: [{ id: 'p1', material: Buffer.alloc(32, 7).toString('base64') }] } });
 const schema: TableSchema = {
@@ -69,6 +70,33 @@ describe('buildEvents', () => {
     expect(events.map((e) => e.event.source.txIndex)).toEqual([5, 6]);
   });
 
+  it('builds a repair for one department: rows read as r, keys to delete as d, share keys sealed, versions after the position\'s own', () => {
+    const repairChange: RowsChange = {
+      ...change('repair', [
+        { before: null, after: row('1', '张三') },
+        { before: keyImage(schema, { id: '2' }), after: null },
+        { before: keyImage(schema, {}), after: null, shareKey: '{"id":"tok:abc"}' },
+      ]),
+      txOffset: 0,
+      repair: { department: 'health', request: 'r-1', stamp: 1_700_000_000_000 },
+    };
+    const events = buildEvents(repairChange, ctx, 1);
+    expect(events.map((e) => e.event.op)).toEqual(['r', 'd', 'd']);
+    expect(events.map((e) => e.event.source.version)).toEqual([0, 1, 2].map((row) => repairVersion({ file: 'mariadb-bin.000002', pos: 8183 }, 1_700_000_000_000, row)));
+    for (const { event } of events) expect(event.source).toMatchObject({ snapshot: true, repair: { department: 'health', request: 'r-1' } });
+    // The row's own Kafka key (and partition): a delete by source key is keyed like the row's other events.
+    expect(events.slice(0, 2).map((e) => e.key)).toEqual(['{"id":"1"}', '{"id":"2"}']);
+    expect(events[1]!.event.before).toEqual({ id: '2', district: null, registered_at: null });
+    expect(events[1]!.secrets).toEqual({ before: { name: null, added_later: null } });
+    // A share key travels sealed, and its Kafka key does not show it.
+    expect(events[2]!.secrets).toEqual({ before: { name: null, added_later: null }, shareKey: '{"id":"tok:abc"}' });
+    expect(serializeEvent(events[2]!.event)).not.toContain('tok:abc');
+    expect(events[2]!.key).not.toContain('tok:abc');
+    expect(buildEvents({ ...repairChange, rows: repairChange.rows.slice(2) }, ctx, 1)[0]!.key).toBe(events[2]!.key);
+    // Other events carry no repair.
+    expect(buildEvents(change('snapshot', [{ before: null, after: row('1', '张三') }]), ctx)[0]!.event.source).not.toHaveProperty('repair');
+  });
+
   it('hashes the message key when a key column is protected', () => {
     const sealedKey: BuildContext = { ...ctx, classes: () => ({ id: 'secret', district: 'public' }) };
     const [a] = buildEvents(change('insert', [{ before: null, after: row('1', 'x') }]), sealedKey);
@@ -117,6 +145,14 @@ describe('encoderFor (the reader\'s direct JSON writer)', () => {
       wideChange('update', [{ before: wideRow(3, 'a'), after: wideRow(3, 'b\n"') }, { before: wideRow(4, 'x'), after: wideRow(40, 'y') }], null),
       wideChange('delete', [{ before: wideRow(5, '😀'), after: null }], '0-1-10'),
       wideChange('snapshot', [{ before: null, after: { ...wideRow(6, 'z'), d: Number.NaN } }], null),
+      {
+        ...wideChange('repair', [
+          { before: null, after: wideRow(7, 'r') },
+          { before: keyImage(wide, { id: '8', k2: 2 }), after: null },
+          { before: keyImage(wide, {}), after: null, shareKey: '{"k2":1,"id":"tok:\\"9"}' },
+        ], null),
+        repair: { department: 'health "h"', request: 'r-1', stamp: 1_700_000_000_999 },
+      },
     ];
     for (const c of changes) {
       const expected = buildEvents(c, context, 42).map(({ event, key, secrets }) => ({ key, json: serializeEvent(event), secrets: secrets && JSON.stringify(secrets), op: event.op }));

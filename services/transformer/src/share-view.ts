@@ -2,6 +2,8 @@ import {
   CdcError,
   META_FIELDS,
   applyMask,
+  canonicalKeyValue,
+  isCdcError,
   isProtectedClass,
   rowKeyOf,
   tokenize,
@@ -71,11 +73,12 @@ export function openImages(event: ChangeEvent, sealed: SealedImages | null, clas
  * Applies one department's grant to one change: the row filter first (a row entering the
  * department's view arrives as a create, a row leaving it as a delete), then only the
  * granted columns, each passed, masked, tokenized or encrypted as the grant says.
- * Returns null when the row is outside the view before and after the change.
+ * Returns null when the row is outside the view before and after the change. A repair's
+ * delete passes the filter whatever it says now: the department holds the row.
  */
 export function projectEvent(event: ChangeEvent, images: RowImages, view: DepartmentView, keys: ViewKeys): ShareRecord | null {
   const { schema } = event;
-  const seen = filtered(event.op, images, view.filter);
+  const seen = event.source.repair !== undefined && event.op === 'd' ? REPAIR_DELETE : filtered(event.op, images, view.filter);
   if (!seen) return null;
   const image = images[seen.side];
   if (!image) throw new CdcError('RECORD_INVALID', `change event ${event.source.version} has no ${seen.side} image`);
@@ -110,11 +113,74 @@ export function projectEvent(event: ChangeEvent, images: RowImages, view: Depart
     const binding = { source: event.source.name, department: view.department, db: schema.db, table: schema.table, column, key: rowKey };
     value[column] = keys.encryptor(suite).encrypt(Buffer.from(JSON.stringify(plain), 'utf8'), binding);
   }
-  value[META_FIELDS.op] = seen.op;
+  return { key: JSON.stringify(key), value: withMeta(value, seen.op, event) };
+}
+
+const REPAIR_DELETE = { op: 'd', side: 'before' } as const;
+
+/**
+ * A repair's delete of a department row by the key the department holds (`shareKey`, the
+ * share record's message key JSON): for a row the reader cannot name at the source, its key
+ * columns tokenized. The key fields come from it, typed as the contract types them (a
+ * passed column canonicalized by its source type, a token as it is); every other field is
+ * null. Its message key is that key as every record of the row has it. RECORD_INVALID when
+ * it is not an object of exactly the department's key columns.
+ */
+export function projectShareKeyDelete(event: ChangeEvent, shareKey: string, view: DepartmentView): ShareRecord {
+  const { schema } = event;
+  const invalid = (why: string) => new CdcError('RECORD_INVALID', `repair delete ${event.source.version} of ${schema.db}.${schema.table} for ${view.department}: ${why}`);
+  if (event.source.repair === undefined || event.op !== 'd') throw invalid('a share key travels only in a repair\'s delete');
+  let given: unknown;
+  try {
+    given = JSON.parse(shareKey);
+  } catch {
+    given = undefined;
+  }
+  if (typeof given !== 'object' || given === null || Array.isArray(given)) throw invalid('its share key is not a JSON object');
+  const named = given as Record<string, unknown>;
+  const columns = new Map(schema.columns.map((c) => [c.name, c]));
+  const value: Record<string, unknown> = {};
+  const key: Row = {};
+  for (const rule of view.rules) {
+    const column = columns.get(rule.column);
+    if (!column) continue;
+    value[rule.column] = null;
+    if (!schema.primaryKey.includes(rule.column)) continue;
+    const v = named[rule.column];
+    if (v === null || v === undefined) throw invalid(`its share key lacks key column ${rule.column}`);
+    if (rule.action === 'pass') {
+      let canonical: CanonicalValue;
+      try {
+        canonical = canonicalKeyValue(column.type, v);
+      } catch (err) {
+        if (!isCdcError(err, 'RECORD_INVALID')) throw err;
+        throw invalid(`its share key's ${rule.column} is not a value of its type (${column.sourceType})`);
+      }
+      key[rule.column] = canonical;
+      value[rule.column] = avroValue(column, canonical!);
+    } else if (rule.action === 'tokenize') {
+      if (typeof v !== 'string') throw invalid(`its share key's ${rule.column} is not a token`);
+      key[rule.column] = v;
+      value[rule.column] = v;
+    } else {
+      throw new CdcError('CONFIG_INVALID', `key column ${schema.db}.${schema.table}.${rule.column} is granted to ${view.department} as ${rule.action}; key columns must be pass or tokenize so rows can be matched`);
+    }
+  }
+  const extra = Object.keys(named).filter((k) => !(k in key));
+  if (extra.length > 0) throw invalid(`its share key names ${extra.join(', ')}, not key columns the department receives`);
+  for (const k of schema.primaryKey) {
+    if (!(k in key)) throw new CdcError('CONFIG_INVALID', `key column ${schema.db}.${schema.table}.${k} is not granted to ${view.department}; grant it as pass or tokenize`);
+  }
+  return { key: JSON.stringify(key), value: withMeta(value, 'd', event) };
+}
+
+/** The change metadata every share record carries. */
+function withMeta(value: Record<string, unknown>, op: Op, event: ChangeEvent): Record<string, unknown> {
+  value[META_FIELDS.op] = op;
   value[META_FIELDS.version] = event.source.version;
   value[META_FIELDS.sourceTsMs] = BigInt(event.source.ts_ms);
-  value[META_FIELDS.deleted] = seen.op === 'd';
-  return { key: JSON.stringify(key), value };
+  value[META_FIELDS.deleted] = op === 'd';
+  return value;
 }
 
 /** The change as the department sees it through its row filter, and the image it is built from. */

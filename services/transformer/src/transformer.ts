@@ -35,7 +35,7 @@ import type { TransformerEnv } from './config.js';
 import { DepartmentStream, type OutMessage } from './department-stream.js';
 import { departmentViews, type DepartmentView } from './department-views.js';
 import { SchemaRegistrar } from './schema-registrar.js';
-import { openImages, projectEvent, type RowImages, type ViewKeys } from './share-view.js';
+import { openImages, projectEvent, projectShareKeyDelete, type RowImages, type ViewKeys } from './share-view.js';
 import { IncompatibleView } from './table-pauses.js';
 import { TableSchemas } from './table-schemas.js';
 import type { TransformerMetrics } from './transformer-metrics.js';
@@ -248,6 +248,8 @@ export class Transformer {
     const { views, keys } = this.policy;
     const parsed = frame.events[index] as RawChangeEvent | undefined;
     if (!parsed?.source || !(parsed.schemaRef || parsed.schema) || !parsed.op) return this.deadLetterEvent(department, at, frame, 'unparseable', 'missing source, schema reference or op');
+    // A repair's event is for its department only (the frame's seal vouches for the field); the others move past it.
+    if (parsed.source.repair !== undefined && parsed.source.repair.department !== department) return [];
     // Authenticated before anything else is read from it (an event of an earlier reader's layout carries its own seal).
     let secrets: SealedImages | null;
     try {
@@ -288,7 +290,7 @@ export class Transformer {
     };
     const shareTopic = topics.share(config.kafka.topicPrefix, department, event.source.name, event.source.db, event.source.table);
     try {
-      const record = projectEvent(event, images, view, viewKeys);
+      const record = secrets?.shareKey === undefined ? projectEvent(event, images, view, viewKeys) : projectShareKeyDelete(event, secrets.shareKey, view);
       if (!record) return []; // outside the department's row filter
       const id = await this.registrar.schemaId(shareTopic, view, event.schema);
       const out = [{ topic: shareTopic, key: record.key, value: await this.registrar.encode(id, record.value, shareTopic), headers: this.registrar.headersOf(id) }];

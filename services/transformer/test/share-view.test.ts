@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EnvelopeEncryptor, FileKeyring, KeyringKekProvider, compileRowFilter, envelopeKeyIds, decodeRawMessage, openDepartmentValue, sealValue, sealedEventAad, type ChangeEvent } from '@cityshare/shared';
-import { openImages, projectEvent, type ViewKeys } from '../src/share-view.js';
+import { openImages, projectEvent, projectShareKeyDelete, type ViewKeys } from '../src/share-view.js';
 import type { DepartmentView } from '../src/department-views.js';
 
 const m = (b: number) => Buffer.alloc(32, b).toString('base64');
@@ -181,5 +181,60 @@ describe('row filters', () => {
     const byName: DepartmentView = { ...view, filter: compileRowFilter('name starts_with "王"') };
     expect(project(event, byName)).not.toBeNull();
     expect(project(event, { ...view, filter: compileRowFilter('name starts_with "李"') })).toBeNull();
+  });
+});
+
+describe('repairs (`cdc repair`)', () => {
+  const haidian: DepartmentView = { ...view, filter: compileRowFilter('district == "海淀"') };
+  const tokenKey: DepartmentView = { department: 'health', rules: [{ column: 'id', action: 'tokenize', domain: 'citizen', options: {} }, { column: 'name', action: 'mask', mask: 'name' }, { column: 'id_card', action: 'encrypt', suite: 'aes-256-gcm' }] };
+  const repair = { department: 'health', request: 'r-1' };
+  const nulls = { name: null, phone: null, id_card: null };
+  /** A repair's delete by source key: the key, every other column null. */
+  const repairDelete: ChangeEvent = { ...event, op: 'd', before: { id: '7', district: null, visits: null }, after: null, sealed: sealImage('before', nulls), source: { ...event.source, repair } };
+  /** A repair's delete by share key: every column null, the key sealed beside them. */
+  const byShareKey = (shareKey: string, e: ChangeEvent = { ...repairDelete, before: { id: null, district: null, visits: null } }) => {
+    const sealed = sealValue(keyring.activeKey('pipeline'), { before: nulls, shareKey }, sealedEventAad('civil', 'citizens', 'v1'));
+    const opened = decodeRawMessage(Buffer.from(JSON.stringify({ ...e, sealed })), { acceptLegacySeals: true }).secretsOf(0, keyring)!;
+    openImages({ ...e, sealed }, opened, classes);
+    return (v: DepartmentView) => projectShareKeyDelete(e, opened.shareKey!, v);
+  };
+
+  it('delivers a row read by a repair through the row filter, as a snapshot row', () => {
+    const read: ChangeEvent = { ...event, op: 'r', source: { ...event.source, repair } };
+    expect(project({ ...read, after: { ...read.after!, district: '海淀' } }, haidian)!.value).toMatchObject({ __op: 'r', __deleted: false, name: '王**' });
+    expect(project(read, haidian)).toBeNull();
+  });
+
+  it('deletes a row by its source key whatever the filter says now, keyed as the department holds it', () => {
+    const outside = project(repairDelete, haidian)!;
+    expect(outside.key).toBe('{"id":"7"}');
+    expect(outside.value).toEqual({ id: '7', name: null, phone: null, id_card: null, visits: null, __op: 'd', __version: 'v1', __source_ts_ms: 1000n, __deleted: true });
+    // A stream delete outside the filter still delivers nothing: only a repair's goes past it.
+    expect(project({ ...repairDelete, source: event.source }, haidian)).toBeNull();
+    // A tokenized key: the token of the row's key, as every record of the row has it.
+    expect(project(repairDelete, tokenKey)!.key).toBe(project(event, tokenKey)!.key);
+  });
+
+  it('deletes a department row by its share key: key fields typed from it, every other field null', () => {
+    const held = project(event, tokenKey)!;
+    const token = byShareKey(held.key)(tokenKey);
+    expect(token.key).toBe(held.key);
+    expect(token.value).toEqual({ id: JSON.parse(held.key).id, name: null, id_card: null, __op: 'd', __version: 'v1', __source_ts_ms: 1000n, __deleted: true });
+    // A passed key is canonicalized (a department's text of it too), so it is the row's message key.
+    for (const given of ['{"id":"7"}', '{"id":7}', '{"id":" 7"}']) {
+      const passed = byShareKey(given)(view);
+      expect(passed.key).toBe('{"id":"7"}');
+      expect(passed.value).toMatchObject({ id: '7', name: null, phone: null, id_card: null, visits: null, __deleted: true });
+    }
+  });
+
+  it('refuses a share key that is not the department\'s key, or outside a repair\'s delete (RECORD_INVALID)', () => {
+    const invalid = (f: () => unknown, why: RegExp) => expect(f).toThrow(expect.objectContaining({ code: 'RECORD_INVALID', message: expect.stringMatching(why) }));
+    invalid(() => byShareKey('not json')(view), /share key is not a JSON object/);
+    invalid(() => byShareKey('{"visits":"1"}')(view), /lacks key column id/);
+    invalid(() => byShareKey('{"id":"7","district":"海淀"}')(view), /names district, not key columns/);
+    invalid(() => byShareKey('{"id":"x7"}')(view), /id is not a value of its type \(bigint unsigned\)/);
+    invalid(() => byShareKey('{"id":7}')(tokenKey), /id is not a token/);
+    invalid(() => byShareKey('{"id":"7"}', { ...repairDelete, source: event.source, before: { id: null, district: null, visits: null } })(view), /only in a repair's delete/);
   });
 });

@@ -124,7 +124,7 @@ export class SourceSide {
   async byKeys(keys: CanonicalValue[][]): Promise<Map<string, ExpectedRow | null>> {
     const out = new Map<string, ExpectedRow | null>(keys.map((k) => [JSON.stringify(k), null]));
     for (let i = 0; i < keys.length; i += 500) {
-      const rows = await this.chunks.readKeys(this.schema, keys.slice(i, i + 500));
+      const rows = await this.chunks.readKeys(this.schema, keys.slice(i, i + 500).map((k) => Object.fromEntries(this.schema.primaryKey.map((c, j) => [c, k[j] ?? null]))));
       this.queries++;
       this.rowsRead += rows.length;
       for (const raw of rows) {

@@ -5,30 +5,35 @@ const q = (ident: string) => `\`${ident.replace(/`/g, '``')}\``;
 
 /**
  * Reads a table in primary-key order, one bounded chunk at a time (keyset pagination,
- * no OFFSET, no lock). The connection uses the same value options as the binlog reader
- * and UTC, so snapshot rows and binlog rows of the same data decode identically.
+ * no OFFSET, no lock), or the rows of named keys (a repair). The connection uses the same
+ * value options as the binlog reader and UTC, so snapshot rows and binlog rows of the same
+ * data decode identically.
  */
 export class ChunkReader {
   constructor(private readonly conn: Connection) {}
 
   async readChunk(schema: TableSchema, after: unknown[] | null, limit: number): Promise<Array<Record<string, unknown>>> {
-    const cols = selectList(schema);
     const pk = schema.primaryKey.map(q);
-    const keyTuple = pk.length === 1 ? pk[0]! : `(${pk.join(', ')})`;
-    const where = after ? `WHERE ${keyTuple} > ${pk.length === 1 ? '?' : `(${pk.map(() => '?').join(', ')})`}` : '';
+    const where = after ? `WHERE ${keyTuple(schema)} > ${placeholders(pk.length)}` : '';
     const [rows] = await this.conn.query(
-      `SELECT ${cols} FROM ${q(schema.db)}.${q(schema.table)} ${where} ORDER BY ${pk.join(', ')} LIMIT ${Number(limit)}`,
+      `SELECT ${selectList(schema)} FROM ${q(schema.db)}.${q(schema.table)} ${where} ORDER BY ${pk.join(', ')} LIMIT ${Number(limit)}`,
       after ?? [],
     );
     return rows as Array<Record<string, unknown>>;
   }
 
-  /** The rows of these primary keys (each its key columns' values in key order) that exist now. */
-  async readKeys(schema: TableSchema, keys: unknown[][]): Promise<Array<Record<string, unknown>>> {
+  /**
+   * The rows of these primary keys (key columns as the source returns them). A value the
+   * server compares loosely may bring a neighbour along; the caller keeps rows by their
+   * canonical key.
+   */
+  async readKeys(schema: TableSchema, keys: Array<Record<string, unknown>>): Promise<Array<Record<string, unknown>>> {
     if (keys.length === 0) return [];
-    const pk = schema.primaryKey.map(q);
-    const tuple = `(${pk.map(() => '?').join(', ')})`;
-    const [rows] = await this.conn.query(`SELECT ${selectList(schema)} FROM ${q(schema.db)}.${q(schema.table)} WHERE (${pk.join(', ')}) IN (${keys.map(() => tuple).join(', ')})`, keys.flat());
+    const tuple = placeholders(schema.primaryKey.length);
+    const [rows] = await this.conn.query(
+      `SELECT ${selectList(schema)} FROM ${q(schema.db)}.${q(schema.table)} WHERE ${keyTuple(schema)} IN (${keys.map(() => tuple).join(', ')})`,
+      keys.flatMap((k) => schema.primaryKey.map((c) => k[c])),
+    );
     return rows as Array<Record<string, unknown>>;
   }
 
@@ -38,7 +43,6 @@ export class ChunkReader {
   }
 }
 
-/** Every column as the binlog carries it. */
 function selectList(schema: TableSchema): string {
   return schema.columns.map((c) => {
     // A SELECT prints FLOAT with 6 significant digits; as DOUBLE it is the stored float32 exactly, as in the binlog.
@@ -47,4 +51,14 @@ function selectList(schema: TableSchema): string {
     if (c.type.kind === 'geometry') return `CAST(${q(c.name)} AS BINARY) AS ${q(c.name)}`;
     return q(c.name);
   }).join(', ');
+}
+
+/** The key columns, as one column or a row constructor. */
+function keyTuple(schema: TableSchema): string {
+  const pk = schema.primaryKey.map(q);
+  return pk.length === 1 ? pk[0]! : `(${pk.join(', ')})`;
+}
+
+function placeholders(n: number): string {
+  return n === 1 ? '?' : `(${Array.from({ length: n }, () => '?').join(', ')})`;
 }

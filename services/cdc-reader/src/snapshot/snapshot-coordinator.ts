@@ -1,22 +1,24 @@
 import type { Connection } from 'mysql2/promise';
-import { CdcError, type BinlogPosition, type Logger, type TableSchema } from '@cityshare/shared';
+import { CdcError, type BinlogPosition, type Logger } from '@cityshare/shared';
 import type { RowsChange } from '../binlog-listener.js';
 import { canonicalKey } from '../event-builder.js';
 import type { ReaderMetrics } from '../reader-metrics.js';
+import type { RepairSignal } from '../reader-signal.js';
 import type { TableCatalog } from '../table-catalog.js';
-import { Snapshotter, type RawRow, type SnapshotState } from './snapshotter.js';
-import { pointOf, type WatermarkWindow } from './watermark-window.js';
+import { KeyRepairs } from './key-repair.js';
+import { Snapshotter, type SnapshotState } from './snapshotter.js';
+import { pointOf, type WatermarkWindow, type WindowHost } from './watermark-window.js';
 
 /** What the coordinator needs of the stream it interleaves chunks with. */
 export interface SnapshotStream {
   /** The resume point after the last transaction the stream has fully processed; undefined before it has one. */
   position(): BinlogPosition | undefined;
   /**
-   * Queues a chunk in stream order: its rows as snapshot events (none when the stream
-   * changed every key of it), then a boundary at `at` that makes `state` durable once
-   * everything before it is acknowledged.
+   * Queues a window's rows in stream order: as snapshot or repair events (none when the
+   * stream changed every key of it), then a boundary at `at` that makes snapshot progress
+   * `state`, when given, durable once everything before it is acknowledged.
    */
-  emitChunk(rows: RowsChange | null, at: BinlogPosition, state: SnapshotState): void;
+  emitChunk(rows: RowsChange | null, at: BinlogPosition, state: SnapshotState | undefined): void;
   /** Resolves once the stream's queue has room for another chunk. */
   waitForRoom(): Promise<void>;
 }
@@ -36,51 +38,51 @@ export interface SnapshotCoordinatorDeps {
 }
 
 interface OpenWindow {
-  window: WatermarkWindow<RawRow>;
-  schema: TableSchema;
-  state?: SnapshotState;
-  /** Set once the chunk is read: resolves the snapshotter's wait when the chunk is queued. */
-  emitted?: () => void;
+  window: WatermarkWindow<unknown>;
+  /** The change its reconciled rows make at H (null: none). */
+  change: () => RowsChange | null;
+  /** Set once its rows are read: the snapshot progress its boundary carries, and the wait it ends when queued. */
+  queued?: { state: SnapshotState | undefined; done: () => void };
 }
 
 /**
- * Runs snapshots alongside streaming (Debezium's snapshot/streaming coordination, DBLog's
- * watermarks): the snapshotter reads a chunk between two watermarks while the stream goes
- * on; every row change the stream passes is shown to the open window first, so keys the
- * stream changed are dropped from the chunk; once the stream has passed the high
- * watermark, the chunk is queued, ahead of the next change, with the snapshot progress it
- * completes. Re-snapshot requests (signals) queue tables for the next run.
+ * Runs snapshots and key repairs alongside streaming (Debezium's snapshot/streaming
+ * coordination, DBLog's watermarks): the snapshotter reads a chunk, or a repair the rows of
+ * named keys, between two watermarks while the stream goes on; every row change the stream
+ * passes is shown to the open windows first, so keys the stream changed are dropped from
+ * them; once the stream has passed a window's high watermark, its rows are queued, ahead of
+ * the next change, with the snapshot progress a chunk completes. Re-snapshot requests
+ * (signals) queue tables for the next run; repair signals run one at a time.
  */
 export class SnapshotCoordinator {
   private readonly snapshotter: Snapshotter;
-  private open: OpenWindow | undefined;
+  private readonly repairs: KeyRepairs;
+  /** Windows opened and not yet queued, in the order they were opened. */
+  private windows: OpenWindow[] = [];
   private running: Promise<void> | undefined;
   private tick: NodeJS.Timeout | undefined;
   private stopped = false;
 
   constructor(private readonly deps: SnapshotCoordinatorDeps) {
-    this.snapshotter = new Snapshotter(
-      deps.conn,
-      deps.catalog,
-      structuredClone(deps.state),
-      {
-        openWindow: (window, schema) => {
-          this.open = { window, schema };
-        },
-        emitted: (window, state) =>
-          new Promise<void>((resolve) => {
-            // An invariant, not an input: the snapshotter emits only the window it opened last.
-            if (this.open?.window !== window) throw new Error('snapshot window mismatch');
-            this.open.state = state;
-            this.open.emitted = resolve;
-            this.passedStreamPosition();
-          }),
-        waitForRoom: () => deps.stream.waitForRoom(),
+    const host: WindowHost = {
+      openWindow: (window, toChange) => {
+        this.windows.push({ window, change: () => toChange(window.reconcile(), window.highPosition!) });
       },
-      deps.options,
-      deps.logger,
-      deps.metrics,
-    );
+      emitted: (window, state) =>
+        new Promise<void>((resolve) => {
+          const open = this.windows.find((w) => w.window === window);
+          // An invariant, not an input: only a window opened and not yet queued is emitted.
+          if (!open) throw new Error('snapshot window not open');
+          open.queued = { state, done: resolve };
+          this.passedStreamPosition();
+        }),
+      abandon: (window) => {
+        this.windows = this.windows.filter((w) => w.window !== window);
+      },
+      waitForRoom: () => deps.stream.waitForRoom(),
+    };
+    this.snapshotter = new Snapshotter(deps.conn, deps.catalog, structuredClone(deps.state), host, deps.options, deps.logger, deps.metrics);
+    this.repairs = new KeyRepairs({ conn: deps.conn, catalog: deps.catalog, host, options: deps.options, logger: deps.logger, onFatal: deps.onFatal });
   }
 
   /** Snapshots the tables still pending. */
@@ -95,17 +97,17 @@ export class SnapshotCoordinator {
    * a change past H lets the chunk go first, so it precedes the change in every partition.
    */
   beforeRows(change: RowsChange): void {
-    const open = this.open;
-    if (!open) return;
+    if (this.windows.length === 0) return;
     const point = pointOf({ file: change.file, pos: change.eventPos });
     const keys = change.rows.flatMap((r) => [r.before, r.after].filter((x) => x !== null).map((img) => canonicalKey(change.schema, img)));
-    open.window.observe(`${change.schema.db}.${change.schema.table}`, point, keys);
+    const table = `${change.schema.db}.${change.schema.table}`;
+    for (const open of this.windows) open.window.observe(table, point, keys);
     this.emitIfReached(point);
   }
 
   /** The stream has processed everything up to `position` (a commit, a heartbeat). */
   reached(position: BinlogPosition): void {
-    this.emitIfReached(pointOf(position));
+    if (this.windows.length > 0) this.emitIfReached(pointOf(position));
   }
 
   /** Snapshots registered tables again from their first key (a signal); tables not registered are refused. */
@@ -121,10 +123,19 @@ export class SnapshotCoordinator {
     this.run();
   }
 
+  /**
+   * Delivers named rows of a table again to one department (a repair signal); resolves once
+   * its events are queued, or it was refused (logged), or the reader stops.
+   */
+  repair(signal: RepairSignal, granted: (department: string) => boolean): Promise<void> {
+    return this.repairs.run(signal, granted);
+  }
+
   stop(): void {
     this.stopped = true;
     clearInterval(this.tick);
     this.snapshotter.stop();
+    this.repairs.stop();
   }
 
   private passedStreamPosition(): void {
@@ -132,25 +143,14 @@ export class SnapshotCoordinator {
     if (at) this.reached(at);
   }
 
-  /** Queues the open chunk once the stream has reached its high watermark. */
+  /** Queues each window read whose high watermark the stream has reached. */
   private emitIfReached(streamPoint: string): void {
-    const open = this.open;
-    if (!open?.emitted || !open.window.reachedBy(streamPoint)) return;
-    this.open = undefined;
-    const rows = open.window.reconcile();
-    const high = open.window.highPosition!;
-    const change: RowsChange | null = rows.length === 0 ? null : {
-      kind: 'snapshot',
-      schema: open.schema,
-      rows: rows.map((after) => ({ before: null, after })),
-      file: high.file,
-      eventPos: high.pos,
-      gtid: null,
-      tsMs: Date.now(),
-      txOffset: 0,
-    };
-    this.deps.stream.emitChunk(change, this.deps.stream.position()!, open.state!);
-    open.emitted();
+    for (const open of [...this.windows]) {
+      if (!open.queued || !open.window.reachedBy(streamPoint)) continue;
+      this.windows.splice(this.windows.indexOf(open), 1);
+      this.deps.stream.emitChunk(open.change(), this.deps.stream.position()!, open.queued.state);
+      open.queued.done();
+    }
   }
 
   private run(): void {

@@ -2,10 +2,11 @@ import type { Connection } from 'mysql2/promise';
 import { CdcError, type BinlogPosition, type Logger, type TableSchema } from '@cityshare/shared';
 import { binlogEnd } from '../source-check.js';
 import { canonicalKey } from '../event-builder.js';
+import type { RowsChange } from '../binlog-listener.js';
 import type { ReaderMetrics } from '../reader-metrics.js';
 import type { TableCatalog } from '../table-catalog.js';
 import { ChunkReader } from './chunk-reader.js';
-import { WatermarkWindow, pointOf } from './watermark-window.js';
+import { WatermarkWindow, pointOf, type WindowHost } from './watermark-window.js';
 
 export interface SnapshotTableState {
   /** Primary key of the last row emitted, in key-column order; null before the first chunk. */
@@ -19,15 +20,6 @@ export type SnapshotState = Record<string, SnapshotTableState>;
 
 export type RawRow = Record<string, unknown>;
 
-/** What the snapshot coordinator does for the snapshotter: it sits beside the stream, so it emits chunks. */
-export interface SnapshotHost {
-  /** Registers the window before its chunk is read, so stream changes are observed. */
-  openWindow(window: WatermarkWindow<RawRow>, schema: TableSchema): void;
-  /** Resolves when the window's reconciled chunk has been queued with a boundary carrying `state`. */
-  emitted(window: WatermarkWindow<RawRow>, state: SnapshotState): Promise<void>;
-  waitForRoom(): Promise<void>;
-}
-
 /**
  * Lock-free, chunked, resumable snapshot of the registered tables while streaming
  * continues (see watermark-window.ts). Memory holds one chunk; progress survives a
@@ -40,7 +32,7 @@ export class Snapshotter {
     private readonly conn: Connection,
     private readonly catalog: TableCatalog,
     private readonly state: SnapshotState,
-    private readonly host: SnapshotHost,
+    private readonly host: WindowHost,
     private readonly options: { chunkSize: number; source: string },
     private readonly logger: Logger,
     private readonly metrics: ReaderMetrics,
@@ -99,13 +91,13 @@ export class Snapshotter {
         schema = this.catalog.get(db, name)!;
         const low = await binlogEnd(this.conn);
         const window = new WatermarkWindow<RawRow>(table, pointOf(low));
-        this.host.openWindow(window, schema);
+        this.host.openWindow(window, chunkChange(schema));
         let rows: RawRow[];
         try {
           rows = await reader.readChunk(schema, entry.lastKey, this.options.chunkSize);
         } catch (err) {
-          const errno = (err as { errno?: number }).errno;
-          if (errno === 1054 || errno === 1146) continue; // ER_BAD_FIELD_ERROR, ER_NO_SUCH_TABLE: schema moved under us
+          this.host.abandon(window);
+          if (schemaMoved(err)) continue;
           throw err;
         }
         const high: BinlogPosition = await binlogEnd(this.conn);
@@ -129,4 +121,24 @@ export class Snapshotter {
       }
     }
   }
+}
+
+/** A snapshot chunk's rows, read at H, as the change queued there. */
+function chunkChange(schema: TableSchema): (rows: RawRow[], high: BinlogPosition) => RowsChange | null {
+  return (rows, high) => rows.length === 0 ? null : {
+    kind: 'snapshot',
+    schema,
+    rows: rows.map((after) => ({ before: null, after })),
+    file: high.file,
+    eventPos: high.pos,
+    gtid: null,
+    tsMs: Date.now(),
+    txOffset: 0,
+  };
+}
+
+/** ER_BAD_FIELD_ERROR, ER_NO_SUCH_TABLE: the table's schema moved under the read; read it again with its columns of now. */
+export function schemaMoved(err: unknown): boolean {
+  const errno = (err as { errno?: number }).errno;
+  return errno === 1054 || errno === 1146;
 }

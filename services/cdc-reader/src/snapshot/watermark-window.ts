@@ -1,4 +1,6 @@
 import { rowVersion, type BinlogPosition } from '@cityshare/shared';
+import type { RowsChange } from '../binlog-listener.js';
+import type { SnapshotState } from './snapshotter.js';
 
 /** A binlog point as a sortable string (see position.ts). */
 export function pointOf(p: { file: string; pos: number }): string {
@@ -51,4 +53,23 @@ export class WatermarkWindow<R> {
   reconcile(): R[] {
     return this.chunk.filter((c) => !this.changed.has(c.key)).map((c) => c.row);
   }
+}
+
+/**
+ * What reads rows in windows beside the stream (the snapshotter, key repairs) needs of the
+ * snapshot coordinator, which sees every change the stream publishes.
+ */
+export interface WindowHost {
+  /**
+   * Registers a window before its rows are read, so the stream's changes are observed;
+   * `toChange` makes, of its reconciled rows, the change queued once the stream passes H
+   * (null: nothing to queue).
+   */
+  openWindow<R>(window: WatermarkWindow<R>, toChange: (rows: R[], high: BinlogPosition) => RowsChange | null): void;
+  /** Resolves once the window, closed, has been queued at H, with a boundary carrying snapshot progress `state` when given. */
+  emitted(window: WatermarkWindow<unknown>, state?: SnapshotState): Promise<void>;
+  /** A window whose read failed: observed no longer, never queued. */
+  abandon(window: WatermarkWindow<unknown>): void;
+  /** Resolves once the stream's queue has room for another chunk. */
+  waitForRoom(): Promise<void>;
 }
