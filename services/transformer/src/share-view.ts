@@ -1,12 +1,11 @@
 import {
   CdcError,
   META_FIELDS,
-  applyMask,
+  applyRule,
   canonicalKeyValue,
   isCdcError,
   isProtectedClass,
   rowKeyOf,
-  tokenize,
   type CanonicalValue,
   type ChangeEvent,
   type CipherSuiteName,
@@ -90,12 +89,14 @@ export function projectEvent(event: ChangeEvent, images: RowImages, view: Depart
     const column = columns.get(rule.column);
     if (!column) continue; // granted column no longer in the table
     const plain: CanonicalValue = image[rule.column] ?? null;
-    let out: unknown;
-    if (plain === null) out = null;
-    else if (rule.action === 'pass') out = avroValue(column, plain);
-    else if (rule.action === 'mask') out = applyMask(rule.mask, plain);
-    else if (rule.action === 'tokenize') out = tokenize(keys.token(rule.domain), plain, rule.options);
-    else toEncrypt.push({ column: rule.column, suite: rule.suite, plain });
+    let out: unknown = null;
+    if (plain !== null) {
+      // The rule's text (mask, token), or the value itself: passed as it is, or encrypted below once the row's key is known.
+      const applied = applyRule(rule, plain, keys.token);
+      if (applied.as === 'text') out = applied.text;
+      else if (rule.action === 'encrypt') toEncrypt.push({ column: rule.column, suite: rule.suite, plain });
+      else out = avroValue(column, plain);
+    }
     value[rule.column] = out;
     if (schema.primaryKey.includes(rule.column)) {
       if (rule.action !== 'pass' && rule.action !== 'tokenize') {
