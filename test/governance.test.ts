@@ -267,6 +267,25 @@ describe('governance: request, approve, flow, revoke', () => {
     expect(text).toMatch(/^cityshare_control_audit_problems\{[^}]*\} 0$/m);
   });
 
+  it('records verifications and repairs in the ledger for the roles that run them, and refuses the others', async () => {
+    const run1 = { department: 'health', startedAt: new Date().toISOString(), finishedAt: new Date().toISOString(), sha256: 'a'.repeat(64), tables: [{ table: 'cityhub.civil.citizens', status: 'different', compared: 10, missing: 1, extra: 0, different: 2, unsettled: 0 }] };
+    const recorded = await call('sre-token', 'POST', '/verify/runs', run1);
+    expect(recorded.status).toBe(201);
+    expect(recorded.body.seq).toEqual(expect.any(Number));
+    expect((await call('health-token', 'POST', '/verify/runs', run1)).status).toBe(403);
+    expect((await call('sre-token', 'POST', '/verify/runs', { ...run1, sha256: 'not a digest' })).status).toBe(400);
+    const repair = { department: 'health', request: 'repair-health-1', fromVerify: 'a'.repeat(64), tables: [{ table: 'cityhub.civil.citizens', deliver: 2, delete: 1 }] };
+    expect((await call('officer-token', 'POST', '/repairs', repair)).status).toBe(201);
+    expect((await call('dba-token', 'POST', '/repairs', repair)).status).toBe(403);
+    const [rows] = await mysql.query(`SELECT actor, action, subject, details FROM \`${controlDb}\`.audit_ledger WHERE action IN ('verify.run', 'repair.request', 'denied:verify.record', 'denied:repair.request') ORDER BY seq`);
+    expect((rows as Array<{ actor: string; action: string; subject: string }>).map((r) => [r.actor, r.action, r.subject])).toEqual([
+      ['li.sre', 'verify.run', 'verify/health'],
+      ['health.app', 'denied:verify.record', 'verify/health'],
+      ['zhang.officer', 'repair.request', 'repair/health/repair-health-1'],
+      ['wang.dba', 'denied:repair.request', 'repair/health'],
+    ]);
+  });
+
   it('keeps every step in a ledger that verifies, and refuses unknown tokens and roles', async () => {
     expect((await fetch(`${api}/grants`)).status).toBe(401);
     expect((await call('sre-token', 'GET', '/grants')).status).toBe(403);
