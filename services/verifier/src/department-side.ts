@@ -62,7 +62,7 @@ export class DepartmentSide {
   }
 
   /** Every row the department holds (soft-deleted ones are not held). */
-  async scan(onPage: (rows: HeldRow[]) => void | Promise<void>, pageRows = 5_000): Promise<void> {
+  async scan(onPage: (rows: HeldRow[]) => void | Promise<void>, pageRows = 2_000): Promise<void> {
     await this.reader.scan(this.spec, async (rows) => {
       this.rowsRead += rows.length;
       await onPage(rows.filter((r) => !r.deleted).map((r) => this.held(r)));

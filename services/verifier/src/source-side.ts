@@ -99,7 +99,7 @@ export class SourceSide {
   }
 
   /** Every row of the table in key order, a chunk at a time; rows outside the department's filter are left out. */
-  async scan(onPage: (rows: ExpectedRow[]) => void | Promise<void>, chunkRows = 5_000): Promise<number> {
+  async scan(onPage: (rows: ExpectedRow[]) => void | Promise<void>, chunkRows = 2_000): Promise<number> {
     let read = 0;
     let next: Promise<Array<Record<string, unknown>>> | undefined = this.chunks.readChunk(this.schema, null, chunkRows);
     while (next) {
