@@ -12,8 +12,12 @@ import { freePort, type ServiceProcess } from '../scripts/support/service-proces
 import { stack } from '../scripts/support/stack.js';
 import { launchChromium, personOf, signIn } from './support/console-browser.js';
 
-/** Where the test run leaves its screenshots (README, docs/control-plane.md). */
-const SCREENS = join(stack.root, 'docs', 'screens');
+/**
+ * Where the test run leaves its screenshots: docs/screens (the README's and
+ * docs/control-plane.md's) when UPDATE_SCREENSHOTS=1, else the stack's folder, so an ordinary
+ * run leaves the checkout as it was (every run's pages differ in ids and times).
+ */
+const SCREENS = process.env.UPDATE_SCREENSHOTS === '1' ? join(stack.root, 'docs', 'screens') : join(stack.stackDir, 'screens');
 
 /**
  * The web console in headless Chromium against one control plane and one pipeline run
