@@ -1,6 +1,7 @@
 import { definitionOf, type TargetConfig } from '@cityshare/sink/targets';
 import type { ReadRow, ReadSpec, TableReadBack } from '@cityshare/sink/target';
-import { CdcError, canonicalOfText, comparable, isCdcError, keyText, openDepartmentValue, rowDigest, type ColumnRule, type KeyProvider, type Logger, type TableSchema } from '@cityshare/shared';
+import { CdcError, canonicalOfText, comparable, isCdcError, keyText, openDepartmentValue, rowDigest, type KeyProvider, type Logger, type TableSchema } from '@cityshare/shared';
+import { grantedColumns, type Granted } from './granted-columns.js';
 import type { GrantView } from './source-side.js';
 
 /** A row as the department holds it, in comparable form. */
@@ -22,8 +23,8 @@ export interface HeldRow {
  */
 export class DepartmentSide {
   private readonly spec: ReadSpec;
-  private readonly granted: Array<{ column: TableSchema['columns'][number]; rule: ColumnRule }>;
-  private readonly keyColumns: Array<{ column: TableSchema['columns'][number]; rule: ColumnRule }>;
+  private readonly granted: Granted[];
+  private readonly keyColumns: Granted[];
   /** The key columns in the order the share record's key names them (the grant's). */
   private readonly shareKeyOrder: string[];
   rowsRead = 0;
@@ -36,9 +37,7 @@ export class DepartmentSide {
     view: GrantView,
     private readonly keys: KeyProvider,
   ) {
-    const rules = new Map(view.rules.map((r) => [r.column, r]));
-    this.granted = schema.columns.filter((c) => rules.has(c.name)).map((column) => ({ column, rule: rules.get(column.name)! }));
-    this.keyColumns = schema.primaryKey.map((k) => this.granted.find((g) => g.column.name === k)!);
+    ({ granted: this.granted, keys: this.keyColumns } = grantedColumns(schema, view));
     this.shareKeyOrder = view.rules.map((r) => r.column).filter((c) => schema.primaryKey.includes(c));
     this.spec = {
       table: targetTable,
@@ -96,13 +95,13 @@ export class DepartmentSide {
     return shareKey;
   }
 
-  private text(g: { column: TableSchema['columns'][number]; rule: ColumnRule }, value: unknown): string | null {
+  private text(g: Granted, value: unknown): string | null {
     if (value === null || value === undefined) return null;
     return g.rule.action === 'mask' || g.rule.action === 'tokenize' ? String(value) : comparable(g.column.type, value);
   }
 
   /** A value the department holds encrypted, opened with its key inside the verifier. */
-  private opened(g: { column: TableSchema['columns'][number] }, value: unknown, key: Record<string, string>, version: string): string | null {
+  private opened(g: Granted, value: unknown, key: Record<string, string>, version: string): string | null {
     if (value === null || value === undefined) return null;
     try {
       const plain = openDepartmentValue(this.keys, Buffer.isBuffer(value) ? value : Buffer.from(String(value), 'binary'), { ...this.where, column: g.column.name, key: Object.keys(key).length > 0 ? key : { __version: version } });

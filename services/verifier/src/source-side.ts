@@ -1,6 +1,7 @@
 import { createConnection, type Connection } from 'mysql2/promise';
 import { ChunkReader } from '@cityshare/cdc-reader/chunk-reader';
 import { binlogEnd } from '@cityshare/cdc-reader/source-check';
+import { grantedColumns, type Granted } from './granted-columns.js';
 import { exactValueOptions } from '@cityshare/cdc-reader/source-values';
 import { CdcError, applyRule, comparable, keyText, rowDigest, sourceConnectionOptions, toCanonical, type BinlogPosition, type CanonicalValue, type ColumnRule, type DataKey, type Row, type RowFilter, type SourceConfig, type TableSchema } from '@cityshare/shared';
 
@@ -40,8 +41,8 @@ export interface SnapshotPosition {
  */
 export class SourceSide {
   private readonly chunks: ChunkReader;
-  private readonly granted: Array<{ column: TableSchema['columns'][number]; rule: ColumnRule }>;
-  private readonly keyRules: Array<{ column: TableSchema['columns'][number]; rule: ColumnRule }>;
+  private readonly granted: Granted[];
+  private readonly keyRules: Granted[];
   /** Source rows read (the load this puts on the source). */
   rowsRead = 0;
   queries = 0;
@@ -53,12 +54,7 @@ export class SourceSide {
     private readonly tokenKey: (domain: string | undefined) => DataKey,
   ) {
     this.chunks = new ChunkReader(conn);
-    const rules = new Map(view.rules.map((r) => [r.column, r]));
-    this.granted = schema.columns.filter((c) => rules.has(c.name)).map((column) => ({ column, rule: rules.get(column.name)! }));
-    this.keyRules = schema.primaryKey.map((k) => this.granted.find((g) => g.column.name === k)).filter((g) => g !== undefined);
-    if (this.keyRules.length !== schema.primaryKey.length || this.keyRules.some((g) => g.rule.action !== 'pass' && g.rule.action !== 'tokenize')) {
-      throw new CdcError('CONFIG_INVALID', `${schema.db}.${schema.table}: every key column must be granted to ${view.department} as pass or tokenize for its rows to be compared`);
-    }
+    ({ granted: this.granted, keys: this.keyRules } = grantedColumns(schema, view));
   }
 
   static async open(source: SourceConfig, schema: TableSchema, view: GrantView, tokenKey: (domain: string | undefined) => DataKey): Promise<SourceSide> {
@@ -153,7 +149,7 @@ export class SourceSide {
     return { key, digest: rowDigest(key, this.granted.map((g) => this.valueOf(g, row))), sourceKey: this.schema.primaryKey.map((k) => row[k] ?? null) };
   }
 
-  private valueOf(g: { column: TableSchema['columns'][number]; rule: ColumnRule }, row: Row): string | null {
+  private valueOf(g: Granted, row: Row): string | null {
     const plain = row[g.column.name] ?? null;
     if (plain === null) return null;
     const out = applyRule(g.rule, plain, this.tokenKey);
