@@ -27,6 +27,8 @@ describe('observability', () => {
     for (const name of ['cdc-reader', 'transformer', 'sink'] as const) services.push(await run.start(name));
     await run.source.query(`INSERT INTO \`${run.civilDb}\`.citizens (id, name, id_card, phone, district, registered_at) VALUES (1, '王小明', '110101199001010000', '13800000000', '海淀', NOW(6))`);
     await eventually(async () => expect((await run.pg.query(`SELECT count(*)::int AS n FROM "${run.pgSchema}".citizens`)).rows[0].n).toBe(1));
+    // Ready once its first verification of health is done, so its metrics have values.
+    services.push(await run.start('verifier', { VERIFY_DEPARTMENTS: 'health', VERIFY_SETTLE_MS: '30000' }));
   });
 
   afterAll(async () => {
