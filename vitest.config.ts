@@ -1,5 +1,25 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * The integration suites share one stack (each with its own databases, topic prefix and
+ * schemas), in two lanes that run side by side, each one file at a time, balanced by their
+ * recorded durations; new files join the second lane. Files that would disturb, or be
+ * disturbed by, another file running at the same time (fixed ports and databases, a capture of
+ * the loopback traffic, a Kafka cluster of its own) run alone, after both lanes.
+ */
+const ALONE = ['test/readme-tutorial.test.ts', 'test/readme-demo.test.ts', 'test/wire-capture.test.ts', 'test/kafka-cluster.test.ts'];
+const LANE_1 = [
+  'test/verify.test.ts', 'test/policy.test.ts', 'test/scale-out.test.ts', 'test/registry-recovery.test.ts', 'test/oversize-event.test.ts',
+  'test/reader-recovery.test.ts', 'test/forged-records.test.ts', 'test/webhook-revocation.test.ts', 'test/sink-delivery.test.ts',
+  'test/resilience.test.ts', 'test/reader-failover.test.ts', 'test/rabbitmq.test.ts', 'test/registry-tls.test.ts', 'test/target-tls.test.ts',
+];
+const integration = {
+  globalSetup: ['test/global-setup.ts'],
+  testTimeout: 180_000,
+  hookTimeout: 180_000,
+  fileParallelism: false,
+};
+
 export default defineConfig({
   test: {
     projects: [
@@ -9,17 +29,9 @@ export default defineConfig({
           include: ['packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts', 'scripts/**/*.test.ts'],
         },
       },
-      {
-        test: {
-          name: 'integration',
-          include: ['test/**/*.test.ts'],
-          globalSetup: ['test/global-setup.ts'],
-          testTimeout: 180_000,
-          hookTimeout: 180_000,
-          // The suites share one stack; each uses its own databases and topic prefix.
-          fileParallelism: false,
-        },
-      },
+      { test: { name: 'integration', include: LANE_1, ...integration } },
+      { test: { name: 'integration-lane-2', include: ['test/**/*.test.ts'], exclude: [...LANE_1, ...ALONE], ...integration } },
+      { test: { name: 'integration-alone', include: ALONE, ...integration, sequence: { groupOrder: 1 } } },
     ],
   },
 });
