@@ -2,10 +2,11 @@ import { defineConfig } from 'vitest/config';
 
 /**
  * The integration suites share one stack (each with its own databases, topic prefix and
- * schemas), in two lanes that run side by side, each one file at a time, balanced by their
- * recorded durations; new files join the second lane. Files that would disturb, or be
- * disturbed by, another file running at the same time (fixed ports and databases, a capture of
- * the loopback traffic, a Kafka cluster of its own) run alone, after both lanes.
+ * schemas), in two lanes that `npm test` (scripts/test.sh) runs side by side, each one file at
+ * a time, balanced by their recorded durations; new files join the second lane. Files that
+ * would disturb, or be disturbed by, another file running at the same time (fixed ports and
+ * databases, a capture of the loopback traffic, a Kafka cluster of their own) run alone, after
+ * both lanes.
  */
 const ALONE = ['test/readme-tutorial.test.ts', 'test/readme-demo.test.ts', 'test/wire-capture.test.ts', 'test/kafka-cluster.test.ts'];
 const LANE_1 = [
@@ -31,7 +32,7 @@ export default defineConfig({
       },
       { test: { name: 'integration', include: LANE_1, ...integration } },
       { test: { name: 'integration-lane-2', include: ['test/**/*.test.ts'], exclude: [...LANE_1, ...ALONE], ...integration } },
-      { test: { name: 'integration-alone', include: ALONE, ...integration, sequence: { groupOrder: 1 } } },
+      { test: { name: 'integration-alone', include: ALONE, ...integration } },
     ],
   },
 });

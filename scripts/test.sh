@@ -17,4 +17,17 @@ npx tsc -p bench/tsconfig.json --noEmit
 npx tsc -p services/control/console/tsconfig.json
 npx eslint .
 bash deploy/local/stack.sh up
-npx vitest run "$@"
+if (($# > 0)); then
+  # Files or options given: one vitest run, as asked.
+  exec npx vitest run "$@"
+fi
+# The unit project, then the integration suites in two lanes side by side (they share the
+# stack; each lane one file at a time: vitest.config.ts), then those that must run alone.
+npx vitest run --project unit
+status=0
+npx vitest run --project integration 2>&1 | sed -u 's/^/[lane 1] /' &
+lane1=$!
+npx vitest run --project integration-lane-2 2>&1 | sed -u 's/^/[lane 2] /' || status=$?
+wait "$lane1" || status=$?
+npx vitest run --project integration-alone || status=$?
+exit "$status"
