@@ -5,6 +5,7 @@ export function createTransformerMetrics(registry: Registry) {
   return {
     recordsIn: new Counter({ name: 'cityshare_transformer_records_in_total', help: 'Raw change events consumed, per department stream', labelNames: ['table', 'department'] as const, registers: [registry] }),
     recordsOut: new Counter({ name: 'cityshare_transformer_records_out_total', help: 'Share records produced', labelNames: ['department', 'table'] as const, registers: [registry] }),
+    frameReads: new Counter({ name: 'cityshare_transformer_frame_reads_total', help: 'Raw messages department streams consumed: read here (decoded, authenticated, opened) or shared (read already for another department)', labelNames: ['outcome'] as const, registers: [registry] }),
     dlq: new Counter({ name: 'cityshare_transformer_dlq_total', help: 'Records sent to the dead-letter topic', labelNames: ['reason', 'department'] as const, registers: [registry] }),
     commits: new Counter({ name: 'cityshare_transformer_transactions_total', help: 'Kafka transactions by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
     policyReloads: new Counter({ name: 'cityshare_transformer_policy_reloads_total', help: 'Pipeline file or keyring changes: applied, or rejected (invalid; the running policy stays)', labelNames: ['outcome'] as const, registers: [registry] }),

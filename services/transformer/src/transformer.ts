@@ -5,18 +5,15 @@ import {
   KeyringKekProvider,
   compileQuality,
   deadLetterMessage,
-  decodeRawMessage,
   ensurePipelineTopics,
   isCdcError,
   keyNames,
   pipelineTopics,
-  qualityError,
   policyKeyNames,
   tokenKeyName,
   topics,
   watchPipeline,
   type Admin,
-  type ChangeEvent,
   type CipherSuiteName,
   type ColumnClass,
   type KeyProvider,
@@ -25,17 +22,16 @@ import {
   type PipelineChange,
   type PipelineConfig,
   type QualityCheck,
-  type RawChangeEvent,
   type RawFrame,
   type RegistryEndpoint,
   type SchemaRegistry,
-  type SealedImages,
 } from '@cityshare/shared';
 import type { TransformerEnv } from './config.js';
 import { DepartmentStream, type OutMessage } from './department-stream.js';
 import { departmentViews, type DepartmentView } from './department-views.js';
 import { SchemaRegistrar } from './schema-registrar.js';
-import { openImages, projectEvent, projectShareKeyDelete, type RowImages, type ViewKeys } from './share-view.js';
+import { PreparedFrames, prepareFrame, type PreparedFrame } from './prepared-frames.js';
+import { projectEvent, projectShareKeyDelete, type ViewKeys } from './share-view.js';
 import { IncompatibleView } from './table-pauses.js';
 import { TableSchemas } from './table-schemas.js';
 import type { TransformerMetrics } from './transformer-metrics.js';
@@ -86,9 +82,16 @@ export class Transformer {
   private watcher: { stop(): void } | undefined;
   private readonly encryptors = new Map<string, EnvelopeEncryptor>();
   private registryCheck: NodeJS.Timeout | undefined;
+  /** Raw messages read once for all department streams. */
+  private readonly frames: PreparedFrames;
 
   constructor(private readonly deps: TransformerDeps) {
     this.policy = policyOf(deps.config, deps.keys);
+    this.frames = new PreparedFrames(
+      deps.env.TRANSFORMER_SHARED_FRAMES_MIB * 1024 * 1024,
+      (topic) => [...this.streams.values()].filter((s) => s.rawTopics.includes(topic)).length,
+      (outcome) => deps.metrics.frameReads.inc({ outcome }),
+    );
     deps.metrics.policyLoaded.set(Date.now() / 1000);
     this.registrar = new SchemaRegistrar({
       registry: deps.registry,
@@ -204,6 +207,8 @@ export class Transformer {
     const next = policyOf(config, change.keys);
     const before = grantsOf(this.policy.views);
     this.policy = next;
+    // Frames read under the old policy are read again under the new one.
+    this.frames.clear();
     // Encryptors take the active key-encryption keys of the new keyring (rotation).
     this.encryptors.clear();
     const after = grantsOf(this.policy.views);
@@ -219,86 +224,61 @@ export class Transformer {
 
   /**
    * One department's share records (and dead letters) of one raw message (a frame of change
-   * events). A frame whose seal is missing or does not open, or a message of the earlier
-   * per-event layout outside its migration window, is dead-lettered whole, before any of its
-   * events is read further (its schema references included): nothing in it is authenticated.
+   * events), read once for every department (prepared-frames.ts). A frame whose seal is
+   * missing or does not open, or a message of the earlier per-event layout outside its
+   * migration window, is dead-lettered whole, before any of its events is read further (its
+   * schema references included): nothing in it is authenticated.
    */
   private async transform(department: string, topic: string, partition: number, offset: string, raw: Buffer | null): Promise<OutMessage[]> {
     if (!raw) return [];
-    const at: RawAt = { topic, partition, offset, index: null };
-    let frame: RawFrame;
-    try {
-      frame = decodeRawMessage(raw, { acceptLegacySeals: this.deps.env.TRANSFORMER_ACCEPT_LEGACY_SEALS });
-    } catch (err) {
-      this.deps.metrics.dlq.inc({ reason: 'unparseable', department });
-      return [this.deadLetter(department, at, 'unparseable', (err as Error).message, raw)];
-    }
-    const broken = frame.sealError(this.policy.keys);
-    if (broken) {
-      this.count(department, broken.code);
-      return [this.deadLetter(department, at, broken.code, broken.message, raw)];
+    const policy = this.policy;
+    const prepared = await this.frames
+      .get(topic, partition, offset, raw, () => prepareFrame(raw, policy, (event) => this.schemas!.resolve(event), this.deps.env.TRANSFORMER_ACCEPT_LEGACY_SEALS))
+      .catch((err: unknown) => {
+        // A table schema that is not on its topic: the transformer stops before its offsets move.
+        if (isCdcError(err)) this.deps.onFatal(err);
+        throw err;
+      });
+    if (prepared.refused) {
+      this.count(department, prepared.refused.code);
+      return [this.deadLetter(department, { topic, partition, offset, index: null }, prepared.refused.code, prepared.refused.message, raw)];
     }
     const out: OutMessage[] = [];
-    for (let index = 0; index < frame.events.length; index++) out.push(...(await this.transformEvent(department, { topic, partition, offset, index }, frame, index)));
+    for (let index = 0; index < prepared.events.length; index++) out.push(...(await this.transformEvent(department, { topic, partition, offset, index }, prepared, index)));
     return out;
   }
 
-  private async transformEvent(department: string, at: RawAt, frame: RawFrame, index: number): Promise<OutMessage[]> {
+  private async transformEvent(department: string, at: RawAt, prepared: PreparedFrame, index: number): Promise<OutMessage[]> {
     const { config, metrics } = this.deps;
     const { views, keys } = this.policy;
-    const parsed = frame.events[index] as RawChangeEvent | undefined;
-    if (!parsed?.source || !(parsed.schemaRef || parsed.schema) || !parsed.op) return this.deadLetterEvent(department, at, frame, 'unparseable', 'missing source, schema reference or op');
+    const { parsed, fault, event, tableRef, images, secrets } = prepared.events[index]!;
+    const frame = prepared.frame!;
+    if (fault?.step === 'read') return this.deadLetterEvent(department, at, frame, fault.code, fault.message);
     // A repair's event is for its department only (the frame's seal vouches for the field); the others move past it.
-    if (parsed.source.repair !== undefined && parsed.source.repair.department !== department) return [];
-    // Authenticated before anything else is read from it (an event of an earlier reader's layout carries its own seal).
-    let secrets: SealedImages | null;
-    try {
-      secrets = frame.secretsOf(index, keys);
-    } catch (err) {
-      if (!isCdcError(err)) throw err;
-      return this.deadLetterEvent(department, at, frame, err.code, err.message, parsed.source.version);
-    }
-    let event: ChangeEvent;
-    try {
-      event = { ...parsed, schema: await this.schemas!.resolve(parsed) };
-    } catch (err) {
-      if (isCdcError(err)) {
-        this.deps.onFatal(err);
-        throw err;
-      }
-      return this.deadLetterEvent(department, at, frame, 'unparseable', (err as Error).message);
-    }
-    const tableRef = `${event.source.name}.${event.source.db}.${event.source.table}`;
-    metrics.recordsIn.inc({ table: tableRef, department });
-    const view = views.get(tableRef)?.find((v) => v.department === department);
+    if (parsed!.source.repair !== undefined && parsed!.source.repair.department !== department) return [];
+    // Authenticated and resolved before anything else is read from it.
+    if (fault && (fault.step === 'open' || fault.step === 'schema')) return this.deadLetterEvent(department, at, frame, fault.code, fault.message, fault.version);
+    metrics.recordsIn.inc({ table: tableRef!, department });
+    const view = views.get(tableRef!)?.find((v) => v.department === department);
     if (!view) return []; // not (or no longer) granted
-    // The event's own problems (a protected column in clear, a broken quality rule) are
-    // dead-lettered, still sealed.
-    let images: RowImages;
-    try {
-      images = openImages(event, secrets, this.policy.classes.get(tableRef) ?? {});
-      const quality = this.policy.quality.get(tableRef);
-      const violations = quality && event.op !== 'd' && images.after ? quality(images.after) : [];
-      if (violations.length > 0) throw qualityError(tableRef, violations);
-    } catch (err) {
-      if (!isCdcError(err)) throw err;
-      return this.deadLetterEvent(department, at, frame, err.code, err.message, event.source.version);
-    }
+    // The event's own problems (a protected column in clear, a broken quality rule) are dead-lettered, still sealed.
+    if (fault) return this.deadLetterEvent(department, at, frame, fault.code, fault.message, fault.version);
     const viewKeys: ViewKeys = {
       encryptor: (suite) => this.encryptorFor(department, suite),
       token: (domain) => keys.activeKey(tokenKeyName(department, domain)),
     };
-    const shareTopic = topics.share(config.kafka.topicPrefix, department, event.source.name, event.source.db, event.source.table);
+    const change = event!;
+    const shareTopic = topics.share(config.kafka.topicPrefix, department, change.source.name, change.source.db, change.source.table);
     try {
-      const record = secrets?.shareKey === undefined ? projectEvent(event, images, view, viewKeys) : projectShareKeyDelete(event, secrets.shareKey, view);
+      const record = secrets?.shareKey === undefined ? projectEvent(change, images!, view, viewKeys) : projectShareKeyDelete(change, secrets.shareKey, view);
       if (!record) return []; // outside the department's row filter
-      const id = await this.registrar.schemaId(shareTopic, view, event.schema);
+      const id = await this.registrar.schemaId(shareTopic, view, change.schema);
       const out = [{ topic: shareTopic, key: record.key, value: await this.registrar.encode(id, record.value, shareTopic), headers: this.registrar.headersOf(id) }];
-      metrics.recordsOut.inc({ department, table: tableRef });
+      metrics.recordsOut.inc({ department, table: tableRef! });
       return out;
     } catch (err) {
-      if (isCdcError(err, 'SCHEMA_INCOMPATIBLE')) throw new IncompatibleView(department, tableRef, shareTopic, event.schema, err);
-      if (isCdcError(err, 'RECORD_INVALID')) return this.deadLetterEvent(department, at, frame, err.code, err.message, event.source.version);
+      if (isCdcError(err, 'SCHEMA_INCOMPATIBLE')) throw new IncompatibleView(department, tableRef!, shareTopic, change.schema, err);
+      if (isCdcError(err, 'RECORD_INVALID')) return this.deadLetterEvent(department, at, frame, err.code, err.message, change.source.version);
       // Configuration, registry and schema problems stop the transformer before its
       // offsets move: nothing is skipped, and the error says what to fix.
       const fatal = isCdcError(err) ? err : new CdcError('INTERNAL', (err as Error).message, { cause: err });
