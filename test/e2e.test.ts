@@ -152,8 +152,11 @@ describe('pipeline end to end', () => {
   it('leaves no personal value in plaintext in any Kafka topic of the run', async () => {
     const messages = await readAllMessages(stack.kafkaBrokers, new RegExp(`^${run.prefix}\\.`));
     const topicsSeen = new Set(messages.map((m) => m.topic.split('.')[1]));
-    // The delivery records for the audit ledger are scanned too: counts and digests only.
-    expect(topicsSeen).toEqual(new Set(['raw', 'share', 'checkpoints', 'transactions', 'table-schemas', 'heartbeats', 'audit']));
+    // The delivery records for the audit ledger are scanned too: counts and digests only. Heartbeats
+    // come only once the source was idle for READER_HEARTBEAT_SECONDS, which a server other suites
+    // keep busy may never be: scanned when there are some, not waited for.
+    const scanned = ['raw', 'share', 'checkpoints', 'transactions', 'table-schemas', 'audit'];
+    expect([...topicsSeen].filter((t) => t !== 'heartbeats').sort()).toEqual([...scanned].sort());
     for (const m of messages) {
       const bytes = Buffer.concat([m.key ?? Buffer.alloc(0), m.value ?? Buffer.alloc(0)]);
       for (const value of personalValues) {
