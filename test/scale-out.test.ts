@@ -64,14 +64,16 @@ describe('scale-out: two transformers and two sinks for one department', () => {
   it('instances started with the same settings share the work; none fences another or idles', async () => {
     transformers = [await run.start('transformer', env()), await run.start('transformer', env())];
     sinks = [await run.start('sink', env()), await run.start('sink', env())];
-    const ids = await insert(300);
-    await eventually(async () => expect(await allDelivered(ids)).toBe(true), 60_000, 250);
-    // Three partitions over two members each: both instances of each stage hold some and did work.
+    // Three partitions over two members each: both instances of each stage hold some. Rows are
+    // written once both have joined (on a busy host the second may join seconds after it is
+    // ready), so each instance has rows of its own partitions to work on.
     await eventually(async () => {
       for (const svc of [...transformers, ...sinks]) expect(partitionsOf(svc).length).toBeGreaterThan(0);
       expect([...partitionsOf(transformers[0]!), ...partitionsOf(transformers[1]!)].sort()).toEqual([0, 1, 2]);
       expect([...partitionsOf(sinks[0]!), ...partitionsOf(sinks[1]!)].sort()).toEqual([0, 1, 2]);
     }, 30_000, 250);
+    const ids = await insert(300);
+    await eventually(async () => expect(await allDelivered(ids)).toBe(true), 60_000, 250);
     for (const t of transformers) expect(await metric(t, 'cityshare_transformer_records_out_total')).toBeGreaterThan(0);
     for (const s of sinks) expect(await metric(s, 'cityshare_sink_rows_applied_total')).toBeGreaterThan(0);
     for (const svc of [...transformers, ...sinks]) expect(await probe(svc, 'readyz')).toEqual({ status: 200, body: 'ready\n' });
