@@ -34,6 +34,8 @@ export interface TransformerPass {
   seconds: number;
   peak_rss_mib: number;
   peak_memory_mib: Record<string, number>;
+  /** Per cent of the raw messages department streams consumed that another stream had read already (prepared-frames.ts). */
+  frames_shared: number;
 }
 
 export interface TransformerFigures {
@@ -95,9 +97,11 @@ export async function measureTransformer(o: TransformerOptions, log: (line: stri
           async (v) => v >= expected,
           1_800_000,
         );
+        const frames = { read: await metric(transformer, 'cityshare_transformer_frame_reads_total{outcome="read"'), shared: await metric(transformer, 'cityshare_transformer_frame_reads_total{outcome="shared"') };
         const pass: TransformerPass = {
           run: r,
           departments,
+          frames_shared: frames.read + frames.shared > 0 ? Math.round((frames.shared / (frames.read + frames.shared)) * 1000) / 10 : 0,
           events_per_s: Math.round(rate.rate / departments),
           records_per_s: Math.round(rate.rate),
           seconds: rate.seconds,
@@ -106,7 +110,7 @@ export async function measureTransformer(o: TransformerOptions, log: (line: stri
         };
         await transformer.stop();
         passes.push(pass);
-        log(`transformer: run ${r}, ${departments} department(s): ${pass.events_per_s.toLocaleString('en')} events/s, ${pass.records_per_s.toLocaleString('en')} share records/s, peak RSS ${pass.peak_rss_mib} MiB`);
+        log(`transformer: run ${r}, ${departments} department(s): ${pass.events_per_s.toLocaleString('en')} events/s, ${pass.records_per_s.toLocaleString('en')} share records/s, peak RSS ${pass.peak_rss_mib} MiB, ${pass.frames_shared}% of frames read once for several departments`);
       }
     }
     return {

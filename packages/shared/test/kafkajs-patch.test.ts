@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 
 // kafkajs is patched (patches/kafkajs+2.2.4.patch): its record-batch CRC32C comes from
-// @node-rs/crc32, and its encoder does not zero-fill buffers. The broker rejects a batch
+// @node-rs/crc32, its encoder does not zero-fill buffers, and its partitioner hashes and groups
+// without allocating per step. The broker rejects a batch
 // whose CRC is wrong, so the patched function must equal kafkajs's own table-driven one.
 const require = createRequire(import.meta.url);
 const patched = require('kafkajs/src/protocol/recordBatch/crc32C/index.js') as (b: Buffer) => number;
@@ -113,6 +114,30 @@ function fakeProducer(leadersAtStart: [number, number], answer: (broker: number,
   const batch = (tag: string) => ({ acks: -1, timeout: 1000, topicMessages: [{ topic: 't', messages: [0, 1].flatMap((partition) => [{ partition, value: `${tag}-${partition}-a` }, { partition, value: `${tag}-${partition}-b` }]) }] });
   return { send: (tag: string) => send(batch(tag)), produced, sequences };
 }
+
+describe('patched kafkajs partitioning', () => {
+  // murmur2 in 32-bit integer arithmetic instead of a Long per step: a key must still land on the
+  // partition Java clients (and every earlier record of the row) use. Values from Kafka's UtilsTest.
+  const murmur2 = require('kafkajs/src/producer/partitioners/default/murmur2.js') as (key: string | Buffer) => number;
+  const group = require('kafkajs/src/producer/groupMessagesPerPartition.js') as (o: { topic: string; partitionMetadata: unknown[]; messages: Array<{ key: string }>; partitioner: (o: { message: { key: string } }) => number }) => Record<string, Array<{ key: string }>>;
+
+  it('hashes keys as Java Kafka\'s murmur2', () => {
+    expect(murmur2('21')).toBe(-973932308);
+    expect(murmur2('foobar')).toBe(-790332482);
+    expect(murmur2('a-little-bit-long-string')).toBe(-985981536);
+    expect(murmur2('a-little-bit-longer-string')).toBe(-1486304829);
+    expect(murmur2('lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8')).toBe(-58897971);
+    expect(murmur2(Buffer.from('abc'))).toBe(479470107);
+    expect(murmur2('{"id":"市民"}')).toBe(murmur2(Buffer.from('{"id":"市民"}', 'utf8')));
+  });
+
+  it('groups messages per partition in their order', () => {
+    const messages = Array.from({ length: 1000 }, (_, i) => ({ key: String(i) }));
+    const grouped = group({ topic: 't', partitionMetadata: [{}, {}, {}], messages, partitioner: ({ message }) => Number(message.key) % 3 });
+    expect(Object.keys(grouped).sort()).toEqual(['0', '1', '2']);
+    for (const [p, list] of Object.entries(grouped)) expect(list).toEqual(messages.filter((m) => Number(m.key) % 3 === Number(p)));
+  });
+});
 
 describe('patched kafkajs producer', () => {
   it('sends the messages of a partition whose leader moved to a broker that had already answered', async () => {

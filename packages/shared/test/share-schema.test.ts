@@ -76,6 +76,11 @@ describe('deriveShareSchema', () => {
       const r = { ...base, balance, seen: '1969-12-31T23:59:59.999999Z', local: '0001-01-01T00:00:00.000000' };
       expect(type.fromBuffer(type.toBuffer(r))).toEqual(r);
     }
+    // Years Date.UTC reads as 19xx, and instants past 2^53 microseconds (about 2255).
+    for (const [seen, local] of [['0099-12-31T23:59:59.000001Z', '0050-06-15T12:00:00.500000'], ['2300-01-01T00:00:00.000001Z', '1600-02-29T01:02:03.040506']]) {
+      const r = { ...base, balance: '0.000000000000000000000000000000', seen, local };
+      expect(type.fromBuffer(type.toBuffer(r))).toEqual(r);
+    }
   });
 
   it('refuses a decimal that exceeds its precision', () => {

@@ -17,6 +17,7 @@ import {
   type Row,
   type RowFilter,
   type SealedImages,
+  type TableSchema,
 } from '@cityshare/shared';
 import type { DepartmentView } from './department-views.js';
 
@@ -81,7 +82,7 @@ export function projectEvent(event: ChangeEvent, images: RowImages, view: Depart
   if (!seen) return null;
   const image = images[seen.side];
   if (!image) throw new CdcError('RECORD_INVALID', `change event ${event.source.version} has no ${seen.side} image`);
-  const columns = new Map(schema.columns.map((c) => [c.name, c]));
+  const columns = columnsOf(schema);
   const value: Record<string, unknown> = {};
   const key: Row = {};
   const toEncrypt: Array<{ column: string; suite: CipherSuiteName; plain: CanonicalValue }> = [];
@@ -119,6 +120,15 @@ export function projectEvent(event: ChangeEvent, images: RowImages, view: Depart
 
 const REPAIR_DELETE = { op: 'd', side: 'before' } as const;
 
+const columnMaps = new WeakMap<TableSchema, Map<string, ColumnSchema>>();
+
+/** A table schema's columns by name, made once per schema (the same object for all its events). */
+function columnsOf(schema: TableSchema): Map<string, ColumnSchema> {
+  let columns = columnMaps.get(schema);
+  if (!columns) columnMaps.set(schema, (columns = new Map(schema.columns.map((c) => [c.name, c]))));
+  return columns;
+}
+
 /**
  * A repair's delete of a department row by the key the department holds (`shareKey`, the
  * share record's message key JSON): for a row the reader cannot name at the source, its key
@@ -139,7 +149,7 @@ export function projectShareKeyDelete(event: ChangeEvent, shareKey: string, view
   }
   if (typeof given !== 'object' || given === null || Array.isArray(given)) throw invalid('its share key is not a JSON object');
   const named = given as Record<string, unknown>;
-  const columns = new Map(schema.columns.map((c) => [c.name, c]));
+  const columns = columnsOf(schema);
   const value: Record<string, unknown> = {};
   const key: Row = {};
   for (const rule of view.rules) {

@@ -15,7 +15,9 @@ import {
   watchPipeline,
   type Admin,
   type CipherSuiteName,
+  type ChangeEvent,
   type ColumnClass,
+  type DataKey,
   type KeyProvider,
   type LoadedPipeline,
   type Logger,
@@ -84,6 +86,8 @@ export class Transformer {
   private registryCheck: NodeJS.Timeout | undefined;
   /** Raw messages read once for all department streams. */
   private readonly frames: PreparedFrames;
+  /** Per view of the policy in force: its share topic and keys (outputOf). */
+  private outputs = new WeakMap<DepartmentView, ViewOutput>();
 
   constructor(private readonly deps: TransformerDeps) {
     this.policy = policyOf(deps.config, deps.keys);
@@ -244,13 +248,18 @@ export class Transformer {
       return [this.deadLetter(department, { topic, partition, offset, index: null }, prepared.refused.code, prepared.refused.message, raw)];
     }
     const out: OutMessage[] = [];
-    for (let index = 0; index < prepared.events.length; index++) out.push(...(await this.transformEvent(department, { topic, partition, offset, index }, prepared, index)));
+    const counts: FrameCounts = { in: new Map(), out: new Map() };
+    try {
+      for (let index = 0; index < prepared.events.length; index++) out.push(...(await this.transformEvent(department, { topic, partition, offset, index }, prepared, index, counts)));
+    } finally {
+      // Counted once per frame and table: prom-client's label lookup per record costs more than the count.
+      for (const [table, n] of counts.in) this.deps.metrics.recordsIn.inc({ table, department }, n);
+      for (const [table, n] of counts.out) this.deps.metrics.recordsOut.inc({ department, table }, n);
+    }
     return out;
   }
 
-  private async transformEvent(department: string, at: RawAt, prepared: PreparedFrame, index: number): Promise<OutMessage[]> {
-    const { config, metrics } = this.deps;
-    const { views, keys } = this.policy;
+  private async transformEvent(department: string, at: RawAt, prepared: PreparedFrame, index: number, counts: FrameCounts): Promise<OutMessage[]> {
     const { parsed, fault, event, tableRef, images, secrets } = prepared.events[index]!;
     const frame = prepared.frame!;
     if (fault?.step === 'read') return this.deadLetterEvent(department, at, frame, fault.code, fault.message);
@@ -258,23 +267,19 @@ export class Transformer {
     if (parsed!.source.repair !== undefined && parsed!.source.repair.department !== department) return [];
     // Authenticated and resolved before anything else is read from it.
     if (fault && (fault.step === 'open' || fault.step === 'schema')) return this.deadLetterEvent(department, at, frame, fault.code, fault.message, fault.version);
-    metrics.recordsIn.inc({ table: tableRef!, department });
-    const view = views.get(tableRef!)?.find((v) => v.department === department);
+    counts.in.set(tableRef!, (counts.in.get(tableRef!) ?? 0) + 1);
+    const view = this.policy.views.get(tableRef!)?.find((v) => v.department === department);
     if (!view) return []; // not (or no longer) granted
     // The event's own problems (a protected column in clear, a broken quality rule) are dead-lettered, still sealed.
     if (fault) return this.deadLetterEvent(department, at, frame, fault.code, fault.message, fault.version);
-    const viewKeys: ViewKeys = {
-      encryptor: (suite) => this.encryptorFor(department, suite),
-      token: (domain) => keys.activeKey(tokenKeyName(department, domain)),
-    };
     const change = event!;
-    const shareTopic = topics.share(config.kafka.topicPrefix, department, change.source.name, change.source.db, change.source.table);
+    const { shareTopic, keys } = this.outputOf(view, change);
     try {
-      const record = secrets?.shareKey === undefined ? projectEvent(change, images!, view, viewKeys) : projectShareKeyDelete(change, secrets.shareKey, view);
+      const record = secrets?.shareKey === undefined ? projectEvent(change, images!, view, keys) : projectShareKeyDelete(change, secrets.shareKey, view);
       if (!record) return []; // outside the department's row filter
       const id = await this.registrar.schemaId(shareTopic, view, change.schema);
       const out = [{ topic: shareTopic, key: record.key, value: await this.registrar.encode(id, record.value, shareTopic), headers: this.registrar.headersOf(id) }];
-      metrics.recordsOut.inc({ department, table: tableRef! });
+      counts.out.set(tableRef!, (counts.out.get(tableRef!) ?? 0) + 1);
       return out;
     } catch (err) {
       if (isCdcError(err, 'SCHEMA_INCOMPATIBLE')) throw new IncompatibleView(department, tableRef!, shareTopic, change.schema, err);
@@ -285,6 +290,32 @@ export class Transformer {
       this.deps.onFatal(fatal);
       throw fatal;
     }
+  }
+
+  /**
+   * Where a view's records go and the keys its rules use, made once per view (a policy change
+   * makes new views): the same share topic string and token keys for every record.
+   */
+  private outputOf(view: DepartmentView, event: ChangeEvent): ViewOutput {
+    let output = this.outputs.get(view);
+    if (!output) {
+      const { department } = view;
+      const { keys } = this.policy;
+      const tokenKeys = new Map<string | undefined, DataKey>();
+      output = {
+        shareTopic: topics.share(this.deps.config.kafka.topicPrefix, department, event.source.name, event.source.db, event.source.table),
+        keys: {
+          encryptor: (suite) => this.encryptorFor(department, suite),
+          token: (domain) => {
+            let key = tokenKeys.get(domain);
+            if (!key) tokenKeys.set(domain, (key = keys.activeKey(tokenKeyName(department, domain))));
+            return key;
+          },
+        },
+      };
+      this.outputs.set(view, output);
+    }
+    return output;
   }
 
   /** The department's envelope encryptor for a suite: one data key for many values, wrapped by its key-encryption key. */
@@ -324,6 +355,17 @@ export class Transformer {
     await Promise.all([...this.streams.values()].map((s) => s.stop()));
     await this.schemas?.stop();
   }
+}
+
+/** Records of one raw message for one department, per table, counted into the metrics once. */
+interface FrameCounts {
+  in: Map<string, number>;
+  out: Map<string, number>;
+}
+
+interface ViewOutput {
+  shareTopic: string;
+  keys: ViewKeys;
 }
 
 /** `department -> source.db.table` pairs of a set of views, for logging what a reload changed. */

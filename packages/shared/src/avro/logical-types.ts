@@ -80,10 +80,13 @@ const ISO = /^(-?\d{4,})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?
 function toMicros(text: string): bigint {
   const m = ISO.exec(text);
   if (!m) throw new CdcError('RECORD_INVALID', 'not an ISO date-time');
-  const d = new Date(0);
-  d.setUTCFullYear(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
-  d.setUTCHours(Number(m[4]), Number(m[5]), Number(m[6]), 0);
-  return BigInt(d.getTime()) * 1000n + BigInt((m[7] ?? '').padEnd(6, '0'));
+  const year = Number(m[1]);
+  let ms = Date.UTC(year, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]));
+  // Date.UTC reads years 0-99 as 1900-1999.
+  if (year >= 0 && year < 100) ms = new Date(ms).setUTCFullYear(year);
+  const micros = m[7] === undefined ? 0 : Number(m[7].padEnd(6, '0'));
+  // Exact in a double up to ±2^53 µs (the years 1685-2255); BigInt beyond.
+  return Math.abs(ms) < 9e12 ? BigInt(ms * 1000 + micros) : BigInt(ms) * 1000n + BigInt(micros);
 }
 
 function fromMicros(micros: bigint, zone: string): string {
