@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { copyChunks, copyField, copyInstant, copyRow } from '../src/targets/pg-copy.js';
+import { CopyRows, copyField, copyInstant } from '../src/targets/pg-copy.js';
+
+const rowsOf = (rows: string[][], chunkChars?: number) => {
+  const out = new CopyRows(chunkChars);
+  for (const r of rows) {
+    for (const f of r.slice(0, -1)) out.field(f);
+    out.last(r.at(-1)!);
+  }
+  return out.finish().map((b) => b.toString('utf8'));
+};
 
 describe('COPY text format', () => {
   it('escapes the backslash, tab, newline and carriage return, and nothing else', () => {
@@ -13,7 +22,7 @@ describe('COPY text format', () => {
     expect(copyField(null)).toBe('\\N');
     expect(copyField(undefined)).toBe('\\N');
     expect(copyField('')).toBe('');
-    expect(copyRow([copyField(''), copyField(null), copyField('x')])).toBe('\t\\N\tx\n');
+    expect(rowsOf([[copyField(''), copyField(null), copyField('x')]])).toEqual(['\t\\N\tx\n']);
   });
 
   it('writes numbers, bigints and booleans as node-postgres sends them as parameters', () => {
@@ -36,12 +45,15 @@ describe('COPY text format', () => {
     expect(copyInstant(Number.NaN)).toBe('invalid');
   });
 
-  it('groups rows into chunks without splitting a row', () => {
-    const rows = Array.from({ length: 10 }, (_, i) => copyRow([String(i), 'x'.repeat(10)]));
-    const chunks = [...copyChunks(rows, 40)];
-    expect(chunks.join('')).toBe(rows.join(''));
-    expect(chunks.every((c) => c.endsWith('\n'))).toBe(true);
+  it('writes rows in chunks (CopyData messages need not end with a row; a field is never split), and an instant shared by rows once', () => {
+    const rows = Array.from({ length: 10 }, (_, i) => [String(i), i % 2 ? '北京😀' : 'x'.repeat(10)]);
+    const chunks = rowsOf(rows, 40);
+    expect(chunks.join('')).toBe(rows.map((r) => `${r.join('\t')}\n`).join(''));
     expect(chunks.length).toBeGreaterThan(1);
-    expect([...copyChunks([])]).toEqual([]);
+    expect(rowsOf([])).toEqual([]);
+    // A field longer than a chunk gets a chunk of its own size.
+    expect(rowsOf([['a'], ['长'.repeat(100)], ['b']], 40).join('')).toBe(`a\n${'长'.repeat(100)}\nb\n`);
+    const copy = new CopyRows();
+    expect([copy.instant(0), copy.instant(0), copy.instant(1), copy.instant(Number.NaN)]).toEqual(['1970-01-01T00:00:00.000Z', '1970-01-01T00:00:00.000Z', '1970-01-01T00:00:00.001Z', 'invalid']);
   });
 });

@@ -28,7 +28,7 @@ export class CopyIn implements pg.Submittable {
   constructor(
     readonly text: string,
     /** The data in COPY's format, sent as one CopyData message each. */
-    private readonly chunks: string[],
+    private readonly chunks: Buffer[],
   ) {
     this.done = new Promise((resolve, reject) => {
       this.resolve = resolve;
@@ -42,7 +42,7 @@ export class CopyIn implements pg.Submittable {
 
   handleCopyInResponse(connection: pg.Connection): void {
     const copy = connection as unknown as CopyConnection;
-    for (const chunk of this.chunks) copy.sendCopyFromChunk(Buffer.from(chunk, 'utf8'));
+    for (const chunk of this.chunks) copy.sendCopyFromChunk(chunk);
     copy.endCopyFrom();
   }
 

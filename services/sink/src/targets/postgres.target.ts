@@ -4,7 +4,7 @@ import { CdcError, configName, postgresSslOptions, postgresTls, redactUrl, secre
 import { planBatch } from './batch-plan.js';
 import { ConnectionFaults, hearPoolErrors, type TargetOutage } from './connection-faults.js';
 import { CopyIn } from './pg-copy-in.js';
-import { copyChunks, copyEscape, copyField, copyInstant, copyRow } from './pg-copy.js';
+import { CopyRows, copyEscape, copyField } from './pg-copy.js';
 import { pgTypeOf } from './pg-types.js';
 import { TARGET_META, type ApplyResult, type ReadRow, type ReadSpec, type RowChange, type TableReadBack, type Target, type TargetTable } from './target.js';
 import { defineTarget } from './target-definition.js';
@@ -119,13 +119,16 @@ export class PostgresTarget implements Target {
       // Typed as the target's columns (a flag the target lacks as boolean), so COPY reads each text as the parameter's would be read; no constraints.
       const shape = staged.map((n) => (n === flag && extra.length === 0 ? `NULL::boolean AS ${q(n)}` : q(n)));
       await client.query(`CREATE TEMPORARY TABLE ${STAGE} ON COMMIT DROP AS SELECT ${shape.join(', ')} FROM ${fqn} WITH NO DATA`);
-      const lines = batch.map((c) => {
+      const rows = new CopyRows();
+      for (const c of batch) {
         // A hard delete needs only the key: the rest of its image stays out (NULL).
         const hardDelete = !log && !this.options.softDelete && c.deleted;
-        const values = names.map((n) => (hardDelete && !keyColumns.has(n) ? '\\N' : copyField(c.values[n])));
-        return copyRow([...values, copyField(log ? c.op : c.deleted), copyEscape(c.version), copyInstant(Number(c.sourceTsMs))]);
-      });
-      await client.query(new CopyIn(`COPY ${STAGE} (${staged.map(q).join(', ')}) FROM STDIN`, [...copyChunks(lines)])).done;
+        for (const n of names) rows.field(hardDelete && !keyColumns.has(n) ? '\\N' : copyField(c.values[n]));
+        rows.field(copyField(log ? c.op : c.deleted));
+        rows.field(copyEscape(c.version));
+        rows.last(rows.instant(Number(c.sourceTsMs)));
+      }
+      await client.query(new CopyIn(`COPY ${STAGE} (${staged.map(q).join(', ')}) FROM STDIN`, rows.finish())).done;
 
       const columns = [...names, ...extra, TARGET_META.version, TARGET_META.sourceTs];
       const select = `SELECT ${columns.map(q).join(', ')}, now() FROM ${STAGE}`;
