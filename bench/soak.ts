@@ -14,7 +14,6 @@
  * and PostgreSQL, so nothing else may use the stack meanwhile.
  */
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
@@ -24,6 +23,7 @@ import type { ServiceProcess } from '../scripts/support/service-process.js';
 import { stack } from '../scripts/support/stack.js';
 import { LoadDriver, Workload, benchTables, loadTables, preload, preloadFor } from './workload.js';
 import { benchServerId, deleteRunTopics, sleep } from './support.js';
+import { checkDepartment, checkedDepartment, describeCheck } from './department-digest.js';
 
 const run$ = promisify(execFile);
 const { values: args } = parseArgs({ options: { minutes: { type: 'string', default: '20' }, rate: { type: 'string', default: '2000' }, every: { type: 'string', default: '90' } } });
@@ -49,14 +49,7 @@ const driver = LoadDriver.open();
 const pipelineFile = run.writePipelineFile('soak.yaml', {
   serverId: benchServerId(),
   tables: benchTables(run),
-  departments: [{
-    name: 'health',
-    target: { kind: 'postgres', url: stack.postgresUrl, schema: run.pgSchema },
-    grants: [
-      { table: `cityhub.${run.civilDb}.citizens`, columns: { id: 'pass', name: { mask: 'name' }, phone: { mask: 'phone' }, id_card: 'encrypt', birth_date: 'pass', district: 'pass', address: 'pass' } },
-      { table: `cityhub.${run.transportDb}.bus_card_taps`, columns: { id: 'pass', card_no: 'tokenize', route: 'pass', stop_name: 'pass', tapped_at: 'pass' } },
-    ],
-  }],
+  departments: [checkedDepartment(run)],
 });
 const env = { CITYSHARE_PIPELINE: pipelineFile };
 const seconds = Math.round(minutes * 60);
@@ -112,34 +105,10 @@ await schedule;
 log(`load done: ${load.rows.toLocaleString('en')} row changes in ${load.seconds.toFixed(0)} s; waiting for the department to catch up`);
 
 // Digests of what the department holds against the source, over keys and clear columns.
-const tables = loadTables(run);
-const checks = [
-  { name: 'citizens', source: `SELECT id, birth_date, district, address FROM ${tables.citizens} ORDER BY id`, target: `SELECT id, birth_date, district, address FROM "${run.pgSchema}".citizens ORDER BY id`, filled: `SELECT count(*) AS n FROM "${run.pgSchema}".citizens WHERE name IS NOT NULL AND id_card IS NOT NULL` },
-  { name: 'bus_card_taps', source: `SELECT id, route, stop_name FROM ${tables.taps} ORDER BY id`, target: `SELECT id, route, stop_name FROM "${run.pgSchema}".bus_card_taps ORDER BY id`, filled: `SELECT count(*) AS n FROM "${run.pgSchema}".bus_card_taps WHERE card_no IS NOT NULL` },
-];
-const norm = (v: unknown) => (v instanceof Date ? v.toISOString().slice(0, 10) : v === null || v === undefined ? '' : String(v));
-const digest = (rows: Array<Record<string, unknown>>) => {
-  const h = createHash('sha256');
-  for (const r of rows) h.update(`${Object.values(r).map(norm).join('\u0001')}\n`);
-  return { rows: rows.length, sha256: h.digest('hex') };
-};
 const target = new pg.Client({ connectionString: stack.postgresUrl });
 await target.connect();
-const results: Array<{ table: string; source: { rows: number; sha256: string }; department: { rows: number; sha256: string }; equal: boolean; protected_columns_filled: number }> = [];
-const deadline = Date.now() + 900_000;
-for (const c of checks) {
-  const [sourceRows] = (await run.source.query(c.source)) as unknown as [Array<Record<string, unknown>>];
-  const want = digest(sourceRows);
-  let have = { rows: 0, sha256: '' };
-  while (Date.now() < deadline) {
-    have = digest((await target.query(c.target)).rows as Array<Record<string, unknown>>);
-    if (have.sha256 === want.sha256) break;
-    await sleep(5_000);
-  }
-  const filled = Number((await target.query(c.filled)).rows[0].n);
-  results.push({ table: c.name, source: want, department: have, equal: have.sha256 === want.sha256, protected_columns_filled: filled });
-  log(`${c.name}: source ${want.rows.toLocaleString('en')} rows ${want.sha256.slice(0, 12)}, department ${have.rows.toLocaleString('en')} rows ${have.sha256.slice(0, 12)}: ${have.sha256 === want.sha256 ? 'EQUAL' : 'DIFFERENT'}`);
-}
+const results = await checkDepartment(run, target, run.pgSchema, 900_000);
+for (const c of results) log(describeCheck(c));
 clearInterval(sampler);
 await target.end();
 

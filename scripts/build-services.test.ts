@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SERVICES, SERVICE_NODE_FLAGS, ensureServicesBuilt, serviceArgs } from './build-services.js';
+import { SERVICES, ensureServicesBuilt, serviceArgs, serviceNodeFlags } from './build-services.js';
 
 const root = join(import.meta.dirname, '..');
 
@@ -10,7 +10,7 @@ describe('service bundles', () => {
   it('every service starts from its bundle with the same flags in `npm start`', () => {
     for (const name of SERVICES) {
       const pkg = JSON.parse(readFileSync(join(root, 'services', name, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
-      expect(pkg.scripts.start, name).toBe(`node --import tsx ../../scripts/build-services.ts && node ${SERVICE_NODE_FLAGS.join(' ')} dist/main.mjs`);
+      expect(pkg.scripts.start, name).toBe(`node --import tsx ../../scripts/build-services.ts && node ${serviceNodeFlags(name).join(' ')} dist/main.mjs`);
     }
   });
 

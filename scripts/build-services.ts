@@ -44,9 +44,26 @@ export function serviceBundle(name: string): string {
  */
 export const SERVICE_NODE_FLAGS = ['--max-semi-space-size=4'];
 
+/**
+ * Node.js flags of one service beyond every service's (in its `npm start`, and in
+ * CITYSHARE_NODE_FLAGS of its example environment for the systemd unit). The sink: an old
+ * generation of at most 256 MiB. Its batches live through several young-generation
+ * collections while they wait for the target, so they are promoted; under V8's default limit
+ * (a quarter of the machine's memory) the old generation then held up to about 100 MiB of
+ * garbage between collections. Passes of `npm run bench:sink` (200,000 rows) in the same
+ * hour, default -> 256 MiB: peak RSS 249-280 -> 155-161 MiB, rates within the machine's noise
+ * (24.9-35.0k and 23.6-30.4k rows/s); 128 and 192 MiB held no lower, 64 MiB was slower.
+ */
+export const OWN_NODE_FLAGS: Partial<Record<(typeof SERVICES)[number], string[]>> = { sink: ['--max-old-space-size=256'] };
+
+/** Every flag a service runs with. */
+export function serviceNodeFlags(name: (typeof SERVICES)[number]): string[] {
+  return [...SERVICE_NODE_FLAGS, ...(OWN_NODE_FLAGS[name] ?? [])];
+}
+
 /** The arguments of `node` that run a service from its bundle. */
-export function serviceArgs(name: string): string[] {
-  return [...SERVICE_NODE_FLAGS, serviceBundle(name)];
+export function serviceArgs(name: (typeof SERVICES)[number]): string[] {
+  return [...serviceNodeFlags(name), serviceBundle(name)];
 }
 
 /** Newest modification time of the files under these folders (recursively). */

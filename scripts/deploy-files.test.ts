@@ -8,7 +8,7 @@ import { controlEnv } from '../services/control/src/config.js';
 import { sinkEnv } from '../services/sink/src/config.js';
 import { transformerEnv } from '../services/transformer/src/config.js';
 import { verifierEnv } from '../services/verifier/src/config.js';
-import { SERVICES, SERVICE_NODE_FLAGS, serviceBundle } from './build-services.js';
+import { OWN_NODE_FLAGS, SERVICES, SERVICE_NODE_FLAGS, serviceBundle } from './build-services.js';
 
 /** The systemd unit and the example environments in deploy/systemd against what the services really read. */
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -23,7 +23,7 @@ describe('deploy/systemd', () => {
   it('the unit starts a service bundle as the build writes it, with the services\' node flags', () => {
     const unit = readFileSync(join(dir, 'cityshare@.service'), 'utf8');
     const exec = /^ExecStart=(.+)$/m.exec(unit)![1]!;
-    expect(exec).toBe(`/usr/bin/node ${SERVICE_NODE_FLAGS.join(' ')} /opt/cityshare/services/\${CITYSHARE_SERVICE}/dist/main.mjs`);
+    expect(exec).toBe(`/usr/bin/node ${SERVICE_NODE_FLAGS.join(' ')} $CITYSHARE_NODE_FLAGS /opt/cityshare/services/\${CITYSHARE_SERVICE}/dist/main.mjs`);
     expect(serviceBundle('sink').endsWith(join('services', 'sink', 'dist', 'main.mjs'))).toBe(true);
   });
 
@@ -34,8 +34,11 @@ describe('deploy/systemd', () => {
       const vars = readFileSync(join(dir, file), 'utf8').split('\n').filter((l) => /^[A-Z]/.test(l)).map((l) => l.slice(0, l.indexOf('=')));
       const service = readFileSync(join(dir, file), 'utf8').match(/^CITYSHARE_SERVICE=(.+)$/m)?.[1];
       expect(SERVICES as readonly string[], file).toContain(service);
-      const unknown = vars.filter((v) => v !== 'CITYSHARE_SERVICE' && !declared[service!]!.has(v) && !referenced.has(v));
+      const unknown = vars.filter((v) => v !== 'CITYSHARE_SERVICE' && v !== 'CITYSHARE_NODE_FLAGS' && !declared[service!]!.has(v) && !referenced.has(v));
       expect(unknown, file).toEqual([]);
+      // The service's own node flags, as the build's launchers pass them.
+      const nodeFlags = readFileSync(join(dir, file), 'utf8').match(/^CITYSHARE_NODE_FLAGS=(.*)$/m)?.[1];
+      expect(nodeFlags, file).toBe(OWN_NODE_FLAGS[service as (typeof SERVICES)[number]]?.join(' '));
     }
   });
 });

@@ -4,6 +4,7 @@ import { commonServiceEnv } from '@cityshare/shared';
 export const sinkEnv = z.object({
   ...commonServiceEnv('sink'),
   SINK_DEPARTMENT: z.string().optional().describe('department to deliver; may be omitted when the pipeline has one'),
+  SINK_PARTITIONS_CONCURRENTLY: z.coerce.number().int().min(1).max(16).default(3).describe('share partitions delivered at once: while the target writes one batch, the next is decoded (a table target writes each on a connection of its own, 4 at most)'),
 });
 
 export type SinkEnv = z.infer<typeof sinkEnv>;

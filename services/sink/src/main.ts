@@ -36,6 +36,7 @@ await defineService({
       keys,
       logger: log,
       metrics,
+      partitionsConcurrently: env.SINK_PARTITIONS_CONCURRENTLY,
       ...hooks,
     });
     run.defer(() => consumer.stop());

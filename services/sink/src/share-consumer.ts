@@ -47,6 +47,8 @@ export interface ShareConsumerDeps {
   onFatal?: (err: CdcError) => void;
   /** The brokers stopped answering (false) or answer again (true). */
   onKafkaContact?: (up: boolean) => void;
+  /** Share partitions delivered at once (SINK_PARTITIONS_CONCURRENTLY; default 1). */
+  partitionsConcurrently?: number;
 }
 
 /** A decoded change and the message it came from (for the dead-letter queue). */
@@ -73,6 +75,8 @@ export class ShareConsumer {
   private producer: Producer | undefined;
   /** Target tables by writer schema (its fingerprint, or its id for records without one). */
   private readonly tables = new Map<string, TargetTable>();
+  /** Tables are created or extended one at a time: batches of several partitions may meet a new schema at once. */
+  private settingUp: Promise<unknown> = Promise.resolve();
   private readonly writerSchemas: WriterSchemas;
   /** Partitions paused on an unknown schema: how often in a row, and the timer that resumes them. */
   private readonly paused = new Map<string, { attempts: number; timer: NodeJS.Timeout }>();
@@ -156,6 +160,7 @@ export class ShareConsumer {
       topics: shareTopics,
       settings: config.kafka,
       member: { logger, what: `sink of ${department.name}`, onDead: (err) => this.deps.onFatal?.(err), onContact: this.deps.onKafkaContact },
+      partitionsConcurrently: this.deps.partitionsConcurrently ?? 1,
       eachBatch: (batch) => this.deliverBatch(batch),
     });
     logger.info({ groupId: this.groupId }, 'delivering share topics');
@@ -174,8 +179,11 @@ export class ShareConsumer {
       return await this.deliverBatchOnce(batch);
     } catch (err) {
       if (!isCdcError(err, 'TARGET_UNREACHABLE') || !this.deps.onFatal) throw err;
-      this.faulted = err;
-      this.deps.onFatal(err);
+      // Batches worked on at once may all fail: the runtime is told once.
+      if (!this.faulted) {
+        this.faulted = err;
+        this.deps.onFatal(err);
+      }
       return 'again';
     }
   }
@@ -321,6 +329,14 @@ export class ShareConsumer {
 
   /** Target table of a share topic for a writer schema; created or extended on first sight. */
   private async tableFor(topic: string, writerKey: string, schema: AvroRecordSchema): Promise<TargetTable> {
+    const known = this.tables.get(writerKey);
+    if (known) return known;
+    const setUp = this.settingUp.catch(() => undefined).then(() => this.setUpTable(topic, writerKey, schema));
+    this.settingUp = setUp;
+    return setUp;
+  }
+
+  private async setUpTable(topic: string, writerKey: string, schema: AvroRecordSchema): Promise<TargetTable> {
     let table = this.tables.get(writerKey);
     if (table) return table;
     const where = parseShareTopic(topic);

@@ -36,6 +36,11 @@ export interface ConsumerLoopOptions {
     onAssigned?: (assignment: ReadonlyMap<string, number[]>) => void;
     onContact?: ((up: boolean) => void) | undefined;
   };
+  /**
+   * Batches of different partitions worked on at once (default 1): while one waits for its
+   * destination, the next is decoded. Batches of one partition are never worked on at once.
+   */
+  partitionsConcurrently?: number;
   /** The work on one fetched batch of one partition; never called for an empty batch or a stale generation. */
   eachBatch: (batch: Batch, loop: { heartbeat(): Promise<void> }) => Promise<BatchDone>;
 }
@@ -66,6 +71,7 @@ export class ConsumerLoop {
     const member = o.member ? new GroupMember(consumer, { ...o.member, settings: o.settings }) : undefined;
     const commit = o.commit ?? true;
     await consumer.run({
+      partitionsConsumedConcurrently: o.partitionsConcurrently ?? 1,
       autoCommit: false,
       eachBatchAutoResolve: false,
       eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {

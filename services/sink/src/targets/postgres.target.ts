@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { CdcError, configName, postgresSslOptions, postgresTls, redactUrl, secretSetting, withoutSecrets, type Logger, type PostgresTlsConfig } from '@cityshare/shared';
 import { planBatch } from './batch-plan.js';
 import { ConnectionFaults, hearPoolErrors, type TargetOutage } from './connection-faults.js';
+import { CopyIn } from './pg-copy-in.js';
+import { CopyRows, copyEscape, copyField } from './pg-copy.js';
 import { pgTypeOf } from './pg-types.js';
 import { TARGET_META, type ApplyResult, type ReadRow, type ReadSpec, type RowChange, type TableReadBack, type Target, type TargetTable } from './target.js';
 import { defineTarget } from './target-definition.js';
@@ -29,6 +31,9 @@ export const postgresDefinition = defineTarget({
 export const loadPg = async (): Promise<typeof pg> => (await import('pg')).default;
 
 const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
+
+/** The batch's staging table: temporary, one per transaction, dropped at its end. */
+const STAGE = q('cityshare_stage');
 
 export interface PostgresTargetOptions {
   url: string;
@@ -93,33 +98,53 @@ export class PostgresTarget implements Target {
     this.ensured.set(table.name, new Set(table.columns.map((c) => c.name)));
   }
 
+  /**
+   * Writes a batch in one transaction: its changes (the last per key) are copied (COPY) into
+   * a temporary staging table shaped like the target's columns, then one INSERT … SELECT …
+   * ON CONFLICT upserts them, guarded by the version, and one DELETE … USING removes the
+   * deleted keys whose stored version is older. Set-based, so the cost per row is PostgreSQL's
+   * own, not a statement's (BENCHMARKS.md, "Sink into PostgreSQL: COPY path").
+   */
   async apply(table: TargetTable, changes: RowChange[]): Promise<ApplyResult> {
     const fqn = this.fqn(table.name);
     const names = table.columns.map((c) => c.name);
-    const { log, batch, upserts, deletes, extra, extraValue } = planBatch(table, changes, this.options.softDelete);
+    const key = table.primaryKey;
+    const { log, batch, upserts, deletes, extra } = planBatch(table, changes, this.options.softDelete);
+    // A keyed table's staging rows carry whether they delete (the target's __deleted with soft delete, the stage's own otherwise).
+    const flag = log ? TARGET_META.op : TARGET_META.deleted;
+    const staged = [...names, flag, TARGET_META.version, TARGET_META.sourceTs];
+    const keyColumns = new Set(key);
     let applied = 0;
     await this.transaction(fqn, async (client) => {
-      const columns = [...names, ...extra, TARGET_META.version, TARGET_META.sourceTs, TARGET_META.syncedAt];
-      const conflict = log
-        ? `ON CONFLICT (${q(TARGET_META.version)}) DO NOTHING`
-        : `ON CONFLICT (${table.primaryKey.map(q).join(', ')}) DO UPDATE SET ${columns.filter((n) => !table.primaryKey.includes(n)).map((n) => `${q(n)} = EXCLUDED.${q(n)}`).join(', ')}
-           WHERE ${fqn}.${q(TARGET_META.version)} < EXCLUDED.${q(TARGET_META.version)}`;
-      for (let i = 0; i < upserts.length; i += 500) {
-        const params: unknown[] = [];
-        const rows = upserts.slice(i, i + 500).map((c) => {
-          const values = [...names.map((n) => c.values[n] ?? null), ...extra.map(() => extraValue(c)), c.version, new Date(Number(c.sourceTsMs))];
-          return `(${values.map((v) => `$${params.push(v)}`).join(', ')}, now())`;
-        });
-        const res = await client.query(`INSERT INTO ${fqn} (${columns.map(q).join(', ')}) VALUES ${rows.join(', ')} ${conflict}`, params);
-        applied += res.rowCount ?? 0;
+      // Typed as the target's columns (a flag the target lacks as boolean), so COPY reads each text as the parameter's would be read; no constraints.
+      const shape = staged.map((n) => (n === flag && extra.length === 0 ? `NULL::boolean AS ${q(n)}` : q(n)));
+      await client.query(`CREATE TEMPORARY TABLE ${STAGE} ON COMMIT DROP AS SELECT ${shape.join(', ')} FROM ${fqn} WITH NO DATA`);
+      const rows = new CopyRows();
+      for (const c of batch) {
+        // A hard delete needs only the key: the rest of its image stays out (NULL).
+        const hardDelete = !log && !this.options.softDelete && c.deleted;
+        for (const n of names) rows.field(hardDelete && !keyColumns.has(n) ? '\\N' : copyField(c.values[n]));
+        rows.field(copyField(log ? c.op : c.deleted));
+        rows.field(copyEscape(c.version));
+        rows.last(rows.instant(Number(c.sourceTsMs)));
       }
-      for (const c of deletes) {
-        const where = table.primaryKey.map((k, i) => `${q(k)} = $${i + 1}`).join(' AND ');
-        const res = await client.query(`DELETE FROM ${fqn} WHERE ${where} AND ${q(TARGET_META.version)} < $${table.primaryKey.length + 1}`, [
-          ...table.primaryKey.map((k) => c.values[k]),
-          c.version,
-        ]);
-        applied += res.rowCount ?? 0;
+      await client.query(new CopyIn(`COPY ${STAGE} (${staged.map(q).join(', ')}) FROM STDIN`, rows.finish())).done;
+
+      const columns = [...names, ...extra, TARGET_META.version, TARGET_META.sourceTs];
+      const select = `SELECT ${columns.map(q).join(', ')}, now() FROM ${STAGE}`;
+      const into = `INSERT INTO ${fqn} (${[...columns, TARGET_META.syncedAt].map(q).join(', ')})`;
+      if (log) {
+        applied += (await client.query(`${into} ${select} ON CONFLICT (${q(TARGET_META.version)}) DO NOTHING`)).rowCount ?? 0;
+        return;
+      }
+      const set = [...columns, TARGET_META.syncedAt].filter((n) => !keyColumns.has(n)).map((n) => `${q(n)} = EXCLUDED.${q(n)}`).join(', ');
+      const onlyUpserts = this.options.softDelete ? '' : ` WHERE NOT ${q(flag)}`;
+      if (upserts.length > 0) {
+        applied += (await client.query(`${into} ${select}${onlyUpserts} ON CONFLICT (${key.map(q).join(', ')}) DO UPDATE SET ${set} WHERE ${fqn}.${q(TARGET_META.version)} < EXCLUDED.${q(TARGET_META.version)}`)).rowCount ?? 0;
+      }
+      if (deletes.length > 0) {
+        const match = key.map((k) => `t.${q(k)} = s.${q(k)}`).join(' AND ');
+        applied += (await client.query(`DELETE FROM ${fqn} t USING ${STAGE} s WHERE s.${q(flag)} AND ${match} AND t.${q(TARGET_META.version)} < s.${q(TARGET_META.version)}`)).rowCount ?? 0;
       }
     });
     return { applied, stale: batch.length - applied };
