@@ -84,7 +84,7 @@ describe('peer profiles', () => {
   it('parses a profile and a list of them, and names the choices when wrong', () => {
     expect(parsePeerProfile(undefined, '--profile')).toBe('defaults');
     expect(parsePeerProfile('tuned', '--profile')).toBe('tuned');
-    expect(() => parsePeerProfile('fast', '--profile')).toThrow('--profile must be one of defaults, tuned; got "fast"');
+    expect(() => parsePeerProfile('fast', '--profile')).toThrow('--profile must be one of defaults, tuned, tuned-avro; got "fast"');
     expect(parsePeerProfiles('tuned, defaults,tuned', '--peer-profiles')).toEqual(['tuned', 'defaults']);
     expect(() => parsePeerProfiles(' , ', '--peer-profiles')).toThrow('names no profile');
   });
@@ -100,6 +100,15 @@ describe('peer profiles', () => {
     // A sink batch is capped by one consumer poll: the poll must be at least the batch.
     expect(Number(t.sink['consumer.override.max.poll.records'])).toBeGreaterThanOrEqual(Number(t.sink['batch.size']));
     expect(Number(t.source['max.queue.size'])).toBeGreaterThan(Number(t.source['max.batch.size']));
-    expect(t.worker['value.converter.apicurio.registry.url']).toBe(ctx.registryV2Url);
+    // The JDBC sink needs a schema with every record: tuned keeps JSON with schemas.
+    expect(t.worker['value.converter.schemas.enable']).toBe(true);
+    const a = profileSettings('tuned-avro', ctx);
+    expect(a.avro).toBe(true);
+    expect(a.worker['value.converter.apicurio.registry.url']).toBe(ctx.registryV2Url);
+    // Apart from the converter (and the Avro-safe names it asks for), tuned-avro is tuned.
+    expect(a.sink).toEqual(t.sink);
+    const { 'schema.name.adjustment.mode': names, ...avroSource } = a.source;
+    expect(names).toBe('avro');
+    expect(avroSource).toEqual(t.source);
   });
 });

@@ -9,7 +9,7 @@
  *   bench/results/latest.md    the table: figure, ours, Debezium, ratio, target, verdict
  *   bench/results/latency.png  latency over time at the fixed rate, ours and Debezium
  *
- *   npm run bench -- [--runs 3] [--quick] [--no-peer] [--peer-runs N (per profile)] [--peer-profiles defaults,tuned]
+ *   npm run bench -- [--runs 3] [--quick] [--no-peer] [--peer-runs N (per profile)] [--peer-profiles defaults,tuned(,tuned-avro)]
  *                    [--only reader,transformer,e2e,peer]
  *                    [--snapshot-rows N] [--reader-rows N] [--transformer-rows N] [--departments 1,3,10]
  *                    [--e2e-rows N] [--rate 5000] [--seconds 20] [--peer-rows N]
@@ -24,7 +24,7 @@ import { measureReader, type ReaderFigures } from './reader-bench.js';
 import { bestOfPeers, checkTargets, machineInfo, markdown, peerRatios, type PeerSummary, type Quantiles, type SuiteFigures } from './report.js';
 import { median } from './support.js';
 import type { PeerFigures } from './peer/debezium.js';
-import { PROFILE_SUMMARY, parsePeerProfiles, type PeerProfile } from './peer/debezium-profiles.js';
+import { PROFILE_SUMMARY, SUITE_PEER_PROFILES, parsePeerProfiles, type PeerProfile } from './peer/debezium-profiles.js';
 import { measureTransformer, type TransformerFigures } from './transformer-bench.js';
 
 /** `readerRows`: row changes of the backlog for reader_rows_per_s, as the reader bench's binlog runs. */
@@ -36,7 +36,7 @@ const { values: a } = parseArgs({
     quick: { type: 'boolean', default: false },
     'no-peer': { type: 'boolean', default: false },
     'peer-runs': { type: 'string' },
-    'peer-profiles': { type: 'string', default: 'defaults,tuned' },
+    'peer-profiles': { type: 'string' },
     only: { type: 'string' },
     'snapshot-rows': { type: 'string' },
     'reader-rows': { type: 'string' },
@@ -70,7 +70,7 @@ const sizes = {
   peer_runs: 0,
 };
 sizes.peer_runs = num(a['peer-runs'], sizes.runs);
-const peerProfiles = parsePeerProfiles(a['peer-profiles'], '--peer-profiles');
+const peerProfiles = a['peer-profiles'] === undefined ? [...SUITE_PEER_PROFILES] : parsePeerProfiles(a['peer-profiles'], '--peer-profiles');
 const steps = new Set((a.only ?? 'reader,transformer,e2e,peer').split(','));
 if (a['no-peer']) steps.delete('peer');
 
@@ -205,7 +205,7 @@ const lines: ChartLine[] = [
   { label: 'cityshare, mean per second', color: '#1f6fb4', points: centre(oursChart?.latency_series ?? []) },
   { label: 'cityshare, max per second', color: '#1f6fb4', dash: '7 4', points: centre(maxOf(oursChart?.latency_series ?? [])) },
 ];
-const PROFILE_COLOURS: Record<PeerProfile, string> = { defaults: '#e8710a', tuned: '#8e44ad' };
+const PROFILE_COLOURS: Record<PeerProfile, string> = { defaults: '#e8710a', tuned: '#8e44ad', 'tuned-avro': '#2e8b57' };
 if (!peerSkipped || peerRuns.length) {
   for (const { profile, run } of peerCharts) {
     lines.push(
@@ -230,7 +230,7 @@ else {
     `Debezium peer profiles (bench/peer/debezium-profiles.ts, bench/peer/README.md), ${sizes.peer_runs} run(s) each, alternating: ${peerProfiles.map((p) => `${p} — ${PROFILE_SUMMARY[p]}`).join('; ')}. ours/Debezium is taken against the better profile per figure (rows/s the higher, latency and RSS the lower).`,
     ...(checked.length ? [`Debezium peer, content: after the fixed-rate phase every column of every row of both department tables ${checked.every((p) => p.target_check!.content_equal) ? 'equalled' : '**did not equal**'} MariaDB's in ${checked.length} of ${peerRuns.length} runs checked (${[...new Set(checked.map((p) => p.profile))].join(', ')}).`] : []),
     `Debezium peer (bench/peer/debezium.ts): the same mix, preload, LoadDriver and measureLatency as ours, on the same MariaDB, Kafka and PostgreSQL, both tables captured by the MariaDB source connector and written by the JDBC sink into the department schema; preloaded rows through Debezium first (snapshot, not timed); saturation = a burst of ${sizes.peer_rows.toLocaleString('en')} row changes, from its start until PostgreSQL's content equals MariaDB's (polled every 500 ms, as ours polls its sink's delivered count); latency at the same rate and seconds, per inserted row of both tables, by the same probe.`,
-    `Debezium peer, binlog rate: a backlog of ${sizes.reader_rows.toLocaleString('en')} row changes of the mix committed with the source connector ${stopped ? 'stopped' : 'stopped or paused'} through the Connect REST API and the sink paused, then resumed; rows/s from the first 100 ms sample in which Debezium's topics grew to the last (as ours from the reader's restart${stopped ? '' : '; a paused connector has already read up to its queue (8,192 events) of the backlog, which favours it'}). Differences: the Kafka Connect worker stays up (our reader process is restarted); Debezium's count is messages on its topics, converted to row changes (a delete is a change event plus a tombstone); our reader runs on a ${sizes.snapshot_rows.toLocaleString('en')}-row citizens table, the peer on its e2e preload.`,
+    `Debezium peer, binlog rate: a backlog of ${sizes.reader_rows.toLocaleString('en')} row changes of the mix committed with the source connector ${stopped ? 'stopped' : 'stopped or paused'} through the Connect REST API and the sink paused, then resumed; rows/s from the first 100 ms sample in which Debezium's topics grew to the last (as ours from the reader's restart${stopped ? '' : '; a paused connector has already read up to its queue (8,192 events) of the backlog, which favours it'}). Differences: the Kafka Connect worker stays up (our reader process is restarted); Debezium's count is messages on its topics, converted to row changes (a delete is a change event plus, except in the tuned profiles, a tombstone); our reader runs on a ${sizes.snapshot_rows.toLocaleString('en')}-row citizens table, the peer on its e2e preload.`,
   );
 }
 

@@ -2,7 +2,7 @@
  * Debezium peer of the end-to-end benchmark (see bench/peer/debezium.ts); prints its figures
  * as JSON on stdout, progress on stderr.
  *   npm run bench:debezium -- [--rows 100000] [--rate 5000] [--seconds 20] [--reader-rows N (default --rows; 0 skips)]
- *                             [--profile defaults|tuned (default $DEBEZIUM_PEER_PROFILE, else defaults)]
+ *                             [--profile defaults|tuned|tuned-avro (default $DEBEZIUM_PEER_PROFILE, else defaults)]
  *   node --import tsx bench/peer/debezium-main.ts --rows 20000 --rate 2000 --seconds 10 --profile tuned
  */
 import { parseArgs } from 'node:util';

@@ -136,7 +136,7 @@ function ensureJars(v: Versions, l: Layout, avro: boolean): void {
     join(l.sourcePlugin, v.sourceArtifact, `${v.sourceArtifact}-${v.sourceVersion}.jar`),
     join(l.jdbcPlugin, 'debezium-connector-jdbc', `debezium-connector-jdbc-${v.jdbcVersion}.jar`),
   ], `Kafka Connect ${v.connect}, ${v.sourceArtifact} ${v.sourceVersion}, debezium-connector-jdbc ${v.jdbcVersion}`);
-  if (avro) fetchOnce(CONVERTER_POM, [join(l.converterPlugin, `apicurio-registry-utils-converter-${l.converterVersion}.jar`)], `the Apicurio Avro converter ${l.converterVersion}`);
+  if (avro) fetchOnce(CONVERTER_POM, [join(l.converterPlugin, 'apicurio-converter', `apicurio-registry-utils-converter-${l.converterVersion}.jar`)], `the Apicurio Avro converter ${l.converterVersion}`);
 }
 
 const javaBin = () => (process.env.JAVA_HOME ? join(process.env.JAVA_HOME, 'bin', 'java') : 'java');
@@ -572,12 +572,14 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
       const rowsBefore = await sourceFingerprint(run);
       const load = await driver.burst(workload, readerRows);
       const rowsAfter = await sourceFingerprint(run);
-      // Debezium writes a delete event and a tombstone per deleted row: the topics' messages to wait for.
+      // Debezium writes a delete event per deleted row, and a tombstone after it unless the
+      // profile turned them off: the topics' messages to wait for.
       const deleted = rowsBefore.citizens[0] + rowsBefore.taps[0] + load.inserted - rowsAfter.citizens[0] - rowsAfter.taps[0];
       log(`reader: ${load.rows.toLocaleString('en')} row changes (${deleted.toLocaleString('en')} deletes) in ${load.transactions.toLocaleString('en')} transactions committed in ${load.seconds.toFixed(1)} s with the source connector ${how === 'stop' ? 'stopped' : 'paused'}`);
       const before = await topicMessages(admin, topics);
       await connect.put(`/connectors/${sourceName}/resume`);
-      const target = before + load.rows + deleted;
+      const tombstones = String((sourceConfig as Record<string, unknown>)['tombstones.on.delete'] ?? true) !== 'false' ? deleted : 0;
+      const target = before + load.rows + tombstones;
       const rate = await sustainedRate(
         async () => {
           await check();
@@ -588,7 +590,7 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
         100,
       );
       // Messages/s to row changes/s (the tombstones are not row changes).
-      const rowsPerS = Math.round((rate.rate * load.rows) / (load.rows + deleted));
+      const rowsPerS = Math.round((rate.rate * load.rows) / (load.rows + tombstones));
       reader = { rows: load.rows, deletes: deleted, transactions: load.transactions, generate_seconds: load.seconds, seconds: rate.seconds, rows_per_s: rowsPerS, source_connector: how === 'stop' ? 'stopped' : 'paused' };
       log(`reader: binlog -> Debezium's topics ${rowsPerS.toLocaleString('en')} rows/s (${(rate.last - rate.first).toLocaleString('en')} messages in ${rate.seconds.toFixed(2)} s)`);
     }
