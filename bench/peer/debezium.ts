@@ -8,9 +8,10 @@
  *   -> PostgreSQL `"<run>_dept_health".citizens`, `.bus_card_taps` (upsert and delete by record
  *   key, tables created by schema evolution)
  *
- * Two profiles (bench/peer/debezium-profiles.ts): `defaults` (JSON with schemas, one sink
- * task, stock batch and poll sizes) and `tuned` (Avro through the stack's registry, one sink
- * task per partition, large sink batches and polls, producer batching and lz4 on the source).
+ * Profiles (bench/peer/debezium-profiles.ts): `defaults` (JSON with schemas, one sink task,
+ * stock batch and poll sizes), `tuned` (still JSON with schemas; one sink task per partition,
+ * large sink batches and polls, a larger source queue, no tombstones, producer batching and
+ * lz4 on the source) and `tuned-avro` (tuned, with Avro through the stack's registry).
  *
  * Both connectors run in one Kafka Connect standalone worker (a JVM child process started
  * like bin/connect-standalone.sh would: -Xms256M -Xmx2G, G1), its REST API on a free local
