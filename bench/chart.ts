@@ -36,10 +36,19 @@ const fmt = (v: number) => (Math.abs(v) >= 1000 ? v.toLocaleString('en') : Strin
 export function latencyChartSvg(lines: ChartLine[], o: ChartOptions): string {
   const W = 1200;
   const H = 650;
-  const m = { left: 100, right: 40, top: o.subtitle ? 115 : 95, bottom: 80 };
+  const data = lines.map((l) => ({ ...l, points: l.points.filter((p) => Number.isFinite(p.t_s) && Number.isFinite(p.latency_ms)) }));
+  // Legend: rows as wide as the plot, between the titles and the plot (more lines, more rows).
+  const legendWidth = W - 100 - 40;
+  const entries = data.map((d) => ({ label: `${d.label}${d.points.length ? '' : ' (no data)'}`, color: d.color, dash: d.dash ?? '', width: 60 + `${d.label}${d.points.length ? '' : ' (no data)'}`.length * 8.5 }));
+  const legendRows: Array<typeof entries> = [[]];
+  for (const e of entries) {
+    const row = legendRows[legendRows.length - 1]!;
+    if (row.length && row.reduce((a, r) => a + r.width, 0) + e.width > legendWidth) legendRows.push([e]);
+    else row.push(e);
+  }
+  const m = { left: 100, right: 40, top: (o.subtitle ? 115 : 95) + (legendRows.length - 1) * 24, bottom: 80 };
   const pw = W - m.left - m.right;
   const ph = H - m.top - m.bottom;
-  const data = lines.map((l) => ({ ...l, points: l.points.filter((p) => Number.isFinite(p.t_s) && Number.isFinite(p.latency_ms)) }));
   const all = data.flatMap((d) => d.points);
   const tMax = Math.max(1, ...all.map((p) => p.t_s));
   const yData = Math.max(10, ...all.map((p) => p.latency_ms));
@@ -77,15 +86,14 @@ export function latencyChartSvg(lines: ChartLine[], o: ChartOptions): string {
     parts.push(`<path d="${path(pts)}" fill="none" stroke="${d.color}" stroke-width="${d.dash ? 1.6 : 2.6}"${d.dash ? ` stroke-dasharray="${d.dash}" opacity="0.85"` : ''}/>`);
     if (pts.length === 1) parts.push(`<circle cx="${x(pts[0]!.t)}" cy="${y(pts[0]!.v)}" r="4" fill="${d.color}"/>`);
   }
-  // Legend: one row between the titles and the plot.
-  const entries = data.map((d) => ({ label: `${d.label}${d.points.length ? '' : ' (no data)'}`, color: d.color, dash: d.dash ?? '' }));
-  const widths = entries.map((e) => 60 + e.label.length * 8.5);
-  let lx = m.left + (pw - widths.reduce((a, b) => a + b, 0)) / 2;
-  const ly = m.top - 18;
-  entries.forEach((e, i) => {
-    parts.push(`<line x1="${lx}" y1="${ly - 5}" x2="${lx + 40}" y2="${ly - 5}" stroke="${e.color}" stroke-width="${e.dash ? 1.6 : 2.6}"${e.dash ? ` stroke-dasharray="${e.dash}"` : ''}/>`);
-    parts.push(`<text x="${lx + 48}" y="${ly}" font-size="14">${esc(e.label)}</text>`);
-    lx += widths[i]!;
+  legendRows.forEach((row, r) => {
+    let lx = m.left + (pw - row.reduce((a, e) => a + e.width, 0)) / 2;
+    const ly = m.top - 18 - (legendRows.length - 1 - r) * 24;
+    for (const e of row) {
+      parts.push(`<line x1="${lx}" y1="${ly - 5}" x2="${lx + 40}" y2="${ly - 5}" stroke="${e.color}" stroke-width="${e.dash ? 1.6 : 2.6}"${e.dash ? ` stroke-dasharray="${e.dash}"` : ''}/>`);
+      parts.push(`<text x="${lx + 48}" y="${ly}" font-size="14">${esc(e.label)}</text>`);
+      lx += e.width;
+    }
   });
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, sans-serif">${parts.join('')}</svg>`;
 }

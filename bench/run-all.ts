@@ -1,13 +1,16 @@
 /**
  * The whole benchmark suite: cdc-reader (snapshot runs, binlog runs), transformer (1, 3 and
  * 10 departments), end to end (saturation burst and a fixed rate) and, unless --no-peer,
- * the Debezium peer (bench/peer/debezium.ts) on the same machine; each figure the median
+ * the Debezium peer (bench/peer/debezium.ts) on the same machine, in both its configuration
+ * profiles (`defaults` and `tuned`, bench/peer/debezium-profiles.ts; runs alternate between
+ * them), ours/Debezium taken against the better profile per figure; each figure the median
  * of --runs runs. Checks the DESIGN.md performance targets and writes
  *   bench/results/latest.json  every figure, per-run raw figures, machine and versions
  *   bench/results/latest.md    the table: figure, ours, Debezium, ratio, target, verdict
  *   bench/results/latency.png  latency over time at the fixed rate, ours and Debezium
  *
- *   npm run bench -- [--runs 3] [--quick] [--no-peer] [--peer-runs N] [--only reader,transformer,e2e,peer]
+ *   npm run bench -- [--runs 3] [--quick] [--no-peer] [--peer-runs N (per profile)] [--peer-profiles defaults,tuned(,tuned-avro)]
+ *                    [--only reader,transformer,e2e,peer]
  *                    [--snapshot-rows N] [--reader-rows N] [--transformer-rows N] [--departments 1,3,10]
  *                    [--e2e-rows N] [--rate 5000] [--seconds 20] [--peer-rows N]
  * Default sizes fit the whole suite in under 30 minutes on the project's 2-core machine;
@@ -18,13 +21,14 @@ import { parseArgs } from 'node:util';
 import { writeLatencyChart, type ChartLine } from './chart.js';
 import { measureE2e, type E2eResult } from './e2e-bench.js';
 import { measureReader, type ReaderFigures } from './reader-bench.js';
-import { checkTargets, machineInfo, markdown, peerRatios, type PeerSummary, type Quantiles, type SuiteFigures } from './report.js';
+import { bestOfPeers, checkTargets, machineInfo, markdown, peerRatios, type PeerSummary, type Quantiles, type SuiteFigures } from './report.js';
 import { median } from './support.js';
 import type { PeerFigures } from './peer/debezium.js';
+import { PROFILE_SUMMARY, SUITE_PEER_PROFILES, parsePeerProfiles, type PeerProfile } from './peer/debezium-profiles.js';
 import { measureTransformer, type TransformerFigures } from './transformer-bench.js';
 
 /** `readerRows`: row changes of the backlog for reader_rows_per_s, as the reader bench's binlog runs. */
-type RunPeer = (o: { rows: number; rate: number; seconds: number; readerRows?: number }) => Promise<PeerFigures>;
+type RunPeer = (o: { rows: number; rate: number; seconds: number; readerRows?: number; profile?: PeerProfile }) => Promise<PeerFigures>;
 
 const { values: a } = parseArgs({
   options: {
@@ -32,6 +36,7 @@ const { values: a } = parseArgs({
     quick: { type: 'boolean', default: false },
     'no-peer': { type: 'boolean', default: false },
     'peer-runs': { type: 'string' },
+    'peer-profiles': { type: 'string' },
     only: { type: 'string' },
     'snapshot-rows': { type: 'string' },
     'reader-rows': { type: 'string' },
@@ -45,8 +50,9 @@ const { values: a } = parseArgs({
 });
 
 // The default sizes take about 15 minutes on 2 cores (measured 2026-11-25: reader 4.7 min with
-// three 3M-row snapshots, transformer 3.5 min, e2e 2.7 min, Debezium peer 4 min); the suite
-// prints the time of every step. --quick takes 3-4 minutes.
+// three 3M-row snapshots, transformer 3.5 min, e2e 2.7 min, Debezium peer 4 min per profile;
+// --peer-profiles tuned halves the peer's share); the suite prints the time of every step.
+// --quick takes 3-4 minutes.
 const defaults = a.quick
   ? { runs: 1, snapshot: 100_000, reader: 30_000, transformer: 10_000, e2e: 15_000, rate: 5000, seconds: 10 }
   : { runs: 3, snapshot: 3_000_000, reader: 200_000, transformer: 20_000, e2e: 60_000, rate: 5000, seconds: 20 };
@@ -64,6 +70,7 @@ const sizes = {
   peer_runs: 0,
 };
 sizes.peer_runs = num(a['peer-runs'], sizes.runs);
+const peerProfiles = a['peer-profiles'] === undefined ? [...SUITE_PEER_PROFILES] : parsePeerProfiles(a['peer-profiles'], '--peer-profiles');
 const steps = new Set((a.only ?? 'reader,transformer,e2e,peer').split(','));
 if (a['no-peer']) steps.delete('peer');
 
@@ -97,7 +104,7 @@ async function loadPeer(): Promise<RunPeer | string> {
   return typeof mod.runDebeziumPeer === 'function' ? mod.runDebeziumPeer : 'bench/peer/debezium.ts exports no runDebeziumPeer';
 }
 
-log(`sizes: ${JSON.stringify(sizes)}; steps: ${[...steps].join(', ')}`);
+log(`sizes: ${JSON.stringify(sizes)}; steps: ${[...steps].join(', ')}${steps.has('peer') ? `; peer profiles: ${peerProfiles.join(', ')}` : ''}`);
 const machine = await machineInfo();
 
 const reader: ReaderFigures | null = steps.has('reader')
@@ -124,9 +131,12 @@ if (steps.has('peer')) {
     peerSkipped = peer;
     log(`peer: skipped (${peer})`);
   } else {
+    // Profiles alternate run by run, so a slower hour of this shared machine weighs on both alike.
     for (let r = 1; r <= sizes.peer_runs; r++) {
-      const res = await step(`Debezium peer run ${r}`, () => peer({ rows: sizes.peer_rows, rate: sizes.rate, seconds: sizes.seconds, readerRows: sizes.reader_rows }));
-      if (res) peerRuns.push(res);
+      for (const profile of peerProfiles) {
+        const res = await step(`Debezium peer (${profile}) run ${r}`, () => peer({ rows: sizes.peer_rows, rate: sizes.rate, seconds: sizes.seconds, readerRows: sizes.reader_rows, profile }));
+        if (res) peerRuns.push(res);
+      }
     }
   }
 } else {
@@ -145,24 +155,29 @@ peak('cdc_reader', reader?.rss_mib);
 peak('transformer', transformer?.rss_mib);
 for (const r of e2eRuns) for (const [k, v] of Object.entries(r.rss_mib)) peak(k, v);
 
-let debezium: PeerSummary | null = null;
-if (peerRuns.length) {
+/** Medians over one profile's runs (peak RSS: the highest). */
+function peerSummary(runs: PeerFigures[]): PeerSummary {
   const opt = (k: 'reader_rows_per_s' | 'snapshot_rows_per_s') => {
-    const v = peerRuns.map((p) => p[k]).filter((x): x is number => typeof x === 'number');
+    const v = runs.map((p) => p[k]).filter((x): x is number => typeof x === 'number');
     return v.length ? { [k]: medianOf(v)! } : {};
   };
   const peerRss: Record<string, number> = {};
-  for (const p of peerRuns) for (const [k, v] of Object.entries(p.rss_mib)) peerRss[k] = Math.max(peerRss[k] ?? 0, v);
-  debezium = {
-    e2e_rows_per_s: medianOf(peerRuns.map((p) => p.e2e_rows_per_s))!,
-    e2e_latency_ms: quantiles(peerRuns.map((p) => p.e2e_latency_ms))!,
-    ...(peerRuns.every((p) => p.e2e_saturation_latency_ms) ? { e2e_saturation_latency_ms: quantiles(peerRuns.map((p) => p.e2e_saturation_latency_ms!))! } : {}),
+  for (const p of runs) for (const [k, v] of Object.entries(p.rss_mib)) peerRss[k] = Math.max(peerRss[k] ?? 0, v);
+  return {
+    e2e_rows_per_s: medianOf(runs.map((p) => p.e2e_rows_per_s))!,
+    e2e_latency_ms: quantiles(runs.map((p) => p.e2e_latency_ms))!,
+    ...(runs.every((p) => p.e2e_saturation_latency_ms) ? { e2e_saturation_latency_ms: quantiles(runs.map((p) => p.e2e_saturation_latency_ms!))! } : {}),
     ...opt('reader_rows_per_s'),
     ...opt('snapshot_rows_per_s'),
     rss_mib: peerRss,
-    versions: peerRuns[0]!.versions,
+    versions: runs[0]!.versions,
   };
 }
+const runsOf = (profile: PeerProfile) => peerRuns.filter((p) => p.profile === profile);
+const debeziumProfiles: Record<string, PeerSummary> = {};
+for (const profile of peerProfiles) if (runsOf(profile).length) debeziumProfiles[profile] = peerSummary(runsOf(profile));
+// What ours is compared with: per figure the better profile.
+const debezium: PeerSummary | null = bestOfPeers(debeziumProfiles);
 
 const figures: SuiteFigures = {
   reader_rows_per_s: reader?.reader_rows_per_s ?? null,
@@ -175,13 +190,13 @@ const figures: SuiteFigures = {
   e2e_offered_rows_per_s: medianOf(e2eRuns.map((r) => r.steady.offered_rows_per_s)),
   e2e_rate: sizes.rate,
   rss_mib: rss,
-  peer: { debezium },
+  peer: { debezium, debezium_profiles: debeziumProfiles },
 };
 
 // The chart: the run with the median p99 at the fixed rate, of ours and of the peer.
 const medianRun = <T>(list: T[], p99: (x: T) => number): T | undefined => [...list].sort((x, y) => p99(x) - p99(y))[(list.length - 1) >> 1];
 const oursChart = medianRun(e2eRuns, (r) => r.e2e_latency_ms.p99);
-const peerChart = medianRun(peerRuns, (p) => p.e2e_latency_ms.p99);
+const peerCharts = peerProfiles.map((profile) => ({ profile, run: medianRun(runsOf(profile), (p) => p.e2e_latency_ms.p99) }));
 const centre = (series: Array<{ t_s: number; latency_ms: number }>) => (series.every((s) => Number.isInteger(s.t_s)) ? series.map((s) => ({ ...s, t_s: s.t_s + 0.5 })) : series);
 // Both series are measureLatency's per_second (bench/latency.ts): per second of commit time,
 // the mean latency of the rows committed in it (solid) and their maximum (dashed).
@@ -190,11 +205,14 @@ const lines: ChartLine[] = [
   { label: 'cityshare, mean per second', color: '#1f6fb4', points: centre(oursChart?.latency_series ?? []) },
   { label: 'cityshare, max per second', color: '#1f6fb4', dash: '7 4', points: centre(maxOf(oursChart?.latency_series ?? [])) },
 ];
+const PROFILE_COLOURS: Record<PeerProfile, string> = { defaults: '#e8710a', tuned: '#8e44ad', 'tuned-avro': '#2e8b57' };
 if (!peerSkipped || peerRuns.length) {
-  lines.push(
-    { label: 'Debezium, mean per second', color: '#e8710a', points: centre(peerChart?.latency_series ?? []) },
-    { label: 'Debezium, max per second', color: '#e8710a', dash: '7 4', points: centre(maxOf(peerChart?.latency_series ?? [])) },
-  );
+  for (const { profile, run } of peerCharts) {
+    lines.push(
+      { label: `Debezium ${profile}, mean per second`, color: PROFILE_COLOURS[profile], points: centre(run?.latency_series ?? []) },
+      { label: `Debezium ${profile}, max per second`, color: PROFILE_COLOURS[profile], dash: '7 4', points: centre(maxOf(run?.latency_series ?? [])) },
+    );
+  }
 }
 
 notes.push(
@@ -207,9 +225,12 @@ notes.push(
 if (peerSkipped) notes.push(`Debezium peer not run: ${peerSkipped}.`);
 else {
   const stopped = peerRuns.length > 0 && peerRuns.every((p) => p.reader?.source_connector === 'stopped');
+  const checked = peerRuns.filter((p) => p.target_check);
   notes.push(
+    `Debezium peer profiles (bench/peer/debezium-profiles.ts, bench/peer/README.md), ${sizes.peer_runs} run(s) each, alternating: ${peerProfiles.map((p) => `${p} — ${PROFILE_SUMMARY[p]}`).join('; ')}. ours/Debezium is taken against the better profile per figure (rows/s the higher, latency and RSS the lower).`,
+    ...(checked.length ? [`Debezium peer, content: after the fixed-rate phase every column of every row of both department tables ${checked.every((p) => p.target_check!.content_equal) ? 'equalled' : '**did not equal**'} MariaDB's in ${checked.length} of ${peerRuns.length} runs checked (${[...new Set(checked.map((p) => p.profile))].join(', ')}).`] : []),
     `Debezium peer (bench/peer/debezium.ts): the same mix, preload, LoadDriver and measureLatency as ours, on the same MariaDB, Kafka and PostgreSQL, both tables captured by the MariaDB source connector and written by the JDBC sink into the department schema; preloaded rows through Debezium first (snapshot, not timed); saturation = a burst of ${sizes.peer_rows.toLocaleString('en')} row changes, from its start until PostgreSQL's content equals MariaDB's (polled every 500 ms, as ours polls its sink's delivered count); latency at the same rate and seconds, per inserted row of both tables, by the same probe.`,
-    `Debezium peer, binlog rate: a backlog of ${sizes.reader_rows.toLocaleString('en')} row changes of the mix committed with the source connector ${stopped ? 'stopped' : 'stopped or paused'} through the Connect REST API and the sink paused, then resumed; rows/s from the first 100 ms sample in which Debezium's topics grew to the last (as ours from the reader's restart${stopped ? '' : '; a paused connector has already read up to its queue (8,192 events) of the backlog, which favours it'}). Differences: the Kafka Connect worker stays up (our reader process is restarted); Debezium's count is messages on its topics, converted to row changes (a delete is a change event plus a tombstone); our reader runs on a ${sizes.snapshot_rows.toLocaleString('en')}-row citizens table, the peer on its e2e preload.`,
+    `Debezium peer, binlog rate: a backlog of ${sizes.reader_rows.toLocaleString('en')} row changes of the mix committed with the source connector ${stopped ? 'stopped' : 'stopped or paused'} through the Connect REST API and the sink paused, then resumed; rows/s from the first 100 ms sample in which Debezium's topics grew to the last (as ours from the reader's restart${stopped ? '' : '; a paused connector has already read up to its queue (8,192 events) of the backlog, which favours it'}). Differences: the Kafka Connect worker stays up (our reader process is restarted); Debezium's count is messages on its topics, converted to row changes (a delete is a change event plus, except in the tuned profiles, a tombstone); our reader runs on a ${sizes.snapshot_rows.toLocaleString('en')}-row citizens table, the peer on its e2e preload.`,
   );
 }
 
@@ -229,10 +250,14 @@ const results = {
   machine,
   ...ours,
   snapshot_rss_mib: reader?.snapshot_rss_mib ?? null,
-  peer: { debezium: debezium ? { ...debezium, runs: peerRuns.length } : null, ...(peerSkipped ? { skipped: peerSkipped } : {}) },
+  peer: {
+    debezium: debezium ? { ...debezium, runs: peerRuns.length } : null,
+    debezium_profiles: Object.fromEntries(Object.entries(debeziumProfiles).map(([profile, summary]) => [profile, { ...summary, runs: runsOf(profile as PeerProfile).length, settings: runsOf(profile as PeerProfile)[0]!.settings }])),
+    ...(peerSkipped ? { skipped: peerSkipped } : {}),
+  },
   ratios_vs_debezium: ratios,
   targets,
-  latency_series: { ours: oursChart?.latency_series ?? [], debezium: peerChart?.latency_series ?? [] },
+  latency_series: { ours: oursChart?.latency_series ?? [], ...Object.fromEntries(peerCharts.map(({ profile, run }) => [`debezium_${profile}`, run?.latency_series ?? []])) },
   sizes,
   raw: {
     reader,

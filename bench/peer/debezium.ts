@@ -4,9 +4,14 @@
  * on the same Kafka broker, MariaDB and PostgreSQL.
  *
  *   MariaDB `<run>_civil.citizens`, `<run>_transport.bus_card_taps` -> Debezium MariaDB source
- *   connector -> Kafka topics `<run>.<db>.<table>` (JSON, schemas enabled) -> Debezium JDBC sink
+ *   connector -> Kafka topics `<run>.<db>.<table>` -> Debezium JDBC sink
  *   -> PostgreSQL `"<run>_dept_health".citizens`, `.bus_card_taps` (upsert and delete by record
  *   key, tables created by schema evolution)
+ *
+ * Profiles (bench/peer/debezium-profiles.ts): `defaults` (JSON with schemas, one sink task,
+ * stock batch and poll sizes), `tuned` (still JSON with schemas; one sink task per partition,
+ * large sink batches and polls, a larger source queue, no tombstones, producer batching and
+ * lz4 on the source) and `tuned-avro` (tuned, with Avro through the stack's registry).
  *
  * Both connectors run in one Kafka Connect standalone worker (a JVM child process started
  * like bin/connect-standalone.sh would: -Xms256M -Xmx2G, G1), its REST API on a free local
@@ -28,7 +33,7 @@
  * Peak RSS is the JVM's VmHWM. Everything the run created (databases, PG schema, topics,
  * the sink's consumer group, temp files) is removed at the end, also after a failure or Ctrl-C.
  *
- * Overrides (optional, JSON objects merged into the generated configs):
+ * Overrides (optional, JSON objects merged into the generated configs, after the profile's):
  * DEBEZIUM_PEER_WORKER_CONFIG, DEBEZIUM_PEER_SOURCE_CONFIG, DEBEZIUM_PEER_SINK_CONFIG;
  * DEBEZIUM_PEER_HEAP_OPTS (default "-Xms256M -Xmx2G"); JAVA_HOME selects the JVM.
  */
@@ -43,11 +48,21 @@ import { PipelineRun } from '../../scripts/support/pipeline-run.js';
 import { freePort } from '../../scripts/support/service-process.js';
 import { adminKafka, kafkaPasswordFile } from '../../scripts/support/kafka-security.js';
 import { stack } from '../../scripts/support/stack.js';
+import { profileSettings, type PeerProfile } from './debezium-profiles.js';
 import { burstSummary, measureE2ePhases, steadySummary, windowed, type BurstSummary, type SteadySummary } from '../latency.js';
 import { peakRssMiB, sleep, sustainedRate, waitFor } from '../support.js';
 import { LoadDriver, Workload, loadTables, preload, preloadFor } from '../workload.js';
 
 export interface PeerFigures {
+  /** The configuration profile of this run (bench/peer/debezium-profiles.ts). */
+  profile: PeerProfile;
+  /** The connector and worker settings the profile set (connection and security settings left out). */
+  settings: { worker: Record<string, string | number | boolean>; source: Record<string, string | number | boolean>; sink: Record<string, string | number | boolean> };
+  /**
+   * Checked once after the fixed-rate phase: every column of every row of both department
+   * tables equals MariaDB's (`content_equal`), and the column types the sink created.
+   */
+  target_check?: { content_equal: boolean; columns: Record<string, string[]> };
   /** Saturation: burst row changes / (start of the burst to PostgreSQL holding all of them). */
   e2e_rows_per_s: number;
   /** At the fixed rate, per inserted row of both tables. */
@@ -71,47 +86,58 @@ export interface PeerFigures {
 }
 
 const POM = join(stack.root, 'bench', 'peer', 'debezium', 'pom.xml');
+const CONVERTER_POM = join(stack.root, 'bench', 'peer', 'debezium', 'avro-converter', 'pom.xml');
 const CACHE = join(stack.root, 'deploy', 'local', '.cache', 'debezium');
 const TOPIC_PARTITIONS = 3; // as deploy/local/pipeline.yaml gives cityshare's topics
 const log = (msg: string) => console.error(`[debezium-peer] ${msg}`);
 
 interface Versions { debezium: string; sourceArtifact: string; sourceVersion: string; jdbcVersion: string; connect: string }
 
-/** The versions pom.xml fetches (its <properties>), so they are written down once. */
+/** A <property> of a pom, so each version is written down once (in the pom that fetches it). */
+function pomProperty(pomFile: string, name: string): string {
+  const m = new RegExp(`<${name.replaceAll('.', '\\.')}>([^<]+)</`).exec(readFileSync(pomFile, 'utf8'));
+  if (!m) throw new Error(`${pomFile} has no <${name}>`);
+  return m[1]!.trim();
+}
+
+/** The versions pom.xml fetches (its <properties>). */
 function pomVersions(): Versions {
-  const pom = readFileSync(POM, 'utf8');
-  const prop = (name: string) => {
-    const m = new RegExp(`<${name.replaceAll('.', '\\.')}>([^<]+)</`).exec(pom);
-    if (!m) throw new Error(`${POM} has no <${name}>`);
-    return m[1]!.trim();
-  };
+  const prop = (name: string) => pomProperty(POM, name);
   return { debezium: prop('debezium.version'), sourceArtifact: prop('debezium.source.artifact'), sourceVersion: prop('debezium.source.version'), jdbcVersion: prop('debezium.jdbc.version'), connect: prop('kafka.connect.version') };
 }
 
-interface Layout { connectLibs: string; sourcePlugin: string; jdbcPlugin: string }
+interface Layout { connectLibs: string; sourcePlugin: string; jdbcPlugin: string; converterVersion: string; converterPlugin: string }
 
 function layout(v: Versions): Layout {
+  const converterVersion = pomProperty(CONVERTER_POM, 'apicurio.converter.version');
   return {
     connectLibs: join(CACHE, `connect-${v.connect}`, 'libs'),
     sourcePlugin: join(CACHE, 'plugins', `${v.sourceArtifact}-${v.sourceVersion}`),
     jdbcPlugin: join(CACHE, 'plugins', `debezium-connector-jdbc-${v.jdbcVersion}`),
+    converterVersion,
+    converterPlugin: join(CACHE, 'plugins', `apicurio-converter-${converterVersion}`),
   };
 }
 
-/** Runs the pom once when a jar the run needs is missing. */
-function ensureJars(v: Versions, l: Layout): void {
-  const needed = [
+/** Runs a pom once when a jar it fetches is missing. */
+function fetchOnce(pomFile: string, needed: string[], what: string): void {
+  if (needed.every((f) => existsSync(f))) return;
+  log(`fetching ${what} from Maven Central`);
+  // Maven's output goes to stderr: stdout carries the CLI's JSON.
+  execFileSync('mvn', ['-q', '-B', '-Dstyle.color=never', '-f', pomFile, 'initialize'], { cwd: stack.root, stdio: ['ignore', 2, 2] });
+  const missing = needed.filter((f) => !existsSync(f));
+  if (missing.length) throw new Error(`still missing after mvn -f ${pomFile}: ${missing.join(', ')}`);
+}
+
+/** The worker, both connectors and, when the profile uses Avro, the Apicurio converter plugin. */
+function ensureJars(v: Versions, l: Layout, avro: boolean): void {
+  fetchOnce(POM, [
     join(l.connectLibs, `connect-runtime-${v.connect}.jar`),
     join(l.connectLibs, `connect-json-${v.connect}.jar`),
     join(l.sourcePlugin, v.sourceArtifact, `${v.sourceArtifact}-${v.sourceVersion}.jar`),
     join(l.jdbcPlugin, 'debezium-connector-jdbc', `debezium-connector-jdbc-${v.jdbcVersion}.jar`),
-  ];
-  if (needed.every((f) => existsSync(f))) return;
-  log(`fetching Kafka Connect ${v.connect}, ${v.sourceArtifact} ${v.sourceVersion}, debezium-connector-jdbc ${v.jdbcVersion} from Maven Central`);
-  // Maven's output goes to stderr: stdout carries the CLI's JSON.
-  execFileSync('mvn', ['-q', '-B', '-Dstyle.color=never', '-f', POM, 'initialize'], { cwd: stack.root, stdio: ['ignore', 2, 2] });
-  const missing = needed.filter((f) => !existsSync(f));
-  if (missing.length) throw new Error(`still missing after mvn: ${missing.join(', ')}`);
+  ], `Kafka Connect ${v.connect}, ${v.sourceArtifact} ${v.sourceVersion}, debezium-connector-jdbc ${v.jdbcVersion}`);
+  if (avro) fetchOnce(CONVERTER_POM, [join(l.converterPlugin, 'apicurio-converter', `apicurio-registry-utils-converter-${l.converterVersion}.jar`)], `the Apicurio Avro converter ${l.converterVersion}`);
 }
 
 const javaBin = () => (process.env.JAVA_HOME ? join(process.env.JAVA_HOME, 'bin', 'java') : 'java');
@@ -132,6 +158,9 @@ function envJson(name: string): Record<string, string> {
   const raw = process.env[name];
   return raw ? (JSON.parse(raw) as Record<string, string>) : {};
 }
+
+/** A profile's settings with the environment's overrides on top, as the run applied them. */
+const effective = (fromProfile: Record<string, string | number | boolean>, env: string) => ({ ...fromProfile, ...envJson(env) });
 
 interface ConnectorStatus { name: string; connector: { state: string; trace?: string; version?: string }; tasks: Array<{ id: number; state: string; trace?: string; version?: string }> }
 
@@ -295,6 +324,58 @@ async function targetFingerprint(client: pg.Client, schema: string): Promise<Fin
 
 const sameFingerprint = (a: Fingerprint | undefined, b: Fingerprint) => a !== undefined && JSON.stringify(a) === JSON.stringify(b);
 
+/**
+ * Every column of every row, the same text on both sides (NULL as '∅', dates and times in
+ * ISO form with microseconds, decimals as stored), hashed per row and summed: equal only when
+ * the department tables hold exactly MariaDB's rows, whatever the converter and the column
+ * types the sink chose. Slower than the fingerprint, so checked once, not polled.
+ */
+const ROW_TEXT = {
+  citizens: {
+    mariadb: `CONCAT_WS('|', id, name, id_card, IFNULL(phone, '∅'), IFNULL(DATE_FORMAT(birth_date, '%Y-%m-%d'), '∅'), district, IFNULL(address, '∅'), DATE_FORMAT(registered_at, '%Y-%m-%d %H:%i:%s.%f'))`,
+    pg: `concat_ws('|', id, name, id_card, coalesce(phone, '∅'), coalesce(to_char(birth_date, 'YYYY-MM-DD'), '∅'), district, coalesce(address, '∅'), to_char(registered_at, 'YYYY-MM-DD HH24:MI:SS.US'))`,
+  },
+  bus_card_taps: {
+    mariadb: `CONCAT_WS('|', id, card_no, route, stop_name, DATE_FORMAT(tapped_at, '%Y-%m-%d %H:%i:%s.%f'), fare)`,
+    pg: `concat_ws('|', id, card_no, route, stop_name, to_char(tapped_at, 'YYYY-MM-DD HH24:MI:SS.US'), fare)`,
+  },
+} as const;
+
+async function checkTargetContent(run: PipelineRun): Promise<NonNullable<PeerFigures['target_check']>> {
+  const t = loadTables(run);
+  const source = { citizens: t.citizens, bus_card_taps: t.taps };
+  let equal = true;
+  for (const table of ['citizens', 'bus_card_taps'] as const) {
+    const [m] = (await run.source.query(`SELECT COUNT(*) AS n, COALESCE(SUM(CONV(LEFT(MD5(${ROW_TEXT[table].mariadb}), 8), 16, 10)), 0) AS h FROM ${source[table]}`)) as unknown as [Array<{ n: unknown; h: unknown }>];
+    const p = await run.pg.query<{ n: string; h: string }>(`SELECT count(*) AS n, coalesce(sum(('x' || left(md5(${ROW_TEXT[table].pg}), 8))::bit(32)::bigint), 0) AS h FROM "${run.pgSchema}".${table}`);
+    const same = Number(m[0]!.n) === Number(p.rows[0]!.n) && String(m[0]!.h) === String(p.rows[0]!.h);
+    if (!same) log(`target check: ${table} differs from MariaDB (rows ${m[0]!.n} / ${p.rows[0]!.n})`);
+    equal &&= same;
+  }
+  const cols = await run.pg.query<{ table_name: string; column_name: string; data_type: string }>(
+    `SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = $1 ORDER BY table_name, ordinal_position`,
+    [run.pgSchema],
+  );
+  const columns: Record<string, string[]> = {};
+  for (const c of cols.rows) (columns[c.table_name] ??= []).push(`${c.column_name} ${c.data_type}`);
+  return { content_equal: equal, columns };
+}
+
+/** Apicurio Registry's v2 API on the stack's registry (the stack gives its Confluent-compatible URL). */
+function registryV2Url(): string {
+  return `${new URL(stack.registryUrl).origin}/apis/registry/v2`;
+}
+
+/** Removes the Avro schemas the converter registered for the run's topics (best effort: the registry may refuse deletes). */
+async function deleteRunSchemas(topics: string[]): Promise<void> {
+  const refused: string[] = [];
+  for (const artifact of topics.flatMap((t) => [`${t}-key`, `${t}-value`])) {
+    const res = await fetch(`${registryV2Url()}/groups/default/artifacts/${encodeURIComponent(artifact)}`, { method: 'DELETE' }).catch(() => undefined);
+    if (res && !res.ok && res.status !== 404) refused.push(`${artifact} (${res.status})`);
+  }
+  if (refused.length) log(`the registry kept the run's schemas: ${refused.join(', ')}`);
+}
+
 /** Connector class and the value that turns TLS off, by source artifact (MariaDB's connector is the one used). */
 const SOURCE_CONNECTORS: Record<string, { connectorClass: string; sslOff: string }> = {
   'debezium-connector-mariadb': { connectorClass: 'io.debezium.connector.mariadb.MariaDbConnector', sslOff: 'disable' },
@@ -309,6 +390,8 @@ export interface PeerOptions {
   seconds: number;
   /** Row changes of the backlog for reader_rows_per_s (as reader-bench.ts `burstRows`); `rows` unless given; 0 skips it. */
   readerRows?: number;
+  /** Configuration profile (bench/peer/debezium-profiles.ts); `defaults` unless given. */
+  profile?: PeerProfile;
 }
 
 /** Java client settings for the local stack's SASL_SSL listener, as its administrator. */
@@ -326,10 +409,13 @@ function javaClientSecurity(): Record<string, string> {
 export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
   const v = pomVersions();
   const l = layout(v);
-  ensureJars(v, l);
+  const profileName = o.profile ?? 'defaults';
+  const profile = profileSettings(profileName, { partitions: TOPIC_PARTITIONS, registryV2Url: registryV2Url() });
+  ensureJars(v, l, profile.avro);
   const source = SOURCE_CONNECTORS[v.sourceArtifact];
   if (!source) throw new Error(`no connector class known for ${v.sourceArtifact}`);
   const readerRows = o.readerRows ?? o.rows;
+  log(`profile ${profileName}`);
 
   const run = new PipelineRun({ id: `dbz${randomBytes(4).toString('hex')}` });
   const tmp = mkdtempSync(join(tmpdir(), `${run.id}-connect-`));
@@ -395,20 +481,15 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
       ...prefixed('producer.'),
       ...prefixed('consumer.'),
       ...prefixed('admin.'),
-      'key.converter': 'org.apache.kafka.connect.json.JsonConverter',
-      'value.converter': 'org.apache.kafka.connect.json.JsonConverter',
-      'key.converter.schemas.enable': true,
-      'value.converter.schemas.enable': true,
       'offset.storage.file.filename': join(tmp, 'connect.offsets'),
       'offset.flush.interval.ms': 10_000,
-      'plugin.path': [l.sourcePlugin, l.jdbcPlugin].join(','),
-      'plugin.discovery': 'service_load',
+      'plugin.path': [l.sourcePlugin, l.jdbcPlugin, ...(profile.avro ? [l.converterPlugin] : [])].join(','),
+      ...profile.worker,
       ...envJson('DEBEZIUM_PEER_WORKER_CONFIG'),
     };
     const sourceConfig = {
       name: sourceName,
       'connector.class': source.connectorClass,
-      'tasks.max': 1,
       'database.hostname': stack.source.host,
       'database.port': stack.source.port,
       'database.user': stack.source.user,
@@ -429,12 +510,12 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
       'schema.history.internal.kafka.topic': historyTopic,
       'topic.creation.default.replication.factor': 1,
       'topic.creation.default.partitions': TOPIC_PARTITIONS,
+      ...profile.source,
       ...envJson('DEBEZIUM_PEER_SOURCE_CONFIG'),
     };
     const sinkConfig = {
       name: sinkName,
       'connector.class': 'io.debezium.connector.jdbc.JdbcSinkConnector',
-      'tasks.max': 1,
       topics: topics.join(','),
       'connection.url': `jdbc:postgresql://${pgUrl.hostname}:${pgUrl.port || 5432}${pgUrl.pathname || '/postgres'}`,
       'connection.username': decodeURIComponent(pgUrl.username || 'postgres'),
@@ -444,6 +525,7 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
       'primary.key.mode': 'record_key',
       'schema.evolution': 'basic',
       'collection.name.format': `${run.pgSchema}.\${source.table}`,
+      ...profile.sink,
       ...envJson('DEBEZIUM_PEER_SINK_CONFIG'),
     };
 
@@ -466,6 +548,9 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
     });
     await check();
     const e2eRss = peakRssMiB(connect.pid);
+    // Everything has arrived (measureE2ePhases waited for the fingerprint): compare every column once.
+    const targetCheck = await checkTargetContent(run);
+    log(`target check: PostgreSQL ${targetCheck.content_equal ? 'equals' : 'DIFFERS FROM'} MariaDB in every column; columns ${JSON.stringify(targetCheck.columns)}`);
 
     // Reader alone, as reader-bench.ts: the source connector stopped (paused if this Connect
     // cannot stop one), a backlog of the mix committed, then resumed; rate from the first
@@ -488,12 +573,14 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
       const rowsBefore = await sourceFingerprint(run);
       const load = await driver.burst(workload, readerRows);
       const rowsAfter = await sourceFingerprint(run);
-      // Debezium writes a delete event and a tombstone per deleted row: the topics' messages to wait for.
+      // Debezium writes a delete event per deleted row, and a tombstone after it unless the
+      // profile turned them off: the topics' messages to wait for.
       const deleted = rowsBefore.citizens[0] + rowsBefore.taps[0] + load.inserted - rowsAfter.citizens[0] - rowsAfter.taps[0];
       log(`reader: ${load.rows.toLocaleString('en')} row changes (${deleted.toLocaleString('en')} deletes) in ${load.transactions.toLocaleString('en')} transactions committed in ${load.seconds.toFixed(1)} s with the source connector ${how === 'stop' ? 'stopped' : 'paused'}`);
       const before = await topicMessages(admin, topics);
       await connect.put(`/connectors/${sourceName}/resume`);
-      const target = before + load.rows + deleted;
+      const tombstones = String((sourceConfig as Record<string, unknown>)['tombstones.on.delete'] ?? true) !== 'false' ? deleted : 0;
+      const target = before + load.rows + tombstones;
       const rate = await sustainedRate(
         async () => {
           await check();
@@ -504,7 +591,7 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
         100,
       );
       // Messages/s to row changes/s (the tombstones are not row changes).
-      const rowsPerS = Math.round((rate.rate * load.rows) / (load.rows + deleted));
+      const rowsPerS = Math.round((rate.rate * load.rows) / (load.rows + tombstones));
       reader = { rows: load.rows, deletes: deleted, transactions: load.transactions, generate_seconds: load.seconds, seconds: rate.seconds, rows_per_s: rowsPerS, source_connector: how === 'stop' ? 'stopped' : 'paused' };
       log(`reader: binlog -> Debezium's topics ${rowsPerS.toLocaleString('en')} rows/s (${(rate.last - rate.first).toLocaleString('en')} messages in ${rate.seconds.toFixed(2)} s)`);
     }
@@ -515,6 +602,9 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
     const mariadbVersion = (await run.source.query('SELECT VERSION() AS v'))[0] as Array<{ v: string }>;
     const pgVersion = (await run.pg.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
     return {
+      profile: profileName,
+      settings: { worker: effective(profile.worker, 'DEBEZIUM_PEER_WORKER_CONFIG'), source: effective(profile.source, 'DEBEZIUM_PEER_SOURCE_CONFIG'), sink: effective(profile.sink, 'DEBEZIUM_PEER_SINK_CONFIG') },
+      target_check: targetCheck,
       e2e_rows_per_s: e2eRate,
       e2e_latency_ms: { p50: steady.p50, p95: steady.p95, p99: steady.p99 },
       ...(reader ? { reader_rows_per_s: reader.rows_per_s } : {}),
@@ -547,6 +637,7 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
     const created = await admin.listTopics().then((all) => all.filter((t) => t.startsWith(`${run.prefix}.`)), () => []);
     if (created.length) await admin.deleteTopics({ topics: created }).catch((err: Error) => log(`could not delete topics ${created.join(', ')}: ${err.message}`));
     await admin.deleteGroups([`connect-${sinkName}`]).catch(() => undefined);
+    if (profile.avro) await deleteRunSchemas(topics);
     await admin.disconnect().catch(() => undefined);
     await run.tearDown().catch((err: Error) => log(`clean-up of databases failed: ${err.message}`));
     rmSync(tmp, { recursive: true, force: true });
