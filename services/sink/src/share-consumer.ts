@@ -203,7 +203,8 @@ export class ShareConsumer {
       }
       let decoded: { table: TargetTable; record: Record<string, unknown> };
       try {
-        decoded = await this.decode(batch.topic, message.value, message.headers);
+        // Known writer schema and table (nearly every record): decoded without a promise to wait for.
+        decoded = this.decodeKnown(message.value, message.headers) ?? (await this.decode(batch.topic, message.value, message.headers));
       } catch (err) {
         if (!isCdcError(err, 'SCHEMA_UNKNOWN')) throw err;
         waiting = { offset: message.offset, error: err };
@@ -228,7 +229,8 @@ export class ShareConsumer {
       metrics.applied.inc(labels, applied);
       metrics.stale.inc(labels, stale);
       const now = Date.now();
-      for (const d of deliveries) metrics.latency.observe(labels, Math.max(0, now - Number(d.change.sourceTsMs)) / 1000);
+      const latency = metrics.latency.labels(labels);
+      for (const d of deliveries) latency.observe(Math.max(0, now - Number(d.change.sourceTsMs)) / 1000);
       records.push(deliveryRecord(department.name, table.name, batch.topic, batch.partition, deliveries, applied));
     }
     // The batch's record for the audit ledger, before its offsets: a crash in between reports it again, never loses it.
@@ -285,6 +287,13 @@ export class ShareConsumer {
       }
     }
     return { applied, stale };
+  }
+
+  /** A share record decoded, when its writer schema and target table are known already. */
+  private decodeKnown(value: Buffer, headers: Record<string, unknown> | undefined): { table: TargetTable; record: Record<string, unknown> } | undefined {
+    const writer = this.writerSchemas.known(wireSchemaId(value), fingerprintHeader(headers));
+    const table = writer && this.tables.get(writer.key);
+    return table && { table, record: this.writerSchemas.decode(writer, value) };
   }
 
   /** A share record decoded with its writer schema, and its target table. */

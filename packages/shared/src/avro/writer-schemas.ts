@@ -46,8 +46,13 @@ export class WriterSchemas {
 
   constructor(private readonly endpoint: RegistryEndpoint) {}
 
+  /** The writer schema of a record when it is resolved already: no registry call, nothing to wait for. */
+  known(schemaId: number, fingerprint: string | undefined): WriterSchema | undefined {
+    return this.cache.get(writerKey(schemaId, fingerprint));
+  }
+
   async resolve(topic: string, schemaId: number, fingerprint: string | undefined): Promise<WriterSchema> {
-    const key = fingerprint ?? `id:${schemaId}`;
+    const key = writerKey(schemaId, fingerprint);
     const cached = this.cache.get(key);
     if (cached) return cached;
     const schema = (await this.byId(schemaId, fingerprint)) ?? (fingerprint ? await this.bySubject(`${topic}-value`, fingerprint) : undefined);
@@ -83,6 +88,11 @@ export class WriterSchemas {
     }
     return undefined;
   }
+}
+
+/** What caches of writer schemas key on: the fingerprint, or the id for a record without one. */
+function writerKey(schemaId: number, fingerprint: string | undefined): string {
+  return fingerprint ?? `id:${schemaId}`;
 }
 
 /** The registry's 404 (no such id, subject or version) as undefined; other failures stay errors. */
