@@ -36,6 +36,10 @@ export interface TransformerPass {
   peak_memory_mib: Record<string, number>;
   /** Per cent of the raw messages department streams consumed that another stream had read already (prepared-frames.ts). */
   frames_shared: number;
+  /** Per cent of the pass each department stream spent waiting on its Kafka transactions (cityshare_transformer_transaction_seconds), on average. */
+  waiting_on_transactions: number;
+  /** Share records per Kafka transaction, on average. */
+  records_per_transaction: number;
 }
 
 export interface TransformerFigures {
@@ -98,6 +102,7 @@ export async function measureTransformer(o: TransformerOptions, log: (line: stri
           1_800_000,
         );
         const frames = { read: await metric(transformer, 'cityshare_transformer_frame_reads_total{outcome="read"'), shared: await metric(transformer, 'cityshare_transformer_frame_reads_total{outcome="shared"') };
+        const transactions = { seconds: await metric(transformer, 'cityshare_transformer_transaction_seconds_sum'), count: await metric(transformer, 'cityshare_transformer_transaction_seconds_count') };
         const pass: TransformerPass = {
           run: r,
           departments,
@@ -105,12 +110,14 @@ export async function measureTransformer(o: TransformerOptions, log: (line: stri
           events_per_s: Math.round(rate.rate / departments),
           records_per_s: Math.round(rate.rate),
           seconds: rate.seconds,
+          waiting_on_transactions: Math.round((transactions.seconds / (rate.seconds * departments)) * 1000) / 10,
+          records_per_transaction: Math.round(expected / Math.max(1, transactions.count)),
           peak_rss_mib: peakRssMiB(transformer.pid!),
           peak_memory_mib: memory.peak,
         };
         await transformer.stop();
         passes.push(pass);
-        log(`transformer: run ${r}, ${departments} department(s): ${pass.events_per_s.toLocaleString('en')} events/s, ${pass.records_per_s.toLocaleString('en')} share records/s, peak RSS ${pass.peak_rss_mib} MiB, ${pass.frames_shared}% of frames read once for several departments`);
+        log(`transformer: run ${r}, ${departments} department(s): ${pass.events_per_s.toLocaleString('en')} events/s, ${pass.records_per_s.toLocaleString('en')} share records/s, peak RSS ${pass.peak_rss_mib} MiB, ${pass.frames_shared}% of frames read once for several departments, ${pass.waiting_on_transactions}% of the time waiting on transactions (${pass.records_per_transaction} records each)`);
       }
     }
     return {

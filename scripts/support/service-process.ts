@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { ensureServicesBuilt, serviceArgs } from '../build-services.js';
+import { ensureServicesBuilt, serviceBundle, serviceNodeFlags } from '../build-services.js';
 import { stack } from './stack.js';
 
 export type ServiceName = 'cdc-reader' | 'transformer' | 'sink' | 'control' | 'verifier';
@@ -40,9 +40,12 @@ export class ServiceProcess {
     mkdirSync(join(this.logFile, '..'), { recursive: true });
     const log = createWriteStream(this.logFile, { flags: 'a' });
     const profile = process.env.CITYSHARE_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CITYSHARE_CPU_PROF}`] : [];
+    // Node flags to try on one service of a bench or test run (a heap limit, GC settings) before they become its own:
+    // CITYSHARE_NODE_FLAGS_TRANSFORMER='--max-old-space-size=192'.
+    const tried = (process.env[`CITYSHARE_NODE_FLAGS_${this.name.toUpperCase().replace(/-/g, '_')}`] ?? '').split(' ').filter(Boolean);
     // As an operator runs it: the service's bundle on plain node (npm run build).
     await ensureServicesBuilt();
-    const child = spawn(process.execPath, [...profile, ...serviceArgs(this.name)], {
+    const child = spawn(process.execPath, [...profile, ...serviceNodeFlags(this.name), ...tried, serviceBundle(this.name)], {
       cwd: stack.root,
       env: { ...this.env, METRICS_PORT: String(this.port) },
       stdio: ['ignore', 'pipe', 'pipe'],

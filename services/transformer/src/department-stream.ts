@@ -103,6 +103,7 @@ export class DepartmentStream {
           this.pauses.pause(batch.topic, batch.partition, batch.firstOffset()!, err);
           return 'again';
         }
+        const waited = metrics.transactionSeconds.startTimer({ department });
         const producer = await this.producers.of(batch.topic, batch.partition);
         const tx = await producer.transaction();
         try {
@@ -112,6 +113,7 @@ export class DepartmentStream {
             topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: (BigInt(batch.lastOffset()) + 1n).toString() }] }],
           });
           await tx.commit();
+          waited();
           metrics.commits.inc({ outcome: 'committed' });
           metrics.lag.set({ department: this.options.department, topic: batch.topic, partition: String(batch.partition) }, Number(batch.offsetLag()));
           return 'committed';
