@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { PipelineRun } from '../scripts/support/pipeline-run.js';
 import type { ServiceProcess } from '../scripts/support/service-process.js';
 import { stack } from '../scripts/support/stack.js';
-import { burstSummary, measureE2ePhases, steadySummary, windowed, type BurstSummary, type LatencySample, type SteadySummary } from './latency.js';
+import { burstSummary, measureE2ePhases, type CpuPerRow, steadySummary, windowed, type BurstSummary, type LatencySample, type SteadySummary } from './latency.js';
 import { LoadDriver, Workload, benchTables, loadTables, preload, preloadFor } from './workload.js';
 import { benchServerId, deleteRunTopics, isMain, metric, peakRssMiB, waitFor, writeResults } from './support.js';
 
@@ -49,6 +49,8 @@ export interface E2eFigures {
   /** Per 0.5 s of the fixed-rate phase: p50 (latency_ms) and p99 of the rows committed in it. */
   latency_windows: Array<{ t_s: number; latency_ms: number; p99_ms: number; rows: number }>;
   rss_mib: { cdc_reader: number; transformer: number; sink: number };
+  /** CPU microseconds per row change of each process taking part, at saturation and at the fixed rate (bench/cpu.ts). */
+  cpu_us_per_row: CpuPerRow;
   preloaded: { citizens: number; taps: number };
 }
 
@@ -102,7 +104,7 @@ export async function measureE2e(o: E2eOptions, log: (line: string) => void = co
 
     const workload = new Workload(loadTables(run), preloaded);
 
-    const { burstLoad, burstSeconds, e2eRate, burstLatency, steadyLoad, steady } = await measureE2ePhases({
+    const { burstLoad, burstSeconds, e2eRate, burstLatency, steadyLoad, steady, cpuPerRow } = await measureE2ePhases({
       driver, workload, pgSchema: run.pgSchema, rows: o.rows, rate: o.rate, seconds: o.seconds,
       log: (line) => log(`e2e: ${line}`),
       arrival: async () => {
@@ -121,6 +123,7 @@ export async function measureE2e(o: E2eOptions, log: (line: string) => void = co
       latency_series: steady.per_second,
       latency_windows: windowed(steady.series),
       rss_mib: rss,
+      cpu_us_per_row: cpuPerRow,
       preloaded,
       series: steady.series,
     };

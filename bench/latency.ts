@@ -12,6 +12,7 @@
  */
 import { stack } from '../scripts/support/stack.js';
 import { LatencyProbe, type LatencyReport } from './peer/latency-probe.js';
+import { cpuPerRow, cpuSnapshot, formatCpu } from './cpu.js';
 import { quantileOf, sleep } from './support.js';
 import type { LoadDriver, LoadTotals, Workload } from './workload.js';
 
@@ -210,6 +211,13 @@ export interface E2ePhases {
   burstLatency: LatencyFigures;
   steadyLoad: SteadyLoad;
   steady: LatencyFigures;
+  cpuPerRow: CpuPerRow;
+}
+
+/** CPU microseconds per row change of each process taking part (bench/cpu.ts), in each phase. */
+export interface CpuPerRow {
+  burst: Record<string, number>;
+  steady: Record<string, number>;
 }
 
 /**
@@ -227,6 +235,8 @@ export async function measureE2ePhases(o: E2ePhasesOptions): Promise<E2ePhases> 
   let burstEnd = 0;
   const burstArrived = await o.arrival();
   const burstStart = Date.now();
+  const burstCpu = cpuSnapshot();
+  let burstCpuEnd = burstCpu;
   const burstLatency = await measureLatency({
     tables,
     pollMs: 500,
@@ -234,24 +244,32 @@ export async function measureE2ePhases(o: E2ePhasesOptions): Promise<E2ePhases> 
       burstLoad = await o.driver.burst(o.workload, o.rows, commits);
       await burstArrived(burstLoad.rows, 1_800_000);
       burstEnd = Date.now();
+      burstCpuEnd = cpuSnapshot();
     },
   });
   const burstSeconds = (burstEnd - burstStart) / 1000;
   const e2eRate = Math.round(burstLoad!.rows / burstSeconds);
   o.log(`burst: ${burstLoad!.rows.toLocaleString('en')} row changes (${burstLoad!.transactions.toLocaleString('en')} transactions, committed in ${burstLoad!.seconds.toFixed(1)} s) in PostgreSQL after ${burstSeconds.toFixed(1)} s = ${e2eRate.toLocaleString('en')} rows/s; latency p50 ${burstLatency.p50} ms, p95 ${burstLatency.p95} ms, p99 ${burstLatency.p99} ms`);
+  const cpuBurst = cpuPerRow(burstCpu, burstCpuEnd, burstLoad!.rows);
+  o.log(`burst: CPU µs per row change: ${formatCpu(cpuBurst)}`);
   await sleep(2000);
 
   o.log(`${o.rate.toLocaleString('en')} row changes/s for ${o.seconds} s`);
   let steadyLoad: SteadyLoad | undefined;
   const steadyArrived = await o.arrival();
+  const steadyCpu = cpuSnapshot();
+  let steadyCpuEnd = steadyCpu;
   const steady = await measureLatency({
     tables,
     originMs: Date.now(),
     load: async (commits) => {
       steadyLoad = await o.driver.steady(o.workload, o.rate, o.seconds, commits);
       await steadyArrived(steadyLoad.rows, 900_000);
+      steadyCpuEnd = cpuSnapshot();
     },
   });
   o.log(`fixed rate: ${steadyLoad!.offered_rows_per_s.toLocaleString('en')} rows/s offered (${steadyLoad!.late_ticks} late ticks); latency of ${steady.rows.toLocaleString('en')} inserted rows p50 ${steady.p50} ms, p95 ${steady.p95} ms, p99 ${steady.p99} ms, max ${steady.max} ms${steady.missing ? `; ${steady.missing} rows never arrived` : ''} (${steady.polls} polls of ${steady.mean_poll_ms} ms)`);
-  return { burstLoad: burstLoad!, burstSeconds, e2eRate, burstLatency, steadyLoad: steadyLoad!, steady };
+  const cpuSteady = cpuPerRow(steadyCpu, steadyCpuEnd, steadyLoad!.rows);
+  o.log(`fixed rate: CPU µs per row change: ${formatCpu(cpuSteady)}`);
+  return { burstLoad: burstLoad!, burstSeconds, e2eRate, burstLatency, steadyLoad: steadyLoad!, steady, cpuPerRow: { burst: cpuBurst, steady: cpuSteady } };
 }

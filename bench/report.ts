@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import { createConnection } from 'mysql2/promise';
 import pg from 'pg';
 import { stack } from '../scripts/support/stack.js';
+import type { CpuPerRow } from './latency.js';
+import { median } from './support.js';
 
 export interface Machine {
   cpus: number;
@@ -94,6 +96,32 @@ export interface SuiteFigures {
    * figure (bestOfPeers of `debezium_profiles`), or the only peer summary there is.
    */
   peer: { debezium: PeerSummary | null; debezium_profiles?: Record<string, PeerSummary> };
+  /** CPU µs per row change by process, median of the runs: `ours` and `Debezium <profile>` (bench/cpu.ts). */
+  cpu_us_per_row?: Record<string, CpuPerRow>;
+}
+
+/** Per phase and process, the median of the runs' CPU µs per row change (a process missing from a run counts 0 there); null without runs. */
+export function medianCpu(runs: CpuPerRow[]): CpuPerRow | null {
+  if (runs.length === 0) return null;
+  const of = (phase: keyof CpuPerRow) => {
+    const stages = [...new Set(runs.flatMap((r) => Object.keys(r[phase])))];
+    const out = Object.fromEntries(stages.map((s) => [s, Math.round(median(runs.map((r) => r[phase][s] ?? 0)))]));
+    return Object.fromEntries(Object.entries(out).sort(([a, x], [b, y]) => (a === 'total' ? 1 : b === 'total' ? -1 : y - x)));
+  };
+  return { burst: of('burst'), steady: of('steady') };
+}
+
+/** The markdown table of CPU µs per row change: a row per process, two columns (saturation, fixed rate) per system. */
+export function cpuTable(cpu: Record<string, CpuPerRow>, rate: number): string[] {
+  const systems = Object.keys(cpu);
+  if (systems.length === 0) return [];
+  const stages = [...new Set(systems.flatMap((name) => [...Object.keys(cpu[name]!.burst), ...Object.keys(cpu[name]!.steady)]))].filter((s) => s !== 'total');
+  const cell = (v: number | undefined) => (v === undefined ? '—' : v.toLocaleString('en'));
+  return [
+    `| process | ${systems.map((n) => `${n}, saturation | ${n}, ${rate.toLocaleString('en')} rows/s`).join(' | ')} |`,
+    `|---|${systems.map(() => '---|---|').join('')}`,
+    ...[...stages, 'total'].map((stage) => `| ${stage} | ${systems.map((n) => `${cell(cpu[n]!.burst[stage])} | ${cell(cpu[n]!.steady[stage])}`).join(' | ')} |`),
+  ];
 }
 
 export interface PeerSummary {
@@ -303,6 +331,16 @@ export function markdown(o: { date: string; machine: Machine; command: string; r
     '|---|---|---|',
     ...checkTargets(f).map((c) => `| ${c.target} | ${c.measured} | ${verdict(c.pass)} |`),
     '',
+    ...(f.cpu_us_per_row && Object.keys(f.cpu_us_per_row).length
+      ? [
+          '## CPU per row change, by process (µs)',
+          '',
+          'User + system time of every thread of each process taking part (/proc/<pid>/stat, bench/cpu.ts) from the start of a phase until the target held all of it, divided by its row changes; `bench` is the load driver and latency probe. Saturation: the burst; fixed rate: the latency phase (its idle time included). Median of the runs.',
+          '',
+          ...cpuTable(f.cpu_us_per_row, f.e2e_rate),
+          '',
+        ]
+      : []),
     ...(o.notes.length ? ['## Notes', '', ...o.notes.map((s) => `- ${s}`), ''] : []),
     ...(o.errors.length ? ['## Steps that failed', '', ...o.errors.map((s) => `- ${s}`), ''] : []),
     'Latency over time at the fixed rate: `bench/results/latency.png`; all figures and every run: `bench/results/latest.json`.',

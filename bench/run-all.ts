@@ -20,8 +20,9 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { writeLatencyChart, type ChartLine } from './chart.js';
 import { measureE2e, type E2eResult } from './e2e-bench.js';
+import type { CpuPerRow } from './latency.js';
 import { measureReader, type ReaderFigures } from './reader-bench.js';
-import { bestOfPeers, checkTargets, machineInfo, markdown, peerRatios, type PeerSummary, type Quantiles, type SuiteFigures } from './report.js';
+import { bestOfPeers, checkTargets, machineInfo, markdown, medianCpu, peerRatios, type PeerSummary, type Quantiles, type SuiteFigures } from './report.js';
 import { median } from './support.js';
 import type { PeerFigures } from './peer/debezium.js';
 import { PROFILE_SUMMARY, SUITE_PEER_PROFILES, parsePeerProfiles, type PeerProfile } from './peer/debezium-profiles.js';
@@ -191,7 +192,19 @@ const figures: SuiteFigures = {
   e2e_rate: sizes.rate,
   rss_mib: rss,
   peer: { debezium, debezium_profiles: debeziumProfiles },
+  cpu_us_per_row: cpuOfSystems(),
 };
+
+/** CPU per row change of ours and of each peer profile that ran (median of the runs). */
+function cpuOfSystems(): Record<string, CpuPerRow> {
+  const systems: Array<[string, CpuPerRow[]]> = [['ours', e2eRuns.map((r) => r.cpu_us_per_row)], ...peerProfiles.map((p): [string, CpuPerRow[]] => [`Debezium ${p}`, runsOf(p).flatMap((r) => (r.cpu_us_per_row ? [r.cpu_us_per_row] : []))])];
+  const out: Record<string, CpuPerRow> = {};
+  for (const [name, runs] of systems) {
+    const cpu = medianCpu(runs);
+    if (cpu) out[name] = cpu;
+  }
+  return out;
+}
 
 // The chart: the run with the median p99 at the fixed rate, of ours and of the peer.
 const medianRun = <T>(list: T[], p99: (x: T) => number): T | undefined => [...list].sort((x, y) => p99(x) - p99(y))[(list.length - 1) >> 1];

@@ -49,7 +49,7 @@ import { freePort } from '../../scripts/support/service-process.js';
 import { adminKafka, kafkaPasswordFile } from '../../scripts/support/kafka-security.js';
 import { stack } from '../../scripts/support/stack.js';
 import { profileSettings, type PeerProfile } from './debezium-profiles.js';
-import { burstSummary, measureE2ePhases, steadySummary, windowed, type BurstSummary, type SteadySummary } from '../latency.js';
+import { burstSummary, measureE2ePhases, steadySummary, windowed, type BurstSummary, type CpuPerRow, type SteadySummary } from '../latency.js';
 import { peakRssMiB, sleep, sustainedRate, waitFor } from '../support.js';
 import { LoadDriver, Workload, loadTables, preload, preloadFor } from '../workload.js';
 
@@ -71,6 +71,8 @@ export interface PeerFigures {
   reader_rows_per_s?: number;
   snapshot_rows_per_s?: number;
   rss_mib: Record<string, number>;
+  /** CPU microseconds per row change of each process taking part, at saturation and at the fixed rate (bench/cpu.ts). */
+  cpu_us_per_row?: CpuPerRow;
   /** Per second of commit time in the fixed-rate phase: mean latency, max and rows (the same series as e2e-bench.ts's). */
   latency_series: Array<{ t_s: number; latency_ms: number; max_ms?: number; rows?: number }>;
   versions: Record<string, string>;
@@ -542,7 +544,7 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
     const workload = new Workload(loadTables(run), preloaded);
 
     // Saturation and fixed rate, as e2e-bench.ts: done when PostgreSQL's content equals MariaDB's.
-    const { burstLoad, burstSeconds, e2eRate, burstLatency, steadyLoad, steady } = await measureE2ePhases({
+    const { burstLoad, burstSeconds, e2eRate, burstLatency, steadyLoad, steady, cpuPerRow } = await measureE2ePhases({
       driver, workload, pgSchema: run.pgSchema, rows: o.rows, rate: o.rate, seconds: o.seconds, log,
       arrival: async () => async (_rows, timeoutMs) => waitForTarget(await sourceFingerprint(run), timeoutMs),
     });
@@ -609,6 +611,7 @@ export async function runDebeziumPeer(o: PeerOptions): Promise<PeerFigures> {
       e2e_latency_ms: { p50: steady.p50, p95: steady.p95, p99: steady.p99 },
       ...(reader ? { reader_rows_per_s: reader.rows_per_s } : {}),
       rss_mib: { kafka_connect: rss },
+      cpu_us_per_row: cpuPerRow,
       latency_series: steady.per_second,
       e2e_saturation_latency_ms: { p50: burstLatency.p50, p95: burstLatency.p95, p99: burstLatency.p99 },
       burst: burstSummary(burstLoad, burstSeconds, burstLatency),
