@@ -27,6 +27,15 @@ export function stageOf(cmdline: string, comm: string, pid: number): string | un
   return undefined;
 }
 
+/** CPU seconds (user + system, all threads) a process has used so far. */
+export function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // comm may hold spaces and parentheses: the fields after it start at the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of stat(5); the slice starts at field 3.
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
 export function cpuSnapshot(): CpuSnapshot {
   const out: CpuSnapshot = new Map();
   for (const entry of readdirSync('/proc')) {
@@ -34,13 +43,9 @@ export function cpuSnapshot(): CpuSnapshot {
     if (!Number.isInteger(pid)) continue;
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      // comm may hold spaces and parentheses: the fields after it start at the last ')'.
       const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       const stage = stageOf(readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' '), comm, pid);
-      if (!stage) continue;
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // utime and stime are fields 14 and 15 of stat(5); the slice starts at field 3.
-      out.set(pid, { stage, seconds: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND });
+      if (stage) out.set(pid, { stage, seconds: processCpuSeconds(pid) });
     } catch {
       // The process ended meanwhile.
     }

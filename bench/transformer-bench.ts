@@ -16,6 +16,7 @@ import { FileKeyring, keyNames } from '@cityshare/shared';
 import { PipelineRun } from '../scripts/support/pipeline-run.js';
 import { stack } from '../scripts/support/stack.js';
 import { LoadDriver, Workload, benchTables, loadTables, preload, preloadFor } from './workload.js';
+import { processCpuSeconds } from './cpu.js';
 import { benchServerId, deleteRunTopics, MemorySampler, isMain, median, metric, peakRssMiB, sustainedRate, waitFor, writeResults } from './support.js';
 
 export interface TransformerOptions {
@@ -40,6 +41,8 @@ export interface TransformerPass {
   waiting_on_transactions: number;
   /** Share records per Kafka transaction, on average. */
   records_per_transaction: number;
+  /** CPU microseconds (all threads of the transformer process) per share record, from its readiness to its last record: steadier than records/s on a shared machine. */
+  cpu_us_per_record: number;
 }
 
 export interface TransformerFigures {
@@ -95,12 +98,14 @@ export async function measureTransformer(o: TransformerOptions, log: (line: stri
         });
         const memory = new MemorySampler();
         const transformer = await run.start('transformer', { CITYSHARE_PIPELINE: pipelineFile });
+        const cpuAtStart = processCpuSeconds(transformer.pid!);
         const expected = rawEvents * departments;
         const rate = await sustainedRate(
           async () => (await memory.sample(transformer), await metric(transformer, 'cityshare_transformer_records_out_total')),
           async (v) => v >= expected,
           1_800_000,
         );
+        const cpuSeconds = processCpuSeconds(transformer.pid!) - cpuAtStart;
         const frames = { read: await metric(transformer, 'cityshare_transformer_frame_reads_total{outcome="read"'), shared: await metric(transformer, 'cityshare_transformer_frame_reads_total{outcome="shared"') };
         const transactions = { seconds: await metric(transformer, 'cityshare_transformer_transaction_seconds_sum'), count: await metric(transformer, 'cityshare_transformer_transaction_seconds_count') };
         const pass: TransformerPass = {
@@ -112,12 +117,13 @@ export async function measureTransformer(o: TransformerOptions, log: (line: stri
           seconds: rate.seconds,
           waiting_on_transactions: Math.round((transactions.seconds / (rate.seconds * departments)) * 1000) / 10,
           records_per_transaction: Math.round(expected / Math.max(1, transactions.count)),
+          cpu_us_per_record: Math.round((cpuSeconds * 1e6) / expected),
           peak_rss_mib: peakRssMiB(transformer.pid!),
           peak_memory_mib: memory.peak,
         };
         await transformer.stop();
         passes.push(pass);
-        log(`transformer: run ${r}, ${departments} department(s): ${pass.events_per_s.toLocaleString('en')} events/s, ${pass.records_per_s.toLocaleString('en')} share records/s, peak RSS ${pass.peak_rss_mib} MiB, ${pass.frames_shared}% of frames read once for several departments, ${pass.waiting_on_transactions}% of the time waiting on transactions (${pass.records_per_transaction} records each)`);
+        log(`transformer: run ${r}, ${departments} department(s): ${pass.events_per_s.toLocaleString('en')} events/s, ${pass.records_per_s.toLocaleString('en')} share records/s (${pass.cpu_us_per_record} µs of CPU each), peak RSS ${pass.peak_rss_mib} MiB, ${pass.frames_shared}% of frames read once for several departments, ${pass.waiting_on_transactions}% of the time waiting on transactions (${pass.records_per_transaction} records each)`);
       }
     }
     return {

@@ -47,5 +47,6 @@ export * from './tls.js';
 export * from './redact.js';
 export * from './avro/registry-endpoint.js';
 export * from './avro/writer-schemas.js';
+export * from './avro/wire-encoder.js';
 export * from './verify/comparable.js';
 export * from './verify/row-digest.js';

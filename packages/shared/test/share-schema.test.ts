@@ -2,6 +2,7 @@ import avro from 'avsc';
 import { describe, expect, it } from 'vitest';
 import { avroOptions } from '../src/avro/logical-types.js';
 import { deriveShareSchema } from '../src/avro/share-schema.js';
+import { WireEncoder } from '../src/avro/wire-encoder.js';
 import type { TableSchema } from '../src/change-event.js';
 import type { ColumnRule } from '../src/policy/grant-policy.js';
 
@@ -87,5 +88,48 @@ describe('deriveShareSchema', () => {
     const type = avro.Type.forSchema(schema as unknown as avro.Schema, avroOptions());
     const bad = { id: '1', name: null, id_card: null, balance: '1'.repeat(40), born: null, seen: null, local: null, visits: null, __op: 'c', __version: 'v', __source_ts_ms: 0n, __deleted: false };
     expect(() => type.toBuffer(bad)).toThrow(/invalid|precision/);
+  });
+});
+
+describe('WireEncoder', () => {
+  const schema = deriveShareSchema('health', table, rules);
+  const type = avro.Type.forSchema(schema as unknown as avro.Schema, avroOptions());
+  const record = (note: string) => ({
+    id: '7',
+    name: note,
+    id_card: Buffer.from([9, 8, 7]),
+    balance: '1.500000000000000000000000000000',
+    born: '1990-01-01',
+    seen: '2024-02-29T13:14:15.654321Z',
+    local: null,
+    visits: 3n,
+    __op: 'u',
+    __version: 'v1',
+    __source_ts_ms: 1795603244000n,
+    __deleted: false,
+  });
+
+  it('writes the Confluent wire format: magic byte, schema id, then what avsc writes', () => {
+    const encoder = new WireEncoder(4242, schema);
+    const out = encoder.encode(record('张*'));
+    expect(out[0]).toBe(0);
+    expect(out.readInt32BE(1)).toBe(4242);
+    expect(out.subarray(5)).toEqual(type.toBuffer(record('张*')));
+    expect(type.fromBuffer(out.subarray(5))).toEqual(record('张*'));
+  });
+
+  it('grows its scratch buffer for a record larger than it, and every record keeps its own bytes', () => {
+    const encoder = new WireEncoder(1, schema);
+    const big = encoder.encode(record('x'.repeat(200_000)));
+    const small = encoder.encode(record('y'));
+    expect(type.fromBuffer(big.subarray(5))).toEqual(record('x'.repeat(200_000)));
+    expect(type.fromBuffer(small.subarray(5))).toEqual(record('y'));
+  });
+
+  it('refuses a value that does not match, and names the field without its value', () => {
+    const encoder = new WireEncoder(1, schema);
+    const bad = { ...record('z'), balance: '1'.repeat(40) };
+    expect(() => encoder.encode(bad)).toThrow();
+    expect(encoder.invalidPaths(bad)).toEqual(['balance']);
   });
 });

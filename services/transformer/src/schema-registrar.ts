@@ -1,6 +1,7 @@
 import {
   CdcError,
   SCHEMA_FINGERPRINT_HEADER,
+  WireEncoder,
   WriterSchemas,
   deriveShareSchema,
   isCdcError,
@@ -41,11 +42,17 @@ export interface SchemaRegistrarOptions {
  */
 export class SchemaRegistrar {
   private readonly contracts = new Map<string, Contract>();
-  private readonly fingerprints = new Map<number, string>();
+  /** Per schema id this transformer registered: the compiled contract that encodes records under it, and their headers. */
+  private readonly byId = new Map<number, { encoder: WireEncoder; headers: Record<string, string> }>();
   /** Per view object and table schema object (both stable until a policy or DDL change): the id, without deriving again per record. */
   private known = new WeakMap<DepartmentView, WeakMap<TableSchema, number>>();
 
   constructor(private readonly options: SchemaRegistrarOptions) {}
+
+  /** The id of a view's contract for a table schema, registered already (nearly every record): without a promise to wait for. */
+  knownId(view: DepartmentView, table: TableSchema): number | undefined {
+    return this.known.get(view)?.get(table);
+  }
 
   async schemaId(topic: string, view: DepartmentView, table: TableSchema): Promise<number> {
     let byTable = this.known.get(view);
@@ -59,8 +66,12 @@ export class SchemaRegistrar {
 
   /** Headers of a record written with this schema id: its fingerprint, so readers can check what the id names. */
   headersOf(id: number): Record<string, string> {
-    const fingerprint = this.fingerprints.get(id);
-    return fingerprint ? { [SCHEMA_FINGERPRINT_HEADER]: fingerprint } : {};
+    return this.byId.get(id)?.headers ?? {};
+  }
+
+  /** Records under `id` are encoded with the contract's schema and carry its fingerprint. */
+  private remember(id: number, contract: Contract): void {
+    this.byId.set(id, { encoder: new WireEncoder(id, contract.schema), headers: { [SCHEMA_FINGERPRINT_HEADER]: contract.fingerprint } });
   }
 
   private async register(topic: string, view: DepartmentView, table: TableSchema): Promise<number> {
@@ -71,7 +82,7 @@ export class SchemaRegistrar {
       const id = await registerValueSchema(this.options.registry, topic, schema);
       contract = { topic, schema, fingerprint: avroSchemaFingerprint(schema), id };
       this.contracts.set(cacheKey, contract);
-      this.fingerprints.set(id, contract.fingerprint);
+      this.remember(id, contract);
       this.options.onRegistered(topic);
     }
     return contract.id;
@@ -98,7 +109,7 @@ export class SchemaRegistrar {
           contract.id = id;
           changed = true;
         }
-        this.fingerprints.set(id, contract.fingerprint);
+        this.remember(id, contract);
       } catch (err) {
         this.options.logger.warn({ code: isCdcError(err) ? err.code : 'REGISTRY_UNREACHABLE', topic: contract.topic, err: (err as Error).message }, 'could not check a contract in the registry; the next check tries again');
       }
@@ -108,14 +119,17 @@ export class SchemaRegistrar {
   }
 
   /**
-   * Encodes a record. avsc's own errors quote the offending value, which may be
-   * personal data, so only the field names leave this function.
+   * Encodes a record under a schema id this registrar registered (schemaId). avsc's own
+   * errors quote the offending value, which may be personal data, so only the field names
+   * leave this function.
    */
-  async encode(id: number, value: Record<string, unknown>, topic: string): Promise<Buffer> {
+  encode(id: number, value: Record<string, unknown>, topic: string): Buffer {
+    const encoder = this.byId.get(id)?.encoder;
+    if (!encoder) throw new CdcError('INTERNAL', `schema id ${id} for ${topic} was not registered by this transformer`);
     try {
-      return await this.options.registry.encode(id, value);
-    } catch (err) {
-      const paths = ((err as { paths?: string[][] }).paths ?? []).map((p) => p.join('.'));
+      return encoder.encode(value);
+    } catch {
+      const paths = encoder.invalidPaths(value);
       throw new CdcError('RECORD_INVALID', `record for ${topic} does not match its schema (fields: ${paths.join(', ') || 'unknown'})`, {
         details: { topic, fields: paths },
       });

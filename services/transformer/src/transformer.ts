@@ -277,8 +277,8 @@ export class Transformer {
     try {
       const record = secrets?.shareKey === undefined ? projectEvent(change, images!, view, keys) : projectShareKeyDelete(change, secrets.shareKey, view);
       if (!record) return []; // outside the department's row filter
-      const id = await this.registrar.schemaId(shareTopic, view, change.schema);
-      const out = [{ topic: shareTopic, key: record.key, value: await this.registrar.encode(id, record.value, shareTopic), headers: this.registrar.headersOf(id) }];
+      const id = this.registrar.knownId(view, change.schema) ?? (await this.registrar.schemaId(shareTopic, view, change.schema));
+      const out = [{ topic: shareTopic, key: record.key, value: this.registrar.encode(id, record.value, shareTopic), headers: this.registrar.headersOf(id) }];
       counts.out.set(tableRef!, (counts.out.get(tableRef!) ?? 0) + 1);
       return out;
     } catch (err) {

@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import type { CanonicalValue } from '../column-types.js';
 import { keyNames, type DataKey } from '../crypto/keyring.js';
 
@@ -56,8 +56,16 @@ export function tokenKeyName(department: string, domain: string | undefined): st
 
 const HASH: Record<TokenAlgorithm, string> = { 'hmac-sha256': 'sha256', 'hmac-sm3': 'sm3' };
 
-function hmac(algorithm: TokenAlgorithm, key: Buffer, data: Buffer | string): Buffer {
+function hmac(algorithm: TokenAlgorithm, key: Buffer | KeyObject, data: Buffer | string): Buffer {
   return createHmac(HASH[algorithm], key).update(data).digest();
+}
+
+/** A domain key as a key object, made once per key (a raw key is imported again by every createHmac). */
+const keyObjects = new WeakMap<Buffer, KeyObject>();
+function keyObjectOf(material: Buffer): KeyObject {
+  let key = keyObjects.get(material);
+  if (!key) keyObjects.set(material, (key = createSecretKey(material)));
+  return key;
 }
 
 /**
@@ -140,7 +148,7 @@ function preserveToken(stream: ByteStream, text: string): string {
 export function tokenize(key: DataKey, value: CanonicalValue, options: TokenOptions = {}): string {
   const algorithm = options.algorithm ?? 'hmac-sha256';
   const format = options.format ?? 'opaque';
-  const mac = hmac(algorithm, key.material, Buffer.from(JSON.stringify(value), 'utf8'));
+  const mac = hmac(algorithm, keyObjectOf(key.material), JSON.stringify(value));
   if (format !== 'opaque') {
     const text = value === null ? '' : String(value);
     if (format === 'digits') {
