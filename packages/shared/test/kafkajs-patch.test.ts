@@ -195,3 +195,59 @@ describe('patched kafkajs request queue', () => {
     expect(delays[0]).toBeGreaterThanOrEqual(0);
   });
 });
+
+// Records are written into one encoder each (patched), byte for byte as kafkajs 2.2.4 wrote
+// them with an encoder per record and per header; `reference` is that upstream code.
+describe('patched kafkajs record encoding', () => {
+  type Headers = Record<string, string | Buffer | Array<string | Buffer> | null>;
+  type RecordInput = { offsetDelta?: number; timestampDelta?: number; key: string | Buffer | null; value: string | Buffer | null; headers?: Headers };
+  type Enc = {
+    buffer: Buffer;
+    writeVarInt(v: number): Enc;
+    writeInt8(v: number): Enc;
+    writeVarLong(v: number): Enc;
+    writeVarIntBytes(v: unknown): Enc;
+    writeVarIntString(v: string): Enc;
+    writeVarIntArray(v: Enc[]): Enc;
+  };
+  const E = require('kafkajs/src/protocol/encoder.js') as { new (size?: number): Enc; sizeOfVarInt(v: number): number; sizeOfVarLong(v: number): number; sizeOfVarIntBytes(v: unknown): number };
+  const patchedRecord = require('kafkajs/src/protocol/recordBatch/record/v0/index.js') as (r: RecordInput) => Enc;
+  const reference = ({ offsetDelta = 0, timestampDelta = 0, key, value, headers = {} }: RecordInput): Buffer => {
+    const headersArray = Object.keys(headers).flatMap((k) => (!Array.isArray(headers[k]) ? [{ key: k, value: headers[k] }] : (headers[k] as Array<string | Buffer>).map((v) => ({ key: k, value: v }))));
+    let headersSize = E.sizeOfVarInt(headersArray.length);
+    for (const h of headersArray) {
+      const keySize = Buffer.byteLength(h.key);
+      headersSize += E.sizeOfVarInt(keySize) + keySize;
+      if (h.value === null) headersSize += E.sizeOfVarInt(-1);
+      else {
+        const valueSize = Buffer.byteLength(h.value as string | Buffer);
+        headersSize += E.sizeOfVarInt(valueSize) + valueSize;
+      }
+    }
+    const sizeOfBody = 1 + E.sizeOfVarLong(timestampDelta) + E.sizeOfVarInt(offsetDelta) + E.sizeOfVarIntBytes(key) + E.sizeOfVarIntBytes(value) + headersSize;
+    return new E()
+      .writeVarInt(sizeOfBody)
+      .writeInt8(0)
+      .writeVarLong(timestampDelta)
+      .writeVarInt(offsetDelta)
+      .writeVarIntBytes(key)
+      .writeVarIntBytes(value)
+      .writeVarIntArray(headersArray.map((h) => new E().writeVarIntString(h.key).writeVarIntBytes(h.value))).buffer;
+  };
+
+  it('writes the same bytes as kafkajs for keys, values, headers and timestamp deltas of every size', () => {
+    const cases: RecordInput[] = [
+      { key: null, value: null },
+      { key: 'k', value: Buffer.from('v'), headers: { a: 'b' } },
+      { key: Buffer.from('键'), value: 'wert ✓', headers: { 'cityshare-schema-sha256': 'f'.repeat(64), many: ['1', Buffer.from('2')] } },
+      { key: 'x'.repeat(300), value: randomBytes(70_000), offsetDelta: 999, timestampDelta: 0 },
+    ];
+    for (const timestampDelta of [1, -1, 63, 64, -65, 2 ** 30 - 1, -(2 ** 30) + 1, 2 ** 30, -(2 ** 30), 2 ** 31 + 5, -(2 ** 40), 1_700_000_000_000]) {
+      cases.push({ key: `t${timestampDelta}`, value: randomBytes(40), offsetDelta: 17, timestampDelta, headers: { h: 'v' } });
+    }
+    for (let i = 0; i < 200; i++) {
+      cases.push({ key: i % 5 === 0 ? null : randomBytes(i % 40), value: randomBytes((i * 37) % 3000), offsetDelta: i * 131, timestampDelta: (i - 100) * 977, headers: i % 3 === 0 ? {} : { [`h${i}`]: randomBytes(i % 70).toString('hex') } });
+    }
+    for (const c of cases) expect(patchedRecord(c).buffer).toEqual(reference(c));
+  });
+});
