@@ -4,7 +4,8 @@
  * the schema registry, the source MariaDB, PostgreSQL, and the bench itself: load driver and
  * latency probe), read from /proc/<pid>/stat (user + system time of all its threads, so
  * libuv's and the JVM's threads count too) at the start and end of the phase. Divided by
- * the phase's row changes: CPU microseconds per row change, stage by stage.
+ * the phase's row changes: CPU microseconds per row change, stage by stage. A process that
+ * ends within a phase (a PostgreSQL backend of a closed connection) is not counted.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -13,7 +14,13 @@ import { SERVICES } from '../scripts/build-services.js';
 /** CPU seconds so far of each process that takes part, by pid, with its stage name. */
 export type CpuSnapshot = Map<number, { stage: string; seconds: number }>;
 
-const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+const TICKS_PER_SECOND = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100; // Linux's USER_HZ
+  }
+})();
 
 /** The stage a process belongs to, from its command line; undefined: not part of the pipeline or its stack. */
 export function stageOf(cmdline: string, comm: string, pid: number): string | undefined {

@@ -250,4 +250,16 @@ describe('patched kafkajs record encoding', () => {
     }
     for (const c of cases) expect(patchedRecord(c).buffer).toEqual(reference(c));
   });
+
+  it('takes kafkajs own path for a delta that is not an integer', () => {
+    const c = { key: 'k', value: 'v', timestampDelta: 1.5 };
+    const outcome = (f: () => Buffer) => {
+      try {
+        return f();
+      } catch (err) {
+        return (err as Error).constructor.name;
+      }
+    };
+    expect(outcome(() => patchedRecord(c).buffer)).toEqual(outcome(() => reference(c)));
+  });
 });

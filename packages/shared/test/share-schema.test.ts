@@ -124,6 +124,11 @@ describe('WireEncoder', () => {
     const small = encoder.encode(record('y'));
     expect(type.fromBuffer(big.subarray(5))).toEqual(record('x'.repeat(200_000)));
     expect(type.fromBuffer(small.subarray(5))).toEqual(record('y'));
+    // Larger than the reused buffer may grow: written into a buffer of its own.
+    const huge = encoder.encode(record('z'.repeat(3 * 1024 * 1024)));
+    expect(huge.readInt32BE(1)).toBe(1);
+    expect(type.fromBuffer(huge.subarray(5))).toEqual(record('z'.repeat(3 * 1024 * 1024)));
+    expect(type.fromBuffer(encoder.encode(record('w')).subarray(5))).toEqual(record('w'));
   });
 
   it('refuses a value that does not match, and names the field without its value', () => {

@@ -94,7 +94,6 @@ export class SchemaRegistrar {
    * logged and left to the next check: records already encode with ids held here.
    */
   async verify(): Promise<void> {
-    let changed = false;
     for (const contract of this.contracts.values()) {
       try {
         const found = await new WriterSchemas(this.options.endpoint).resolve(contract.topic, contract.id, contract.fingerprint).then(() => true, (err: unknown) => {
@@ -107,15 +106,14 @@ export class SchemaRegistrar {
         this.options.onReregistered(contract.topic);
         if (id !== contract.id) {
           contract.id = id;
-          changed = true;
+          // Records from now on carry the new id.
+          this.known = new WeakMap();
         }
         this.remember(id, contract);
       } catch (err) {
         this.options.logger.warn({ code: isCdcError(err) ? err.code : 'REGISTRY_UNREACHABLE', topic: contract.topic, err: (err as Error).message }, 'could not check a contract in the registry; the next check tries again');
       }
     }
-    // Records from now on carry the new ids.
-    if (changed) this.known = new WeakMap();
   }
 
   /**
@@ -128,8 +126,10 @@ export class SchemaRegistrar {
     if (!encoder) throw new CdcError('INTERNAL', `schema id ${id} for ${topic} was not registered by this transformer`);
     try {
       return encoder.encode(value);
-    } catch {
+    } catch (err) {
       const paths = encoder.invalidPaths(value);
+      // A value that matches its schema and still does not encode is not the record's fault: the transformer stops.
+      if (paths.length === 0) throw new CdcError('INTERNAL', `encoding a record for ${topic} under schema id ${id} failed: ${(err as Error).message}`, { cause: err });
       throw new CdcError('RECORD_INVALID', `record for ${topic} does not match its schema (fields: ${paths.join(', ') || 'unknown'})`, {
         details: { topic, fields: paths },
       });

@@ -9,6 +9,9 @@ import type { AvroRecordSchema } from './share-schema.js';
  * per record, no promise (the registry client's `encode` makes three buffers and awaits its
  * schema cache for every record).
  */
+/** The reused buffer grows up to this; a larger record is written into a buffer of its own (and none is kept for it). */
+const MAX_SCRATCH = 1024 * 1024;
+
 export class WireEncoder {
   private readonly type: avro.Type;
   private static scratch = Buffer.allocUnsafe(64 * 1024);
@@ -22,19 +25,24 @@ export class WireEncoder {
 
   /** Throws avsc's error for a value that does not match the schema (see `invalidPaths`). */
   encode(value: unknown): Buffer {
-    for (;;) {
-      const scratch = WireEncoder.scratch;
-      const end = this.type.encode(value, scratch, 5);
-      if (end >= 0) {
-        const out = Buffer.allocUnsafe(end);
-        scratch.copy(out, 0, 0, end);
-        out[0] = 0;
-        out.writeInt32BE(this.id, 1);
-        return out;
-      }
-      // Too small by -end bytes: grow and write again.
-      WireEncoder.scratch = Buffer.allocUnsafe(Math.max(scratch.length * 2, scratch.length - end));
+    const scratch = WireEncoder.scratch;
+    const end = this.type.encode(value, scratch, 5);
+    if (end >= 0) return this.framed(Buffer.from(scratch.subarray(0, end)));
+    // Too small: avsc says by how much (-end bytes), so the next write fits.
+    const needed = scratch.length - end;
+    if (needed > MAX_SCRATCH) {
+      const own = Buffer.allocUnsafe(needed);
+      this.type.encode(value, own, 5);
+      return this.framed(own);
     }
+    WireEncoder.scratch = Buffer.allocUnsafe(Math.min(MAX_SCRATCH, Math.max(scratch.length * 2, needed)));
+    return this.encode(value);
+  }
+
+  private framed(out: Buffer): Buffer {
+    out[0] = 0;
+    out.writeInt32BE(this.id, 1);
+    return out;
   }
 
   /** The paths of the fields of `value` that do not match the schema (field names only, never values). */
