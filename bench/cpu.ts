@@ -34,13 +34,19 @@ export function stageOf(cmdline: string, comm: string, pid: number): string | un
   return undefined;
 }
 
-/** CPU seconds (user + system, all threads) a process has used so far. */
-export function processCpuSeconds(pid: number): number {
+/** A process's name (comm) and the CPU seconds (user + system, all threads) it has used so far. */
+function readStat(pid: number): { comm: string; seconds: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // comm may hold spaces and parentheses: the fields after it start at the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const close = stat.lastIndexOf(')');
+  const fields = stat.slice(close + 2).split(' ');
   // utime and stime are fields 14 and 15 of stat(5); the slice starts at field 3.
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  return { comm: stat.slice(stat.indexOf('(') + 1, close), seconds: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND };
+}
+
+/** CPU seconds (user + system, all threads) a process has used so far. */
+export function processCpuSeconds(pid: number): number {
+  return readStat(pid).seconds;
 }
 
 export function cpuSnapshot(): CpuSnapshot {
@@ -49,10 +55,9 @@ export function cpuSnapshot(): CpuSnapshot {
     const pid = Number(entry);
     if (!Number.isInteger(pid)) continue;
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const { comm, seconds } = readStat(pid);
       const stage = stageOf(readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' '), comm, pid);
-      if (stage) out.set(pid, { stage, seconds: processCpuSeconds(pid) });
+      if (stage) out.set(pid, { stage, seconds });
     } catch {
       // The process ended meanwhile.
     }

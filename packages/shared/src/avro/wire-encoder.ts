@@ -2,6 +2,9 @@ import avro from 'avsc';
 import { avroOptions } from './logical-types.js';
 import type { AvroRecordSchema } from './share-schema.js';
 
+/** The reused buffer grows up to this; a larger record is written into a buffer of its own (and none is kept for it). */
+const MAX_SCRATCH = 1024 * 1024;
+
 /**
  * Encodes records of one schema in the Confluent wire format (magic byte 0, the schema id
  * as a 4-byte big-endian integer, the Avro body), compiled once with our logical types.
@@ -9,9 +12,6 @@ import type { AvroRecordSchema } from './share-schema.js';
  * per record, no promise (the registry client's `encode` makes three buffers and awaits its
  * schema cache for every record).
  */
-/** The reused buffer grows up to this; a larger record is written into a buffer of its own (and none is kept for it). */
-const MAX_SCRATCH = 1024 * 1024;
-
 export class WireEncoder {
   private readonly type: avro.Type;
   private static scratch = Buffer.allocUnsafe(64 * 1024);
