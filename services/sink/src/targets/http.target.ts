@@ -11,6 +11,9 @@ import { redisTls, redisTlsNeedsRediss } from './target-settings.js';
 import { signWebhook } from './webhook-signature.js';
 import { grantsInForce, isInForce, openBatch, purgeRevoked, retentionOptions, sealBatch, type QueuedBatch, type WebhookBatch } from './webhook-queue.js';
 
+/** Longest a command of the queue's Redis client waits for its answer. */
+const REDIS_COMMAND_TIMEOUT_MS = 5_000;
+
 /** How many finished webhook batches Redis keeps, and for how long: whichever limit is reached first. */
 const kept = (what: string, ageSeconds: number, count: number) => z.strictObject({
   ageSeconds: z.number().int().min(1).default(ageSeconds).describe(`${what}: kept at most this many seconds`),
@@ -132,8 +135,10 @@ export class HttpTarget implements Target {
     const [{ Queue, Worker, UnrecoverableError }, { Redis }] = await Promise.all([import('bullmq'), import('ioredis')]);
     this.giveUp = UnrecoverableError;
     const connection = { url: this.options.redisUrl, maxRetriesPerRequest: null, ...redisTlsOptions(this.options.redisTls, 'redisTls') };
-    // Queueing fails at once while Redis is away (no offline queue), so the batch is retried, not held.
-    this.redis = new Redis(this.options.redisUrl, { maxRetriesPerRequest: null, enableOfflineQueue: false, ...redisTlsOptions(this.options.redisTls, 'redisTls') });
+    // Queueing fails at once while Redis is away (no offline queue), so the batch is retried, not held; a command
+    // in flight when the connection drops would wait for it forever (no retry limit), so none waits longer than
+    // REDIS_COMMAND_TIMEOUT_MS: the batch then fails as TARGET_UNREACHABLE instead of holding the sink's consumer.
+    this.redis = new Redis(this.options.redisUrl, { maxRetriesPerRequest: null, enableOfflineQueue: false, commandTimeout: REDIS_COMMAND_TIMEOUT_MS, ...redisTlsOptions(this.options.redisTls, 'redisTls') });
     this.redis.on('error', this.faults.listener);
     this.queue = new Queue(this.options.queueName, { connection: this.redis });
     this.queue.on('error', this.faults.listener);
