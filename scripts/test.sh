@@ -23,11 +23,15 @@ if (($# > 0)); then
 fi
 # The unit project, then the integration suites in two lanes side by side (they share the
 # stack; each lane one file at a time: vitest.config.ts), then those that must run alone.
-npx vitest run --project unit
+# Each run also writes a JSON report: .ci/run names the failed tests from them at the end of its log.
+results=.stack/test-results
+rm -rf "$results" && mkdir -p "$results"
+report() { echo "--reporter=default --reporter=json --outputFile.json=$results/$1.json"; }
+npx vitest run --project unit $(report unit)
 status=0
-npx vitest run --project integration 2>&1 | sed -u 's/^/[lane 1] /' &
+npx vitest run --project integration $(report lane-1) 2>&1 | sed -u 's/^/[lane 1] /' &
 lane1=$!
-npx vitest run --project integration-lane-2 2>&1 | sed -u 's/^/[lane 2] /' || status=$?
+npx vitest run --project integration-lane-2 $(report lane-2) 2>&1 | sed -u 's/^/[lane 2] /' || status=$?
 wait "$lane1" || status=$?
-npx vitest run --project integration-alone || status=$?
+npx vitest run --project integration-alone $(report alone) || status=$?
 exit "$status"
