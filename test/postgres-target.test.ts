@@ -209,3 +209,26 @@ describe('PostgreSQL target: the batch write', () => {
     expect(await rowsOf('refused', ['id', 'name', 'born'])).toEqual([{ id: '1', name: 'a', born: '2000-01-01' }]);
   });
 });
+
+describe('PostgreSQL target: instances of one department starting together', () => {
+  it('create the same schema and tables at the same moment without refusing each other (CREATE … IF NOT EXISTS races in the catalog)', async () => {
+    // Two sinks of one department (scale-out) connect and ensure their tables at once: a plain
+    // CREATE … IF NOT EXISTS lets both pass the check and one fail on the catalog's unique index.
+    for (let round = 0; round < 5; round++) {
+      const shared = `${schema}_race${round}`;
+      const instances = Array.from({ length: 4 }, () => new PostgresTarget({ url: stack.postgresUrl, schema: shared }, logger));
+      try {
+        const outcomes = await Promise.allSettled(instances.map(async (t) => {
+          await t.connect();
+          await t.ensureTable(keyed('citizens', [{ name: 'name', type: 'string', nullable: true }]));
+          await t.ensureTable(keyed('citizens', [{ name: 'name', type: 'string', nullable: true }, { name: 'district', type: 'string', nullable: true }]));
+        }));
+        expect(outcomes.filter((o) => o.status === 'rejected').map((o) => String((o as PromiseRejectedResult).reason))).toEqual([]);
+        expect((await rowsOf('citizens', ['id', 'name', 'district'], shared))).toEqual([]);
+      } finally {
+        await Promise.all(instances.map((t) => t.close()));
+        await client.query(`DROP SCHEMA IF EXISTS "${shared}" CASCADE`);
+      }
+    }
+  });
+});

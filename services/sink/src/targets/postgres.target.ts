@@ -73,8 +73,9 @@ export class PostgresTarget implements Target {
       this.pool = pool;
     }
     try {
-      await this.pool.query(`CREATE SCHEMA IF NOT EXISTS ${q(this.options.schema)}`);
-    } catch (cause) {
+      await this.definition(q(this.options.schema), [`CREATE SCHEMA IF NOT EXISTS ${q(this.options.schema)}`]);
+    } catch (err) {
+      const cause = (err as Error).cause ?? err;
       throw new CdcError('TARGET_UNREACHABLE', `PostgreSQL target ${this.where} is not reachable: ${this.clean((cause as Error).message)}`, { cause });
     }
   }
@@ -93,8 +94,10 @@ export class PostgresTarget implements Target {
       `${q(TARGET_META.syncedAt)} timestamptz NOT NULL DEFAULT now()`,
     ];
     const key = log ? q(TARGET_META.version) : table.primaryKey.map(q).join(', ');
-    await this.query(fqn, `CREATE TABLE IF NOT EXISTS ${fqn} (${[...cols, ...meta].join(', ')}, PRIMARY KEY (${key}))`);
-    for (const c of table.columns) await this.query(fqn, `ALTER TABLE ${fqn} ADD COLUMN IF NOT EXISTS ${q(c.name)} ${pgTypeOf(c.type)}`);
+    await this.definition(fqn, [
+      `CREATE TABLE IF NOT EXISTS ${fqn} (${[...cols, ...meta].join(', ')}, PRIMARY KEY (${key}))`,
+      ...table.columns.map((c) => `ALTER TABLE ${fqn} ADD COLUMN IF NOT EXISTS ${q(c.name)} ${pgTypeOf(c.type)}`),
+    ]);
     this.ensured.set(table.name, new Set(table.columns.map((c) => c.name)));
   }
 
@@ -150,9 +153,16 @@ export class PostgresTarget implements Target {
     return { applied, stale: batch.length - applied };
   }
 
-  private async query(fqn: string, sql: string): Promise<void> {
-    await this.transaction(fqn, async (client) => {
-      await client.query(sql);
+  /**
+   * Schema definition statements, in one transaction that first waits for any other sink
+   * defining this department's schema (instances of one department start together when scaled
+   * out): `CREATE … IF NOT EXISTS` alone lets two sessions both pass the check and one fail
+   * on the catalog's unique index (pg_namespace, pg_type).
+   */
+  private async definition(what: string, statements: string[]): Promise<void> {
+    await this.transaction(what, async (client) => {
+      await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`cityshare.sink.ddl:${this.options.schema}`]);
+      for (const sql of statements) await client.query(sql);
     });
   }
 
