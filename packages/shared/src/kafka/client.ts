@@ -15,6 +15,13 @@ const LEVEL: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
 /** kafkajs' wording of a broker it cannot reach (each retry logs one). */
 const CONNECTION_TROUBLE = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EPIPE|Connection (error|timeout|closed)|closed connection|KafkaJSConnection|KafkaJSNumberOfRetriesExceeded|not reachable|There is no leader/i;
 
+/**
+ * kafkajs' wording of CONCURRENT_TRANSACTIONS: a transaction begun while the coordinator still
+ * completes the previous one, asked again after 10 ms (patches/kafkajs+2.2.4.patch). Expected
+ * between back-to-back transactions, so logged at debug, not as the error kafkajs calls it.
+ */
+const TRANSACTION_STILL_COMPLETING = /another concurrent operation on the same transaction/;
+
 /** During an outage, one kafkajs connection line per this many ms reaches the log at its level; the rest at debug. */
 const CONNECTION_LOG_EVERY_MS = 30_000;
 
@@ -36,6 +43,7 @@ export function createKafka(config: PipelineConfig['kafka'], clientId: string, l
     logCreator: () => (entry: LogEntry) => {
       const { message, ...extra } = entry.log;
       let level = LEVEL[entry.level] ?? 'info';
+      if (TRANSACTION_STILL_COMPLETING.test(String(extra.error ?? ''))) level = 'debug';
       if (CONNECTION_TROUBLE.test(`${message} ${String(extra.error ?? '')}`)) {
         const now = Date.now();
         if (now - lastTrouble < CONNECTION_LOG_EVERY_MS) {
