@@ -15,7 +15,16 @@ export class ContactWatch {
   private lost: boolean | undefined;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly options: { silentMs: () => number; what: string; brokers: string[]; logger: Logger; onChange?: (up: boolean) => void; limitMs?: number }) {
+  constructor(private readonly options: {
+    silentMs: () => number;
+    what: string;
+    brokers: string[];
+    logger: Logger;
+    onChange?: (up: boolean) => void;
+    limitMs?: number;
+    /** What else may explain the silence (a batch whose work has not ended), appended to the log line and to check(); '' if nothing. */
+    detail?: () => string;
+  }) {
     this.timer = setInterval(() => this.poll(), 1_000);
     this.timer.unref();
   }
@@ -35,7 +44,7 @@ export class ContactWatch {
       return;
     }
     if (lost) {
-      const err = new CdcError('KAFKA_UNREACHABLE', `${this.options.what}: no answer from the Kafka brokers (${this.options.brokers.join(',')}) for ${Math.round(silent / 1000)} s`);
+      const err = new CdcError('KAFKA_UNREACHABLE', `${this.options.what}: no answer from the Kafka brokers (${this.options.brokers.join(',')}) for ${Math.round(silent / 1000)} s${this.detail()}`);
       this.options.logger.error({ code: err.code, action: err.action }, `${err.message}; still retrying`);
     } else {
       this.options.logger.info({ dependency: 'kafka' }, `${this.options.what}: the Kafka brokers answer again`);
@@ -46,7 +55,12 @@ export class ContactWatch {
   /** true, or for how long the brokers have not answered. */
   check(): true | string {
     const silent = this.options.silentMs();
-    return this.silentTooLong(silent) ? `no answer from the Kafka brokers for ${Math.round(silent / 1000)} s (KAFKA_UNREACHABLE)` : true;
+    return this.silentTooLong(silent) ? `no answer from the Kafka brokers for ${Math.round(silent / 1000)} s (KAFKA_UNREACHABLE)${this.detail()}` : true;
+  }
+
+  private detail(): string {
+    const detail = this.options.detail?.() ?? '';
+    return detail ? `; ${detail}` : '';
   }
 
   stop(): void {

@@ -30,6 +30,8 @@ export class GroupMember {
   private dead: CdcError | undefined;
   private lastContact = Date.now();
   private held = new Map<string, number[]>();
+  /** Batches handed to the work and not finished, by "topic partition p": since when. */
+  private readonly inWork = new Map<string, number>();
   private readonly contact: ContactWatch;
 
   constructor(consumer: Consumer, o: {
@@ -45,7 +47,14 @@ export class GroupMember {
     const touch = () => {
       this.lastContact = Date.now();
     };
-    this.contact = new ContactWatch({ silentMs: () => Date.now() - this.lastContact, what: o.what, brokers: o.settings.brokers, logger: o.logger, onChange: o.onContact });
+    this.contact = new ContactWatch({
+      silentMs: () => Date.now() - this.lastContact,
+      what: o.what,
+      brokers: o.settings.brokers,
+      logger: o.logger,
+      onChange: o.onContact,
+      detail: () => this.batchInWork(),
+    });
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
       touch();
       this.joined = true;
@@ -55,10 +64,19 @@ export class GroupMember {
     });
     consumer.on(consumer.events.REBALANCING, () => {
       this.joined = false;
+      this.inWork.clear();
     });
     // Answers of the brokers: a heartbeat, or a batch fetched (kafkajs' FETCH event also fires on a fetch that failed).
     consumer.on(consumer.events.HEARTBEAT, touch);
-    consumer.on(consumer.events.START_BATCH_PROCESS, touch);
+    // No heartbeat goes out while a batch is worked on: a batch whose work never ends (a stall in
+    // the service or its destination) silences the member as a broker outage would; readiness
+    // and the KAFKA_UNREACHABLE line then name that batch too.
+    consumer.on(consumer.events.START_BATCH_PROCESS, ({ payload }) => {
+      touch();
+      this.inWork.set(`${payload.topic} partition ${payload.partition}`, Date.now());
+    });
+    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => this.inWork.delete(`${payload.topic} partition ${payload.partition}`));
+    consumer.on(consumer.events.CRASH, () => this.inWork.clear());
     onConsumerDeath(consumer, o.settings, (err) => {
       this.joined = false;
       this.dead = err;
@@ -79,6 +97,13 @@ export class GroupMember {
     if (contact !== true) return contact;
     if (!this.joined) return 'joining its consumer group';
     return true;
+  }
+
+  /** The batch in work the longest, if for more than 5 s: what may be silencing this member instead of the brokers. */
+  private batchInWork(): string {
+    const [oldest] = [...this.inWork].sort((a, b) => a[1] - b[1]);
+    if (!oldest || Date.now() - oldest[1] < 5_000) return '';
+    return `the work on a batch of ${oldest[0]} has not ended for ${Math.round((Date.now() - oldest[1]) / 1000)} s (no heartbeat goes out meanwhile: if other clients reach the brokers, the stall is in this service or its destination)`;
   }
 
   /** false once the consumer stopped for good: a process in that state should be restarted. */
