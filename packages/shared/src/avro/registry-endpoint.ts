@@ -21,7 +21,12 @@ export interface RegistryEndpoint {
   readonly url: string;
   readonly auth?: { username: string; password: string };
   readonly agent?: Agent;
+  /** How long one call may wait for the registry's answer (default REGISTRY_TIMEOUT_MS). */
+  readonly timeoutMs?: number;
 }
+
+/** One registry call unanswered this long fails as REGISTRY_UNREACHABLE (and is retried by its caller). */
+export const REGISTRY_TIMEOUT_MS = 10_000;
 
 export function registryEndpoint(settings: RegistrySettings): RegistryEndpoint {
   const url = settings.url.replace(/\/$/, '');
@@ -31,7 +36,7 @@ export function registryEndpoint(settings: RegistrySettings): RegistryEndpoint {
 }
 
 /** GET `<url><path>` as JSON with the endpoint's auth and CA; failures are REGISTRY_UNREACHABLE, never quoting credentials. */
-export async function getRegistryJson(endpoint: RegistryEndpoint, path: string, timeoutMs = 10_000): Promise<unknown> {
+export async function getRegistryJson(endpoint: RegistryEndpoint, path: string, timeoutMs = endpoint.timeoutMs ?? REGISTRY_TIMEOUT_MS): Promise<unknown> {
   const target = new URL(endpoint.url + path);
   const where = redactUrl(target.toString());
   const headers: Record<string, string> = { accept: 'application/vnd.schemaregistry.v1+json, application/json' };

@@ -1,18 +1,30 @@
 import { COMPATIBILITY, SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import { CdcError } from '../errors.js';
 import { avroOptions } from './logical-types.js';
-import { getRegistryJson, type RegistryEndpoint } from './registry-endpoint.js';
+import { TimeoutMiddleware } from 'mappersmith/middleware/timeout';
+import { REGISTRY_TIMEOUT_MS, getRegistryJson, type RegistryEndpoint } from './registry-endpoint.js';
 import type { AvroRecordSchema } from './share-schema.js';
 
 export { COMPATIBILITY, SchemaRegistry };
 
+type RegistryMiddleware = NonNullable<ConstructorParameters<typeof SchemaRegistry>[0]['middlewares']>[number];
+
 /**
  * Registry client (Confluent API: Confluent Schema Registry or Apicurio's ccompat) that knows
- * our logical types; basic auth and the CA of the endpoint on every call.
+ * our logical types; basic auth and the CA of the endpoint on every call, and a timeout on
+ * each (the client has none of its own: a registry that took a request and never answered
+ * held a department stream for good).
  */
 export function createSchemaRegistry(endpoint: RegistryEndpoint): SchemaRegistry {
   return new SchemaRegistry(
-    { host: endpoint.url, clientId: 'cityshare', ...(endpoint.auth ? { auth: endpoint.auth } : {}), ...(endpoint.agent ? { agent: endpoint.agent } : {}) },
+    {
+      host: endpoint.url,
+      clientId: 'cityshare',
+      ...(endpoint.auth ? { auth: endpoint.auth } : {}),
+      ...(endpoint.agent ? { agent: endpoint.agent } : {}),
+      // mappersmith's ESM typings of its own middleware differ from the CJS ones the client declares.
+      middlewares: [TimeoutMiddleware(endpoint.timeoutMs ?? REGISTRY_TIMEOUT_MS) as unknown as RegistryMiddleware],
+    },
     { [SchemaType.AVRO]: avroOptions() },
   );
 }
