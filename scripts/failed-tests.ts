@@ -17,7 +17,7 @@ export function failedTests(report: { testResults: FileResult[] }, lines = 6): s
     const failed = file.assertionResults.filter((a) => a.status === 'failed');
     for (const a of failed) out.push(`FAILED ${file.name} > ${a.fullName}\n${head(a.failureMessages[0] ?? '')}`);
     // A file can fail outside its tests (a hook, an import): vitest says so in the file's message.
-    if (failed.length === 0 && file.status === 'failed') out.push(`FAILED ${file.name}\n${head(file.message)}`);
+    if (failed.length === 0 && file.status === 'failed') out.push(`FAILED ${file.name}\n${head(file.message || 'outside its tests (a beforeAll or afterAll hook, or an import): its error is in the log above, after the file\'s FAIL line')}`);
   }
   return out;
 }

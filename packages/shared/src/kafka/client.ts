@@ -1,9 +1,9 @@
-import { Kafka, Partitioners, logLevel, type ITopicConfig, type LogEntry, type ProducerConfig } from 'kafkajs';
+import { Kafka, Partitioners, logLevel, type Admin, type ITopicConfig, type LogEntry, type ProducerConfig } from 'kafkajs';
 import { CdcError } from '../errors.js';
 import { TOPIC_LAYOUT, type TopicRole } from '../topics.js';
 import type { Logger } from '../logger.js';
 import type { PipelineConfig } from '../config/pipeline-schema.js';
-import { kafkaConnection } from './security.js';
+import { kafkaConnection, kafkaErrorChain } from './security.js';
 
 const LEVEL: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.ERROR]: 'error',
@@ -79,15 +79,39 @@ export async function ensurePipelineTopics(kafka: Kafka, settings: PipelineConfi
       try {
         await admin.createTopics({ topics: missing, waitForLeaders: true });
       } catch (err) {
+        // Created, but not yet in the metadata this broker answers with (a busy KRaft
+        // broker lags its controller): waited for below, like the leaders.
+        const notYetKnown = [...kafkaErrorChain(err)].some((e) => e.type !== undefined && NOT_YET_KNOWN.has(e.type));
         // Another instance may have created them in between; re-check before failing.
         const now = new Set(await admin.listTopics());
-        if (missing.some((t) => !now.has(t.topic))) throw err;
+        if (!notYetKnown && missing.some((t) => !now.has(t.topic))) throw err;
       }
     }
-    const { topics: meta } = await admin.fetchTopicMetadata({ topics: specs.map((s) => s.topic) });
+    const meta = await topicMetadataOnceKnown(admin, specs.map((s) => s.topic));
     return new Map(meta.map((t) => [t.name, t.partitions.length]));
   } finally {
     await admin.disconnect();
+  }
+}
+
+/** Answers about a topic just created that only mean "not in this broker's metadata yet". */
+const NOT_YET_KNOWN = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE']);
+
+/** How long a topic just created may take to appear with its leaders before that is an error. */
+const TOPIC_METADATA_WAIT_MS = 30_000;
+
+/** The topics' metadata, asked again every 200 ms while the broker does not know them (or their leaders) yet. */
+export async function topicMetadataOnceKnown(admin: Admin, names: string[]): Promise<Array<{ name: string; partitions: Array<{ leader: number }> }>> {
+  const deadline = Date.now() + TOPIC_METADATA_WAIT_MS;
+  for (;;) {
+    try {
+      const { topics: meta } = await admin.fetchTopicMetadata({ topics: names });
+      if (meta.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0)) || Date.now() > deadline) return meta;
+    } catch (err) {
+      const notYetKnown = [...kafkaErrorChain(err)].some((e) => e.type !== undefined && NOT_YET_KNOWN.has(e.type));
+      if (!notYetKnown || Date.now() > deadline) throw err;
+    }
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
 
