@@ -81,10 +81,9 @@ export async function ensurePipelineTopics(kafka: Kafka, settings: PipelineConfi
       } catch (err) {
         // Created, but not yet in the metadata this broker answers with (a busy KRaft
         // broker lags its controller): waited for below, like the leaders.
-        const notYetKnown = [...kafkaErrorChain(err)].some((e) => e.type !== undefined && NOT_YET_KNOWN.has(e.type));
         // Another instance may have created them in between; re-check before failing.
         const now = new Set(await admin.listTopics());
-        if (!notYetKnown && missing.some((t) => !now.has(t.topic))) throw err;
+        if (!notYetKnown(err) && missing.some((t) => !now.has(t.topic))) throw err;
       }
     }
     const meta = await topicMetadataOnceKnown(admin, specs.map((s) => s.topic));
@@ -96,6 +95,7 @@ export async function ensurePipelineTopics(kafka: Kafka, settings: PipelineConfi
 
 /** Answers about a topic just created that only mean "not in this broker's metadata yet". */
 const NOT_YET_KNOWN = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'LEADER_NOT_AVAILABLE']);
+const notYetKnown = (err: unknown) => [...kafkaErrorChain(err)].some((e) => e.type !== undefined && NOT_YET_KNOWN.has(e.type));
 
 /** How long a topic just created may take to appear with its leaders before that is an error. */
 const TOPIC_METADATA_WAIT_MS = 30_000;
@@ -108,8 +108,7 @@ export async function topicMetadataOnceKnown(admin: Admin, names: string[]): Pro
       const { topics: meta } = await admin.fetchTopicMetadata({ topics: names });
       if (meta.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0)) || Date.now() > deadline) return meta;
     } catch (err) {
-      const notYetKnown = [...kafkaErrorChain(err)].some((e) => e.type !== undefined && NOT_YET_KNOWN.has(e.type));
-      if (!notYetKnown || Date.now() > deadline) throw err;
+      if (!notYetKnown(err) || Date.now() > deadline) throw err;
     }
     await new Promise((r) => setTimeout(r, 200));
   }
