@@ -19,9 +19,9 @@ import { parseArgs } from 'node:util';
 import { PipelineRun } from '../scripts/support/pipeline-run.js';
 import type { ServiceProcess } from '../scripts/support/service-process.js';
 import { stack } from '../scripts/support/stack.js';
-import { burstSummary, measureE2ePhases, type CpuPerRow, steadySummary, windowed, type BurstSummary, type LatencySample, type SteadySummary } from './latency.js';
+import { burstSummary, measureE2ePhases, type CpuPerRow, steadySummary, windowed, type BurstSummary, type LatencySample, type StageWaits, type SteadySummary } from './latency.js';
 import { LoadDriver, Workload, benchTables, loadTables, preload, preloadFor } from './workload.js';
-import { benchServerId, deleteRunTopics, isMain, metric, peakRssMiB, waitFor, writeResults } from './support.js';
+import { benchServerId, deleteRunTopics, histogramTotals, isMain, metric, peakRssMiB, waitFor, writeResults } from './support.js';
 
 export interface E2eOptions {
   /** Row changes of the saturation burst. */
@@ -51,6 +51,8 @@ export interface E2eFigures {
   rss_mib: { cdc_reader: number; transformer: number; sink: number };
   /** CPU microseconds per row change of each process taking part, at saturation and at the fixed rate (bench/cpu.ts). */
   cpu_us_per_row: CpuPerRow;
+  /** Mean wait of each stage per batch at the fixed rate (its histograms). */
+  stage_waits?: StageWaits;
   preloaded: { citizens: number; taps: number };
 }
 
@@ -104,13 +106,18 @@ export async function measureE2e(o: E2eOptions, log: (line: string) => void = co
 
     const workload = new Workload(loadTables(run), preloaded);
 
-    const { burstLoad, burstSeconds, e2eRate, burstLatency, steadyLoad, steady, cpuPerRow } = await measureE2ePhases({
+    const { burstLoad, burstSeconds, e2eRate, burstLatency, steadyLoad, steady, cpuPerRow, stageWaits } = await measureE2ePhases({
       driver, workload, pgSchema: run.pgSchema, rows: o.rows, rate: o.rate, seconds: o.seconds,
       log: (line) => log(`e2e: ${line}`),
       arrival: async () => {
         const base = await delivered();
         return (rows, timeoutMs) => waitFor(async () => (await delivered()) - base >= rows, timeoutMs);
       },
+      stages: async () => ({
+        'transformer batch wait': await histogramTotals(transformer, 'cityshare_transformer_batch_wait_seconds'),
+        'transformer transaction': await histogramTotals(transformer, 'cityshare_transformer_transaction_seconds'),
+        'sink batch wait': await histogramTotals(sink, 'cityshare_sink_batch_wait_seconds'),
+      }),
     });
 
     const rss = { cdc_reader: peakRssMiB(reader.pid!), transformer: peakRssMiB(transformer.pid!), sink: peakRssMiB(sink.pid!) };
@@ -124,6 +131,7 @@ export async function measureE2e(o: E2eOptions, log: (line: string) => void = co
       latency_windows: windowed(steady.series),
       rss_mib: rss,
       cpu_us_per_row: cpuPerRow,
+      stage_waits: stageWaits,
       preloaded,
       series: steady.series,
     };

@@ -201,6 +201,8 @@ export interface E2ePhasesOptions {
   log: (line: string) => void;
   /** Called before each load: returns a wait for the target to hold that load's `rows` changes. */
   arrival: () => Promise<(rows: number, timeoutMs: number) => Promise<void>>;
+  /** Our pipeline's stage histograms (sum and count of each), read before and after the fixed rate; none for the peer. */
+  stages?: () => Promise<StageTotals>;
 }
 
 export interface E2ePhases {
@@ -212,6 +214,22 @@ export interface E2ePhases {
   steadyLoad: SteadyLoad;
   steady: LatencyFigures;
   cpuPerRow: CpuPerRow;
+  /** Mean of each stage's histogram over the fixed rate, ms, and how many a second (stages given). */
+  stageWaits?: StageWaits;
+}
+
+export type StageTotals = Record<string, { sum: number; count: number }>;
+export type StageWaits = Record<string, { mean_ms: number; per_s: number }>;
+
+/** Each stage's mean (ms) and rate between two readings of its histogram's sum and count. */
+export function stageWaits(before: StageTotals, after: StageTotals, seconds: number): StageWaits {
+  const out: StageWaits = {};
+  for (const [name, end] of Object.entries(after)) {
+    const start = before[name] ?? { sum: 0, count: 0 };
+    const count = end.count - start.count;
+    out[name] = { mean_ms: count > 0 ? Math.round(((end.sum - start.sum) / count) * 1000) : 0, per_s: Math.round((count / seconds) * 10) / 10 };
+  }
+  return out;
 }
 
 /** CPU microseconds per row change of each process taking part (bench/cpu.ts), in each phase. */
@@ -258,8 +276,11 @@ export async function measureE2ePhases(o: E2ePhasesOptions): Promise<E2ePhases> 
   o.log(`${o.rate.toLocaleString('en')} row changes/s for ${o.seconds} s`);
   let steadyLoad: SteadyLoad | undefined;
   const steadyArrived = await o.arrival();
+  const steadyStages = await o.stages?.();
   const steadyCpu = cpuSnapshot();
+  const steadyStart = Date.now();
   let steadyCpuEnd = steadyCpu;
+  let steadyEnd = steadyStart;
   const steady = await measureLatency({
     tables,
     originMs: Date.now(),
@@ -267,10 +288,13 @@ export async function measureE2ePhases(o: E2ePhasesOptions): Promise<E2ePhases> 
       steadyLoad = await o.driver.steady(o.workload, o.rate, o.seconds, commits);
       await steadyArrived(steadyLoad.rows, 900_000);
       steadyCpuEnd = cpuSnapshot();
+      steadyEnd = Date.now();
     },
   });
   o.log(`fixed rate: ${steadyLoad!.offered_rows_per_s.toLocaleString('en')} rows/s offered (${steadyLoad!.late_ticks} late ticks); latency of ${steady.rows.toLocaleString('en')} inserted rows p50 ${steady.p50} ms, p95 ${steady.p95} ms, p99 ${steady.p99} ms, max ${steady.max} ms${steady.missing ? `; ${steady.missing} rows never arrived` : ''} (${steady.polls} polls of ${steady.mean_poll_ms} ms)`);
   const cpuSteady = cpuPerRow(steadyCpu, steadyCpuEnd, steadyLoad!.rows);
   o.log(`fixed rate: CPU µs per row change: ${formatCpu(cpuSteady)}`);
-  return { burstLoad: burstLoad!, burstSeconds, e2eRate, burstLatency, steadyLoad: steadyLoad!, steady, cpuPerRow: { burst: cpuBurst, steady: cpuSteady } };
+  const waits = steadyStages && o.stages ? stageWaits(steadyStages, await o.stages(), (steadyEnd - steadyStart) / 1000) : undefined;
+  if (waits) o.log(`fixed rate: stages, mean per batch: ${Object.entries(waits).map(([name, w]) => `${name} ${w.mean_ms} ms (${w.per_s}/s)`).join(', ')}`);
+  return { burstLoad: burstLoad!, burstSeconds, e2eRate, burstLatency, steadyLoad: steadyLoad!, steady, cpuPerRow: { burst: cpuBurst, steady: cpuSteady }, stageWaits: waits };
 }

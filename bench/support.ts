@@ -20,6 +20,11 @@ export async function metric(svc: ServiceProcess, name: string): Promise<number>
   return sum;
 }
 
+/** Sum and count of a histogram over all its label sets, from the service's /metrics. */
+export async function histogramTotals(svc: ServiceProcess, name: string): Promise<{ sum: number; count: number }> {
+  return { sum: await metric(svc, `${name}_sum`), count: await metric(svc, `${name}_count`) };
+}
+
 /** Peak memory of a service by kind (V8 heap, Buffers outside it), sampled while waiting. */
 export class MemorySampler {
   readonly peak: Record<string, number> = {};

@@ -87,6 +87,17 @@ describe('observability', () => {
     });
   });
 
+  it('says how long the row waited before each stage started on it', async () => {
+    const [, transformer, sink] = services;
+    for (const [svc, name] of [[transformer!, 'cityshare_transformer_batch_wait_seconds'], [sink!, 'cityshare_sink_batch_wait_seconds']] as const) {
+      const text = await svc.metrics();
+      const value = (suffix: string) => Number(new RegExp(`^${name}_${suffix}\\{[^}]*department="health"[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1]);
+      // At least the row inserted above, seconds at most after its producer wrote it.
+      expect(value('count'), name).toBeGreaterThanOrEqual(1);
+      expect(value('sum') / value('count'), name).toBeLessThan(30);
+    }
+  });
+
   it('serves /healthz and /readyz on every service', async () => {
     for (const svc of services) {
       expect((await fetch(`http://127.0.0.1:${svc.port}/healthz`)).status).toBe(200);

@@ -28,6 +28,17 @@ export function createDependencyGauge(registry: Registry): Gauge<'dependency'> {
   });
 }
 
+/** Buckets of the stages' batch waits (seconds): where the time between source commit and target goes. */
+export const STAGE_WAIT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60];
+
+/**
+ * How long the oldest record of a fetched batch waited since its producer wrote it (its Kafka
+ * timestamp, the producer's clock), in seconds; 0 if that clock is ahead of ours.
+ */
+export function batchWaitSeconds(firstTimestamp: string): number {
+  return Math.max(0, Date.now() - Number(firstTimestamp)) / 1000;
+}
+
 /** Internal topics whose records the pipeline authenticates (record-mac.ts, raw-frame.ts). */
 export type AuthenticatedTopicKind = 'raw' | 'checkpoints' | 'table-schemas' | 'signals' | 'deliveries';
 

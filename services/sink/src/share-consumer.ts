@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Batch, Kafka, Producer } from 'kafkajs';
 import {
+  batchWaitSeconds,
   CdcError,
   META_FIELDS,
   WriterSchemas,
@@ -193,6 +194,7 @@ export class ShareConsumer {
     const labels = { department: department.name, target: department.target.kind };
     // Fetched before its partition was paused: read again after the resume.
     if (this.isPaused(batch.topic, batch.partition)) return 'again';
+    metrics.batchWait.observe(labels, batchWaitSeconds(batch.messages[0]!.timestamp));
     const byTable = new Map<TargetTable, Delivery[]>();
     let waiting: { offset: string; error: CdcError } | undefined;
     let lastOffset: string | undefined;

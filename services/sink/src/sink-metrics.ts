@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { STAGE_WAIT_BUCKETS } from '@cityshare/shared';
 
 export function createSinkMetrics(registry: Registry) {
   return {
@@ -11,6 +12,13 @@ export function createSinkMetrics(registry: Registry) {
     dlq: new Counter({ name: 'cityshare_sink_dlq_total', help: 'Row changes the target refused, sent to the department dead-letter topic', labelNames: ['department', 'target'] as const, registers: [registry] }),
     schemaUnknown: new Counter({ name: 'cityshare_sink_schema_unknown_total', help: 'Times a share partition was paused because its next record names a writer schema the registry does not know (SCHEMA_UNKNOWN)', labelNames: ['department', 'topic'] as const, registers: [registry] }),
     partitionsPaused: new Gauge({ name: 'cityshare_sink_partitions_paused', help: 'Share partitions paused now, waiting for the writer schema of their next record to be back in the registry', labelNames: ['department'] as const, registers: [registry] }),
+    batchWait: new Histogram({
+      name: 'cityshare_sink_batch_wait_seconds',
+      help: 'How long the oldest share record of a batch waited between the transformer producing it and the sink starting to deliver it: its transaction\'s commit, then the fetch (Kafka record timestamps: the transformer\'s clock)',
+      labelNames: ['department', 'target'] as const,
+      buckets: STAGE_WAIT_BUCKETS,
+      registers: [registry],
+    }),
     latency: new Histogram({
       name: 'cityshare_sink_end_to_end_latency_seconds',
       help: 'Source commit to target confirmation',

@@ -1,5 +1,5 @@
 import type { Kafka } from 'kafkajs';
-import { ConsumerLoop, isCdcError, topicMessages, type CdcError, type Logger, type PipelineConfig } from '@cityshare/shared';
+import { ConsumerLoop, batchWaitSeconds, isCdcError, topicMessages, type CdcError, type Logger, type PipelineConfig } from '@cityshare/shared';
 import { PartitionProducers } from './partition-producers.js';
 import type { DepartmentView } from './department-views.js';
 import type { SchemaRegistrar } from './schema-registrar.js';
@@ -94,6 +94,7 @@ export class DepartmentStream {
         // After a fault nothing more is produced or committed: the run is being stopped.
         // Fetched before a pause: not transformed, so read again from its start on resume.
         if (this.faulted || this.pauses.isPaused(batch.topic)) return 'again';
+        metrics.batchWait.observe({ department }, batchWaitSeconds(batch.messages[0]!.timestamp));
         const out: OutMessage[] = [];
         try {
           for (const message of batch.messages) out.push(...(await this.options.transform(batch.topic, batch.partition, message.offset, message.value)));

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { createForgedRecordsCounter } from '@cityshare/shared';
+import { STAGE_WAIT_BUCKETS, createForgedRecordsCounter } from '@cityshare/shared';
 
 export function createTransformerMetrics(registry: Registry) {
   return {
@@ -8,6 +8,13 @@ export function createTransformerMetrics(registry: Registry) {
     frameReads: new Counter({ name: 'cityshare_transformer_frame_reads_total', help: 'Raw messages department streams consumed: read here (decoded, authenticated, opened) or shared (read already for another department)', labelNames: ['outcome'] as const, registers: [registry] }),
     dlq: new Counter({ name: 'cityshare_transformer_dlq_total', help: 'Records sent to the dead-letter topic', labelNames: ['reason', 'department'] as const, registers: [registry] }),
     commits: new Counter({ name: 'cityshare_transformer_transactions_total', help: 'Kafka transactions by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+    batchWait: new Histogram({
+      name: 'cityshare_transformer_batch_wait_seconds',
+      help: 'How long the oldest raw message of a batch waited between the reader producing it and its department stream starting on it (Kafka record timestamps: the reader\'s clock)',
+      labelNames: ['department'] as const,
+      buckets: STAGE_WAIT_BUCKETS,
+      registers: [registry],
+    }),
     transactionSeconds: new Histogram({
       name: 'cityshare_transformer_transaction_seconds',
       help: "Time a department stream waits on one batch's Kafka transaction (share records, offsets, commit); its sum against the wall clock is the share of time the stream waits on the brokers",
