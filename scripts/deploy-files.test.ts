@@ -27,6 +27,21 @@ describe('deploy/systemd', () => {
     expect(serviceBundle('sink').endsWith(join('services', 'sink', 'dist', 'main.mjs'))).toBe(true);
   });
 
+  it('gives the transformer, whose memory grows with its departments, a larger limit than the unit\'s', () => {
+    const limitMiB = (file: string) => {
+      const m = /^MemoryMax=(\d+)M$/m.exec(readFileSync(join(dir, file), 'utf8'));
+      expect(m, file).not.toBeNull();
+      return Number(m![1]);
+    };
+    const unit = limitMiB('cityshare@.service');
+    const transformer = limitMiB(join('cityshare@transformer.service.d', 'memory.conf'));
+    // Ten departments peaked at 400-450 MiB in the transformer bench (BENCHMARKS.md).
+    expect(unit).toBeLessThan(450);
+    expect(transformer).toBeGreaterThanOrEqual(450 * 1.5);
+    // The drop-in is a [Service] section, as systemd reads it.
+    expect(readFileSync(join(dir, 'cityshare@transformer.service.d', 'memory.conf'), 'utf8')).toMatch(/^\[Service\]$/m);
+  });
+
   it('every example environment names a service and only variables that service or its pipeline file reads', () => {
     const examples = readdirSync(dir).filter((f) => f.endsWith('.env.example'));
     expect(examples.length).toBe(SERVICES.length);
