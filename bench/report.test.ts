@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parsePeerProfile, parsePeerProfiles, profileSettings } from './peer/debezium-profiles.js';
-import { bestOfPeers, checkTargets, figureRows, markdown, peerRatios, type PeerSummary, type SuiteFigures } from './report.js';
+import { bestOfPeers, checkTargets, figureRows, markdown, medianStageWaits, peerRatios, type PeerSummary, type SuiteFigures } from './report.js';
 
 const versions = { debezium_sink: 'debezium-connector-jdbc 3.6.0.Final' };
 // Neither profile is better at everything: the tuned one moves more rows, the defaults one
@@ -110,5 +110,26 @@ describe('peer profiles', () => {
     const { 'schema.name.adjustment.mode': names, ...avroSource } = a.source;
     expect(names).toBe('avro');
     expect(avroSource).toEqual(t.source);
+  });
+});
+
+describe('where a row waits', () => {
+  it('takes per stage the median of the runs, leaving out runs without it', () => {
+    const waits = medianStageWaits([
+      { 'transformer batch wait': { mean_ms: 100, per_s: 50 }, 'sink batch wait': { mean_ms: 40, per_s: 20 } },
+      { 'transformer batch wait': { mean_ms: 300, per_s: 30 } },
+      { 'transformer batch wait': { mean_ms: 150, per_s: 40 }, 'sink batch wait': { mean_ms: 60, per_s: 30 } },
+    ]);
+    expect(waits).toEqual({ 'transformer batch wait': { mean_ms: 150, per_s: 40 }, 'sink batch wait': { mean_ms: 50, per_s: 25 } });
+    expect(medianStageWaits([])).toBeNull();
+  });
+
+  it('shows them in the report when the runs measured them, and nothing otherwise', () => {
+    const machine = { cpus: 2, cpu_model: 'x', mem_gib: 24, os: 'Linux', node: 'v20', kafka: '4.1.1', mariadb: '10.11', postgresql: '15', kafkajs: '2.2.4', commit: 'abc' };
+    const f = { ...figures({ tuned }), stage_waits: { 'transformer batch wait': { mean_ms: 1500, per_s: 40 } } };
+    const md = markdown({ date: '2026-12-07T00:00:00Z', machine, command: 'npm run bench', runs: 1, elapsedS: 60, figures: f, notes: [], errors: [] });
+    expect(md).toContain('## Where a row waits at 5,000 rows/s (ours)');
+    expect(md).toContain('| transformer batch wait | 1,500 ms | 40 |');
+    expect(markdown({ date: '2026-12-07T00:00:00Z', machine, command: 'npm run bench', runs: 1, elapsedS: 60, figures: figures({ tuned }), notes: [], errors: [] })).not.toContain('Where a row waits');
   });
 });

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { createConnection } from 'mysql2/promise';
 import pg from 'pg';
 import { stack } from '../scripts/support/stack.js';
-import type { CpuPerRow } from './latency.js';
+import type { CpuPerRow, StageWaits } from './latency.js';
 import { median } from './support.js';
 
 export interface Machine {
@@ -98,6 +98,18 @@ export interface SuiteFigures {
   peer: { debezium: PeerSummary | null; debezium_profiles?: Record<string, PeerSummary> };
   /** CPU µs per row change by process, median of the runs: `ours` and `Debezium <profile>` (bench/cpu.ts). */
   cpu_us_per_row?: Record<string, CpuPerRow>;
+  /** Our stages' mean wait per batch and batches a second at the fixed rate, median of the runs (bench/latency.ts stageWaits). */
+  stage_waits?: StageWaits;
+}
+
+/** Per stage, the median of the runs' mean wait and batch rate; null without runs that measured them. */
+export function medianStageWaits(runs: StageWaits[]): StageWaits | null {
+  if (runs.length === 0) return null;
+  const stages = [...new Set(runs.flatMap((r) => Object.keys(r)))];
+  return Object.fromEntries(stages.map((s) => {
+    const of = runs.flatMap((r) => (r[s] ? [r[s]] : []));
+    return [s, { mean_ms: Math.round(median(of.map((w) => w.mean_ms))), per_s: Math.round(median(of.map((w) => w.per_s)) * 10) / 10 }];
+  }));
 }
 
 /** Per phase and process, the median of the runs' CPU µs per row change (a process missing from a run counts 0 there); null without runs. */
@@ -338,6 +350,18 @@ export function markdown(o: { date: string; machine: Machine; command: string; r
           'User + system time of every thread of each process taking part (/proc/<pid>/stat, bench/cpu.ts) from the start of a phase until the target held all of it, divided by its row changes; `bench` is the load driver and latency probe. Saturation: the burst; fixed rate: the latency phase (its idle time included). Median of the runs.',
           '',
           ...cpuTable(f.cpu_us_per_row, f.e2e_rate),
+          '',
+        ]
+      : []),
+    ...(f.stage_waits && Object.keys(f.stage_waits).length
+      ? [
+          `## Where a row waits at ${f.e2e_rate.toLocaleString('en')} rows/s (ours)`,
+          '',
+          'Mean per batch of each stage\'s histogram over the fixed rate (`cityshare_transformer_batch_wait_seconds`, `cityshare_transformer_transaction_seconds`, `cityshare_sink_batch_wait_seconds`: how old the oldest record of a batch was when its stage started on it, from the Kafka record timestamps). Median of the runs.',
+          '',
+          '| stage | mean per batch | batches / s |',
+          '|---|---|---|',
+          ...Object.entries(f.stage_waits).map(([stage, w]) => `| ${stage} | ${w.mean_ms.toLocaleString('en')} ms | ${w.per_s} |`),
           '',
         ]
       : []),

@@ -22,7 +22,7 @@ import { writeLatencyChart, type ChartLine } from './chart.js';
 import { measureE2e, type E2eResult } from './e2e-bench.js';
 import type { CpuPerRow } from './latency.js';
 import { measureReader, type ReaderFigures } from './reader-bench.js';
-import { bestOfPeers, checkTargets, machineInfo, markdown, medianCpu, peerRatios, type PeerSummary, type Quantiles, type SuiteFigures } from './report.js';
+import { bestOfPeers, checkTargets, machineInfo, markdown, medianCpu, medianStageWaits, peerRatios, type PeerSummary, type Quantiles, type SuiteFigures } from './report.js';
 import { median } from './support.js';
 import type { PeerFigures } from './peer/debezium.js';
 import { PROFILE_SUMMARY, SUITE_PEER_PROFILES, parsePeerProfiles, type PeerProfile } from './peer/debezium-profiles.js';
@@ -193,6 +193,7 @@ const figures: SuiteFigures = {
   rss_mib: rss,
   peer: { debezium, debezium_profiles: debeziumProfiles },
   cpu_us_per_row: cpuOfSystems(),
+  stage_waits: medianStageWaits(e2eRuns.flatMap((r) => (r.stage_waits ? [r.stage_waits] : []))) ?? undefined,
 };
 
 /** CPU per row change of ours and of each peer profile that ran (median of the runs). */
